@@ -1,0 +1,49 @@
+package bus
+
+import (
+	"fmt"
+	"hash/fnv"
+)
+
+// Names on the bus. Agents' credentials are scoped to these subjects and
+// keys, so they are part of the security model: change them with care.
+const (
+	// ResultsStream holds every agent batch, subjects meshlens.results.<partition>.<agent>.
+	ResultsStream        = "RESULTS"
+	ResultsSubjectPrefix = "meshlens.results"
+	// PinglistBucket is the KV bucket of pinglists, one key per host name.
+	PinglistBucket = "meshlens-pinglists"
+	// FleetBucket holds fleet-wide settings agents read, e.g. the UDP probe key.
+	FleetBucket = "meshlens-fleet"
+	// ResponderKeyKey is the key in FleetBucket of the fleet's UDP probe HMAC key.
+	ResponderKeyKey = "responder-key"
+	// StateBucket holds server-side state (aggregator checkpoints, leases).
+	StateBucket = "meshlens-state"
+)
+
+// ResultsSubject is where agent publishes its batches.
+func ResultsSubject(partition int, agent string) string {
+	return fmt.Sprintf("%s.%d.%s", ResultsSubjectPrefix, partition, agent)
+}
+
+// PartitionSubjects matches every agent of one partition.
+func PartitionSubjects(partition int) string {
+	return fmt.Sprintf("%s.%d.>", ResultsSubjectPrefix, partition)
+}
+
+// Partition is the fixed partition of an agent among n: a stable hash, so
+// every process agrees without coordination.
+func Partition(agent string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(agent))
+	return int(h.Sum32() % uint32(n))
+}
+
+// BatchMsgID is the Nats-Msg-Id of a batch: JetStream drops a second
+// publish of the same id inside the stream's duplicate window.
+func BatchMsgID(agent string, epoch, seq uint64) string {
+	return fmt.Sprintf("%s:%d:%d", agent, epoch, seq)
+}

@@ -1,0 +1,114 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// Limits on what a batch may carry. A batch over them is refused whole: an
+// agent never needs more, and the server must not be made to allocate more.
+const (
+	MaxBatchBytes      = 1 << 20 // encoded size
+	MaxResultsPerBatch = 20000
+	MaxNameLen         = 253 // host names, targets, addresses
+	MaxErrorLen        = 256
+)
+
+// Reasons a batch is rejected; they are the `reason` label of
+// meshlens_ingest_rejected_total.
+var (
+	ErrTooLarge     = errors.New("batch too large")
+	ErrMalformed    = errors.New("malformed batch")
+	ErrInvalidField = errors.New("invalid field")
+)
+
+// Reason maps a Decode/Validate error to its short counter label.
+func Reason(err error) string {
+	switch {
+	case errors.Is(err, ErrTooLarge):
+		return "too_large"
+	case errors.Is(err, ErrMalformed):
+		return "malformed"
+	case errors.Is(err, ErrInvalidField):
+		return "invalid_field"
+	default:
+		return "other"
+	}
+}
+
+// Encode marshals a batch.
+func Encode(b *Batch) ([]byte, error) {
+	data, err := proto.Marshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("wire: encode batch %d of %q: %w", b.GetSeq(), b.GetAgent(), err)
+	}
+	if len(data) > MaxBatchBytes {
+		return nil, fmt.Errorf("wire: batch %d of %q is %d bytes: %w", b.GetSeq(), b.GetAgent(), len(data), ErrTooLarge)
+	}
+	return data, nil
+}
+
+// Decode unmarshals and validates one batch.
+func Decode(data []byte) (*Batch, error) {
+	if len(data) > MaxBatchBytes {
+		return nil, fmt.Errorf("wire: %d bytes: %w", len(data), ErrTooLarge)
+	}
+	b := new(Batch)
+	if err := proto.Unmarshal(data, b); err != nil {
+		return nil, fmt.Errorf("wire: %w: %v", ErrMalformed, err)
+	}
+	if err := Validate(b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Validate checks the fields a server relies on.
+func Validate(b *Batch) error {
+	if b.Agent == "" || len(b.Agent) > MaxNameLen {
+		return fmt.Errorf("wire: agent name of %d bytes: %w", len(b.Agent), ErrInvalidField)
+	}
+	if b.Seq == 0 {
+		return fmt.Errorf("wire: batch of %q has seq 0: %w", b.Agent, ErrInvalidField)
+	}
+	if len(b.Results) > MaxResultsPerBatch {
+		return fmt.Errorf("wire: batch %d of %q has %d results: %w", b.Seq, b.Agent, len(b.Results), ErrTooLarge)
+	}
+	for i, r := range b.Results {
+		switch {
+		case r == nil:
+			return fmt.Errorf("wire: batch %d of %q result %d is empty: %w", b.Seq, b.Agent, i, ErrInvalidField)
+		case r.Dst == "" || len(r.Dst) > MaxNameLen:
+			return fmt.Errorf("wire: batch %d of %q result %d: dst of %d bytes: %w", b.Seq, b.Agent, i, len(r.Dst), ErrInvalidField)
+		case r.Protocol == Protocol_PROTOCOL_UNSPECIFIED || r.Protocol > Protocol_PROTOCOL_ICMP:
+			return fmt.Errorf("wire: batch %d of %q result %d: protocol %d: %w", b.Seq, b.Agent, i, r.Protocol, ErrInvalidField)
+		case r.Outcome == Outcome_OUTCOME_UNSPECIFIED || r.Outcome > Outcome_OUTCOME_ERROR:
+			return fmt.Errorf("wire: batch %d of %q result %d: outcome %d: %w", b.Seq, b.Agent, i, r.Outcome, ErrInvalidField)
+		case r.RttNs < 0:
+			return fmt.Errorf("wire: batch %d of %q result %d: negative rtt: %w", b.Seq, b.Agent, i, ErrInvalidField)
+		case len(r.Error) > MaxErrorLen || len(r.SrcAddr) > MaxNameLen || len(r.DstAddr) > MaxNameLen:
+			return fmt.Errorf("wire: batch %d of %q result %d: oversized string: %w", b.Seq, b.Agent, i, ErrInvalidField)
+		}
+	}
+	return nil
+}
+
+// Lost reports whether a result counts as a dropped probe for loss ratios.
+// A refusal or a local error says nothing about the network and is neither
+// sent nor lost; see Counts.
+func Lost(r *ProbeResult) bool {
+	return r.Outcome == Outcome_OUTCOME_LOST || r.Outcome == Outcome_OUTCOME_SYN_RETRANSMIT
+}
+
+// Counts reports whether a result is a network measurement at all (it
+// counts as sent). Local errors and refusals are excluded so that a stopped
+// responder or a bad socket does not read as packet loss.
+func Counts(r *ProbeResult) bool {
+	switch r.Outcome {
+	case Outcome_OUTCOME_OK, Outcome_OUTCOME_LOST, Outcome_OUTCOME_SYN_RETRANSMIT, Outcome_OUTCOME_BAD_RESPONSE:
+		return true
+	}
+	return false
+}
