@@ -34,7 +34,10 @@ type HTTPTarget struct {
 // Pinglist is what one agent probes, as published in the KV bucket under
 // the host's name.
 type Pinglist struct {
-	Host      string    `json:"host"`
+	Host string `json:"host"`
+	// Addr is the host's own address from the topology: where its responder
+	// listens unless the agent is told otherwise.
+	Addr      string    `json:"addr"`
 	Version   uint64    `json:"version"` // increases with every change of the fleet's lists
 	Generated time.Time `json:"generated"`
 	// Partition of the results stream this agent publishes to.
