@@ -1,0 +1,170 @@
+package pinglist
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/meshlens/meshlens/internal/topology"
+)
+
+// Settings are the fleet-wide knobs of pinglist generation.
+type Settings struct {
+	Interval  time.Duration // default 10s
+	Timeout   time.Duration // default 3s: long enough to see a SYN retransmission (1s) complete
+	Protocols []string      // default tcp, udp
+	// InterDCRepresentatives is how many hosts per DC probe the other DCs'
+	// representatives (level 3). Default 2.
+	InterDCRepresentatives int
+	// Partitions of the results stream; an agent's partition is a hash of
+	// its name.
+	Partitions  int
+	HTTPTargets []HTTPTarget
+}
+
+func (s Settings) withDefaults() Settings {
+	if s.Interval <= 0 {
+		s.Interval = 10 * time.Second
+	}
+	if s.Timeout <= 0 {
+		s.Timeout = 3 * time.Second
+	}
+	if len(s.Protocols) == 0 {
+		s.Protocols = []string{"tcp", "udp"}
+	}
+	if s.InterDCRepresentatives <= 0 {
+		s.InterDCRepresentatives = 2
+	}
+	if s.Partitions <= 0 {
+		s.Partitions = 1
+	}
+	return s
+}
+
+// PartitionFunc maps an agent to its results partition; the bus package's
+// Partition is the one used in production.
+type PartitionFunc func(agent string, n int) int
+
+// Generate computes every host's pinglist, keyed by host name. The result
+// depends only on the topology and settings (not on map order or time,
+// except the Generated stamp), so two controllers agree.
+func Generate(t *topology.Topology, s Settings, version uint64, now time.Time, partition PartitionFunc) (map[string]*Pinglist, error) {
+	s = s.withDefaults()
+	if s.Timeout >= s.Interval {
+		return nil, fmt.Errorf("pinglist: timeout %v must be shorter than the interval %v", s.Timeout, s.Interval)
+	}
+	for _, p := range s.Protocols {
+		if p != "tcp" && p != "udp" && p != "icmp" {
+			return nil, fmt.Errorf("pinglist: unknown protocol %q (want tcp, udp or icmp)", p)
+		}
+	}
+	peers := Peers(t, s.InterDCRepresentatives)
+	out := make(map[string]*Pinglist, len(t.Hosts))
+	for _, h := range t.Hosts {
+		out[h.Name] = &Pinglist{
+			Host:          h.Name,
+			Addr:          h.Addr.String(),
+			Version:       version,
+			Generated:     now.UTC(),
+			Partition:     partition(h.Name, s.Partitions),
+			Interval:      Duration(s.Interval),
+			Timeout:       Duration(s.Timeout),
+			Protocols:     append([]string(nil), s.Protocols...),
+			ResponderPort: t.ResponderPort,
+			Peers:         peers[h.Name],
+			HTTPTargets:   append([]HTTPTarget(nil), s.HTTPTargets...),
+		}
+	}
+	return out, nil
+}
+
+// Peers computes the three Pingmesh levels for every host.
+func Peers(t *topology.Topology, representatives int) map[string][]Peer {
+	out := make(map[string][]Peer, len(t.Hosts))
+	add := func(src, dst string, level int) {
+		if src == dst {
+			return
+		}
+		h := t.Host(dst)
+		out[src] = append(out[src], Peer{Host: dst, Addr: h.Addr.String(), Level: level})
+	}
+	// Level 1: full mesh under each ToR.
+	for _, r := range t.Racks {
+		for _, a := range r.Hosts {
+			for _, b := range r.Hosts {
+				add(a, b, LevelIntraRack)
+			}
+		}
+	}
+	// Level 2: the ToR-level mesh of each DC, host k to host k.
+	for _, dc := range t.DCs {
+		racks := racksOf(t, dc)
+		for _, ri := range racks {
+			for k, a := range ri.Hosts {
+				for _, rj := range racks {
+					if rj == ri || len(rj.Hosts) == 0 {
+						continue
+					}
+					add(a, rj.Hosts[k%len(rj.Hosts)], LevelIntraDC)
+				}
+			}
+		}
+	}
+	// Level 3: representatives of each DC probe the others'.
+	if len(t.DCs) > 1 {
+		reps := map[string][]string{}
+		for _, dc := range t.DCs {
+			reps[dc.Name] = Representatives(t, dc.Name, representatives)
+		}
+		for _, a := range t.DCs {
+			for _, b := range t.DCs {
+				if a == b {
+					continue
+				}
+				for _, src := range reps[a.Name] {
+					for _, dst := range reps[b.Name] {
+						add(src, dst, LevelInterDC)
+					}
+				}
+			}
+		}
+	}
+	for _, list := range out {
+		sort.SliceStable(list, func(i, j int) bool { return list[i].Level < list[j].Level })
+	}
+	return out
+}
+
+func racksOf(t *topology.Topology, dc *topology.DC) []*topology.Rack {
+	var racks []*topology.Rack
+	for _, p := range dc.Pods {
+		for _, r := range t.Pod(p).Racks {
+			racks = append(racks, t.Rack(r))
+		}
+	}
+	return racks
+}
+
+// Representatives picks n hosts of a DC for inter-DC probing: the first
+// host of racks spread evenly over the DC, so one bad rack or pod does not
+// take every representative with it.
+func Representatives(t *topology.Topology, dc string, n int) []string {
+	d := t.DC(dc)
+	if d == nil {
+		return nil
+	}
+	var racks []*topology.Rack
+	for _, r := range racksOf(t, d) {
+		if len(r.Hosts) > 0 {
+			racks = append(racks, r)
+		}
+	}
+	if n > len(racks) {
+		n = len(racks)
+	}
+	out := make([]string, 0, n)
+	for j := 0; j < n; j++ {
+		out = append(out, racks[j*len(racks)/n].Hosts[0])
+	}
+	return out
+}
