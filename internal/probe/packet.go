@@ -1,0 +1,142 @@
+package probe
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"net/netip"
+)
+
+// The signed UDP echo packet. Layout (integers big-endian):
+//
+//	off  len  field
+//	0    2    magic 0x4D 0x4C ("ML")
+//	2    1    version, 1
+//	3    1    flags: bit 0 (flagReply) is set on a reply; other bits must be 0
+//	4    8    stream: random id of the sending prober (one per agent incarnation)
+//	12   8    seq: sequence number within the (stream, peer) echo stream, from 1
+//	20   8    sent: the sender's clock at sending, Unix nanoseconds
+//	28   n    padding, any content, so a prober may send larger packets
+//	28+n 16   mac: HMAC-SHA256 truncated to 16 bytes
+//
+// The MAC covers the 16-byte form of the probed IP address followed by bytes
+// 0..28+n. Binding the probed address in means a captured probe cannot be
+// replayed against another responder of the fleet, and a reply proves it
+// came from the address that was probed. A reply is the request with
+// flagReply set and the MAC recomputed: exactly as long as the request, so
+// the responder can never amplify. A responder drops anything carrying
+// flagReply, so two responders cannot be made to talk to each other.
+const (
+	packetVersion   = 1
+	flagReply       = 1
+	headerLen       = 28
+	macLen          = 16
+	MinPacketLen    = headerLen + macLen
+	MaxPacketLen    = 1472 // one Ethernet frame of UDP over IPv4
+	packetMagic0    = 'M'
+	packetMagic1    = 'L'
+	minKeyLen       = 16
+	addrBindingSize = 16
+)
+
+// Packet is the decoded header of a probe packet.
+type Packet struct {
+	Reply  bool
+	Stream uint64
+	Seq    uint64
+	// SentUnixNano is the sender's clock when the request was sent.
+	SentUnixNano int64
+	// Len is the whole packet's length, MAC included.
+	Len int
+}
+
+// Reasons a packet is refused; the responder counts them by these labels.
+var (
+	ErrMalformed = errors.New("malformed packet")
+	ErrBadMAC    = errors.New("bad mac")
+)
+
+// DecodePacket parses a packet's header. It does not check the MAC; see
+// packetSigner.verify.
+func DecodePacket(b []byte) (Packet, error) {
+	if len(b) < MinPacketLen || len(b) > MaxPacketLen {
+		return Packet{}, fmt.Errorf("probe: packet of %d bytes: %w", len(b), ErrMalformed)
+	}
+	if b[0] != packetMagic0 || b[1] != packetMagic1 {
+		return Packet{}, fmt.Errorf("probe: packet magic %#x%02x: %w", b[0], b[1], ErrMalformed)
+	}
+	if b[2] != packetVersion {
+		return Packet{}, fmt.Errorf("probe: packet version %d: %w", b[2], ErrMalformed)
+	}
+	if b[3]&^flagReply != 0 {
+		return Packet{}, fmt.Errorf("probe: packet flags %#x: %w", b[3], ErrMalformed)
+	}
+	return Packet{
+		Reply:        b[3]&flagReply != 0,
+		Stream:       binary.BigEndian.Uint64(b[4:]),
+		Seq:          binary.BigEndian.Uint64(b[12:]),
+		SentUnixNano: int64(binary.BigEndian.Uint64(b[20:])),
+		Len:          len(b),
+	}, nil
+}
+
+// packetSigner signs and verifies packets with one key. It reuses its hash
+// state, so it is not safe for concurrent use: each goroutine has its own.
+type packetSigner struct {
+	mac hash.Hash
+	sum [sha256.Size]byte
+}
+
+func newPacketSigner(key []byte) (*packetSigner, error) {
+	if len(key) < minKeyLen {
+		return nil, fmt.Errorf("probe: fleet key of %d bytes, need at least %d", len(key), minKeyLen)
+	}
+	return &packetSigner{mac: hmac.New(sha256.New, key)}, nil
+}
+
+func (s *packetSigner) compute(dst netip.Addr, body []byte) []byte {
+	s.mac.Reset()
+	a := dst.As16()
+	s.mac.Write(a[:])
+	s.mac.Write(body)
+	return s.mac.Sum(s.sum[:0])[:macLen]
+}
+
+// sign writes the MAC into the last macLen bytes of pkt.
+func (s *packetSigner) sign(dst netip.Addr, pkt []byte) {
+	n := len(pkt) - macLen
+	copy(pkt[n:], s.compute(dst, pkt[:n]))
+}
+
+// verify reports whether pkt carries a valid MAC for dst, in constant time.
+func (s *packetSigner) verify(dst netip.Addr, pkt []byte) bool {
+	if len(pkt) < MinPacketLen {
+		return false
+	}
+	n := len(pkt) - macLen
+	return hmac.Equal(s.compute(dst, pkt[:n]), pkt[n:])
+}
+
+// appendRequest builds an unsigned request of total length size into buf.
+func appendRequest(buf []byte, stream, seq uint64, sentUnixNano int64, size int) []byte {
+	if size < MinPacketLen {
+		size = MinPacketLen
+	}
+	if size > MaxPacketLen {
+		size = MaxPacketLen
+	}
+	buf = append(buf[:0], packetMagic0, packetMagic1, packetVersion, 0)
+	buf = binary.BigEndian.AppendUint64(buf, stream)
+	buf = binary.BigEndian.AppendUint64(buf, seq)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(sentUnixNano))
+	for len(buf) < size {
+		buf = append(buf, 0)
+	}
+	return buf
+}
+
+// toReply turns a verified request into a reply in place.
+func toReply(pkt []byte) { pkt[3] |= flagReply }

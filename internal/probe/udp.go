@@ -1,0 +1,335 @@
+package probe
+
+import (
+	"container/heap"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshlens/meshlens/internal/clock"
+	"github.com/meshlens/meshlens/internal/wire"
+)
+
+// UDPProberConfig configures a UDPProber.
+type UDPProberConfig struct {
+	// Local is the source address; invalid means any.
+	Local netip.Addr
+	// Key is the fleet key; without one, probes report OUTCOME_ERROR
+	// until SetKey is called.
+	Key []byte
+	// Size of each probe packet, MinPacketLen..MaxPacketLen (default
+	// MinPacketLen).
+	Size       int
+	Clock      clock.Clock
+	Registerer prometheus.Registerer
+}
+
+// UDPProber sends signed echoes to peers' responders from one socket and
+// matches replies by (peer, seq). Each peer is one echo stream with its
+// own sequence numbers, so loss, duplicates and reordering are per stream.
+// A probe's result is reported at its deadline (sent + timeout), not at the
+// first reply, so that duplicates arriving within the timeout are counted
+// on the echo they copy.
+type UDPProber struct {
+	conn    *net.UDPConn
+	srcAddr string
+	srcPort uint32
+	stream  uint64
+	size    int
+	clock   clock.Clock
+	late    prometheus.Counter
+	bogus   prometheus.Counter
+
+	mu      sync.Mutex
+	signer  *packetSigner
+	peers   map[netip.AddrPort]*udpStream
+	pending map[udpKey]*udpPending
+	byDue   udpHeap
+	closed  bool
+	buf     []byte
+}
+
+type udpKey struct {
+	peer netip.AddrPort
+	seq  uint64
+}
+
+type udpStream struct {
+	next       uint64 // next seq to send
+	maxReplied uint64 // highest seq answered so far
+	lastUsed   time.Time
+}
+
+type udpPending struct {
+	key      udpKey
+	res      *wire.ProbeResult
+	sent     time.Time
+	deadline time.Time
+	got      bool
+	done     func(*wire.ProbeResult)
+	index    int
+}
+
+type udpHeap []*udpPending
+
+func (h udpHeap) Len() int           { return len(h) }
+func (h udpHeap) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
+func (h udpHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
+func (h *udpHeap) Push(x any)        { p := x.(*udpPending); p.index = len(*h); *h = append(*h, p) }
+func (h *udpHeap) Pop() any {
+	old := *h
+	p := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return p
+}
+
+// NewUDPProber opens the prober's socket. Call Run to receive replies and
+// report results.
+func NewUDPProber(cfg UDPProberConfig) (*UDPProber, error) {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Size == 0 {
+		cfg.Size = MinPacketLen
+	}
+	if cfg.Size < MinPacketLen || cfg.Size > MaxPacketLen {
+		return nil, fmt.Errorf("probe: udp probe size %d outside %d..%d", cfg.Size, MinPacketLen, MaxPacketLen)
+	}
+	var laddr *net.UDPAddr
+	if cfg.Local.IsValid() {
+		laddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.Local, 0))
+	}
+	conn, err := net.ListenUDP("udp", laddr)
+	if err != nil {
+		return nil, fmt.Errorf("probe: udp prober socket on %v: %w", cfg.Local, err)
+	}
+	var sb [8]byte
+	if _, err := rand.Read(sb[:]); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("probe: udp stream id: %w", err)
+	}
+	p := &UDPProber{
+		conn:   conn,
+		stream: binary.BigEndian.Uint64(sb[:]),
+		size:   cfg.Size,
+		clock:  cfg.Clock,
+		late: register(cfg.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshlens_probe_udp_late_replies_total",
+			Help: "Authentic udp echo replies that came back after their probe was reported lost.",
+		})),
+		bogus: register(cfg.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshlens_probe_udp_bogus_replies_total",
+			Help: "Datagrams on the udp prober socket that were not an authentic reply to it.",
+		})),
+		peers:   make(map[netip.AddrPort]*udpStream),
+		pending: make(map[udpKey]*udpPending),
+	}
+	local := p.LocalAddr()
+	p.srcAddr, p.srcPort = local.Addr().String(), uint32(local.Port())
+	if cfg.Key != nil {
+		if err := p.SetKey(cfg.Key); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// LocalAddr is the prober's socket address.
+func (p *UDPProber) LocalAddr() netip.AddrPort {
+	return p.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// SetKey sets the fleet key probes are signed with. Safe for concurrent use.
+func (p *UDPProber) SetKey(key []byte) error {
+	s, err := newPacketSigner(append([]byte(nil), key...))
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.signer = s
+	p.mu.Unlock()
+	return nil
+}
+
+// Start implements Prober. It sends at once and reports at the deadline.
+func (p *UDPProber) Start(ctx context.Context, t Target, done func(*wire.ProbeResult)) {
+	now := p.clock.Now()
+	res := newResult(t, now)
+	res.SrcAddr, res.SrcPort = p.srcAddr, p.srcPort
+	timeout := t.Timeout
+	if timeout <= 0 {
+		timeout = time.Second
+	}
+	p.mu.Lock()
+	if p.closed || ctx.Err() != nil {
+		p.mu.Unlock()
+		res.Outcome, res.Error = wire.Outcome_OUTCOME_ERROR, "prober stopped"
+		done(res)
+		return
+	}
+	if p.signer == nil {
+		p.mu.Unlock()
+		res.Outcome, res.Error = wire.Outcome_OUTCOME_ERROR, shortError(ErrNoKey)
+		done(res)
+		return
+	}
+	st := p.peers[t.Addr]
+	if st == nil {
+		st = &udpStream{next: 1}
+		p.peers[t.Addr] = st
+	}
+	st.lastUsed = now
+	seq := st.next
+	st.next++
+	res.Seq = seq
+	p.buf = appendRequest(p.buf, p.stream, seq, now.UnixNano(), p.size)
+	p.signer.sign(t.Addr.Addr(), p.buf)
+	// Send under the lock: the buffer is shared, and a reply must not be
+	// able to arrive before its pending entry exists.
+	_, err := p.conn.WriteToUDPAddrPort(p.buf, t.Addr)
+	if err != nil {
+		p.mu.Unlock()
+		res.Outcome, res.Error = wire.Outcome_OUTCOME_ERROR, shortError(fmt.Errorf("probe: udp send to %v: %w", t.Addr, err))
+		done(res)
+		return
+	}
+	pd := &udpPending{key: udpKey{t.Addr, seq}, res: res, sent: now, deadline: now.Add(timeout), done: done}
+	p.pending[pd.key] = pd
+	heap.Push(&p.byDue, pd)
+	p.mu.Unlock()
+}
+
+// Probe runs one probe and waits for its result (tests, one-off use).
+func (p *UDPProber) Probe(ctx context.Context, t Target) *wire.ProbeResult {
+	ch := make(chan *wire.ProbeResult, 1)
+	p.Start(ctx, t, func(r *wire.ProbeResult) { ch <- r })
+	return <-ch
+}
+
+// Run receives replies and reports results at their deadlines until ctx
+// ends; then it reports every probe still pending as an error (they were
+// cut short, not lost) and closes the socket.
+func (p *UDPProber) Run(ctx context.Context) error {
+	readDone := make(chan error, 1)
+	go func() { readDone <- p.readLoop() }()
+	tick := p.clock.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err = <-readDone:
+			readDone = nil
+			break loop
+		case <-tick.C():
+			p.reap(p.clock.Now())
+		}
+	}
+	p.mu.Lock()
+	p.closed = true
+	var cut []*udpPending
+	for _, pd := range p.byDue {
+		cut = append(cut, pd)
+	}
+	p.byDue, p.pending = nil, make(map[udpKey]*udpPending)
+	p.mu.Unlock()
+	for _, pd := range cut {
+		pd.res.Outcome, pd.res.Error, pd.res.RttNs = wire.Outcome_OUTCOME_ERROR, "prober stopped", 0
+		pd.done(pd.res)
+	}
+	p.conn.Close()
+	if readDone != nil {
+		<-readDone
+	}
+	return err
+}
+
+// reap reports every probe whose deadline has passed.
+func (p *UDPProber) reap(now time.Time) {
+	var due []*udpPending
+	p.mu.Lock()
+	for len(p.byDue) > 0 && !p.byDue[0].deadline.After(now) {
+		pd := heap.Pop(&p.byDue).(*udpPending)
+		delete(p.pending, pd.key)
+		due = append(due, pd)
+	}
+	// Forget streams of peers no longer probed, now and then.
+	if len(p.pending) == 0 || len(due) > 0 {
+		for a, st := range p.peers {
+			if now.Sub(st.lastUsed) > 10*time.Minute {
+				delete(p.peers, a)
+			}
+		}
+	}
+	p.mu.Unlock()
+	for _, pd := range due {
+		if !pd.got {
+			pd.res.Outcome, pd.res.Error = wire.Outcome_OUTCOME_LOST, "no reply"
+		}
+		pd.done(pd.res)
+	}
+}
+
+func (p *UDPProber) readLoop() error {
+	buf := make([]byte, MaxPacketLen+1)
+	for {
+		n, from, err := p.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// ICMP port unreachable from a peer without a responder
+			// surfaces here as ECONNREFUSED on Linux; the probe will be
+			// reported lost at its deadline.
+			continue
+		}
+		now := p.clock.Now()
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		p.onReply(buf[:n], from, now)
+	}
+}
+
+func (p *UDPProber) onReply(pkt []byte, from netip.AddrPort, now time.Time) {
+	h, err := DecodePacket(pkt)
+	if err != nil || !h.Reply || h.Stream != p.stream {
+		p.bogus.Inc()
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.signer == nil || !p.signer.verify(from.Addr(), pkt) {
+		p.bogus.Inc()
+		return
+	}
+	pd := p.pending[udpKey{from, h.Seq}]
+	if pd == nil {
+		p.late.Inc()
+		return
+	}
+	if pd.got {
+		pd.res.Duplicates++
+		return
+	}
+	pd.got = true
+	pd.res.Outcome = wire.Outcome_OUTCOME_OK
+	pd.res.RttNs = int64(now.Sub(pd.sent))
+	if st := p.peers[from]; st != nil {
+		if h.Seq < st.maxReplied {
+			pd.res.Reordered = true
+		} else {
+			st.maxReplied = h.Seq
+		}
+	}
+}
