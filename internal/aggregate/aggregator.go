@@ -1,0 +1,627 @@
+package aggregate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/storage"
+
+	"github.com/meshlens/meshlens/internal/wire"
+)
+
+// Locator places a host in the fabric. internal/topology satisfies it; the
+// aggregator only needs these four facts, so it does not import topology.
+// Rack and pod names must be unique fabric-wide (e.g. "dc1-pod2-rack5"), as
+// they become label values on their own. Implementations must be safe for
+// concurrent use.
+type Locator interface {
+	Locate(host string) (rack, pod, dc string, ok bool)
+}
+
+// LocatorFunc adapts a function to Locator.
+type LocatorFunc func(host string) (rack, pod, dc string, ok bool)
+
+func (f LocatorFunc) Locate(host string) (rack, pod, dc string, ok bool) { return f(host) }
+
+// Defaults of Config.
+const (
+	DefaultWindow    = 10 * time.Second
+	DefaultLateness  = 30 * time.Second
+	DefaultRecent    = time.Hour
+	DefaultMaxFuture = 2 * time.Minute
+)
+
+// Errors an Ingest may return; the batch was not aggregated.
+var (
+	ErrUnknownHost     = errors.New("host not in topology")
+	ErrSubjectMismatch = errors.New("batch agent does not match its subject")
+)
+
+// Config of an Aggregator. Zero durations take the defaults above.
+type Config struct {
+	// Window is the width W of event-time windows, aligned to multiples of W
+	// since the Unix epoch.
+	Window time.Duration
+	// Lateness L: a window is sealed once the clock passes its end + L.
+	Lateness time.Duration
+	// Recent is how long sealed pair-level detail is kept for PairWindows;
+	// results older than this (by arrival time) are rejected as too old.
+	Recent time.Duration
+	// MaxFuture: results that start further than this ahead of their arrival
+	// are rejected as clock skew.
+	MaxFuture time.Duration
+	// Locator decides which hosts exist and where they are. Nil accepts every
+	// host and produces only pair and host rollups (no rack/pod/DC).
+	Locator Locator
+	// Appendable receives every sealed window's rollups; nil writes nothing.
+	Appendable storage.Appendable
+	// Registerer gets the self-metrics; nil keeps them unregistered.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.Window == 0 {
+		c.Window = DefaultWindow
+	}
+	if c.Lateness == 0 {
+		c.Lateness = DefaultLateness
+	}
+	if c.Recent == 0 {
+		c.Recent = DefaultRecent
+	}
+	if c.MaxFuture == 0 {
+		c.MaxFuture = DefaultMaxFuture
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case c.Window < time.Millisecond:
+		return fmt.Errorf("aggregate: window %v is below 1ms", c.Window)
+	case c.Lateness < 0:
+		return fmt.Errorf("aggregate: negative lateness %v", c.Lateness)
+	case c.Recent < c.Window:
+		return fmt.Errorf("aggregate: recent horizon %v is shorter than the window %v", c.Recent, c.Window)
+	case c.MaxFuture < 0:
+		return fmt.Errorf("aggregate: negative max future %v", c.MaxFuture)
+	}
+	return nil
+}
+
+// location of a host in the fabric.
+type location struct{ rack, pod, dc string }
+
+// level of a location rollup.
+type level uint8
+
+const (
+	rackLevel level = iota
+	podLevel
+	dcLevel
+	numLevels
+)
+
+var levelNames = [numLevels]string{"rack", "pod", "dc"}
+
+func (l location) at(lv level) string {
+	switch lv {
+	case rackLevel:
+		return l.rack
+	case podLevel:
+		return l.pod
+	}
+	return l.dc
+}
+
+// Count is an exact cumulative probe count.
+type Count struct{ Probes, Lost uint64 }
+
+type counterKey struct {
+	level level
+	LocationPair
+}
+
+// pair is what the aggregator remembers about a path across windows: where
+// its ends are and its cumulative counters, resolved once so that the hot
+// path does one map lookup per result.
+type pair struct {
+	key      PairKey
+	src, dst location
+	counts   [numLevels]*Count // nil without a Locator
+}
+
+// window is an open (not yet sealed) window.
+type window struct {
+	start int64 // unix ns
+	stats map[*pair]*PairStats
+	// minSeq is the smallest stream sequence that contributed (0: none
+	// known), from which a restarted ingester must replay to rebuild it.
+	minSeq uint64
+}
+
+// recentWindow is a sealed window's pair detail kept for PairWindows.
+type recentWindow struct {
+	start int64
+	pairs map[PairKey]*PairStats
+	// private marks stats copied after sealing, which late results may
+	// modify in place; the others are shared with subscribers.
+	private map[PairKey]bool
+}
+
+// Aggregator is the pure core of stage 1: batches in, sealed windows out.
+// It has no goroutines: the Ingester drives it from JetStream on the real
+// clock, the simulator calls Ingest and Advance on a virtual clock. All
+// methods are safe for concurrent use; subscribers and the TSDB are called
+// from Advance, without the lock held, in the caller's goroutine.
+type Aggregator struct {
+	cfg  Config
+	w, l int64 // window and lateness in ns
+
+	mu          sync.Mutex
+	pairs       map[PairKey]*pair
+	open        map[int64]*window
+	sealedUntil int64 // windows ending at or before this are sealed (unix ns)
+	// recentSince: sealed windows starting before it were sealed by an
+	// earlier process and are not held in recent detail.
+	recentSince int64
+	recent      map[int64]*recentWindow
+	counters    map[counterKey]*Count
+	agents      map[string]*AgentStatus
+	subs        []func(*SealedWindow)
+
+	m *metrics
+}
+
+// New returns an Aggregator with nothing sealed yet.
+func New(cfg Config) (*Aggregator, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Aggregator{
+		cfg:      cfg,
+		w:        int64(cfg.Window),
+		l:        int64(cfg.Lateness),
+		pairs:    make(map[PairKey]*pair),
+		open:     make(map[int64]*window),
+		recent:   make(map[int64]*recentWindow),
+		counters: make(map[counterKey]*Count),
+		agents:   make(map[string]*AgentStatus),
+		m:        m,
+	}, nil
+}
+
+// Subscribe registers fn to receive every sealed window, in window order,
+// synchronously from Advance. fn must not block for long and must not
+// modify the window.
+func (a *Aggregator) Subscribe(fn func(*SealedWindow)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.subs = append(a.subs, fn)
+}
+
+// Ingest aggregates one decoded, validated batch that arrived at now (the
+// server's clock). Results are rejected one by one (too old, clock skew,
+// unknown destination) and counted; the batch as a whole is rejected only if
+// its agent is unknown. Ingest does not de-duplicate: the Ingester does that
+// before calling the core, and the simulator feeds each batch once.
+func (a *Aggregator) Ingest(b *wire.Batch, now time.Time) error {
+	return a.ingest(b, now, 0, true)
+}
+
+// ingest is Ingest with the stream position: streamSeq (0 when unknown)
+// is remembered per open window for the replay checkpoint, and count is false
+// for messages already in the checkpoint's cumulative counters.
+func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, count bool) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	src, ok := a.locateLocked(b.Agent)
+	if !ok {
+		if count {
+			a.m.rejected.WithLabelValues("unknown_host").Inc()
+		}
+		return fmt.Errorf("aggregate: batch %d of agent %q: %w", b.Seq, b.Agent, ErrUnknownHost)
+	}
+	lag := time.Duration(b.GetSchedulingLag().GetP99Ns())
+	now := arrival.UnixNano()
+	oldest, newest := now-int64(a.cfg.Recent), now+int64(a.cfg.MaxFuture)
+
+	var skew, old, unknown, late, accepted int
+	var win *window
+	for _, r := range b.Results {
+		t := r.StartUnixNano
+		if t > newest {
+			skew++
+			continue
+		}
+		if t < oldest {
+			old++
+			continue
+		}
+		k := PairKey{Src: b.Agent, Dst: r.Dst, Proto: r.Protocol}
+		p := a.pairs[k]
+		if p == nil {
+			if p = a.newPairLocked(k, src); p == nil {
+				unknown++
+				continue
+			}
+		}
+		accepted++
+		if !wire.Counts(r) {
+			continue
+		}
+		lost := wire.Lost(r)
+		if count && p.counts[0] != nil {
+			for _, c := range p.counts {
+				c.Probes++
+				if lost {
+					c.Lost++
+				}
+			}
+		}
+		start := t - t%a.w
+		if start+a.w <= a.sealedUntil {
+			late++
+			a.mergeLateLocked(start, k, r, lag)
+			continue
+		}
+		if win == nil || win.start != start {
+			win = a.open[start]
+			if win == nil {
+				win = &window{start: start, stats: make(map[*pair]*PairStats)}
+				a.open[start] = win
+			}
+		}
+		st := win.stats[p]
+		if st == nil {
+			st = &PairStats{}
+			win.stats[p] = st
+		}
+		st.add(r, lag)
+		if streamSeq != 0 && (win.minSeq == 0 || streamSeq < win.minSeq) {
+			win.minSeq = streamSeq
+		}
+	}
+
+	as := a.agents[b.Agent]
+	if as == nil {
+		as = &AgentStatus{Agent: b.Agent}
+		a.agents[b.Agent] = as
+	}
+	as.LastSeen = arrival
+	as.Version = b.AgentVersion
+	as.PinglistVersion = b.PinglistVersion
+	as.Epoch, as.LastBatchSeq = b.Epoch, b.Seq
+	as.SchedulingLagP99 = lag
+	as.Batches++
+	as.Results += uint64(accepted)
+	as.RejectedResults += uint64(skew + old + unknown)
+	if count {
+		a.m.batches.Inc()
+		a.m.results.Add(float64(accepted))
+		a.m.late.Add(float64(late))
+		a.m.rejected.WithLabelValues("clock_skew").Add(float64(skew))
+		a.m.rejected.WithLabelValues("too_old").Add(float64(old))
+		a.m.rejected.WithLabelValues("unknown_host").Add(float64(unknown))
+	}
+	return nil
+}
+
+func (a *Aggregator) locateLocked(host string) (location, bool) {
+	if a.cfg.Locator == nil {
+		return location{}, true
+	}
+	rack, pod, dc, ok := a.cfg.Locator.Locate(host)
+	return location{rack, pod, dc}, ok
+}
+
+// newPairLocked resolves a new path's ends and counters; nil if dst is
+// unknown.
+func (a *Aggregator) newPairLocked(k PairKey, src location) *pair {
+	dst, ok := a.locateLocked(k.Dst)
+	if !ok {
+		return nil
+	}
+	p := &pair{key: k, src: src, dst: dst}
+	if a.cfg.Locator != nil {
+		for lv := level(0); lv < numLevels; lv++ {
+			ck := counterKey{lv, LocationPair{src.at(lv), dst.at(lv), k.Proto}}
+			c := a.counters[ck]
+			if c == nil {
+				c = &Count{}
+				a.counters[ck] = c
+			}
+			p.counts[lv] = c
+		}
+	}
+	a.pairs[k] = p
+	return p
+}
+
+// mergeLateLocked folds a result for an already sealed window into its
+// recent detail, if this process holds that window.
+func (a *Aggregator) mergeLateLocked(start int64, k PairKey, r *wire.ProbeResult, lag time.Duration) {
+	if start < a.recentSince {
+		return
+	}
+	rw := a.recent[start]
+	if rw == nil {
+		rw = &recentWindow{start: start, pairs: make(map[PairKey]*PairStats), private: make(map[PairKey]bool)}
+		a.recent[start] = rw
+	}
+	st := rw.pairs[k]
+	switch {
+	case st == nil:
+		st = &PairStats{}
+	case !rw.private[k]:
+		st = st.clone() // the sealed original belongs to subscribers now
+	}
+	rw.pairs[k] = st
+	rw.private[k] = true
+	st.add(r, lag)
+	st.LateResults++
+}
+
+// Advance seals every window whose end + lateness is at or before now: it
+// builds the rollups, keeps the pair detail for PairWindows, writes the
+// rollups and cumulative counters to the Appendable (one commit per window)
+// and hands each window to the subscribers. It returns the windows sealed,
+// oldest first. An error means the TSDB write failed; the windows are sealed
+// anyway (subscribers got them) and the failure is counted.
+func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindow, error) {
+	a.mu.Lock()
+	nowNs := now.UnixNano()
+	cut := nowNs - a.l
+	cut -= cut % a.w
+	var sealed []*SealedWindow
+	var snap []counterSample
+	if cut > a.sealedUntil {
+		a.sealedUntil = cut
+		var starts []int64
+		for s := range a.open {
+			if s+a.w <= cut {
+				starts = append(starts, s)
+			}
+		}
+		sort.Slice(starts, func(i, j int) bool { return starts[i] < starts[j] })
+		for _, s := range starts {
+			sealed = append(sealed, a.sealLocked(a.open[s]))
+			delete(a.open, s)
+		}
+		if len(sealed) > 0 && a.cfg.Appendable != nil {
+			snap = a.counterSnapshotLocked()
+		}
+	}
+	horizon := nowNs - int64(a.cfg.Recent)
+	for s := range a.recent {
+		if s+a.w < horizon {
+			delete(a.recent, s)
+		}
+	}
+	subs := a.subs
+	a.m.openWindows.Set(float64(len(a.open)))
+	a.mu.Unlock()
+
+	var errs []error
+	for _, sw := range sealed {
+		a.m.sealed.Inc()
+		if a.cfg.Appendable != nil {
+			if err := a.writeTSDB(ctx, sw, snap); err != nil {
+				a.m.tsdbErrors.Inc()
+				errs = append(errs, err)
+			}
+		}
+		for _, fn := range subs {
+			fn(sw)
+		}
+	}
+	return sealed, errors.Join(errs...)
+}
+
+// sealLocked turns an open window into its SealedWindow and recent detail.
+func (a *Aggregator) sealLocked(w *window) *SealedWindow {
+	sw := &SealedWindow{
+		Start:     time.Unix(0, w.start).UTC(),
+		End:       time.Unix(0, w.start+a.w).UTC(),
+		Pairs:     make(map[PairKey]*PairStats, len(w.stats)),
+		Hosts:     make(map[HostKey]*Rollup),
+		RackPairs: make(map[LocationPair]*Rollup),
+		PodPairs:  make(map[LocationPair]*Rollup),
+		DCPairs:   make(map[LocationPair]*Rollup),
+	}
+	levels := [numLevels]map[LocationPair]*Rollup{sw.RackPairs, sw.PodPairs, sw.DCPairs}
+	rollup := func(m map[LocationPair]*Rollup, k LocationPair, st *PairStats) {
+		r := m[k]
+		if r == nil {
+			r = &Rollup{}
+			m[k] = r
+		}
+		r.merge(st)
+	}
+	hostRollup := func(k HostKey, st *PairStats) {
+		r := sw.Hosts[k]
+		if r == nil {
+			r = &Rollup{}
+			sw.Hosts[k] = r
+		}
+		r.merge(st)
+	}
+	rw := &recentWindow{start: w.start, pairs: make(map[PairKey]*PairStats, len(w.stats)), private: make(map[PairKey]bool)}
+	for p, st := range w.stats {
+		sw.Pairs[p.key] = st
+		rw.pairs[p.key] = st
+		hostRollup(HostKey{p.key.Src, Out}, st)
+		hostRollup(HostKey{p.key.Dst, In}, st)
+		if a.cfg.Locator != nil {
+			for lv := level(0); lv < numLevels; lv++ {
+				rollup(levels[lv], LocationPair{p.src.at(lv), p.dst.at(lv), p.key.Proto}, st)
+			}
+		}
+	}
+	if w.start >= a.recentSince {
+		a.recent[w.start] = rw
+	}
+	return sw
+}
+
+// PairWindow is one sealed window of one pair, as the JSON API serves it.
+type PairWindow struct {
+	Start            time.Time     `json:"start"`
+	End              time.Time     `json:"end"`
+	Sent             uint64        `json:"sent"`
+	Lost             uint64        `json:"lost"`
+	LossRatio        float64       `json:"loss_ratio"`
+	SynRetransmits   uint64        `json:"syn_retransmits"`
+	LateResults      uint64        `json:"late_results"`
+	LatencySeconds   []Quantile    `json:"latency_seconds,omitempty"`
+	LostTuples       []FiveTuple   `json:"lost_tuples,omitempty"`
+	SchedulingLagP99 time.Duration `json:"scheduling_lag_p99_ns"`
+}
+
+// Quantile of a latency distribution.
+type Quantile struct {
+	Q     float64 `json:"q"`
+	Value float64 `json:"value"`
+}
+
+// PairWindows returns the sealed windows of one pair that start in
+// [since, until), oldest first, from the recent detail (including late
+// results merged after sealing).
+func (a *Aggregator) PairWindows(src, dst string, proto wire.Protocol, since, until time.Time) []PairWindow {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	k := PairKey{src, dst, proto}
+	lo, hi := since.UnixNano(), until.UnixNano()
+	var out []PairWindow
+	for s, rw := range a.recent {
+		if s < lo || s >= hi {
+			continue
+		}
+		st := rw.pairs[k]
+		if st == nil {
+			continue
+		}
+		pw := PairWindow{
+			Start: time.Unix(0, s).UTC(), End: time.Unix(0, s+a.w).UTC(),
+			Sent: st.Sent, Lost: st.Lost, LossRatio: st.LossRatio(), SynRetransmits: st.SynRetransmits,
+			LateResults: st.LateResults, LostTuples: append([]FiveTuple(nil), st.LostTuples...),
+			SchedulingLagP99: st.SchedulingLagP99,
+		}
+		for _, q := range Quantiles {
+			if v, ok := st.Quantile(q); ok {
+				pw.LatencySeconds = append(pw.LatencySeconds, Quantile{q, v})
+			}
+		}
+		out = append(out, pw)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
+	return out
+}
+
+// AgentStatus is what the aggregator knows of one agent, for the API.
+type AgentStatus struct {
+	Agent           string    `json:"agent"`
+	LastSeen        time.Time `json:"last_seen"`
+	Version         string    `json:"version"`
+	PinglistVersion uint64    `json:"pinglist_version"`
+	Epoch           uint64    `json:"epoch"`
+	LastBatchSeq    uint64    `json:"last_batch_seq"`
+	Batches         uint64    `json:"batches"`
+	Results         uint64    `json:"results"`
+	// RejectedResults: too old, clock skew or unknown destination.
+	RejectedResults uint64 `json:"rejected_results"`
+	// RejectedBatches: subject mismatch (whole batch refused).
+	RejectedBatches  uint64        `json:"rejected_batches"`
+	SchedulingLagP99 time.Duration `json:"scheduling_lag_p99_ns"`
+}
+
+// Agents returns every known agent's status, sorted by name.
+func (a *Aggregator) Agents() []AgentStatus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]AgentStatus, 0, len(a.agents))
+	for _, as := range a.agents {
+		out = append(out, *as)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Agent < out[j].Agent })
+	return out
+}
+
+// noteRejectedBatch counts a whole batch refused before aggregation.
+func (a *Aggregator) noteRejectedBatch(agent, reason string, count bool) {
+	if count {
+		a.m.rejected.WithLabelValues(reason).Inc()
+	}
+	if agent == "" {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	// Only agents of the topology get a status entry: names from a bad batch
+	// must not grow the map.
+	if as := a.agents[agent]; as != nil {
+		as.RejectedBatches++
+	}
+}
+
+// Counters returns the exact cumulative probe counts of one level ("rack",
+// "pod" or "dc") by location pair.
+func (a *Aggregator) Counters(levelName string) map[LocationPair]Count {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[LocationPair]Count)
+	for k, c := range a.counters {
+		if levelNames[k.level] == levelName {
+			out[k.LocationPair] = *c
+		}
+	}
+	return out
+}
+
+// SealedUntil is the end of the last sealed window.
+func (a *Aggregator) SealedUntil() time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return time.Unix(0, a.sealedUntil).UTC()
+}
+
+type counterSample struct {
+	key counterKey
+	Count
+}
+
+func (a *Aggregator) counterSnapshotLocked() []counterSample {
+	out := make([]counterSample, 0, len(a.counters))
+	for k, c := range a.counters {
+		out = append(out, counterSample{k, *c})
+	}
+	return out
+}
+
+// replayFromLocked is the smallest stream sequence contributing to an open
+// window, or 0 if none is known.
+func (a *Aggregator) replayFromLocked() uint64 {
+	var min uint64
+	for _, w := range a.open {
+		if w.minSeq != 0 && (min == 0 || w.minSeq < min) {
+			min = w.minSeq
+		}
+	}
+	return min
+}
+
+// knownHost reports whether the Locator knows host (always, without one).
+func (a *Aggregator) knownHost(host string) bool {
+	_, ok := a.locateLocked(host) // reads only the immutable config
+	return ok
+}

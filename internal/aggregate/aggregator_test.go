@@ -1,0 +1,333 @@
+package aggregate
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/meshlens/meshlens/internal/wire"
+)
+
+const (
+	ok     = wire.Outcome_OUTCOME_OK
+	lost   = wire.Outcome_OUTCOME_LOST
+	synRtx = wire.Outcome_OUTCOME_SYN_RETRANSMIT
+	refuse = wire.Outcome_OUTCOME_REFUSED
+	bad    = wire.Outcome_OUTCOME_BAD_RESPONSE
+	lerr   = wire.Outcome_OUTCOME_ERROR
+)
+
+func newTestAggregator(t *testing.T, cfg Config) (*Aggregator, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
+	if cfg.Locator == nil {
+		cfg.Locator = newFabric(1, 2, 2, 2)
+	}
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, reg
+}
+
+func TestPairWindowsAndRollups(t *testing.T) {
+	w := 10 * time.Second
+	t0 := aligned(w, 5*time.Minute)
+	const (
+		a1 = "dc1-pod1-rack1-h01"
+		a2 = "dc1-pod1-rack1-h02" // same rack as a1
+		b1 = "dc1-pod1-rack2-h01" // same pod
+		c1 = "dc1-pod2-rack1-h01" // other pod
+	)
+	tests := []struct {
+		name    string
+		batches []*wire.Batch
+		pair    PairKey
+		want    PairStats // Latency ignored
+		lostTup int
+		rack    LocationPair
+		rackW   Rollup
+	}{
+		{
+			name: "outcomes",
+			batches: []*wire.Batch{batch(a1, 1, 1,
+				res(b1, tcp, ok, t0.Add(time.Second), time.Millisecond),
+				res(b1, tcp, lost, t0.Add(2*time.Second), 0),
+				res(b1, tcp, synRtx, t0.Add(3*time.Second), 3*time.Second),
+				res(b1, tcp, refuse, t0.Add(4*time.Second), 0),
+				res(b1, tcp, lerr, t0.Add(5*time.Second), 0),
+				res(b1, tcp, bad, t0.Add(6*time.Second), time.Millisecond),
+			)},
+			pair:    PairKey{a1, b1, tcp},
+			want:    PairStats{Sent: 4, Lost: 2, SynRetransmits: 1, SchedulingLagP99: 2 * time.Millisecond},
+			lostTup: 2,
+			rack:    LocationPair{"dc1-pod1-rack1", "dc1-pod1-rack2", tcp},
+			rackW:   Rollup{Sent: 4, Lost: 2, SynRetransmits: 1},
+		},
+		{
+			name: "lost tuples capped, two agents in one rack pair",
+			batches: func() []*wire.Batch {
+				var rs []*wire.ProbeResult
+				for i := 0; i < 20; i++ {
+					rs = append(rs, res(b1, udp, lost, t0.Add(time.Duration(i)*100*time.Millisecond), 0))
+				}
+				return []*wire.Batch{batch(a1, 1, 1, rs...), batch(a2, 1, 1, res(b1, udp, ok, t0, time.Millisecond))}
+			}(),
+			pair:    PairKey{a1, b1, udp},
+			want:    PairStats{Sent: 20, Lost: 20, SchedulingLagP99: 2 * time.Millisecond},
+			lostTup: MaxLostTuples,
+			rack:    LocationPair{"dc1-pod1-rack1", "dc1-pod1-rack2", udp},
+			rackW:   Rollup{Sent: 21, Lost: 20},
+		},
+		{
+			name: "results of the next window stay out",
+			batches: []*wire.Batch{batch(c1, 1, 1,
+				res(a1, tcp, ok, t0, time.Millisecond),
+				res(a1, tcp, lost, t0.Add(w), 0),
+			)},
+			pair:  PairKey{c1, a1, tcp},
+			want:  PairStats{Sent: 1, SchedulingLagP99: 2 * time.Millisecond},
+			rack:  LocationPair{"dc1-pod2-rack1", "dc1-pod1-rack1", tcp},
+			rackW: Rollup{Sent: 1},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			agg, _ := newTestAggregator(t, Config{Window: w})
+			var got []*SealedWindow
+			agg.Subscribe(func(sw *SealedWindow) { got = append(got, sw) })
+			for _, b := range tt.batches {
+				if err := agg.Ingest(b, t0.Add(time.Second)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// One window past end + lateness: only the first window seals.
+			sealed, err := agg.Advance(context.Background(), t0.Add(w+DefaultLateness))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(sealed) != 1 || len(got) != 1 || !sealed[0].Start.Equal(t0) {
+				t.Fatalf("sealed %d windows, subscriber got %d, want the one at %v", len(sealed), len(got), t0)
+			}
+			st := sealed[0].Pairs[tt.pair]
+			if st == nil {
+				t.Fatalf("no stats for %v", tt.pair)
+			}
+			if st.Sent != tt.want.Sent || st.Lost != tt.want.Lost || st.SynRetransmits != tt.want.SynRetransmits || st.SchedulingLagP99 != tt.want.SchedulingLagP99 {
+				t.Errorf("pair = %+v, want %+v", *st, tt.want)
+			}
+			if len(st.LostTuples) != tt.lostTup {
+				t.Errorf("%d lost tuples, want %d", len(st.LostTuples), tt.lostTup)
+			}
+			r := sealed[0].RackPairs[tt.rack]
+			if r == nil || r.Sent != tt.rackW.Sent || r.Lost != tt.rackW.Lost || r.SynRetransmits != tt.rackW.SynRetransmits {
+				t.Errorf("rack pair %v = %+v, want %+v", tt.rack, r, tt.rackW)
+			}
+			out := sealed[0].Hosts[HostKey{tt.pair.Src, Out}]
+			in := sealed[0].Hosts[HostKey{tt.pair.Dst, In}]
+			if out == nil || in == nil || out.Sent < st.Sent || in.Sent < st.Sent {
+				t.Errorf("host rollups out=%+v in=%+v, want at least the pair's %d", out, in, st.Sent)
+			}
+			pw := agg.PairWindows(tt.pair.Src, tt.pair.Dst, tt.pair.Proto, t0, t0.Add(time.Hour))
+			if len(pw) != 1 || pw[0].Sent != tt.want.Sent || pw[0].Lost != tt.want.Lost {
+				t.Errorf("PairWindows = %+v", pw)
+			}
+			// The rest seals later.
+			if sealed, _ = agg.Advance(context.Background(), t0.Add(time.Hour)); len(got) != 1+len(sealed) {
+				t.Errorf("subscriber saw %d windows, want %d", len(got), 1+len(sealed))
+			}
+		})
+	}
+}
+
+func TestRejectionsAndAgents(t *testing.T) {
+	w := 10 * time.Second
+	now := aligned(w, time.Minute)
+	const src, dst = "dc1-pod1-rack1-h01", "dc1-pod2-rack2-h02"
+	tests := []struct {
+		name    string
+		b       *wire.Batch
+		wantErr bool
+		reason  string
+		n       float64
+	}{
+		{"future", batch(src, 1, 1, res(dst, tcp, ok, now.Add(3*time.Minute), 1)), false, "clock_skew", 1},
+		{"too old", batch(src, 1, 1, res(dst, tcp, ok, now.Add(-2*time.Hour), 1)), false, "too_old", 1},
+		{"unknown dst", batch(src, 1, 1, res("nosuch", tcp, ok, now, 1), res(dst, tcp, ok, now, 1)), false, "unknown_host", 1},
+		{"unknown agent", batch("intruder", 1, 1, res(dst, tcp, ok, now, 1)), true, "unknown_host", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			agg, _ := newTestAggregator(t, Config{Window: w})
+			err := agg.Ingest(tt.b, now)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Ingest error = %v, want error %v", err, tt.wantErr)
+			}
+			if got := testutil.ToFloat64(agg.m.rejected.WithLabelValues(tt.reason)); got != tt.n {
+				t.Errorf("rejected{reason=%q} = %v, want %v", tt.reason, got, tt.n)
+			}
+			agents := agg.Agents()
+			if tt.wantErr {
+				if len(agents) != 0 {
+					t.Errorf("agents = %+v, want none", agents)
+				}
+				return
+			}
+			if len(agents) != 1 || agents[0].Agent != src || agents[0].Batches != 1 || agents[0].RejectedResults != 1 ||
+				agents[0].Version != "test" || agents[0].PinglistVersion != 3 || !agents[0].LastSeen.Equal(now) {
+				t.Errorf("agents = %+v", agents)
+			}
+		})
+	}
+}
+
+func TestLateResults(t *testing.T) {
+	w := 10 * time.Second
+	t0 := aligned(w, 10*time.Minute)
+	const src, dst = "dc1-pod1-rack1-h01", "dc1-pod2-rack2-h02"
+	agg, _ := newTestAggregator(t, Config{Window: w})
+	var first *SealedWindow
+	agg.Subscribe(func(sw *SealedWindow) {
+		if first == nil {
+			first = sw
+		}
+	})
+	if err := agg.Ingest(batch(src, 1, 1, res(dst, tcp, ok, t0, time.Millisecond)), t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := agg.Advance(context.Background(), t0.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	// An agent's spool replayed after an outage: far beyond the lateness.
+	if err := agg.Ingest(batch(src, 1, 2, res(dst, tcp, lost, t0.Add(time.Second), 0), res(dst, tcp, ok, t0, 5*time.Millisecond)), t0.Add(3*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	pw := agg.PairWindows(src, dst, tcp, t0, t0.Add(w))
+	if len(pw) != 1 || pw[0].Sent != 3 || pw[0].Lost != 1 || pw[0].LateResults != 2 || len(pw[0].LostTuples) != 1 {
+		t.Fatalf("PairWindows after late results = %+v", pw)
+	}
+	if st := first.Pairs[PairKey{src, dst, tcp}]; st.Sent != 1 || st.Latency.GetCount() != 1 {
+		t.Errorf("the sealed window handed out changed: %+v", *st)
+	}
+	if got := testutil.ToFloat64(agg.m.late); got != 2 {
+		t.Errorf("late results = %v, want 2", got)
+	}
+	c := agg.Counters("rack")[LocationPair{"dc1-pod1-rack1", "dc1-pod2-rack2", tcp}]
+	if c.Probes != 3 || c.Lost != 1 {
+		t.Errorf("rack counter = %+v, want 3 probes 1 lost", c)
+	}
+	// Detail older than the recent horizon is dropped.
+	if _, err := agg.Advance(context.Background(), t0.Add(DefaultRecent+time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if pw := agg.PairWindows(src, dst, tcp, t0, t0.Add(w)); len(pw) != 0 {
+		t.Errorf("detail beyond the horizon still served: %+v", pw)
+	}
+}
+
+func TestWindowRollover(t *testing.T) {
+	w := 10 * time.Second
+	t0 := aligned(w, 10*time.Minute)
+	const src, dst = "dc1-pod1-rack1-h01", "dc1-pod1-rack1-h02"
+	agg, _ := newTestAggregator(t, Config{Window: w, Lateness: 5 * time.Second})
+	var sealed []*SealedWindow
+	agg.Subscribe(func(sw *SealedWindow) { sealed = append(sealed, sw) })
+	now := t0
+	for i := 0; i < 60; i++ { // one probe a second for a minute
+		now = t0.Add(time.Duration(i) * time.Second)
+		if err := agg.Ingest(batch(src, 1, uint64(i+1), res(dst, tcp, ok, now, time.Millisecond)), now); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := agg.Advance(context.Background(), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Windows 0..4 are sealed (the 5th ends at 50 s, sealed at 55 s).
+	if len(sealed) != 5 {
+		t.Fatalf("sealed %d windows, want 5", len(sealed))
+	}
+	for i, sw := range sealed {
+		if !sw.Start.Equal(t0.Add(time.Duration(i)*w)) || sw.Pairs[PairKey{src, dst, tcp}].Sent != 10 {
+			t.Errorf("window %d: start %v sent %d", i, sw.Start, sw.Pairs[PairKey{src, dst, tcp}].Sent)
+		}
+	}
+	if got := agg.SealedUntil(); !got.Equal(t0.Add(50 * time.Second)) {
+		t.Errorf("sealed until %v", got)
+	}
+}
+
+// TestSketchAccuracy checks the quantiles read from pair rollups against the
+// exact ones: within the 1% relative accuracy the sketch promises.
+func TestSketchAccuracy(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	dists := []struct {
+		name string
+		gen  func() float64 // seconds
+	}{
+		{"uniform 50-500us", func() float64 { return 50e-6 + rng.Float64()*450e-6 }},
+		{"lognormal datacenter RTT", func() float64 { return 100e-6 * math.Exp(rng.NormFloat64()*0.8) }},
+		{"exponential", func() float64 { return 1e-6 + rng.ExpFloat64()*200e-6 }},
+		{"bimodal with SYN-timeout tail", func() float64 {
+			if rng.Float64() < 0.02 {
+				return 1 + rng.Float64()*0.01
+			}
+			return 40e-6 + rng.Float64()*20e-6
+		}},
+	}
+	for _, d := range dists {
+		t.Run(d.name, func(t *testing.T) {
+			w := 10 * time.Second
+			t0 := aligned(w, 10*time.Minute)
+			agg, _ := newTestAggregator(t, Config{Window: w})
+			hosts := []string{"dc1-pod1-rack1-h01", "dc1-pod1-rack1-h02", "dc1-pod1-rack2-h01", "dc1-pod1-rack2-h02"}
+			var exact []float64
+			for i, src := range hosts[:2] {
+				var rs []*wire.ProbeResult
+				for j := 0; j < 10000; j++ {
+					v := d.gen()
+					rtt := time.Duration(v * 1e9)
+					exact = append(exact, float64(rtt)/1e9)
+					rs = append(rs, res(hosts[2+j%2], tcp, ok, t0.Add(time.Millisecond), rtt))
+				}
+				if err := agg.Ingest(batch(src, 1, uint64(i+1), rs...), t0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sealed, err := agg.Advance(context.Background(), t0.Add(time.Minute))
+			if err != nil || len(sealed) != 1 {
+				t.Fatalf("sealed %d windows, err %v", len(sealed), err)
+			}
+			// Both sources are in rack1, both destinations in rack2: the rack
+			// pair sketch is the merge of four pair sketches.
+			r := sealed[0].RackPairs[LocationPair{"dc1-pod1-rack1", "dc1-pod1-rack2", tcp}]
+			sort.Float64s(exact)
+			for _, q := range append([]float64{0.01, 0.25}, Quantiles...) {
+				want := exact[int(q*float64(len(exact)-1))]
+				got, ok := r.Quantile(q)
+				if !ok || math.Abs(got-want) > RelativeAccuracy*want {
+					t.Errorf("q%v = %v, exact %v: relative error %.4f", q, got, want, math.Abs(got-want)/want)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, cfg := range []Config{
+		{Window: time.Microsecond},
+		{Lateness: -time.Second},
+		{Window: time.Minute, Recent: time.Second},
+		{MaxFuture: -1},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) accepted", cfg)
+		}
+	}
+}

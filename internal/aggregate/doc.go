@@ -1,0 +1,70 @@
+// Package aggregate is stage 1 of the data path: agent batches in, per-pair
+// windows and mergeable rollups out.
+//
+// # The core
+//
+// An Aggregator puts every probe result in an event-time window (the probe's
+// start, windows of width W aligned to the Unix epoch) of its pair (source
+// agent, destination, protocol): sent and lost counts (wire.Counts,
+// wire.Lost), a DDSketch of OK RTTs with 1% relative accuracy, SYN
+// retransmits, the first few lost 5-tuples and the agent's scheduling lag. A
+// window is sealed when the clock passes its end plus the allowed lateness L;
+// sealing builds the host, rack-pair, pod-pair and DC-pair rollups by summing
+// counts and merging sketches, writes them and the exact cumulative counters
+// to the TSDB (one commit per window, at the window's end), keeps the pair
+// detail for PairWindows for the recent horizon, and hands the SealedWindow
+// to subscribers (analyzer, localizer, simulator). The core has no
+// goroutines: Ingest(batch, now) and Advance(ctx, now) are all the simulator
+// needs on a virtual clock.
+//
+// Results for a window already sealed are not dropped: they go into the
+// recent pair detail and the cumulative counters (meshlens_ingest_late_
+// results_total), not into rollups already written.
+//
+// # Exactly once from JetStream
+//
+// The Ingester reads one partition of the RESULTS stream as a log, with an
+// ordered consumer, strictly in stream order, and never acknowledges
+// anything: its own checkpoint, saved in the KV bucket bus.StateBucket under
+// CheckpointKey(p) after each seal's TSDB commit, is the only progress
+// marker. The checkpoint holds
+//
+//   - sealed_until: windows ending at or before it are sealed and in the TSDB;
+//   - counted_seq: every stream message ≤ it is in the cumulative counters,
+//     whose values are in the checkpoint too;
+//   - replay_from_seq: the smallest stream seq that contributed to a window
+//     not yet sealed;
+//   - the (agent, epoch) → seen batch seqs de-duplication state, as it was
+//     just before replay_from_seq.
+//
+// On start the ingester restores the counters and sealed_until and consumes
+// from replay_from_seq. Replaying from there with the dedup state of that
+// point re-makes every de-duplication decision exactly as the first pass
+// did, so the open windows are rebuilt exactly; a message adds to the
+// counters only if its seq is above counted_seq, and to windows only if the
+// window is after sealed_until. Hence a crash at any point (before, during
+// or after a TSDB commit, before or after the checkpoint put) loses nothing
+// that is in the stream and counts nothing twice: everything after the
+// last saved checkpoint is simply done again from the stream. Lateness, skew
+// and age are judged against the message's stream timestamp, not the
+// ingester's clock, so a replay or a catch-up after downtime decides the
+// same way as the first pass. Sealing is held back until the consumer has
+// caught up with the stream, so a window re-sealed after a crash sees the
+// same messages as before and rewrites identical samples (the TSDB accepts
+// identical duplicates; a differing one is refused, counted in
+// meshlens_aggregate_tsdb_samples_skipped_total, and the first value stays).
+//
+// Duplicates come from agents re-publishing a spooled batch after
+// JetStream's duplicate window; they are dropped by (agent, epoch, seq)
+// (meshlens_ingest_duplicates_total). A batch whose agent differs from its
+// subject's last token, or that does not decode, or whose agent is not in
+// the topology, is counted in meshlens_ingest_rejected_total and skipped:
+// one bad batch never stops the others.
+//
+// Known limits: the recent pair detail is in memory; a restarted ingester
+// holds detail only for windows it seals itself. The checkpoint grows with
+// the number of rack pairs (it must fit in a KV value).
+//
+// This package imports wire, bus and clock, never topology or the stages
+// after it: they import its SealedWindow.
+package aggregate

@@ -1,0 +1,288 @@
+package aggregate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshlens/meshlens/internal/bus"
+	"github.com/meshlens/meshlens/internal/clock"
+	"github.com/meshlens/meshlens/internal/wire"
+)
+
+// DefaultSealEvery is how often an idle ingester checks for windows to seal.
+const DefaultSealEvery = time.Second
+
+// IngesterConfig wires one partition's ingester.
+type IngesterConfig struct {
+	JetStream jetstream.JetStream
+	Partition int
+	// Aggregator must be fresh (nothing ingested): the ingester restores the
+	// partition's checkpoint into it.
+	Aggregator *Aggregator
+	Clock      clock.Clock   // sealing clock; default clock.Real
+	SealEvery  time.Duration // default DefaultSealEvery
+	Logger     *slog.Logger
+}
+
+// Ingester consumes one partition of the results stream into an Aggregator,
+// exactly once across crashes (see the package documentation). It is not
+// safe to run two ingesters of the same partition at once.
+type Ingester struct {
+	cfg    IngesterConfig
+	agg    *Aggregator
+	key    string
+	prefix string // subject prefix before the agent's name
+
+	dedup      *dedup
+	countedSeq uint64
+	caughtUp   bool
+	lastSeal   time.Time
+}
+
+// CheckpointKey is the StateBucket key of a partition's checkpoint.
+func CheckpointKey(partition int) string { return fmt.Sprintf("aggregator.p%d", partition) }
+
+// NewIngester checks the configuration; Run does the work.
+func NewIngester(cfg IngesterConfig) (*Ingester, error) {
+	if cfg.JetStream == nil || cfg.Aggregator == nil {
+		return nil, errors.New("aggregate: ingester needs a JetStream context and an Aggregator")
+	}
+	if cfg.Partition < 0 {
+		return nil, fmt.Errorf("aggregate: ingester partition %d is negative", cfg.Partition)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.SealEvery <= 0 {
+		cfg.SealEvery = DefaultSealEvery
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Ingester{
+		cfg:    cfg,
+		agg:    cfg.Aggregator,
+		key:    CheckpointKey(cfg.Partition),
+		prefix: strings.TrimSuffix(bus.PartitionSubjects(cfg.Partition), ">"),
+	}, nil
+}
+
+// Run loads the checkpoint, replays the stream from it and then follows the
+// stream, sealing windows on the clock, until ctx ends (then it returns nil;
+// nothing needs flushing: the checkpoint and the stream are the state).
+func (in *Ingester) Run(ctx context.Context) error {
+	js := in.cfg.JetStream
+	kv, err := stateBucket(ctx, js)
+	if err != nil {
+		return err
+	}
+	replayFrom, err := in.load(ctx, kv)
+	if err != nil {
+		return err
+	}
+	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.PartitionSubjects(in.cfg.Partition)}}
+	if replayFrom > 0 {
+		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cc.OptStartSeq = replayFrom
+	}
+	cons, err := js.OrderedConsumer(ctx, bus.ResultsStream, cc)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("aggregate: partition %d: consume stream %s from seq %d: %w", in.cfg.Partition, bus.ResultsStream, replayFrom, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("aggregate: partition %d: iterate stream %s: %w", in.cfg.Partition, bus.ResultsStream, err)
+	}
+	defer it.Stop()
+	in.cfg.Logger.Info("aggregate: ingesting", "partition", in.cfg.Partition, "replay_from_seq", replayFrom, "counted_seq", in.countedSeq)
+
+	in.lastSeal = in.cfg.Clock.Now()
+	for {
+		nctx, cancel := context.WithTimeout(ctx, in.cfg.SealEvery)
+		msg, err := it.Next(jetstream.NextContext(nctx))
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err == nil:
+			if err := in.handle(msg); err != nil {
+				return err
+			}
+		case errors.Is(err, context.DeadlineExceeded):
+			// Nothing more in the stream for now.
+			in.caughtUp = true
+		default:
+			return fmt.Errorf("aggregate: partition %d: next message after seq %d: %w", in.cfg.Partition, in.countedSeq, err)
+		}
+		// Sealing waits until the stream is caught up: after a restart the
+		// replayed windows must see every message the crashed process had
+		// seen before it sealed them, so that a re-seal writes the same
+		// samples and the counters written never go backwards.
+		if now := in.cfg.Clock.Now(); in.caughtUp && now.Sub(in.lastSeal) >= in.cfg.SealEvery {
+			in.lastSeal = now
+			in.seal(ctx, kv, now)
+		}
+	}
+}
+
+func stateBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, bus.StateBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.StateBucket, Description: "meshlens server state"})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, bus.StateBucket)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("aggregate: open KV bucket %s: %w", bus.StateBucket, err)
+	}
+	return kv, nil
+}
+
+// load restores the checkpoint and returns where to start consuming (0:
+// from the beginning of the stream).
+func (in *Ingester) load(ctx context.Context, kv jetstream.KeyValue) (uint64, error) {
+	e, err := kv.Get(ctx, in.key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		in.dedup = newDedup(nil)
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("aggregate: load checkpoint %s/%s: %w", bus.StateBucket, in.key, err)
+	}
+	c, err := DecodeCheckpoint(e.Value())
+	if err != nil {
+		return 0, fmt.Errorf("aggregate: load checkpoint %s/%s: %w", bus.StateBucket, in.key, err)
+	}
+	d, err := c.dedupState()
+	if err != nil {
+		return 0, err
+	}
+	if err := in.agg.restore(c); err != nil {
+		return 0, err
+	}
+	in.dedup = newDedup(d)
+	in.countedSeq = c.CountedSeq
+	return c.ReplayFromSeq, nil
+}
+
+// handle aggregates one stream message. Only a broken message envelope is
+// an error; bad batches are counted and skipped.
+func (in *Ingester) handle(msg jetstream.Msg) error {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return fmt.Errorf("aggregate: partition %d: message on %q without metadata: %w", in.cfg.Partition, msg.Subject(), err)
+	}
+	if meta.NumPending == 0 {
+		in.caughtUp = true
+	}
+	in.process(msg.Subject(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
+	return nil
+}
+
+// process aggregates one message's payload. Bad batches are counted and
+// skipped, never returned: one must not stop the others.
+func (in *Ingester) process(subject string, data []byte, seq uint64, stored time.Time) {
+	// Messages ≤ countedSeq are being replayed to rebuild open windows; they
+	// are already in the checkpoint's counters and self-metrics.
+	count := seq > in.countedSeq
+	if count {
+		in.countedSeq = seq
+	}
+	subjectAgent := strings.TrimPrefix(subject, in.prefix)
+	b, err := wire.Decode(data)
+	if err != nil {
+		in.agg.noteRejectedBatch(subjectAgent, wire.Reason(err), count)
+		in.logReject(count, "undecodable batch", seq, subject, err)
+		return
+	}
+	if b.Agent != subjectAgent {
+		in.agg.noteRejectedBatch(subjectAgent, "subject_mismatch", count)
+		in.logReject(count, "batch from another agent", seq, subject,
+			fmt.Errorf("aggregate: batch %d names agent %q: %w", b.Seq, b.Agent, ErrSubjectMismatch))
+		return
+	}
+	// Unknown agents are refused before de-duplication, so that their names
+	// never enter the dedup state.
+	if !in.agg.knownHost(b.Agent) {
+		in.agg.noteRejectedBatch("", "unknown_host", count)
+		in.logReject(count, "batch from an agent not in the topology", seq, subject, ErrUnknownHost)
+		return
+	}
+	fresh, gaps := in.dedup.admit(b.Agent, b.Epoch, b.Seq, seq)
+	if gaps > 0 {
+		in.agg.m.dedupGaps.Add(float64(gaps))
+	}
+	if !fresh {
+		if count {
+			in.agg.m.duplicates.Inc()
+		}
+		return
+	}
+	// Arrival is the time the stream stored the message, not now, so that a
+	// replay, or a catch-up after downtime, judges lateness and skew the
+	// same way the first pass did.
+	if err := in.agg.ingest(b, stored, seq, count); err != nil {
+		in.logReject(count, "batch refused", seq, subject, err)
+	}
+}
+
+func (in *Ingester) logReject(count bool, what string, seq uint64, subject string, err error) {
+	if count {
+		in.cfg.Logger.Warn("aggregate: "+what, "partition", in.cfg.Partition, "stream_seq", seq, "subject", subject, "err", err)
+	}
+}
+
+// seal seals what is due and, if the TSDB took it, saves the checkpoint.
+func (in *Ingester) seal(ctx context.Context, kv jetstream.KeyValue, now time.Time) {
+	sealed, err := in.agg.Advance(ctx, now)
+	if len(sealed) == 0 {
+		return
+	}
+	if err != nil {
+		// Keep the old checkpoint: a restart replays and writes these
+		// windows again.
+		in.cfg.Logger.Error("aggregate: TSDB write of sealed windows failed", "partition", in.cfg.Partition, "windows", len(sealed), "err", err)
+		return
+	}
+	if err := in.saveCheckpoint(ctx, kv); err != nil {
+		in.agg.m.checkpoints.WithLabelValues("error").Inc()
+		in.cfg.Logger.Error("aggregate: checkpoint not saved; a restart will replay further", "partition", in.cfg.Partition, "err", err)
+		return
+	}
+	in.agg.m.checkpoints.WithLabelValues("ok").Inc()
+}
+
+func (in *Ingester) saveCheckpoint(ctx context.Context, kv jetstream.KeyValue) error {
+	sealedUntil, replayFrom, counters := in.agg.checkpoint()
+	if replayFrom == 0 {
+		replayFrom = in.countedSeq + 1
+	}
+	in.dedup.advanceBase(replayFrom)
+	c := Checkpoint{
+		Version:       checkpointVersion,
+		SealedUntil:   sealedUntil,
+		CountedSeq:    in.countedSeq,
+		ReplayFromSeq: replayFrom,
+		Counters:      counters,
+		Dedup:         encodeDedup(in.dedup.base),
+	}
+	data, err := json.Marshal(&c)
+	if err != nil {
+		return fmt.Errorf("aggregate: encode checkpoint at seq %d: %w", in.countedSeq, err)
+	}
+	if _, err := kv.Put(ctx, in.key, data); err != nil {
+		return fmt.Errorf("aggregate: save checkpoint %s/%s (%d bytes) at seq %d: %w", bus.StateBucket, in.key, len(data), in.countedSeq, err)
+	}
+	return nil
+}

@@ -1,0 +1,74 @@
+package aggregate
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the aggregator's self-metrics.
+type metrics struct {
+	batches     prometheus.Counter
+	results     prometheus.Counter
+	late        prometheus.Counter
+	duplicates  prometheus.Counter
+	rejected    *prometheus.CounterVec
+	sealed      prometheus.Counter
+	openWindows prometheus.Gauge
+	tsdbErrors  prometheus.Counter
+	tsdbSkipped *prometheus.CounterVec
+	checkpoints *prometheus.CounterVec
+	dedupGaps   prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		batches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshlens_ingest_batches_total", Help: "Agent batches aggregated.",
+		}),
+		results: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshlens_ingest_results_total", Help: "Probe results accepted (including refusals and local errors, which count as neither sent nor lost).",
+		}),
+		late: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshlens_ingest_late_results_total", Help: "Results for windows already sealed: merged into recent detail and counters, not into the sealed rollups.",
+		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshlens_ingest_duplicates_total", Help: "Batches dropped because their (agent, epoch, seq) was already aggregated.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshlens_ingest_rejected_total",
+			Help: "Rejected input. Per result for clock_skew, too_old and unknown_host of a destination; per batch for malformed, too_large, invalid_field, subject_mismatch and unknown_host of the agent.",
+		}, []string{"reason"}),
+		sealed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshlens_aggregate_windows_sealed_total", Help: "Windows sealed and handed to the sinks.",
+		}),
+		openWindows: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshlens_aggregate_open_windows", Help: "Windows not yet sealed.",
+		}),
+		tsdbErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshlens_aggregate_tsdb_write_errors_total", Help: "Sealed windows whose TSDB commit failed.",
+		}),
+		tsdbSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshlens_aggregate_tsdb_samples_skipped_total", Help: "Samples the TSDB refused (e.g. a re-sealed window after a restart whose value differs).",
+		}, []string{"reason"}),
+		checkpoints: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshlens_aggregate_checkpoints_total", Help: "Checkpoint saves, by result (ok, error).",
+		}, []string{"result"}),
+		dedupGaps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshlens_ingest_dedup_gaps_total", Help: "Batch sequence numbers skipped to bound de-duplication state: a batch arriving later with one of them is dropped.",
+		}),
+	}
+	for _, r := range []string{"clock_skew", "too_old", "unknown_host", "malformed", "too_large", "invalid_field", "subject_mismatch"} {
+		m.rejected.WithLabelValues(r)
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.batches, m.results, m.late, m.duplicates, m.rejected, m.sealed,
+		m.openWindows, m.tsdbErrors, m.tsdbSkipped, m.checkpoints, m.dedupGaps} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("aggregate: register self-metrics: %w", err)
+		}
+	}
+	return m, nil
+}
