@@ -1,0 +1,116 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshlens/meshlens/internal/bus"
+	"github.com/meshlens/meshlens/internal/pinglist"
+	"github.com/meshlens/meshlens/internal/topology"
+)
+
+func newTopoCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "topo", Short: "Generate, check and inspect topology files"}
+	cmd.AddCommand(newTopoGenCmd(), newTopoCheckCmd(), newTopoPinglistCmd())
+	return cmd
+}
+
+func newTopoGenCmd() *cobra.Command {
+	var spec topology.GenSpec
+	cmd := &cobra.Command{
+		Use:   "gen",
+		Short: "Print a folded-Clos topology as YAML",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			topo, err := topology.Generate(spec)
+			if err != nil {
+				return err
+			}
+			data, err := topo.MarshalYAML()
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(data)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&spec.Name, "name", "", "topology name (default describes the shape)")
+	f.IntVar(&spec.DCs, "dcs", 1, "datacenters")
+	f.IntVar(&spec.Pods, "pods", 2, "pods per datacenter")
+	f.IntVar(&spec.RacksPerPod, "racks-per-pod", 2, "racks per pod")
+	f.IntVar(&spec.HostsPerRack, "hosts-per-rack", 4, "hosts per rack (at most 99)")
+	f.IntVar(&spec.LeavesPerPod, "leaves-per-pod", 2, "leaf switches per pod")
+	f.IntVar(&spec.Spines, "spines", 2, "spine switches per datacenter")
+	f.IntVar(&spec.WANs, "wans", 0, "WAN routers joining datacenters (default 2 when --dcs > 1)")
+	f.StringVar(&spec.BaseAddr, "base-addr", topology.DefaultBaseAddr, "first host address; later hosts count up, skipping .0 and .255")
+	f.IntVar(&spec.ResponderPort, "responder-port", topology.DefaultResponderPort, "the fleet's TCP/UDP responder port")
+	return cmd
+}
+
+func newTopoCheckCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check FILE...",
+		Short: "Validate topology files; errors name file, line and field",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			failed := 0
+			for _, file := range args {
+				topo, err := topology.Load(file)
+				if err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), err)
+					failed++
+					continue
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok: %d DCs, %d pods, %d racks, %d hosts, %d switches, %d links\n",
+					file, len(topo.DCs), len(topo.Pods), len(topo.Racks), len(topo.Hosts), len(topo.Switches), len(topo.Links))
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d of %d topology files invalid", failed, len(args))
+			}
+			return nil
+		},
+	}
+}
+
+func newTopoPinglistCmd() *cobra.Command {
+	var settings pinglist.Settings
+	cmd := &cobra.Command{
+		Use:   "pinglist FILE HOST",
+		Short: "Print one host's pinglist as the controller would publish it",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			topo, err := topology.Load(args[0])
+			if err != nil {
+				return err
+			}
+			if topo.Host(args[1]) == nil {
+				return fmt.Errorf("host %q is not in %s", args[1], args[0])
+			}
+			lists, err := pinglist.Generate(topo, settings, 1, time.Now(), bus.Partition)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			return enc.Encode(lists[args[1]])
+		},
+	}
+	addPinglistFlags(cmd, &settings)
+	return cmd
+}
+
+// addPinglistFlags are shared by the server (which publishes pinglists)
+// and topo pinglist (which previews them).
+func addPinglistFlags(cmd *cobra.Command, s *pinglist.Settings) {
+	f := cmd.Flags()
+	f.DurationVar(&s.Interval, "probe-interval", 10*time.Second, "interval between probes of one peer")
+	f.DurationVar(&s.Timeout, "probe-timeout", 3*time.Second, "a probe unanswered for this long is lost")
+	f.StringSliceVar(&s.Protocols, "probe-protocols", []string{"tcp", "udp"}, "protocols every agent runs against its peers: tcp, udp, icmp")
+	f.IntVar(&s.InterDCRepresentatives, "inter-dc-representatives", 2, "hosts per DC that probe other DCs")
+	f.IntVar(&s.Partitions, "partitions", 1, "partitions of the results stream (aggregator scale-out)")
+}

@@ -1,0 +1,188 @@
+// Package bus is meshlens's transport: the embedded NATS server with
+// JetStream, the streams and KV buckets the data path uses, and client
+// connections. It owns no meshlens data types; agents, the controller and the
+// aggregator use the names in names.go.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// EmbeddedConfig configures the in-process NATS server of the embedded
+// default deployment.
+type EmbeddedConfig struct {
+	// Addr is host:port to listen on; port -1 picks a free one (tests).
+	Addr string
+	// StoreDir holds JetStream's files: results survive a restart.
+	StoreDir string
+	// MaxStore caps JetStream's disk use in bytes (0: NATS default).
+	MaxStore int64
+	// Options is applied last, for TLS and accounts (see creds.go).
+	Configure func(*server.Options)
+	Logger    *slog.Logger
+}
+
+// Embedded is a running in-process NATS server.
+type Embedded struct {
+	srv *server.Server
+}
+
+// StartEmbedded starts the server and waits until it accepts connections.
+func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
+	host, portStr, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("bus: nats address %q: %w", cfg.Addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("bus: nats address %q: bad port: %w", cfg.Addr, err)
+	}
+	opts := &server.Options{
+		ServerName:            "meshlens",
+		Host:                  host,
+		Port:                  port,
+		JetStream:             true,
+		StoreDir:              cfg.StoreDir,
+		JetStreamMaxStore:     cfg.MaxStore,
+		NoSigs:                true,
+		MaxPayload:            2 << 20, // a batch is at most 1 MiB; headroom for headers
+		DisableShortFirstPing: true,
+	}
+	if cfg.Configure != nil {
+		cfg.Configure(opts)
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("bus: embedded nats on %s: %w", cfg.Addr, err)
+	}
+	if cfg.Logger != nil {
+		srv.SetLoggerV2(&natsLogger{cfg.Logger}, false, false, false)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("bus: embedded nats on %s did not become ready", cfg.Addr)
+	}
+	return &Embedded{srv: srv}, nil
+}
+
+// ClientURL is the nats:// URL clients use.
+func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
+
+// Server exposes the NATS server for in-process connections and tests.
+func (e *Embedded) Server() *server.Server { return e.srv }
+
+// Shutdown stops the server and waits for it.
+func (e *Embedded) Shutdown() {
+	e.srv.Shutdown()
+	e.srv.WaitForShutdown()
+}
+
+// Connect dials NATS with meshlens's defaults: endless reconnects, since
+// agents and servers must ride out a bus outage, and a name for monitoring.
+func Connect(url, name string, extra ...nats.Option) (*nats.Conn, error) {
+	opts := append([]nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.PingInterval(10 * time.Second),
+		nats.MaxPingsOutstanding(3),
+	}, extra...)
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("bus: connect %s to %s: %w", name, url, err)
+	}
+	return nc, nil
+}
+
+// StreamSettings sizes the results stream.
+type StreamSettings struct {
+	// MaxAge is how long results stay in the stream: aggregators replay from
+	// it after a restart, so it must exceed their recent horizon.
+	MaxAge time.Duration
+	// MaxBytes caps the stream (0: unlimited).
+	MaxBytes int64
+	// Duplicates is JetStream's de-duplication window for batch ids.
+	Duplicates time.Duration
+	// Replicas for clustered JetStream (1 embedded).
+	Replicas int
+}
+
+func (s StreamSettings) withDefaults() StreamSettings {
+	if s.MaxAge <= 0 {
+		s.MaxAge = 24 * time.Hour
+	}
+	if s.Duplicates <= 0 {
+		s.Duplicates = 10 * time.Minute
+	}
+	if s.Replicas <= 0 {
+		s.Replicas = 1
+	}
+	return s
+}
+
+// EnsureStreams creates or updates the results stream and the KV buckets.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings) error {
+	s = s.withDefaults()
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        ResultsStream,
+		Description: "meshlens agent probe result batches",
+		Subjects:    []string{ResultsSubjectPrefix + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      s.MaxAge,
+		MaxBytes:    s.MaxBytes,
+		Duplicates:  s.Duplicates,
+		Replicas:    s.Replicas,
+		Discard:     jetstream.DiscardOld,
+	})
+	if err != nil {
+		return fmt.Errorf("bus: stream %s: %w", ResultsStream, err)
+	}
+	for _, kv := range []jetstream.KeyValueConfig{
+		{Bucket: PinglistBucket, Description: "per-host pinglists", History: 1, Replicas: s.Replicas, Storage: jetstream.FileStorage},
+		{Bucket: FleetBucket, Description: "fleet-wide agent settings", History: 1, Replicas: s.Replicas, Storage: jetstream.FileStorage},
+		{Bucket: StateBucket, Description: "server state: checkpoints, leases", History: 1, Replicas: s.Replicas, Storage: jetstream.FileStorage},
+	} {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
+			return fmt.Errorf("bus: kv bucket %s: %w", kv.Bucket, err)
+		}
+	}
+	return nil
+}
+
+// IsNotFound reports a missing KV key or bucket.
+func IsNotFound(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrBucketNotFound)
+}
+
+// natsLogger routes the NATS server's log through slog.
+type natsLogger struct{ l *slog.Logger }
+
+func (n *natsLogger) Noticef(format string, v ...any) {
+	n.l.Debug(fmt.Sprintf(format, v...), "component", "nats")
+}
+func (n *natsLogger) Warnf(format string, v ...any) {
+	n.l.Warn(fmt.Sprintf(format, v...), "component", "nats")
+}
+func (n *natsLogger) Fatalf(format string, v ...any) {
+	n.l.Error(fmt.Sprintf(format, v...), "component", "nats")
+}
+func (n *natsLogger) Errorf(format string, v ...any) {
+	n.l.Error(fmt.Sprintf(format, v...), "component", "nats")
+}
+func (n *natsLogger) Debugf(format string, v ...any) {
+	n.l.Debug(fmt.Sprintf(format, v...), "component", "nats")
+}
+func (n *natsLogger) Tracef(format string, v ...any) {}
