@@ -183,8 +183,16 @@ func TestResponderRefuses(t *testing.T) {
 		{"future", func() [][]byte { return [][]byte{signed(testKey, dst, 7, 1, now.Add(time.Minute), 100)} }, DropStale, ResponderConfig{}},
 		{"replayed", func() [][]byte { return [][]byte{good(1), good(1), good(1)} }, DropReplay, ResponderConfig{}},
 		{"short", func() [][]byte { return [][]byte{good(1)[:MinPacketLen-1], {}} }, DropMalformed, ResponderConfig{}},
-		{"oversized", func() [][]byte { return [][]byte{signed(testKey, dst, 7, 1, now, MaxPacketLen)[:0:0], make([]byte, MaxPacketLen+100)} }, DropMalformed, ResponderConfig{}},
-		{"reply flag", func() [][]byte { p := good(1); toReply(p); s, _ := newPacketSigner(testKey); s.sign(dst, p); return [][]byte{p} }, DropNotRequest, ResponderConfig{}},
+		{"oversized", func() [][]byte {
+			return [][]byte{signed(testKey, dst, 7, 1, now, MaxPacketLen)[:0:0], make([]byte, MaxPacketLen+100)}
+		}, DropMalformed, ResponderConfig{}},
+		{"reply flag", func() [][]byte {
+			p := good(1)
+			toReply(p)
+			s, _ := newPacketSigner(testKey)
+			s.sign(dst, p)
+			return [][]byte{p}
+		}, DropNotRequest, ResponderConfig{}},
 		{"rate limited", func() [][]byte { return [][]byte{good(1), good(2), good(3), good(4)} }, DropRateLimited,
 			ResponderConfig{RatePerSource: 0.001, BurstPerSource: 3}},
 	}
