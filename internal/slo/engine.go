@@ -1,0 +1,414 @@
+package slo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/storage"
+
+	"github.com/meshlens/meshlens/internal/clock"
+)
+
+// Metrics the engine writes to the store.
+const (
+	MetricSLIRatio        = "meshlens_slo_sli_ratio"
+	MetricBudgetRemaining = "meshlens_slo_error_budget_remaining_ratio"
+	MetricBurnRate        = "meshlens_slo_burn_rate"
+)
+
+// Defaults of Config.
+const (
+	DefaultInterval     = 30 * time.Second
+	DefaultConsumedDays = 7
+)
+
+// Querier evaluates PromQL at an instant; *store.Store is one. It must be
+// safe for concurrent use.
+type Querier interface {
+	Query(ctx context.Context, expr string, t time.Time) (*promql.Result, error)
+}
+
+// Config of an Engine.
+type Config struct {
+	SLOs    []SLO
+	Querier Querier
+	// Appendable receives the SLI, budget and burn-rate samples; nil writes
+	// nothing.
+	Appendable storage.Appendable
+	// Clock drives Run; nil is the real clock.
+	Clock clock.Clock
+	// Interval between evaluations of Run.
+	Interval time.Duration
+	// ConsumedDays is how many past days of budget consumption a status
+	// lists (capped at the SLO window).
+	ConsumedDays int
+	// OnEvaluate, when set, receives every evaluation's statuses (the
+	// alerting stage), from the evaluating goroutine.
+	OnEvaluate func(at time.Time, statuses []Status)
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Status is one SLO's state at an evaluation, as the JSON API shows it.
+// Ratios are nil when the window has no events.
+type Status struct {
+	Name        string    `json:"name"`
+	Description string    `json:"description,omitempty"`
+	Target      float64   `json:"target"`
+	Window      string    `json:"window"`
+	Calendar    bool      `json:"calendar,omitempty"`
+	Kind        SLIKind   `json:"kind"`
+	Scope       *Scope    `json:"scope,omitempty"`
+	Runbook     string    `json:"runbook,omitempty"`
+	At          time.Time `json:"at"`
+	// Events and BadEvents over the whole SLO window.
+	Events          float64  `json:"events"`
+	BadEvents       float64  `json:"bad_events"`
+	SLI             *float64 `json:"sli"`
+	BudgetRemaining *float64 `json:"error_budget_remaining"`
+	// BurnRates by window (5m, 1h, ..., and the SLO window).
+	BurnRates      map[string]float64 `json:"burn_rates"`
+	Tiers          []TierStatus       `json:"tiers"`
+	ConsumedPerDay []DayConsumption   `json:"budget_consumed_per_day"`
+	Labels         map[string]string  `json:"labels,omitempty"`
+	// Error says why the evaluation failed, if it did.
+	Error string `json:"error,omitempty"`
+}
+
+// TierStatus is a burn-rate tier at an evaluation.
+type TierStatus struct {
+	Name       string   `json:"name"`
+	Severity   string   `json:"severity"`
+	Factor     float64  `json:"factor"`
+	Long       string   `json:"long"`
+	Short      string   `json:"short"`
+	For        string   `json:"for,omitempty"`
+	LongBurn   *float64 `json:"long_burn_rate"`
+	ShortBurn  *float64 `json:"short_burn_rate"`
+	LongEvents float64  `json:"long_events"`
+	Firing     bool     `json:"firing"`
+}
+
+// DayConsumption is the share of the SLO window's budget spent in the day
+// ending at End.
+type DayConsumption struct {
+	End      time.Time `json:"end"`
+	Consumed *float64  `json:"consumed"`
+}
+
+// Engine evaluates SLOs over the store. EvaluateAt and Statuses are safe
+// for concurrent use; evaluations are serialized.
+type Engine struct {
+	cfg  Config
+	m    *engineMetrics
+	eval sync.Mutex
+
+	mu   sync.Mutex
+	last []Status
+}
+
+type engineMetrics struct {
+	evaluations *prometheus.CounterVec
+	queryErrors prometheus.Counter
+	writeErrors prometheus.Counter
+}
+
+// NewEngine checks cfg and registers the engine's metrics.
+func NewEngine(cfg Config) (*Engine, error) {
+	if cfg.Querier == nil {
+		return nil, errors.New("slo: engine: nil Querier")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.ConsumedDays <= 0 {
+		cfg.ConsumedDays = DefaultConsumedDays
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	m := &engineMetrics{
+		evaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshlens_slo_evaluations_total",
+			Help: "SLO evaluations, by result (ok, error).",
+		}, []string{"result"}),
+		queryErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshlens_slo_query_errors_total",
+			Help: "PromQL queries of SLIs that failed.",
+		}),
+		writeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshlens_slo_write_errors_total",
+			Help: "Evaluations whose samples the store refused.",
+		}),
+	}
+	m.evaluations.WithLabelValues("ok")
+	m.evaluations.WithLabelValues("error")
+	if cfg.Registerer != nil {
+		for _, c := range []prometheus.Collector{m.evaluations, m.queryErrors, m.writeErrors} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("slo: register metrics: %w", err)
+			}
+		}
+	}
+	return &Engine{cfg: cfg, m: m}, nil
+}
+
+// Run evaluates every Interval until ctx ends. A failed evaluation is
+// logged and counted; the next one runs anyway.
+func (e *Engine) Run(ctx context.Context) error {
+	t := e.cfg.Clock.NewTicker(e.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C():
+			if _, err := e.EvaluateAt(ctx, e.cfg.Clock.Now()); err != nil && ctx.Err() == nil {
+				e.cfg.Logger.Warn("slo evaluation failed", "err", err)
+			}
+		}
+	}
+}
+
+// Statuses returns the statuses of the last evaluation, in SLO order.
+func (e *Engine) Statuses() []Status {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]Status(nil), e.last...)
+}
+
+// SLOs returns the SLOs the engine evaluates.
+func (e *Engine) SLOs() []SLO { return append([]SLO(nil), e.cfg.SLOs...) }
+
+// EvaluateAt evaluates every SLO at t (the simulator's virtual time or the
+// wall clock), writes the results to the store, records them for Statuses
+// and hands them to OnEvaluate. An SLO whose queries fail gets a Status with
+// Error set; the error returned joins all failures.
+func (e *Engine) EvaluateAt(ctx context.Context, t time.Time) ([]Status, error) {
+	e.eval.Lock()
+	defer e.eval.Unlock()
+	var errs []error
+	out := make([]Status, 0, len(e.cfg.SLOs))
+	for i := range e.cfg.SLOs {
+		st, err := e.evaluate(ctx, &e.cfg.SLOs[i], t)
+		if err != nil {
+			st.Error = err.Error()
+			errs = append(errs, err)
+		}
+		out = append(out, st)
+	}
+	if err := e.write(ctx, t, out); err != nil {
+		e.m.writeErrors.Inc()
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		e.m.evaluations.WithLabelValues("error").Inc()
+	} else {
+		e.m.evaluations.WithLabelValues("ok").Inc()
+	}
+	e.mu.Lock()
+	e.last = out
+	e.mu.Unlock()
+	if e.cfg.OnEvaluate != nil {
+		e.cfg.OnEvaluate(t, append([]Status(nil), out...))
+	}
+	return out, errors.Join(errs...)
+}
+
+// SLOWindow is the window of s evaluated at t: the rolling window, or the
+// time since the start of t's UTC month.
+func (s *SLO) SLOWindow(t time.Time) time.Duration {
+	if !s.Calendar {
+		return s.Window
+	}
+	u := t.UTC()
+	start := time.Date(u.Year(), u.Month(), 1, 0, 0, 0, 0, time.UTC)
+	if d := u.Sub(start); d >= time.Millisecond {
+		return d
+	}
+	return time.Millisecond
+}
+
+// CountsAt queries the bad and total events of s over window w ending at t.
+func (e *Engine) CountsAt(ctx context.Context, s *SLO, w time.Duration, t time.Time) (Counts, error) {
+	bad, err := e.scalar(ctx, s.BadQuery(w), t)
+	if err != nil {
+		return Counts{}, fmt.Errorf("slo %s: bad events over %s: %w", s.Name, promDuration(w), err)
+	}
+	total, err := e.scalar(ctx, s.TotalQuery(w), t)
+	if err != nil {
+		return Counts{}, fmt.Errorf("slo %s: events over %s: %w", s.Name, promDuration(w), err)
+	}
+	if math.IsNaN(total) {
+		return Counts{Bad: math.NaN(), Total: 0}, nil
+	}
+	if math.IsNaN(bad) && (s.SLI.Kind == ProbeAvailability || s.SLI.Bad != "") {
+		// A counter of bad events with no series yet: nothing bad happened.
+		// (A missing count of good events stays unknown, never "all bad".)
+		bad = 0
+	}
+	return Counts{Bad: bad, Total: total}, nil
+}
+
+// scalar runs a query whose result is one sample (or none: NaN).
+func (e *Engine) scalar(ctx context.Context, expr string, t time.Time) (float64, error) {
+	res, err := e.cfg.Querier.Query(ctx, expr, t)
+	if err != nil {
+		e.m.queryErrors.Inc()
+		return 0, err
+	}
+	switch v := res.Value.(type) {
+	case promql.Vector:
+		switch len(v) {
+		case 0:
+			return math.NaN(), nil
+		case 1:
+			return v[0].F, nil
+		}
+		e.m.queryErrors.Inc()
+		return 0, fmt.Errorf("query %q: %d series, want one", expr, len(v))
+	case promql.Scalar:
+		return v.V, nil
+	}
+	e.m.queryErrors.Inc()
+	return 0, fmt.Errorf("query %q: result of type %T, want a vector", expr, res.Value)
+}
+
+func num(f float64) *float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil
+	}
+	return &f
+}
+
+func (e *Engine) evaluate(ctx context.Context, s *SLO, t time.Time) (Status, error) {
+	st := Status{
+		Name: s.Name, Description: s.Description, Target: s.Target,
+		Window: promDuration(s.Window), Calendar: s.Calendar, Kind: s.SLI.Kind,
+		Runbook: s.Runbook, At: t, BurnRates: map[string]float64{}, Labels: s.Labels,
+	}
+	if s.Calendar {
+		st.Window = "calendar-month"
+	}
+	if s.SLI.Kind != Ratio {
+		sc := s.SLI.Scope
+		st.Scope = &sc
+	}
+	win := s.SLOWindow(t)
+	whole, err := e.CountsAt(ctx, s, win, t)
+	if err != nil {
+		return st, err
+	}
+	st.Events, st.BadEvents = whole.Total, whole.Bad
+	if math.IsNaN(st.BadEvents) {
+		st.Events, st.BadEvents = 0, 0
+	}
+	if r := whole.ErrorRatio(); !math.IsNaN(r) {
+		st.SLI = num(1 - r)
+	}
+	st.BudgetRemaining = num(BudgetRemaining(whole, s.Target))
+	if b := BurnRate(whole, s.Target); !math.IsNaN(b) {
+		st.BurnRates[windowLabel(s, t)] = b
+	}
+	counts := map[time.Duration]Counts{}
+	for _, w := range s.Windows() {
+		c, err := e.CountsAt(ctx, s, w, t)
+		if err != nil {
+			return st, err
+		}
+		counts[w] = c
+		if b := BurnRate(c, s.Target); !math.IsNaN(b) {
+			st.BurnRates[promDuration(w)] = b
+		}
+	}
+	for _, tier := range s.Tiers {
+		long, short := counts[tier.Long], counts[tier.Short]
+		ts := TierStatus{
+			Name: tier.Name, Severity: tier.Severity, Factor: tier.Factor,
+			Long: promDuration(tier.Long), Short: promDuration(tier.Short),
+			LongBurn: num(BurnRate(long, s.Target)), ShortBurn: num(BurnRate(short, s.Target)),
+			LongEvents: long.Total,
+			Firing:     tier.Firing(long, short, s.Target, s.MinEvents),
+		}
+		if tier.For > 0 {
+			ts.For = promDuration(tier.For)
+		}
+		st.Tiers = append(st.Tiers, ts)
+	}
+	days := e.cfg.ConsumedDays
+	if d := int(win / (24 * time.Hour)); d < days {
+		days = max(d, 1)
+	}
+	for k := range days {
+		end := t.Add(-time.Duration(k) * 24 * time.Hour)
+		bad, err := e.scalar(ctx, s.BadQuery(24*time.Hour), end)
+		if err != nil {
+			return st, fmt.Errorf("slo %s: bad events of day ending %s: %w", s.Name, end.Format(time.RFC3339), err)
+		}
+		if math.IsNaN(bad) && whole.Total > 0 {
+			bad = 0
+		}
+		st.ConsumedPerDay = append(st.ConsumedPerDay, DayConsumption{End: end, Consumed: num(BudgetConsumed(bad, whole.Total, s.Target))})
+	}
+	return st, nil
+}
+
+func windowLabel(s *SLO, t time.Time) string {
+	if s.Calendar {
+		return "calendar-month"
+	}
+	return promDuration(s.Window)
+}
+
+// write appends the statuses as samples at t, in one commit.
+func (e *Engine) write(ctx context.Context, t time.Time, sts []Status) error {
+	if e.cfg.Appendable == nil {
+		return nil
+	}
+	app := e.cfg.Appendable.Appender(ctx)
+	ts := t.UnixMilli()
+	var errs []error
+	add := func(v float64, kv ...string) {
+		if _, err := app.Append(0, labels.FromStrings(kv...), ts, v); err != nil {
+			errs = append(errs, fmt.Errorf("slo: append %s{slo=%q}: %w", kv[1], kv[3], err))
+		}
+	}
+	for _, st := range sts {
+		if st.SLI != nil {
+			add(*st.SLI, "__name__", MetricSLIRatio, "slo", st.Name)
+		}
+		if st.BudgetRemaining != nil {
+			add(*st.BudgetRemaining, "__name__", MetricBudgetRemaining, "slo", st.Name)
+		}
+		windows := make([]string, 0, len(st.BurnRates))
+		for w := range st.BurnRates {
+			windows = append(windows, w)
+		}
+		sort.Strings(windows)
+		for _, w := range windows {
+			add(st.BurnRates[w], "__name__", MetricBurnRate, "slo", st.Name, "window", w)
+		}
+	}
+	if len(errs) > 0 {
+		if err := app.Rollback(); err != nil {
+			errs = append(errs, fmt.Errorf("slo: rollback: %w", err))
+		}
+		return errors.Join(errs...)
+	}
+	if err := app.Commit(); err != nil {
+		return fmt.Errorf("slo: commit evaluation at %s: %w", t.Format(time.RFC3339), err)
+	}
+	return nil
+}

@@ -1,0 +1,51 @@
+package slo
+
+import "math"
+
+// Counts are the events of an SLI over one window.
+type Counts struct {
+	Bad, Total float64
+}
+
+// ErrorRatio is the share of bad events, NaN without events.
+func (c Counts) ErrorRatio() float64 {
+	if !(c.Total > 0) {
+		return math.NaN()
+	}
+	return c.Bad / c.Total
+}
+
+// BurnRate is how many times faster than allowed the budget burns in this
+// window: the error ratio over the budget share (1 - target). 1 spends
+// exactly the budget over the SLO window. NaN without events.
+func BurnRate(c Counts, target float64) float64 {
+	return c.ErrorRatio() / (1 - target)
+}
+
+// BudgetRemaining is the share of the window's error budget not spent, for
+// the counts of the whole SLO window: 1 - bad / ((1 - target) * total).
+// Negative when overspent, NaN without events.
+func BudgetRemaining(c Counts, target float64) float64 {
+	if !(c.Total > 0) {
+		return math.NaN()
+	}
+	return 1 - c.Bad/((1-target)*c.Total)
+}
+
+// BudgetConsumed is the share of the whole SLO window's budget that bad
+// events spent, given the window's total events.
+func BudgetConsumed(bad, windowTotal, target float64) float64 {
+	if !(windowTotal > 0) {
+		return math.NaN()
+	}
+	return bad / ((1 - target) * windowTotal)
+}
+
+// Firing says whether tier t's condition holds: both windows burn faster
+// than its factor and the long window holds at least minEvents events. NaN
+// (no events) never fires.
+func (t Tier) Firing(long, short Counts, target, minEvents float64) bool {
+	return BurnRate(long, target) > t.Factor &&
+		BurnRate(short, target) > t.Factor &&
+		long.Total >= minEvents
+}
