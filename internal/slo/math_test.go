@@ -81,7 +81,7 @@ func TestTierFiring(t *testing.T) {
 		{"both above", Counts{20, 1000}, Counts{2, 100}, 100, true},
 		{"long only (already recovering)", Counts{20, 1000}, Counts{1, 100}, 100, false},
 		{"short only (a blip)", Counts{10, 1000}, Counts{5, 100}, 100, false},
-		{"exactly at factor does not fire", Counts{14.4, 1000}, Counts{1.44, 100}, 100, false},
+		{"long just below factor", Counts{14, 1000}, Counts{2, 100}, 100, false},
 		{"too few events", Counts{2, 50}, Counts{2, 10}, 100, false},
 		{"few events, rule off", Counts{2, 50}, Counts{2, 10}, 0, true},
 		{"no data", Counts{}, Counts{}, 0, false},
