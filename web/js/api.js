@@ -1,0 +1,289 @@
+// api.js is the UI's only door to the server. Every endpoint, field name and
+// envelope shape lives here, so when the server's JSON settles (or changes)
+// only this file moves. Pages receive plain, normalised objects.
+
+const TOKEN_KEY = 'meshlens.token';
+// The API is served by the same server as the UI, at the UI's root: resolve
+// against this module so deep links (/some/path -> index.html) still work.
+const BASE = new URL('../', import.meta.url);
+
+export class ApiError extends Error {
+  // kind: unauthorized | forbidden | unavailable | network | server | bad
+  constructor(kind, status, message) {
+    super(message);
+    this.kind = kind;
+    this.status = status;
+  }
+}
+
+export function token() { return sessionStorage.getItem(TOKEN_KEY) || ''; }
+export function setToken(t) {
+  if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+// request fetches a same-origin URL with the bearer token and decodes JSON.
+// A 404 means "this endpoint is not in this server yet": the pages show
+// that in words rather than breaking.
+export async function request(url, { signal } = {}) {
+  const headers = { Accept: 'application/json' };
+  const t = token();
+  if (t) headers.Authorization = 'Bearer ' + t;
+  let res;
+  try {
+    res = await fetch(new URL(url, BASE), { headers, signal, credentials: 'same-origin' });
+  } catch (e) {
+    if (e.name === 'AbortError') throw e;
+    throw new ApiError('network', 0, 'The meshlens server is unreachable (' + e.message + ').');
+  }
+  let body = null;
+  const text = await res.text();
+  if (text) {
+    try { body = JSON.parse(text); } catch { body = null; }
+  }
+  if (!res.ok) {
+    const detail = body && (body.error || body.message) ? ': ' + (body.error || body.message) : '';
+    switch (res.status) {
+      case 401: throw new ApiError('unauthorized', 401, 'Sign in with an API token to see this' + detail + '.');
+      case 403: throw new ApiError('forbidden', 403, 'Your token\'s role may not see this' + detail + '.');
+      case 503:
+        if (body && body.errorType === 'unavailable') throw new ApiError('unavailable', 503, 'This server does not provide ' + url.split('?')[0] + detail + '.');
+        throw new ApiError('server', 503, 'The server is overloaded or starting (503)' + detail + '.');
+      case 404: case 501: throw new ApiError('unavailable', res.status, 'This server does not offer ' + url.split('?')[0] + ' yet.');
+      default:
+        if (res.status >= 500) throw new ApiError('server', res.status, 'The server failed (' + res.status + ')' + detail + '.');
+        throw new ApiError('bad', res.status, 'The server refused the request (' + res.status + ')' + detail + '.');
+    }
+  }
+  if (body === null) throw new ApiError('bad', res.status, 'The server answered ' + url.split('?')[0] + ' with something that is not JSON.');
+  return body;
+}
+
+// ---- field helpers -------------------------------------------------------
+
+function pick(o, ...names) {
+  if (!o) return undefined;
+  for (const n of names) if (o[n] !== undefined && o[n] !== null) return o[n];
+  return undefined;
+}
+function num(v) {
+  if (v === undefined || v === null || v === '') return null;
+  const n = typeof v === 'string' ? parseFloat(v) : v;
+  return Number.isFinite(n) ? n : null;
+}
+// seconds accepts a number of seconds or a Go duration string ("1.5ms").
+function seconds(v) {
+  if (typeof v === 'string' && /[a-zµ]$/i.test(v)) {
+    const m = v.match(/^([0-9.]+)(ns|us|µs|ms|s|m|h)$/);
+    if (!m) return null;
+    const f = { ns: 1e-9, us: 1e-6, 'µs': 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 }[m[2]];
+    return parseFloat(m[1]) * f;
+  }
+  return num(v);
+}
+function date(v) {
+  if (v === undefined || v === null || v === '') return null;
+  const d = typeof v === 'number' ? new Date(v > 1e12 ? v : v * 1000) : new Date(v);
+  return isNaN(d.getTime()) || d.getUTCFullYear() < 1971 ? null : d;
+}
+// unwrap accepts {data: X}, {items: [...]}, {<name>: [...]} or X itself.
+function unwrap(body, ...names) {
+  if (Array.isArray(body)) return body;
+  if (body && typeof body === 'object') {
+    for (const n of ['data', 'items', ...names]) {
+      if (body[n] !== undefined) return Array.isArray(body[n]) || names.length === 0 ? body[n] : unwrap(body[n], ...names);
+    }
+  }
+  return body;
+}
+function list(body, ...names) {
+  const v = unwrap(body, ...names);
+  return Array.isArray(v) ? v : [];
+}
+function qs(params) {
+  const u = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== '') u.set(k, v);
+  return u.toString();
+}
+function strList(v) {
+  if (!v) return [];
+  if (Array.isArray(v)) return v.map(x => typeof x === 'string' ? x : pick(x, 'element', 'name', 'id')).filter(Boolean);
+  return [String(v)];
+}
+
+// ---- meshlens JSON API --------------------------------------------------
+
+export async function topology(opts) {
+  const t = unwrap(await request('api/v1/topology', opts));
+  for (const k of ['dcs', 'pods', 'racks', 'switches', 'hosts', 'links']) t[k] = t[k] || [];
+  return t;
+}
+
+// Agents report a cumulative probe count; the rate is derived from two
+// successive polls.
+const lastProbes = new Map();
+export async function agents(opts) {
+  const now = Date.now();
+  return list(await request('api/v1/agents', opts), 'agents').map(a => ({
+    host: pick(a, 'host', 'agent', 'name'),
+    probesTotal: num(pick(a, 'probes_total', 'probes')),
+    version: pick(a, 'version') ?? '',
+    lastSeen: date(pick(a, 'last_seen', 'lastSeen')),
+    pinglistVersion: pick(a, 'pinglist_version', 'pinglistVersion') ?? '',
+    probeRate: num(pick(a, 'probe_rate', 'probes_per_second', 'probeRate')),
+    schedulingLag: seconds(pick(a, 'scheduling_lag_p99_seconds', 'scheduling_lag_seconds', 'scheduling_lag', 'schedulingLag')),
+    resultsRejected: num(pick(a, 'results_rejected')),
+    state: String(pick(a, 'state', 'status') ?? 'unknown'),
+  })).map(a => {
+    const prev = lastProbes.get(a.host);
+    if (a.probeRate === null && prev && a.probesTotal !== null && now > prev.at && a.probesTotal >= prev.n) {
+      a.probeRate = (a.probesTotal - prev.n) / ((now - prev.at) / 1000);
+    }
+    if (a.probesTotal !== null && (!prev || now - prev.at >= 5000)) lastProbes.set(a.host, { n: a.probesTotal, at: now });
+    return a;
+  });
+}
+
+function pairWindow(w) {
+  return {
+    src: pick(w, 'src', 'src_host'), dst: pick(w, 'dst', 'dst_host'),
+    proto: pick(w, 'proto', 'protocol') ?? '',
+    end: date(pick(w, 'end', 'window_end', 'time', 'at', 'window')),
+    sent: num(pick(w, 'sent', 'probes')), lost: num(pick(w, 'lost')),
+    lossRatio: num(pick(w, 'loss_ratio', 'lossRatio', 'loss')),
+    p50: seconds(pick(w, 'p50', 'p50_seconds')), p90: seconds(pick(w, 'p90', 'p90_seconds')),
+    p99: seconds(pick(w, 'p99', 'p99_seconds')), p999: seconds(pick(w, 'p999', 'p99_9', 'p999_seconds')),
+    path: strList(pick(w, 'path', 'elements')),
+  };
+}
+
+// pairHistory: per-window results of one host pair.
+export async function pairHistory(src, dst, { proto, since, signal } = {}) {
+  const body = await request('api/v1/pairs?' + qs({ src, dst, proto, since: since && since.toISOString() }), { signal });
+  return list(body, 'windows', 'pairs').map(pairWindow).map(w => ({ ...w, src: w.src || src, dst: w.dst || dst }));
+}
+
+// rackPairHosts: the host pairs within one rack pair for one window.
+export async function rackPairHosts(srcRack, dstRack, { at, signal } = {}) {
+  const body = await request('api/v1/pairs?' + qs({ src_rack: srcRack, dst_rack: dstRack, at: at && at.toISOString() }), { signal });
+  return list(body, 'pairs', 'windows').map(pairWindow);
+}
+
+export async function suspects(opts) {
+  return list(await request('api/v1/suspects', opts), 'suspects').map(s => ({
+    element: pick(s, 'element', 'name'),
+    kind: pick(s, 'kind', 'type') ?? '',
+    metric: pick(s, 'metric', 'what') ?? '',
+    estimate: num(pick(s, 'estimate', 'loss', 'value')),
+    confidence: num(pick(s, 'confidence', 'score')),
+    evidence: pick(s, 'evidence', 'reason') ?? '',
+    drained: !!pick(s, 'drained'),
+  }));
+}
+
+export async function slos(opts) {
+  return list(await request('api/v1/slos', opts), 'slos').map(s => {
+    let burn = pick(s, 'burn_rates', 'burn_rate', 'burnRates') || {};
+    if (Array.isArray(burn)) burn = Object.fromEntries(burn.map(b => [pick(b, 'window', 'name'), num(pick(b, 'rate', 'value', 'burn_rate'))]));
+    return {
+      name: pick(s, 'name', 'slo', 'id'),
+      description: pick(s, 'description', 'summary') ?? '',
+      objective: num(pick(s, 'objective', 'target')),
+      sli: num(pick(s, 'sli', 'sli_ratio', 'current')),
+      budgetRemaining: num(pick(s, 'budget_remaining', 'error_budget_remaining', 'error_budget_remaining_ratio', 'budgetRemaining')),
+      burnRates: Object.fromEntries(Object.entries(burn).map(([k, v]) => [k, num(v)])),
+      alerts: (pick(s, 'alerts', 'tiers') || []).map(a => ({
+        name: pick(a, 'name', 'tier', 'severity') ?? '',
+        windows: pick(a, 'windows', 'window') ?? '',
+        threshold: num(pick(a, 'threshold', 'burn_rate')),
+        state: String(pick(a, 'state', 'status') ?? 'inactive'),
+      })),
+    };
+  });
+}
+
+function incident(i) {
+  return {
+    id: String(pick(i, 'id', 'key') ?? ''),
+    title: pick(i, 'title', 'summary', 'name') ?? '',
+    state: String(pick(i, 'state', 'status') ?? ''),
+    severity: pick(i, 'severity') ?? '',
+    blamed: strList(pick(i, 'blamed', 'blamed_elements', 'element', 'suspects')),
+    startedAt: date(pick(i, 'started_at', 'start', 'opened_at', 'startedAt')),
+    endedAt: date(pick(i, 'resolved_at', 'ended_at', 'end', 'endedAt')),
+    timeline: (pick(i, 'timeline', 'events') || []).map(e => ({ at: date(pick(e, 'at', 'time', 'ts')), text: pick(e, 'text', 'message', 'event', 'what') ?? '' })),
+    evidence: pick(i, 'evidence') ?? '',
+    slos: strList(pick(i, 'slos', 'affected_slos')),
+    pairs: strList(pick(i, 'pairs', 'affected_pairs')),
+    remediation: (pick(i, 'remediation', 'remediations', 'audit') || []).map(r => ({
+      at: date(pick(r, 'at', 'time')), actor: pick(r, 'actor', 'by', 'user') ?? '',
+      action: pick(r, 'action', 'hook', 'name') ?? '', result: pick(r, 'result', 'status', 'outcome') ?? '',
+    })),
+  };
+}
+
+export async function incidents(opts) {
+  return list(await request('api/v1/incidents', opts), 'incidents').map(incident);
+}
+export async function incidentDetail(id, opts) {
+  return incident(unwrap(await request('api/v1/incidents/' + encodeURIComponent(id), opts), 'incident'));
+}
+
+export async function diagnosePair(src, dst, opts) {
+  const d = unwrap(await request('api/v1/diagnose/pair?' + qs({ src, dst }), opts));
+  return {
+    verdict: pick(d, 'verdict', 'summary', 'conclusion') ?? '',
+    detail: pick(d, 'detail', 'explanation', 'reason') ?? '',
+    elements: (pick(d, 'elements', 'path', 'suspects') || []).map(e => typeof e === 'string' ? { element: e } : {
+      element: pick(e, 'element', 'name'), estimate: num(pick(e, 'estimate', 'loss')), kind: pick(e, 'kind') ?? '',
+    }),
+    raw: d,
+  };
+}
+
+// ---- Prometheus-compatible API ------------------------------------------
+
+function promData(body) {
+  if (!body || body.status !== 'success' || !body.data) {
+    throw new ApiError('bad', 200, 'Query failed: ' + ((body && body.error) || 'unexpected answer'));
+  }
+  return body.data;
+}
+
+// promQuery runs an instant query; at undefined means now.
+export async function promQuery(query, at, opts) {
+  const d = promData(await request('api/v1/query?' + qs({ query, time: at ? at.getTime() / 1000 : undefined }), opts));
+  if (d.resultType !== 'vector') return [];
+  return d.result.map(r => ({ labels: r.metric, t: r.value[0] * 1000, value: parseFloat(r.value[1]) }));
+}
+
+// promRange returns [{labels, points: [[ms, value], ...]}].
+export async function promRange(query, start, end, stepSeconds, opts) {
+  const d = promData(await request('api/v1/query_range?' + qs({
+    query, start: start.getTime() / 1000, end: end.getTime() / 1000, step: stepSeconds,
+  }), opts));
+  return d.result.map(r => ({ labels: r.metric, points: r.values.map(([t, v]) => [t * 1000, parseFloat(v)]) }));
+}
+
+// Metric names of the rollups (see internal/aggregate/tsdb.go).
+export const metricNames = {
+  latency: level => `meshlens_${level}_pair_latency_seconds`,
+  loss: level => `meshlens_${level}_pair_loss_ratio`,
+  hostLoss: 'meshlens_host_loss_ratio',
+  sli: 'meshlens_slo_sli_ratio',
+  budget: 'meshlens_slo_error_budget_remaining_ratio',
+  burn: 'meshlens_slo_burn_rate',
+};
+
+// The topology changes rarely; pages share one copy for a minute.
+let topoCache = null, topoAt = 0;
+export async function topologyCached(opts) {
+  if (topoCache && Date.now() - topoAt < 60_000) return topoCache;
+  topoCache = await topology(opts);
+  topoAt = Date.now();
+  return topoCache;
+}
+
+// promRegexAlt builds `a|b|c` for a =~ matcher from literal names.
+export function promRegexAlt(names) {
+  return names.map(n => n.replace(/[\\.^$|?*+()[\]{}]/g, '\\$&')).join('|');
+}

@@ -1,0 +1,67 @@
+// dom.js builds DOM nodes from code, never from HTML strings: no injection
+// from names the server sends, and nothing the CSP would block.
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+function build(el, attrs, children) {
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') el.setAttribute('class', v);
+    else if (k === 'text') el.textContent = v;
+    else if (k === 'dataset') Object.assign(el.dataset, v);
+    else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+    else if (k === 'value' && 'value' in el) el.value = v;
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+export function h(tag, attrs, ...children) { return build(document.createElement(tag), attrs, children); }
+export function s(tag, attrs, ...children) { return build(document.createElementNS(SVG_NS, tag), attrs, children); }
+
+export function clear(el) { while (el.firstChild) el.firstChild.remove(); return el; }
+
+// stateMessage renders an empty or error state in words.
+export function stateMessage(err, emptyText) {
+  if (!err) return h('p', { class: 'empty' }, emptyText);
+  const kind = err.kind || 'error';
+  const base = err.message || String(err);
+  const extra = kind === 'unavailable' ? ' It will appear here when the server provides it.' : '';
+  return h('p', { class: kind === 'unavailable' ? 'empty' : 'error-state', dataset: { state: kind } }, base + extra);
+}
+
+// ---- formatting ----------------------------------------------------------
+
+export function fmtSeconds(v) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '–';
+  const a = Math.abs(v);
+  if (a >= 1) return v.toFixed(2) + ' s';
+  if (a >= 1e-3) return (v * 1e3).toFixed(a >= 0.1 ? 0 : 2) + ' ms';
+  return (v * 1e6).toFixed(0) + ' µs';
+}
+export function fmtRatio(v, digits = 3) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '–';
+  if (v === 0) return '0 %';
+  const p = v * 100;
+  return (p >= 10 ? p.toFixed(1) : p >= 0.01 ? p.toPrecision(digits) : p.toExponential(1)) + ' %';
+}
+export function fmtNum(v, digits = 2) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '–';
+  return Number.isInteger(v) ? String(v) : v.toFixed(digits);
+}
+export function fmtTime(d) {
+  if (!d) return '–';
+  return d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+}
+export function fmtAgo(d, now = new Date()) {
+  if (!d) return 'never';
+  const s = Math.round((now - d) / 1000);
+  if (s < 0) return 'just now';
+  if (s < 90) return s + ' s ago';
+  if (s < 5400) return Math.round(s / 60) + ' min ago';
+  return Math.round(s / 3600) + ' h ago';
+}

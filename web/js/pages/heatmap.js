@@ -1,0 +1,314 @@
+// Heatmap page: Pingmesh's matrix, DC pair → pod pair → rack pair → host
+// pair. Rows are sources, columns destinations. State lives in the URL:
+// level, a / b (the scopes drilled into), metric, proto, t (unix seconds,
+// absent = live), pal, warn, bad.
+
+import * as api from '../api.js';
+import { h, clear, stateMessage, fmtSeconds, fmtRatio, fmtTime } from '../dom.js';
+import { Heatmap } from '../heatmap.js';
+import { metrics, palettes } from '../scale.js';
+
+const LEVELS = ['dc', 'pod', 'rack', 'host'];
+const SCRUB_SPAN_S = 3600; // the scrubber covers the last hour, window by window
+const LOOKBACK = '1m'; // a window's sample is written when the window seals
+
+let root, ctx, hm, els, topo, seq = 0, lastKey = '';
+
+function state(params) {
+  const metric = metrics[params.get('metric')] ? params.get('metric') : 'p99';
+  const m = metrics[metric];
+  const num = k => { const v = parseFloat(params.get(k)); return Number.isFinite(v) ? v : null; };
+  const t = num('t');
+  return {
+    level: LEVELS.includes(params.get('level')) ? params.get('level') : '',
+    a: params.get('a') || '', b: params.get('b') || '',
+    metric, proto: params.get('proto') || '',
+    t: t === null ? null : new Date(t * 1000),
+    pal: palettes[params.get('pal')] ? params.get('pal') : 'pingmesh',
+    warn: num('warn') ?? m.warn, bad: num('bad') ?? m.bad,
+    customThresholds: num('warn') !== null || num('bad') !== null,
+  };
+}
+
+function paramsOf(st, over = {}) {
+  const x = { ...st, ...over };
+  const m = metrics[x.metric];
+  return {
+    level: x.level, a: x.a, b: x.b, metric: x.metric === 'p99' ? '' : x.metric, proto: x.proto,
+    t: x.t ? Math.round(x.t.getTime() / 1000) : '',
+    pal: x.pal === 'pingmesh' ? '' : x.pal,
+    warn: x.customThresholds && x.warn !== m.warn ? x.warn : '',
+    bad: x.customThresholds && x.bad !== m.bad ? x.bad : '',
+  };
+}
+
+function defaultLevel(t) { return t.dcs.length > 1 ? 'dc' : 'rack'; }
+
+// axes gives the row and column element names for a level and its scopes.
+function axes(t, level, a, b) {
+  const byName = (list, n) => list.find(x => x.name === n);
+  switch (level) {
+    case 'dc': return [t.dcs.map(d => d.name), t.dcs.map(d => d.name)];
+    case 'pod': {
+      const of = dc => dc ? (byName(t.dcs, dc)?.pods || []) : t.pods.map(p => p.name);
+      return [of(a), of(b)];
+    }
+    case 'rack': {
+      const of = pod => pod ? (byName(t.pods, pod)?.racks || []) : t.racks.map(r => r.name);
+      return [of(a), of(b)];
+    }
+    default: {
+      const of = rack => byName(t.racks, rack)?.hosts || [];
+      return [of(a), of(b)];
+    }
+  }
+}
+
+function fmtValue(metric, v) {
+  if (v === null || v === undefined || Number.isNaN(v)) return 'no data';
+  return metrics[metric].kind === 'loss' ? fmtRatio(v) : fmtSeconds(v);
+}
+
+function buildQuery(st, rows, cols) {
+  const m = metrics[st.metric];
+  const lv = st.level;
+  const name = m.kind === 'loss' ? api.metricNames.loss(lv) : api.metricNames.latency(lv);
+  const sel = [];
+  if (m.kind === 'latency') sel.push(`quantile="${m.quantile}"`);
+  if (st.proto) sel.push(`proto="${st.proto}"`);
+  // Narrow the query to the drilled-into scopes when they are small enough
+  // to spell out; otherwise fetch the level and filter here.
+  if (st.a && rows.length <= 256) sel.push(`src_${lv}=~"${api.promRegexAlt(rows)}"`);
+  if (st.b && cols.length <= 256) sel.push(`dst_${lv}=~"${api.promRegexAlt(cols)}"`);
+  return `max by (src_${lv}, dst_${lv}) (last_over_time(${name}{${sel.join(',')}}[${LOOKBACK}]))`;
+}
+
+async function fetchValues(st, rows, cols) {
+  const values = new Float64Array(rows.length * cols.length).fill(NaN);
+  const ri = new Map(rows.map((n, i) => [n, i])), ci = new Map(cols.map((n, i) => [n, i]));
+  const put = (src, dst, v) => {
+    const r = ri.get(src), c = ci.get(dst);
+    if (r === undefined || c === undefined || v === null || !Number.isFinite(v)) return;
+    const i = r * cols.length + c;
+    values[i] = Number.isNaN(values[i]) ? v : Math.max(values[i], v);
+  };
+  if (st.level === 'host') {
+    const cells = await api.rackPairHosts(st.a, st.b, { at: st.t || undefined });
+    const field = metrics[st.metric].field;
+    for (const p of cells) if (!st.proto || p.proto === st.proto) put(p.src, p.dst, p[field]);
+    return { values, detail: cells };
+  }
+  const lv = st.level;
+  const res = await api.promQuery(buildQuery(st, rows, cols), st.t || undefined);
+  for (const r of res) put(r.labels['src_' + lv], r.labels['dst_' + lv], r.value);
+  return { values, detail: null };
+}
+
+function crumbs(st) {
+  const trail = h('nav', { class: 'crumbs', 'aria-label': 'Drill-down' });
+  const link = (label, over) => h('a', { href: '#/heatmap?' + new URLSearchParams(clean(paramsOf(st, over))) }, label);
+  trail.append(link('all ' + (topo.dcs.length > 1 ? 'DCs' : 'racks'), { level: defaultLevel(topo), a: '', b: '' }));
+  if (st.level !== 'dc' && topo.dcs.length > 1) trail.append(' › ', link('all pods', { level: 'pod', a: '', b: '' }));
+  if (st.a || st.b) {
+    trail.append(' › ', h('strong', {}, `${st.level === 'host' ? 'hosts' : st.level + 's'} of ${st.a || 'all'} → ${st.b || 'all'}`));
+  } else {
+    trail.append(' › ', h('strong', {}, st.level + ' pairs'));
+  }
+  return trail;
+}
+
+function clean(o) { return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== '' && v !== null && v !== undefined)); }
+
+function toolbar(st) {
+  const bar = h('div', { class: 'toolbar' });
+  const set = over => ctx.go('heatmap', paramsOf(st, over));
+  const metricSet = h('fieldset', {}, h('legend', {}, 'Metric'),
+    Object.entries(metrics).map(([k, m]) => h('button', {
+      type: 'button', 'aria-pressed': String(k === st.metric), dataset: { metric: k },
+      onclick: () => set({ metric: k, customThresholds: false }),
+    }, m.label.replace(' latency', ''))));
+  const proto = h('select', { id: 'hm-proto', onchange: e => set({ proto: e.target.value }) },
+    ['', 'tcp', 'udp', 'http', 'icmp'].map(p => h('option', { value: p, selected: p === st.proto }, p || 'all (worst)')));
+  const pal = h('select', { id: 'hm-pal', onchange: e => set({ pal: e.target.value }) },
+    Object.entries(palettes).map(([k, p]) => h('option', { value: k, selected: k === st.pal }, p.label)));
+  bar.append(metricSet,
+    h('label', {}, 'Protocol ', proto),
+    h('label', {}, 'Colours ', pal),
+    timeControl(st, set));
+  return bar;
+}
+
+function timeControl(st, set) {
+  const now = Date.now();
+  const off = st.t ? Math.max(0, Math.min(SCRUB_SPAN_S, Math.round((now - st.t.getTime()) / 1000))) : 0;
+  const range = h('input', {
+    type: 'range', id: 'hm-time', min: -SCRUB_SPAN_S, max: 0, step: 10, value: -off,
+    'aria-label': 'Time: seconds before now',
+    'aria-valuetext': st.t ? fmtTime(st.t) : 'live',
+  });
+  const label = h('output', { for: 'hm-time', id: 'hm-time-label' }, st.t ? fmtTime(st.t) : 'live');
+  range.addEventListener('input', () => {
+    const v = parseInt(range.value, 10);
+    label.textContent = v === 0 ? 'live' : fmtTime(new Date(Date.now() + v * 1000));
+  });
+  range.addEventListener('change', () => {
+    const v = parseInt(range.value, 10);
+    set({ t: v === 0 ? null : new Date(Math.floor((Date.now() + v * 1000) / 10000) * 10000) });
+  });
+  const step = d => set({ t: new Date((st.t ? st.t.getTime() : Math.floor(Date.now() / 10000) * 10000) + d * 10000) });
+  return h('fieldset', { class: 'time-scrub' }, h('legend', {}, 'Time'),
+    h('button', { type: 'button', id: 'hm-live', 'aria-pressed': String(!st.t), onclick: () => set({ t: null }) }, 'Live'),
+    h('button', { type: 'button', 'aria-label': 'Previous window', onclick: () => step(-1) }, '◀'),
+    range,
+    h('button', { type: 'button', 'aria-label': 'Next window', disabled: !st.t, onclick: () => step(1) }, '▶'),
+    label);
+}
+
+function legend(st) {
+  const m = metrics[st.metric];
+  const cols = palettes[st.pal].colors;
+  const f = v => fmtValue(st.metric, v);
+  const sw = (i, text) => h('span', {}, h('span', { class: 'swatch', dataset: { color: cols[i] } }), text);
+  const unit = m.kind === 'loss' ? '%' : 'ms';
+  const toUnit = v => m.kind === 'loss' ? +(v * 100).toPrecision(4) : +(v * 1e3).toPrecision(4);
+  const fromUnit = v => m.kind === 'loss' ? v / 100 : v / 1e3;
+  const thr = (id, v, key) => h('input', {
+    id, type: 'number', step: 'any', min: 0, value: toUnit(v), size: 5, 'aria-label': key + ' threshold in ' + unit,
+    onchange: e => {
+      const x = parseFloat(e.target.value);
+      if (Number.isFinite(x) && x >= 0) ctx.go('heatmap', paramsOf(st, { [key]: fromUnit(x), customThresholds: true }));
+    },
+  });
+  const box = h('div', { class: 'legend', id: 'hm-legend' },
+    sw(1, `good < ${f(st.warn)}`), sw(2, `warning ${f(st.warn)}–${f(st.bad)}`), sw(3, `bad > ${f(st.bad)}`), sw(0, 'no data'),
+    h('label', {}, 'warn ', thr('hm-warn', st.warn, 'warn'), ' ' + unit),
+    h('label', {}, 'bad ', thr('hm-bad', st.bad, 'bad'), ' ' + unit),
+    st.customThresholds ? h('button', { type: 'button', onclick: () => ctx.go('heatmap', paramsOf(st, { customThresholds: false })) }, 'Pingmesh defaults') : null);
+  // Swatch colours go through CSSOM: the CSP forbids inline style attributes.
+  for (const el of box.querySelectorAll('.swatch')) el.style.background = el.dataset.color;
+  return box;
+}
+
+function drill(st, cell) {
+  const next = { dc: 'pod', pod: 'rack', rack: 'host' }[st.level];
+  if (next) ctx.go('heatmap', paramsOf(st, { level: next, a: cell.src, b: cell.dst }));
+  else ctx.go('pair', { src: cell.src, dst: cell.dst, t: st.t ? Math.round(st.t.getTime() / 1000) : '' });
+}
+
+function showTooltip(st, info, at) {
+  const tip = els.tip;
+  if (!info) { tip.hidden = true; return; }
+  clear(tip);
+  tip.append(h('div', {}, h('strong', {}, info.src), ' → ', h('strong', {}, info.dst)),
+    h('div', {}, metrics[st.metric].label + ': ', h('span', { class: 'sev-' + info.level }, fmtValue(st.metric, info.value))));
+  if (els.detail) {
+    const d = els.detail.filter(p => p.src === info.src && p.dst === info.dst);
+    for (const p of d) {
+      tip.append(h('div', {}, `${p.proto}: sent ${p.sent ?? '–'}, lost ${p.lost ?? '–'} (${fmtRatio(p.lossRatio)}), p50 ${fmtSeconds(p.p50)}, p99 ${fmtSeconds(p.p99)}, p99.9 ${fmtSeconds(p.p999)}`));
+    }
+  }
+  tip.append(h('div', { class: 'axis-label' }, st.level === 'host' ? 'click or Enter: pair view' : 'click or Enter: drill down'));
+  tip.hidden = false;
+  tip.style.left = Math.min(at.x, hm.canvas.width - 40) + 'px';
+  tip.style.top = at.y + 'px';
+}
+
+function worstList(st) {
+  const n = hm.cols.length, cells = [];
+  for (let i = 0; i < hm.values.length; i++) if (hm.levels[i] >= 2) cells.push(i);
+  cells.sort((x, y) => hm.values[y] - hm.values[x]);
+  const counts = hm.counts;
+  const side = h('div', {},
+    h('h2', {}, 'Summary'),
+    h('p', { id: 'hm-counts' },
+      h('span', { class: 'sev-red' }, `${counts[3]} bad`), ', ', h('span', { class: 'sev-yellow' }, `${counts[2]} warning`), ', ',
+      h('span', { class: 'sev-green' }, `${counts[1]} good`), ', ', h('span', { class: 'sev-nodata' }, `${counts[0]} no data`)),
+    h('h2', {}, 'Worst pairs'));
+  if (!cells.length) { side.append(h('p', { class: 'empty' }, counts[1] ? 'All measured pairs are within the thresholds.' : 'No pair has data at this time.')); return side; }
+  const ul = h('ul', { id: 'hm-worst' });
+  for (const i of cells.slice(0, 25)) {
+    const info = hm.cellInfo(Math.floor(i / n), i % n);
+    ul.append(h('li', { class: 'sev-' + info.level, dataset: { src: info.src, dst: info.dst, level: info.level } },
+      h('a', { href: '#', onclick: e => { e.preventDefault(); drill(st, info); } }, `${info.src} → ${info.dst}`), ': ', fmtValue(st.metric, info.value)));
+  }
+  if (cells.length > 25) side.append(ul, h('p', { class: 'axis-label' }, `and ${cells.length - 25} more`));
+  else side.append(ul);
+  return side;
+}
+
+async function load(st, { poll }) {
+  const my = ++seq;
+  if (poll && st.t) return; // a past window does not change
+  try {
+    topo = await api.topologyCached();
+  } catch (err) {
+    clear(els.body).append(stateMessage(err));
+    ctx.reportError(err);
+    return;
+  }
+  if (!st.level) st.level = defaultLevel(topo);
+  const key = JSON.stringify(paramsOf(st));
+  if (!poll || key !== lastKey) {
+    clear(els.toolbar).append(toolbar(st), legend(st));
+    clear(els.crumbs).append(crumbs(st));
+  }
+  lastKey = key;
+  const [rows, cols] = axes(topo, st.level, st.a, st.b);
+  if (!rows.length || !cols.length) {
+    clear(els.body).append(h('p', { class: 'empty' }, topo.racks.length
+      ? `Nothing to show: ${st.a || '?'} → ${st.b || '?'} is not in the topology.`
+      : 'The topology has no racks yet.'));
+    return;
+  }
+  let data;
+  try {
+    data = await fetchValues(st, rows, cols);
+  } catch (err) {
+    if (my !== seq) return;
+    clear(els.body).append(stateMessage(err));
+    ctx.reportError(err);
+    return;
+  }
+  if (my !== seq) return;
+  els.detail = data.detail;
+  if (!els.body.contains(hm.canvas)) clear(els.body).append(els.wrap);
+  hm.setData({ rows, cols, values: data.values, warn: st.warn, bad: st.bad, colors: palettes[st.pal].colors });
+  hm.canvas.dataset.level = st.level;
+  hm.canvas.dataset.metric = st.metric;
+  hm.canvas.setAttribute('aria-label',
+    `${metrics[st.metric].label} heatmap, ${rows.length} source ${st.level}s by ${cols.length} destination ${st.level}s. Arrow keys move, Enter drills down.`);
+  hm.render();
+  clear(els.side).append(worstList(st));
+  els.caption.textContent = `${rows.length} × ${cols.length} ${st.level} pairs · rows: source, columns: destination · ` +
+    (st.t ? 'window ending ' + fmtTime(st.t) : 'live, refreshed every ' + ctx.windowMs / 1000 + ' s');
+}
+
+export default {
+  async mount(el, c) {
+    root = el; ctx = c; lastKey = '';
+    els = {
+      toolbar: h('div'), crumbs: h('div'), body: h('div'), side: h('aside', { class: 'heat-side', 'aria-label': 'Worst pairs' }),
+      tip: h('div', { class: 'tooltip', role: 'tooltip', hidden: true }),
+      caption: h('p', { class: 'axis-label', id: 'hm-caption' }),
+    };
+    const canvas = h('canvas', { class: 'heat-canvas', id: 'heatmap' });
+    let st = state(c.params);
+    hm = new Heatmap(canvas, {
+      onHover: (info, at) => showTooltip(st, info, at),
+      onActivate: info => drill(st, info),
+    });
+    els.wrap = h('div', { class: 'heat-wrap' }, h('div', { class: 'heat-main' }, canvas, els.tip), els.side);
+    els.setState = x => { st = x; };
+    root.append(h('h1', {}, 'Heatmap'), els.toolbar, els.crumbs, els.caption, els.body);
+    clear(els.body).append(h('p', { class: 'empty' }, 'Loading…'));
+    await load(st, { poll: false });
+  },
+  async update(c, { poll }) {
+    ctx = c;
+    const st = state(c.params);
+    els.setState(st);
+    els.tip.hidden = true;
+    await load(st, { poll });
+  },
+  unmount() { seq++; },
+};

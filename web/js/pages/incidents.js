@@ -1,0 +1,60 @@
+// Incidents: the list, and one incident's detail: timeline, evidence, the
+// blamed element (with a link to it on the topology), affected SLOs and
+// pairs, and the remediation audit.
+
+import * as api from '../api.js';
+import { h, clear, stateMessage, fmtTime } from '../dom.js';
+
+let ctx, body;
+
+function listView(list) {
+  if (!list.length) return h('p', { class: 'empty' }, 'No incidents: nothing has burned an SLO or been localized yet.');
+  return h('table', { id: 'incidents-table' },
+    h('thead', {}, h('tr', {}, ['incident', 'state', 'blamed', 'started', 'resolved'].map(x => h('th', { scope: 'col' }, x)))),
+    h('tbody', {}, list.map(i => h('tr', { dataset: { id: i.id, state: i.state } },
+      h('td', {}, h('a', { href: '#/incidents?id=' + encodeURIComponent(i.id) }, i.title || 'incident ' + i.id)),
+      h('td', { class: 'state-' + i.state }, i.state), h('td', { class: 'blamed' }, i.blamed.join(', ') || 'not localized'),
+      h('td', {}, fmtTime(i.startedAt)), h('td', {}, i.endedAt ? fmtTime(i.endedAt) : '–')))));
+}
+
+function detailView(i) {
+  const blamed = i.blamed.length
+    ? h('ul', { id: 'incident-blamed' }, i.blamed.map(b => h('li', { class: 'sev-red', dataset: { element: b } }, h('strong', {}, b), ' ',
+      h('a', { href: '#/topology?' + new URLSearchParams({ focus: b }) }, 'show on the topology'))))
+    : h('p', { class: 'empty' }, 'The localizer has not blamed an element yet.');
+  return h('article', { id: 'incident-detail', dataset: { id: i.id } },
+    h('p', {}, h('a', { href: '#/incidents' }, '← all incidents')),
+    h('h2', {}, i.title || 'incident ' + i.id, ' ', h('span', { class: 'badge state-' + i.state }, i.state)),
+    h('dl', { class: 'kv' }, h('dt', {}, 'started'), h('dd', {}, fmtTime(i.startedAt)), h('dt', {}, 'resolved'), h('dd', {}, i.endedAt ? fmtTime(i.endedAt) : '–'),
+      i.severity ? [h('dt', {}, 'severity'), h('dd', {}, i.severity)] : null),
+    h('h3', {}, 'Blamed'), blamed,
+    h('h3', {}, 'Timeline'), i.timeline.length ? h('ol', { class: 'timeline' }, i.timeline.map(e => h('li', {}, h('time', {}, fmtTime(e.at)), e.text))) : h('p', { class: 'empty' }, 'No events recorded.'),
+    h('h3', {}, 'Evidence'), i.evidence ? h('pre', {}, typeof i.evidence === 'string' ? i.evidence : JSON.stringify(i.evidence, null, 2)) : h('p', { class: 'empty' }, 'No evidence attached.'),
+    h('h3', {}, 'Affected SLOs'), i.slos.length ? h('ul', {}, i.slos.map(x => h('li', {}, h('a', { href: '#/slos?slo=' + encodeURIComponent(x) }, x)))) : h('p', { class: 'empty' }, 'None recorded.'),
+    h('h3', {}, 'Affected pairs'), i.pairs.length ? h('ul', {}, i.pairs.slice(0, 50).map(x => h('li', {}, x))) : h('p', { class: 'empty' }, 'None recorded.'),
+    h('h3', {}, 'Remediation audit'), i.remediation.length
+      ? h('table', {}, h('thead', {}, h('tr', {}, ['time', 'actor', 'action', 'result'].map(x => h('th', {}, x)))),
+        h('tbody', {}, i.remediation.map(r => h('tr', {}, h('td', {}, fmtTime(r.at)), h('td', {}, r.actor), h('td', {}, r.action), h('td', {}, String(r.result))))))
+      : h('p', { class: 'empty' }, 'No remediation ran.'));
+}
+
+async function refresh(p) {
+  const id = p.get('id');
+  try {
+    clear(body).append(id ? detailView(await api.incidentDetail(id)) : listView(await api.incidents()));
+  } catch (err) {
+    clear(body).append(stateMessage(err));
+    ctx.reportError(err);
+  }
+}
+
+export default {
+  async mount(root, c) {
+    ctx = c;
+    body = h('div', {}, h('p', { class: 'empty' }, 'Loading…'));
+    root.append(h('h1', {}, 'Incidents'), body);
+    await refresh(c.params);
+  },
+  async update(c) { ctx = c; await refresh(c.params); },
+  unmount() {},
+};

@@ -1,0 +1,155 @@
+// Pair view: one host pair (src, dst) or one rack pair (src_rack, dst_rack)
+// over time: latency quantiles and loss per protocol, the fabric elements
+// its probes can cross with their current estimates, and diagnose's verdict.
+
+import * as api from '../api.js';
+import { h, clear, stateMessage, fmtSeconds, fmtRatio, fmtNum } from '../dom.js';
+import { lineChart } from '../chart.js';
+import { metrics } from '../scale.js';
+
+const SPAN_MS = 3600_000;
+let root, ctx, els;
+
+// pathElements lists what a probe from host a to host b may cross in a
+// folded Clos: ToRs, the pods' leaves, and the spines (or WAN) between.
+export function pathElements(t, a, b) {
+  const host = n => t.hosts.find(x => x.name === n);
+  const rack = n => t.racks.find(x => x.name === n);
+  const pod = n => t.pods.find(x => x.name === n);
+  const dc = n => t.dcs.find(x => x.name === n);
+  const ha = host(a), hb = host(b);
+  if (!ha || !hb) return [];
+  const out = [];
+  const ra = rack(ha.rack), rb = rack(hb.rack);
+  if (ra?.tor) out.push(ra.tor);
+  if (ha.rack !== hb.rack) {
+    out.push(...(pod(ha.pod)?.leaves || []));
+    if (ha.pod !== hb.pod) {
+      out.push(...(dc(ha.dc)?.spines || []));
+      if (ha.dc !== hb.dc) {
+        out.push(...t.switches.filter(s => s.role === 'wan').map(s => s.name), ...(dc(hb.dc)?.spines || []));
+      }
+      out.push(...(pod(hb.pod)?.leaves || []));
+    }
+    if (rb?.tor) out.push(rb.tor);
+  }
+  return [...new Set(out)];
+}
+
+function chooser(p, topo) {
+  const list = h('datalist', { id: 'pair-hosts' }, (topo?.hosts || []).slice(0, 5000).map(x => h('option', { value: x.name })));
+  const src = h('input', { id: 'pair-src', list: 'pair-hosts', value: p.get('src') || '', placeholder: 'source host', size: 22, 'aria-label': 'Source host' });
+  const dst = h('input', { id: 'pair-dst', list: 'pair-hosts', value: p.get('dst') || '', placeholder: 'destination host', size: 22, 'aria-label': 'Destination host' });
+  return h('form', { class: 'inline', onsubmit: e => { e.preventDefault(); ctx.go('pair', { src: src.value.trim(), dst: dst.value.trim() }); } },
+    list, src, ' → ', dst, h('button', { type: 'submit' }, 'Show'));
+}
+
+function latencyAndLoss(windows) {
+  const protos = [...new Set(windows.map(w => w.proto))].sort();
+  const lat = [], loss = [];
+  for (const pr of protos) {
+    const ws = windows.filter(w => w.proto === pr && w.end).sort((a, b) => a.end - b.end);
+    for (const q of ['p50', 'p99', 'p999']) lat.push({ name: `${pr} ${metrics[q].label.replace(' latency', '')}`, points: ws.map(w => [w.end.getTime(), w[q]]) });
+    loss.push({ name: pr, points: ws.map(w => [w.end.getTime(), w.lossRatio]) });
+  }
+  return { protos, lat, loss };
+}
+
+async function hostPair(src, dst, t) {
+  const since = new Date((t ? t.getTime() : Date.now()) - SPAN_MS);
+  const [hist, topo, sus, diag] = await Promise.allSettled([
+    api.pairHistory(src, dst, { since }), api.topologyCached(), api.suspects(), api.diagnosePair(src, dst)]);
+  const out = [];
+  if (hist.status === 'rejected') {
+    out.push(stateMessage(hist.reason));
+    ctx.reportError(hist.reason);
+  } else if (!hist.value.length) {
+    out.push(h('p', { class: 'empty' }, `No probe results for ${src} → ${dst} in the last hour. Is the pair in the pinglists?`));
+  } else {
+    const ws = hist.value;
+    const { protos, lat, loss } = latencyAndLoss(ws);
+    const last = ws.filter(w => w.end).sort((a, b) => b.end - a.end);
+    out.push(h('p', { id: 'pair-protos' }, 'Protocols probed: ', protos.join(', ') || '–'),
+      lineChart(lat, { title: 'Latency quantiles', format: fmtSeconds, thresholds: [{ value: metrics.p99.bad }] }),
+      lineChart(loss, { title: 'Loss ratio', format: v => fmtRatio(v, 2), yMin: 0 }),
+      h('h2', {}, 'Latest windows'),
+      h('table', { id: 'pair-windows' },
+        h('thead', {}, h('tr', {}, ['window end', 'proto', 'sent', 'lost', 'loss', 'p50', 'p90', 'p99', 'p99.9'].map((x, i) => h('th', { class: i >= 2 ? 'num' : '' }, x)))),
+        h('tbody', {}, last.slice(0, 12).map(w => h('tr', {},
+          h('td', {}, w.end.toISOString().slice(11, 19)), h('td', {}, w.proto), h('td', { class: 'num' }, fmtNum(w.sent)), h('td', { class: 'num' }, fmtNum(w.lost)),
+          h('td', { class: 'num' }, fmtRatio(w.lossRatio)), ...['p50', 'p90', 'p99', 'p999'].map(q => h('td', { class: 'num' }, fmtSeconds(w[q]))))))));
+  }
+  // Path elements with their current estimates.
+  out.push(h('h2', {}, 'Elements on the paths'));
+  if (topo.status === 'fulfilled') {
+    const est = new Map((sus.status === 'fulfilled' ? sus.value : []).map(s => [s.element, s]));
+    const elems = pathElements(topo.value, src, dst);
+    const linkEst = [...est.values()].filter(s => elems.some(e => s.element.includes(e)) && !elems.includes(s.element));
+    out.push(h('table', { id: 'pair-elements' },
+      h('thead', {}, h('tr', {}, h('th', {}, 'element'), h('th', { class: 'num' }, 'estimate'), h('th', {}, 'evidence'))),
+      h('tbody', {}, [...elems.map(e => est.get(e) || { element: e }), ...linkEst].map(s => h('tr', { class: s.estimate >= 0.01 ? 'sev-red' : s.estimate >= 0.001 ? 'sev-yellow' : '', dataset: { element: s.element } },
+        h('td', {}, s.element), h('td', { class: 'num' }, s.estimate === undefined ? 'healthy' : fmtRatio(s.estimate)), h('td', {}, s.evidence || ''))))));
+    if (sus.status === 'rejected') out.push(stateMessage(sus.reason));
+  } else {
+    out.push(stateMessage(topo.reason));
+  }
+  out.push(h('h2', {}, 'Diagnosis'));
+  if (diag.status === 'fulfilled') {
+    const d = diag.value;
+    out.push(h('div', { id: 'pair-diagnosis' }, h('p', {}, h('strong', {}, d.verdict || 'no verdict')), d.detail ? h('p', {}, d.detail) : null,
+      d.elements.length ? h('ul', {}, d.elements.map(e => h('li', {}, e.element, e.estimate !== null && e.estimate !== undefined ? ': ' + fmtRatio(e.estimate) : ''))) : null));
+  } else {
+    out.push(stateMessage(diag.reason));
+  }
+  return out;
+}
+
+async function rackPair(a, b, t) {
+  const end = t || new Date(), start = new Date(end.getTime() - SPAN_MS);
+  const sel = `src_rack="${a}",dst_rack="${b}"`;
+  const [lat, loss] = await Promise.all([
+    api.promRange(`max by (quantile) (${api.metricNames.latency('rack')}{${sel}})`, start, end, 10),
+    api.promRange(`max by (proto) (${api.metricNames.loss('rack')}{${sel}})`, start, end, 10)]);
+  const qn = { '0.5': 'p50', '0.9': 'p90', '0.99': 'p99', '0.999': 'p99.9' };
+  return [
+    lineChart(lat.map(s => ({ name: qn[s.labels.quantile] || s.labels.quantile, points: s.points })), { title: 'Latency quantiles (worst protocol)', format: fmtSeconds, thresholds: [{ value: metrics.p99.bad }] }),
+    lineChart(loss.map(s => ({ name: s.labels.proto || 'all', points: s.points })), { title: 'Loss ratio', format: v => fmtRatio(v, 2), yMin: 0 }),
+    h('p', {}, h('a', { href: '#/heatmap?' + new URLSearchParams({ level: 'host', a, b }) }, 'Host pairs of this rack pair')),
+  ];
+}
+
+async function refresh(p) {
+  const tRaw = parseFloat(p.get('t'));
+  const t = Number.isFinite(tRaw) ? new Date(tRaw * 1000) : null;
+  const src = p.get('src'), dst = p.get('dst'), sr = p.get('src_rack'), dr = p.get('dst_rack');
+  let topo = null;
+  try { topo = await api.topologyCached(); } catch (err) { ctx.reportError(err); }
+  clear(els.chooser).append(chooser(p, topo));
+  let content;
+  if (src && dst) {
+    els.title.textContent = `Pair ${src} → ${dst}`;
+    content = await hostPair(src, dst, t);
+  } else if (sr && dr) {
+    els.title.textContent = `Rack pair ${sr} → ${dr}`;
+    try { content = await rackPair(sr, dr, t); } catch (err) { content = [stateMessage(err)]; ctx.reportError(err); }
+  } else {
+    els.title.textContent = 'Pair';
+    content = [h('p', { class: 'empty' }, 'Choose a source and a destination host, or click a cell of the heatmap.')];
+  }
+  clear(els.body).append(...content);
+}
+
+export default {
+  async mount(el, c) {
+    root = el; ctx = c;
+    els = { title: h('h1', {}, 'Pair'), chooser: h('div'), body: h('div', { id: 'pair-body' }, h('p', { class: 'empty' }, 'Loading…')) };
+    root.append(els.title, els.chooser, els.body);
+    await refresh(c.params);
+  },
+  async update(c, { poll }) {
+    ctx = c;
+    if (poll && c.params.get('t')) return;
+    await refresh(c.params);
+  },
+  unmount() {},
+};

@@ -1,0 +1,39 @@
+// scale.js: the heatmap's metrics, thresholds and colour scales. Levels are
+// discrete like Pingmesh's (good / warning / bad) so a glance is enough;
+// "no data" is its own colour, never mistaken for good.
+
+export const NODATA = 0, GOOD = 1, WARN = 2, BAD = 3;
+export const levelNames = ['nodata', 'green', 'yellow', 'red'];
+
+// Default thresholds: Pingmesh's for p99 (green < 4 ms, yellow 4–5 ms,
+// red > 5 ms); the others scaled to what those quantiles look like in a
+// healthy intra-DC fabric. Loss: yellow from 0.1 %, red from 1 %.
+export const metrics = {
+  p50: { label: 'p50 latency', kind: 'latency', quantile: '0.5', field: 'p50', warn: 0.001, bad: 0.002 },
+  p99: { label: 'p99 latency', kind: 'latency', quantile: '0.99', field: 'p99', warn: 0.004, bad: 0.005 },
+  p999: { label: 'p99.9 latency', kind: 'latency', quantile: '0.999', field: 'p999', warn: 0.008, bad: 0.010 },
+  loss: { label: 'loss ratio', kind: 'loss', field: 'lossRatio', warn: 0.001, bad: 0.01 },
+};
+
+// Palettes as [nodata, good, warn, bad] CSS colours. blue-orange keeps the
+// three levels apart for red-green colour blindness (deuteranopia and
+// protanopia) and in greyscale.
+export const palettes = {
+  pingmesh: { label: 'green / yellow / red', colors: ['#8e969f', '#2e9e4f', '#f2c230', '#d7301f'] },
+  blueorange: { label: 'blue / orange (colour-blind safe)', colors: ['#8e969f', '#2c7bb6', '#fdae61', '#d95f0e'] },
+};
+
+export function level(v, warn, bad) {
+  if (v === null || v === undefined || Number.isNaN(v)) return NODATA;
+  if (v > bad) return BAD;
+  if (v >= warn) return WARN;
+  return GOOD;
+}
+
+// rgba32 packs a #rrggbb colour for a little-endian Uint32Array view of
+// ImageData (ABGR in memory order).
+export function rgba32(hex) {
+  const n = parseInt(hex.slice(1), 16);
+  const r = (n >> 16) & 255, g = (n >> 8) & 255, b = n & 255;
+  return ((255 << 24) | (b << 16) | (g << 8) | r) >>> 0;
+}
