@@ -82,6 +82,9 @@ func (a *Aggregator) writeTSDB(ctx context.Context, sw *SealedWindow, counters [
 		}
 	}
 	for _, c := range counters {
+		if c.Probes == 0 {
+			continue // a pair that only saw refusals or local errors
+		}
 		srcL, dstL := "src_"+levelNames[c.key.level], "dst_"+levelNames[c.key.level]
 		proto := ProtoName(c.key.Proto)
 		add(float64(c.Probes), "__name__", levelMetric(c.key.level, "probes_total"), srcL, c.key.Src, dstL, c.key.Dst, "proto", proto)

@@ -1,0 +1,431 @@
+package aggregate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"maps"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/tsdb"
+
+	"github.com/meshlens/meshlens/internal/bus"
+	"github.com/meshlens/meshlens/internal/clock"
+	"github.com/meshlens/meshlens/internal/wire"
+)
+
+// env is a real in-process NATS JetStream server, a client, a real TSDB and
+// a fabric, shared by the ingesters a test starts one after the other.
+type env struct {
+	t   *testing.T
+	js  jetstream.JetStream
+	db  *tsdb.DB
+	fab fabric
+	// expected exact counters by rack pair, from what the test published
+	// and expects to be accepted.
+	expected map[LocationPair]Count
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = js.CreateStream(t.Context(), jetstream.StreamConfig{
+		Name: bus.ResultsStream, Subjects: []string{bus.ResultsSubjectPrefix + ".>"},
+		Retention: jetstream.LimitsPolicy, MaxAge: 24 * time.Hour, Duplicates: 2 * time.Minute, Storage: jetstream.FileStorage,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, js: js, db: openTSDB(t), fab: newFabric(1, 2, 2, 2), expected: map[LocationPair]Count{}}
+}
+
+// publish sends a batch on its agent's subject with its batch id, and
+// returns whether JetStream took it as a duplicate.
+func (e *env) publish(subjectAgent string, b *wire.Batch, msgID string) bool {
+	e.t.Helper()
+	data, err := wire.Encode(b)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.publishRaw(bus.ResultsSubject(0, subjectAgent), data, msgID)
+}
+
+func (e *env) publishRaw(subject string, data []byte, msgID string) bool {
+	e.t.Helper()
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	ack, err := e.js.Publish(e.t.Context(), subject, data, opts...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return ack.Duplicate
+}
+
+// expect adds a batch's network measurements to the expected counters.
+func (e *env) expect(b *wire.Batch) {
+	for _, r := range b.Results {
+		if !wire.Counts(r) {
+			continue
+		}
+		sr, _, _, _ := e.fab.Locate(b.Agent)
+		dr, _, _, _ := e.fab.Locate(r.Dst)
+		k := LocationPair{sr, dr, r.Protocol}
+		c := e.expected[k]
+		c.Probes++
+		if wire.Lost(r) {
+			c.Lost++
+		}
+		e.expected[k] = c
+	}
+}
+
+// running is one ingester process.
+type running struct {
+	agg    *Aggregator
+	cancel context.CancelFunc
+	done   chan error
+
+	mu     sync.Mutex
+	sealed map[int64]*SealedWindow
+}
+
+func (e *env) start(clk clock.Clock) *running {
+	e.t.Helper()
+	agg, _ := newTestAggregator(e.t, Config{Window: 10 * time.Second, Locator: e.fab, Appendable: e.db})
+	r := &running{agg: agg, done: make(chan error, 1), sealed: map[int64]*SealedWindow{}}
+	agg.Subscribe(func(sw *SealedWindow) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.sealed[sw.Start.UnixNano()] = sw
+	})
+	ing, err := NewIngester(IngesterConfig{JetStream: e.js, Partition: 0, Aggregator: agg, Clock: clk, SealEvery: 50 * time.Millisecond})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(e.t.Context())
+	r.cancel = cancel
+	go func() { r.done <- ing.Run(ctx) }()
+	return r
+}
+
+// kill stops the ingester without any clean-up chance beyond ctx.
+func (r *running) kill(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	if err := <-r.done; err != nil {
+		t.Fatalf("ingester Run: %v", err)
+	}
+}
+
+func (r *running) window(start time.Time) *SealedWindow {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sealed[start.UnixNano()]
+}
+
+func (e *env) waitCounters(r *running) {
+	e.t.Helper()
+	waitFor(e.t, "exact rack counters", 10*time.Second, func() bool {
+		return maps.Equal(r.agg.Counters("rack"), e.expected)
+	})
+}
+
+func (e *env) checkpoint() *Checkpoint {
+	e.t.Helper()
+	kv, err := e.js.KeyValue(e.t.Context(), bus.StateBucket)
+	if err != nil {
+		return nil
+	}
+	ent, err := kv.Get(e.t.Context(), CheckpointKey(0))
+	if err != nil {
+		return nil
+	}
+	c, err := DecodeCheckpoint(ent.Value())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+func (e *env) waitSealed(until time.Time) []byte {
+	e.t.Helper()
+	waitFor(e.t, "checkpoint sealed until "+until.String(), 10*time.Second, func() bool {
+		c := e.checkpoint()
+		return c != nil && c.SealedUntil == until.UnixNano()
+	})
+	kv, _ := e.js.KeyValue(e.t.Context(), bus.StateBucket)
+	ent, err := kv.Get(e.t.Context(), CheckpointKey(0))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return ent.Value()
+}
+
+// probeRound is one batch of agent: a probe of every other host per
+// protocol, at start, with some losses.
+func (e *env) probeRound(rng *rand.Rand, agent string, seq uint64, start time.Time) *wire.Batch {
+	var rs []*wire.ProbeResult
+	for _, dst := range e.fab.hosts() {
+		if dst == agent {
+			continue
+		}
+		for _, p := range []wire.Protocol{tcp, udp} {
+			outcome := ok
+			switch x := rng.IntN(100); {
+			case x < 5:
+				outcome = lost
+			case x < 7:
+				outcome = refuse
+			case x < 8:
+				outcome = synRtx
+			}
+			rs = append(rs, res(dst, p, outcome, start.Add(time.Duration(rng.IntN(9000))*time.Millisecond), time.Duration(50+rng.IntN(500))*time.Microsecond))
+		}
+	}
+	return batch(agent, 7, seq, rs...)
+}
+
+// TestIngesterExactlyOnce publishes batches with duplicates, late results,
+// garbage and forged subjects, crashes the ingester at the worst moment
+// (after a TSDB commit, before the checkpoint put) and restarts it on the
+// same NATS, KV and TSDB: the counters are exact and the re-sealed window
+// equals the first seal.
+func TestIngesterExactlyOnce(t *testing.T) {
+	e := newEnv(t)
+	rng := rand.New(rand.NewPCG(3, 4))
+	w := 10 * time.Second
+	base := aligned(w, 3*time.Minute)
+	vc := clock.NewVirtual(base)
+	agents := []string{"dc1-pod1-rack1-h01", "dc1-pod1-rack2-h02", "dc1-pod2-rack1-h01", "dc1-pod2-rack2-h02"}
+	pub := func(agent string, seq uint64, start time.Time) *wire.Batch {
+		b := e.probeRound(rng, agent, seq, start)
+		if e.publish(agent, b, bus.BatchMsgID(agent, b.Epoch, b.Seq)) {
+			t.Fatalf("first publish of %s/%d taken as duplicate", agent, seq)
+		}
+		e.expect(b)
+		return b
+	}
+
+	// Phase 1: windows A and B.
+	var first []*wire.Batch
+	for _, a := range agents {
+		first = append(first, pub(a, 1, base))
+		pub(a, 2, base.Add(w))
+	}
+	ing1 := e.start(vc)
+	e.waitCounters(ing1)
+	vc.Set(base.Add(w + DefaultLateness)) // seals A
+	e.waitSealed(base.Add(w))
+	cpA := e.checkpoint()
+	cpABytes, _ := json.Marshal(cpA)
+
+	// Phase 2: more of B and C, and everything that must not count.
+	for _, a := range agents {
+		pub(a, 3, base.Add(w))
+		pub(a, 4, base.Add(2*w))
+	}
+	// The same batch id again: JetStream drops it.
+	d, _ := wire.Encode(first[0])
+	if !e.publishRaw(bus.ResultsSubject(0, agents[0]), d, bus.BatchMsgID(agents[0], 7, 1)) {
+		t.Error("JetStream did not de-duplicate a re-published batch id")
+	}
+	// The same batch after JetStream's duplicate window (no id here): ours.
+	e.publishRaw(bus.ResultsSubject(0, agents[0]), d, "")
+	// Random bytes, a forged subject, an agent not in the topology.
+	junk := make([]byte, 300)
+	for i := range junk {
+		junk[i] = byte(rng.Uint32())
+	}
+	e.publishRaw(bus.ResultsSubject(0, agents[1]), junk, "")
+	e.publish(agents[2], e.probeRound(rng, agents[1], 99, base.Add(w)), "")
+	e.publish("intruder", batch("intruder", 1, 1, res(agents[0], tcp, ok, base.Add(w), time.Millisecond)), "")
+	// Late: window A is sealed, these still count.
+	late := pub(agents[3], 5, base)
+	e.waitCounters(ing1)
+	vc.Set(base.Add(2*w + DefaultLateness)) // seals B
+	e.waitSealed(base.Add(2 * w))
+	sealedB1 := ing1.window(base.Add(w))
+	if sealedB1 == nil {
+		t.Fatal("ing1 did not hand out window B")
+	}
+	m1 := ing1.agg.m
+	for _, c := range []struct {
+		name string
+		got  float64
+		want float64
+	}{
+		{"duplicates", testutil.ToFloat64(m1.duplicates), 1},
+		{"malformed", testutil.ToFloat64(m1.rejected.WithLabelValues("malformed")), 1},
+		{"subject_mismatch", testutil.ToFloat64(m1.rejected.WithLabelValues("subject_mismatch")), 1},
+		{"unknown agent", testutil.ToFloat64(m1.rejected.WithLabelValues("unknown_host")), 1},
+		{"late", testutil.ToFloat64(m1.late), float64(len(late.Results))},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+
+	// Crash between B's TSDB commit and its checkpoint put: the KV still
+	// holds the checkpoint after A.
+	kv, err := e.js.KeyValue(t.Context(), bus.StateBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), CheckpointKey(0), cpABytes); err != nil {
+		t.Fatal(err)
+	}
+	ing1.kill(t)
+
+	// Phase 3: the agents go on while the aggregator is down.
+	for _, a := range agents {
+		pub(a, 6, base.Add(2*w))
+	}
+	ing2 := e.start(vc)
+	e.waitCounters(ing2)
+	vc.Advance(time.Second) // let it seal B again
+	waitFor(t, "B re-sealed", 10*time.Second, func() bool { return ing2.window(base.Add(w)) != nil })
+	sealedB2 := ing2.window(base.Add(w))
+	if len(sealedB2.Pairs) != len(sealedB1.Pairs) {
+		t.Fatalf("re-sealed B has %d pairs, first seal %d", len(sealedB2.Pairs), len(sealedB1.Pairs))
+	}
+	for k, p1 := range sealedB1.Pairs {
+		p2 := sealedB2.Pairs[k]
+		if p2 == nil || p2.Sent != p1.Sent || p2.Lost != p1.Lost || sketchCount(p2) != sketchCount(p1) {
+			t.Errorf("pair %v: re-sealed %+v, first %+v", k, p2, p1)
+		}
+	}
+	// The rollups written again are identical (only the counters, which
+	// moved on, may be refused at B's timestamp).
+	if n := testutil.ToFloat64(ing2.agg.m.tsdbErrors); n != 0 {
+		t.Errorf("%v TSDB write errors on re-seal", n)
+	}
+	endB := base.Add(2 * w).UnixMilli()
+	for k, r := range sealedB2.RackPairs {
+		series := querySeries(t, e.db, "meshlens_rack_pair_loss_ratio", "src_rack", k.Src, "dst_rack", k.Dst, "proto", ProtoName(k.Proto))
+		for _, ss := range series {
+			for _, s := range ss {
+				if s.ts == endB && s.v != r.LossRatio() {
+					t.Errorf("rack pair %v: TSDB holds loss %v at B, re-seal computed %v", k, s.v, r.LossRatio())
+				}
+			}
+		}
+	}
+	t.Logf("samples skipped on re-seal: %v duplicate", testutil.ToFloat64(ing2.agg.m.tsdbSkipped.WithLabelValues("duplicate")))
+
+	// Seal everything; the TSDB's counters equal what the agents produced.
+	vc.Set(base.Add(10 * time.Minute))
+	e.waitSealed(base.Add(10*time.Minute - DefaultLateness).Truncate(w))
+	ing2.kill(t)
+	totals := func(m map[LocationPair]Count) (p, l uint64) {
+		for _, c := range m {
+			p += c.Probes
+			l += c.Lost
+		}
+		return
+	}
+	wantP, wantL := totals(e.expected)
+	if p := lastSum(querySeries(t, e.db, "meshlens_rack_pair_probes_total")); p != float64(wantP) {
+		t.Errorf("TSDB rack probes_total sums to %v, want %d", p, wantP)
+	}
+	if l := lastSum(querySeries(t, e.db, "meshlens_rack_pair_probes_lost_total")); l != float64(wantL) {
+		t.Errorf("TSDB rack probes_lost_total sums to %v, want %d", l, wantL)
+	}
+	if p := lastSum(querySeries(t, e.db, "meshlens_dc_pair_probes_total")); p != float64(wantP) {
+		t.Errorf("TSDB dc probes_total sums to %v, want %d", p, wantP)
+	}
+	// agents[0] published seqs 1-4 and 6 (5 was another agent's late batch).
+	if s := e.checkpoint().Dedup[agents[0]]["7"]; s == nil || s.Contig != 4 || len(s.Above) != 1 || s.Above[0] != 6 {
+		t.Errorf("checkpoint dedup state of %s = %+v, want contig 4 and [6]", agents[0], s)
+	}
+}
+
+// TestIngesterRestartEveryStep kills and restarts the ingester after every
+// published batch, sealing as it goes: nothing lost, nothing counted twice.
+func TestIngesterRestartEveryStep(t *testing.T) {
+	e := newEnv(t)
+	rng := rand.New(rand.NewPCG(5, 6))
+	w := 10 * time.Second
+	base := aligned(w, 5*time.Minute)
+	vc := clock.NewVirtual(base)
+	agents := []string{"dc1-pod1-rack1-h01", "dc1-pod2-rack2-h02"}
+	for step := 0; step < 12; step++ {
+		r := e.start(vc)
+		a := agents[step%2]
+		b := e.probeRound(rng, a, uint64(step/2+1), base.Add(time.Duration(step/2)*w))
+		e.publish(a, b, bus.BatchMsgID(a, b.Epoch, b.Seq))
+		e.expect(b)
+		if step%3 == 0 { // and a duplicate beyond JetStream's window now and then
+			e.publish(a, b, "")
+		}
+		e.waitCounters(r)
+		vc.Advance(7 * time.Second)
+		want := vc.Now().Add(-DefaultLateness).Truncate(w)
+		if want.After(base) {
+			e.waitSealed(want)
+		}
+		r.kill(t)
+	}
+	r := e.start(vc)
+	e.waitCounters(r)
+	r.kill(t)
+}
+
+func TestIngesterConfig(t *testing.T) {
+	if _, err := NewIngester(IngesterConfig{}); err == nil {
+		t.Error("NewIngester without JetStream accepted")
+	}
+	agg, _ := newTestAggregator(t, Config{})
+	e := newEnv(t)
+	if _, err := NewIngester(IngesterConfig{JetStream: e.js, Aggregator: agg, Partition: -1}); err == nil {
+		t.Error("negative partition accepted")
+	}
+	// A corrupt checkpoint stops Run with a clear error rather than
+	// counting from zero.
+	kv, err := stateBucket(t.Context(), e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), CheckpointKey(0), []byte("{not json")); err != nil {
+		t.Fatal(err)
+	}
+	ing, err := NewIngester(IngesterConfig{JetStream: e.js, Aggregator: agg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ing.Run(t.Context()); !errors.Is(err, ErrBadCheckpoint) {
+		t.Errorf("Run with a corrupt checkpoint = %v, want ErrBadCheckpoint", err)
+	}
+}
+
+func sketchCount(p *PairStats) float64 {
+	if p.Latency == nil {
+		return 0
+	}
+	return p.Latency.GetCount()
+}

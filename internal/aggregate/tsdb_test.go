@@ -1,0 +1,137 @@
+package aggregate
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb"
+
+	"github.com/meshlens/meshlens/internal/wire"
+)
+
+func openTSDB(t *testing.T) *tsdb.DB {
+	t.Helper()
+	db, err := tsdb.Open(t.TempDir(), nil, nil, tsdb.DefaultOptions(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return db
+}
+
+// sample is one stored value.
+type sample struct {
+	ts int64
+	v  float64
+}
+
+// querySeries returns every series of metric matching the label pairs,
+// keyed by its labels' string, with all its samples.
+func querySeries(t *testing.T, db *tsdb.DB, metric string, kv ...string) map[string][]sample {
+	t.Helper()
+	q, err := db.Querier(math.MinInt64, math.MaxInt64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ms := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "__name__", metric)}
+	for i := 0; i+1 < len(kv); i += 2 {
+		ms = append(ms, labels.MustNewMatcher(labels.MatchEqual, kv[i], kv[i+1]))
+	}
+	ss := q.Select(context.Background(), false, nil, ms...)
+	out := map[string][]sample{}
+	for ss.Next() {
+		s := ss.At()
+		it := s.Iterator(nil)
+		for it.Next() != 0 {
+			ts, v := it.At()
+			out[s.Labels().String()] = append(out[s.Labels().String()], sample{ts, v})
+		}
+		if it.Err() != nil {
+			t.Fatal(it.Err())
+		}
+	}
+	if ss.Err() != nil {
+		t.Fatal(ss.Err())
+	}
+	return out
+}
+
+// lastSum adds up the newest sample of each series.
+func lastSum(series map[string][]sample) float64 {
+	var sum float64
+	for _, s := range series {
+		sum += s[len(s)-1].v
+	}
+	return sum
+}
+
+func TestTSDBRollups(t *testing.T) {
+	w := 10 * time.Second
+	t0 := aligned(w, 10*time.Minute)
+	db := openTSDB(t)
+	agg, _ := newTestAggregator(t, Config{Window: w, Appendable: db})
+	const (
+		a = "dc1-pod1-rack1-h01"
+		b = "dc1-pod2-rack2-h01"
+	)
+	var rs []*wire.ProbeResult
+	for i := 0; i < 100; i++ {
+		outcome := ok
+		if i%10 == 0 {
+			outcome = lost
+		}
+		rs = append(rs, res(b, tcp, outcome, t0.Add(time.Duration(i)*10*time.Millisecond), time.Duration(100+i)*time.Microsecond))
+	}
+	// A refused probe to a pair that never sends: no series for it.
+	rs = append(rs, res("dc1-pod1-rack1-h02", udp, refuse, t0, 0))
+	if err := agg.Ingest(batch(a, 1, 1, rs...), t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := agg.Advance(context.Background(), t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	end := t0.Add(w).UnixMilli()
+	tests := []struct {
+		metric string
+		kv     []string
+		want   float64
+		tol    float64
+	}{
+		{"meshlens_rack_pair_loss_ratio", []string{"src_rack", "dc1-pod1-rack1", "dst_rack", "dc1-pod2-rack2", "proto", "tcp"}, 0.1, 0},
+		{"meshlens_pod_pair_loss_ratio", []string{"src_pod", "dc1-pod1", "dst_pod", "dc1-pod2", "proto", "tcp"}, 0.1, 0},
+		{"meshlens_dc_pair_loss_ratio", []string{"src_dc", "dc1", "dst_dc", "dc1", "proto", "tcp"}, 0.1, 0},
+		{"meshlens_rack_pair_latency_seconds", []string{"src_rack", "dc1-pod1-rack1", "quantile", "0.5"}, 150e-6, 0.02},
+		{"meshlens_dc_pair_latency_seconds", []string{"quantile", "0.999"}, 199e-6, 0.02},
+		{"meshlens_host_loss_ratio", []string{"host", a, "direction", "out"}, 0.1, 0},
+		{"meshlens_host_loss_ratio", []string{"host", b, "direction", "in"}, 0.1, 0},
+		{"meshlens_host_latency_seconds", []string{"host", b, "direction", "in", "quantile", "0.9"}, 190e-6, 0.02},
+		{"meshlens_rack_pair_probes_total", []string{"src_rack", "dc1-pod1-rack1", "dst_rack", "dc1-pod2-rack2"}, 100, 0},
+		{"meshlens_rack_pair_probes_lost_total", []string{"src_rack", "dc1-pod1-rack1", "dst_rack", "dc1-pod2-rack2"}, 10, 0},
+		{"meshlens_dc_pair_probes_total", nil, 100, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.metric, func(t *testing.T) {
+			got := querySeries(t, db, tt.metric, tt.kv...)
+			if len(got) != 1 {
+				t.Fatalf("%d series, want 1: %v", len(got), got)
+			}
+			for _, s := range got {
+				if len(s) != 1 || s[0].ts != end || math.Abs(s[0].v-tt.want) > tt.tol*tt.want+1e-12 {
+					t.Errorf("samples %v, want %v at %d", s, tt.want, end)
+				}
+			}
+		})
+	}
+	// No fake zeros: the refused-only UDP pair wrote nothing.
+	if got := querySeries(t, db, "meshlens_rack_pair_loss_ratio", "proto", "udp"); len(got) != 0 {
+		t.Errorf("series for a pair that sent nothing: %v", got)
+	}
+}
