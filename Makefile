@@ -1,0 +1,51 @@
+# meshlens — the commands the README promises.
+GO        ?= go
+GOBIN     := $(shell $(GO) env GOPATH)/bin
+export PATH := $(PATH):$(GOBIN)
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+FUZZTIME  ?= 20s
+
+.PHONY: build demo test lint unit fuzz proto proto-check bench bench-localize clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/meshlens ./cmd/meshlens
+
+# The server on its embedded defaults, a simulated fabric with a fault and
+# real agents on loopback; prints the UI URL.
+demo: build
+	./bin/meshlens demo
+
+# Everything CI runs: lint, every test with the race detector (end-to-end
+# suites included: they need root, Chromium, Prometheus, Alertmanager —
+# .ci/run installs them), then each fuzz target for $(FUZZTIME).
+test: lint proto-check unit fuzz
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	staticcheck ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 80m ./...
+
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
+
+proto:
+	protoc --go_out=. --go_opt=module=github.com/meshlens/meshlens internal/wire/meshlens.proto
+
+# The committed generated code must match the schema.
+proto-check:
+	@tmp=$$(mktemp -d); \
+	  protoc --go_out=$$tmp --go_opt=module=github.com/meshlens/meshlens internal/wire/meshlens.proto && \
+	  diff -q $$tmp/internal/wire/meshlens.pb.go internal/wire/meshlens.pb.go >/dev/null || \
+	  { echo "internal/wire/meshlens.pb.go is stale: run make proto"; rm -rf $$tmp; exit 1; }; \
+	  rm -rf $$tmp
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./internal/...
+
+clean:
+	rm -rf bin

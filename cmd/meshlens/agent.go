@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/meshlens/meshlens/internal/agent"
+)
+
+func newAgentCmd() *cobra.Command {
+	var cfg agent.Config
+	var metricsAddr string
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the probing agent of one host",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(cmd)
+			if err != nil {
+				return err
+			}
+			if cfg.Host == "" {
+				return errors.New("--host is required (this host's name in the topology)")
+			}
+			if cfg.SpoolDir == "" {
+				cfg.SpoolDir = filepath.Join("meshlens-spool", cfg.Host)
+			}
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			cfg.Logger = logger.With("host", cfg.Host)
+			cfg.Registerer = reg
+			cfg.Version = version
+			a, err := agent.New(cfg)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			g, ctx := errgroup.WithContext(ctx)
+			g.Go(func() error { return a.Run(ctx) })
+			if metricsAddr != "" {
+				g.Go(func() error { return serveMetrics(ctx, metricsAddr, reg) })
+			}
+			return g.Wait()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Host, "host", "", "this host's name in the topology")
+	f.StringVar(&cfg.NATSURL, "nats-url", "nats://127.0.0.1:4222", "the bus (comma-separated URLs for a cluster)")
+	f.StringVar(&cfg.CredsFile, "creds", "", "NATS credentials file of this agent (meshlens creds issue HOST)")
+	f.StringVar(&cfg.ResponderAddr, "responder-addr", "", "where the TCP/UDP responder listens (default: this host's topology address at the fleet's responder port)")
+	f.StringVar(&cfg.SpoolDir, "spool-dir", "", "directory for unacknowledged batches (default ./meshlens-spool/HOST)")
+	f.Int64Var(&cfg.SpoolMaxBytes, "spool-max-bytes", 256<<20, "spool size cap; the oldest batches are dropped first")
+	f.IntVar(&cfg.BatchMaxResults, "batch-max-results", 5000, "seal a batch at this many results")
+	f.DurationVar(&cfg.BatchMaxAge, "batch-max-age", 5*time.Second, "seal a batch at this age")
+	f.StringVar(&metricsAddr, "metrics-addr", "", "serve the agent's own metrics at http://ADDR/metrics")
+	return cmd
+}
+
+// serveMetrics exposes a registry until ctx ends.
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listener %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("metrics server: %w", err)
+	}
+	return nil
+}
+
+func init() { extraCommands = append(extraCommands, newAgentCmd) }

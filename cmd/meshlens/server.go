@@ -1,0 +1,59 @@
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshlens/meshlens/internal/server"
+)
+
+func newServerCmd() *cobra.Command {
+	var cfg server.Config
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the meshlens server: embedded NATS, controller, aggregator, store, API",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(cmd)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = logger
+			cfg.Version = version
+			srv, err := server.New(cfg)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return srv.Run(ctx)
+		},
+	}
+	addServerFlags(cmd, &cfg)
+	return cmd
+}
+
+func addServerFlags(cmd *cobra.Command, cfg *server.Config) {
+	f := cmd.Flags()
+	f.StringVar(&cfg.TopologyFile, "topology", "", "topology YAML file (see meshlens topo gen); re-read when it changes")
+	f.StringVar(&cfg.DataDir, "data-dir", "meshlens-data", "directory for the TSDB and the embedded NATS server's JetStream files")
+	f.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:9780", "address of the HTTP API and UI")
+	f.StringVar(&cfg.NATSAddr, "nats-addr", "127.0.0.1:4222", "address of the embedded NATS server")
+	f.StringVar(&cfg.NATSURL, "nats-url", "", "use this external NATS JetStream cluster instead of the embedded server")
+	f.DurationVar(&cfg.Aggregate.Window, "window", 10*time.Second, "aggregation window")
+	f.DurationVar(&cfg.Aggregate.Lateness, "lateness", 30*time.Second, "how long after its end a window waits for late results before it is sealed")
+	f.DurationVar(&cfg.Aggregate.Recent, "recent", time.Hour, "how long pair-level detail is kept in memory")
+	f.DurationVar(&cfg.Store.Retention, "retention", 15*24*time.Hour, "how long the TSDB keeps rollups")
+	f.StringVar(&cfg.Store.RemoteWrite.URL, "remote-write-url", "", "also send every rollup to this Prometheus remote-write endpoint")
+	f.DurationVar(&cfg.Stream.MaxAge, "stream-max-age", 24*time.Hour, "how long raw result batches stay in the JetStream stream")
+	f.StringVar(&cfg.HTTP.TokensFile, "tokens-file", "", "API bearer tokens with roles (YAML); without it the API is read-only for everyone")
+	f.StringVar(&cfg.HTTP.AnonymousRole, "anonymous-role", "", "role of requests without a token: none, viewer, operator, admin (default: viewer without --tokens-file, none with it)")
+	f.StringVar(&cfg.HTTP.AuditLogFile, "audit-log", "", "append the audit log of every change made through the API to this file")
+	addPinglistFlags(cmd, &cfg.Pinglists)
+}
+
+func init() { extraCommands = append(extraCommands, newServerCmd) }

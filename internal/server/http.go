@@ -1,0 +1,183 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/meshlens/meshlens/internal/aggregate"
+	"github.com/meshlens/meshlens/internal/api"
+	"github.com/meshlens/meshlens/internal/wire"
+	"github.com/meshlens/meshlens/web"
+)
+
+// HTTPConfig is the API part of Config.
+type HTTPConfig struct {
+	// TokensFile lists bearer tokens with roles; empty means no tokens.
+	TokensFile string
+	// AnonymousRole is what a request without a token may do: "none",
+	// "viewer", ... The embedded default on loopback lets viewers in.
+	AnonymousRole string
+	// AuditLogFile receives the audit log as JSON lines.
+	AuditLogFile string
+}
+
+// Agent freshness: an agent publishes at least every few seconds, so a
+// minute of silence means trouble and five minutes means it is gone.
+const (
+	agentStaleAfter   = time.Minute
+	agentMissingAfter = 5 * time.Minute
+)
+
+func (s *Server) buildAPI() (*api.Server, error) {
+	cfg := api.Config{
+		Addr:       s.cfg.HTTPAddr,
+		UI:         web.Handler(),
+		Logger:     s.logger,
+		Version:    s.cfg.Version,
+		Registerer: s.registry,
+	}
+	if s.cfg.HTTP.TokensFile != "" {
+		tokens, err := api.LoadTokens(s.cfg.HTTP.TokensFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Tokens = tokens
+	}
+	anon := s.cfg.HTTP.AnonymousRole
+	if anon == "" {
+		anon = "none"
+		if len(cfg.Tokens) == 0 {
+			// Without any token configured the API would refuse everyone:
+			// the embedded default opens it read-only instead.
+			anon = "viewer"
+		}
+	}
+	role, err := api.ParseRole(anon)
+	if err != nil {
+		return nil, fmt.Errorf("server: anonymous role: %w", err)
+	}
+	cfg.AllowAnonymous = role
+	if s.cfg.HTTP.AuditLogFile != "" {
+		f, err := os.OpenFile(s.cfg.HTTP.AuditLogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+		if err != nil {
+			return nil, fmt.Errorf("server: audit log: %w", err)
+		}
+		cfg.AuditLog = f
+	}
+	src := api.Sources{
+		Store:     s.store,
+		Topology:  func() any { return s.Topology() },
+		Pinglists: s.controller,
+		Agents:    agentSource{s},
+		Pairs:     pairSource{s},
+		Ready: func() error {
+			if !s.ready.Load() {
+				return fmt.Errorf("starting")
+			}
+			if !s.nc.IsConnected() {
+				return fmt.Errorf("not connected to NATS")
+			}
+			return nil
+		},
+		Registry: s.registry,
+	}
+	return api.New(cfg, src)
+}
+
+// agentSource merges what every partition's aggregator knows of agents
+// with the topology, so hosts that never reported show up as missing.
+type agentSource struct{ s *Server }
+
+func (a agentSource) Agents() []api.AgentStatus {
+	seen := map[string]aggregate.AgentStatus{}
+	for _, agg := range a.s.aggs {
+		for _, st := range agg.Agents() {
+			seen[st.Agent] = st
+		}
+	}
+	now := time.Now()
+	var out []api.AgentStatus
+	for _, h := range a.s.Topology().Hosts {
+		st, ok := seen[h.Name]
+		as := api.AgentStatus{Host: h.Name, State: "missing"}
+		if ok {
+			as = api.AgentStatus{
+				Host:                    h.Name,
+				Version:                 st.Version,
+				LastSeen:                st.LastSeen,
+				PinglistVersion:         st.PinglistVersion,
+				ProbesTotal:             st.Results,
+				ResultsRejected:         st.RejectedResults,
+				SchedulingLagP99Seconds: st.SchedulingLagP99.Seconds(),
+				State:                   agentState(now.Sub(st.LastSeen)),
+			}
+		}
+		out = append(out, as)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Host < out[j].Host })
+	return out
+}
+
+func agentState(silent time.Duration) string {
+	switch {
+	case silent > agentMissingAfter:
+		return "missing"
+	case silent > agentStaleAfter:
+		return "stale"
+	}
+	return "up"
+}
+
+// pairSource answers pair queries from the aggregators' recent windows.
+type pairSource struct{ s *Server }
+
+var protocols = map[string]wire.Protocol{
+	"tcp": wire.Protocol_PROTOCOL_TCP, "udp": wire.Protocol_PROTOCOL_UDP,
+	"http": wire.Protocol_PROTOCOL_HTTP, "icmp": wire.Protocol_PROTOCOL_ICMP,
+}
+
+func protoName(p wire.Protocol) string {
+	return strings.ToLower(strings.TrimPrefix(p.String(), "PROTOCOL_"))
+}
+
+func (p pairSource) PairWindows(_ context.Context, q api.PairQuery) ([]api.PairWindow, error) {
+	var protos []wire.Protocol
+	if q.Proto == "" {
+		protos = []wire.Protocol{wire.Protocol_PROTOCOL_TCP, wire.Protocol_PROTOCOL_UDP, wire.Protocol_PROTOCOL_ICMP, wire.Protocol_PROTOCOL_HTTP}
+	} else if pr, ok := protocols[q.Proto]; ok {
+		protos = []wire.Protocol{pr}
+	} else {
+		return nil, fmt.Errorf("unknown protocol %q (want tcp, udp, icmp or http)", q.Proto)
+	}
+	until := q.Until
+	if until.IsZero() {
+		until = time.Now().Add(time.Hour)
+	}
+	var out []api.PairWindow
+	for _, agg := range p.s.aggs {
+		for _, pr := range protos {
+			for _, w := range agg.PairWindows(q.Src, q.Dst, pr, q.Since, until) {
+				pw := api.PairWindow{Start: w.Start, End: w.End, Proto: protoName(pr), Sent: w.Sent, Lost: w.Lost, LossRatio: w.LossRatio}
+				for _, qv := range w.LatencySeconds {
+					switch qv.Q {
+					case 0.5:
+						pw.P50 = qv.Value
+					case 0.9:
+						pw.P90 = qv.Value
+					case 0.99:
+						pw.P99 = qv.Value
+					case 0.999:
+						pw.P999 = qv.Value
+					}
+				}
+				out = append(out, pw)
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
+	return out, nil
+}

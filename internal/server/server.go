@@ -1,0 +1,284 @@
+// Package server wires the parts of `meshlens server` together: the
+// embedded NATS server, the controller, the aggregators, the store and the
+// HTTP API. It owns no data path logic of its own; cmd/meshlens only parses
+// flags into a Config.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/meshlens/meshlens/internal/aggregate"
+	"github.com/meshlens/meshlens/internal/api"
+	"github.com/meshlens/meshlens/internal/bus"
+	"github.com/meshlens/meshlens/internal/pinglist"
+	"github.com/meshlens/meshlens/internal/store"
+	"github.com/meshlens/meshlens/internal/topology"
+)
+
+// Config of a server process.
+type Config struct {
+	TopologyFile string
+	DataDir      string
+	HTTPAddr     string
+	// NATSAddr is where the embedded NATS server listens; ignored when
+	// NATSURL points at an external cluster.
+	NATSAddr string
+	NATSURL  string
+	// NATSOptions are extra client options (credentials, TLS).
+	NATSOptions []nats.Option
+
+	Pinglists pinglist.Settings
+	// Partitions this process aggregates; nil means all of them.
+	Partitions []int
+	Stream     bus.StreamSettings
+	Aggregate  aggregate.Config // Locator, Appendable, Registerer are set by the server
+	Store      store.Options
+	HTTP       HTTPConfig
+
+	// TopologyPoll is how often the topology file is checked for changes.
+	TopologyPoll time.Duration
+	Logger       *slog.Logger
+	Version      string
+}
+
+// Server is a running meshlens server.
+type Server struct {
+	cfg      Config
+	logger   *slog.Logger
+	registry *prometheus.Registry
+
+	topo       atomic.Pointer[topology.Topology]
+	topoMod    time.Time
+	embedded   *bus.Embedded
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	store      *store.Store
+	controller *Controller
+	aggs       []*aggregate.Aggregator
+	ingesters  []*aggregate.Ingester
+	api        *api.Server
+	natsURL    string
+	ready      atomic.Bool
+}
+
+// New loads the topology and opens storage; Run starts everything.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.TopologyPoll <= 0 {
+		cfg.TopologyPoll = 5 * time.Second
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: --data-dir is required")
+	}
+	s := &Server{cfg: cfg, logger: cfg.Logger, registry: prometheus.NewRegistry()}
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	topo, mod, err := loadTopology(cfg.TopologyFile)
+	if err != nil {
+		return nil, err
+	}
+	s.topo.Store(topo)
+	s.topoMod = mod
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("server: data dir %q: %w", cfg.DataDir, err)
+	}
+	return s, nil
+}
+
+func loadTopology(file string) (*topology.Topology, time.Time, error) {
+	if file == "" {
+		return nil, time.Time{}, errors.New("server: --topology is required")
+	}
+	st, err := os.Stat(file)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("server: topology: %w", err)
+	}
+	topo, err := topology.Load(file)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return topo, st.ModTime(), nil
+}
+
+// Topology is the fabric as the server currently knows it.
+func (s *Server) Topology() *topology.Topology { return s.topo.Load() }
+
+// Registry holds the server's self-metrics.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// NATSURL is the URL agents connect to.
+func (s *Server) NATSURL() string { return s.natsURL }
+
+// Run starts every part and blocks until ctx ends or a part fails; then it
+// stops them all, in reverse order of the data path.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.close()
+	if err := s.start(ctx); err != nil {
+		return err
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.store.Run(ctx) })
+	for _, in := range s.ingesters {
+		g.Go(func() error { return in.Run(ctx) })
+	}
+	g.Go(func() error { return s.watchTopology(ctx) })
+	g.Go(func() error { return s.api.Run(ctx) })
+	s.ready.Store(true)
+	s.logger.Info("meshlens server running", "http", s.cfg.HTTPAddr, "nats", s.natsURL, "hosts", len(s.Topology().Hosts))
+	err := g.Wait()
+	s.ready.Store(false)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func (s *Server) start(ctx context.Context) error {
+	var err error
+	s.natsURL = s.cfg.NATSURL
+	if s.natsURL == "" {
+		s.embedded, err = bus.StartEmbedded(bus.EmbeddedConfig{
+			Addr:     s.cfg.NATSAddr,
+			StoreDir: filepath.Join(s.cfg.DataDir, "nats"),
+			Logger:   s.logger,
+		})
+		if err != nil {
+			return err
+		}
+		s.natsURL = s.embedded.ClientURL()
+	}
+	s.nc, err = bus.Connect(s.natsURL, "meshlens-server", s.cfg.NATSOptions...)
+	if err != nil {
+		return err
+	}
+	if s.js, err = jetstream.New(s.nc); err != nil {
+		return fmt.Errorf("server: jetstream: %w", err)
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := bus.EnsureStreams(setupCtx, s.js, s.cfg.Stream); err != nil {
+		return err
+	}
+	if err := EnsureFleetKey(setupCtx, s.js); err != nil {
+		return err
+	}
+
+	storeOpts := s.cfg.Store
+	storeOpts.Registerer = s.registry
+	storeOpts.Logger = s.logger
+	if s.store, err = store.Open(filepath.Join(s.cfg.DataDir, "tsdb"), storeOpts); err != nil {
+		return err
+	}
+
+	s.controller = NewController(s.cfg.Pinglists, s.registry, s.logger)
+	if err := s.controller.Apply(setupCtx, s.js, s.Topology()); err != nil {
+		return err
+	}
+
+	partitions := s.cfg.Partitions
+	if partitions == nil {
+		n := s.cfg.Pinglists.Partitions
+		if n <= 0 {
+			n = 1
+		}
+		for p := 0; p < n; p++ {
+			partitions = append(partitions, p)
+		}
+	}
+	// One registry can hold a metric name once: partitions share the
+	// aggregator's collectors through a wrapping registerer per partition.
+	for _, p := range partitions {
+		aggCfg := s.cfg.Aggregate
+		aggCfg.Locator = aggregate.LocatorFunc(func(host string) (string, string, string, bool) {
+			return s.Topology().Locate(host)
+		})
+		aggCfg.Appendable = s.store
+		aggCfg.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"partition": fmt.Sprint(p)}, s.registry)
+		aggCfg.Logger = s.logger
+		agg, err := aggregate.New(aggCfg)
+		if err != nil {
+			return err
+		}
+		in, err := aggregate.NewIngester(aggregate.IngesterConfig{JetStream: s.js, Partition: p, Aggregator: agg, Logger: aggCfg.Logger})
+		if err != nil {
+			return err
+		}
+		s.aggs = append(s.aggs, agg)
+		s.ingesters = append(s.ingesters, in)
+	}
+	s.api, err = s.buildAPI()
+	return err
+}
+
+// watchTopology re-reads the topology file when it changes and republishes
+// the pinglists, so agents follow without restarts. A bad edit is logged
+// and counted; the last good topology stays in force.
+func (s *Server) watchTopology(ctx context.Context) error {
+	reloadErrors := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "meshlens_topology_reload_errors_total",
+		Help: "Topology file changes refused because the new file is invalid.",
+	})
+	reloads := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "meshlens_topology_reloads_total",
+		Help: "Topology file changes applied.",
+	})
+	s.registry.MustRegister(reloadErrors, reloads)
+	t := time.NewTicker(s.cfg.TopologyPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		st, err := os.Stat(s.cfg.TopologyFile)
+		if err != nil || st.ModTime().Equal(s.topoMod) {
+			continue
+		}
+		topo, mod, err := loadTopology(s.cfg.TopologyFile)
+		s.topoMod = st.ModTime()
+		if err != nil {
+			reloadErrors.Inc()
+			s.logger.Error("topology change refused; keeping the previous one", "err", err)
+			continue
+		}
+		s.topoMod = mod
+		if err := s.controller.Apply(ctx, s.js, topo); err != nil {
+			reloadErrors.Inc()
+			s.logger.Error("pinglists for the new topology not published", "err", err)
+			continue
+		}
+		s.topo.Store(topo)
+		reloads.Inc()
+		s.logger.Info("topology reloaded", "hosts", len(topo.Hosts), "pinglist_version", s.controller.Version())
+	}
+}
+
+func (s *Server) close() {
+	if s.nc != nil {
+		s.nc.Close()
+	}
+	if s.embedded != nil {
+		s.embedded.Shutdown()
+	}
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			s.logger.Error("closing the store", "err", err)
+		}
+	}
+}
