@@ -1,0 +1,560 @@
+// Package agent is the per-host runtime: it watches its pinglist on the
+// bus, runs the responder and the probes, batches the results, spools
+// them to disk and publishes them to JetStream exactly once.
+//
+// It imports probe, wire, bus names, pinglist and clock; nothing from the
+// server side.
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshlens/meshlens/internal/bus"
+	"github.com/meshlens/meshlens/internal/clock"
+	"github.com/meshlens/meshlens/internal/pinglist"
+	"github.com/meshlens/meshlens/internal/probe"
+	"github.com/meshlens/meshlens/internal/wire"
+)
+
+// Config configures an Agent. Zero values take the defaults.
+type Config struct {
+	// Host is this host's name: its pinglist key and the batches' agent.
+	Host string
+	// NATSURL is the bus, e.g. nats://server:4222 (comma-separated list
+	// for a cluster).
+	NATSURL string
+	// CredsFile is a NATS credentials file (JWT + nkey), if the bus uses them.
+	CredsFile string
+	// TLS configures a TLS connection to the bus (CA, client certificate).
+	TLS *tls.Config
+	// NATSOptions are extra nats.go options (applied last).
+	NATSOptions []nats.Option
+	// ResponderAddr overrides where the responder listens (host:port);
+	// default the pinglist's addr and responder port. Probes leave from
+	// its host when that is a specific address.
+	ResponderAddr string
+	// SpoolDir holds unacknowledged batches, the agent's epoch and seq,
+	// and the last pinglist. Required.
+	SpoolDir string
+	// SpoolMaxBytes bounds the spool (default 256 MiB); the oldest
+	// batches are dropped first.
+	SpoolMaxBytes int64
+	// A batch is sealed at BatchMaxResults results (default 5,000) or
+	// BatchMaxAge (default 5s), whichever comes first.
+	BatchMaxResults int
+	BatchMaxAge     time.Duration
+	// PublishTimeout bounds the wait for one PubAck (default 5s).
+	PublishTimeout time.Duration
+	// Responder limits (see probe.ResponderConfig); zero takes its defaults.
+	ResponderRatePerSource  float64
+	ResponderBurstPerSource int
+	Version                 string
+	Logger                  *slog.Logger
+	Registerer              prometheus.Registerer
+	Clock                   clock.Clock
+}
+
+const (
+	defaultSpoolMaxBytes   = 256 << 20
+	defaultBatchMaxResults = 5000
+	defaultBatchMaxAge     = 5 * time.Second
+	// maxBatchBytes leaves headroom under wire.MaxBatchBytes for the
+	// batch's own fields.
+	maxBatchBytes = wire.MaxBatchBytes - 64<<10
+)
+
+// Agent is one host's agent. Create it with New and start it with Run.
+type Agent struct {
+	cfg   Config
+	log   *slog.Logger
+	m     *metrics
+	spool *spool
+
+	mu       sync.Mutex
+	pl       *pinglist.Pinglist
+	key      []byte
+	prevKey  []byte
+	changed  chan struct{}
+	batch    []*wire.ProbeResult
+	batchSz  int
+	sched    *probe.Scheduler // current runtime's, for lag
+	// partition is the last pinglist's: batches keep going there even
+	// if the pinglist is deleted.
+	partition int
+}
+
+// New checks cfg, opens the spool and loads the last pinglist and fleet
+// key from it, so Run can probe before the bus answers.
+func New(cfg Config) (*Agent, error) {
+	switch {
+	case cfg.Host == "":
+		return nil, errors.New("agent: no host name")
+	case cfg.NATSURL == "":
+		return nil, fmt.Errorf("agent %s: no NATS URL", cfg.Host)
+	case cfg.SpoolDir == "":
+		return nil, fmt.Errorf("agent %s: no spool directory", cfg.Host)
+	}
+	if cfg.SpoolMaxBytes <= 0 {
+		cfg.SpoolMaxBytes = defaultSpoolMaxBytes
+	}
+	if cfg.BatchMaxResults <= 0 {
+		cfg.BatchMaxResults = defaultBatchMaxResults
+	}
+	cfg.BatchMaxResults = min(cfg.BatchMaxResults, wire.MaxResultsPerBatch)
+	if cfg.BatchMaxAge <= 0 {
+		cfg.BatchMaxAge = defaultBatchMaxAge
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := openSpool(cfg.SpoolDir, cfg.SpoolMaxBytes, m)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		cfg: cfg, log: cfg.Logger.With("agent", cfg.Host), m: m, spool: sp,
+		changed: make(chan struct{}, 1),
+	}
+	if b, err := os.ReadFile(filepath.Join(cfg.SpoolDir, pinglistFile)); err == nil {
+		if pl, err := pinglist.Decode(b); err == nil && pl.Host == cfg.Host {
+			a.pl, a.partition = pl, pl.Partition
+		} else {
+			a.log.Warn("ignoring the cached pinglist", "err", err)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(cfg.SpoolDir, fleetKeyFile)); err == nil {
+		a.key = b
+	}
+	return a, nil
+}
+
+// Epoch is this agent's incarnation, fixed for the life of its spool.
+func (a *Agent) Epoch() uint64 { return a.spool.epoch }
+
+// Run runs the agent until ctx ends. On the way out it seals the batch
+// being built into the spool, so a clean stop loses nothing.
+func (a *Agent) Run(ctx context.Context) error {
+	reconnected := make(chan struct{}, 1)
+	opts := []nats.Option{
+		nats.Name("meshlens-agent " + a.cfg.Host),
+		// Start even when the bus is away: the spool and the cached
+		// pinglist carry the agent until it is back.
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		// No reconnect buffer: a publish while disconnected fails at once
+		// and the batch stays in the spool, instead of a hidden second
+		// copy going out on reconnect.
+		nats.ReconnectBufSize(-1),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			select {
+			case reconnected <- struct{}{}:
+			default:
+			}
+		}),
+	}
+	if a.cfg.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(a.cfg.CredsFile))
+	}
+	if a.cfg.TLS != nil {
+		opts = append(opts, nats.Secure(a.cfg.TLS))
+	}
+	opts = append(opts, a.cfg.NATSOptions...)
+	nc, err := nats.Connect(a.cfg.NATSURL, opts...)
+	if err != nil {
+		return fmt.Errorf("agent %s: connect to %s: %w", a.cfg.Host, a.cfg.NATSURL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("agent %s: jetstream: %w", a.cfg.Host, err)
+	}
+
+	var wg sync.WaitGroup
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	watchers := newBroadcast()
+	go func() {
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-reconnected:
+				watchers.fire()
+			}
+		}
+	}()
+	wg.Add(3)
+	go func() { defer wg.Done(); a.watch(wctx, js, bus.PinglistBucket, a.cfg.Host, a.onPinglist, watchers) }()
+	go func() { defer wg.Done(); a.watch(wctx, js, bus.FleetBucket, bus.ResponderKeyKey, a.onFleetKey, watchers) }()
+	pctx, stopPublish := context.WithCancel(context.Background())
+	defer stopPublish()
+	go func() { defer wg.Done(); a.publishLoop(pctx, js) }()
+
+	sealDone := make(chan struct{})
+	sctx, stopSeal := context.WithCancel(context.Background())
+	go func() { defer close(sealDone); a.sealLoop(sctx) }()
+
+	a.runProbes(ctx) // until ctx ends, every probe reported
+	stopSeal()
+	<-sealDone
+	a.seal() // the partial batch, into the spool for the next start
+	stopWatch()
+	stopPublish()
+	wg.Wait()
+	return nil
+}
+
+// broadcast wakes every watcher (to re-create its watch after a reconnect).
+type broadcast struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newBroadcast() *broadcast { return &broadcast{ch: make(chan struct{})} }
+
+func (b *broadcast) wait() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ch
+}
+
+func (b *broadcast) fire() {
+	b.mu.Lock()
+	close(b.ch)
+	b.ch = make(chan struct{})
+	b.mu.Unlock()
+}
+
+// watch follows one KV key, re-creating the watch when the bucket is
+// missing, the watch ends, or the connection came back.
+func (a *Agent) watch(ctx context.Context, js jetstream.JetStream, bucket, key string, apply func(jetstream.KeyValueEntry), restart *broadcast) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		again := restart.wait()
+		err := a.watchOnce(ctx, js, bucket, key, apply, again)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			a.log.Debug("watch", "bucket", bucket, "key", key, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			case <-again:
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+	}
+}
+
+func (a *Agent) watchOnce(ctx context.Context, js jetstream.JetStream, bucket, key string, apply func(jetstream.KeyValueEntry), restart <-chan struct{}) error {
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return fmt.Errorf("agent: bucket %s: %w", bucket, err)
+	}
+	w, err := kv.Watch(ctx, key)
+	if err != nil {
+		return fmt.Errorf("agent: watch %s/%s: %w", bucket, key, err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-restart:
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("agent: watch %s/%s ended", bucket, key)
+			}
+			if e != nil { // nil marks the end of the initial values
+				apply(e)
+			}
+		}
+	}
+}
+
+func (a *Agent) onPinglist(e jetstream.KeyValueEntry) {
+	if e.Operation() != jetstream.KeyValuePut {
+		// Deleted: this host left the topology. Stop probing rather than
+		// measure peers nobody asked for.
+		a.mu.Lock()
+		a.pl = nil
+		a.mu.Unlock()
+		os.Remove(filepath.Join(a.cfg.SpoolDir, pinglistFile))
+		a.log.Info("pinglist deleted; probing stops")
+		a.notify()
+		return
+	}
+	pl, err := pinglist.Decode(e.Value())
+	if err == nil && pl.Host != a.cfg.Host {
+		err = fmt.Errorf("agent %s: pinglist is for host %q", a.cfg.Host, pl.Host)
+	}
+	if err != nil {
+		a.m.pinglistRejected.Inc()
+		a.log.Error("rejected pinglist", "revision", e.Revision(), "err", err)
+		return
+	}
+	if err := writeFileAtomic(filepath.Join(a.cfg.SpoolDir, pinglistFile), e.Value(), 0o640); err != nil {
+		a.m.spoolErrors.Inc()
+		a.log.Warn("cannot cache the pinglist", "err", err)
+	}
+	a.mu.Lock()
+	a.pl, a.partition = pl, pl.Partition
+	a.mu.Unlock()
+	a.log.Info("pinglist", "version", pl.Version, "peers", len(pl.Peers), "interval", time.Duration(pl.Interval))
+	a.notify()
+}
+
+func (a *Agent) onFleetKey(e jetstream.KeyValueEntry) {
+	if e.Operation() != jetstream.KeyValuePut {
+		return // keep the last key: a deleted key must not stop probing
+	}
+	key := e.Value()
+	if len(key) < 16 {
+		a.m.pinglistRejected.Inc()
+		a.log.Error("rejected fleet key", "bytes", len(key))
+		return
+	}
+	if err := writeFileAtomic(filepath.Join(a.cfg.SpoolDir, fleetKeyFile), key, 0o600); err != nil {
+		a.m.spoolErrors.Inc()
+	}
+	a.mu.Lock()
+	if string(a.key) != string(key) {
+		a.prevKey, a.key = a.key, append([]byte(nil), key...)
+	}
+	a.mu.Unlock()
+	a.notify()
+}
+
+func (a *Agent) notify() {
+	select {
+	case a.changed <- struct{}{}:
+	default:
+	}
+}
+
+// probeRuntime is one incarnation of responder + probers + scheduler,
+// rebuilt when the addresses they bind change.
+type probeRuntime struct {
+	respAddr string
+	source   netip.Addr
+	resp     *probe.Responder
+	udp      *probe.UDPProber
+	sched    *probe.Scheduler
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+func (rt *probeRuntime) stop() {
+	rt.cancel()
+	rt.wg.Wait()
+}
+
+// runProbes keeps the probe runtime in line with the pinglist and key
+// until ctx ends.
+func (a *Agent) runProbes(ctx context.Context) {
+	var rt *probeRuntime
+	defer func() {
+		if rt != nil {
+			rt.stop()
+		}
+	}()
+	retry := time.NewTicker(10 * time.Second)
+	defer retry.Stop()
+	for {
+		rt = a.reconcile(ctx, rt)
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.changed:
+		case <-retry.C:
+		}
+	}
+}
+
+func (a *Agent) reconcile(ctx context.Context, rt *probeRuntime) *probeRuntime {
+	a.mu.Lock()
+	pl, key, prevKey := a.pl, a.key, a.prevKey
+	a.mu.Unlock()
+	if pl == nil {
+		if rt != nil {
+			rt.stop()
+		}
+		a.setSched(nil)
+		return nil
+	}
+	respAddr := a.cfg.ResponderAddr
+	if respAddr == "" {
+		respAddr = net.JoinHostPort(pl.Addr, strconv.Itoa(pl.ResponderPort))
+	}
+	var source netip.Addr
+	if host, _, err := net.SplitHostPort(respAddr); err == nil {
+		if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
+			source = ip
+		}
+	}
+	if rt != nil && (rt.respAddr != respAddr || rt.source != source) {
+		rt.stop()
+		rt = nil
+	}
+	if rt == nil {
+		var err error
+		if rt, err = a.startRuntime(ctx, respAddr, source); err != nil {
+			a.log.Error("cannot start probing", "err", err)
+			return nil
+		}
+	}
+	keys := [][]byte{}
+	for _, k := range [][]byte{key, prevKey} {
+		if len(k) >= 16 {
+			keys = append(keys, k)
+		}
+	}
+	if rt.resp == nil {
+		rt.resp = a.startResponder(ctx, rt, respAddr, keys)
+	} else if err := rt.resp.SetKeys(keys); err != nil {
+		a.log.Error("responder keys", "err", err)
+	}
+	if len(key) >= 16 {
+		if err := rt.udp.SetKey(key); err != nil {
+			a.log.Error("udp prober key", "err", err)
+		}
+	}
+	targets := a.targets(pl)
+	rt.sched.SetTargets(targets, time.Duration(pl.Interval))
+	a.m.pinglistVersion.Set(float64(pl.Version))
+	return rt
+}
+
+func (a *Agent) startRuntime(ctx context.Context, respAddr string, source netip.Addr) (*probeRuntime, error) {
+	rctx, cancel := context.WithCancel(ctx)
+	rt := &probeRuntime{respAddr: respAddr, source: source, cancel: cancel}
+	udp, err := probe.NewUDPProber(probe.UDPProberConfig{Local: source, Clock: a.cfg.Clock, Registerer: a.cfg.Registerer})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("agent %s: %w", a.cfg.Host, err)
+	}
+	rt.udp = udp
+	probers := map[wire.Protocol]probe.Prober{
+		wire.Protocol_PROTOCOL_TCP:  probe.NewBlocking(&probe.TCPProber{Local: source, Clock: a.cfg.Clock}, 1024),
+		wire.Protocol_PROTOCOL_UDP:  udp,
+		wire.Protocol_PROTOCOL_HTTP: probe.NewBlocking(&probe.HTTPProber{Clock: a.cfg.Clock}, 64),
+	}
+	if icmp, err := probe.NewICMPProber(probe.ICMPProberConfig{Local: source, Clock: a.cfg.Clock}); err != nil {
+		a.log.Warn("icmp probes disabled", "err", err)
+	} else {
+		probers[wire.Protocol_PROTOCOL_ICMP] = probe.NewBlocking(icmp, 512)
+		rt.wg.Add(1)
+		go func() { defer rt.wg.Done(); icmp.Run(rctx) }()
+	}
+	rt.sched = probe.NewScheduler(probe.SchedulerConfig{Clock: a.cfg.Clock, Probers: probers, Report: a.report, Registerer: a.cfg.Registerer})
+	a.setSched(rt.sched)
+	rt.wg.Add(2)
+	go func() {
+		defer rt.wg.Done()
+		if err := udp.Run(rctx); err != nil {
+			a.log.Error("udp prober", "err", err)
+		}
+	}()
+	go func() { defer rt.wg.Done(); rt.sched.Run(rctx) }()
+	return rt, nil
+}
+
+func (a *Agent) startResponder(ctx context.Context, rt *probeRuntime, addr string, keys [][]byte) *probe.Responder {
+	resp, err := probe.NewResponder(probe.ResponderConfig{
+		Addr: addr, Keys: keys, Clock: a.cfg.Clock, Registerer: a.cfg.Registerer, Logger: a.log,
+		RatePerSource: a.cfg.ResponderRatePerSource, BurstPerSource: a.cfg.ResponderBurstPerSource,
+	})
+	if err != nil {
+		// Keep probing: peers will see this host refuse or drop, which is
+		// the truth; retried every 10 s.
+		a.m.responderErrors.Inc()
+		a.log.Error("responder", "err", err)
+		return nil
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	prev := rt.cancel
+	rt.cancel = func() { cancel(); prev() }
+	rt.wg.Add(1)
+	go func() {
+		defer rt.wg.Done()
+		if err := resp.Run(rctx); err != nil {
+			a.m.responderErrors.Inc()
+			a.log.Error("responder stopped", "err", err)
+		}
+	}()
+	return resp
+}
+
+func (a *Agent) setSched(s *probe.Scheduler) {
+	a.mu.Lock()
+	a.sched = s
+	a.mu.Unlock()
+}
+
+// targets expands a pinglist into what the scheduler probes.
+func (a *Agent) targets(pl *pinglist.Pinglist) []probe.Target {
+	var out []probe.Target
+	timeout := time.Duration(pl.Timeout)
+	for _, p := range pl.Peers {
+		if p.Host == a.cfg.Host {
+			continue
+		}
+		ip, err := netip.ParseAddr(p.Addr)
+		if err != nil {
+			a.m.pinglistRejected.Inc()
+			a.log.Error("pinglist peer with a bad address", "peer", p.Host, "addr", p.Addr)
+			continue
+		}
+		for _, proto := range pl.Protocols {
+			t := probe.Target{Name: p.Host, Addr: netip.AddrPortFrom(ip.Unmap(), uint16(pl.ResponderPort)), Timeout: timeout}
+			switch proto {
+			case "tcp":
+				t.Protocol = wire.Protocol_PROTOCOL_TCP
+			case "udp":
+				t.Protocol = wire.Protocol_PROTOCOL_UDP
+			case "icmp":
+				t.Protocol = wire.Protocol_PROTOCOL_ICMP
+				t.Addr = netip.AddrPortFrom(ip.Unmap(), 0)
+			default:
+				continue
+			}
+			out = append(out, t)
+		}
+	}
+	for _, h := range pl.HTTPTargets {
+		out = append(out, probe.Target{Name: h.Name, Protocol: wire.Protocol_PROTOCOL_HTTP, Timeout: timeout,
+			HTTP: probe.HTTPCheck{URL: h.URL, ExpectStatus: h.ExpectStatus, ExpectBody: h.ExpectBody}})
+	}
+	return out
+}

@@ -1,0 +1,406 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"github.com/meshlens/meshlens/internal/bus"
+	"github.com/meshlens/meshlens/internal/pinglist"
+	"github.com/meshlens/meshlens/internal/probe"
+	"github.com/meshlens/meshlens/internal/wire"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var fleetKey = []byte("fleet key for the agent tests, 32+")
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// natsServer runs an in-process NATS server with JetStream; port -1 picks
+// one, and a restart reuses port and store.
+func natsServer(t *testing.T, port int, store string) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: store, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	return s
+}
+
+type fixture struct {
+	t     *testing.T
+	srv   *server.Server
+	store string
+	port  int
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	pls   jetstream.KeyValue
+}
+
+func newFixture(t *testing.T) *fixture {
+	f := &fixture{t: t, store: t.TempDir()}
+	f.srv = natsServer(t, -1, f.store)
+	f.port = f.srv.Addr().(*net.TCPAddr).Port
+	t.Cleanup(func() { f.srv.Shutdown(); f.srv.WaitForShutdown() })
+	f.connect()
+	ctx := context.Background()
+	if _, err := f.js.CreateStream(ctx, jetstream.StreamConfig{Name: bus.ResultsStream,
+		Subjects: []string{bus.ResultsSubjectPrefix + ".>"}, Duplicates: 2 * time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if f.pls, err = f.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.PinglistBucket}); err != nil {
+		t.Fatal(err)
+	}
+	fleet, err := f.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.FleetBucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fleet.Put(ctx, bus.ResponderKeyKey, fleetKey); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *fixture) connect() {
+	nc, err := nats.Connect(f.url())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(nc.Close)
+	f.nc = nc
+	if f.js, err = jetstream.New(nc); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", f.port) }
+
+func (f *fixture) stop() { f.srv.Shutdown(); f.srv.WaitForShutdown() }
+
+func (f *fixture) restart() {
+	f.srv = natsServer(f.t, f.port, f.store)
+	f.connect()
+	var err error
+	if f.pls, err = f.js.KeyValue(context.Background(), bus.PinglistBucket); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) putPinglist(pl *pinglist.Pinglist) {
+	f.t.Helper()
+	b, err := pinglist.Encode(pl)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := f.pls.Put(context.Background(), pl.Host, b); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// batches reads the whole results stream, in stream order.
+func (f *fixture) batches() []*wire.Batch {
+	f.t.Helper()
+	ctx := context.Background()
+	st, err := f.js.Stream(ctx, bus.ResultsStream)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var out []*wire.Batch
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		b, err := wire.Decode(m.Data)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if want := bus.ResultsSubject(0, b.Agent); m.Subject != want {
+			f.t.Errorf("batch on %s, want %s", m.Subject, want)
+		}
+		if got, want := m.Header.Get(jetstream.MsgIDHeader), bus.BatchMsgID(b.Agent, b.Epoch, b.Seq); got != want {
+			f.t.Errorf("msg id %q, want %q", got, want)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// freePort finds a port free for TCP and UDP on the given addresses.
+func freePort(t *testing.T, ips ...string) int {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp4", ips[0]+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		ok := true
+		for _, ip := range ips {
+			addr := fmt.Sprintf("%s:%d", ip, port)
+			if l, err := net.Listen("tcp4", addr); err == nil {
+				l.Close()
+			} else {
+				ok = false
+			}
+			if pc, err := net.ListenPacket("udp4", addr); err == nil {
+				pc.Close()
+			} else {
+				ok = false
+			}
+		}
+		if ok {
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+func testPinglist(host, addr string, port int, version uint64, peers ...pinglist.Peer) *pinglist.Pinglist {
+	return &pinglist.Pinglist{
+		Host: host, Addr: addr, Version: version, Generated: time.Now(),
+		Interval: pinglist.Duration(100 * time.Millisecond), Timeout: pinglist.Duration(500 * time.Millisecond),
+		Protocols: []string{"tcp", "udp"}, ResponderPort: port, Peers: peers,
+	}
+}
+
+type runningAgent struct {
+	*Agent
+	reg  *prometheus.Registry
+	stop func()
+}
+
+func startAgent(t *testing.T, cfg Config) *runningAgent {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
+	if cfg.BatchMaxAge == 0 {
+		cfg.BatchMaxAge = 150 * time.Millisecond
+	}
+	cfg.PublishTimeout = time.Second
+	cfg.Version = "test"
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	var stopped bool
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("agent %s: %v", cfg.Host, err)
+		}
+	}
+	t.Cleanup(stop)
+	return &runningAgent{Agent: a, reg: reg, stop: stop}
+}
+
+// results counts results per (agent, dst, protocol, outcome) and checks
+// that no (agent, epoch, seq) appears twice and seqs have no gaps.
+func checkBatches(t *testing.T, bs []*wire.Batch) map[string]int {
+	t.Helper()
+	seen := map[string]bool{}
+	last := map[string]uint64{}
+	counts := map[string]int{}
+	for _, b := range bs {
+		id := bus.BatchMsgID(b.Agent, b.Epoch, b.Seq)
+		if seen[id] {
+			t.Errorf("batch %s twice", id)
+		}
+		seen[id] = true
+		k := fmt.Sprintf("%s:%d", b.Agent, b.Epoch)
+		if b.Seq != last[k]+1 {
+			t.Errorf("batch %s follows seq %d", id, last[k])
+		}
+		last[k] = b.Seq
+		if b.AgentVersion != "test" || b.CreatedUnixNano == 0 || b.SchedulingLag == nil {
+			t.Errorf("batch %s header %v", id, b)
+		}
+		for _, r := range b.Results {
+			counts[fmt.Sprintf("%s>%s %s %s", b.Agent, r.Dst, r.Protocol, r.Outcome)]++
+		}
+	}
+	return counts
+}
+
+func TestAgentsProbeEachOtherAndPublishOnce(t *testing.T) {
+	f := newFixture(t)
+	port := freePort(t, "127.0.1.1", "127.0.1.2", "127.0.1.3")
+	peerA := pinglist.Peer{Host: "a", Addr: "127.0.1.1", Level: 1}
+	peerB := pinglist.Peer{Host: "b", Addr: "127.0.1.2", Level: 1}
+	f.putPinglist(testPinglist("a", "127.0.1.1", port, 1, peerB))
+	f.putPinglist(testPinglist("b", "127.0.1.2", port, 1, peerA))
+	a := startAgent(t, Config{Host: "a", NATSURL: f.url(), SpoolDir: t.TempDir()})
+	b := startAgent(t, Config{Host: "b", NATSURL: f.url(), SpoolDir: t.TempDir()})
+
+	ok := func(counts map[string]int, key string) bool { return counts[key] >= 3 }
+	t0 := time.Now()
+	defer func() { t.Logf("took %v", time.Since(t0)) }()
+	waitFor(t, "both agents' tcp and udp results", func() bool {
+		c := checkBatches(t, f.batches())
+		return ok(c, "a>b PROTOCOL_TCP OUTCOME_OK") && ok(c, "a>b PROTOCOL_UDP OUTCOME_OK") &&
+			ok(c, "b>a PROTOCOL_TCP OUTCOME_OK") && ok(c, "b>a PROTOCOL_UDP OUTCOME_OK")
+	})
+
+	// Live update: a also probes c, a responder of the test's own.
+	c, err := probe.NewResponder(probe.ResponderConfig{Addr: fmt.Sprintf("127.0.1.3:%d", port), Keys: [][]byte{fleetKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cdone := make(chan error, 1)
+	go func() { cdone <- c.Run(ctx) }()
+	defer func() { cancel(); <-cdone }()
+	f.putPinglist(testPinglist("a", "127.0.1.1", port, 2, peerB, pinglist.Peer{Host: "c", Addr: "127.0.1.3"}))
+	t.Logf("first results after %v", time.Since(t0))
+	waitFor(t, "a's results for c", func() bool {
+		c := checkBatches(t, f.batches())
+		return ok(c, "a>c PROTOCOL_TCP OUTCOME_OK") && ok(c, "a>c PROTOCOL_UDP OUTCOME_OK")
+	})
+	t.Logf("results for c after %v", time.Since(t0))
+	var v2 bool
+	for _, bt := range f.batches() {
+		v2 = v2 || (bt.Agent == "a" && bt.PinglistVersion == 2)
+	}
+	if !v2 {
+		t.Error("no batch of a carries pinglist version 2")
+	}
+	if got := testutil.ToFloat64(a.m.pinglistVersion); got != 2 {
+		t.Errorf("pinglist version gauge %v", got)
+	}
+
+	// An invalid pinglist is refused and counted; probing goes on.
+	if _, err := f.pls.Put(context.Background(), "b", []byte(`{"host":"b","interval":"-1s"}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the rejection", func() bool { return testutil.ToFloat64(b.m.pinglistRejected) == 1 })
+	a.stop()
+	b.stop()
+	checkBatches(t, f.batches())
+	// A clean stop seals the partial batch into the spool, for the next
+	// start to publish: at most that one is left.
+	if n := a.spool.pending(); n > 1 {
+		t.Errorf("%d batches left unpublished", n)
+	}
+}
+
+// TestAgentSurvivesBusOutageAndRestart: the bus goes away; the agent
+// spools; it is restarted while the bus is still away and probes from its
+// cached pinglist; the bus comes back; every batch arrives once, in order,
+// with seqs continuing across the restart.
+func TestAgentSurvivesBusOutageAndRestart(t *testing.T) {
+	f := newFixture(t)
+	port := freePort(t, "127.0.1.11", "127.0.1.12")
+	r, err := probe.NewResponder(probe.ResponderConfig{Addr: fmt.Sprintf("127.0.1.12:%d", port), Keys: [][]byte{fleetKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rdone := make(chan error, 1)
+	go func() { rdone <- r.Run(ctx) }()
+	defer func() { cancel(); <-rdone }()
+	f.putPinglist(testPinglist("h1", "127.0.1.11", port, 1, pinglist.Peer{Host: "h2", Addr: "127.0.1.12"}))
+	spoolDir := t.TempDir()
+	cfg := Config{Host: "h1", NATSURL: f.url(), SpoolDir: spoolDir}
+	a := startAgent(t, cfg)
+	waitFor(t, "first batches", func() bool { return len(f.batches()) >= 2 })
+	epoch := a.Epoch()
+
+	f.stop()
+	waitFor(t, "batches to pile up in the spool", func() bool { return a.spool.pending() >= 3 })
+	a.stop()
+	a2 := startAgent(t, cfg)
+	if a2.Epoch() != epoch {
+		t.Fatalf("epoch changed across restart: %d -> %d", epoch, a2.Epoch())
+	}
+	before := a2.spool.pending()
+	waitFor(t, "the restarted agent to probe from its cached pinglist", func() bool { return a2.spool.pending() >= before+3 })
+	if testutil.ToFloat64(a2.m.spoolBytes) <= 0 {
+		t.Error("spool bytes gauge is zero")
+	}
+
+	f.restart()
+	waitFor(t, "the spool to drain", func() bool { return a2.spool.pending() == 0 && testutil.ToFloat64(a2.m.batchesPublished) > 0 })
+	a2.stop()
+	bs := f.batches()
+	counts := checkBatches(t, bs)
+	for _, b := range bs {
+		if b.Epoch != epoch {
+			t.Errorf("batch %d of epoch %d", b.Seq, b.Epoch)
+		}
+	}
+	if counts["h1>h2 PROTOCOL_TCP OUTCOME_OK"] == 0 || counts["h1>h2 PROTOCOL_UDP OUTCOME_OK"] == 0 {
+		t.Errorf("results %v", counts)
+	}
+	// The stop sealed one last partial batch into the spool.
+	if left := uint64(a2.spool.pending()); a2.spool.lastSeq != bs[len(bs)-1].Seq+left {
+		t.Errorf("last seq sealed %d, last in stream %d, %d left in the spool", a2.spool.lastSeq, bs[len(bs)-1].Seq, left)
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	dir := t.TempDir()
+	corrupt := t.TempDir()
+	if err := os.WriteFile(filepath.Join(corrupt, stateFile), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		cfg  Config
+	}{
+		{"no host", Config{NATSURL: "nats://x", SpoolDir: dir}},
+		{"no url", Config{Host: "h", SpoolDir: dir}},
+		{"no spool", Config{Host: "h", NATSURL: "nats://x"}},
+		{"corrupt state", Config{Host: "h", NATSURL: "nats://x", SpoolDir: corrupt}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := New(tc.cfg); err == nil {
+				t.Fatal("no error")
+			}
+		})
+	}
+}
+
+var _ = errors.New
+var _ = netip.Addr{}
