@@ -1,0 +1,159 @@
+// Package localize says which link, switch or server explains what the
+// probes of a window saw. Its input is a sealed aggregation window (per-pair
+// and per-rack-pair counts, host rollups), the agents' scheduling lag, and
+// path discovery of anomalous probes (the links a lost or slow probe's
+// 5-tuple crossed, as 007 traces them); its output is a ranked list of
+// Suspects with an estimate, a confidence and the evidence.
+//
+// Two localizers share that interface: "meshlens" (this package's method:
+// Poisson likelihood of each candidate element's losses against the
+// fabric-wide rate, with the traffic each element carried, explained
+// greedily so a device beats its links and a sick server beats its ToR link)
+// and "vote", a 007-style baseline (each failed flow votes 1/h for the h
+// links of its path) kept so every claim is a side-by-side comparison.
+//
+// It imports topology, wire and aggregate's summary types; never sim.
+package localize
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/meshlens/meshlens/internal/aggregate"
+	"github.com/meshlens/meshlens/internal/wire"
+)
+
+// Kind is what a suspect is.
+type Kind string
+
+const (
+	KindLink   Kind = "link"
+	KindDevice Kind = "device"
+	KindHost   Kind = "host"
+)
+
+// Symptom is how a suspect misbehaves.
+type Symptom string
+
+const (
+	SymptomLoss      Symptom = "loss"       // drops a rate of packets
+	SymptomDown      Symptom = "down"       // drops (nearly) everything
+	SymptomBlackhole Symptom = "blackhole"  // drops whole flows, chosen by hash: retransmits die too
+	SymptomLatency   Symptom = "latency"    // adds delay
+	SymptomAgentSlow Symptom = "agent_slow" // the measuring agent is starved: not the network
+)
+
+// Suspect is one element blamed for a window.
+type Suspect struct {
+	// Element is a link direction "A->B", a link "A--B", a switch or a host.
+	Element string  `json:"element"`
+	Kind    Kind    `json:"kind"`
+	Symptom Symptom `json:"symptom"`
+	// Estimate is a drop rate in 0..1 for loss symptoms, the added latency
+	// in seconds for latency, the agent's scheduling lag in seconds for
+	// agent_slow.
+	Estimate float64 `json:"estimate"`
+	// Confidence in 0..1; Score is the log-likelihood ratio it comes from.
+	Confidence float64  `json:"confidence"`
+	Score      float64  `json:"score"`
+	Evidence   Evidence `json:"evidence"`
+}
+
+// Evidence is what a suspect was blamed on.
+type Evidence struct {
+	// Probes crossed the element in the horizon (expected, from the ECMP
+	// path sets); Anomalous of them were lost or slow and traced through it,
+	// from Pairs distinct (src, dst) pairs.
+	Probes    float64 `json:"probes"`
+	Anomalous int     `json:"anomalous"`
+	Pairs     int     `json:"pairs"`
+	Expected  float64 `json:"expected"` // anomalies expected from the background
+}
+
+// Trace is path discovery of one anomalous probe: the link directions its
+// 5-tuple crossed, forward then back. Lost probes are traced, and probes
+// whose RTT exceeded their pair's baseline by a margin (slow).
+type Trace struct {
+	Src, Dst int32 // host ids of the Index
+	Proto    wire.Protocol
+	Lost     bool
+	// BothLost: a TCP probe whose SYN retransmission was lost too (a
+	// flow-consistent drop); false when the retransmission got through.
+	BothLost bool
+	// Excess over the pair's baseline RTT, for slow probes.
+	Excess time.Duration
+	Links  []int32
+}
+
+// Window is one sealed window as the localizer reads it.
+type Window struct {
+	Sealed *aggregate.SealedWindow
+	// AgentLag is each agent's scheduling lag p99 as last reported.
+	AgentLag map[string]time.Duration
+	// Traces of the window's anomalous probes; may be empty when no path
+	// discovery runs (then only host-level conclusions are possible).
+	Traces []Trace
+}
+
+// Localizer turns windows into suspects. It keeps state across windows
+// (it is fed every window in order) and is not safe for concurrent use.
+type Localizer interface {
+	Name() string
+	Localize(w *Window) ([]Suspect, error)
+}
+
+// Names of the localizers New knows.
+const (
+	NameMeshlens = "meshlens"
+	NameVote     = "vote"
+)
+
+// Config tunes a localizer; zero values take defaults.
+type Config struct {
+	// Horizon is how many windows of evidence are pooled (default 3): short
+	// enough to blame within three probe intervals, long enough that a 1%
+	// loss on a quiet link shows.
+	Horizon int
+	// MinScore is the log-likelihood ratio a suspect needs (default 14):
+	// with tens of thousands of candidates per window and windows every
+	// 10 s, a chance Poisson excursion must be rarer than ~1e-6.
+	MinScore float64
+	// MinAnomalies a suspect needs (default 3).
+	MinAnomalies int
+	// AgentSlowLag: an agent reporting a scheduling lag p99 above it is
+	// flagged agent_slow and its slow probes are not held against the
+	// network (default 10ms).
+	AgentSlowLag time.Duration
+	// MaxSuspects per window (default 8).
+	MaxSuspects int
+}
+
+func (c *Config) setDefaults() {
+	if c.Horizon <= 0 {
+		c.Horizon = 3
+	}
+	if c.MinScore <= 0 {
+		c.MinScore = 14
+	}
+	if c.MinAnomalies <= 0 {
+		c.MinAnomalies = 3
+	}
+	if c.AgentSlowLag <= 0 {
+		c.AgentSlowLag = 10 * time.Millisecond
+	}
+	if c.MaxSuspects <= 0 {
+		c.MaxSuspects = 8
+	}
+}
+
+// New returns the named localizer over x.
+func New(name string, x *Index, cfg Config) (Localizer, error) {
+	cfg.setDefaults()
+	switch name {
+	case NameMeshlens, "":
+		return newMeshlens(x, cfg), nil
+	case NameVote:
+		return newVote(x, cfg), nil
+	}
+	return nil, fmt.Errorf("localize: unknown localizer %q (want %s or %s)", name, NameMeshlens, NameVote)
+}

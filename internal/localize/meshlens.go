@@ -1,0 +1,333 @@
+package localize
+
+import (
+	"math"
+	"sort"
+	"time"
+
+	"github.com/meshlens/meshlens/internal/wire"
+)
+
+// evidence pools the last Horizon windows: traffic per link direction,
+// probes sent, and traces (copied: callers may reuse theirs).
+type evidence struct {
+	x      *Index
+	tr     *traffic
+	slots  []slot
+	pos    int
+	T      []float64 // summed over the horizon
+	in     []float64 // per node: probes entering it
+	probes float64
+}
+
+type slot struct {
+	T      []float64
+	probes float64
+	traces []Trace
+	links  []int32
+}
+
+func newEvidence(x *Index, horizon int) *evidence {
+	e := &evidence{x: x, tr: newTraffic(x), slots: make([]slot, horizon), T: make([]float64, x.NumLinks()), in: make([]float64, x.NumNodes())}
+	for i := range e.slots {
+		e.slots[i].T = make([]float64, x.NumLinks())
+	}
+	return e
+}
+
+// add replaces the oldest window with w and re-sums the horizon.
+func (e *evidence) add(w *Window) {
+	s := &e.slots[e.pos]
+	e.pos = (e.pos + 1) % len(e.slots)
+	clear(s.T)
+	s.probes = 0
+	if w.Sealed != nil {
+		s.probes = e.tr.window(w.Sealed, s.T)
+	}
+	s.traces = s.traces[:0]
+	s.links = s.links[:0]
+	for _, t := range w.Traces {
+		if t.Src < 0 || int(t.Src) >= e.x.NumHosts || t.Dst < 0 || int(t.Dst) >= e.x.NumHosts {
+			continue // not a host of this index: nothing to say about it
+		}
+		start := len(s.links)
+		for _, l := range t.Links {
+			if l >= 0 && int(l) < e.x.NumLinks() {
+				s.links = append(s.links, l)
+			}
+		}
+		t.Links = s.links[start:len(s.links):len(s.links)]
+		s.traces = append(s.traces, t)
+	}
+	clear(e.T)
+	clear(e.in)
+	e.probes = 0
+	for i := range e.slots {
+		for l, v := range e.slots[i].T {
+			e.T[l] += v
+		}
+		e.probes += e.slots[i].probes
+	}
+	for l, v := range e.T {
+		e.in[e.x.To[l]] += v
+	}
+}
+
+// meshlens is the likelihood localizer; see the package doc.
+type meshlens struct {
+	x   *Index
+	cfg Config
+	ev  *evidence
+	// scratch, indexed by candidate id (see candidate ids below)
+	count []int32
+	stamp []int32
+	epoch int32
+}
+
+// Candidate ids: a switch-to-switch link direction l is l, the physical
+// link of l is L+min(l, reverse(l)), a node n (host or switch) is 2L+n.
+// Host access links are never candidates of their own: every probe of a
+// host crosses both directions, so probes cannot tell a host's NIC from its
+// cable, and both are the host.
+func newMeshlens(x *Index, cfg Config) *meshlens {
+	c := 2*x.NumLinks() + x.NumNodes()
+	return &meshlens{x: x, cfg: cfg, ev: newEvidence(x, cfg.Horizon), count: make([]int32, c), stamp: make([]int32, c)}
+}
+
+func (m *meshlens) Name() string { return NameMeshlens }
+
+func (m *meshlens) Localize(w *Window) ([]Suspect, error) {
+	m.ev.add(w)
+	var out []Suspect
+	slow := map[int32]bool{}
+	for agent, lag := range w.AgentLag {
+		if lag < m.cfg.AgentSlowLag {
+			continue
+		}
+		h, ok := m.x.Node(agent)
+		if !ok || m.x.IsSwitch(h) {
+			continue
+		}
+		slow[h] = true
+		score := m.cfg.MinScore * float64(lag) / float64(m.cfg.AgentSlowLag)
+		out = append(out, Suspect{
+			Element: agent, Kind: KindHost, Symptom: SymptomAgentSlow, Estimate: lag.Seconds(),
+			Score: score, Confidence: confidence(score, m.cfg.MinScore),
+			Evidence: Evidence{Probes: m.ev.T[m.x.HostUp[h]]},
+		})
+	}
+	var lost, slowTraces []*Trace
+	for i := range m.ev.slots {
+		s := &m.ev.slots[i]
+		for j := range s.traces {
+			t := &s.traces[j]
+			switch {
+			case t.Lost:
+				lost = append(lost, t)
+			case !slow[t.Src]:
+				slowTraces = append(slowTraces, t)
+			}
+		}
+	}
+	out = append(out, m.explain(lost, false)...)
+	out = append(out, m.explain(slowTraces, true)...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Score > out[j].Score })
+	if len(out) > m.cfg.MaxSuspects {
+		out = out[:m.cfg.MaxSuspects]
+	}
+	return out, nil
+}
+
+func confidence(score, min float64) float64 { return 1 - math.Exp(-score/min) }
+
+// candidates appends trace t's candidate ids, each once.
+func (m *meshlens) candidates(t *Trace, buf []int32) []int32 {
+	x := m.x
+	L := int32(x.NumLinks())
+	m.epoch++
+	add := func(c int32) {
+		if m.stamp[c] != m.epoch {
+			m.stamp[c] = m.epoch
+			buf = append(buf, c)
+		}
+	}
+	for _, l := range t.Links {
+		if h := x.AccessHost(l); h >= 0 {
+			add(2*L + h)
+			if x.IsSwitch(x.From[l]) {
+				add(2*L + x.From[l])
+			} else {
+				add(2*L + x.To[l])
+			}
+			continue
+		}
+		add(l)
+		add(L + min(l, x.Reverse[l]))
+		add(2*L + x.From[l])
+		add(2*L + x.To[l])
+	}
+	return buf
+}
+
+// touches is how many probes of the horizon crossed candidate c.
+func (m *meshlens) touches(c int32) float64 {
+	x := m.x
+	L := int32(x.NumLinks())
+	T := m.ev.T
+	switch {
+	case c < L:
+		return T[c]
+	case c < 2*L:
+		l := c - L
+		return T[l] + T[x.Reverse[l]]
+	}
+	n := c - 2*L
+	if !x.IsSwitch(n) {
+		return T[x.HostUp[n]]
+	}
+	if x.ToRSlot[n] >= 0 {
+		// A ToR is crossed on the way out and on the way back by every probe
+		// of its hosts.
+		return m.ev.in[n] / 2
+	}
+	return m.ev.in[n]
+}
+
+func (m *meshlens) describe(c int32) (string, Kind) {
+	x := m.x
+	L := int32(x.NumLinks())
+	switch {
+	case c < L:
+		return x.LinkName(c), KindLink
+	case c < 2*L:
+		return x.PhysicalName(c - L), KindLink
+	}
+	n := c - 2*L
+	if x.IsSwitch(n) {
+		return x.Names[n], KindDevice
+	}
+	return x.Names[n], KindHost
+}
+
+// explain picks, greedily, the elements whose anomalous probes are least
+// likely under the fabric-wide background rate, and explains their traces
+// away before looking for the next: the 007 intuition (anomalous flows
+// point at their path) made quantitative with each element's traffic, as
+// NetBouncer does, so that busy elements are not blamed for their share of
+// the background and a device is preferred only when its links together
+// are worse than any one of them.
+func (m *meshlens) explain(traces []*Trace, latency bool) []Suspect {
+	if len(traces) == 0 || m.ev.probes <= 0 {
+		return nil
+	}
+	// Inverted lists: candidate -> traces.
+	var flat []int32
+	offs := make([]int, len(traces)+1)
+	for i, t := range traces {
+		flat = m.candidates(t, flat)
+		offs[i+1] = len(flat)
+	}
+	var active []int32
+	for _, c := range flat {
+		if m.count[c] == 0 {
+			active = append(active, c)
+		}
+		m.count[c]++
+	}
+	defer func() {
+		for _, c := range active {
+			m.count[c] = 0
+		}
+	}()
+	start := make(map[int32]int, len(active))
+	length := make(map[int32]int, len(active))
+	pos := 0
+	for _, c := range active {
+		start[c] = pos
+		length[c] = int(m.count[c])
+		pos += int(m.count[c])
+	}
+	members := make([]int32, pos)
+	fill := make(map[int32]int, len(active))
+	for i := range traces {
+		for _, c := range flat[offs[i]:offs[i+1]] {
+			members[start[c]+fill[c]] = int32(i)
+			fill[c]++
+		}
+	}
+	explained := make([]bool, len(traces))
+	unexplained := len(traces)
+	var out []Suspect
+	for len(out) < m.cfg.MaxSuspects && unexplained > 0 {
+		p := float64(unexplained) / m.ev.probes
+		best, bestScore, bestLambda := int32(-1), 0.0, 0.0
+		for _, c := range active {
+			e := float64(m.count[c])
+			if int(m.count[c]) < m.cfg.MinAnomalies {
+				continue
+			}
+			touch := m.touches(c)
+			if touch <= 0 {
+				continue
+			}
+			lambda := p * touch
+			if e <= lambda {
+				continue
+			}
+			score := e*math.Log(e/lambda) - (e - lambda)
+			if score > bestScore || (score == bestScore && best >= 0 && c < best) {
+				best, bestScore, bestLambda = c, score, lambda
+			}
+		}
+		if best < 0 || bestScore < m.cfg.MinScore {
+			break
+		}
+		e := float64(m.count[best])
+		touch := m.touches(best)
+		name, kind := m.describe(best)
+		sus := Suspect{Element: name, Kind: kind, Score: bestScore, Confidence: confidence(bestScore, m.cfg.MinScore),
+			Evidence: Evidence{Probes: touch, Anomalous: int(e), Expected: bestLambda}}
+		pairs := map[[2]int32]bool{}
+		var excess []time.Duration
+		var tcpLost, tcpBoth int
+		// Walk the best candidate's full member list; explain what is left.
+		for _, i := range members[start[best] : start[best]+length[best]] {
+			if explained[i] {
+				continue
+			}
+			explained[i] = true
+			unexplained--
+			t := traces[i]
+			pairs[[2]int32{t.Src, t.Dst}] = true
+			excess = append(excess, t.Excess)
+			if t.Lost && t.Proto == wire.Protocol_PROTOCOL_TCP {
+				tcpLost++
+				if t.BothLost {
+					tcpBoth++
+				}
+			}
+			for _, c := range flat[offs[i]:offs[i+1]] {
+				m.count[c]--
+			}
+		}
+		sus.Evidence.Pairs = len(pairs)
+		rate := (e - bestLambda) / touch
+		if latency {
+			sus.Symptom = SymptomLatency
+			sort.Slice(excess, func(a, b int) bool { return excess[a] < excess[b] })
+			sus.Estimate = excess[len(excess)/2].Seconds()
+		} else {
+			sus.Estimate = math.Min(1, math.Max(0, rate))
+			switch {
+			case sus.Estimate >= 0.5:
+				sus.Symptom = SymptomDown
+			case tcpLost >= 3 && float64(tcpBoth) >= 0.7*float64(tcpLost):
+				sus.Symptom = SymptomBlackhole
+			default:
+				sus.Symptom = SymptomLoss
+			}
+		}
+		out = append(out, sus)
+	}
+	return out
+}

@@ -1,0 +1,460 @@
+package sim
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/meshlens/meshlens/internal/localize"
+	"github.com/meshlens/meshlens/internal/pinglist"
+	"github.com/meshlens/meshlens/internal/wire"
+)
+
+// Latency model constants. Per link and direction a packet takes the base
+// latency plus a uniform jitter; a small share of probes also meet a
+// heavy (Pareto) tail, as queueing bursts and host scheduling produce.
+const (
+	stackLatency  = 10 * time.Microsecond // both ends' kernels, per probe
+	tailProb      = 0.003
+	tailScale     = 60e3 // ns, Pareto x_m
+	tailAlpha     = 1.5
+	tailCap       = 20e6 // ns
+	synRetransmit = time.Second
+	// Path discovery: an agent traces a probe whose RTT exceeds its pair's
+	// lowest RTT seen by max(slowMargin, that lowest RTT), at most
+	// maxTracesPerRound per agent and round (as 007 bounds its traceroutes).
+	slowMargin        = 300 * time.Microsecond
+	maxTracesPerRound = 16
+	maxHops           = 32
+)
+
+// Fabric is the synthetic fabric: one agent per host following its real
+// pinglist, a routing state, and the faults. It is deterministic for a
+// scenario's seed: rounds must be stepped in order. Not safe for
+// concurrent use.
+type Fabric struct {
+	sc     *Scenario
+	x      *localize.Index
+	start  time.Time
+	protos []wire.Protocol
+
+	peers   [][]int32 // per host, pinglist order
+	slotOff []int32   // per host: first slot in minRTT
+	minRTT  []uint32  // per (host, peer, proto): lowest RTT seen, ns
+	tcpPort []uint32  // per host: next ephemeral port
+	udpPort []uint32  // per host: the UDP prober's fixed port
+	seq     []uint64  // per host: batch sequence
+	addr    []string
+	salt    []uint64 // per node: ECMP hash seed
+	bhSalt  []uint64 // per node: blackhole hash seed
+
+	routes   *localize.Routes
+	routeKey string
+
+	linkFx [][]int32 // per link direction: faults acting on it
+	nodeFx [][]int32 // per switch node
+	slowFx [][]int32 // per host: host_slow faults
+
+	bgKeep float64
+	base   int64
+	jitter int64
+
+	// per-round buffers, reused
+	results []wire.ProbeResult
+	ptrs    []*wire.ProbeResult
+	batch   wire.Batch
+	lag     wire.SchedulingLag
+	traces  []localize.Trace
+	pool    []int32
+	path    []int32
+	probes  uint64
+}
+
+// NewFabric builds the synthetic fabric of sc over x (an index of
+// sc.Topology), starting at start (aligned to the probe interval).
+func NewFabric(sc *Scenario, x *localize.Index, start time.Time) (*Fabric, error) {
+	t := sc.Topology
+	f := &Fabric{sc: sc, x: x, start: start, bgKeep: 1 - sc.BackgroundLoss, base: int64(sc.BaseLatency), jitter: int64(sc.Jitter)}
+	for _, p := range sc.Protocols {
+		switch p {
+		case "tcp":
+			f.protos = append(f.protos, wire.Protocol_PROTOCOL_TCP)
+		case "udp":
+			f.protos = append(f.protos, wire.Protocol_PROTOCOL_UDP)
+		}
+	}
+	peers := pinglist.Peers(t, 2)
+	n := x.NumHosts
+	f.peers = make([][]int32, n)
+	f.slotOff = make([]int32, n+1)
+	f.addr = make([]string, n)
+	f.tcpPort = make([]uint32, n)
+	f.udpPort = make([]uint32, n)
+	f.seq = make([]uint64, n)
+	most := 0
+	for i, h := range t.Hosts {
+		f.addr[i] = h.Addr.String()
+		for _, p := range peers[h.Name] {
+			id, ok := x.Node(p.Host)
+			if !ok {
+				return nil, fmt.Errorf("sim: pinglist of %s names unknown host %s", h.Name, p.Host)
+			}
+			f.peers[i] = append(f.peers[i], id)
+		}
+		f.slotOff[i+1] = f.slotOff[i] + int32(len(f.peers[i])*len(f.protos))
+		most = max(most, len(f.peers[i])*len(f.protos))
+		f.tcpPort[i] = 32768 + uint32(mix(sc.Seed^uint64(i))%28000)
+		f.udpPort[i] = 33000 + uint32(mix(sc.Seed^uint64(i)^0xabc)%28000)
+	}
+	f.minRTT = make([]uint32, f.slotOff[n])
+	f.results = make([]wire.ProbeResult, most)
+	f.ptrs = make([]*wire.ProbeResult, most)
+	for i := range f.results {
+		f.ptrs[i] = &f.results[i]
+	}
+	f.salt = make([]uint64, x.NumNodes())
+	f.bhSalt = make([]uint64, x.NumNodes())
+	for i := range f.salt {
+		f.salt[i] = mix(sc.Seed ^ uint64(i)*0x9e3779b97f4a7c15)
+		f.bhSalt[i] = mix(f.salt[i] ^ 0x5bd1e995)
+	}
+	f.linkFx = make([][]int32, x.NumLinks())
+	f.nodeFx = make([][]int32, x.NumNodes())
+	f.slowFx = make([][]int32, n)
+	for i, ft := range sc.Faults {
+		fi := int32(i)
+		switch ft.Scope() {
+		case ScopeLink:
+			a, _ := x.Node(ft.A)
+			b, _ := x.Node(ft.B)
+			if l, ok := x.Link(a, b); ok {
+				f.linkFx[l] = append(f.linkFx[l], fi)
+			}
+			if !ft.Directed {
+				if l, ok := x.Link(b, a); ok {
+					f.linkFx[l] = append(f.linkFx[l], fi)
+				}
+			}
+		case ScopeDevice:
+			d, _ := x.Node(ft.A)
+			f.nodeFx[d] = append(f.nodeFx[d], fi)
+		case ScopeHost:
+			h, _ := x.Node(ft.A)
+			if ft.Kind == HostSlow {
+				f.slowFx[h] = append(f.slowFx[h], fi)
+			} else { // host_nic: the host's own packets, both ways
+				f.linkFx[x.HostUp[h]] = append(f.linkFx[x.HostUp[h]], fi)
+				f.linkFx[x.HostDown[h]] = append(f.linkFx[x.HostDown[h]], fi)
+			}
+		}
+	}
+	f.updateRoutes(0)
+	return f, nil
+}
+
+// Index is the fabric's element index; trace link ids refer to it.
+func (f *Fabric) Index() *localize.Index { return f.x }
+
+// Rounds is how many probing rounds the scenario runs.
+func (f *Fabric) Rounds() int {
+	return int((f.sc.Duration + f.sc.Interval - 1) / f.sc.Interval)
+}
+
+// RoundStart is when round r starts.
+func (f *Fabric) RoundStart(r int) time.Time { return f.start.Add(time.Duration(r) * f.sc.Interval) }
+
+// Probes counts the probes simulated so far.
+func (f *Fabric) Probes() uint64 { return f.probes }
+
+// Traces are the path discoveries of the last round's lost and slow
+// probes. They are valid until the next Step.
+func (f *Fabric) Traces() []localize.Trace { return f.traces }
+
+// Step simulates round r: every agent probes every peer of its pinglist
+// once per protocol, at a per-pair phase plus jitter inside the round, and
+// emit receives each agent's batch in host order. The batch and its
+// results are reused after emit returns: emit must encode or ingest it, not
+// keep it. An error from emit stops the round.
+func (f *Fabric) Step(r int, emit func(*wire.Batch) error) error {
+	t0 := int64(r) * int64(f.sc.Interval)
+	f.updateRoutes(time.Duration(t0))
+	f.traces = f.traces[:0]
+	f.pool = f.pool[:0]
+	interval := int64(f.sc.Interval)
+	startNs := f.start.UnixNano()
+	np := len(f.protos)
+	for h := range f.peers {
+		var rng rng
+		rng.seed(mix(f.sc.Seed ^ uint64(r)*0x2545f4914f6cdd1d ^ uint64(h)*0x9e3779b97f4a7c15))
+		traced := 0
+		n := 0
+		for k, g := range f.peers[h] {
+			for j, proto := range f.protos {
+				slot := int(f.slotOff[h]) + k*np + j
+				phase := int64(mix(uint64(slot)^f.sc.Seed) % uint64(interval))
+				off := phase + int64((rng.float()-0.5)*float64(interval)/20)
+				off = ((off % interval) + interval) % interval
+				res := f.ptrs[n]
+				n++
+				f.probe(int32(h), g, proto, t0+off, &rng, res)
+				res.StartUnixNano = startNs + t0 + off
+				f.probes++
+				lost := wire.Lost(res)
+				slow := false
+				var excess time.Duration
+				if res.Outcome == wire.Outcome_OUTCOME_OK {
+					rtt := uint32(min(res.RttNs, math.MaxUint32))
+					m := f.minRTT[slot]
+					switch {
+					case m == 0 || rtt < m:
+						f.minRTT[slot] = rtt
+					case int64(rtt-m) > max(int64(slowMargin), int64(m)):
+						slow, excess = true, time.Duration(rtt-m)
+					}
+				}
+				if (lost || slow) && traced < maxTracesPerRound {
+					traced++
+					start := len(f.pool)
+					f.pool = append(f.pool, f.path...)
+					f.traces = append(f.traces, localize.Trace{
+						Src: int32(h), Dst: g, Proto: proto, Lost: lost,
+						BothLost: res.Outcome == wire.Outcome_OUTCOME_LOST, Excess: excess,
+						Links: f.pool[start:len(f.pool):len(f.pool)],
+					})
+				}
+			}
+		}
+		f.seq[h]++
+		f.lag.P50Ns = 50_000 + int64(rng.float()*50_000)
+		f.lag.P99Ns = 150_000 + int64(rng.float()*150_000)
+		f.lag.Samples = uint32(n)
+		for _, fi := range f.slowFx[h] {
+			if ft := &f.sc.Faults[fi]; ft.ActiveAt(time.Duration(t0)) {
+				f.lag.P50Ns = int64(ft.Lag) / 3
+				f.lag.P99Ns = int64(ft.Lag)
+			}
+		}
+		f.lag.MaxNs = f.lag.P99Ns * 2
+		b := &f.batch
+		b.Agent = f.x.Names[h]
+		b.Epoch = 1
+		b.Seq = f.seq[h]
+		b.CreatedUnixNano = startNs + t0 + interval
+		b.AgentVersion = "sim"
+		b.PinglistVersion = 1
+		b.SchedulingLag = &f.lag
+		b.Results = f.ptrs[:n]
+		if err := emit(b); err != nil {
+			return fmt.Errorf("sim: round %d, agent %s: %w", r, b.Agent, err)
+		}
+	}
+	// The traces' Links point into f.pool, which may have moved while
+	// growing; re-slice them now that it is final.
+	pos := 0
+	for i := range f.traces {
+		l := len(f.traces[i].Links)
+		f.traces[i].Links = f.pool[pos : pos+l : pos+l]
+		pos += l
+	}
+	return nil
+}
+
+// walk is one direction of a probe.
+type walk struct {
+	keep      float64 // probability of surviving the random losses
+	dead      bool    // dropped for sure: a down element, a blackhole, no route
+	latencyNs int64
+}
+
+// probe fills res with the outcome of one probe from h to g sent at offset
+// t (ns from the scenario start). f.path receives its links, forward then
+// back.
+func (f *Fabric) probe(h, g int32, proto wire.Protocol, t int64, rng *rng, res *wire.ProbeResult) {
+	var sport uint32
+	if proto == wire.Protocol_PROTOCOL_TCP {
+		// A fresh source port per connection, as the kernel picks them.
+		sport = f.tcpPort[h]
+		f.tcpPort[h]++
+		if f.tcpPort[h] > 60999 {
+			f.tcpPort[h] = 32768
+		}
+	} else {
+		sport = f.udpPort[h]
+	}
+	dport := uint32(f.x.Topo.ResponderPort)
+	fwdFlow := mix(uint64(h)*0x100000001b3 + uint64(g) ^ uint64(sport)<<40 ^ uint64(dport)<<20 ^ uint64(proto))
+	revFlow := mix(uint64(g)*0x100000001b3 + uint64(h) ^ uint64(dport)<<40 ^ uint64(sport)<<20 ^ uint64(proto) ^ 0x77)
+	f.path = f.path[:0]
+	fwd := f.walk(h, g, fwdFlow, t, rng)
+	rev := f.walk(g, h, revFlow, t, rng)
+	keep := fwd.keep * rev.keep
+	dead := fwd.dead || rev.dead
+	rtt := fwd.latencyNs + rev.latencyNs + int64(stackLatency)
+	if rng.float() < tailProb {
+		rtt += int64(math.Min(tailCap, tailScale/math.Pow(1-rng.float(), 1/tailAlpha)))
+	}
+	outcome := wire.Outcome_OUTCOME_OK
+	if dead || rng.float() >= keep {
+		outcome = wire.Outcome_OUTCOME_LOST
+		// TCP retransmits the SYN after 1 s on the same 5-tuple, hence the
+		// same path: a blackhole or a dead element takes it too.
+		if proto == wire.Protocol_PROTOCOL_TCP && !dead && rng.float() < keep {
+			outcome = wire.Outcome_OUTCOME_SYN_RETRANSMIT
+			rtt += int64(synRetransmit)
+		}
+	}
+	for _, fi := range f.slowFx[h] {
+		if ft := &f.sc.Faults[fi]; ft.ActiveAt(time.Duration(t)) {
+			// A starved agent timestamps late: its RTTs inflate, nothing is lost.
+			rtt += int64(float64(ft.Add) * (0.5 + rng.float()))
+		}
+	}
+	res.Dst = f.x.Names[g]
+	res.Protocol = proto
+	res.Outcome = outcome
+	res.RttNs = 0
+	if outcome != wire.Outcome_OUTCOME_LOST {
+		res.RttNs = rtt
+	}
+	res.SrcAddr = f.addr[h]
+	res.SrcPort = sport
+	res.DstAddr = f.addr[g]
+	res.DstPort = dport
+	res.Seq = 0
+}
+
+// walk routes one packet from host src to host dst: up the access link,
+// then at every switch the next hop the flow's hash picks among the
+// equal-cost ones, then down to dst.
+func (f *Fabric) walk(src, dst int32, flow uint64, t int64, rng *rng) walk {
+	x := f.x
+	w := walk{keep: 1}
+	f.link(x.HostUp[src], t, rng, &w)
+	cur := x.HostToR[src]
+	f.node(cur, flow, t, &w)
+	target := x.HostToR[dst]
+	slot := x.ToRSlot[target]
+	for hops := 0; cur != target; hops++ {
+		next := f.routes.Next(cur, slot)
+		if len(next) == 0 || hops > maxHops {
+			w.dead = true // no route: the rest of the path does not exist
+			return w
+		}
+		hop := next[mix(flow^f.salt[cur])%uint64(len(next))]
+		f.link(hop.Link, t, rng, &w)
+		cur = hop.Node
+		f.node(cur, flow, t, &w)
+	}
+	f.link(x.HostDown[dst], t, rng, &w)
+	return w
+}
+
+func (f *Fabric) link(l int32, t int64, rng *rng, w *walk) {
+	f.path = append(f.path, l)
+	w.keep *= f.bgKeep
+	w.latencyNs += f.base
+	if f.jitter > 0 {
+		w.latencyNs += int64(rng.float() * float64(f.jitter))
+	}
+	for _, fi := range f.linkFx[l] {
+		ft := &f.sc.Faults[fi]
+		if !ft.ActiveAt(time.Duration(t)) {
+			continue
+		}
+		switch ft.Kind {
+		case LinkLoss, HostNIC:
+			w.keep *= 1 - ft.Rate
+		case LinkLatency:
+			w.latencyNs += int64(ft.Add)
+		case LinkDown:
+			w.dead = true
+		case Flap:
+			if (t-int64(ft.At))%int64(ft.Period) < int64(ft.Period)/2 {
+				w.dead = true
+			}
+		}
+	}
+}
+
+func (f *Fabric) node(n int32, flow uint64, t int64, w *walk) {
+	for _, fi := range f.nodeFx[n] {
+		ft := &f.sc.Faults[fi]
+		if !ft.ActiveAt(time.Duration(t)) {
+			continue
+		}
+		switch ft.Kind {
+		case DeviceLoss:
+			w.keep *= 1 - ft.Rate
+		case DeviceDown:
+			w.dead = true
+		case Blackhole:
+			// The same flows every time: the hash decides, not chance.
+			if unit(mix(flow^f.bhSalt[n])) < ft.Fraction {
+				w.dead = true
+			}
+		}
+	}
+}
+
+// updateRoutes recomputes the routing tables when the set of down elements
+// routing has converged around changes at offset t.
+func (f *Fabric) updateRoutes(t time.Duration) {
+	var down []int
+	for i, ft := range f.sc.Faults {
+		if (ft.Kind == LinkDown || ft.Kind == DeviceDown) && ft.ActiveAt(t) && t >= ft.At+f.sc.Convergence {
+			down = append(down, i)
+		}
+	}
+	sort.Ints(down)
+	var key strings.Builder
+	for _, i := range down {
+		key.WriteString(strconv.Itoa(i) + ",")
+	}
+	if f.routes != nil && key.String() == f.routeKey {
+		return
+	}
+	f.routeKey = key.String()
+	nodes := map[int32]bool{}
+	links := map[int32]bool{}
+	for _, i := range down {
+		ft := f.sc.Faults[i]
+		a, _ := f.x.Node(ft.A)
+		if ft.Kind == DeviceDown {
+			nodes[a] = true
+			continue
+		}
+		b, _ := f.x.Node(ft.B)
+		if l, ok := f.x.Link(a, b); ok {
+			// Routing takes a link out in both directions.
+			links[l], links[f.x.Reverse[l]] = true, true
+		}
+	}
+	f.routes = f.x.Routes(func(n int32) bool { return nodes[n] }, func(l int32) bool { return links[l] })
+}
+
+// mix is SplitMix64's finalizer: a fast, well-spread 64-bit hash.
+func mix(z uint64) uint64 {
+	z ^= z >> 30
+	z *= 0xbf58476d1ce4e5b9
+	z ^= z >> 27
+	z *= 0x94d049bb133111eb
+	z ^= z >> 31
+	return z
+}
+
+// unit maps a hash to [0, 1).
+func unit(h uint64) float64 { return float64(h>>11) / (1 << 53) }
+
+// rng is SplitMix64: tiny state, so every (round, agent) gets its own
+// stream and a run does not depend on the order agents are stepped in.
+type rng struct{ s uint64 }
+
+func (r *rng) seed(s uint64) { r.s = s }
+
+func (r *rng) float() float64 {
+	r.s += 0x9e3779b97f4a7c15
+	return unit(mix(r.s))
+}
