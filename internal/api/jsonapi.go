@@ -1,0 +1,142 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+)
+
+// meshlens's own JSON endpoints, in the same envelope as the Prometheus API
+// so that one client handles both.
+
+// DefaultPairWindow is how far back /api/v1/pairs looks without ?since.
+const DefaultPairWindow = time.Hour
+
+// validName accepts fabric element names and protocol names: the topology
+// generator's alphabet, bounded, so that nothing odd reaches a source.
+func validName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) topology(w http.ResponseWriter, _ *http.Request) {
+	if s.src.Topology == nil {
+		writeError(w, errorUnavailable, errors.New("the topology is not available"))
+		return
+	}
+	t := s.src.Topology()
+	if t == nil {
+		writeError(w, errorUnavailable, errors.New("no topology loaded yet"))
+		return
+	}
+	writeData(w, t, nil, nil)
+}
+
+func (s *Server) pinglist(w http.ResponseWriter, r *http.Request) {
+	host := r.PathValue("host")
+	if !validName(host) {
+		writeError(w, errorBadData, fmt.Errorf("invalid host name %q", host))
+		return
+	}
+	if s.src.Pinglists == nil {
+		writeError(w, errorUnavailable, errors.New("pinglists are not available"))
+		return
+	}
+	pl, ok := s.src.Pinglists.Pinglist(host)
+	if !ok {
+		writeError(w, errorNotFound, fmt.Errorf("no pinglist for host %q", host))
+		return
+	}
+	writeData(w, pl, nil, nil)
+}
+
+func (s *Server) agents(w http.ResponseWriter, _ *http.Request) {
+	if s.src.Agents == nil {
+		writeError(w, errorUnavailable, errors.New("agent status is not available"))
+		return
+	}
+	list := s.src.Agents.Agents()
+	if list == nil {
+		list = []AgentStatus{}
+	}
+	writeData(w, list, nil, nil)
+}
+
+func (s *Server) pairs(w http.ResponseWriter, r *http.Request) {
+	q, err := s.parsePairQuery(r)
+	if err != nil {
+		writeError(w, errorBadData, err)
+		return
+	}
+	if s.src.Pairs == nil {
+		writeError(w, errorUnavailable, errors.New("pair windows are not available"))
+		return
+	}
+	windows, err := s.src.Pairs.PairWindows(r.Context(), q)
+	if err != nil {
+		writeError(w, errorExec, fmt.Errorf("pair windows %s->%s: %w", q.Src, q.Dst, err))
+		return
+	}
+	if windows == nil {
+		windows = []PairWindow{}
+	}
+	writeData(w, windows, nil, nil)
+}
+
+func (s *Server) parsePairQuery(r *http.Request) (PairQuery, error) {
+	v := r.URL.Query()
+	q := PairQuery{Src: v.Get("src"), Dst: v.Get("dst"), Proto: v.Get("proto")}
+	for name, val := range map[string]string{"src": q.Src, "dst": q.Dst} {
+		if !validName(val) {
+			return q, fmt.Errorf("invalid parameter %q: %q is not a host name", name, val)
+		}
+	}
+	if q.Proto != "" && !validName(q.Proto) {
+		return q, fmt.Errorf("invalid parameter \"proto\": %q", q.Proto)
+	}
+	var err error
+	if q.Until, err = parseTimeParam(v.Get("until"), "until", s.cfg.Clock.Now()); err != nil {
+		return q, err
+	}
+	if q.Since, err = parseTimeParam(v.Get("since"), "since", q.Until.Add(-DefaultPairWindow)); err != nil {
+		return q, err
+	}
+	if q.Until.Before(q.Since) {
+		return q, errors.New("invalid parameter \"until\": before since")
+	}
+	if span := q.Until.Sub(q.Since); span > s.cfg.MaxQueryRange {
+		return q, fmt.Errorf("range %s exceeds the limit of %s", span, s.cfg.MaxQueryRange)
+	}
+	return q, nil
+}
+
+func (s *Server) auditEntries(w http.ResponseWriter, r *http.Request) {
+	limit, err := parseLimit(r.URL.Query().Get("limit"))
+	if err != nil {
+		writeError(w, errorBadData, err)
+		return
+	}
+	writeData(w, s.audit.entries(limit), nil, nil)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if s.src.Ready != nil {
+		if err := s.src.Ready(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, "not ready: "+err.Error()+"\n")
+			return
+		}
+	}
+	_, _ = io.WriteString(w, "ready\n")
+}
