@@ -290,7 +290,7 @@ func (y *sloYAML) validate(doc *yamlfile.Doc, p *yamlfile.Problems, base []any) 
 		p.Addf(at(base, "name"), "%q: want letters, digits, '.', '_', ':' or '-', at most 128", y.Name)
 	}
 	for k := range y.Labels {
-		if !model.LabelName(k).IsValidLegacy() || k == "slo" || k == "severity" || k == "tier" || k == "alertname" {
+		if !model.LegacyValidation.IsValidLabelName(k) || k == "slo" || k == "severity" || k == "tier" || k == "alertname" {
 			p.Addf(at(base, "labels", k), "%q is not a usable label name", k)
 		}
 	}
