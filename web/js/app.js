@@ -42,21 +42,26 @@ export function banner(text, kind = 'info') {
 }
 
 // reportError is what pages call with API errors that concern the whole app.
+let errorReported = false;
+
 export function reportError(err) {
   if (!err) return;
+  if (err.kind === 'unauthorized' || err.kind === 'network') errorReported = true;
   if (err.kind === 'unauthorized') {
     banner(err.message, 'error');
-    showLogin(true);
+    showLogin(true, true);
   } else if (err.kind === 'network') {
     banner(err.message + ' Retrying every ' + WINDOW_MS / 1000 + ' s.', 'error');
   }
 }
 
-function showLogin(focus) {
+// showLogin shows the token form when there is no token, or when the
+// server refused the one we have (force).
+function showLogin(focus, force = false) {
   const form = document.getElementById('login-form');
-  form.hidden = !!api.token();
+  form.hidden = !!api.token() && !force;
   document.getElementById('logout').hidden = !api.token();
-  document.getElementById('whoami').textContent = api.token() ? 'signed in with a token' : 'anonymous viewer';
+  document.getElementById('whoami').textContent = api.token() ? (force ? 'token refused' : 'signed in with a token') : 'anonymous viewer';
   if (focus && !form.hidden) document.getElementById('token-input').focus();
 }
 
@@ -85,9 +90,10 @@ async function route() {
 }
 
 async function runStep(fn, gen) {
+  errorReported = false;
   try {
     await fn();
-    if (gen === generation) {
+    if (gen === generation && !errorReported) {
       document.getElementById('status-line').textContent = 'Updated ' + new Date().toISOString().slice(11, 19) + 'Z';
       const b = document.getElementById('banner');
       if (b.classList.contains('error') && !b.dataset.sticky) banner('');

@@ -265,6 +265,7 @@ async function load(st, { poll }) {
     data = await fetchValues(st, rows, cols);
   } catch (err) {
     if (my !== seq) return;
+    els.caption.textContent = '';
     clear(els.body).append(stateMessage(err));
     ctx.reportError(err);
     return;
@@ -275,6 +276,7 @@ async function load(st, { poll }) {
   hm.setData({ rows, cols, values: data.values, warn: st.warn, bad: st.bad, colors: palettes[st.pal].colors });
   hm.canvas.dataset.level = st.level;
   hm.canvas.dataset.metric = st.metric;
+  hm.canvas.dataset.palette = st.pal;
   hm.canvas.setAttribute('aria-label',
     `${metrics[st.metric].label} heatmap, ${rows.length} source ${st.level}s by ${cols.length} destination ${st.level}s. Arrow keys move, Enter drills down.`);
   hm.render();

@@ -1,0 +1,368 @@
+package ui
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/meshlens/meshlens/test/e2e/e2eutil"
+)
+
+// The fabric of the test: 2 pods × 4 racks × 4 hosts, one lossy ToR.
+const (
+	pods, racksPerPod, hostsPerRack = 2, 4, 4
+	faultyRack                      = "dc1-pod1-rack2"
+	faultyToR                       = faultyRack + "-tor"
+	otherRack                       = "dc1-pod1-rack1" // same pod: probed by every Pingmesh level
+)
+
+// fabric is a real meshlens server fed by the simulator with one fault.
+type fabric struct {
+	base string // http://127.0.0.1:PORT
+	dir  string
+}
+
+func startFabric(t *testing.T) *fabric {
+	t.Helper()
+	bin := e2eutil.Binary(t)
+	dir := t.TempDir()
+	topoYAML, err := e2eutil.Run(t.Context(), bin, "topo", "gen", "--dcs", "1",
+		"--pods", strconv.Itoa(pods), "--racks-per-pod", strconv.Itoa(racksPerPod),
+		"--hosts-per-rack", strconv.Itoa(hostsPerRack), "--leaves-per-pod", "2", "--spines", "2")
+	if err != nil {
+		t.Fatalf("meshlens topo gen: %v\n%s", err, topoYAML)
+	}
+	topoPath := filepath.Join(dir, "topo.yaml")
+	scenarioPath := filepath.Join(dir, "scenario.yaml")
+	scenario := fmt.Sprintf(`name: ui-e2e
+seed: 7
+topology: {file: %q}
+probing: {interval: 10s, protocols: [tcp, udp]}
+duration: 1h
+background: {loss: 0.0001, latency: {base: 40us, jitter: 20us}}
+faults:
+  - {kind: device_loss, device: %s, rate: 0.3}
+`, topoPath, faultyToR)
+	for path, data := range map[string]string{topoPath: topoYAML, scenarioPath: scenario} {
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
+	natsAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
+	e2eutil.Start(t, "server", nil, bin, "server", "--topology", topoPath, "--data-dir", filepath.Join(dir, "data"),
+		"--http-addr", httpAddr, "--nats-addr", natsAddr, "--lateness", "2s")
+	f := &fabric{base: "http://" + httpAddr, dir: dir}
+	e2eutil.WaitHTTP(t, f.base+"/readyz", time.Minute)
+	e2eutil.Start(t, "sim", nil, bin, "sim", "live", scenarioPath, "--nats-url", "nats://"+natsAddr)
+	// Wait until the fault is in the TSDB: the faulty rack pair's loss
+	// rollup is there and clearly above the background.
+	e2eutil.Eventually(t, 4*time.Minute, time.Second, func() error {
+		v, err := f.instant(fmt.Sprintf(`max(meshlens_rack_pair_loss_ratio{src_rack=%q,dst_rack=%q})`, faultyRack, otherRack))
+		if err != nil {
+			return err
+		}
+		if v < 0.05 {
+			return fmt.Errorf("loss %s → %s is %g, want the fault's", faultyRack, otherRack, v)
+		}
+		return nil
+	})
+	return f
+}
+
+// instant runs a PromQL query returning one sample.
+func (f *fabric) instant(q string) (float64, error) {
+	resp, err := http.Get(f.base + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string
+		Error  string
+		Data   struct {
+			Result []struct {
+				Value [2]any
+			}
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return 0, fmt.Errorf("query %s: %w", q, err)
+	}
+	if body.Status != "success" {
+		return 0, fmt.Errorf("query %s: %s", q, body.Error)
+	}
+	if len(body.Data.Result) == 0 {
+		return 0, fmt.Errorf("query %s: no data yet", q)
+	}
+	s, _ := body.Data.Result[0].Value[1].(string)
+	return strconv.ParseFloat(s, 64)
+}
+
+func artifacts(t *testing.T) string {
+	return filepath.Join(e2eutil.RepoRoot(t), "test", "e2e", "artifacts")
+}
+
+// page opens a hash route and waits for predicate.
+func page(t *testing.T, b *Browser, f *fabric, hash, predicate string, timeout time.Duration) {
+	t.Helper()
+	// A fresh load each time: every page is opened as a deep link, and no
+	// predicate can be satisfied by the previous page's DOM.
+	if err := b.Navigate("about:blank"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Navigate(f.base + "/" + hash); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WaitFor(predicate, timeout); err != nil {
+		shot(t, b, "FAILED-"+strings.ReplaceAll(t.Name(), "/", "-"))
+		t.Fatal(err)
+	}
+}
+
+func shot(t *testing.T, b *Browser, name string) {
+	t.Helper()
+	if err := b.Screenshot(filepath.Join(artifacts(t), name+".png")); err != nil {
+		t.Error(err)
+	}
+}
+
+func evalT[T any](t *testing.T, b *Browser, expr string) T {
+	t.Helper()
+	v, err := Eval[T](b, expr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// Pingmesh's red of the default palette (web/js/scale.js).
+const paletteRed = "#d7301f"
+
+// cellJS finds the centre of the heatmap cell (src, dst) in page
+// coordinates and the colour of its pixel on the canvas.
+const cellJS = `(() => {
+  const c = document.getElementById('heatmap');
+  const rows = %s, cols = %s;
+  const r = rows.indexOf(%q), k = cols.indexOf(%q);
+  if (r < 0 || k < 0) return null;
+  const d = c.dataset, n = rows.length, m = cols.length;
+  const x = +d.originX + (k + 0.5) * d.gridW / m, y = +d.originY + (r + 0.5) * d.gridH / n;
+  const p = c.getContext('2d').getImageData(Math.floor(x), Math.floor(y), 1, 1).data;
+  const rect = c.getBoundingClientRect();
+  const hex = '#' + [p[0], p[1], p[2]].map(v => v.toString(16).padStart(2, '0')).join('');
+  return { x: rect.left + x * rect.width / c.width, y: rect.top + y * rect.height / c.height, color: hex };
+})()`
+
+type cell struct {
+	X, Y  float64
+	Color string
+}
+
+func rackNames() []string {
+	var out []string
+	for p := 1; p <= pods; p++ {
+		for r := 1; r <= racksPerPod; r++ {
+			out = append(out, fmt.Sprintf("dc1-pod%d-rack%d", p, r))
+		}
+	}
+	return out
+}
+
+func hostNames(rack string) []string {
+	var out []string
+	for h := 1; h <= hostsPerRack; h++ {
+		out = append(out, fmt.Sprintf("%s-h%02d", rack, h))
+	}
+	return out
+}
+
+func jsList(names []string) string {
+	b, _ := json.Marshal(names)
+	return string(b)
+}
+
+func TestUI(t *testing.T) {
+	f := startFabric(t)
+	b := NewBrowser(t, Options{})
+	notLoading := `document.querySelector('main') && ![...document.querySelectorAll('main .empty')].some(e => e.textContent === 'Loading…')`
+
+	t.Run("overview", func(t *testing.T) {
+		page(t, b, f, "#/overview", notLoading+` && document.querySelector('#ov-worst tr.sev-red')`, time.Minute)
+		got := evalT[string](t, b, `document.querySelector('#ov-worst tr.sev-red').dataset.src + ' ' + document.querySelector('#ov-worst tr.sev-red').dataset.dst`)
+		if !strings.Contains(got, faultyRack) {
+			t.Errorf("worst rack pair %q does not involve the faulty rack %s", got, faultyRack)
+		}
+		if n := evalT[int](t, b, `+document.querySelector('#ov-agents .state-up').textContent`); n != pods*racksPerPod*hostsPerRack {
+			t.Errorf("overview shows %d agents up, want %d", n, pods*racksPerPod*hostsPerRack)
+		}
+		shot(t, b, "overview")
+	})
+
+	racks := rackNames()
+	t.Run("heatmap", func(t *testing.T) {
+		page(t, b, f, "#/heatmap?level=rack&metric=loss", `document.getElementById('heatmap')?.dataset.level === 'rack' && +document.getElementById('heatmap').dataset.red > 0`, time.Minute)
+		d := evalT[map[string]string](t, b, `({...document.getElementById('heatmap').dataset})`)
+		if d["rows"] != strconv.Itoa(len(racks)) || d["cols"] != strconv.Itoa(len(racks)) || d["cells"] != strconv.Itoa(len(racks)*len(racks)) {
+			t.Errorf("heatmap is %s × %s = %s cells, want %d × %d", d["rows"], d["cols"], d["cells"], len(racks), len(racks))
+		}
+		// Every red pair involves the faulty rack, and its pair with a
+		// rack of the same pod is red on the canvas itself.
+		red := evalT[[]map[string]string](t, b, `[...document.querySelectorAll('#hm-worst li[data-level=red]')].map(e => ({...e.dataset}))`)
+		if len(red) == 0 {
+			t.Fatal("no red pair listed")
+		}
+		for _, p := range red {
+			if p["src"] != faultyRack && p["dst"] != faultyRack {
+				t.Errorf("pair %s → %s is red but does not involve %s", p["src"], p["dst"], faultyRack)
+			}
+		}
+		for _, pair := range [][2]string{{faultyRack, otherRack}, {otherRack, faultyRack}} {
+			c := evalT[*cell](t, b, fmt.Sprintf(cellJS, jsList(racks), jsList(racks), pair[0], pair[1]))
+			if c == nil || c.Color != paletteRed {
+				t.Errorf("cell %s → %s: pixel %+v, want %s", pair[0], pair[1], c, paletteRed)
+			}
+		}
+		shot(t, b, "heatmap")
+
+		// Hovering shows the numbers.
+		c := evalT[*cell](t, b, fmt.Sprintf(cellJS, jsList(racks), jsList(racks), faultyRack, otherRack))
+		if err := b.Do(chromedp.MouseEvent("mouseMoved", c.X, c.Y)); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.WaitFor(`!document.querySelector('.tooltip').hidden && document.querySelector('.tooltip').textContent.includes('`+faultyRack+`')`, 10*time.Second); err != nil {
+			t.Error(err)
+		}
+
+		// The blue-orange scale paints the same cell in its own "bad" colour.
+		page(t, b, f, "#/heatmap?level=rack&metric=loss&pal=blueorange", `document.getElementById('heatmap')?.dataset.palette === 'blueorange' && +document.getElementById('heatmap').dataset.red > 0`, time.Minute)
+		if c := evalT[*cell](t, b, fmt.Sprintf(cellJS, jsList(racks), jsList(racks), faultyRack, otherRack)); c == nil || c.Color != "#d95f0e" {
+			t.Errorf("blue-orange scale: cell %s → %s is %+v, want #d95f0e", faultyRack, otherRack, c)
+		}
+		shot(t, b, "heatmap-blueorange")
+	})
+
+	t.Run("drilldown", func(t *testing.T) {
+		page(t, b, f, "#/heatmap?level=rack&metric=loss", `+document.getElementById('heatmap')?.dataset.red > 0`, time.Minute)
+		c := evalT[*cell](t, b, fmt.Sprintf(cellJS, jsList(racks), jsList(racks), faultyRack, otherRack))
+		if err := b.Do(chromedp.MouseClickXY(c.X, c.Y)); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.WaitFor(`location.hash.includes('level=host') && document.getElementById('heatmap')?.dataset.level === 'host' && +document.getElementById('heatmap').dataset.red > 0`, time.Minute); err != nil {
+			shot(t, b, "FAILED-drilldown")
+			t.Fatal(err)
+		}
+		if hash := evalT[string](t, b, `location.hash`); !strings.Contains(hash, "a="+faultyRack) || !strings.Contains(hash, "b="+otherRack) {
+			t.Errorf("drill-down went to %s, want host pairs of %s → %s", hash, faultyRack, otherRack)
+		}
+		if n := evalT[string](t, b, `document.getElementById('heatmap').dataset.cells`); n != strconv.Itoa(hostsPerRack*hostsPerRack) {
+			t.Errorf("host heatmap has %s cells, want %d", n, hostsPerRack*hostsPerRack)
+		}
+		shot(t, b, "heatmap-hosts")
+		// A host cell opens the pair view.
+		srcH, dstH := hostNames(faultyRack), hostNames(otherRack)
+		hc := evalT[*cell](t, b, fmt.Sprintf(cellJS, jsList(srcH), jsList(dstH), srcH[0], dstH[1]))
+		if err := b.Do(chromedp.MouseClickXY(hc.X, hc.Y)); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.WaitFor(`location.hash.startsWith('#/pair') && document.querySelector('#pair-windows tbody tr')`, time.Minute); err != nil {
+			shot(t, b, "FAILED-pair")
+			t.Fatal(err)
+		}
+		if !evalT[bool](t, b, fmt.Sprintf(`!!document.querySelector('#pair-elements tr[data-element=%q]')`, faultyToR)) {
+			t.Errorf("pair view does not list %s among the path's elements", faultyToR)
+		}
+		shot(t, b, "pair")
+	})
+
+	t.Run("topology", func(t *testing.T) {
+		page(t, b, f, "#/topology", `document.getElementById('topo-svg')`, time.Minute)
+		n := evalT[int](t, b, `document.querySelectorAll('#topo-svg .node').length`)
+		if want := 2 + pods*2 + 2*pods*racksPerPod; n != want { // spines, leaves, ToRs and rack boxes
+			t.Errorf("topology draws %d devices, want %d", n, want)
+		}
+		// The localizer blames the faulty ToR; the drawing highlights it.
+		if err := b.WaitFor(fmt.Sprintf(`document.querySelector('#topo-svg .node.blamed[data-element=%q]')`, faultyToR), 3*time.Minute); err != nil {
+			shot(t, b, "FAILED-topology")
+			t.Fatal(err)
+		}
+		shot(t, b, "topology")
+	})
+
+	t.Run("incidents", func(t *testing.T) {
+		page(t, b, f, "#/incidents", `document.querySelector('#incidents-table tbody tr')`, 3*time.Minute)
+		id := evalT[string](t, b, fmt.Sprintf(`[...document.querySelectorAll('#incidents-table tbody tr')].find(r => r.querySelector('.blamed').textContent.includes(%q))?.dataset.id || ''`, faultyToR))
+		if id == "" {
+			shot(t, b, "FAILED-incidents")
+			t.Fatalf("no incident blames %s", faultyToR)
+		}
+		shot(t, b, "incidents")
+		page(t, b, f, "#/incidents?id="+url.QueryEscape(id), fmt.Sprintf(`document.querySelector('#incident-blamed li[data-element=%q]')`, faultyToR), time.Minute)
+		shot(t, b, "incident")
+	})
+
+	t.Run("slos", func(t *testing.T) {
+		page(t, b, f, "#/slos", notLoading, time.Minute)
+		if bad := evalT[string](t, b, `[...document.querySelectorAll('main .error-state')].map(e => e.textContent).join('; ')`); bad != "" {
+			t.Errorf("SLO page shows errors: %s", bad)
+		}
+		shot(t, b, "slos")
+	})
+
+	t.Run("agents", func(t *testing.T) {
+		want := pods * racksPerPod * hostsPerRack
+		page(t, b, f, "#/agents", fmt.Sprintf(`document.querySelectorAll('#agents-table tbody tr[data-state=up]').length === %d`, want), time.Minute)
+		shot(t, b, "agents")
+		// A deep link under an unknown path still opens the app, filtered.
+		page(t, b, f, "no/such/page#/agents?state=missing", `document.getElementById('agents-filter')?.value === 'missing'`, 30*time.Second)
+		if n := evalT[int](t, b, `document.querySelectorAll('#agents-table tbody tr').length`); n != 0 {
+			t.Errorf("filter missing shows %d agents, want none", n)
+		}
+	})
+
+	t.Run("auth", func(t *testing.T) {
+		page(t, b, f, "#/agents", `document.getElementById('token-input')`, 30*time.Second)
+		if err := b.Do(chromedp.SendKeys(chromedp.CSS("#token-input"), "not-a-token"), chromedp.Click(chromedp.CSS("#login-form button[type=submit]"))); err != nil {
+			t.Fatal(err)
+		}
+		// The server refuses the token: the UI says so instead of breaking.
+		if err := b.WaitFor(`!document.getElementById('banner').hidden && document.getElementById('banner').textContent.includes('Sign in')`, 30*time.Second); err != nil {
+			t.Error(err)
+		}
+		shot(t, b, "auth-refused")
+		if err := b.Do(chromedp.Click(chromedp.CSS("#logout"))); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.WaitFor(`document.getElementById('whoami').textContent === 'anonymous viewer' && document.querySelector('#agents-table')`, 30*time.Second); err != nil {
+			t.Error(err)
+		}
+	})
+
+	t.Run("dark", func(t *testing.T) {
+		d := NewBrowser(t, Options{Dark: true})
+		page(t, d, f, "#/heatmap?level=rack&metric=loss", `+document.getElementById('heatmap')?.dataset.red > 0`, time.Minute)
+		bg := evalT[string](t, d, `getComputedStyle(document.body).backgroundColor`)
+		if bg != "rgb(21, 24, 28)" {
+			t.Errorf("dark mode background is %s, want rgb(21, 24, 28)", bg)
+		}
+		if err := d.Screenshot(filepath.Join(artifacts(t), "heatmap-dark.png")); err != nil {
+			t.Error(err)
+		}
+		if p := d.Problems(); len(p) > 0 {
+			t.Errorf("console problems in dark mode:\n%s", strings.Join(p, "\n"))
+		}
+	})
+
+	if p := b.Problems(); len(p) > 0 {
+		t.Errorf("console problems (exceptions, CSP violations):\n%s", strings.Join(p, "\n"))
+	}
+}
