@@ -259,7 +259,7 @@ func (m *meshlens) explain(traces []*Trace, latency bool) []Suspect {
 	unexplained := len(traces)
 	var out []Suspect
 	for len(out) < m.cfg.MaxSuspects && unexplained > 0 {
-		p := float64(unexplained) / m.ev.probes
+		u := float64(unexplained)
 		best, bestScore, bestLambda := int32(-1), 0.0, 0.0
 		for _, c := range active {
 			e := float64(m.count[c])
@@ -270,6 +270,11 @@ func (m *meshlens) explain(traces []*Trace, latency bool) []Suspect {
 			if touch <= 0 {
 				continue
 			}
+			// The null is the rate outside the candidate: an element is
+			// suspect when probes crossing it fare worse than the others,
+			// not worse than a rate its own fault inflates. Half a
+			// anomaly outside stands in for none.
+			p := max(u-e, 0.5) / max(m.ev.probes-touch, 0.1*m.ev.probes)
 			lambda := p * touch
 			if e <= lambda {
 				continue

@@ -17,8 +17,9 @@ type vote struct {
 }
 
 // Voting thresholds: a link is blamed when it holds at least voteMin votes
-// and voteShare of all votes of the horizon (007 reports the top-voted
-// links; a floor keeps it quiet on a healthy fabric).
+// and voteShare of all votes of the horizon, from at least MinAnomalies
+// flows (007 reports the top-voted links; the floors keep it quiet on a
+// healthy fabric, as meshlens's own floor does).
 const (
 	voteMin   = 1.0
 	voteShare = 0.1
@@ -60,7 +61,7 @@ func (v *vote) Localize(w *Window) ([]Suspect, error) {
 		}
 		keys := make([]int32, 0, len(votes))
 		for k, s := range votes {
-			if s >= voteMin && s >= voteShare*total {
+			if s >= voteMin && s >= voteShare*total && counts[k] >= v.cfg.MinAnomalies {
 				keys = append(keys, k)
 			}
 		}

@@ -134,7 +134,7 @@ func blameKey(s localize.Suspect) string {
 }
 
 func score(sc *Scenario, x *localize.Index, name string, tl *timeline) LocalizerResults {
-	res := LocalizerResults{Localizer: name, FalsePositives: []string{}}
+	res := LocalizerResults{Localizer: name, Faults: []FaultResult{}, FalsePositives: []string{}}
 	right := map[string]bool{}
 	wrong := map[string]bool{}
 	var det, loc []float64

@@ -1,0 +1,358 @@
+package localize
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/meshlens/meshlens/internal/aggregate"
+	"github.com/meshlens/meshlens/internal/topology"
+	"github.com/meshlens/meshlens/internal/wire"
+)
+
+// fixture is a small Clos with a hand-built window: every host probes every
+// host of every other rack, probesPerPair probes each, and traces placed by
+// the test.
+type fixture struct {
+	t      testing.TB
+	x      *Index
+	routes *Routes
+	sw     *aggregate.SealedWindow
+}
+
+const probesPerPair = 20
+
+func newFixture(t testing.TB, spec topology.GenSpec) *fixture {
+	topo, err := topology.Generate(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := NewIndex(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{t: t, x: x, routes: x.Routes(nil, nil)}
+	f.sw = &aggregate.SealedWindow{
+		Hosts:     map[aggregate.HostKey]*aggregate.Rollup{},
+		RackPairs: map[aggregate.LocationPair]*aggregate.Rollup{},
+	}
+	for _, a := range topo.Hosts {
+		for _, b := range topo.Hosts {
+			if a == b {
+				continue
+			}
+			add := func(m map[aggregate.LocationPair]*aggregate.Rollup, k aggregate.LocationPair) {
+				if m[k] == nil {
+					m[k] = &aggregate.Rollup{}
+				}
+				m[k].Sent += probesPerPair
+			}
+			add(f.sw.RackPairs, aggregate.LocationPair{Src: a.Rack, Dst: b.Rack, Proto: wire.Protocol_PROTOCOL_TCP})
+			for _, hk := range []aggregate.HostKey{{Host: a.Name, Direction: aggregate.Out}, {Host: b.Name, Direction: aggregate.In}} {
+				if f.sw.Hosts[hk] == nil {
+					f.sw.Hosts[hk] = &aggregate.Rollup{}
+				}
+				f.sw.Hosts[hk].Sent += probesPerPair
+			}
+		}
+	}
+	return f
+}
+
+// path is the links a probe src->dst takes there and back, choosing at each
+// switch the hop pick returns (nil: the first).
+func (f *fixture) path(src, dst string, pick func(n int32, hops []Hop) Hop) []int32 {
+	s, _ := f.x.Node(src)
+	d, _ := f.x.Node(dst)
+	var out []int32
+	one := func(a, b int32) {
+		out = append(out, f.x.HostUp[a])
+		cur, target := f.x.HostToR[a], f.x.HostToR[b]
+		for cur != target {
+			hops := f.routes.Next(cur, f.x.ToRSlot[target])
+			h := hops[0]
+			if pick != nil {
+				h = pick(cur, hops)
+			}
+			out = append(out, h.Link)
+			cur = h.Node
+		}
+		out = append(out, f.x.HostDown[b])
+	}
+	one(s, d)
+	one(d, s)
+	return out
+}
+
+// via picks the hop to node name when offered.
+func (f *fixture) via(names ...string) func(int32, []Hop) Hop {
+	return func(_ int32, hops []Hop) Hop {
+		for _, h := range hops {
+			for _, n := range names {
+				if f.x.Names[h.Node] == n {
+					return h
+				}
+			}
+		}
+		return hops[0]
+	}
+}
+
+// through picks the hop to node must when offered, else a pseudo-random
+// one, as different flows hash differently.
+func (f *fixture) through(seed int, must string) func(int32, []Hop) Hop {
+	n := uint32(seed)*2654435761 + 12345
+	return func(_ int32, hops []Hop) Hop {
+		for _, h := range hops {
+			if f.x.Names[h.Node] == must {
+				return h
+			}
+		}
+		n = n*1103515245 + 12345
+		return hops[(n>>16)%uint32(len(hops))]
+	}
+}
+
+// crossing lists traces of lost (or slow) probes between the pods' hosts
+// whose paths cross must, both directions.
+func (f *fixture) crossing(must string, lost bool) []Trace {
+	var ts []Trace
+	seed := 0
+	for i := 1; i <= 4; i++ {
+		for r := 1; r <= 2; r++ {
+			seed++
+			ts = append(ts, f.trace(host(1, r, i), host(2, 3-r, 1+i%4), lost, f.through(seed, must)))
+			seed++
+			ts = append(ts, f.trace(host(2, r, i), host(1, r, 1+(i+1)%4), lost, f.through(seed, must)))
+		}
+	}
+	return ts
+}
+
+func (f *fixture) trace(src, dst string, lost bool, pick func(int32, []Hop) Hop) Trace {
+	s, _ := f.x.Node(src)
+	d, _ := f.x.Node(dst)
+	t := Trace{Src: s, Dst: d, Proto: wire.Protocol_PROTOCOL_TCP, Lost: lost, Links: f.path(src, dst, pick)}
+	if !lost {
+		t.Excess = 2 * time.Millisecond
+	}
+	return t
+}
+
+var spec = topology.GenSpec{DCs: 1, Pods: 2, RacksPerPod: 2, HostsPerRack: 4, LeavesPerPod: 2, Spines: 2}
+
+func host(pod, rack, h int) string { return fmt.Sprintf("dc1-pod%d-rack%d-h%02d", pod, rack, h) }
+
+func TestLocalizeDiscriminates(t *testing.T) {
+	f := newFixture(t, spec)
+	// A few scattered background losses every case shares.
+	background := []Trace{
+		f.trace(host(1, 1, 1), host(2, 2, 3), true, nil),
+		f.trace(host(2, 1, 2), host(1, 2, 4), true, nil),
+	}
+	tests := []struct {
+		name    string
+		traces  func() []Trace
+		lag     map[string]time.Duration
+		element string
+		kind    Kind
+		symptom Symptom
+	}{
+		{
+			name: "one link direction", element: "dc1-pod1-leaf1->dc1-spine1", kind: KindLink, symptom: SymptomLoss,
+			traces: func() []Trace {
+				var ts []Trace
+				for i := 1; i <= 4; i++ {
+					for j := 1; j <= 2; j++ {
+						tr := f.trace(host(1, 1, i), host(2, j, i), true, f.via("dc1-pod1-leaf1", "dc1-spine1"))
+						tr.BothLost = false
+						ts = append(ts, tr)
+					}
+				}
+				return ts
+			},
+		},
+		{
+			name: "whole device", element: "dc1-spine2", kind: KindDevice,
+			traces: func() []Trace { return f.crossing("dc1-spine2", true) },
+		},
+		{
+			name: "sick server, not its ToR", element: host(1, 2, 3), kind: KindHost,
+			traces: func() []Trace {
+				var ts []Trace
+				for _, peer := range []string{host(1, 1, 1), host(2, 1, 2), host(2, 2, 3), host(1, 1, 4), host(2, 1, 1)} {
+					ts = append(ts, f.trace(host(1, 2, 3), peer, true, f.through(len(ts), "")), f.trace(peer, host(1, 2, 3), true, f.through(len(ts)+1, "")))
+				}
+				return ts
+			},
+		},
+		{
+			name: "flow-consistent drops are a blackhole", element: "dc1-pod2-leaf2", kind: KindDevice, symptom: SymptomBlackhole,
+			traces: func() []Trace {
+				ts := f.crossing("dc1-pod2-leaf2", true)
+				for i := range ts {
+					ts[i].BothLost = true
+				}
+				return ts
+			},
+		},
+		{
+			name: "latency on a link", element: "dc1-spine1->dc1-pod2-leaf1", kind: KindLink, symptom: SymptomLatency,
+			traces: func() []Trace {
+				var ts []Trace
+				for i := 1; i <= 4; i++ {
+					for r := 1; r <= 2; r++ {
+						for j := 1; j <= 2; j++ {
+							rnd := f.through(i*10+r*3+j, "")
+							pick := func(n int32, hops []Hop) Hop {
+								for _, h := range hops {
+									if f.x.Names[h.Node] == "dc1-spine1" || (f.x.Names[n] == "dc1-spine1" && f.x.Names[h.Node] == "dc1-pod2-leaf1") {
+										return h
+									}
+								}
+								return rnd(n, hops)
+							}
+							ts = append(ts, f.trace(host(1, r, i), host(2, j, 1+(i+r)%4), false, pick))
+						}
+					}
+				}
+				return ts
+			},
+		},
+		{
+			name: "a starved agent is not the network", element: host(1, 1, 2), kind: KindHost, symptom: SymptomAgentSlow,
+			lag: map[string]time.Duration{host(1, 1, 2): 60 * time.Millisecond, host(1, 1, 3): time.Millisecond},
+			traces: func() []Trace {
+				var ts []Trace
+				for _, peer := range []string{host(1, 1, 1), host(2, 1, 2), host(2, 2, 3), host(1, 2, 4)} {
+					ts = append(ts, f.trace(host(1, 1, 2), peer, false, nil))
+				}
+				return ts
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			lz, err := New(NameMeshlens, f.x, Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A fault's anomalies recur over the horizon's windows.
+			var traces []Trace
+			for range 4 {
+				traces = append(traces, tc.traces()...)
+			}
+			w := &Window{Sealed: f.sw, AgentLag: tc.lag, Traces: append(traces, background...)}
+			sus, err := lz.Localize(w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(sus) != 1 {
+				t.Fatalf("suspects %+v, want exactly %s", sus, tc.element)
+			}
+			s := sus[0]
+			if s.Element != tc.element || s.Kind != tc.kind || (tc.symptom != "" && s.Symptom != tc.symptom) {
+				t.Errorf("blamed %s %s (%s), want %s %s (%s)", s.Kind, s.Element, s.Symptom, tc.kind, tc.element, tc.symptom)
+			}
+			if s.Confidence <= 0 || s.Confidence > 1 || s.Evidence.Anomalous == 0 && s.Symptom != SymptomAgentSlow {
+				t.Errorf("suspect %+v lacks evidence", s)
+			}
+		})
+	}
+}
+
+func TestLocalizeQuietOnBackground(t *testing.T) {
+	f := newFixture(t, spec)
+	for _, name := range []string{NameMeshlens, NameVote} {
+		lz, err := New(name, f.x, Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for w := 0; w < 10; w++ {
+			// One loss per window, each somewhere else.
+			tr := f.trace(host(1+w%2, 1+w/2%2, 1+w%4), host(2-w%2, 2-w/3%2, 1+(w+1)%4), true, nil)
+			sus, err := lz.Localize(&Window{Sealed: f.sw, Traces: []Trace{tr}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(sus) > 0 {
+				t.Fatalf("%s window %d: blamed %+v on background", name, w, sus)
+			}
+		}
+	}
+}
+
+func TestNewUnknown(t *testing.T) {
+	f := newFixture(t, spec)
+	if _, err := New("magic", f.x, Config{}); err == nil {
+		t.Error("unknown localizer accepted")
+	}
+}
+
+func TestRoutesAvoidDown(t *testing.T) {
+	f := newFixture(t, spec)
+	spine1, _ := f.x.Node("dc1-spine1")
+	leaf, _ := f.x.Node("dc1-pod1-leaf1")
+	r := f.x.Routes(func(n int32) bool { return n == spine1 }, nil)
+	tor, _ := f.x.Node("dc1-pod2-rack1-tor")
+	hops := r.Next(leaf, f.x.ToRSlot[tor])
+	if len(hops) != 1 || f.x.Names[hops[0].Node] != "dc1-spine2" {
+		t.Errorf("next hops from leaf avoiding spine1: %+v", hops)
+	}
+	if got := f.routes.Next(leaf, f.x.ToRSlot[tor]); len(got) != 2 {
+		t.Errorf("full routes: %d next hops, want 2", len(got))
+	}
+}
+
+// BenchmarkLocalizeWindow10k is one window of a 10,000-host fabric (the
+// rack-pair and host rollups of full Pingmesh pinglists, 10,000 traced
+// probes) through the meshlens localizer.
+func BenchmarkLocalizeWindow10k(b *testing.B) {
+	spec := topology.GenSpec{DCs: 1, Pods: 10, RacksPerPod: 50, HostsPerRack: 20, LeavesPerPod: 4, Spines: 16}
+	topo, err := topology.Generate(spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	x, err := NewIndex(topo)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := &fixture{t: b, x: x, routes: x.Routes(nil, nil)}
+	sw := &aggregate.SealedWindow{Hosts: map[aggregate.HostKey]*aggregate.Rollup{}, RackPairs: map[aggregate.LocationPair]*aggregate.Rollup{}}
+	for _, h := range topo.Hosts {
+		// ~(19 + 499) peers x 2 protocols, out and in.
+		sw.Hosts[aggregate.HostKey{Host: h.Name, Direction: aggregate.Out}] = &aggregate.Rollup{Sent: 1036}
+		sw.Hosts[aggregate.HostKey{Host: h.Name, Direction: aggregate.In}] = &aggregate.Rollup{Sent: 1036}
+	}
+	for _, a := range topo.Racks {
+		for _, c := range topo.Racks {
+			for _, p := range []wire.Protocol{wire.Protocol_PROTOCOL_TCP, wire.Protocol_PROTOCOL_UDP} {
+				sw.RackPairs[aggregate.LocationPair{Src: a.Name, Dst: c.Name, Proto: p}] = &aggregate.Rollup{Sent: uint64(len(a.Hosts))}
+			}
+		}
+	}
+	var traces []Trace
+	for i := 0; i < 10000; i++ {
+		a, c := topo.Hosts[(i*7919)%len(topo.Hosts)], topo.Hosts[(i*104729+13)%len(topo.Hosts)]
+		if a == c {
+			continue
+		}
+		n := i
+		traces = append(traces, f.trace(a.Name, c.Name, true, func(_ int32, hops []Hop) Hop { n = n*31 + 7; return hops[n%len(hops)] }))
+	}
+	for _, name := range []string{NameMeshlens, NameVote} {
+		b.Run(name, func(b *testing.B) {
+			lz, err := New(name, x, Config{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			w := &Window{Sealed: sw, Traces: traces}
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := lz.Localize(w); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
