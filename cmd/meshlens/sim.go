@@ -21,7 +21,7 @@ func newSimCmd() *cobra.Command {
 		Use:   "sim",
 		Short: "Fault-injection lab: simulated fabrics with known faults",
 	}
-	cmd.AddCommand(newSimRunCmd())
+	cmd.AddCommand(newSimRunCmd(), newSimLiveCmd(), newSimTopologyCmd())
 	return cmd
 }
 

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"sort"
 	"strings"
@@ -85,7 +86,12 @@ func (s *Server) buildAPI() (*api.Server, error) {
 		},
 		Registry: s.registry,
 	}
-	return api.New(cfg, src)
+	srv, err := api.New(cfg, src)
+	if err != nil {
+		return nil, err
+	}
+	srv.Handle("GET /api/v1/suspects", api.RoleViewer, http.HandlerFunc(s.analyzer.serveSuspects))
+	return srv, nil
 }
 
 // agentSource merges what every partition's aggregator knows of agents

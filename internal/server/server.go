@@ -70,6 +70,7 @@ type Server struct {
 	aggs       []*aggregate.Aggregator
 	ingesters  []*aggregate.Ingester
 	api        *api.Server
+	analyzer   *analyzer
 	natsURL    string
 	ready      atomic.Bool
 }
@@ -137,6 +138,7 @@ func (s *Server) Run(ctx context.Context) error {
 		g.Go(func() error { return in.Run(ctx) })
 	}
 	g.Go(func() error { return s.watchTopology(ctx) })
+	g.Go(func() error { return s.analyzer.Run(ctx) })
 	g.Go(func() error { return s.api.Run(ctx) })
 	s.ready.Store(true)
 	s.logger.Info("meshlens server running", "http", s.cfg.HTTPAddr, "nats", s.natsURL, "hosts", len(s.Topology().Hosts))
@@ -200,6 +202,7 @@ func (s *Server) start(ctx context.Context) error {
 			partitions = append(partitions, p)
 		}
 	}
+	s.analyzer = newAnalyzer(len(partitions), int(time.Hour/windowOf(s.cfg.Aggregate)), s.Topology, s.agentLags, s.registry, s.logger)
 	// One registry can hold a metric name once: partitions share the
 	// aggregator's collectors through a wrapping registerer per partition.
 	for _, p := range partitions {
@@ -218,6 +221,7 @@ func (s *Server) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		agg.Subscribe(s.analyzer.offer)
 		s.aggs = append(s.aggs, agg)
 		s.ingesters = append(s.ingesters, in)
 	}
@@ -281,4 +285,23 @@ func (s *Server) close() {
 			s.logger.Error("closing the store", "err", err)
 		}
 	}
+}
+
+func windowOf(c aggregate.Config) time.Duration {
+	if c.Window > 0 {
+		return c.Window
+	}
+	return aggregate.DefaultWindow
+}
+
+// agentLags is every agent's last reported scheduling lag, which tells a
+// starved agent from a slow network.
+func (s *Server) agentLags() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, agg := range s.aggs {
+		for _, a := range agg.Agents() {
+			out[a.Agent] = a.SchedulingLagP99
+		}
+	}
+	return out
 }

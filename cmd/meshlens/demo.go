@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/meshlens/meshlens/internal/agent"
+	"github.com/meshlens/meshlens/internal/bus"
+	"github.com/meshlens/meshlens/internal/server"
+	"github.com/meshlens/meshlens/internal/sim"
+	"github.com/meshlens/meshlens/internal/topology"
+)
+
+// demoScenario is the fabric `meshlens demo` simulates: 256 hosts in four
+// pods, healthy for a minute, then a leaf–spine link starts dropping 5% of
+// packets and, later, a ToR uplink adds 2 ms.
+const demoScenario = `name: demo
+seed: 7
+topology: {generate: {dcs: 1, pods: 4, racks_per_pod: 4, hosts_per_rack: 16, leaves_per_pod: 4, spines: 4}}
+probing: {interval: 10s, protocols: [tcp, udp]}
+duration: 1h
+background: {loss: 0.00005, latency: {base: 40us, jitter: 20us}}
+faults:
+  - {kind: link_loss, link: "dc1-pod2-leaf3--dc1-spine2", rate: 0.05, at: 1m}
+  - {kind: link_latency, link: "dc1-pod4-rack1-tor->dc1-pod4-leaf1", add: 2ms, at: 3m}
+`
+
+func newDemoCmd() *cobra.Command {
+	var dataDir, httpAddr, natsAddr, mode string
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run meshlens for real on this machine: server, UI and a probed fabric with a fault",
+		Long: `Starts the server on its embedded defaults and feeds it a fabric:
+
+  --mode sim   (default) 256 simulated hosts, driven in real time over the
+               real bus; after a minute a leaf-spine link drops 5% of
+               packets, after three a ToR uplink adds 2 ms.
+  --mode real  a real agent for every host of a 16-host fabric, each bound
+               to its own loopback address (127.1.0.x), probing the others
+               over TCP and UDP for real.
+
+It prints the UI's URL and runs until interrupted.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(cmd)
+			if err != nil {
+				return err
+			}
+			if dataDir == "" {
+				if dataDir, err = os.MkdirTemp("", "meshlens-demo-"); err != nil {
+					return err
+				}
+			}
+			var topo *topology.Topology
+			var sc *sim.Scenario
+			switch mode {
+			case "sim":
+				if sc, err = sim.Parse("demo-scenario.yaml", []byte(demoScenario), nil); err != nil {
+					return err
+				}
+				topo = sc.Topology
+			case "real":
+				if topo, err = topology.Generate(topology.GenSpec{DCs: 1, Pods: 2, RacksPerPod: 2, HostsPerRack: 4, LeavesPerPod: 2, Spines: 2}); err != nil {
+					return err
+				}
+			default:
+				return fmt.Errorf("--mode %q: want sim or real", mode)
+			}
+			topoFile := filepath.Join(dataDir, "topology.yaml")
+			data, err := topo.MarshalYAML()
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(topoFile, data, 0o644); err != nil {
+				return err
+			}
+			srv, err := server.New(server.Config{
+				TopologyFile: topoFile, DataDir: filepath.Join(dataDir, "server"),
+				HTTPAddr: httpAddr, NATSAddr: natsAddr, Logger: logger, Version: version,
+			})
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			g, ctx := errgroup.WithContext(ctx)
+			g.Go(func() error { return srv.Run(ctx) })
+			if err := waitReady(ctx, "http://"+httpAddr+"/readyz"); err != nil {
+				stop()
+				return errors.Join(err, g.Wait())
+			}
+			switch mode {
+			case "sim":
+				g.Go(func() error { return runDemoSim(ctx, srv.NATSURL(), sc, logger) })
+			case "real":
+				for _, h := range topo.Hosts {
+					a, err := agent.New(agent.Config{Host: h.Name, NATSURL: srv.NATSURL(), SpoolDir: filepath.Join(dataDir, "spool", h.Name),
+						Version: version, Logger: logger.With("agent", h.Name)})
+					if err != nil {
+						stop()
+						return errors.Join(err, g.Wait())
+					}
+					g.Go(func() error { return a.Run(ctx) })
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), `
+meshlens demo is running (%s mode, %d hosts; data in %s)
+
+  UI:          http://%s/
+  Prometheus:  promtool query instant http://%s 'meshlens_rack_pair_loss_ratio > 0'
+  Suspects:    curl -s http://%s/api/v1/suspects
+  NATS:        %s
+
+Press Ctrl-C to stop.
+`, mode, len(topo.Hosts), dataDir, httpAddr, httpAddr, httpAddr, srv.NATSURL())
+			return g.Wait()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&mode, "mode", "sim", "sim: a simulated 256-host fabric with faults; real: real agents on loopback")
+	f.StringVar(&dataDir, "data-dir", "", "where the demo keeps its data (default: a new temporary directory)")
+	f.StringVar(&httpAddr, "http-addr", "127.0.0.1:9780", "address of the UI and API")
+	f.StringVar(&natsAddr, "nats-addr", "127.0.0.1:4222", "address of the embedded NATS server")
+	return cmd
+}
+
+func runDemoSim(ctx context.Context, natsURL string, sc *sim.Scenario, logger *slog.Logger) error {
+	nc, err := bus.Connect(natsURL, "meshlens-demo-sim")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	return sim.RunLive(ctx, sc, sim.LiveConfig{JetStream: js, Loop: true, Logger: logger})
+}
+
+// waitReady polls the server's readiness endpoint.
+func waitReady(ctx context.Context, url string) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if err := getOK(ctx, url); err == nil {
+			return nil
+		} else if time.Now().After(deadline) {
+			return fmt.Errorf("server not ready after a minute: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func init() { extraCommands = append(extraCommands, newDemoCmd) }

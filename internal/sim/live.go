@@ -1,0 +1,116 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshlens/meshlens/internal/bus"
+	"github.com/meshlens/meshlens/internal/clock"
+	"github.com/meshlens/meshlens/internal/localize"
+	"github.com/meshlens/meshlens/internal/wire"
+)
+
+// LiveConfig drives a scenario's synthetic fabric in real time into a
+// running server over the real bus, as if every host ran an agent.
+type LiveConfig struct {
+	JetStream jetstream.JetStream
+	// Partitions of the results stream, as the server's --partitions.
+	Partitions int
+	// Loop restarts the scenario's timeline when it ends (demos).
+	Loop   bool
+	Clock  clock.Clock
+	Logger *slog.Logger
+	// OnRound, if set, is told after each round is published.
+	OnRound func(round int, at time.Time)
+}
+
+// RunLive publishes each round's batches when the round has passed on the
+// real clock, so their probe times are in the recent past as a real
+// agent's are. Faults start at their `at` counted from the live start.
+func RunLive(ctx context.Context, sc *Scenario, cfg LiveConfig) error {
+	if cfg.JetStream == nil {
+		return fmt.Errorf("sim live: no JetStream connection")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Partitions <= 0 {
+		cfg.Partitions = 1
+	}
+	x, err := localize.NewIndex(sc.Topology)
+	if err != nil {
+		return fmt.Errorf("sim live: %s: %w", sc.Name, err)
+	}
+	// Each live run is a new incarnation of every synthetic agent, so the
+	// server's de-duplication never mistakes it for a replay of an earlier
+	// run against the same data.
+	epoch := uint64(cfg.Clock.Now().UnixNano())
+	for loop := 0; ; loop++ {
+		start := cfg.Clock.Now().Truncate(sc.Interval).Add(sc.Interval)
+		fab, err := NewFabric(sc, x, start)
+		if err != nil {
+			return err
+		}
+		cfg.Logger.Info("sim live: fabric started", "scenario", sc.Name, "hosts", len(sc.Topology.Hosts), "start", start, "faults", len(sc.Faults), "loop", loop)
+		for r := 0; r < fab.Rounds(); r++ {
+			// Round r's probes happen during [start_r, start_r+interval):
+			// publish them once that span is over.
+			if err := sleepUntil(ctx, cfg.Clock, fab.RoundStart(r+1)); err != nil {
+				return nil
+			}
+			var acks []jetstream.PubAckFuture
+			err := fab.Step(r, func(b *wire.Batch) error {
+				b.Epoch = epoch + uint64(loop)
+				data, err := wire.Encode(b)
+				if err != nil {
+					return err
+				}
+				subj := bus.ResultsSubject(bus.Partition(b.Agent, cfg.Partitions), b.Agent)
+				ack, err := cfg.JetStream.PublishAsync(subj, data, jetstream.WithMsgID(bus.BatchMsgID(b.Agent, b.Epoch, b.Seq)))
+				if err != nil {
+					return fmt.Errorf("publish: %w", err)
+				}
+				acks = append(acks, ack)
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("sim live: %s: %w", sc.Name, err)
+			}
+			for _, a := range acks {
+				select {
+				case <-a.Ok():
+				case err := <-a.Err():
+					return fmt.Errorf("sim live: %s: round %d: batch not acknowledged: %w", sc.Name, r, err)
+				case <-ctx.Done():
+					return nil
+				}
+			}
+			if cfg.OnRound != nil {
+				cfg.OnRound(r, fab.RoundStart(r+1))
+			}
+		}
+		if !cfg.Loop {
+			return nil
+		}
+	}
+}
+
+func sleepUntil(ctx context.Context, c clock.Clock, t time.Time) error {
+	d := t.Sub(c.Now())
+	if d <= 0 {
+		return ctx.Err()
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.After(d):
+		return nil
+	}
+}
