@@ -38,13 +38,13 @@ func Files() fs.FS { return files }
 func Handler() http.Handler {
 	fileServer := http.FileServerFS(files)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k, v := range securityHeaders {
+			w.Header().Set(k, v)
+		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			http.Error(w, "web: method not allowed", http.StatusMethodNotAllowed)
 			return
-		}
-		for k, v := range securityHeaders {
-			w.Header().Set(k, v)
 		}
 		p := path.Clean("/" + r.URL.Path)
 		if p == "/api" || strings.HasPrefix(p, "/api/") {
@@ -52,7 +52,8 @@ func Handler() http.Handler {
 			return
 		}
 		name := strings.TrimPrefix(p, "/")
-		if name == "" || !exists(name) {
+		// index.html by name too: the file server would redirect it to "./".
+		if name == "" || name == "index.html" || !exists(name) {
 			serveIndex(w, r)
 			return
 		}

@@ -7,7 +7,7 @@
 // WORST level of the cells it covers, so one failing ToR row never vanishes
 // in the downsampling.
 
-import { level, levelNames, rgba32, NODATA, BAD } from './scale.js';
+import { levelNames, rgba32, NODATA, GOOD, WARN, BAD } from './scale.js';
 
 const LABEL_MAX = 64; // beyond this many rows/cols, names are for the tooltip only
 
@@ -47,8 +47,10 @@ export class Heatmap {
     const levels = this.levels.length === n * m ? this.levels : new Uint8Array(n * m);
     const counts = [0, 0, 0, 0];
     const v = this.values, warn = this.warn, bad = this.bad;
-    for (let i = 0; i < n * m; i++) {
-      const l = level(v[i], warn, bad);
+    // Inline of scale.level: this loop runs once per cell (6.25 M at 2,500 racks).
+    for (let i = 0, len = n * m; i < len; i++) {
+      const x = v[i];
+      const l = x !== x ? NODATA : x > bad ? BAD : x >= warn ? WARN : GOOD;
       levels[i] = l;
       counts[l]++;
     }
@@ -60,7 +62,7 @@ export class Heatmap {
       ? this.base : new OffscreenCanvas(g.width, g.height);
     const ctx = base.getContext('2d');
     ctx.clearRect(0, 0, g.width, g.height);
-    if (g.block === 1 && g.cell >= 4 && n * m <= 40000) this._drawCells(ctx, n, m);
+    if (g.block === 1 && g.cell >= 4 && n * m <= 4096) this._drawCells(ctx, n, m);
     else this._drawImage(ctx, n, m);
     if (g.labels) this._drawLabels(ctx);
     this.base = base;
@@ -118,10 +120,12 @@ export class Heatmap {
     } else {
       // Worst level per block; "no data" only if the whole block has none.
       const worst = new Uint8Array(w * hgt);
+      const colBlock = new Int32Array(m);
+      for (let c = 0; c < m; c++) colBlock[c] = (c / block) | 0;
       for (let r = 0; r < n; r++) {
         const br = ((r / block) | 0) * w, row = r * m;
         for (let c = 0; c < m; c++) {
-          const l = lv[row + c], b = br + ((c / block) | 0);
+          const l = lv[row + c], b = br + colBlock[c];
           if (l > worst[b]) worst[b] = l;
         }
       }

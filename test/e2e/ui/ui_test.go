@@ -59,14 +59,19 @@ faults:
 	}
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
 	natsAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
-	e2eutil.Start(t, "server", nil, bin, "server", "--topology", topoPath, "--data-dir", filepath.Join(dir, "data"),
+	server := e2eutil.Start(t, "server", nil, bin, "server", "--topology", topoPath, "--data-dir", filepath.Join(dir, "data"),
 		"--http-addr", httpAddr, "--nats-addr", natsAddr, "--lateness", "2s")
 	f := &fabric{base: "http://" + httpAddr, dir: dir}
 	e2eutil.WaitHTTP(t, f.base+"/readyz", time.Minute)
-	e2eutil.Start(t, "sim", nil, bin, "sim", "live", scenarioPath, "--nats-url", "nats://"+natsAddr)
+	sim := e2eutil.Start(t, "sim", nil, bin, "sim", "live", scenarioPath, "--nats-url", "nats://"+natsAddr)
 	// Wait until the fault is in the TSDB: the faulty rack pair's loss
 	// rollup is there and clearly above the background.
 	e2eutil.Eventually(t, 4*time.Minute, time.Second, func() error {
+		for _, p := range []*e2eutil.Process{server, sim} {
+			if done, err := p.Exited(); done {
+				t.Fatalf("%s exited early (%v):\n%s", p.Name, err, p.Output())
+			}
+		}
 		v, err := f.instant(fmt.Sprintf(`max(meshlens_rack_pair_loss_ratio{src_rack=%q,dst_rack=%q})`, faultyRack, otherRack))
 		if err != nil {
 			return err

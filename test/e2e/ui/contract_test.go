@@ -1,0 +1,144 @@
+package ui
+
+import (
+	"encoding/json"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/meshlens/meshlens/internal/api"
+	"github.com/meshlens/meshlens/internal/topology"
+	"github.com/meshlens/meshlens/web"
+)
+
+// TestAPIContract feeds web/js/api.js the server's own Go types, encoded
+// the way internal/api encodes them, and checks what the pages receive.
+// A renamed JSON field on either side fails here, not in front of a user.
+func TestAPIContract(t *testing.T) {
+	topo, err := topology.Generate(topology.GenSpec{DCs: 1, Pods: 1, RacksPerPod: 2, HostsPerRack: 2, LeavesPerPod: 1, Spines: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := time.Date(2026, 11, 24, 4, 0, 0, 0, time.UTC)
+	end := seen.Add(10 * time.Second)
+	agents := []api.AgentStatus{{Host: "dc1-pod1-rack1-h01", Version: "v1.2.3", LastSeen: seen, PinglistVersion: 7,
+		ProbesTotal: 1200, ResultsRejected: 1, SchedulingLagP99Seconds: 0.0025, State: "stale"}}
+	windows := []api.PairWindow{{Start: seen, End: end, Proto: "udp", Sent: 60, Lost: 3, LossRatio: 0.05,
+		P50: 0.0001, P90: 0.0002, P99: 0.004, P999: 0.009}}
+	envelope := func(v any) http.HandlerFunc {
+		return func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			if err := json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": v}); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /api/v1/topology", envelope(topo))
+	mux.Handle("GET /api/v1/agents", envelope(agents))
+	mux.Handle("GET /api/v1/pairs", envelope(windows))
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"status":"error","errorType":"not_found","error":"no API endpoint"}`))
+	})
+	mux.Handle("/", web.Handler())
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	b := NewBrowser(t, Options{})
+	if err := b.Navigate(srv.URL + "/#/agents"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WaitFor(`document.querySelector('#agents-table')`, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("topology", func(t *testing.T) {
+		got, err := Eval[map[string]int](b, `import('/js/api.js').then(async m => { const t = await m.topology();
+			return {racks: t.racks.length, hosts: t.hosts.length, switches: t.switches.length, links: t.links.length, rackHosts: t.racks[0].hosts.length}; })`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]int{"racks": len(topo.Racks), "hosts": len(topo.Hosts), "switches": len(topo.Switches), "links": len(topo.Links), "rackHosts": 2}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%s: %d, want %d", k, got[k], v)
+			}
+		}
+	})
+
+	t.Run("agents", func(t *testing.T) {
+		type agent struct {
+			Host, Version, State         string
+			LastSeen                     string
+			PinglistVersion, ProbesTotal float64
+			SchedulingLag                float64
+		}
+		got, err := Eval[[]agent](b, `import('/js/api.js').then(async m => (await m.agents()).map(a => ({...a, lastSeen: a.lastSeen.toISOString()})))`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 {
+			t.Fatalf("%d agents, want 1", len(got))
+		}
+		a, w := got[0], agents[0]
+		if a.Host != w.Host || a.Version != w.Version || a.State != w.State || a.PinglistVersion != float64(w.PinglistVersion) ||
+			a.ProbesTotal != float64(w.ProbesTotal) || a.SchedulingLag != w.SchedulingLagP99Seconds || a.LastSeen != "2026-11-24T04:00:00.000Z" {
+			t.Errorf("agent %+v from %+v", a, w)
+		}
+	})
+
+	t.Run("pairs", func(t *testing.T) {
+		type window struct {
+			Proto                         string
+			End                           string
+			Sent, Lost                    float64
+			LossRatio, P50, P90, P99, P999 float64
+		}
+		got, err := Eval[[]window](b, `import('/js/api.js').then(async m => (await m.pairHistory('a', 'b')).map(w => ({...w, end: w.end.toISOString()})))`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 {
+			t.Fatalf("%d windows, want 1", len(got))
+		}
+		g, w := got[0], windows[0]
+		near := func(a, b float64) bool { return math.Abs(a-b) < 1e-12 }
+		if g.Proto != w.Proto || g.End != "2026-11-24T04:00:10.000Z" || g.Sent != 60 || g.Lost != 3 || !near(g.LossRatio, w.LossRatio) ||
+			!near(g.P50, w.P50) || !near(g.P90, w.P90) || !near(g.P99, w.P99) || !near(g.P999, w.P999) {
+			t.Errorf("window %+v from %+v", g, w)
+		}
+	})
+
+	t.Run("missing endpoint", func(t *testing.T) {
+		kind, err := Eval[string](b, `import('/js/api.js').then(m => m.suspects().then(() => 'ok', e => e.kind))`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kind != "unavailable" {
+			t.Errorf("a 404 endpoint gives error kind %q, want unavailable", kind)
+		}
+	})
+
+	// Every page renders with the endpoints that exist and explains the
+	// ones that do not, without an exception or a CSP violation.
+	t.Run("pages", func(t *testing.T) {
+		for _, p := range []string{"overview", "heatmap", "pair", "topology", "slos", "incidents", "agents"} {
+			if err := b.Navigate("about:blank"); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Navigate(srv.URL + "/#/" + p); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.WaitFor(`document.querySelector('main h1') && ![...document.querySelectorAll('main .empty')].some(e => e.textContent === 'Loading…')`, 30*time.Second); err != nil {
+				t.Errorf("page %s: %v", p, err)
+			}
+		}
+		if p := b.Problems(); len(p) > 0 {
+			t.Errorf("console problems: %v", p)
+		}
+	})
+}
