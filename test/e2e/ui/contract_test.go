@@ -93,9 +93,9 @@ func TestAPIContract(t *testing.T) {
 
 	t.Run("pairs", func(t *testing.T) {
 		type window struct {
-			Proto                         string
-			End                           string
-			Sent, Lost                    float64
+			Proto                          string
+			End                            string
+			Sent, Lost                     float64
 			LossRatio, P50, P90, P99, P999 float64
 		}
 		got, err := Eval[[]window](b, `import('/js/api.js').then(async m => (await m.pairHistory('a', 'b')).map(w => ({...w, end: w.end.toISOString()})))`)
