@@ -1,6 +1,7 @@
 package api
 
 import (
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -258,5 +259,30 @@ func TestQueryTimeout(t *testing.T) {
 	}}.do(t, s.url)
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, `"errorType":"timeout"`) {
 		t.Fatalf("status %d body %s, want 503 timeout", code, body)
+	}
+}
+
+func TestGzipAndFormatQuery(t *testing.T) {
+	s := newTestServer(t, Config{AllowAnonymous: RoleViewer}, Sources{Store: newTestStore(t)})
+	req, _ := http.NewRequest(http.MethodGet, s.url+"/api/v1/format_query?query="+url.QueryEscape(`sum by(dst)(rate(x[5m]))`), nil)
+	req.Header.Set("Accept-Encoding", "gzip") // set by hand: the transport then leaves the body compressed
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("Content-Encoding %q, want gzip", resp.Header.Get("Content-Encoding"))
+	}
+	zr, err := gzip.NewReader(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"status":"success","data":"sum by (dst) (rate(x[5m]))"}`; string(body) != want {
+		t.Fatalf("body %s, want %s", body, want)
 	}
 }

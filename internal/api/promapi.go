@@ -32,15 +32,16 @@ var (
 
 func (s *Server) registerPrometheusAPI() {
 	read := func(path string, h http.HandlerFunc) {
-		s.handle("GET "+path, RoleViewer, false, h)
-		s.handle("POST "+path, RoleViewer, false, h)
+		s.handle("GET "+path, RoleViewer, false, compressed(h))
+		s.handle("POST "+path, RoleViewer, false, compressed(h))
 	}
 	read("/api/v1/query", s.query)
 	read("/api/v1/query_range", s.queryRange)
 	read("/api/v1/labels", s.labelNames)
 	read("/api/v1/series", s.series)
 	read("/api/v1/query_exemplars", s.queryExemplars)
-	s.handle("GET /api/v1/label/{name}/values", RoleViewer, false, http.HandlerFunc(s.labelValues))
+	read("/api/v1/format_query", s.formatQuery)
+	s.handle("GET /api/v1/label/{name}/values", RoleViewer, false, compressed(s.labelValues))
 	s.handle("GET /api/v1/metadata", RoleViewer, false, http.HandlerFunc(s.metadata))
 	s.handle("GET /api/v1/status/buildinfo", RoleViewer, false, http.HandlerFunc(s.buildInfo))
 	s.handle("GET /api/v1/status/runtimeinfo", RoleViewer, false, http.HandlerFunc(s.runtimeInfo))
@@ -419,6 +420,19 @@ func (s *Server) queryExemplars(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeRawData(w, []byte("[]"), nil, nil)
+}
+
+// formatQuery pretty-prints an expression (Grafana's "format query").
+func (s *Server) formatQuery(w http.ResponseWriter, r *http.Request) {
+	if !parseForm(w, r) {
+		return
+	}
+	expr, err := exprParser.ParseExpr(r.Form.Get("query"))
+	if err != nil {
+		writeError(w, errorBadData, fmt.Errorf("invalid parameter \"query\": %w", err))
+		return
+	}
+	writeData(w, expr.Pretty(0), nil, nil)
 }
 
 // metadata answers with no metric metadata: the store keeps none. Grafana

@@ -105,11 +105,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	topts := tsdb.DefaultOptions()
 	topts.RetentionDuration = opts.Retention.Milliseconds()
 	topts.OutOfOrderTimeWindow = opts.OutOfOrderWindow.Milliseconds()
-	// Blocks never longer than a tenth of retention, as Prometheus does, so
-	// that short retentions in tests and small sites still delete data.
-	if maxBlock := topts.RetentionDuration / 10; maxBlock < topts.MaxBlockDuration && maxBlock >= topts.MinBlockDuration {
-		topts.MaxBlockDuration = maxBlock
-	}
+	// Compacted blocks grow up to a tenth of retention (at most 31d), as
+	// Prometheus sizes them: few blocks to query, and retention still
+	// deletes data in steps of at most 10%.
+	topts.MaxBlockDuration = min(max(topts.RetentionDuration/10, topts.MinBlockDuration), (31 * 24 * time.Hour).Milliseconds())
 
 	var tsdbReg prometheus.Registerer
 	if opts.Registerer != nil {
