@@ -156,6 +156,10 @@ type Routes struct {
 	x    *Index
 	off  []int32 // (switch-NumHosts)*len(ToRs)+slot -> start in hops; end at next
 	hops []Hop
+	// order[orderOff[slot]:orderOff[slot+1]] lists the switches that reach
+	// the ToR in slot, nearest first.
+	order    []int32
+	orderOff []int32
 }
 
 // Routes computes the next hops over the switches, leaving out nodes and
@@ -166,7 +170,7 @@ func (x *Index) Routes(downNode func(int32) bool, downLink func(int32) bool) *Ro
 	linkDown := func(l int32) bool { return downLink != nil && downLink(l) }
 	ns := x.NumNodes() - x.NumHosts
 	nt := len(x.ToRs)
-	r := &Routes{x: x, off: make([]int32, ns*nt+1)}
+	r := &Routes{x: x, off: make([]int32, ns*nt+1), orderOff: make([]int32, nt+1)}
 	dist := make([]int32, x.NumNodes())
 	queue := make([]int32, 0, ns)
 	// Fill by destination, then transpose to the (switch, ToR) layout.
@@ -192,6 +196,8 @@ func (x *Index) Routes(downNode func(int32) bool, downLink func(int32) bool) *Ro
 				queue = append(queue, h.Node)
 			}
 		}
+		r.order = append(r.order, queue...)
+		r.orderOff[slot+1] = int32(len(r.order))
 		for _, s := range queue {
 			start := int32(len(r.hops))
 			if s != tor {
@@ -214,6 +220,10 @@ func (x *Index) Routes(downNode func(int32) bool, downLink func(int32) bool) *Ro
 	r.hops = hops
 	return r
 }
+
+// Toward lists the switches with a route to the ToR in slot, nearest
+// first (the ToR itself first).
+func (r *Routes) Toward(slot int32) []int32 { return r.order[r.orderOff[slot]:r.orderOff[slot+1]] }
 
 // Next lists the next hops from switch node towards the ToR in slot; empty
 // when there is no route (or node is that ToR).

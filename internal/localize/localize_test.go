@@ -2,6 +2,8 @@ package localize
 
 import (
 	"fmt"
+	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -354,5 +356,35 @@ func BenchmarkLocalizeWindow10k(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestTrafficConserved: every inter-pod probe crosses one leaf->spine link
+// going out and one coming back, and every probe both directions of its
+// hosts' access links.
+func TestTrafficConserved(t *testing.T) {
+	f := newFixture(t, spec)
+	tr := newTraffic(f.x)
+	T := make([]float64, f.x.NumLinks())
+	probes := tr.window(f.sw, T)
+	if want := 16.0 * 15 * probesPerPair; probes != want {
+		t.Errorf("probes %v, want %v", probes, want)
+	}
+	var up, access float64
+	for l := range T {
+		from, to := f.x.Names[f.x.From[l]], f.x.Names[f.x.To[l]]
+		if strings.Contains(from, "leaf") && strings.Contains(to, "spine") {
+			up += T[l]
+		}
+		if f.x.AccessHost(int32(l)) >= 0 {
+			access += T[l]
+		}
+	}
+	interPod := 2.0 * 8 * 8 * probesPerPair
+	if math.Abs(up-2*interPod) > 1e-6 {
+		t.Errorf("leaf->spine traffic %v, want %v", up, 2*interPod)
+	}
+	if want := 4 * probes; math.Abs(access-want) > 1e-6 {
+		t.Errorf("access traffic %v, want %v", access, want)
 	}
 }

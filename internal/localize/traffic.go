@@ -15,8 +15,7 @@ type traffic struct {
 	// rackToR maps rack names to ToR node ids.
 	rackToR map[string]int32
 	amt     []float64
-	cur     []int32
-	next    []int32
+	demand  []float64
 }
 
 func newTraffic(x *Index) *traffic {
@@ -48,55 +47,70 @@ func (t *traffic) window(sw *aggregate.SealedWindow, T []float64) float64 {
 			probes += s
 		}
 	}
-	pairs := make(map[[2]int32]float64, len(sw.RackPairs))
+	// demand[to*nt+from]: probes from ToR slot `from` to ToR slot `to`,
+	// forward and replies.
+	nt := len(x.ToRs)
+	if len(t.demand) != nt*nt {
+		t.demand = make([]float64, nt*nt)
+	}
 	for k, r := range sw.RackPairs {
 		if r.Sent == 0 || k.Src == k.Dst {
 			continue
 		}
 		a, okA := t.rackToR[k.Src]
 		b, okB := t.rackToR[k.Dst]
-		if !okA || !okB {
+		if !okA || !okB || a == b {
 			continue
 		}
-		pairs[[2]int32{a, b}] += float64(r.Sent)
+		sa, sb := int(x.ToRSlot[a]), int(x.ToRSlot[b])
+		t.demand[sb*nt+sa] += float64(r.Sent)
+		t.demand[sa*nt+sb] += float64(r.Sent)
 	}
-	for k, s := range pairs {
-		t.split(k[0], k[1], s, T)
-		t.split(k[1], k[0], s, T)
+	for to := 0; to < nt; to++ {
+		t.toward(int32(to), t.demand[to*nt:(to+1)*nt], T)
 	}
+	clear(t.demand)
 	return probes
 }
 
-// split spreads amount from ToR node `from` to ToR node `to` over the
-// per-hop ECMP next hops, layer by layer.
-func (t *traffic) split(from, to int32, amount float64, T []float64) {
-	slot := t.x.ToRSlot[to]
-	if slot < 0 {
+// toward spreads every ToR's demand to the ToR in slot over the per-hop
+// ECMP next hops, evenly at each switch, in one pass from the farthest
+// switches in: one walk of the routing DAG per destination instead of one
+// per pair.
+func (t *traffic) toward(slot int32, demand []float64, T []float64) {
+	x := t.x
+	any := false
+	for from, d := range demand {
+		if d > 0 {
+			t.amt[x.ToRs[from]] += d
+			any = true
+		}
+	}
+	if !any {
 		return
 	}
-	t.cur = append(t.cur[:0], from)
-	t.amt[from] = amount
-	for len(t.cur) > 0 {
-		t.next = t.next[:0]
-		for _, n := range t.cur {
-			a := t.amt[n]
-			t.amt[n] = 0
-			if n == to {
-				continue
-			}
-			hops := t.routes.Next(n, slot)
-			if len(hops) == 0 {
-				continue
-			}
-			share := a / float64(len(hops))
-			for _, h := range hops {
-				T[h.Link] += share
-				if t.amt[h.Node] == 0 {
-					t.next = append(t.next, h.Node)
-				}
-				t.amt[h.Node] += share
-			}
+	order := t.routes.Toward(slot)
+	for i := len(order) - 1; i > 0; i-- { // order[0] is the destination
+		n := order[i]
+		a := t.amt[n]
+		if a == 0 {
+			continue
 		}
-		t.cur, t.next = t.next, t.cur
+		t.amt[n] = 0
+		hops := t.routes.Next(n, slot)
+		share := a / float64(len(hops))
+		for _, h := range hops {
+			T[h.Link] += share
+			t.amt[h.Node] += share
+		}
+	}
+	if len(order) > 0 {
+		t.amt[order[0]] = 0
+	}
+	// Demand from ToRs with no route stays put: clear it.
+	for from, d := range demand {
+		if d > 0 {
+			t.amt[x.ToRs[from]] = 0
+		}
 	}
 }
