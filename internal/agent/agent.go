@@ -465,8 +465,20 @@ func (a *Agent) startRuntime(ctx context.Context, respAddr string, source netip.
 		return nil, fmt.Errorf("agent %s: %w", a.cfg.Host, err)
 	}
 	rt.udp = udp
+	tcp, err := probe.NewTCPProber(probe.TCPProberConfig{Local: source, Clock: a.cfg.Clock})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("agent %s: %w", a.cfg.Host, err)
+	}
+	rt.wg.Add(1)
+	go func() {
+		defer rt.wg.Done()
+		if err := tcp.Run(rctx); err != nil {
+			a.log.Error("tcp prober", "err", err)
+		}
+	}()
 	probers := map[wire.Protocol]probe.Prober{
-		wire.Protocol_PROTOCOL_TCP:  probe.NewBlocking(&probe.TCPProber{Local: source, Clock: a.cfg.Clock}, 1024),
+		wire.Protocol_PROTOCOL_TCP:  tcp,
 		wire.Protocol_PROTOCOL_UDP:  udp,
 		wire.Protocol_PROTOCOL_HTTP: probe.NewBlocking(&probe.HTTPProber{Clock: a.cfg.Clock}, 64),
 	}

@@ -334,9 +334,13 @@ func TestResponderTCPConnectionCaps(t *testing.T) {
 			c.Close()
 		}
 	}()
+	// Connections are accepted once they carry data.
 	for range 2 {
 		c, err := net.Dial("tcp", r.Addr().String())
 		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write([]byte("x")); err != nil {
 			t.Fatal(err)
 		}
 		conns = append(conns, c)
@@ -350,6 +354,7 @@ func TestResponderTCPConnectionCaps(t *testing.T) {
 	// the reset may even beat the end of the client's connect.
 	if c, err := net.Dial("tcp", r.Addr().String()); err == nil {
 		defer c.Close()
+		c.Write([]byte("x"))
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		if _, err := c.Read(make([]byte, 1)); err == nil {
 			t.Fatal("third connection from one source was served")
@@ -365,6 +370,9 @@ func TestResponderClosesIdleConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Fatal("idle connection not closed")

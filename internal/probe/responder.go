@@ -66,7 +66,10 @@ const (
 	maxTCPRead       = 4096
 )
 
-// Responder answers TCP connects and signed UDP echoes on one address. It
+// Responder answers TCP connects and signed UDP echoes on one address.
+// A TCP probe is answered by the kernel's handshake alone (the listener
+// defers accepting until data arrives); a client that sends data gets an
+// accepted connection, held until it closes or idles out. It
 // is never a reflector: it answers only authenticated, fresh, never-seen
 // UDP probes, its replies are exactly as long as the requests, replies are
 // rate-limited per source, and everything else is dropped silently and
@@ -185,6 +188,11 @@ func (r *Responder) listen(addr string) error {
 		}
 		r.tcp = tl.(*net.TCPListener)
 		r.udp = ul.(*net.UDPConn)
+		if err := deferAccept(r.tcp, int(r.cfg.IdleTimeout/time.Second)+1); err != nil {
+			r.tcp.Close()
+			r.udp.Close()
+			return fmt.Errorf("probe: responder %s: TCP_DEFER_ACCEPT: %w", addr, err)
+		}
 		return nil
 	}
 }

@@ -25,6 +25,11 @@ type SchedulerConfig struct {
 	// for long.
 	Report     func(*wire.ProbeResult)
 	Registerer prometheus.Registerer
+	// Resolution is the grid probes are placed on within the interval
+	// (default 10ms): targets that share a slot start in one wakeup,
+	// which at 500 probes/s cuts the scheduler's wakeups fivefold while
+	// still spreading probes evenly.
+	Resolution time.Duration
 }
 
 // Scheduler probes each target once per interval, each at its own stable
@@ -54,6 +59,9 @@ func NewScheduler(cfg SchedulerConfig) *Scheduler {
 	}
 	if cfg.Report == nil {
 		cfg.Report = func(*wire.ProbeResult) {}
+	}
+	if cfg.Resolution <= 0 {
+		cfg.Resolution = 10 * time.Millisecond
 	}
 	return &Scheduler{
 		cfg:     cfg,
@@ -100,15 +108,17 @@ func (h *slotHeap) Pop() any {
 	return s
 }
 
-// phaseOf is a target's stable offset within the interval.
-func phaseOf(t Target, interval time.Duration) time.Duration {
+// phaseOf is a target's stable offset within the interval, a multiple of
+// resolution.
+func phaseOf(t Target, interval, resolution time.Duration) time.Duration {
 	h := fnv.New64a()
 	h.Write([]byte(t.Name))
 	h.Write([]byte{byte(t.Protocol)})
 	b, _ := t.Addr.MarshalBinary()
 	h.Write(b)
 	h.Write([]byte(t.HTTP.URL))
-	return time.Duration(h.Sum64() % uint64(interval))
+	slots := max(1, uint64(interval/resolution))
+	return time.Duration(h.Sum64()%slots) * (interval / time.Duration(slots))
 }
 
 // nextDue is the first time after now at phase within the interval grid
@@ -145,7 +155,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		for _, t := range targets {
 			sl := old[t]
 			if sl == nil || newInterval != interval {
-				sl = &slot{t: t, phase: phaseOf(t, newInterval)}
+				sl = &slot{t: t, phase: phaseOf(t, newInterval, s.cfg.Resolution)}
 				sl.due = nextDue(now, sl.phase, newInterval)
 			}
 			delete(old, t)

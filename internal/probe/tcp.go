@@ -3,11 +3,13 @@
 package probe
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -22,140 +24,300 @@ import (
 // (older stacks 3 s), and no healthy datacenter connect takes that long.
 const DefaultSynRetransmitAfter = time.Second
 
-// TCPProber measures connect time to a peer's responder, Pingmesh style:
-// a fresh socket and so a fresh ephemeral source port per probe (a new
-// ECMP path sample each time), closed with a reset right after the
-// handshake so that neither side keeps the connection in TIME_WAIT (at
-// 2,500 peers every 10 s a clean close would leave ~15,000 on the closing
-// side).
-//
-// It drives the socket with raw syscalls rather than net.Dialer so the
-// source port is known even when the SYN is never answered (the localizer
-// needs the 5-tuple of lost probes most of all), and to stay cheap.
-type TCPProber struct {
+// TCPProberConfig configures a TCPProber.
+type TCPProberConfig struct {
 	// Local is the source address; invalid means the kernel chooses.
 	Local netip.Addr
 	// SynRetransmitAfter: see DefaultSynRetransmitAfter.
 	SynRetransmitAfter time.Duration
-	Clock              clock.Clock
+	// MaxInFlight bounds concurrent connects (default 4096); a probe over
+	// it reports OUTCOME_ERROR at once.
+	MaxInFlight int
+	Clock       clock.Clock
 }
 
-// Probe implements SyncProber.
-func (p *TCPProber) Probe(ctx context.Context, t Target) *wire.ProbeResult {
-	clk := p.Clock
-	if clk == nil {
-		clk = clock.Real{}
+// TCPProber measures connect time to a peer's responder, Pingmesh style:
+// a fresh socket and so a fresh ephemeral source port per probe (a new
+// ECMP path sample each time), reset right after the handshake so that
+// neither side keeps the connection in TIME_WAIT (at 2,500 peers every
+// 10 s, a clean close would leave ~15,000 on the closing side).
+//
+// It drives its sockets with raw syscalls and one epoll set of its own,
+// served by one goroutine: no goroutine, timer or runtime poller entry per
+// probe, and the source port is known even when the SYN is never answered
+// (the localizer needs the 5-tuple of lost probes most of all). The epoll
+// set is itself waited on through the runtime's poller, so it costs no
+// thread.
+type TCPProber struct {
+	cfg   TCPProberConfig
+	epfd  int
+	ep    *os.File
+	clock clock.Clock
+
+	mu       sync.Mutex
+	inflight map[int32]*tcpPending
+	byDue    tcpHeap
+	closed   bool
+}
+
+type tcpPending struct {
+	fd       int
+	res      *wire.ProbeResult
+	sent     time.Time
+	deadline time.Time
+	done     func(*wire.ProbeResult)
+	index    int
+}
+
+type tcpHeap []*tcpPending
+
+func (h tcpHeap) Len() int           { return len(h) }
+func (h tcpHeap) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
+func (h tcpHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
+func (h *tcpHeap) Push(x any)        { p := x.(*tcpPending); p.index = len(*h); *h = append(*h, p) }
+func (h *tcpHeap) Pop() any {
+	old := *h
+	p := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return p
+}
+
+// NewTCPProber creates the prober's epoll set. Call Run to complete probes.
+func NewTCPProber(cfg TCPProberConfig) (*TCPProber, error) {
+	if cfg.SynRetransmitAfter <= 0 {
+		cfg.SynRetransmitAfter = DefaultSynRetransmitAfter
 	}
-	start := clk.Now()
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 4096
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("probe: tcp prober epoll: %w", err)
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("probe: tcp prober epoll: %w", err)
+	}
+	return &TCPProber{
+		cfg: cfg, epfd: epfd, ep: os.NewFile(uintptr(epfd), "tcp-prober-epoll"), clock: cfg.Clock,
+		inflight: make(map[int32]*tcpPending),
+	}, nil
+}
+
+// Start implements Prober: it sends the SYN now and reports when the
+// handshake completes, fails or times out.
+func (p *TCPProber) Start(ctx context.Context, t Target, done func(*wire.ProbeResult)) {
+	start := p.clock.Now()
 	res := newResult(t, start)
 	if err := ctx.Err(); err != nil {
 		res.Outcome, res.Error = wire.Outcome_OUTCOME_ERROR, shortError(err)
-		return res
+		done(res)
+		return
 	}
 	timeout := t.Timeout
 	if timeout <= 0 {
 		timeout = time.Second
 	}
-	src, rtt, err := p.connect(t.Addr, start, timeout, clk)
-	if src.IsValid() {
-		res.SrcAddr = src.Addr().String()
-		res.SrcPort = uint32(src.Port())
+	fd, sent, err := p.connect(t.Addr, res)
+	if err == nil || !errors.Is(err, unix.EINPROGRESS) {
+		p.finish(fd, res, sent, p.clock.Now(), err)
+		done(res)
+		return
 	}
-	res.RttNs = int64(rtt)
-	retransmitAfter := p.SynRetransmitAfter
-	if retransmitAfter <= 0 {
-		retransmitAfter = DefaultSynRetransmitAfter
-	}
+	pd := &tcpPending{fd: fd, res: res, sent: sent, deadline: start.Add(timeout), done: done}
+	err = nil
+	p.mu.Lock()
 	switch {
-	case err == nil && rtt >= retransmitAfter:
-		res.Outcome = wire.Outcome_OUTCOME_SYN_RETRANSMIT
-	case err == nil:
-		res.Outcome = wire.Outcome_OUTCOME_OK
-	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, syscall.ETIMEDOUT):
-		res.Outcome, res.Error = wire.Outcome_OUTCOME_LOST, "connect timeout"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		res.Outcome, res.Error = wire.Outcome_OUTCOME_REFUSED, "connection refused"
+	case p.closed:
+		err = errors.New("prober stopped")
+	case len(p.inflight) >= p.cfg.MaxInFlight:
+		err = fmt.Errorf("probe: %d tcp probes in flight", len(p.inflight))
 	default:
+		p.inflight[int32(fd)] = pd
+		heap.Push(&p.byDue, pd)
+	}
+	p.mu.Unlock()
+	if err == nil {
+		// Registered after the map entry, so the completion always finds it.
+		if err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd)}); err != nil {
+			if !p.take(pd) {
+				return // Run's shutdown took it and reports it
+			}
+			err = fmt.Errorf("probe: tcp epoll add: %w", err)
+		}
+	}
+	if err != nil {
 		res.Outcome, res.Error = wire.Outcome_OUTCOME_ERROR, shortError(err)
-		res.RttNs = 0
+		closeReset(fd)
+		done(res)
 	}
-	if res.Outcome != wire.Outcome_OUTCOME_OK && res.Outcome != wire.Outcome_OUTCOME_SYN_RETRANSMIT && res.Outcome != wire.Outcome_OUTCOME_REFUSED {
-		res.RttNs = 0
-	}
-	return res
 }
 
-// connect opens a non-blocking socket, connects it to dst and waits for
-// the handshake through the runtime's poller, up to timeout.
-func (p *TCPProber) connect(dst netip.AddrPort, start time.Time, timeout time.Duration, clk clock.Clock) (src netip.AddrPort, rtt time.Duration, err error) {
+// take removes pd from the in-flight set; false if someone else did.
+func (p *TCPProber) take(pd *tcpPending) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.inflight[int32(pd.fd)] != pd {
+		return false
+	}
+	delete(p.inflight, int32(pd.fd))
+	heap.Remove(&p.byDue, pd.index)
+	return true
+}
+
+// connect opens a non-blocking socket and starts the handshake. It
+// returns EINPROGRESS (wrapped) while the handshake is on its way.
+func (p *TCPProber) connect(dst netip.AddrPort, res *wire.ProbeResult) (fd int, sent time.Time, err error) {
 	if !dst.IsValid() {
-		return src, 0, fmt.Errorf("probe: tcp: invalid address %v", dst)
+		return -1, sent, fmt.Errorf("probe: tcp: invalid address %v", dst)
 	}
 	family := unix.AF_INET
 	if dst.Addr().Is6() && !dst.Addr().Is4In6() {
 		family = unix.AF_INET6
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return src, 0, fmt.Errorf("probe: tcp socket for %v: %w", dst, err)
+		return -1, sent, fmt.Errorf("probe: tcp socket for %v: %w", dst, err)
 	}
-	f := os.NewFile(uintptr(fd), "tcp-probe")
-	defer func() {
-		// Linger 0: close with RST, no TIME_WAIT on either side.
-		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-		f.Close()
-	}()
-	if p.Local.IsValid() {
+	if p.cfg.Local.IsValid() {
 		// Bind the address only; the port is picked at connect time among
 		// those free for this destination, not among all of them.
 		unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
-		if err := unix.Bind(fd, sockaddr(netip.AddrPortFrom(p.Local, 0), family)); err != nil {
-			return src, 0, fmt.Errorf("probe: tcp bind %v: %w", p.Local, err)
+		if err := unix.Bind(fd, sockaddr(netip.AddrPortFrom(p.cfg.Local, 0), family)); err != nil {
+			return fd, sent, fmt.Errorf("probe: tcp bind %v: %w", p.cfg.Local, err)
 		}
 	}
-	sent := clk.Now()
+	sent = p.clock.Now()
 	err = unix.Connect(fd, sockaddr(dst, family))
 	if sa, serr := unix.Getsockname(fd); serr == nil {
-		src = addrPortOf(sa)
+		src := addrPortOf(sa)
+		res.SrcAddr, res.SrcPort = src.Addr().String(), uint32(src.Port())
 	}
-	switch {
-	case err == nil:
-		return src, clk.Now().Sub(sent), nil
-	case errors.Is(err, unix.EINPROGRESS), errors.Is(err, unix.EINTR):
-	default:
-		return src, 0, fmt.Errorf("probe: tcp connect %v: %w", dst, err)
-	}
-	rc, err := f.SyscallConn()
 	if err != nil {
-		return src, 0, fmt.Errorf("probe: tcp connect %v: %w", dst, err)
+		return fd, sent, fmt.Errorf("probe: tcp connect %v: %w", dst, err)
 	}
-	if err := f.SetWriteDeadline(start.Add(timeout)); err != nil {
-		return src, 0, fmt.Errorf("probe: tcp connect %v: %w", dst, err)
+	return fd, sent, nil
+}
+
+// finish classifies a completed connect into res and closes the socket.
+func (p *TCPProber) finish(fd int, res *wire.ProbeResult, sent, end time.Time, err error) {
+	if fd >= 0 {
+		closeReset(fd)
 	}
-	var connErr error
-	werr := rc.Write(func(fd uintptr) bool {
-		e, gerr := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
-		if gerr != nil {
-			connErr = gerr
-			return true
+	rtt := end.Sub(sent)
+	switch {
+	case err == nil && rtt >= p.cfg.SynRetransmitAfter:
+		res.Outcome, res.RttNs = wire.Outcome_OUTCOME_SYN_RETRANSMIT, int64(rtt)
+	case err == nil:
+		res.Outcome, res.RttNs = wire.Outcome_OUTCOME_OK, int64(rtt)
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, syscall.ETIMEDOUT):
+		res.Outcome, res.Error = wire.Outcome_OUTCOME_LOST, "connect timeout"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		res.Outcome, res.Error, res.RttNs = wire.Outcome_OUTCOME_REFUSED, "connection refused", int64(rtt)
+	default:
+		res.Outcome, res.Error = wire.Outcome_OUTCOME_ERROR, shortError(err)
+	}
+}
+
+// closeReset closes with linger 0: a RST, no TIME_WAIT on either side.
+func closeReset(fd int) {
+	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	unix.Close(fd)
+}
+
+// Run completes probes until ctx ends; then it reports every probe still
+// in flight as an error (cut short, not lost) and closes the epoll set.
+func (p *TCPProber) Run(ctx context.Context) error {
+	rc, err := p.ep.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("probe: tcp prober: %w", err)
+	}
+	events := make([]unix.EpollEvent, 256)
+	var ready []unix.EpollEvent
+	for ctx.Err() == nil {
+		// Wake for completions, for the earliest deadline, and at least
+		// every 100 ms to notice ctx.
+		wake := p.clock.Now().Add(100 * time.Millisecond)
+		p.mu.Lock()
+		if len(p.byDue) > 0 && p.byDue[0].deadline.Before(wake) {
+			wake = p.byDue[0].deadline
 		}
-		if e != 0 {
-			connErr = syscall.Errno(e)
+		p.mu.Unlock()
+		p.ep.SetReadDeadline(wake)
+		ready = ready[:0]
+		rerr := rc.Read(func(fd uintptr) bool {
+			n, err := unix.EpollWait(int(fd), events, 0)
+			if err != nil || n == 0 {
+				return false
+			}
+			ready = append(ready, events[:n]...)
 			return true
+		})
+		now := p.clock.Now()
+		if rerr != nil && !errors.Is(rerr, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("probe: tcp prober epoll wait: %w", rerr)
 		}
-		// Writable with no error may be a spurious wakeup: connected only
-		// if the peer is known.
-		_, perr := unix.Getpeername(int(fd))
-		return perr == nil
-	})
-	rtt = clk.Now().Sub(sent)
-	if werr != nil {
-		return src, rtt, werr
+		for _, ev := range ready {
+			p.mu.Lock()
+			pd := p.inflight[ev.Fd]
+			if pd != nil {
+				delete(p.inflight, ev.Fd)
+				heap.Remove(&p.byDue, pd.index)
+			}
+			p.mu.Unlock()
+			if pd == nil {
+				continue
+			}
+			var cerr error
+			if e, err := unix.GetsockoptInt(pd.fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil {
+				cerr = err
+			} else if e != 0 {
+				cerr = syscall.Errno(e)
+			}
+			p.finish(pd.fd, pd.res, pd.sent, now, cerr)
+			pd.done(pd.res)
+		}
+		p.expire(now)
 	}
-	if connErr != nil {
-		return src, rtt, fmt.Errorf("probe: tcp connect %v: %w", dst, connErr)
+	p.mu.Lock()
+	p.closed = true
+	cut := p.byDue
+	p.byDue, p.inflight = nil, make(map[int32]*tcpPending)
+	p.mu.Unlock()
+	for _, pd := range cut {
+		closeReset(pd.fd)
+		pd.res.Outcome, pd.res.Error = wire.Outcome_OUTCOME_ERROR, "prober stopped"
+		pd.done(pd.res)
 	}
-	return src, rtt, nil
+	p.ep.Close()
+	return nil
+}
+
+// expire reports the probes whose deadline has passed as lost.
+func (p *TCPProber) expire(now time.Time) {
+	var lost []*tcpPending
+	p.mu.Lock()
+	for len(p.byDue) > 0 && !p.byDue[0].deadline.After(now) {
+		pd := heap.Pop(&p.byDue).(*tcpPending)
+		delete(p.inflight, int32(pd.fd))
+		lost = append(lost, pd)
+	}
+	p.mu.Unlock()
+	for _, pd := range lost {
+		p.finish(pd.fd, pd.res, pd.sent, now, os.ErrDeadlineExceeded)
+		pd.done(pd.res)
+	}
+}
+
+// Probe runs one probe and waits for its result; Run must be running.
+func (p *TCPProber) Probe(ctx context.Context, t Target) *wire.ProbeResult {
+	ch := make(chan *wire.ProbeResult, 1)
+	p.Start(ctx, t, func(r *wire.ProbeResult) { ch <- r })
+	return <-ch
 }
 
 func sockaddr(a netip.AddrPort, family int) unix.Sockaddr {

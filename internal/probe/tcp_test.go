@@ -44,7 +44,7 @@ func newFullListener(t *testing.T, ip string) *fullListener {
 	}
 	l := &fullListener{fd: fd, addr: addrPortOf(sa)}
 	// Fill the queue.
-	p := &TCPProber{}
+	p := startTCPProber(t, TCPProberConfig{})
 	if r := p.Probe(context.Background(), Target{Name: "fill", Protocol: wire.Protocol_PROTOCOL_TCP, Addr: l.addr, Timeout: time.Second}); r.Outcome != wire.Outcome_OUTCOME_OK {
 		t.Fatalf("filling the accept queue: %v %s", r.Outcome, r.Error)
 	}
@@ -85,6 +85,25 @@ func listenDrops(t *testing.T) int64 {
 	return 0
 }
 
+// startTCPProber runs a tcp prober until the test ends.
+func startTCPProber(t *testing.T, cfg TCPProberConfig) *TCPProber {
+	t.Helper()
+	p, err := NewTCPProber(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("tcp prober Run: %v", err)
+		}
+	})
+	return p
+}
+
 func TestTCPProbeOutcomes(t *testing.T) {
 	r, _ := startResponder(t, ResponderConfig{Addr: "127.0.0.41:0"})
 	closedPort := func() netip.AddrPort {
@@ -109,10 +128,11 @@ func TestTCPProbeOutcomes(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := &TCPProber{}
+			cfg := TCPProberConfig{}
 			if tc.local != "" {
-				p.Local = netip.MustParseAddr(tc.local)
+				cfg.Local = netip.MustParseAddr(tc.local)
 			}
+			p := startTCPProber(t, cfg)
 			addr := tc.addr(t)
 			res := p.Probe(context.Background(), Target{Name: "peer", Protocol: wire.Protocol_PROTOCOL_TCP, Addr: addr, Timeout: 200 * time.Millisecond})
 			if res.Outcome != tc.want {
@@ -137,7 +157,7 @@ func TestTCPProbeOutcomes(t *testing.T) {
 
 func TestTCPFreshSourcePortEachProbe(t *testing.T) {
 	r, _ := startResponder(t, ResponderConfig{Addr: "127.0.0.45:0"})
-	p := &TCPProber{Local: netip.MustParseAddr("127.0.0.46")}
+	p := startTCPProber(t, TCPProberConfig{Local: netip.MustParseAddr("127.0.0.46")})
 	ports := map[uint32]bool{}
 	for range 20 {
 		res := p.Probe(context.Background(), Target{Name: "peer", Protocol: wire.Protocol_PROTOCOL_TCP, Addr: r.Addr(), Timeout: time.Second})
@@ -158,8 +178,8 @@ func TestTCPSynRetransmit(t *testing.T) {
 	l := newFullListener(t, "127.0.0.47")
 	before := listenDrops(t)
 	done := make(chan *wire.ProbeResult, 1)
+	p := startTCPProber(t, TCPProberConfig{})
 	go func() {
-		p := &TCPProber{}
 		done <- p.Probe(context.Background(), Target{Name: "peer", Protocol: wire.Protocol_PROTOCOL_TCP, Addr: l.addr, Timeout: 5 * time.Second})
 	}()
 	waitFor(t, "the first SYN to be dropped", func() bool { return listenDrops(t) > before })

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package probe
+
+import "net"
+
+func deferAccept(*net.TCPListener, int) error { return nil }
