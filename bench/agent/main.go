@@ -71,7 +71,9 @@ func main() {
 	}
 }
 
-func peerAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{127, 2, byte(i / 250), byte(i%250 + 1)}) }
+func peerAddr(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{127, 2, byte(i / 250), byte(i%250 + 1)})
+}
 
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

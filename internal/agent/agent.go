@@ -85,14 +85,14 @@ type Agent struct {
 	m     *metrics
 	spool *spool
 
-	mu       sync.Mutex
-	pl       *pinglist.Pinglist
-	key      []byte
-	prevKey  []byte
-	changed  chan struct{}
-	batch    []*wire.ProbeResult
-	batchSz  int
-	sched    *probe.Scheduler // current runtime's, for lag
+	mu      sync.Mutex
+	pl      *pinglist.Pinglist
+	key     []byte
+	prevKey []byte
+	changed chan struct{}
+	batch   []*wire.ProbeResult
+	batchSz int
+	sched   *probe.Scheduler // current runtime's, for lag
 	// partition is the last pinglist's: batches keep going there even
 	// if the pinglist is deleted.
 	partition int
@@ -211,7 +211,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	wg.Add(3)
 	go func() { defer wg.Done(); a.watch(wctx, js, bus.PinglistBucket, a.cfg.Host, a.onPinglist, watchers) }()
-	go func() { defer wg.Done(); a.watch(wctx, js, bus.FleetBucket, bus.ResponderKeyKey, a.onFleetKey, watchers) }()
+	go func() {
+		defer wg.Done()
+		a.watch(wctx, js, bus.FleetBucket, bus.ResponderKeyKey, a.onFleetKey, watchers)
+	}()
 	pctx, stopPublish := context.WithCancel(context.Background())
 	defer stopPublish()
 	go func() { defer wg.Done(); a.publishLoop(pctx, js) }()

@@ -177,4 +177,3 @@ func classifyHTTPError(err error) wire.Outcome {
 	}
 	return wire.Outcome_OUTCOME_ERROR
 }
-
