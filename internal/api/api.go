@@ -28,12 +28,13 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultMaxBodyBytes       = 1 << 20
-	DefaultMaxPointsPerSeries = 11_000 // Prometheus's own cap
-	DefaultMaxQueryRange      = 32 * 24 * time.Hour
-	DefaultQueryTimeout       = 2 * time.Minute
-	DefaultAuditRingSize      = 1000
-	DefaultShutdownTimeout    = 10 * time.Second
+	DefaultMaxBodyBytes         = 1 << 20
+	DefaultMaxPointsPerSeries   = 11_000 // Prometheus's own cap
+	DefaultMaxQueryRange        = 32 * 24 * time.Hour
+	DefaultQueryTimeout         = 2 * time.Minute
+	DefaultMaxConcurrentQueries = 20 // Prometheus's --query.max-concurrency
+	DefaultAuditRingSize        = 1000
+	DefaultShutdownTimeout      = 10 * time.Second
 )
 
 // Config configures the API server. The zero value serves on nothing
@@ -59,6 +60,10 @@ type Config struct {
 	// QueryTimeout bounds a PromQL query; a request's ?timeout may only
 	// shorten it.
 	QueryTimeout time.Duration
+	// MaxConcurrentQueries bounds the PromQL queries evaluated at once;
+	// others wait for a slot within their timeout (MaxSamples bounds the
+	// memory of each, this bounds their sum).
+	MaxConcurrentQueries int
 	// AuditLog receives every audit entry as a JSON line; nil keeps them in
 	// memory only (GET /api/v1/audit).
 	AuditLog      io.Writer
@@ -91,6 +96,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.QueryTimeout <= 0 {
 		c.QueryTimeout = DefaultQueryTimeout
+	}
+	if c.MaxConcurrentQueries <= 0 {
+		c.MaxConcurrentQueries = DefaultMaxConcurrentQueries
 	}
 	if c.AuditRingSize <= 0 {
 		c.AuditRingSize = DefaultAuditRingSize
@@ -193,6 +201,8 @@ type Server struct {
 	audit   *auditLog
 	metrics *httpMetrics
 	handler http.Handler
+	// querySlots holds one token per PromQL query being evaluated.
+	querySlots chan struct{}
 }
 
 // New builds the server and registers every built-in route.
@@ -221,6 +231,8 @@ func New(cfg Config, src Sources) (*Server, error) {
 		auth:    &authenticator{tokens: cfg.Tokens, anonymous: cfg.AllowAnonymous},
 		audit:   newAuditLog(cfg.AuditRingSize, cfg.AuditLog),
 		metrics: m,
+
+		querySlots: make(chan struct{}, cfg.MaxConcurrentQueries),
 	}
 	s.handler = s.harden(s.mux)
 	s.registerPrometheusAPI()
@@ -257,6 +269,8 @@ func (s *Server) Run(ctx context.Context) error {
 
 // Serve serves on ln until ctx ends. It closes ln.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	baseCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRequests()
 	srv := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
@@ -265,7 +279,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		// Requests outlive ctx by up to ShutdownTimeout, so that in-flight
+		// queries can finish; then their contexts end too.
+		BaseContext: func(net.Listener) context.Context { return baseCtx },
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -277,6 +293,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
 	shutdownErr := srv.Shutdown(sctx)
+	cancelRequests()
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("api: serve on %s: %w", ln.Addr(), err)
 	}

@@ -168,6 +168,11 @@ func TestPrometheusAPI(t *testing.T) {
 			ok(fmt.Sprintf(`{"resultType":"matrix","result":[{"metric":{"__name__":"meshlens_rackpair_loss_ratio","dst":"dc1-pod1-rack2-tor","src":"dc1-pod1-rack1-tor"},"values":[[%d,"0.008"],[%d,"0.009"],[%d,"0.01"]]}]}`, T-120, T-60, T))},
 		{"range with float step by POST", call{method: "POST", path: "/api/v1/query_range", form: url.Values{"query": {`sum(meshlens_rackpair_loss_ratio)`}, "start": {at(-time.Minute)}, "end": {at(0)}, "step": {"60"}}}, 200,
 			ok(fmt.Sprintf(`{"resultType":"matrix","result":[{"metric":{},"values":[[%d,"0.509"],[%d,"0.51"]]}]}`, T-60, T))},
+		{"lookback_delta shortens the lookback", call{path: "/api/v1/query", form: url.Values{"query": {`count(meshlens_rackpair_loss_ratio)`}, "time": {at(2 * time.Minute)}, "lookback_delta": {"1m"}}}, 200,
+			ok(`{"resultType":"vector","result":[]}`)},
+		{"default lookback", call{path: "/api/v1/query", form: url.Values{"query": {`count(meshlens_rackpair_loss_ratio)`}, "time": {at(2 * time.Minute)}}}, 200,
+			ok(fmt.Sprintf(`{"resultType":"vector","result":[{"metric":{},"value":[%d,"2"]}]}`, T+120))},
+		{"bad lookback_delta", call{path: "/api/v1/query", form: url.Values{"query": {`1`}, "lookback_delta": {"-1m"}}}, 400, ""},
 		{"labels", call{path: "/api/v1/labels"}, 200, ok(`["__name__","dst","kind","src"]`)},
 		{"labels with match", call{path: "/api/v1/labels", form: url.Values{"match[]": {`meshlens_odd`}}}, 200, ok(`["__name__","kind"]`)},
 		{"label values", call{path: "/api/v1/label/__name__/values"}, 200, ok(`["meshlens_odd","meshlens_rackpair_loss_ratio"]`)},
@@ -284,5 +289,19 @@ func TestGzipAndFormatQuery(t *testing.T) {
 	}
 	if want := `{"status":"success","data":"sum by (dst) (rate(x[5m]))"}`; string(body) != want {
 		t.Fatalf("body %s, want %s", body, want)
+	}
+}
+
+func TestQuerySlots(t *testing.T) {
+	s := newTestServer(t, Config{AllowAnonymous: RoleViewer, MaxConcurrentQueries: 1}, Sources{Store: newTestStore(t)})
+	q := call{path: "/api/v1/query", form: url.Values{"query": {`1`}, "timeout": {"0.05"}}}
+	s.querySlots <- struct{}{} // a long query holds the only slot
+	code, body, _ := q.do(t, s.url)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "query slots") {
+		t.Fatalf("with no free slot: %d %s, want 503 waiting for a slot", code, body)
+	}
+	<-s.querySlots
+	if code, body, _ := q.do(t, s.url); code != 200 {
+		t.Fatalf("with a free slot: %d %s", code, body)
 	}
 }

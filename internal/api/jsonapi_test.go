@@ -115,6 +115,7 @@ func TestHardening(t *testing.T) {
 	ui := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("<html>meshlens</html>")) })
 	s := newTestServer(t, Config{UI: ui}, Sources{})
 	s.Handle("GET /api/v1/boom", RoleNone, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }))
+	s.Handle("POST /api/v1/boom", RoleNone, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }))
 	code, body, hdr := call{path: "/"}.do(t, s.url)
 	if code != 200 || body != "<html>meshlens</html>" {
 		t.Fatalf("UI: %d %s", code, body)
@@ -144,6 +145,13 @@ func TestHardening(t *testing.T) {
 	}
 	if code, _, _ := (call{path: "/healthz"}).do(t, s.url); code != 200 {
 		t.Fatalf("after panics: %d", code)
+	}
+	// A mutating call that panics is audited with the status it got.
+	if code, _, _ := (call{method: "POST", path: "/api/v1/boom"}).do(t, s.url); code != 500 {
+		t.Fatalf("POST panic: %d", code)
+	}
+	if e := s.audit.entries(0); len(e) != 1 || e[0].Status != 500 || e[0].Principal != "anonymous" {
+		t.Fatalf("audit after a panicking POST: %+v", e)
 	}
 }
 

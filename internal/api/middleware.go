@@ -105,15 +105,22 @@ func (s *Server) instrument(pattern string, role Role, mutating bool, next http.
 		rec := w.(*statusRecorder)
 		if mutating && r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions {
 			defer func() {
-				who := p.Name
+				who, status := p.Name, rec.status
 				if who == "" {
 					who = "unauthenticated"
 				}
+				v := recover()
+				if v != nil {
+					status = http.StatusInternalServerError // what the recovery below will answer
+				}
 				s.audit.record(AuditEntry{
 					Time: start.UTC(), Principal: who, Role: p.Role.String(),
-					Method: r.Method, Path: r.URL.Path, Status: rec.status, Remote: r.RemoteAddr,
+					Method: r.Method, Path: r.URL.Path, Status: status, Remote: r.RemoteAddr,
 					Seconds: time.Since(start).Seconds(),
 				})
+				if v != nil {
+					panic(v)
+				}
 			}()
 		}
 		switch {

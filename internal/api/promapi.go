@@ -125,9 +125,14 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer cancel()
+	opts, err := queryOpts(r)
+	if err != nil {
+		writeError(w, errorBadData, err)
+		return
+	}
 	expr := r.Form.Get("query")
 	st := s.src.Store
-	qry, err := st.Engine().NewInstantQuery(ctx, st, nil, expr, ts)
+	qry, err := st.Engine().NewInstantQuery(ctx, st, opts, expr, ts)
 	if err != nil {
 		badQuery(ctx, w, err)
 		return
@@ -183,14 +188,32 @@ func (s *Server) queryRange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer cancel()
+	opts, err := queryOpts(r)
+	if err != nil {
+		writeError(w, errorBadData, err)
+		return
+	}
 	expr := r.Form.Get("query")
 	st := s.src.Store
-	qry, err := st.Engine().NewRangeQuery(ctx, st, nil, expr, start, end, step)
+	qry, err := st.Engine().NewRangeQuery(ctx, st, opts, expr, start, end, step)
 	if err != nil {
 		badQuery(ctx, w, err)
 		return
 	}
 	s.execQuery(ctx, w, qry, expr, limit)
+}
+
+// queryOpts reads the optional lookback_delta parameter.
+func queryOpts(r *http.Request) (promql.QueryOpts, error) {
+	v := r.Form.Get("lookback_delta")
+	if v == "" {
+		return nil, nil
+	}
+	d, err := parseDuration(v)
+	if err != nil || d < 0 {
+		return nil, fmt.Errorf("invalid parameter \"lookback_delta\": %q", v)
+	}
+	return promql.NewPrometheusQueryOpts(false, d, nil), nil
 }
 
 // badQuery reports a query that could not be prepared: a parse error is
@@ -205,6 +228,13 @@ func badQuery(ctx context.Context, w http.ResponseWriter, err error) {
 
 func (s *Server) execQuery(ctx context.Context, w http.ResponseWriter, qry promql.Query, expr string, limit int) {
 	defer qry.Close()
+	select {
+	case s.querySlots <- struct{}{}:
+		defer func() { <-s.querySlots }()
+	case <-ctx.Done():
+		writeError(w, queryErrorType(ctx.Err()), fmt.Errorf("waiting for one of %d query slots: %w", cap(s.querySlots), ctx.Err()))
+		return
+	}
 	res := qry.Exec(ctx)
 	if res.Err != nil {
 		writeError(w, queryErrorType(res.Err), res.Err)
