@@ -261,7 +261,8 @@ func (m *Manager) ObserveSLOs(at time.Time, sts []slo.Status) {
 	defer m.mu.Unlock()
 	for _, st := range sts {
 		for _, inc := range m.incidents {
-			if inc.State == IncidentResolved {
+			// The evaluation that resolves an incident still counts.
+			if inc.State == IncidentResolved && !inc.End.Equal(at) {
 				continue
 			}
 			inc.noteBudget(st)
