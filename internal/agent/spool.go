@@ -125,13 +125,26 @@ func cmpUint(a, b uint64) int {
 }
 
 func (s *spool) readState() (spoolState, error) {
-	var st spoolState
-	b, err := os.ReadFile(filepath.Join(s.dir, stateFile))
+	path := filepath.Join(s.dir, stateFile)
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return st, fmt.Errorf("agent: spool state: %w", err)
+		return spoolState{}, fmt.Errorf("agent: spool state: %w", err)
 	}
-	if err := json.Unmarshal(b, &st); err != nil || st.Epoch == 0 {
-		return st, fmt.Errorf("agent: spool state %q is corrupt (%v): move the spool aside to start a new epoch", filepath.Join(s.dir, stateFile), err)
+	st, err := parseState(b)
+	if err != nil {
+		return st, fmt.Errorf("agent: spool state %q: %w: move the spool aside to start a new epoch", path, err)
+	}
+	return st, nil
+}
+
+// parseState reads state.json.
+func parseState(b []byte) (spoolState, error) {
+	var st spoolState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("corrupt: %w", err)
+	}
+	if st.Epoch == 0 {
+		return st, errors.New("corrupt: no epoch")
 	}
 	return st, nil
 }
