@@ -6,16 +6,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
-	"github.com/prometheus/prometheus/tsdb"
 )
 
 type storeMetrics struct {
 	appended      *prometheus.CounterVec // result: committed, rejected, rolled_back
 	queryDuration *prometheus.HistogramVec
+	reg           prometheus.Registerer
+	collectors    []prometheus.Collector
 }
 
-func newStoreMetrics(reg prometheus.Registerer, db *tsdb.DB) (*storeMetrics, error) {
+func newStoreMetrics(reg prometheus.Registerer, s *Store) (*storeMetrics, error) {
 	m := &storeMetrics{
+		reg: reg,
 		appended: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshlens_store_appended_samples_total",
 			Help: "Samples handed to the store, by outcome: committed, rejected (by the TSDB at append), rolled_back.",
@@ -35,19 +37,34 @@ func newStoreMetrics(reg prometheus.Registerer, db *tsdb.DB) (*storeMetrics, err
 	headSeries := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "meshlens_store_head_series",
 		Help: "Series in the TSDB's in-memory head block.",
-	}, func() float64 { return float64(db.Head().NumSeries()) })
+	}, func() float64 {
+		if s.db == nil {
+			return 0
+		}
+		return float64(s.db.Head().NumSeries())
+	})
 	for _, c := range []prometheus.Collector{m.appended, m.queryDuration, headSeries} {
 		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("store: register metrics: %w", err)
+			m.unregister()
+			return nil, fmt.Errorf("store: register metrics (one store per registry): %w", err)
 		}
+		m.collectors = append(m.collectors, c)
 	}
 	return m, nil
 }
 
-// countingAppender counts samples by outcome and, with remote write, keeps
+func (m *storeMetrics) unregister() {
+	for _, c := range m.collectors {
+		m.reg.Unregister(c)
+	}
+	m.collectors = nil
+}
+
+// countingAppender counts float samples by outcome and, with remote write, keeps
 // the float samples of the transaction so that Commit can queue exactly what
 // the TSDB accepted: nothing of a rolled-back or failed transaction is
-// forwarded.
+// forwarded. Native histograms, exemplars and metadata pass through to the
+// TSDB uncounted and are not remote-written: meshlens writes none today.
 type countingAppender struct {
 	storage.Appender
 	metrics *storeMetrics

@@ -106,8 +106,10 @@ type RemoteWriter struct {
 	queue []pendingSample
 	wake  chan struct{} // capacity 1: "the queue has a full batch"
 
-	samples *prometheus.CounterVec // result: sent, failed, dropped, retried
-	queued  prometheus.GaugeFunc
+	samples    *prometheus.CounterVec // result: sent, failed, dropped, retried
+	queued     prometheus.GaugeFunc
+	reg        prometheus.Registerer
+	collectors []prometheus.Collector
 }
 
 // NewRemoteWriter checks cfg and registers the forwarder's metrics on reg
@@ -142,13 +144,23 @@ func NewRemoteWriter(cfg RemoteWriteConfig, reg prometheus.Registerer, logger *s
 		Help: "Samples waiting in the remote-write queue.",
 	}, func() float64 { return float64(w.QueueLen()) })
 	if reg != nil {
+		w.reg = reg
 		for _, c := range []prometheus.Collector{w.samples, w.queued} {
 			if err := reg.Register(c); err != nil {
+				w.unregister()
 				return nil, fmt.Errorf("store: register remote write metrics: %w", err)
 			}
+			w.collectors = append(w.collectors, c)
 		}
 	}
 	return w, nil
+}
+
+func (w *RemoteWriter) unregister() {
+	for _, c := range w.collectors {
+		w.reg.Unregister(c)
+	}
+	w.collectors = nil
 }
 
 // QueueLen is the number of samples waiting to be sent.

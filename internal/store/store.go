@@ -89,10 +89,10 @@ type Store struct {
 	metrics *storeMetrics
 }
 
-// Sentinel errors.
+// The Store is what writers and readers of the data path see.
 var (
-	// ErrClosed is returned by Run when the store was closed under it.
-	ErrClosed = errors.New("store: closed")
+	_ storage.Appendable = (*Store)(nil)
+	_ storage.Queryable  = (*Store)(nil)
 )
 
 // Open opens (or creates) the TSDB in dir. Reopening the same dir keeps the
@@ -110,15 +110,31 @@ func Open(dir string, opts Options) (*Store, error) {
 	// deletes data in steps of at most 10%.
 	topts.MaxBlockDuration = min(max(topts.RetentionDuration/10, topts.MinBlockDuration), (31 * 24 * time.Hour).Milliseconds())
 
-	var tsdbReg prometheus.Registerer
-	if opts.Registerer != nil {
-		tsdbReg = opts.Registerer
-	}
-	db, err := tsdb.Open(dir, opts.Logger.With("component", "tsdb"), tsdbReg, topts, nil)
+	s := &Store{opts: opts, parser: parser.NewParser(parser.Options{})}
+	// Our own metrics register first: the TSDB and the engine panic on a
+	// registry that already has theirs (a second store on one registry),
+	// and ours failing first turns that into an error.
+	var err error
+	s.metrics, err = newStoreMetrics(opts.Registerer, s)
 	if err != nil {
+		return nil, err
+	}
+	if opts.RemoteWrite.URL != "" {
+		s.remote, err = NewRemoteWriter(opts.RemoteWrite, opts.Registerer, opts.Logger.With("component", "remote-write"))
+		if err != nil {
+			s.metrics.unregister()
+			return nil, err
+		}
+	}
+	db, err := tsdb.Open(dir, opts.Logger.With("component", "tsdb"), opts.Registerer, topts, nil)
+	if err != nil {
+		s.metrics.unregister()
+		if s.remote != nil {
+			s.remote.unregister()
+		}
 		return nil, fmt.Errorf("store: open tsdb in %q: %w", dir, err)
 	}
-	s := &Store{db: db, opts: opts, parser: parser.NewParser(parser.Options{})}
+	s.db = db
 	s.engine = promql.NewEngine(promql.EngineOpts{
 		Logger:               opts.Logger.With("component", "promql"),
 		Reg:                  opts.Registerer,
@@ -132,16 +148,6 @@ func Open(dir string, opts Options) (*Store, error) {
 		// Prometheus's global config (1m).
 		NoStepSubqueryIntervalFn: func(int64) int64 { return time.Minute.Milliseconds() },
 	})
-	s.metrics, err = newStoreMetrics(opts.Registerer, db)
-	if err != nil {
-		return nil, errors.Join(err, db.Close())
-	}
-	if opts.RemoteWrite.URL != "" {
-		s.remote, err = NewRemoteWriter(opts.RemoteWrite, opts.Registerer, opts.Logger.With("component", "remote-write"))
-		if err != nil {
-			return nil, errors.Join(err, db.Close())
-		}
-	}
 	return s, nil
 }
 

@@ -231,3 +231,37 @@ func BenchmarkAppendCommit(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(series)), "samples/op")
 }
+
+func TestRunWithoutRemoteWriteStops(t *testing.T) {
+	s := openStore(t, t.TempDir(), Options{})
+	defer s.Close()
+	if s.RemoteWriter() != nil {
+		t.Fatal("RemoteWriter without a URL")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	if _, err := Open("", Options{}); err == nil {
+		t.Error("Open(\"\"): want error")
+	}
+	reg := prometheus.NewRegistry()
+	if _, err := Open(t.TempDir(), Options{Registerer: reg, RemoteWrite: RemoteWriteConfig{URL: "gopher://x"}}); err == nil {
+		t.Error("Open with a bad remote write URL: want error")
+	}
+	// The failed Open left the registry clean: this one succeeds. A second
+	// store on the same registry collides, and Open says so instead of
+	// panicking.
+	s := openStore(t, t.TempDir(), Options{Registerer: reg})
+	defer s.Close()
+	if s2, err := Open(t.TempDir(), Options{Registerer: reg}); err == nil {
+		s2.Close()
+		t.Error("second Open on one registry: want error")
+	}
+}
