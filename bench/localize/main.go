@@ -19,11 +19,12 @@ import (
 
 func main() {
 	suite := flag.String("suite", "test/scenarios/*.yaml", "scenario files (glob)")
+	workers := flag.Int("workers", 2, "scenarios run at once")
 	asJSON := flag.Bool("json", false, "print the reports as JSON instead of a table")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	entries, err := sim.RunSuite(ctx, *suite, sim.Options{})
+	entries, err := sim.RunSuite(ctx, *suite, sim.Options{}, *workers)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench-localize:", err)
 		os.Exit(1)

@@ -2,10 +2,12 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
 	"sort"
+	"sync"
 	"text/tabwriter"
 )
 
@@ -27,9 +29,10 @@ func Class(sc *Scenario) string {
 	return ClassMulti
 }
 
-// RunSuite runs every scenario file matching pattern, in file order, and
-// returns their reports with their classes.
-func RunSuite(ctx context.Context, pattern string, opts Options) ([]SuiteEntry, error) {
+// RunSuite runs every scenario file matching pattern, workers at a time
+// (at least one), and returns their reports with their classes in file
+// order. The first error stops the suite.
+func RunSuite(ctx context.Context, pattern string, opts Options, workers int) ([]SuiteEntry, error) {
 	files, err := filepath.Glob(pattern)
 	if err != nil {
 		return nil, fmt.Errorf("sim: suite %q: %w", pattern, err)
@@ -38,17 +41,48 @@ func RunSuite(ctx context.Context, pattern string, opts Options) ([]SuiteEntry, 
 		return nil, fmt.Errorf("sim: suite %q: no scenario files", pattern)
 	}
 	sort.Strings(files)
-	var out []SuiteEntry
-	for _, f := range files {
-		sc, err := Load(f)
-		if err != nil {
+	scenarios := make([]*Scenario, len(files))
+	for i, f := range files {
+		if scenarios[i], err = Load(f); err != nil {
 			return nil, err
 		}
-		rep, err := Run(ctx, sc, opts)
-		if err != nil {
-			return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := make([]SuiteEntry, len(files))
+	errs := make([]error, len(files))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range max(workers, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				rep, err := Run(ctx, scenarios[i], opts)
+				if err != nil {
+					errs[i] = err
+					cancel()
+					continue
+				}
+				out[i] = SuiteEntry{Class: Class(scenarios[i]), Report: rep}
+			}
+		}()
+	}
+feed:
+	for i := range files {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
 		}
-		out = append(out, SuiteEntry{Class: Class(sc), Report: rep})
+	}
+	close(next)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("sim: suite %q: %w", pattern, err)
 	}
 	return out, nil
 }

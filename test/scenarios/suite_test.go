@@ -23,7 +23,8 @@ const (
 )
 
 func TestSuiteTargets(t *testing.T) {
-	entries, err := sim.RunSuite(context.Background(), "*.yaml", sim.Options{})
+	// Two at a time: CI machines have two cores.
+	entries, err := sim.RunSuite(context.Background(), "*.yaml", sim.Options{}, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
