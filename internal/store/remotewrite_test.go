@@ -345,3 +345,17 @@ func FuzzEncodeWriteRequest(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkEncodeWriteRequest(b *testing.B) {
+	batch := make([]pendingSample, 0, DefaultRemoteWriteMaxPerSend)
+	for i := range DefaultRemoteWriteMaxPerSend {
+		batch = append(batch, pendingSample{labels.FromStrings("__name__", "meshlens_rackpair_loss_ratio", "src", fmt.Sprintf("r%d", i%50), "dst", fmt.Sprintf("r%d", i/50)), int64(i), 0.01})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := encodeWriteRequest(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(batch)), "samples/op")
+}
