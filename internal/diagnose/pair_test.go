@@ -1,0 +1,178 @@
+package diagnose
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/meshlens/meshlens/internal/api"
+	"github.com/meshlens/meshlens/internal/store"
+	"github.com/meshlens/meshlens/internal/topology"
+)
+
+const (
+	srcHost = "dc1-pod1-rack1-h01"
+	dstHost = "dc1-pod2-rack1-h01"
+)
+
+// fabric is the state of the world a diagnosis looks at.
+type fabric struct {
+	pairLoss     float64 // src->dst loss in the last 5 minutes
+	baselineLoss float64 // before that
+	rackLoss     float64 // every rack pair's loss, recently
+	srcHostOut   float64 // src's own loss out, recently
+	suspects     []Suspect
+}
+
+// pairSource serves the src->dst and dst->src windows of a fabric.
+type pairSource struct {
+	f   fabric
+	now time.Time
+}
+
+func (p pairSource) PairWindows(_ context.Context, q api.PairQuery) ([]api.PairWindow, error) {
+	var out []api.PairWindow
+	for end := p.now.Add(-time.Hour).Add(10 * time.Second); !end.After(p.now); end = end.Add(10 * time.Second) {
+		if end.Before(q.Since) || end.After(q.Until) {
+			continue
+		}
+		loss := p.f.baselineLoss
+		if end.After(p.now.Add(-RecentSpan)) && q.Src == srcHost {
+			loss = p.f.pairLoss
+		}
+		sent := uint64(1000)
+		out = append(out, api.PairWindow{Start: end.Add(-10 * time.Second), End: end, Proto: "tcp", Sent: sent, Lost: uint64(loss * float64(sent)), LossRatio: loss, P50: 50e-6, P90: 80e-6, P99: 120e-6, P999: 300e-6})
+	}
+	return out, nil
+}
+
+// serveFabric starts the real API server over a real store holding the
+// fabric's rollups.
+func serveFabric(t *testing.T, f fabric, now time.Time) *Client {
+	t.Helper()
+	topo, err := topology.Generate(topology.GenSpec{DCs: 1, Pods: 2, RacksPerPod: 2, HostsPerRack: 4, LeavesPerPod: 2, Spines: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	app := st.Appender(context.Background())
+	cum := map[string][2]float64{}
+	for ts := now.Add(-30 * time.Minute); !ts.After(now); ts = ts.Add(10 * time.Second) {
+		recent := ts.After(now.Add(-RecentSpan))
+		for _, r1 := range topo.Racks {
+			for _, r2 := range topo.Racks {
+				loss := 0.0
+				if recent {
+					loss = f.rackLoss
+				}
+				k := r1.Name + ">" + r2.Name
+				c := cum[k]
+				c[0] += 1000
+				c[1] += 1000 * loss
+				cum[k] = c
+				for i, name := range []string{"meshlens_rack_pair_probes_total", "meshlens_rack_pair_probes_lost_total"} {
+					if _, err := app.Append(0, labels.FromStrings("__name__", name, "src_rack", r1.Name, "dst_rack", r2.Name, "proto", "tcp"), ts.UnixMilli(), c[i]); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
+		for _, h := range topo.Hosts {
+			for _, dir := range []string{"out", "in"} {
+				v := 0.0
+				if recent {
+					v = f.rackLoss
+					if h.Name == srcHost && dir == "out" {
+						v = f.srcHostOut
+					}
+				}
+				if _, err := app.Append(0, labels.FromStrings("__name__", "meshlens_host_loss_ratio", "host", h.Name, "direction", dir), ts.UnixMilli(), v); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.New(api.Config{AllowAnonymous: api.RoleViewer, Registerer: prometheus.NewRegistry()},
+		api.Sources{Store: st, Topology: func() any { return topo }, Pairs: pairSource{f, now}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	suspects := f.suspects
+	if suspects == nil {
+		suspects = []Suspect{}
+	}
+	srv.Handle("GET /api/v1/suspects", api.RoleViewer, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": map[string]any{"suspects": suspects}})
+	}))
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	c, err := NewClient(hs.URL, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestDiagnosePair(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	tor := Suspect{Element: "dc1-pod1-rack1-tor--dc1-pod1-leaf1", Kind: "link", Symptom: "loss", Estimate: 0.04, Confidence: 0.93}
+	elsewhere := Suspect{Element: "dc1-pod2-rack2-tor--dc1-pod2-leaf2", Kind: "link", Symptom: "loss", Estimate: 0.04, Confidence: 0.93}
+	tests := []struct {
+		name      string
+		f         fabric
+		cause     string
+		onPath    int
+		golden    string
+		inVerdict string
+	}{
+		{"healthy", fabric{pairLoss: 0, suspects: []Suspect{elsewhere}}, CauseHealthy, 0, "", "is healthy"},
+		{"healthy despite a suspect on a path", fabric{suspects: []Suspect{tor}}, CauseHealthy, 1, "", "ECMP keeps"},
+		{"sick source host", fabric{pairLoss: 0.05, srcHostOut: 0.05, rackLoss: 0.0005}, CauseHost, 0, "", "dc1-pod1-rack1-h01 is a sick host"},
+		{"blamed link on the paths", fabric{pairLoss: 0.02, rackLoss: 0.01, suspects: []Suspect{elsewhere, tor}}, CauseNetwork, 1, "pair-network.txt", "link dc1-pod1-rack1-tor--dc1-pod1-leaf1, on 4 of its 8 paths, is blamed"},
+		{"rack pair lossy, nothing blamed", fabric{pairLoss: 0.02, rackLoss: 0.02}, CauseNetwork, 0, "", "the whole rack pair loses"},
+		{"pair alone", fabric{pairLoss: 0.02}, CauseUnknown, 0, "", "flow-specific"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := serveFabric(t, tc.f, now)
+			r, err := Pair(context.Background(), c, srcHost, dstHost, time.Hour, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Cause != tc.cause || len(r.OnPath) != tc.onPath || !strings.Contains(r.Verdict, tc.inVerdict) {
+				t.Fatalf("cause %s, %d suspects on path, verdict %q; want %s, %d, containing %q\nevidence: %v", r.Cause, len(r.OnPath), r.Verdict, tc.cause, tc.onPath, tc.inVerdict, r.Evidence)
+			}
+			if tc.golden != "" {
+				var b bytes.Buffer
+				if err := WritePair(&b, r); err != nil {
+					t.Fatal(err)
+				}
+				golden(t, tc.golden, b.Bytes())
+			}
+		})
+	}
+}
+
+func TestDiagnosePairUnknownHost(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	c := serveFabric(t, fabric{}, now)
+	if _, err := Pair(context.Background(), c, srcHost, "nope", time.Hour, now); err == nil || !strings.Contains(err.Error(), "want two different hosts") {
+		t.Fatalf("err = %v", err)
+	}
+}
