@@ -57,6 +57,8 @@ type Suspect struct {
 	Confidence float64  `json:"confidence"`
 	Score      float64  `json:"score"`
 	Evidence   Evidence `json:"evidence"`
+
+	cand int32 // the meshlens localizer's candidate id
 }
 
 // Evidence is what a suspect was blamed on.

@@ -82,6 +82,14 @@ type meshlens struct {
 	count []int32
 	stamp []int32
 	epoch int32
+	// downSeen: switches and links blamed as dead; excluded: those of them
+	// that have since stopped losing probes, which means routing converged
+	// around them. The traffic model routes around excluded elements until
+	// a traced probe crosses one again, or the traffic they no longer carry
+	// would be expected of them and the traffic their neighbours took over
+	// would look like a fault of the neighbours.
+	downSeen map[int32]bool
+	excluded map[int32]bool
 }
 
 // Candidate ids: a switch-to-switch link direction l is l, the physical
@@ -91,7 +99,8 @@ type meshlens struct {
 // cable, and both are the host.
 func newMeshlens(x *Index, cfg Config) *meshlens {
 	c := 2*x.NumLinks() + x.NumNodes()
-	return &meshlens{x: x, cfg: cfg, ev: newEvidence(x, cfg.Horizon), count: make([]int32, c), stamp: make([]int32, c)}
+	return &meshlens{x: x, cfg: cfg, ev: newEvidence(x, cfg.Horizon), count: make([]int32, c), stamp: make([]int32, c),
+		downSeen: map[int32]bool{}, excluded: map[int32]bool{}}
 }
 
 func (m *meshlens) Name() string { return NameMeshlens }
@@ -129,13 +138,66 @@ func (m *meshlens) Localize(w *Window) ([]Suspect, error) {
 			}
 		}
 	}
-	out = append(out, m.explain(lost, false)...)
+	lossSuspects := m.explain(lost, false)
+	m.trackDown(w, lossSuspects)
+	out = append(out, lossSuspects...)
 	out = append(out, m.explain(slowTraces, true)...)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Score > out[j].Score })
 	if len(out) > m.cfg.MaxSuspects {
 		out = out[:m.cfg.MaxSuspects]
 	}
 	return out, nil
+}
+
+// trackDown updates the elements the traffic model routes around; see
+// meshlens.excluded.
+func (m *meshlens) trackDown(w *Window, loss []Suspect) {
+	x := m.x
+	L := int32(x.NumLinks())
+	blamed := map[int32]bool{}
+	for _, s := range loss {
+		blamed[s.cand] = true
+		if s.cand < 2*L || x.IsSwitch(s.cand-2*L) {
+			if (s.Symptom == SymptomDown || s.Symptom == SymptomBlackhole) && s.Estimate >= 0.3 {
+				m.downSeen[s.cand] = true
+			}
+		}
+	}
+	changed := false
+	for c := range m.downSeen {
+		if !blamed[c] && !m.excluded[c] {
+			m.excluded[c] = true
+			changed = true
+		}
+	}
+	if len(m.excluded) > 0 {
+		var buf []int32
+		for i := range w.Traces {
+			buf = m.candidates(&w.Traces[i], buf[:0])
+			for _, c := range buf {
+				if m.excluded[c] {
+					delete(m.excluded, c)
+					delete(m.downSeen, c)
+					changed = true
+				}
+			}
+		}
+	}
+	if !changed {
+		return
+	}
+	nodes, links := map[int32]bool{}, map[int32]bool{}
+	for c := range m.excluded {
+		switch {
+		case c < L:
+			links[c] = true
+		case c < 2*L:
+			links[c-L], links[x.Reverse[c-L]] = true, true
+		default:
+			nodes[c-2*L] = true
+		}
+	}
+	m.ev.tr.routes = x.Routes(func(n int32) bool { return nodes[n] }, func(l int32) bool { return links[l] })
 }
 
 func confidence(score, min float64) float64 { return 1 - math.Exp(-score/min) }
@@ -290,7 +352,7 @@ func (m *meshlens) explain(traces []*Trace, latency bool) []Suspect {
 		e := float64(m.count[best])
 		touch := m.touches(best)
 		name, kind := m.describe(best)
-		sus := Suspect{Element: name, Kind: kind, Score: bestScore, Confidence: confidence(bestScore, m.cfg.MinScore),
+		sus := Suspect{cand: best, Element: name, Kind: kind, Score: bestScore, Confidence: confidence(bestScore, m.cfg.MinScore),
 			Evidence: Evidence{Probes: touch, Anomalous: int(e), Expected: bestLambda}}
 		pairs := map[[2]int32]bool{}
 		var excess []time.Duration

@@ -27,6 +27,10 @@ type Options struct {
 	Localizers []string
 	// Config of the localizers.
 	Config localize.Config
+	// Observe, when set, sees every window's verdict of every localizer as
+	// it is made: at is the time from the run's start. For progress
+	// displays and debugging; it must not keep suspects it modifies.
+	Observe func(at time.Duration, localizer string, window *aggregate.SealedWindow, suspects []localize.Suspect)
 }
 
 // Run simulates sc on a virtual clock: each round's batches go through the
@@ -106,6 +110,9 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 					return nil, fmt.Errorf("sim: %s: window %v: %s: %w", sc.Name, sw.Start, lz.Name(), err)
 				}
 				timelines[i].add(at, sus)
+				if opts.Observe != nil {
+					opts.Observe(at, lz.Name(), sw, sus)
+				}
 			}
 		}
 	}
