@@ -306,6 +306,9 @@ func (m *Manager) Observe(at time.Time, conds []Condition) {
 			m.alerts[fp] = a
 		}
 		a.Annotations = maps.Clone(c.Annotations)
+		if a.Annotations == nil {
+			a.Annotations = map[string]string{}
+		}
 		a.Scope, a.SLO, a.Value, a.LastSeen, a.forDur = c.Scope, c.SLO, c.Value, at, c.For
 		switch {
 		case a.State == StatePending && at.Sub(a.ActiveAt) >= a.forDur:

@@ -99,6 +99,12 @@ func TestDeduplicate(t *testing.T) {
 	m := newManager(t, Config{})
 	c := cond("a", nil, 0)
 	m.Observe(t0, []Condition{c, c, {Labels: map[string]string{"slo": "no-name"}}})
+	// No annotations and a culprit to note on them: no crash.
+	b := newManager(t, Config{Blamer: BlamerFunc(func(*slo.Scope, time.Time) (Culprit, bool) { return Culprit{Element: "dc1-spine1"}, true })})
+	b.Observe(t0, []Condition{{Labels: map[string]string{"alertname": "bare"}}})
+	if got := b.Alerts()[0].Annotations["blamed_element"]; got != "dc1-spine1" {
+		t.Errorf("blamed_element = %q", got)
+	}
 	if n := len(m.Alerts()); n != 1 {
 		t.Fatalf("%d alerts, want 1", n)
 	}

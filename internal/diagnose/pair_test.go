@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/meshlens/meshlens/internal/alert"
 	"github.com/meshlens/meshlens/internal/api"
 	"github.com/meshlens/meshlens/internal/store"
 	"github.com/meshlens/meshlens/internal/topology"
@@ -30,7 +31,13 @@ type fabric struct {
 	rackLoss     float64 // every rack pair's loss, recently
 	srcHostOut   float64 // src's own loss out, recently
 	suspects     []Suspect
+	agents       []api.AgentStatus // nil: the server lists none
+	incidents    *alert.Manager    // nil: no incidents API
 }
+
+type agentSource []api.AgentStatus
+
+func (a agentSource) Agents() []api.AgentStatus { return a }
 
 // pairSource serves the src->dst and dst->src windows of a fabric.
 type pairSource struct {
@@ -107,10 +114,19 @@ func serveFabric(t *testing.T, f fabric, now time.Time) *Client {
 	if err := app.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := api.New(api.Config{AllowAnonymous: api.RoleViewer, Registerer: prometheus.NewRegistry()},
-		api.Sources{Store: st, Topology: func() any { return topo }, Pairs: pairSource{f, now}})
+	src := api.Sources{Store: st, Topology: func() any { return topo }, Pairs: pairSource{f, now}}
+	if f.agents != nil {
+		src.Agents = agentSource(f.agents)
+	}
+	srv, err := api.New(api.Config{AllowAnonymous: api.RoleViewer, Registerer: prometheus.NewRegistry()}, src)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if m := f.incidents; m != nil {
+		srv.Handle("GET /api/v1/incidents", api.RoleViewer, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": m.Incidents()})
+		}))
 	}
 	suspects := f.suspects
 	if suspects == nil {
