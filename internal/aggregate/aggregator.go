@@ -133,26 +133,85 @@ type counterKey struct {
 // path does one map lookup per result.
 type pair struct {
 	key      PairKey
+	id       int32 // index in open windows' stats
 	src, dst location
 	counts   [numLevels]*Count // nil without a Locator
+	// rollups this pair feeds, as indexes into Aggregator.rollKeys (-1:
+	// none): resolved once so that sealing indexes slices instead of
+	// hashing strings for every pair of every window.
+	rollups [numRollups]int32
 }
+
+// Rollup kinds a pair feeds.
+const (
+	rollHostOut = iota
+	rollHostIn
+	rollRack
+	rollPod
+	rollDC
+	numRollups
+)
+
+// rollKey names one rollup series.
+type rollKey struct {
+	kind int
+	host string       // host rollups
+	loc  LocationPair // rack/pod/dc rollups
+}
+
+// dstProto names a pair within its source agent's index.
+type dstProto struct {
+	dst   string
+	proto wire.Protocol
+}
+
+// agentPairs indexes one agent's pairs: a batch is one agent's, so the hot
+// lookup runs in a small map that stays in cache for the whole batch.
+type agentPairs map[dstProto]*pair
 
 // window is an open (not yet sealed) window.
 type window struct {
 	start int64 // unix ns
-	stats map[*pair]*PairStats
+	// stats by pair id; touched lists the ids present, in arrival order.
+	stats   []*PairStats
+	touched []int32
+	slab    []PairStats
 	// minSeq is the smallest stream sequence that contributed (0: none
 	// known), from which a restarted ingester must replay to rebuild it.
 	minSeq uint64
 }
 
+// statsSlab is how many PairStats a window allocates at once: one
+// allocation instead of one per pair.
+const statsSlab = 256
+
+func (w *window) newStats() *PairStats {
+	if len(w.slab) == 0 {
+		w.slab = make([]PairStats, statsSlab)
+	}
+	st := &w.slab[0]
+	w.slab = w.slab[1:]
+	return st
+}
+
 // recentWindow is a sealed window's pair detail kept for PairWindows.
 type recentWindow struct {
 	start int64
-	pairs map[PairKey]*PairStats
-	// private marks stats copied after sealing, which late results may
-	// modify in place; the others are shared with subscribers.
-	private map[PairKey]bool
+	// stats by pair id, shared with the SealedWindow: never modified.
+	stats []*PairStats
+	// late holds the pairs that received late results: private copies of
+	// the sealed stats, modified in place.
+	late map[int32]*PairStats
+}
+
+func (rw *recentWindow) pair(id int32) *PairStats {
+	if st := rw.late[id]; st != nil {
+		return st
+	}
+	if int(id) < len(rw.stats) {
+		return rw.stats[id]
+	}
+	return nil
 }
 
 // Aggregator is the pure core of stage 1: batches in, sealed windows out.
@@ -165,7 +224,11 @@ type Aggregator struct {
 	w, l int64 // window and lateness in ns
 
 	mu          sync.Mutex
-	pairs       map[PairKey]*pair
+	pairs       map[string]agentPairs // by source agent
+	nPairs      int32
+	byID        []*pair // pairs by id
+	rollKeys    []rollKey
+	rollIndex   map[rollKey]int32
 	open        map[int64]*window
 	sealedUntil int64 // windows ending at or before this are sealed (unix ns)
 	// recentSince: sealed windows starting before it were sealed by an
@@ -189,15 +252,16 @@ func New(cfg Config) (*Aggregator, error) {
 		return nil, err
 	}
 	return &Aggregator{
-		cfg:      cfg,
-		w:        int64(cfg.Window),
-		l:        int64(cfg.Lateness),
-		pairs:    make(map[PairKey]*pair),
-		open:     make(map[int64]*window),
-		recent:   make(map[int64]*recentWindow),
-		counters: make(map[counterKey]*Count),
-		agents:   make(map[string]*AgentStatus),
-		m:        m,
+		cfg:       cfg,
+		w:         int64(cfg.Window),
+		l:         int64(cfg.Lateness),
+		pairs:     make(map[string]agentPairs),
+		rollIndex: make(map[rollKey]int32),
+		open:      make(map[int64]*window),
+		recent:    make(map[int64]*recentWindow),
+		counters:  make(map[counterKey]*Count),
+		agents:    make(map[string]*AgentStatus),
+		m:         m,
 	}, nil
 }
 
@@ -238,6 +302,11 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 
 	var skew, old, unknown, late, accepted int
 	var win *window
+	mine := a.pairs[b.Agent]
+	if mine == nil {
+		mine = make(agentPairs)
+		a.pairs[b.Agent] = mine
+	}
 	for _, r := range b.Results {
 		t := r.StartUnixNano
 		if t > newest {
@@ -248,10 +317,9 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 			old++
 			continue
 		}
-		k := PairKey{Src: b.Agent, Dst: r.Dst, Proto: r.Protocol}
-		p := a.pairs[k]
+		p := mine[dstProto{r.Dst, r.Protocol}]
 		if p == nil {
-			if p = a.newPairLocked(k, src); p == nil {
+			if p = a.newPairLocked(PairKey{Src: b.Agent, Dst: r.Dst, Proto: r.Protocol}, src); p == nil {
 				unknown++
 				continue
 			}
@@ -272,20 +340,24 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 		start := t - t%a.w
 		if start+a.w <= a.sealedUntil {
 			late++
-			a.mergeLateLocked(start, k, r, lag)
+			a.mergeLateLocked(start, p, r, lag)
 			continue
 		}
 		if win == nil || win.start != start {
 			win = a.open[start]
 			if win == nil {
-				win = &window{start: start, stats: make(map[*pair]*PairStats)}
+				win = &window{start: start, stats: make([]*PairStats, a.nPairs)}
 				a.open[start] = win
 			}
 		}
-		st := win.stats[p]
+		if int(p.id) >= len(win.stats) {
+			win.stats = append(win.stats, make([]*PairStats, int(a.nPairs)-len(win.stats))...)
+		}
+		st := win.stats[p.id]
 		if st == nil {
-			st = &PairStats{}
-			win.stats[p] = st
+			st = win.newStats()
+			win.stats[p.id] = st
+			win.touched = append(win.touched, p.id)
 		}
 		st.add(r, lag)
 		if streamSeq != 0 && (win.minSeq == 0 || streamSeq < win.minSeq) {
@@ -332,9 +404,17 @@ func (a *Aggregator) newPairLocked(k PairKey, src location) *pair {
 	if !ok {
 		return nil
 	}
-	p := &pair{key: k, src: src, dst: dst}
+	p := &pair{key: k, id: a.nPairs, src: src, dst: dst}
+	a.nPairs++
+	a.byID = append(a.byID, p)
+	p.rollups = [numRollups]int32{
+		a.rollIDLocked(rollKey{kind: rollHostOut, host: k.Src}),
+		a.rollIDLocked(rollKey{kind: rollHostIn, host: k.Dst}),
+		-1, -1, -1,
+	}
 	if a.cfg.Locator != nil {
 		for lv := level(0); lv < numLevels; lv++ {
+			p.rollups[rollRack+int(lv)] = a.rollIDLocked(rollKey{kind: rollRack + int(lv), loc: LocationPair{src.at(lv), dst.at(lv), k.Proto}})
 			ck := counterKey{lv, LocationPair{src.at(lv), dst.at(lv), k.Proto}}
 			c := a.counters[ck]
 			if c == nil {
@@ -344,30 +424,43 @@ func (a *Aggregator) newPairLocked(k PairKey, src location) *pair {
 			p.counts[lv] = c
 		}
 	}
-	a.pairs[k] = p
+	a.pairs[k.Src][dstProto{k.Dst, k.Proto}] = p
 	return p
+}
+
+func (a *Aggregator) rollIDLocked(k rollKey) int32 {
+	id, ok := a.rollIndex[k]
+	if !ok {
+		id = int32(len(a.rollKeys))
+		a.rollKeys = append(a.rollKeys, k)
+		a.rollIndex[k] = id
+	}
+	return id
 }
 
 // mergeLateLocked folds a result for an already sealed window into its
 // recent detail, if this process holds that window.
-func (a *Aggregator) mergeLateLocked(start int64, k PairKey, r *wire.ProbeResult, lag time.Duration) {
+func (a *Aggregator) mergeLateLocked(start int64, p *pair, r *wire.ProbeResult, lag time.Duration) {
 	if start < a.recentSince {
 		return
 	}
 	rw := a.recent[start]
 	if rw == nil {
-		rw = &recentWindow{start: start, pairs: make(map[PairKey]*PairStats), private: make(map[PairKey]bool)}
+		rw = &recentWindow{start: start}
 		a.recent[start] = rw
 	}
-	st := rw.pairs[k]
-	switch {
-	case st == nil:
-		st = &PairStats{}
-	case !rw.private[k]:
-		st = st.clone() // the sealed original belongs to subscribers now
+	if rw.late == nil {
+		rw.late = make(map[int32]*PairStats)
 	}
-	rw.pairs[k] = st
-	rw.private[k] = true
+	st := rw.late[p.id]
+	if st == nil {
+		if sealed := rw.pair(p.id); sealed != nil {
+			st = sealed.clone() // the sealed original belongs to subscribers
+		} else {
+			st = &PairStats{}
+		}
+		rw.late[p.id] = st
+	}
 	st.add(r, lag)
 	st.LateResults++
 }
@@ -430,46 +523,79 @@ func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindo
 
 // sealLocked turns an open window into its SealedWindow and recent detail.
 func (a *Aggregator) sealLocked(w *window) *SealedWindow {
+	pairs := a.byID
+	rollups := make([]*Rollup, len(a.rollKeys))
+	var used []int32
+	var slab []Rollup
+	var kinds [numRollups]int
+	var idx [inlineRTTs]int
 	sw := &SealedWindow{
-		Start:     time.Unix(0, w.start).UTC(),
-		End:       time.Unix(0, w.start+a.w).UTC(),
-		Pairs:     make(map[PairKey]*PairStats, len(w.stats)),
-		Hosts:     make(map[HostKey]*Rollup),
-		RackPairs: make(map[LocationPair]*Rollup),
-		PodPairs:  make(map[LocationPair]*Rollup),
-		DCPairs:   make(map[LocationPair]*Rollup),
+		Start: time.Unix(0, w.start).UTC(),
+		End:   time.Unix(0, w.start+a.w).UTC(),
+		Pairs: make([]PairEntry, 0, len(w.touched)),
 	}
-	levels := [numLevels]map[LocationPair]*Rollup{sw.RackPairs, sw.PodPairs, sw.DCPairs}
-	rollup := func(m map[LocationPair]*Rollup, k LocationPair, st *PairStats) {
-		r := m[k]
-		if r == nil {
-			r = &Rollup{}
-			m[k] = r
+	for _, id := range w.touched {
+		p, st := pairs[id], w.stats[id]
+		sw.Pairs = append(sw.Pairs, PairEntry{p.key, st})
+		// The pair's raw RTTs go into up to five rollups: map each to its
+		// sketch bin once, not once per rollup.
+		n := 0
+		if st.rtt.sketch == nil {
+			for i, v := range st.rtt.v[:st.rtt.n] {
+				idx[i] = -1 // zero RTT: let the sketch file it
+				if v > sketchMapping.MinIndexableValue() {
+					idx[i] = sketchMapping.Index(v)
+				}
+				n++
+			}
 		}
-		r.merge(st)
-	}
-	hostRollup := func(k HostKey, st *PairStats) {
-		r := sw.Hosts[k]
-		if r == nil {
-			r = &Rollup{}
-			sw.Hosts[k] = r
-		}
-		r.merge(st)
-	}
-	rw := &recentWindow{start: w.start, pairs: make(map[PairKey]*PairStats, len(w.stats)), private: make(map[PairKey]bool)}
-	for p, st := range w.stats {
-		sw.Pairs[p.key] = st
-		rw.pairs[p.key] = st
-		hostRollup(HostKey{p.key.Src, Out}, st)
-		hostRollup(HostKey{p.key.Dst, In}, st)
-		if a.cfg.Locator != nil {
-			for lv := level(0); lv < numLevels; lv++ {
-				rollup(levels[lv], LocationPair{p.src.at(lv), p.dst.at(lv), p.key.Proto}, st)
+		for _, rid := range p.rollups {
+			if rid < 0 {
+				continue
+			}
+			r := rollups[rid]
+			if r == nil {
+				if len(slab) == 0 {
+					slab = make([]Rollup, statsSlab)
+				}
+				r, slab = &slab[0], slab[1:]
+				rollups[rid] = r
+				used = append(used, rid)
+				kinds[a.rollKeys[rid].kind]++
+			}
+			r.Sent += st.Sent
+			r.Lost += st.Lost
+			r.SynRetransmits += st.SynRetransmits
+			if st.rtt.sketch != nil {
+				r.rtt.merge(&st.rtt)
+				continue
+			}
+			for i, v := range st.rtt.v[:n] {
+				r.rtt.addIndexed(v, idx[i])
 			}
 		}
 	}
+	sw.Hosts = make(map[HostKey]*Rollup, kinds[rollHostOut]+kinds[rollHostIn])
+	sw.RackPairs = make(map[LocationPair]*Rollup, kinds[rollRack])
+	sw.PodPairs = make(map[LocationPair]*Rollup, kinds[rollPod])
+	sw.DCPairs = make(map[LocationPair]*Rollup, kinds[rollDC])
+	for _, rid := range used {
+		k, r := a.rollKeys[rid], rollups[rid]
+		switch k.kind {
+		case rollHostOut:
+			sw.Hosts[HostKey{k.host, Out}] = r
+		case rollHostIn:
+			sw.Hosts[HostKey{k.host, In}] = r
+		case rollRack:
+			sw.RackPairs[k.loc] = r
+		case rollPod:
+			sw.PodPairs[k.loc] = r
+		case rollDC:
+			sw.DCPairs[k.loc] = r
+		}
+	}
 	if w.start >= a.recentSince {
-		a.recent[w.start] = rw
+		a.recent[w.start] = &recentWindow{start: w.start, stats: w.stats}
 	}
 	return sw
 }
@@ -500,14 +626,17 @@ type Quantile struct {
 func (a *Aggregator) PairWindows(src, dst string, proto wire.Protocol, since, until time.Time) []PairWindow {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	k := PairKey{src, dst, proto}
+	p := a.pairs[src][dstProto{dst, proto}]
+	if p == nil {
+		return nil
+	}
 	lo, hi := since.UnixNano(), until.UnixNano()
 	var out []PairWindow
 	for s, rw := range a.recent {
 		if s < lo || s >= hi {
 			continue
 		}
-		st := rw.pairs[k]
+		st := rw.pair(p.id)
 		if st == nil {
 			continue
 		}

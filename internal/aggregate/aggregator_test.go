@@ -116,7 +116,7 @@ func TestPairWindowsAndRollups(t *testing.T) {
 			if len(sealed) != 1 || len(got) != 1 || !sealed[0].Start.Equal(t0) {
 				t.Fatalf("sealed %d windows, subscriber got %d, want the one at %v", len(sealed), len(got), t0)
 			}
-			st := sealed[0].Pairs[tt.pair]
+			st := sealed[0].PairMap()[tt.pair]
 			if st == nil {
 				t.Fatalf("no stats for %v", tt.pair)
 			}
@@ -213,7 +213,7 @@ func TestLateResults(t *testing.T) {
 	if len(pw) != 1 || pw[0].Sent != 3 || pw[0].Lost != 1 || pw[0].LateResults != 2 || len(pw[0].LostTuples) != 1 {
 		t.Fatalf("PairWindows after late results = %+v", pw)
 	}
-	if st := first.Pairs[PairKey{src, dst, tcp}]; st.Sent != 1 || st.Latency.GetCount() != 1 {
+	if st := first.PairMap()[PairKey{src, dst, tcp}]; st.Sent != 1 || st.LatencyCount() != 1 {
 		t.Errorf("the sealed window handed out changed: %+v", *st)
 	}
 	if got := testutil.ToFloat64(agg.m.late); got != 2 {
@@ -254,8 +254,8 @@ func TestWindowRollover(t *testing.T) {
 		t.Fatalf("sealed %d windows, want 5", len(sealed))
 	}
 	for i, sw := range sealed {
-		if !sw.Start.Equal(t0.Add(time.Duration(i)*w)) || sw.Pairs[PairKey{src, dst, tcp}].Sent != 10 {
-			t.Errorf("window %d: start %v sent %d", i, sw.Start, sw.Pairs[PairKey{src, dst, tcp}].Sent)
+		if !sw.Start.Equal(t0.Add(time.Duration(i)*w)) || sw.PairMap()[PairKey{src, dst, tcp}].Sent != 10 {
+			t.Errorf("window %d: start %v sent %d", i, sw.Start, sw.PairMap()[PairKey{src, dst, tcp}].Sent)
 		}
 	}
 	if got := agg.SealedUntil(); !got.Equal(t0.Add(50 * time.Second)) {

@@ -314,8 +314,10 @@ func TestIngesterExactlyOnce(t *testing.T) {
 	if len(sealedB2.Pairs) != len(sealedB1.Pairs) {
 		t.Fatalf("re-sealed B has %d pairs, first seal %d", len(sealedB2.Pairs), len(sealedB1.Pairs))
 	}
-	for k, p1 := range sealedB1.Pairs {
-		p2 := sealedB2.Pairs[k]
+	b2 := sealedB2.PairMap()
+	for _, e := range sealedB1.Pairs {
+		k, p1 := e.Key, e.Stats
+		p2 := b2[k]
 		if p2 == nil || p2.Sent != p1.Sent || p2.Lost != p1.Lost || sketchCount(p2) != sketchCount(p1) {
 			t.Errorf("pair %v: re-sealed %+v, first %+v", k, p2, p1)
 		}
@@ -423,9 +425,4 @@ func TestIngesterConfig(t *testing.T) {
 	}
 }
 
-func sketchCount(p *PairStats) float64 {
-	if p.Latency == nil {
-		return 0
-	}
-	return p.Latency.GetCount()
-}
+func sketchCount(p *PairStats) int { return p.LatencyCount() }

@@ -3,6 +3,7 @@ package aggregate
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -74,6 +75,14 @@ type FiveTuple struct {
 // localizer to see whether losses share a path, bounded against a dead peer.
 const MaxLostTuples = 8
 
+// inlineRTTs is how many RTTs a pair keeps as raw values before it
+// switches to a sketch. A Pingmesh pair is probed about once per protocol
+// per window, so almost every pair window holds one or two RTTs: a sketch
+// each (a 512-byte dense store, plus its merge cost) would dominate the
+// aggregator's time and memory. Up to inlineRTTs values are kept exactly,
+// which is more accurate than the sketch, and allocate nothing.
+const inlineRTTs = 4
+
 // PairStats is one pair's window. Once a window is sealed its PairStats are
 // never modified again (late results go into a copy), so readers may keep
 // and read them from any goroutine.
@@ -84,8 +93,6 @@ type PairStats struct {
 	// SynRetransmits counts probes whose TCP SYN was retransmitted; they are
 	// also in Lost (Pingmesh treats them as drops).
 	SynRetransmits uint64
-	// Latency holds the RTTs in seconds of OK probes; nil when there were none.
-	Latency *ddsketch.DDSketch
 	// LostTuples holds the first MaxLostTuples lost probes' 5-tuples.
 	LostTuples []FiveTuple
 	// SchedulingLagP99 is the largest p99 timer lag the source agent reported
@@ -93,20 +100,28 @@ type PairStats struct {
 	SchedulingLagP99 time.Duration
 	// LateResults counts results merged after the window was sealed.
 	LateResults uint64
+
+	// RTTs of OK probes, in seconds.
+	rtt latency
 }
 
 // LossRatio is Lost/Sent, 0 when nothing was sent.
 func (p *PairStats) LossRatio() float64 { return ratio(p.Lost, p.Sent) }
 
-// Quantile reads the latency sketch; ok is false when there is no sample.
-func (p *PairStats) Quantile(q float64) (seconds float64, ok bool) {
-	return quantile(p.Latency, q)
-}
+// LatencyCount is the number of OK probes, whose RTTs are the latency.
+func (p *PairStats) LatencyCount() int { return p.rtt.n }
+
+// Quantile of the OK probes' RTTs in seconds; ok is false when there is none.
+func (p *PairStats) Quantile(q float64) (seconds float64, ok bool) { return p.rtt.quantile(q) }
+
+// Latency returns a new DDSketch of the OK probes' RTTs in seconds, owned
+// by the caller (nil when there was none).
+func (p *PairStats) Latency() *ddsketch.DDSketch { return p.rtt.newSketch() }
 
 func (p *PairStats) clone() *PairStats {
 	c := *p
-	if p.Latency != nil {
-		c.Latency = p.Latency.Copy()
+	if p.rtt.sketch != nil {
+		c.rtt.sketch = p.rtt.sketch.Copy()
 	}
 	c.LostTuples = append([]FiveTuple(nil), p.LostTuples...)
 	return &c
@@ -127,42 +142,113 @@ func (p *PairStats) add(r *wire.ProbeResult, lagP99 time.Duration) {
 		p.SynRetransmits++
 	}
 	if r.Outcome == wire.Outcome_OUTCOME_OK {
-		if p.Latency == nil {
-			p.Latency = NewSketch()
-		}
-		// The sketch only refuses NaN or values beyond ~1e300 s, which an
-		// int64 nanosecond count cannot produce.
-		_ = p.Latency.Add(float64(r.RttNs) / 1e9)
+		p.rtt.add(float64(r.RttNs) / 1e9)
 	}
 	if lagP99 > p.SchedulingLagP99 {
 		p.SchedulingLagP99 = lagP99
 	}
 }
 
-// Rollup is the merge of many pairs' windows: sums and a merged sketch.
+// latency is a set of RTTs in seconds: the first inlineRTTs raw, then all
+// of them in a sketch (which then holds the raw ones too). Most pair
+// windows, and host rollups of a sparse probing mesh, never need the sketch.
+type latency struct {
+	v      [inlineRTTs]float64
+	n      int
+	sketch *ddsketch.DDSketch
+}
+
+// add adds v; idx is its sketch bin, or -1 to compute it if needed.
+func (l *latency) addIndexed(v float64, idx int) {
+	switch {
+	case l.n < inlineRTTs:
+		l.v[l.n] = v
+	case l.n == inlineRTTs:
+		l.sketch = NewSketch()
+		for _, x := range l.v {
+			_ = l.sketch.Add(x)
+		}
+		fallthrough
+	default:
+		if idx >= 0 {
+			l.sketch.GetPositiveValueStore().Add(idx)
+		} else {
+			// The sketch only refuses NaN or values beyond ~1e300 s, which
+			// an int64 nanosecond count cannot produce.
+			_ = l.sketch.Add(v)
+		}
+	}
+	l.n++
+}
+
+func (l *latency) add(v float64) { l.addIndexed(v, -1) }
+
+// merge adds all of o's RTTs.
+func (l *latency) merge(o *latency) {
+	if o.sketch == nil {
+		for _, v := range o.v[:o.n] {
+			l.add(v)
+		}
+		return
+	}
+	if l.sketch == nil {
+		s := o.sketch.Copy()
+		for _, v := range l.v[:l.n] {
+			_ = s.Add(v)
+		}
+		l.sketch = s
+	} else {
+		// Same mapping everywhere, so merging cannot fail.
+		_ = l.sketch.MergeWith(o.sketch)
+	}
+	l.n += o.n
+}
+
+func (l *latency) quantile(q float64) (float64, bool) {
+	if l.sketch != nil {
+		return quantile(l.sketch, q)
+	}
+	if l.n == 0 {
+		return 0, false
+	}
+	v := l.v // a copy: readers never write
+	s := v[:l.n]
+	slices.Sort(s)
+	return s[int(q*float64(len(s)-1))], true
+}
+
+func (l *latency) newSketch() *ddsketch.DDSketch {
+	if l.sketch != nil {
+		return l.sketch.Copy()
+	}
+	if l.n == 0 {
+		return nil
+	}
+	s := NewSketch()
+	for _, v := range l.v[:l.n] {
+		_ = s.Add(v)
+	}
+	return s
+}
+
+// Rollup is the merge of many pairs' windows: sums and merged latencies.
 type Rollup struct {
 	Sent, Lost, SynRetransmits uint64
-	Latency                    *ddsketch.DDSketch // nil when no OK probe
+	rtt                        latency
 }
 
 // LossRatio is Lost/Sent, 0 when nothing was sent.
 func (r *Rollup) LossRatio() float64 { return ratio(r.Lost, r.Sent) }
 
-// Quantile reads the merged sketch; ok is false when there is no sample.
-func (r *Rollup) Quantile(q float64) (seconds float64, ok bool) { return quantile(r.Latency, q) }
+// LatencyCount is the number of OK probes merged.
+func (r *Rollup) LatencyCount() int { return r.rtt.n }
 
-func (r *Rollup) merge(p *PairStats) {
-	r.Sent += p.Sent
-	r.Lost += p.Lost
-	r.SynRetransmits += p.SynRetransmits
-	if p.Latency != nil {
-		if r.Latency == nil {
-			r.Latency = NewSketch()
-		}
-		// Same mapping everywhere, so merging cannot fail.
-		_ = r.Latency.MergeWith(p.Latency)
-	}
-}
+// Quantile of the merged RTTs in seconds; ok is false when there is none.
+func (r *Rollup) Quantile(q float64) (seconds float64, ok bool) { return r.rtt.quantile(q) }
+
+// Latency returns a new DDSketch of the merged RTTs, owned by the caller
+// (nil when there was none), e.g. to merge further up.
+func (r *Rollup) Latency() *ddsketch.DDSketch { return r.rtt.newSketch() }
 
 // Direction of a host rollup: probes the host sent, or probes sent to it.
 type Direction string
@@ -189,22 +275,34 @@ type LocationPair struct {
 // from any goroutine, and must not modify it.
 type SealedWindow struct {
 	Start, End time.Time
-	Pairs      map[PairKey]*PairStats
-	Hosts      map[HostKey]*Rollup
-	RackPairs  map[LocationPair]*Rollup
-	PodPairs   map[LocationPair]*Rollup
-	DCPairs    map[LocationPair]*Rollup
+	// Pairs holds every pair with results in the window, in no set order.
+	Pairs     []PairEntry
+	Hosts     map[HostKey]*Rollup
+	RackPairs map[LocationPair]*Rollup
+	PodPairs  map[LocationPair]*Rollup
+	DCPairs   map[LocationPair]*Rollup
 }
 
-// SortedPairs returns the window's pair keys in a stable order, for
-// deterministic consumers (the simulator, golden files).
-func (w *SealedWindow) SortedPairs() []PairKey {
-	keys := make([]PairKey, 0, len(w.Pairs))
-	for k := range w.Pairs {
-		keys = append(keys, k)
+// PairEntry is one pair's stats in a sealed window.
+type PairEntry struct {
+	Key   PairKey
+	Stats *PairStats
+}
+
+// PairMap indexes the window's pairs by key, in a new map the caller owns.
+func (w *SealedWindow) PairMap() map[PairKey]*PairStats {
+	m := make(map[PairKey]*PairStats, len(w.Pairs))
+	for _, e := range w.Pairs {
+		m[e.Key] = e.Stats
 	}
-	sort.Slice(keys, func(i, j int) bool {
-		a, b := keys[i], keys[j]
+	return m
+}
+
+// SortPairs orders the window's pairs by key, for deterministic consumers
+// (the simulator, golden files). It modifies w: call it before sharing w.
+func (w *SealedWindow) SortPairs() {
+	sort.Slice(w.Pairs, func(i, j int) bool {
+		a, b := w.Pairs[i].Key, w.Pairs[j].Key
 		if a.Src != b.Src {
 			return a.Src < b.Src
 		}
@@ -213,7 +311,6 @@ func (w *SealedWindow) SortedPairs() []PairKey {
 		}
 		return a.Proto < b.Proto
 	})
-	return keys
 }
 
 // ProtoName is the label value of a protocol: tcp, udp, http, icmp.
