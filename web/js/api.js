@@ -163,19 +163,59 @@ export async function pairHistory(src, dst, { proto, since, signal } = {}) {
 }
 
 // rackPairHosts: the host pairs within one rack pair for one window.
-export async function rackPairHosts(srcRack, dstRack, { at, signal } = {}) {
-  const body = await request('api/v1/pairs?' + qs({ src_rack: srcRack, dst_rack: dstRack, at: at && at.toISOString() }), { signal });
-  return list(body, 'pairs', 'windows').map(pairWindow);
+// Servers without the rack-pair form of /api/v1/pairs get one request per
+// host pair instead, as long as that stays reasonable (FALLBACK_PAIRS).
+const FALLBACK_PAIRS = 1024;
+export async function rackPairHosts(srcRack, dstRack, { at, signal, srcHosts = [], dstHosts = [] } = {}) {
+  try {
+    const body = await request('api/v1/pairs?' + qs({ src_rack: srcRack, dst_rack: dstRack, at: at && at.toISOString() }), { signal });
+    return list(body, 'pairs', 'windows').map(pairWindow);
+  } catch (err) {
+    const pairs = srcHosts.flatMap(a => dstHosts.filter(b => b !== a).map(b => [a, b]));
+    if (!(err instanceof ApiError) || !['bad', 'unavailable'].includes(err.kind) || !pairs.length || pairs.length > FALLBACK_PAIRS) throw err;
+    return latestWindows(pairs, at, signal);
+  }
+}
+
+// latestWindows asks for each pair's windows around at (or the last
+// minute) and keeps the newest per protocol, eight requests at a time.
+async function latestWindows(pairs, at, signal) {
+  const until = at || new Date();
+  const since = new Date(until.getTime() - 60_000);
+  const out = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < pairs.length) {
+      const [a, b] = pairs[next++];
+      const ws = (await pairHistory(a, b, { since, signal })).filter(w => !w.end || w.end <= until);
+      const newest = new Map();
+      for (const w of ws) if (!newest.has(w.proto) || w.end > newest.get(w.proto).end) newest.set(w.proto, w);
+      out.push(...newest.values());
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+  return out;
+}
+
+function evidenceText(e) {
+  if (!e) return '';
+  if (typeof e === 'string') return e;
+  if (e.anomalous !== undefined) {
+    return `${e.anomalous} anomalous of ${Math.round(e.probes ?? 0)} probes crossing it, from ${e.pairs ?? '?'} pairs (background expects ${(e.expected ?? 0).toFixed(1)})`;
+  }
+  return JSON.stringify(e);
 }
 
 export async function suspects(opts) {
   return list(await request('api/v1/suspects', opts), 'suspects').map(s => ({
     element: pick(s, 'element', 'name'),
     kind: pick(s, 'kind', 'type') ?? '',
-    metric: pick(s, 'metric', 'what') ?? '',
+    // symptom: loss, down, blackhole (estimate: drop rate), latency,
+    // agent_slow (estimate: seconds).
+    metric: pick(s, 'symptom', 'metric') ?? '',
     estimate: num(pick(s, 'estimate', 'loss', 'value')),
-    confidence: num(pick(s, 'confidence', 'score')),
-    evidence: pick(s, 'evidence', 'reason') ?? '',
+    confidence: num(pick(s, 'confidence')),
+    evidence: evidenceText(pick(s, 'evidence', 'reason')),
     drained: !!pick(s, 'drained'),
   }));
 }

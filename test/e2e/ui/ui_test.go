@@ -48,7 +48,7 @@ seed: 7
 topology: {file: %q}
 probing: {interval: 10s, protocols: [tcp, udp]}
 duration: 1h
-background: {loss: 0.0001, latency: {base: 40us, jitter: 20us}}
+background: {loss: 0, latency: {base: 40us, jitter: 20us}} # no background loss: only the fault paints red
 faults:
   - {kind: device_loss, device: %s, rate: 0.3}
 `, topoPath, faultyToR)

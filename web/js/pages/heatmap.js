@@ -93,7 +93,7 @@ async function fetchValues(st, rows, cols) {
     values[i] = Number.isNaN(values[i]) ? v : Math.max(values[i], v);
   };
   if (st.level === 'host') {
-    const cells = await api.rackPairHosts(st.a, st.b, { at: st.t || undefined });
+    const cells = await api.rackPairHosts(st.a, st.b, { at: st.t || undefined, srcHosts: rows, dstHosts: cols });
     const field = metrics[st.metric].field;
     for (const p of cells) if (!st.proto || p.proto === st.proto) put(p.src, p.dst, p[field]);
     return { values, detail: cells };

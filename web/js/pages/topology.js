@@ -11,13 +11,15 @@ const BOX_W = 64, BOX_H = 20, GAP = 8;
 
 function severity(sus) {
   if (!sus || sus.estimate === null) return '';
-  if (/latency/i.test(sus.metric || sus.kind)) return sus.estimate > 0.001 ? 'bad' : sus.estimate > 0.0002 ? 'warn' : '';
+  if (/latency|agent_slow/i.test(sus.metric)) return sus.estimate > 0.001 ? 'bad' : sus.estimate > 0.0002 ? 'warn' : '';
+  if (/down|blackhole/i.test(sus.metric)) return 'bad';
   return sus.estimate >= 0.01 ? 'bad' : sus.estimate >= 0.001 ? 'warn' : '';
 }
 
 function fmtEstimate(sus) {
   if (!sus || sus.estimate === null) return 'healthy';
-  return /latency/i.test(sus.metric || sus.kind) ? '+' + fmtSeconds(sus.estimate) : fmtRatio(sus.estimate) + ' loss';
+  if (/agent_slow/i.test(sus.metric)) return 'agent starved: lag ' + fmtSeconds(sus.estimate);
+  return /latency/i.test(sus.metric) ? '+' + fmtSeconds(sus.estimate) : fmtRatio(sus.estimate) + ' ' + (sus.metric || 'loss');
 }
 
 // layout places every drawn element: one column block per DC, racks
