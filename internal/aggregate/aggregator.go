@@ -542,7 +542,7 @@ func (a *Aggregator) sealLocked(w *window) *SealedWindow {
 		n := 0
 		if st.rtt.sketch == nil {
 			for i, v := range st.rtt.v[:st.rtt.n] {
-				idx[i] = -1 // zero RTT: let the sketch file it
+				idx[i] = noIndex // zero RTT: let the sketch file it
 				if v > sketchMapping.MinIndexableValue() {
 					idx[i] = sketchMapping.Index(v)
 				}

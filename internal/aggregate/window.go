@@ -158,7 +158,11 @@ type latency struct {
 	sketch *ddsketch.DDSketch
 }
 
-// add adds v; idx is its sketch bin, or -1 to compute it if needed.
+// noIndex: the sketch bin of a value is not known (bins of values below 1
+// are negative, so -1 cannot serve).
+const noIndex = math.MinInt
+
+// add adds v; idx is its sketch bin, or noIndex to compute it if needed.
 func (l *latency) addIndexed(v float64, idx int) {
 	switch {
 	case l.n < inlineRTTs:
@@ -170,7 +174,7 @@ func (l *latency) addIndexed(v float64, idx int) {
 		}
 		fallthrough
 	default:
-		if idx >= 0 {
+		if idx != noIndex {
 			l.sketch.GetPositiveValueStore().Add(idx)
 		} else {
 			// The sketch only refuses NaN or values beyond ~1e300 s, which
@@ -181,7 +185,7 @@ func (l *latency) addIndexed(v float64, idx int) {
 	l.n++
 }
 
-func (l *latency) add(v float64) { l.addIndexed(v, -1) }
+func (l *latency) add(v float64) { l.addIndexed(v, noIndex) }
 
 // merge adds all of o's RTTs.
 func (l *latency) merge(o *latency) {
