@@ -153,6 +153,11 @@ func (w *Webhook) Send(ctx context.Context, n Notification) error {
 	if err != nil {
 		return fmt.Errorf("webhook %s: encode: %w", w.name, err)
 	}
+	return w.deliver(ctx, body)
+}
+
+// deliver posts body, retrying with back-off.
+func (w *Webhook) deliver(ctx context.Context, body []byte) error {
 	backoff := w.MinBackoff
 	var last error
 	for attempt := 1; attempt <= max(w.MaxAttempts, 1); attempt++ {
