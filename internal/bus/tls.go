@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // ErrPlaintext is returned when a listener or a connection off loopback
@@ -98,6 +99,14 @@ func ConfigureTLS(opts *server.Options, c *tls.Config) {
 	opts.TLS = true
 	opts.TLSVerify = c.ClientAuth == tls.RequireAndVerifyClientCert
 	opts.TLSTimeout = 5
+}
+
+// InProcess is how the server process itself connects to its embedded
+// NATS server: through memory, never the network, so no TLS is needed (and
+// the server's certificate need not name the address it listens on). The
+// URL is only a placeholder with a scheme that does not ask for TLS.
+func InProcess(e *Embedded) (url string, opt nats.Option) {
+	return "nats://in-process", nats.InProcessServer(e.Server())
 }
 
 // IsLoopback reports whether host (a name or an IP, no port) only ever
