@@ -106,7 +106,8 @@ function qs(params) {
 }
 function strList(v) {
   if (!v) return [];
-  if (Array.isArray(v)) return v.map(x => typeof x === 'string' ? x : pick(x, 'element', 'name', 'id')).filter(Boolean);
+  if (Array.isArray(v)) return v.map(x => typeof x === 'string' ? x : pick(x, 'element', 'name', 'slo', 'id')).filter(Boolean);
+  if (typeof v === 'object') return [pick(v, 'element', 'name', 'id')].filter(Boolean);
   return [String(v)];
 }
 
@@ -241,19 +242,32 @@ export async function slos(opts) {
   });
 }
 
+// incident accepts internal/alert's Incident: blamed is one culprit
+// object, slos are budget burns, timeline events have kind and detail.
 function incident(i) {
+  const blamed = pick(i, 'blamed', 'blamed_elements', 'element', 'suspects');
+  const sloBurns = (pick(i, 'slos', 'affected_slos') || []).map(x => typeof x === 'string' ? x
+    : `${pick(x, 'slo', 'name')}${x.consumed !== undefined ? `: ${(x.consumed * 100).toFixed(2)} % of the budget consumed` : ''}${x.peak_burn_rate ? `, peak burn ${(+x.peak_burn_rate).toFixed(1)}×` : ''}`);
   return {
     id: String(pick(i, 'id', 'key') ?? ''),
     title: pick(i, 'title', 'summary', 'name') ?? '',
     state: String(pick(i, 'state', 'status') ?? ''),
     severity: pick(i, 'severity') ?? '',
-    blamed: strList(pick(i, 'blamed', 'blamed_elements', 'element', 'suspects')),
+    blamed: strList(blamed),
+    culprit: blamed && typeof blamed === 'object' && !Array.isArray(blamed) ? {
+      element: blamed.element, kind: blamed.kind ?? '', symptom: blamed.symptom ?? '',
+      estimate: num(blamed.estimate), confidence: num(blamed.confidence),
+    } : null,
     startedAt: date(pick(i, 'started_at', 'start', 'opened_at', 'startedAt')),
+    detectedAt: date(pick(i, 'detected', 'detected_at')),
     endedAt: date(pick(i, 'resolved_at', 'ended_at', 'end', 'endedAt')),
-    timeline: (pick(i, 'timeline', 'events') || []).map(e => ({ at: date(pick(e, 'at', 'time', 'ts')), text: pick(e, 'text', 'message', 'event', 'what') ?? '' })),
-    evidence: pick(i, 'evidence') ?? '',
-    slos: strList(pick(i, 'slos', 'affected_slos')),
-    pairs: strList(pick(i, 'pairs', 'affected_pairs')),
+    timeline: (pick(i, 'timeline', 'events') || []).map(e => ({
+      at: date(pick(e, 'at', 'time', 'ts')), kind: pick(e, 'kind') ?? '',
+      text: pick(e, 'detail', 'text', 'message', 'event', 'what') ?? '',
+    })),
+    evidence: pick(i, 'evidence') ?? (blamed && typeof blamed === 'object' ? pick(blamed, 'evidence') : '') ?? '',
+    slos: sloBurns,
+    pairs: strList(pick(i, 'affected_pairs', 'pairs')).concat(blamed && blamed.pairs && !pick(i, 'affected_pairs') ? blamed.pairs : []),
     remediation: (pick(i, 'remediation', 'remediations', 'audit') || []).map(r => ({
       at: date(pick(r, 'at', 'time')), actor: pick(r, 'actor', 'by', 'user') ?? '',
       action: pick(r, 'action', 'hook', 'name') ?? '', result: pick(r, 'result', 'status', 'outcome') ?? '',
@@ -270,10 +284,13 @@ export async function incidentDetail(id, opts) {
 
 export async function diagnosePair(src, dst, opts) {
   const d = unwrap(await request('api/v1/diagnose/pair?' + qs({ src, dst }), opts));
+  // internal/diagnose's PairReport: verdict, cause, evidence lines, and
+  // the localizer's suspects on the pair's paths.
+  const ev = pick(d, 'evidence');
   return {
     verdict: pick(d, 'verdict', 'summary', 'conclusion') ?? '',
-    detail: pick(d, 'detail', 'explanation', 'reason') ?? '',
-    elements: (pick(d, 'elements', 'path', 'suspects') || []).map(e => typeof e === 'string' ? { element: e } : {
+    detail: [pick(d, 'cause', 'detail', 'explanation'), ...(Array.isArray(ev) ? ev : ev ? [ev] : [])].filter(Boolean).join(' · '),
+    elements: (pick(d, 'suspects_on_path', 'suspects') || []).map(e => typeof e === 'string' ? { element: e } : {
       element: pick(e, 'element', 'name'), estimate: num(pick(e, 'estimate', 'loss')), kind: pick(e, 'kind') ?? '',
     }),
     raw: d,

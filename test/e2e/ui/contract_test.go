@@ -5,10 +5,13 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/meshlens/meshlens/internal/alert"
 	"github.com/meshlens/meshlens/internal/api"
+	"github.com/meshlens/meshlens/internal/localize"
 	"github.com/meshlens/meshlens/internal/topology"
 	"github.com/meshlens/meshlens/web"
 )
@@ -27,6 +30,17 @@ func TestAPIContract(t *testing.T) {
 		ProbesTotal: 1200, ResultsRejected: 1, SchedulingLagP99Seconds: 0.0025, State: "stale"}}
 	windows := []api.PairWindow{{Start: seen, End: end, Proto: "udp", Sent: 60, Lost: 3, LossRatio: 0.05,
 		P50: 0.0001, P90: 0.0002, P99: 0.004, P999: 0.009}}
+	const tor = "dc1-pod1-rack1-tor"
+	verdict := map[string]any{"start": seen, "end": end, "suspects": []localize.Suspect{{
+		Element: tor, Kind: localize.KindDevice, Symptom: localize.SymptomLoss, Estimate: 0.3, Confidence: 0.97,
+		Evidence: localize.Evidence{Probes: 1200, Anomalous: 360, Pairs: 12, Expected: 0.1},
+	}}}
+	incidents := []alert.Incident{{
+		ID: "inc-7", Title: "loss in dc1-pod1", State: alert.IncidentOpen, Start: seen, Detected: end,
+		Blamed:   &alert.Culprit{Element: tor, Kind: "device", Symptom: "loss", Estimate: 0.3, Confidence: 0.97, Evidence: "360 of 1200 probes through it lost"},
+		SLOs:     []alert.SLOBurn{{SLO: "intra-pod-loss", Consumed: 0.02, PeakBurnRate: 14.4}},
+		Timeline: []alert.Event{{At: seen, Kind: "opened", Detail: "alert intra-pod-loss page fired"}},
+	}}
 	envelope := func(v any) http.HandlerFunc {
 		return func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
@@ -39,6 +53,9 @@ func TestAPIContract(t *testing.T) {
 	mux.Handle("GET /api/v1/topology", envelope(topo))
 	mux.Handle("GET /api/v1/agents", envelope(agents))
 	mux.Handle("GET /api/v1/pairs", envelope(windows))
+	mux.Handle("GET /api/v1/suspects", envelope(verdict))
+	mux.Handle("GET /api/v1/incidents", envelope(incidents))
+	mux.Handle("GET /api/v1/incidents/{id}", envelope(incidents[0]))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusNotFound)
@@ -113,8 +130,31 @@ func TestAPIContract(t *testing.T) {
 		}
 	})
 
+	t.Run("localizer and incidents", func(t *testing.T) {
+		for _, tc := range []struct{ hash, sel string }{
+			{"#/topology", `#topo-svg .node.blamed[data-element="` + tor + `"]`},
+			{"#/incidents", `#incidents-table tr[data-id="inc-7"] .blamed`},
+			{"#/incidents?id=inc-7", `#incident-blamed li[data-element="` + tor + `"]`},
+			{"#/overview", `#ov-incidents .blamed`},
+		} {
+			if err := b.Navigate("about:blank"); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Navigate(srv.URL + "/" + tc.hash); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.WaitFor(`document.querySelector('`+tc.sel+`')?.textContent.includes('`+tor+`')`, 30*time.Second); err != nil {
+				t.Errorf("%s: %v", tc.hash, err)
+			}
+		}
+		got, err := Eval[string](b, `import('/js/api.js').then(async m => (await m.suspects())[0].evidence)`)
+		if err != nil || !strings.Contains(got, "360 anomalous") {
+			t.Errorf("suspect evidence %q (%v), want the localizer's counts", got, err)
+		}
+	})
+
 	t.Run("missing endpoint", func(t *testing.T) {
-		kind, err := Eval[string](b, `import('/js/api.js').then(m => m.suspects().then(() => 'ok', e => e.kind))`)
+		kind, err := Eval[string](b, `import('/js/api.js').then(m => m.slos().then(() => 'ok', e => e.kind))`)
 		if err != nil {
 			t.Fatal(err)
 		}

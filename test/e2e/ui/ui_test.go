@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/meshlens/meshlens/test/e2e/e2eutil"
 )
@@ -254,6 +255,16 @@ func TestUI(t *testing.T) {
 			t.Errorf("blue-orange scale: cell %s → %s is %+v, want #d95f0e", faultyRack, otherRack, c)
 		}
 		shot(t, b, "heatmap-blueorange")
+
+		// Keyboard: focusing the canvas puts the cursor on the first cell,
+		// arrows move it, Enter drills down.
+		if err := b.Do(chromedp.Focus(chromedp.CSS("#heatmap")), chromedp.KeyEvent(kb.ArrowDown), chromedp.KeyEvent(kb.Enter)); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("a=%s&b=%s", racks[1], racks[0])
+		if err := b.WaitFor(`location.hash.includes('level=host') && location.hash.includes('`+want+`')`, 10*time.Second); err != nil {
+			t.Error(err)
+		}
 	})
 
 	t.Run("drilldown", func(t *testing.T) {

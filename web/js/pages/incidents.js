@@ -3,7 +3,7 @@
 // pairs, and the remediation audit.
 
 import * as api from '../api.js';
-import { h, clear, stateMessage, fmtTime } from '../dom.js';
+import { h, clear, stateMessage, fmtTime, fmtSeconds, fmtRatio } from '../dom.js';
 
 let ctx, body;
 
@@ -28,9 +28,11 @@ function detailView(i) {
     h('dl', { class: 'kv' }, h('dt', {}, 'started'), h('dd', {}, fmtTime(i.startedAt)), h('dt', {}, 'resolved'), h('dd', {}, i.endedAt ? fmtTime(i.endedAt) : '–'),
       i.severity ? [h('dt', {}, 'severity'), h('dd', {}, i.severity)] : null),
     h('h3', {}, 'Blamed'), blamed,
-    h('h3', {}, 'Timeline'), i.timeline.length ? h('ol', { class: 'timeline' }, i.timeline.map(e => h('li', {}, h('time', {}, fmtTime(e.at)), e.text))) : h('p', { class: 'empty' }, 'No events recorded.'),
+    i.culprit ? h('p', {}, `${i.culprit.kind} ${i.culprit.symptom}`, i.culprit.estimate !== null ? `, estimate ${i.culprit.symptom === 'latency' ? fmtSeconds(i.culprit.estimate) : fmtRatio(i.culprit.estimate)}` : '',
+      i.culprit.confidence !== null ? `, confidence ${fmtRatio(i.culprit.confidence, 2)}` : '') : null,
+    h('h3', {}, 'Timeline'), i.timeline.length ? h('ol', { class: 'timeline' }, i.timeline.map(e => h('li', {}, h('time', {}, fmtTime(e.at)), e.kind ? h('span', { class: 'badge' }, e.kind.replace(/_/g, ' ')) : null, ' ', e.text))) : h('p', { class: 'empty' }, 'No events recorded.'),
     h('h3', {}, 'Evidence'), i.evidence ? h('pre', {}, typeof i.evidence === 'string' ? i.evidence : JSON.stringify(i.evidence, null, 2)) : h('p', { class: 'empty' }, 'No evidence attached.'),
-    h('h3', {}, 'Affected SLOs'), i.slos.length ? h('ul', {}, i.slos.map(x => h('li', {}, h('a', { href: '#/slos?slo=' + encodeURIComponent(x) }, x)))) : h('p', { class: 'empty' }, 'None recorded.'),
+    h('h3', {}, 'Affected SLOs'), i.slos.length ? h('ul', {}, i.slos.map(x => h('li', {}, h('a', { href: '#/slos?slo=' + encodeURIComponent(x.split(':')[0]) }, x)))) : h('p', { class: 'empty' }, 'None recorded.'),
     h('h3', {}, 'Affected pairs'), i.pairs.length ? h('ul', {}, i.pairs.slice(0, 50).map(x => h('li', {}, x))) : h('p', { class: 'empty' }, 'None recorded.'),
     h('h3', {}, 'Remediation audit'), i.remediation.length
       ? h('table', {}, h('thead', {}, h('tr', {}, ['time', 'actor', 'action', 'result'].map(x => h('th', {}, x)))),
