@@ -266,6 +266,7 @@ func TestWindowRollover(t *testing.T) {
 // TestSketchAccuracy checks the quantiles read from pair rollups against the
 // exact ones: within the 1% relative accuracy the sketch promises.
 func TestSketchAccuracy(t *testing.T) {
+	t.Run("sparse pairs", testSparseRollupAccuracy)
 	rng := rand.New(rand.NewPCG(1, 2))
 	dists := []struct {
 		name string
@@ -328,6 +329,52 @@ func TestConfigErrors(t *testing.T) {
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) accepted", cfg)
+		}
+	}
+}
+
+// testSparseRollupAccuracy: one probe per pair per window (the usual
+// Pingmesh case), so the rollups are built from the pairs' inline RTTs.
+func testSparseRollupAccuracy(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	w := 10 * time.Second
+	t0 := aligned(w, 10*time.Minute)
+	fab := newFabric(1, 2, 2, 50)
+	agg, _ := newTestAggregator(t, Config{Window: w, Locator: fab})
+	var exact []float64
+	seq := uint64(0)
+	for src := range fab {
+		var rs []*wire.ProbeResult
+		for dst := range fab {
+			rtt := time.Duration(30_000 + rng.IntN(200_000) + rng.IntN(2)*rng.IntN(5_000_000))
+			exact = append(exact, float64(rtt)/1e9)
+			rs = append(rs, res(dst, tcp, ok, t0, rtt))
+		}
+		seq++
+		if err := agg.Ingest(batch(src, 1, seq, rs...), t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sealed, err := agg.Advance(context.Background(), t0.Add(time.Minute))
+	if err != nil || len(sealed) != 1 {
+		t.Fatalf("sealed %d windows, err %v", len(sealed), err)
+	}
+	r := sealed[0].DCPairs[LocationPair{"dc1", "dc1", tcp}]
+	if r == nil || r.LatencyCount() != len(exact) {
+		t.Fatalf("dc rollup %+v, want %d RTTs", r, len(exact))
+	}
+	sort.Float64s(exact)
+	for _, q := range Quantiles {
+		want := exact[int(q*float64(len(exact)-1))]
+		got, ok := r.Quantile(q)
+		if !ok || math.Abs(got-want) > RelativeAccuracy*want {
+			t.Errorf("q%v = %v, exact %v: relative error %.4f", q, got, want, math.Abs(got-want)/want)
+		}
+	}
+	// The pair level stays exact.
+	for _, e := range sealed[0].Pairs[:10] {
+		if v, ok := e.Stats.Quantile(0.5); !ok || v <= 0 {
+			t.Errorf("pair %v median %v", e.Key, v)
 		}
 	}
 }

@@ -19,14 +19,20 @@ import (
 const RelativeAccuracy = 0.01
 
 // maxSketchBins bounds a sketch's memory to 2048 float64 bins (16 KiB) in
-// the worst case. At 1% accuracy 2048 bins span a ratio of ~1e18 between the
-// smallest and largest value, so real RTTs (1 ns .. 1000 s is only ~1400
-// bins) never reach the bound; it is there so that no input can make a
-// sketch grow without limit. A dense store gives O(1) inserts (an array
-// index, no map), which is what the 1M results/s budget needs, and a pair's
-// RTTs usually span a few hundred bins, so dense costs little memory. If the
-// bound is ever hit, the *lowest* bins are collapsed: the tail quantiles
-// (p99, p99.9) that SLOs and the localizer read keep their guarantee.
+// the worst case. Sketches use a collapsing-lowest dense store:
+//   - dense: an insert is an array increment (no map, no allocation once the
+//     range is covered), which the 1M results/s budget needs, and RTTs of
+//     one pair or rollup span a few dozen to a few hundred bins, so dense
+//     costs little memory;
+//   - bounded: at 1% accuracy 2048 bins span a ratio of ~1e18 between the
+//     smallest and largest value, so real RTTs (1 µs .. 1000 s is ~1400
+//     bins) never reach the bound; it is there so no input can grow a sketch
+//     without limit;
+//   - collapsing the lowest bins if it ever is reached: the tail quantiles
+//     (p99, p99.9) that SLOs and the localizer read keep their guarantee.
+//
+// A sketch is only created once a pair or rollup holds more than inlineRTTs
+// RTTs; below that the raw values are kept (see latency).
 const maxSketchBins = 2048
 
 // sketchMapping is immutable and shared by every sketch, so that sketches
