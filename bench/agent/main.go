@@ -26,6 +26,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,6 +49,7 @@ var (
 	withFping = flag.Bool("fping", true, "run fping beside the agent")
 	cpuProf   = flag.String("cpuprofile", "", "agent role: write a CPU profile here")
 	verbose   = flag.Bool("v", false, "agent role: print each batch's scheduling lag")
+	slot      = flag.Duration("resolution", 0, "agent role: scheduler resolution (0: the scheduler's default)")
 )
 
 var benchKey = []byte("meshlens benchmark fleet key 0123456789")
@@ -96,11 +98,12 @@ func runResponder() error {
 
 // agentReport is what the agent role prints when stopped.
 type agentReport struct {
-	Probes   map[string]int64 `json:"probes"`
-	Batches  int              `json:"batches"`
-	Bytes    int              `json:"bytes"`
-	LagP99Ms float64          `json:"lag_p99_ms"`
-	LagMaxMs float64          `json:"lag_max_ms"`
+	Probes   map[string]int64  `json:"probes"`
+	RTT      map[string]string `json:"rtt_p50_p99"`
+	Batches  int               `json:"batches"`
+	Bytes    int               `json:"bytes"`
+	LagP99Ms float64           `json:"lag_p99_ms"`
+	LagMaxMs float64           `json:"lag_max_ms"`
 }
 
 func runAgent() error {
@@ -123,21 +126,27 @@ func runAgent() error {
 		return err
 	}
 	var (
-		mu      sync.Mutex
-		batch   []*wire.ProbeResult
-		counts  = map[string]*atomic.Int64{}
-		report  agentReport
-		targets []probe.Target
+		mu     sync.Mutex
+		batch  []*wire.ProbeResult
+		counts = map[string]*atomic.Int64{}
+		// rttByProto keeps every OK probe's rtt: bounded by the run.
+		rttByProto = map[string][]time.Duration{}
+		report     agentReport
+		targets    []probe.Target
 	)
 	for _, o := range wire.Outcome_name {
 		counts[o] = new(atomic.Int64)
 	}
 	sched := probe.NewScheduler(probe.SchedulerConfig{
-		Probers: map[wire.Protocol]probe.Prober{wire.Protocol_PROTOCOL_TCP: tcp, wire.Protocol_PROTOCOL_UDP: udp},
+		Resolution: *slot,
+		Probers:    map[wire.Protocol]probe.Prober{wire.Protocol_PROTOCOL_TCP: tcp, wire.Protocol_PROTOCOL_UDP: udp},
 		Report: func(r *wire.ProbeResult) {
 			counts[r.Outcome.String()].Add(1)
 			mu.Lock()
 			batch = append(batch, r)
+			if r.Outcome == wire.Outcome_OUTCOME_OK {
+				rttByProto[r.Protocol.String()] = append(rttByProto[r.Protocol.String()], time.Duration(r.RttNs))
+			}
 			mu.Unlock()
 		},
 	})
@@ -201,6 +210,13 @@ loop:
 	}
 	wg.Wait()
 	seal()
+	report.RTT = map[string]string{}
+	for proto, rtts := range rttByProto {
+		slices.Sort(rtts)
+		if len(rtts) > 0 {
+			report.RTT[proto] = fmt.Sprintf("%v / %v", rtts[len(rtts)/2], rtts[len(rtts)*99/100])
+		}
+	}
 	report.Probes = map[string]int64{}
 	for o, c := range counts {
 		if n := c.Load(); n > 0 {
@@ -297,7 +313,7 @@ func runBench() error {
 	}
 	children := []*child{}
 	agent, err := start("meshlens agent ("+*protocols+")", append([]string{self, "-role=agent",
-		"-interval=" + interval.String(), "-protocols=" + *protocols, "-timeout=" + timeout.String()}, common...)...)
+		"-interval=" + interval.String(), "-protocols=" + *protocols, "-resolution=" + slot.String(), "-timeout=" + timeout.String()}, common...)...)
 	if err != nil {
 		return err
 	}
@@ -371,7 +387,8 @@ func runBench() error {
 		fmt.Printf("| %-26s | %8.1f | %10.2f | %12.1f | %12.1f |\n", name, n/elapsed.Seconds(),
 			100*st.cpu.Seconds()/elapsed.Seconds(), float64(st.cpu.Microseconds())/max(n, 1), float64(st.hwmKB)/1024)
 	}
-	fmt.Printf("\nagent outcomes %v, %d batches (%d bytes encoded), scheduling lag p99 %.2f ms, max %.2f ms\n",
+	fmt.Printf("\nagent rtt p50 / p99 %v\n", rep.RTT)
+	fmt.Printf("agent outcomes %v, %d batches (%d bytes encoded), scheduling lag p99 %.2f ms, max %.2f ms\n",
 		rep.Probes, rep.Batches, rep.Bytes, rep.LagP99Ms, rep.LagMaxMs)
 	return nil
 }

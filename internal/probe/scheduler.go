@@ -15,6 +15,9 @@ import (
 	"github.com/meshlens/meshlens/internal/wire"
 )
 
+// DefaultResolution is the scheduler's default slot size.
+const DefaultResolution = 100 * time.Millisecond
+
 // SchedulerConfig configures a Scheduler.
 type SchedulerConfig struct {
 	Clock clock.Clock
@@ -26,9 +29,13 @@ type SchedulerConfig struct {
 	Report     func(*wire.ProbeResult)
 	Registerer prometheus.Registerer
 	// Resolution is the grid probes are placed on within the interval
-	// (default 10ms): targets that share a slot start in one wakeup,
-	// which at 500 probes/s cuts the scheduler's wakeups fivefold while
-	// still spreading probes evenly.
+	// (default DefaultResolution): targets that share a slot start in one
+	// wakeup. Small bursts cost far less CPU than the same probes one by
+	// one (one wakeup of the agent, of the peer's responder and of the
+	// reply reader per burst instead of per probe: 2,500 peers × tcp+udp
+	// every 10 s drop from ~220 to ~90 µs of CPU per probe), while a burst
+	// stays a few dozen packets. RTTs are unaffected: they come from
+	// kernel timestamps, not from when the prober got around to reading.
 	Resolution time.Duration
 }
 
@@ -61,7 +68,7 @@ func NewScheduler(cfg SchedulerConfig) *Scheduler {
 		cfg.Report = func(*wire.ProbeResult) {}
 	}
 	if cfg.Resolution <= 0 {
-		cfg.Resolution = 10 * time.Millisecond
+		cfg.Resolution = DefaultResolution
 	}
 	return &Scheduler{
 		cfg:     cfg,

@@ -64,7 +64,7 @@ func targets(prefix string, n int) []Target {
 func expected(ts []Target, interval time.Duration, from, to time.Time) int {
 	n := 0
 	for _, t := range ts {
-		for d := nextDue(from, phaseOf(t, interval, 10*time.Millisecond), interval); !d.After(to); d = d.Add(interval) {
+		for d := nextDue(from, phaseOf(t, interval, DefaultResolution), interval); !d.After(to); d = d.Add(interval) {
 			n++
 		}
 	}

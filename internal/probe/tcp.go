@@ -49,10 +49,12 @@ type TCPProberConfig struct {
 // set is itself waited on through the runtime's poller, so it costs no
 // thread.
 type TCPProber struct {
-	cfg   TCPProberConfig
-	epfd  int
-	ep    *os.File
-	clock clock.Clock
+	cfg TCPProberConfig
+	// kernelRTT: take the handshake RTT from TCP_INFO (real clock only).
+	kernelRTT bool
+	epfd      int
+	ep        *os.File
+	clock     clock.Clock
 
 	mu       sync.Mutex
 	inflight map[int32]*tcpPending
@@ -102,8 +104,9 @@ func NewTCPProber(cfg TCPProberConfig) (*TCPProber, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("probe: tcp prober epoll: %w", err)
 	}
+	_, real := cfg.Clock.(clock.Real)
 	return &TCPProber{
-		cfg: cfg, epfd: epfd, ep: os.NewFile(uintptr(epfd), "tcp-prober-epoll"), clock: cfg.Clock,
+		cfg: cfg, kernelRTT: real, epfd: epfd, ep: os.NewFile(uintptr(epfd), "tcp-prober-epoll"), clock: cfg.Clock,
 		inflight: make(map[int32]*tcpPending),
 	}, nil
 }
@@ -205,13 +208,25 @@ func (p *TCPProber) connect(dst netip.AddrPort, res *wire.ProbeResult) (fd int, 
 
 // finish classifies a completed connect into res and closes the socket.
 func (p *TCPProber) finish(fd int, res *wire.ProbeResult, sent, end time.Time, err error) {
+	rtt := end.Sub(sent)
+	var kernelRTT time.Duration
+	if err == nil && p.kernelRTT && fd >= 0 {
+		// The kernel timed the SYN / SYN-ACK exchange itself: unlike our
+		// wall clock, that excludes how long the completion waited for
+		// the prober's goroutine. It is unset (0) after a retransmitted
+		// SYN (Karn), where the wall clock is what we want anyway.
+		if info, ierr := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO); ierr == nil && info.Rtt > 0 {
+			kernelRTT = time.Duration(info.Rtt) * time.Microsecond
+		}
+	}
 	if fd >= 0 {
 		closeReset(fd)
 	}
-	rtt := end.Sub(sent)
 	switch {
 	case err == nil && rtt >= p.cfg.SynRetransmitAfter:
 		res.Outcome, res.RttNs = wire.Outcome_OUTCOME_SYN_RETRANSMIT, int64(rtt)
+	case err == nil && kernelRTT > 0 && kernelRTT < rtt:
+		res.Outcome, res.RttNs = wire.Outcome_OUTCOME_OK, int64(kernelRTT)
 	case err == nil:
 		res.Outcome, res.RttNs = wire.Outcome_OUTCOME_OK, int64(rtt)
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, syscall.ETIMEDOUT):

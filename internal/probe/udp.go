@@ -44,9 +44,11 @@ type UDPProber struct {
 	srcPort uint32
 	stream  uint64
 	size    int
-	clock   clock.Clock
-	late    prometheus.Counter
-	bogus   prometheus.Counter
+	// kernelRx: replies carry the kernel's arrival time (real clock only).
+	kernelRx bool
+	clock    clock.Clock
+	late     prometheus.Counter
+	bogus    prometheus.Counter
 
 	mu      sync.Mutex
 	signer  *packetSigner
@@ -135,6 +137,9 @@ func NewUDPProber(cfg UDPProberConfig) (*UDPProber, error) {
 	}
 	local := p.LocalAddr()
 	p.srcAddr, p.srcPort = local.Addr().String(), uint32(local.Port())
+	if _, real := cfg.Clock.(clock.Real); real {
+		p.kernelRx = enableRxTimestamps(conn)
+	}
 	if cfg.Key != nil {
 		if err := p.SetKey(cfg.Key); err != nil {
 			conn.Close()
@@ -284,8 +289,9 @@ func (p *UDPProber) reap(now time.Time) {
 
 func (p *UDPProber) readLoop() error {
 	buf := make([]byte, MaxPacketLen+1)
+	oob := make([]byte, 128)
 	for {
-		n, from, err := p.conn.ReadFromUDPAddrPort(buf)
+		n, oobn, _, from, err := p.conn.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
@@ -296,6 +302,11 @@ func (p *UDPProber) readLoop() error {
 			continue
 		}
 		now := p.clock.Now()
+		if p.kernelRx {
+			if at, ok := rxTimestamp(oob[:oobn]); ok && at.Before(now) {
+				now = at
+			}
+		}
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 		p.onReply(buf[:n], from, now)
 	}
