@@ -35,11 +35,18 @@ alerting:
 // amtoolQuery returns the alerts amtool lists for the SLO.
 func amtoolQuery(t *testing.T, amURL string) ([]map[string]any, error) {
 	t.Helper()
+	return amtoolQueryFor(t, amURL, "rack1-availability")
+}
+
+// amtoolQueryFor returns the active burn-rate alerts of an SLO, as amtool
+// lists them.
+func amtoolQueryFor(t *testing.T, amURL, sloName string) ([]map[string]any, error) {
+	t.Helper()
 	bin, err := exec.LookPath("amtool")
 	if err != nil {
 		t.Fatalf("amtool not found (CI installs prometheus-alertmanager): %v", err)
 	}
-	out, err := exec.Command(bin, "--alertmanager.url="+amURL, "-o", "json", "alert", "query", "alertname="+slo.AlertName, "slo=rack1-availability").CombinedOutput()
+	out, err := exec.Command(bin, "--alertmanager.url="+amURL, "-o", "json", "alert", "query", "alertname="+slo.AlertName, "slo="+sloName).CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("amtool: %v: %s", err, out)
 	}
