@@ -61,7 +61,9 @@ type Config struct {
 	Locator Locator
 	// Appendable receives every sealed window's rollups; nil writes nothing.
 	Appendable storage.Appendable
-	// Registerer gets the self-metrics; nil keeps them unregistered.
+	// Registerer gets the self-metrics; nil keeps them unregistered. Several
+	// aggregators in one registry need distinct labels, e.g.
+	// prometheus.WrapRegistererWith(prometheus.Labels{"partition": "3"}, reg).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }

@@ -40,10 +40,13 @@ type Ingester struct {
 	key    string
 	prefix string // subject prefix before the agent's name
 
-	dedup      *dedup
-	countedSeq uint64
-	caughtUp   bool
-	lastSeal   time.Time
+	dedup        *dedup
+	countedSeq   uint64
+	caughtUp     bool
+	lastSeal     time.Time
+	startLastSeq uint64 // the stream's last seq when Run started
+	replayFrom   uint64 // where Run started consuming (0: the beginning)
+	first        bool   // a message was seen since Run started
 }
 
 // CheckpointKey is the StateBucket key of a partition's checkpoint.
@@ -92,6 +95,18 @@ func (in *Ingester) Run(ctx context.Context) error {
 		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cc.OptStartSeq = replayFrom
 	}
+	stream, err := js.Stream(ctx, bus.ResultsStream)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("aggregate: partition %d: open stream %s: %w", in.cfg.Partition, bus.ResultsStream, err)
+	}
+	// Whatever was in the stream when we started must be processed before
+	// sealing; under sustained load the consumer may never see an empty
+	// stream, so this is the other way to be caught up.
+	in.startLastSeq = stream.CachedInfo().State.LastSeq
+	in.replayFrom = replayFrom
 	cons, err := js.OrderedConsumer(ctx, bus.ResultsStream, cc)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -183,10 +198,21 @@ func (in *Ingester) handle(msg jetstream.Msg) error {
 	if err != nil {
 		return fmt.Errorf("aggregate: partition %d: message on %q without metadata: %w", in.cfg.Partition, msg.Subject(), err)
 	}
-	if meta.NumPending == 0 {
+	seq := meta.Sequence.Stream
+	if meta.NumPending == 0 || seq >= in.startLastSeq {
 		in.caughtUp = true
 	}
-	in.process(msg.Subject(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
+	if !in.first {
+		in.first = true
+		// The stream's age or size limits removed messages we needed: the
+		// open windows are rebuilt without them (counters are unaffected:
+		// what was counted is in the checkpoint).
+		if in.replayFrom > 0 && seq > in.replayFrom && seq <= in.countedSeq {
+			in.cfg.Logger.Warn("aggregate: stream no longer holds messages to replay; open windows rebuilt partially",
+				"partition", in.cfg.Partition, "replay_from_seq", in.replayFrom, "first_seq", seq)
+		}
+	}
+	in.process(msg.Subject(), msg.Data(), seq, meta.Timestamp)
 	return nil
 }
 
