@@ -160,6 +160,8 @@ type Routes struct {
 	// the ToR in slot, nearest first.
 	order    []int32
 	orderOff []int32
+	// dist[(switch-NumHosts)*len(ToRs)+slot]: hops to the ToR, -1: none.
+	dist []int32
 }
 
 // Routes computes the next hops over the switches, leaving out nodes and
@@ -170,7 +172,10 @@ func (x *Index) Routes(downNode func(int32) bool, downLink func(int32) bool) *Ro
 	linkDown := func(l int32) bool { return downLink != nil && downLink(l) }
 	ns := x.NumNodes() - x.NumHosts
 	nt := len(x.ToRs)
-	r := &Routes{x: x, off: make([]int32, ns*nt+1), orderOff: make([]int32, nt+1)}
+	r := &Routes{x: x, off: make([]int32, ns*nt+1), orderOff: make([]int32, nt+1), dist: make([]int32, ns*nt)}
+	for i := range r.dist {
+		r.dist[i] = -1
+	}
 	dist := make([]int32, x.NumNodes())
 	queue := make([]int32, 0, ns)
 	// Fill by destination, then transpose to the (switch, ToR) layout.
@@ -208,6 +213,7 @@ func (x *Index) Routes(downNode func(int32) bool, downLink func(int32) bool) *Ro
 				}
 			}
 			spans[int(s-int32(x.NumHosts))*nt+slot] = span{start, int32(len(r.hops))}
+			r.dist[int(s-int32(x.NumHosts))*nt+slot] = dist[s]
 		}
 	}
 	// Re-lay hops contiguously in (switch, ToR) order so Next is two loads.
@@ -224,6 +230,12 @@ func (x *Index) Routes(downNode func(int32) bool, downLink func(int32) bool) *Ro
 // Toward lists the switches with a route to the ToR in slot, nearest
 // first (the ToR itself first).
 func (r *Routes) Toward(slot int32) []int32 { return r.order[r.orderOff[slot]:r.orderOff[slot+1]] }
+
+// Dist is the number of hops from switch node to the ToR in slot, -1 when
+// there is no route.
+func (r *Routes) Dist(node, slot int32) int32 {
+	return r.dist[int(node-int32(r.x.NumHosts))*len(r.x.ToRs)+int(slot)]
+}
 
 // Next lists the next hops from switch node towards the ToR in slot; empty
 // when there is no route (or node is that ToR).

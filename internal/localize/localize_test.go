@@ -103,15 +103,17 @@ func (f *fixture) via(names ...string) func(int32, []Hop) Hop {
 // through picks the hop to node must when offered, else a pseudo-random
 // one, as different flows hash differently.
 func (f *fixture) through(seed int, must string) func(int32, []Hop) Hop {
-	n := uint32(seed)*2654435761 + 12345
+	n := uint64(seed)*0x632be59bd9b4e019 + 0x1234567
 	return func(_ int32, hops []Hop) Hop {
 		for _, h := range hops {
 			if f.x.Names[h.Node] == must {
 				return h
 			}
 		}
-		n = n*1103515245 + 12345
-		return hops[(n>>16)%uint32(len(hops))]
+		n += 0x9e3779b97f4a7c15
+		z := (n ^ n>>30) * 0xbf58476d1ce4e5b9
+		z = (z ^ z>>27) * 0x94d049bb133111eb
+		return hops[(z^z>>31)%uint64(len(hops))]
 	}
 }
 
@@ -365,10 +367,15 @@ func BenchmarkLocalizeWindow10k(b *testing.B) {
 func TestTrafficConserved(t *testing.T) {
 	f := newFixture(t, spec)
 	tr := newTraffic(f.x)
-	T := make([]float64, f.x.NumLinks())
-	probes := tr.window(f.sw, T)
+	T, TL := make([]float64, f.x.NumLinks()), make([]float64, f.x.NumLinks())
+	probes, crossings := tr.window(f.sw, T, TL)
 	if want := 16.0 * 15 * probesPerPair; probes != want {
 		t.Errorf("probes %v, want %v", probes, want)
+	}
+	// Per host: 3 rack-mates (4 links there and back), 4 hosts of the other
+	// rack of its pod (8), 8 of the other pod (12).
+	if want := 16.0 * probesPerPair * (3*4 + 4*8 + 8*12); crossings != want {
+		t.Errorf("link crossings %v, want %v", crossings, want)
 	}
 	var up, access float64
 	for l := range T {

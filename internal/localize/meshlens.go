@@ -16,21 +16,30 @@ type evidence struct {
 	slots  []slot
 	pos    int
 	T      []float64 // summed over the horizon
+	TL     []float64 // T weighted by each probe's number of links
 	in     []float64 // per node: probes entering it
+	inL    []float64 // per node: TL entering it
 	probes float64
+	// crossings: link crossings of all probes, the denominator of the
+	// background rate per link crossed.
+	crossings float64
 }
 
 type slot struct {
-	T      []float64
-	probes float64
+	T, TL     []float64
+	probes    float64
+	crossings float64
 	traces []Trace
 	links  []int32
 }
 
 func newEvidence(x *Index, horizon int) *evidence {
-	e := &evidence{x: x, tr: newTraffic(x), slots: make([]slot, horizon), T: make([]float64, x.NumLinks()), in: make([]float64, x.NumNodes())}
+	e := &evidence{x: x, tr: newTraffic(x), slots: make([]slot, horizon),
+		T: make([]float64, x.NumLinks()), TL: make([]float64, x.NumLinks()),
+		in: make([]float64, x.NumNodes()), inL: make([]float64, x.NumNodes())}
 	for i := range e.slots {
 		e.slots[i].T = make([]float64, x.NumLinks())
+		e.slots[i].TL = make([]float64, x.NumLinks())
 	}
 	return e
 }
@@ -40,9 +49,10 @@ func (e *evidence) add(w *Window) {
 	s := &e.slots[e.pos]
 	e.pos = (e.pos + 1) % len(e.slots)
 	clear(s.T)
-	s.probes = 0
+	clear(s.TL)
+	s.probes, s.crossings = 0, 0
 	if w.Sealed != nil {
-		s.probes = e.tr.window(w.Sealed, s.T)
+		s.probes, s.crossings = e.tr.window(w.Sealed, s.T, s.TL)
 	}
 	s.traces = s.traces[:0]
 	s.links = s.links[:0]
@@ -60,16 +70,23 @@ func (e *evidence) add(w *Window) {
 		s.traces = append(s.traces, t)
 	}
 	clear(e.T)
+	clear(e.TL)
 	clear(e.in)
-	e.probes = 0
+	clear(e.inL)
+	e.probes, e.crossings = 0, 0
 	for i := range e.slots {
 		for l, v := range e.slots[i].T {
 			e.T[l] += v
 		}
+		for l, v := range e.slots[i].TL {
+			e.TL[l] += v
+		}
 		e.probes += e.slots[i].probes
+		e.crossings += e.slots[i].crossings
 	}
 	for l, v := range e.T {
 		e.in[e.x.To[l]] += v
+		e.inL[e.x.To[l]] += e.TL[l]
 	}
 }
 
@@ -232,10 +249,15 @@ func (m *meshlens) candidates(t *Trace, buf []int32) []int32 {
 }
 
 // touches is how many probes of the horizon crossed candidate c.
-func (m *meshlens) touches(c int32) float64 {
+func (m *meshlens) touches(c int32) float64 { return m.load(c, m.ev.T, m.ev.in) }
+
+// exposure is the link crossings of the probes that crossed candidate c:
+// what the background loss acts on.
+func (m *meshlens) exposure(c int32) float64 { return m.load(c, m.ev.TL, m.ev.inL) }
+
+func (m *meshlens) load(c int32, T, in []float64) float64 {
 	x := m.x
 	L := int32(x.NumLinks())
-	T := m.ev.T
 	switch {
 	case c < L:
 		return T[c]
@@ -250,9 +272,9 @@ func (m *meshlens) touches(c int32) float64 {
 	if x.ToRSlot[n] >= 0 {
 		// A ToR is crossed on the way out and on the way back by every probe
 		// of its hosts.
-		return m.ev.in[n] / 2
+		return in[n] / 2
 	}
-	return m.ev.in[n]
+	return in[n]
 }
 
 func (m *meshlens) describe(c int32) (string, Kind) {
@@ -271,6 +293,88 @@ func (m *meshlens) describe(c int32) (string, Kind) {
 	return x.Names[n], KindHost
 }
 
+// score is candidate c's log-likelihood ratio with u traces unexplained:
+// its anomalies against the rate of the probes that did not cross it (an
+// element is suspect when probes crossing it fare worse than the others,
+// not worse than a rate its own fault inflates; half an anomaly outside
+// stands in for none). Zero when c does not qualify.
+func (m *meshlens) score(c int32, u float64) (score, lambda float64) {
+	e := float64(m.count[c])
+	if int(m.count[c]) < m.cfg.MinAnomalies {
+		return 0, 0
+	}
+	exp := m.exposure(c)
+	if exp <= 0 {
+		return 0, 0
+	}
+	p := max(u-e, 0.5) / max(m.ev.crossings-exp, 0.1*m.ev.crossings)
+	lambda = p * exp
+	if e <= lambda {
+		return 0, 0
+	}
+	return e*math.Log(e/lambda) - (e - lambda), lambda
+}
+
+// children are the candidates inside c: a switch's links (and a ToR's
+// hosts), a link's two directions.
+func (m *meshlens) children(c int32) []int32 {
+	x := m.x
+	L := int32(x.NumLinks())
+	switch {
+	case c < L:
+		return nil
+	case c < 2*L:
+		return []int32{c - L, x.Reverse[c-L]}
+	}
+	n := c - 2*L
+	if !x.IsSwitch(n) {
+		return nil
+	}
+	var out []int32
+	for _, h := range x.Adj[n] {
+		out = append(out, L+min(h.Link, x.Reverse[h.Link]))
+	}
+	if x.ToRSlot[n] >= 0 {
+		for h := range x.NumHosts {
+			if x.HostToR[h] == n {
+				out = append(out, 2*L+int32(h))
+			}
+		}
+	}
+	return out
+}
+
+// refine prefers the smallest element that explains what c does: going
+// from a device to one of its links, or from a link to one direction, as
+// long as what the larger element explains beyond the smaller one is not
+// itself significant against the outside rate. A device is blamed when its
+// links fail together, not when one link's losses plus a little background
+// make it look worse than the link.
+func (m *meshlens) refine(c int32, score, lambda, u float64) (int32, float64, float64) {
+	for {
+		var kid int32 = -1
+		var kidScore, kidLambda float64
+		for _, k := range m.children(c) {
+			if s, l := m.score(k, u); s > kidScore {
+				kid, kidScore, kidLambda = k, s, l
+			}
+		}
+		if kid < 0 || kidScore < m.cfg.MinScore {
+			return c, score, lambda
+		}
+		e := float64(m.count[c])
+		eR := e - float64(m.count[kid])
+		tR := m.exposure(c) - m.exposure(kid)
+		p := max(u-e, 0.5) / max(m.ev.crossings-m.exposure(c), 0.1*m.ev.crossings)
+		lR := p * max(tR, 0)
+		// A nested test of one more parameter: half the bar of a new suspect.
+		if eR >= float64(m.cfg.MinAnomalies) && (lR <= 0 || eR*math.Log(eR/lR)-(eR-lR) >= m.cfg.MinScore/2) {
+			return c, score, lambda
+		}
+		c, score, lambda = kid, kidScore, kidLambda
+	}
+}
+
 // explain picks, greedily, the elements whose anomalous probes are least
 // likely under the fabric-wide background rate, and explains their traces
 // away before looking for the next: the 007 intuition (anomalous flows
@@ -279,7 +383,7 @@ func (m *meshlens) describe(c int32) (string, Kind) {
 // the background and a device is preferred only when its links together
 // are worse than any one of them.
 func (m *meshlens) explain(traces []*Trace, latency bool) []Suspect {
-	if len(traces) == 0 || m.ev.probes <= 0 {
+	if len(traces) == 0 || m.ev.crossings <= 0 {
 		return nil
 	}
 	// Inverted lists: candidate -> traces.
@@ -324,27 +428,13 @@ func (m *meshlens) explain(traces []*Trace, latency bool) []Suspect {
 		u := float64(unexplained)
 		best, bestScore, bestLambda := int32(-1), 0.0, 0.0
 		for _, c := range active {
-			e := float64(m.count[c])
-			if int(m.count[c]) < m.cfg.MinAnomalies {
-				continue
-			}
-			touch := m.touches(c)
-			if touch <= 0 {
-				continue
-			}
-			// The null is the rate outside the candidate: an element is
-			// suspect when probes crossing it fare worse than the others,
-			// not worse than a rate its own fault inflates. Half a
-			// anomaly outside stands in for none.
-			p := max(u-e, 0.5) / max(m.ev.probes-touch, 0.1*m.ev.probes)
-			lambda := p * touch
-			if e <= lambda {
-				continue
-			}
-			score := e*math.Log(e/lambda) - (e - lambda)
+			score, lambda := m.score(c, u)
 			if score > bestScore || (score == bestScore && best >= 0 && c < best) {
 				best, bestScore, bestLambda = c, score, lambda
 			}
+		}
+		if best >= 0 && bestScore >= m.cfg.MinScore {
+			best, bestScore, bestLambda = m.refine(best, bestScore, bestLambda, u)
 		}
 		if best < 0 || bestScore < m.cfg.MinScore {
 			break
