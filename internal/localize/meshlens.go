@@ -29,8 +29,8 @@ type slot struct {
 	T, TL     []float64
 	probes    float64
 	crossings float64
-	traces []Trace
-	links  []int32
+	traces    []Trace
+	links     []int32
 }
 
 func newEvidence(x *Index, horizon int) *evidence {
