@@ -24,6 +24,7 @@ import (
 func newAgentCmd() *cobra.Command {
 	var cfg agent.Config
 	var metricsAddr string
+	var sec agentSecurity
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the probing agent of one host",
@@ -44,6 +45,9 @@ func newAgentCmd() *cobra.Command {
 			cfg.Logger = logger.With("host", cfg.Host)
 			cfg.Registerer = reg
 			cfg.Version = version
+			if err := sec.apply(&cfg); err != nil {
+				return err
+			}
 			a, err := agent.New(cfg)
 			if err != nil {
 				return err
@@ -68,6 +72,7 @@ func newAgentCmd() *cobra.Command {
 	f.IntVar(&cfg.BatchMaxResults, "batch-max-results", 5000, "seal a batch at this many results")
 	f.DurationVar(&cfg.BatchMaxAge, "batch-max-age", 5*time.Second, "seal a batch at this age")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve the agent's own metrics at http://ADDR/metrics")
+	sec.addFlags(cmd)
 	return cmd
 }
 

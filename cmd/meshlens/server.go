@@ -54,6 +54,7 @@ func addServerFlags(cmd *cobra.Command, cfg *server.Config) {
 	f.StringVar(&cfg.HTTP.AnonymousRole, "anonymous-role", "", "role of requests without a token: none, viewer, operator, admin (default: viewer without --tokens-file, none with it)")
 	f.StringVar(&cfg.HTTP.AuditLogFile, "audit-log", "", "append the audit log of every change made through the API to this file")
 	addPinglistFlags(cmd, &cfg.Pinglists)
+	addServerSecurityFlags(cmd, cfg)
 }
 
 func init() { extraCommands = append(extraCommands, newServerCmd) }

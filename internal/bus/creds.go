@@ -106,6 +106,8 @@ type Authority struct {
 	operatorJWT               *jwt.OperatorClaims
 	accountJWT, systemJWT     string
 	accountPub, systemPub     string
+	// resolver hands the server the two account JWTs from memory.
+	resolver *server.MemAccResolver
 }
 
 // OpenAuthority loads the keys in dir, creating the directory and any
@@ -148,6 +150,12 @@ func OpenAuthority(dir string) (*Authority, error) {
 	sc.Name = "SYS"
 	if a.systemJWT, err = sc.Encode(a.operator); err != nil {
 		return nil, fmt.Errorf("bus: credentials dir %q: system account jwt: %w", dir, err)
+	}
+	a.resolver = &server.MemAccResolver{}
+	for pub, token := range map[string]string{a.accountPub: a.accountJWT, a.systemPub: a.systemJWT} {
+		if err := a.resolver.Store(pub, token); err != nil {
+			return nil, fmt.Errorf("bus: credentials dir %q: account resolver: %w", dir, err)
+		}
 	}
 	return a, nil
 }
@@ -198,20 +206,12 @@ func loadOrCreateSeed(path string, create func() (nkeys.KeyPair, error)) (nkeys.
 func (a *Authority) Dir() string { return a.dir }
 
 // Configure puts the embedded server in JWT mode trusting this authority;
-// use it as (part of) EmbeddedConfig.Configure.
-func (a *Authority) Configure(opts *server.Options) error {
-	res := &server.MemAccResolver{}
-	if err := res.Store(a.accountPub, a.accountJWT); err != nil {
-		return fmt.Errorf("bus: account resolver: %w", err)
-	}
-	if err := res.Store(a.systemPub, a.systemJWT); err != nil {
-		return fmt.Errorf("bus: account resolver: %w", err)
-	}
+// use it as (part of) EmbeddedConfig.Configure (see SecureEmbedded).
+func (a *Authority) Configure(opts *server.Options) {
 	opts.TrustedOperators = []*jwt.OperatorClaims{a.operatorJWT}
-	opts.AccountResolver = res
+	opts.AccountResolver = a.resolver
 	opts.SystemAccount = a.systemPub
 	opts.NoAuthUser = ""
-	return nil
 }
 
 // IssueAgent mints host's agent credentials (a .creds file's content):

@@ -101,6 +101,19 @@ func ConfigureTLS(opts *server.Options, c *tls.Config) {
 	opts.TLSTimeout = 5
 }
 
+// SecureEmbedded is an EmbeddedConfig.Configure that applies the
+// credentials authority and TLS, each only when non-nil.
+func SecureEmbedded(auth *Authority, c *tls.Config) func(*server.Options) {
+	return func(o *server.Options) {
+		if auth != nil {
+			auth.Configure(o)
+		}
+		if c != nil {
+			ConfigureTLS(o, c)
+		}
+	}
+}
+
 // InProcess is how the server process itself connects to its embedded
 // NATS server: through memory, never the network, so no TLS is needed (and
 // the server's certificate need not name the address it listens on). The

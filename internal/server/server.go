@@ -6,14 +6,17 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +42,15 @@ type Config struct {
 	NATSURL  string
 	// NATSOptions are extra client options (credentials, TLS).
 	NATSOptions []nats.Option
+	// NATSTLS makes the embedded NATS server require TLS; with a CA,
+	// client certificates too (mTLS). HTTPTLS does the same for the API.
+	NATSTLS bus.TLSFiles
+	HTTPTLS bus.TLSFiles
+	// CredsDir turns on per-agent NATS credentials for the embedded
+	// server (see bus.Authority; meshlens creds issue HOST).
+	CredsDir string
+	// InsecurePlaintext allows plaintext listeners off loopback.
+	InsecurePlaintext bool
 
 	Pinglists pinglist.Settings
 	// Partitions this process aggregates; nil means all of them.
@@ -72,6 +84,7 @@ type Server struct {
 	api        *api.Server
 	analyzer   *analyzer
 	natsURL    string
+	httpTLS    *tls.Config
 	ready      atomic.Bool
 }
 
@@ -85,6 +98,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("server: --data-dir is required")
+	}
+	if err := checkSecurity(cfg); err != nil {
+		return nil, err
 	}
 	s := &Server{cfg: cfg, logger: cfg.Logger, registry: prometheus.NewRegistry()}
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -139,7 +155,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { return s.watchTopology(ctx) })
 	g.Go(func() error { return s.analyzer.Run(ctx) })
-	g.Go(func() error { return s.api.Run(ctx) })
+	g.Go(func() error { return s.serveAPI(ctx) })
 	s.ready.Store(true)
 	s.logger.Info("meshlens server running", "http", s.cfg.HTTPAddr, "nats", s.natsURL, "hosts", len(s.Topology().Hosts))
 	err := g.Wait()
@@ -153,18 +169,37 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) start(ctx context.Context) error {
 	var err error
 	s.natsURL = s.cfg.NATSURL
+	connectURL, natsOpts := s.natsURL, s.cfg.NATSOptions
 	if s.natsURL == "" {
+		secure, ownOpts, err := s.busSecurity()
+		if err != nil {
+			return err
+		}
 		s.embedded, err = bus.StartEmbedded(bus.EmbeddedConfig{
-			Addr:     s.cfg.NATSAddr,
-			StoreDir: filepath.Join(s.cfg.DataDir, "nats"),
-			Logger:   s.logger,
+			Addr:      s.cfg.NATSAddr,
+			StoreDir:  filepath.Join(s.cfg.DataDir, "nats"),
+			Logger:    s.logger,
+			Configure: secure,
 		})
 		if err != nil {
 			return err
 		}
 		s.natsURL = s.embedded.ClientURL()
+		connectURL = s.natsURL
+		if s.cfg.NATSTLS.Enabled() {
+			// The server's own connection stays in memory: no TLS needed.
+			var inProc nats.Option
+			connectURL, inProc = bus.InProcess(s.embedded)
+			ownOpts = append(ownOpts, inProc)
+		}
+		natsOpts = append(ownOpts, natsOpts...)
 	}
-	s.nc, err = bus.Connect(s.natsURL, "meshlens-server", s.cfg.NATSOptions...)
+	if s.cfg.HTTPTLS.Enabled() {
+		if s.httpTLS, err = bus.ServerTLSConfig(s.cfg.HTTPTLS); err != nil {
+			return fmt.Errorf("server: --tls-cert/--tls-key: %w", err)
+		}
+	}
+	s.nc, err = bus.Connect(connectURL, "meshlens-server", natsOpts...)
 	if err != nil {
 		return err
 	}
@@ -285,6 +320,59 @@ func (s *Server) close() {
 			s.logger.Error("closing the store", "err", err)
 		}
 	}
+}
+
+// checkSecurity refuses plaintext off loopback unless forced, and
+// settings that would silently not apply.
+func checkSecurity(cfg Config) error {
+	if err := bus.CheckListener("--http-addr", cfg.HTTPAddr, cfg.HTTPTLS.Enabled(), cfg.InsecurePlaintext); err != nil {
+		return err
+	}
+	if cfg.NATSURL != "" {
+		if cfg.CredsDir != "" || cfg.NATSTLS.Enabled() {
+			return errors.New("server: --creds-dir and --nats-tls-* configure the embedded NATS server; with --nats-url the cluster's own configuration applies")
+		}
+		return nil
+	}
+	return bus.CheckListener("--nats-addr", cfg.NATSAddr, cfg.NATSTLS.Enabled(), cfg.InsecurePlaintext)
+}
+
+// busSecurity is the embedded server's TLS and credentials setup and the
+// options of the server's own, privileged, connection.
+func (s *Server) busSecurity() (func(*natsserver.Options), []nats.Option, error) {
+	var auth *bus.Authority
+	var own []nats.Option
+	if s.cfg.CredsDir != "" {
+		var err error
+		if auth, err = bus.OpenAuthority(s.cfg.CredsDir); err != nil {
+			return nil, nil, err
+		}
+		priv, err := auth.PrivilegedOption("meshlens-server")
+		if err != nil {
+			return nil, nil, err
+		}
+		own = append(own, priv)
+	}
+	var tc *tls.Config
+	if s.cfg.NATSTLS.Enabled() {
+		var err error
+		if tc, err = bus.ServerTLSConfig(s.cfg.NATSTLS); err != nil {
+			return nil, nil, fmt.Errorf("server: --nats-tls-*: %w", err)
+		}
+	}
+	return bus.SecureEmbedded(auth, tc), own, nil
+}
+
+// serveAPI serves the API on HTTPAddr, over TLS when configured.
+func (s *Server) serveAPI(ctx context.Context) error {
+	if s.httpTLS == nil {
+		return s.api.Run(ctx)
+	}
+	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("server: listen on %q: %w", s.cfg.HTTPAddr, err)
+	}
+	return s.api.Serve(ctx, tls.NewListener(ln, s.httpTLS))
 }
 
 func windowOf(c aggregate.Config) time.Duration {
