@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/netip"
 	"sync"
 	"syscall"
 	"time"
@@ -94,7 +95,15 @@ func (p *HTTPProber) Probe(ctx context.Context, t Target) *wire.ProbeResult {
 			connStart = p.Clock.Now()
 			mu.Unlock()
 		},
-		ConnectDone: func(string, string, error) { mu.Lock(); timing.ConnectNs = since(connStart); mu.Unlock() },
+		ConnectDone: func(_, addr string, _ error) {
+			mu.Lock()
+			defer mu.Unlock()
+			timing.ConnectNs = since(connStart)
+			// Known even when TLS then fails and GotConn never comes.
+			if ap, err := netip.ParseAddrPort(addr); err == nil {
+				res.DstAddr, res.DstPort = ap.Addr().Unmap().String(), uint32(ap.Port())
+			}
+		},
 		TLSHandshakeStart: func() {
 			mu.Lock()
 			tlsStart = p.Clock.Now()
