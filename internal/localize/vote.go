@@ -1,9 +1,5 @@
 package localize
 
-import (
-	"sort"
-)
-
 // vote is the 007 baseline (Arzani et al., NSDI'18): every traced failed
 // (or slow) flow gives each of the h links on its path a vote of 1/h, and
 // the links with the most votes are blamed. 007 blames links only; a host
@@ -16,14 +12,9 @@ type vote struct {
 	ev  *evidence
 }
 
-// Voting thresholds: a link is blamed when it holds at least voteMin votes
-// and voteShare of all votes of the horizon, from at least MinAnomalies
-// flows (007 reports the top-voted links; the floors keep it quiet on a
-// healthy fabric, as meshlens's own floor does).
-const (
-	voteMin   = 1.0
-	voteShare = 0.1
-)
+// voteMin is the votes the most voted link needs to be blamed (with at
+// least MinAnomalies flows, the floor meshlens has too).
+const voteMin = 1.0
 
 func newVote(x *Index, cfg Config) *vote {
 	return &vote{x: x, cfg: cfg, ev: newEvidence(x, cfg.Horizon)}
@@ -35,63 +26,89 @@ func (v *vote) Localize(w *Window) ([]Suspect, error) {
 	v.ev.add(w)
 	var out []Suspect
 	for _, latency := range []bool{false, true} {
-		votes := map[int32]float64{}
-		counts := map[int32]int{}
-		var total float64
+		var flows []*Trace
 		for i := range v.ev.slots {
-			for _, t := range v.ev.slots[i].traces {
-				if t.Lost == latency || len(t.Links) == 0 {
-					continue
-				}
-				share := 1 / float64(len(t.Links))
-				seen := map[int32]bool{}
-				for _, l := range t.Links {
-					key := l
-					if h := v.x.AccessHost(l); h >= 0 {
-						key = -1 - h // the host
-					}
-					votes[key] += share
-					total += share
-					if !seen[key] {
-						seen[key] = true
-						counts[key]++
-					}
+			for j := range v.ev.slots[i].traces {
+				if t := &v.ev.slots[i].traces[j]; t.Lost != latency && len(t.Links) > 0 {
+					flows = append(flows, t)
 				}
 			}
 		}
-		keys := make([]int32, 0, len(votes))
-		for k, s := range votes {
-			if s >= voteMin && s >= voteShare*total && counts[k] >= v.cfg.MinAnomalies {
-				keys = append(keys, k)
-			}
-		}
-		sort.Slice(keys, func(i, j int) bool {
-			if votes[keys[i]] != votes[keys[j]] {
-				return votes[keys[i]] > votes[keys[j]]
-			}
-			return keys[i] < keys[j]
-		})
-		for _, k := range keys {
-			s := Suspect{Score: votes[k], Confidence: votes[k] / total, Symptom: SymptomLoss}
-			if latency {
-				s.Symptom = SymptomLatency
-			}
-			if k < 0 {
-				h := -1 - k
-				s.Element, s.Kind = v.x.Names[h], KindHost
-				s.Evidence = Evidence{Probes: v.ev.T[v.x.HostUp[h]], Anomalous: counts[k]}
-			} else {
-				s.Element, s.Kind = v.x.LinkName(k), KindLink
-				s.Evidence = Evidence{Probes: v.ev.T[k], Anomalous: counts[k]}
-			}
-			if !latency && s.Evidence.Probes > 0 {
-				s.Estimate = min(1, float64(counts[k])/s.Evidence.Probes)
-			}
-			out = append(out, s)
-		}
+		out = append(out, v.blame(flows, latency)...)
 	}
 	if len(out) > v.cfg.MaxSuspects {
 		out = out[:v.cfg.MaxSuspects]
 	}
 	return out, nil
+}
+
+// key is what a link direction is blamed as: itself, or its host.
+func (v *vote) key(l int32) int32 {
+	if h := v.x.AccessHost(l); h >= 0 {
+		return -1 - h
+	}
+	return l
+}
+
+// blame is 007's greedy: the most voted link is blamed, the flows through
+// it are removed, and the votes recounted, until no link holds voteMin
+// votes from MinAnomalies flows.
+func (v *vote) blame(flows []*Trace, latency bool) []Suspect {
+	var out []Suspect
+	gone := make([]bool, len(flows))
+	for len(out) < v.cfg.MaxSuspects {
+		votes := map[int32]float64{}
+		counts := map[int32]int{}
+		var total float64
+		for i, t := range flows {
+			if gone[i] {
+				continue
+			}
+			share := 1 / float64(len(t.Links))
+			seen := map[int32]bool{}
+			for _, l := range t.Links {
+				k := v.key(l)
+				votes[k] += share
+				total += share
+				if !seen[k] {
+					seen[k] = true
+					counts[k]++
+				}
+			}
+		}
+		best, bestVotes := int32(0), 0.0
+		for k, s := range votes {
+			if counts[k] >= v.cfg.MinAnomalies && (s > bestVotes || s == bestVotes && k < best) {
+				best, bestVotes = k, s
+			}
+		}
+		if bestVotes < voteMin {
+			break
+		}
+		s := Suspect{Score: bestVotes, Confidence: bestVotes / total, Symptom: SymptomLoss}
+		if latency {
+			s.Symptom = SymptomLatency
+		}
+		if best < 0 {
+			h := -1 - best
+			s.Element, s.Kind = v.x.Names[h], KindHost
+			s.Evidence = Evidence{Probes: v.ev.T[v.x.HostUp[h]], Anomalous: counts[best]}
+		} else {
+			s.Element, s.Kind = v.x.LinkName(best), KindLink
+			s.Evidence = Evidence{Probes: v.ev.T[best], Anomalous: counts[best]}
+		}
+		if !latency && s.Evidence.Probes > 0 {
+			s.Estimate = min(1, float64(counts[best])/s.Evidence.Probes)
+		}
+		out = append(out, s)
+		for i, t := range flows {
+			for _, l := range t.Links {
+				if v.key(l) == best {
+					gone[i] = true
+					break
+				}
+			}
+		}
+	}
+	return out
 }
