@@ -85,4 +85,3 @@ func TestHTTPProbe(t *testing.T) {
 		})
 	}
 }
-
