@@ -31,7 +31,7 @@ type pairLoad struct {
 
 // feed writes the aggregator's cumulative rack-pair counters every 10 s
 // from start to end, as the aggregator does at each sealed window's end.
-func feed(t *testing.T, s *store.Store, start, end time.Time, loads []pairLoad) {
+func feed(t testing.TB, s *store.Store, start, end time.Time, loads []pairLoad) {
 	t.Helper()
 	cum := make([][2]float64, len(loads))
 	app := s.Appender(context.Background())
@@ -60,7 +60,7 @@ func feed(t *testing.T, s *store.Store, start, end time.Time, loads []pairLoad) 
 	}
 }
 
-func openStore(t *testing.T) *store.Store {
+func openStore(t testing.TB) *store.Store {
 	t.Helper()
 	s, err := store.Open(t.TempDir(), store.Options{})
 	if err != nil {
@@ -97,7 +97,7 @@ slos:
 
 // The fault: 10% of rack1->rack2's probes lost from 3h to 3h30m; the quiet pair
 // (one probe a minute) loses everything in the same half hour.
-func engineFixture(t *testing.T) (*store.Store, []SLO) {
+func engineFixture(t testing.TB) (*store.Store, []SLO) {
 	s := openStore(t)
 	fault := func(rate float64) func(time.Time) float64 {
 		return func(ts time.Time) float64 {
