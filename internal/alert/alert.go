@@ -42,6 +42,10 @@ type Condition struct {
 	SLO string
 	// Value is the measured quantity (e.g. the long-window burn rate).
 	Value float64
+	// SymptomSince, when known, is when the first sign of the problem
+	// appeared, before the condition held (e.g. when the short window began
+	// to burn, while the long one had not caught up yet).
+	SymptomSince time.Time
 }
 
 // Alert is one alert, de-duplicated by its labels.
@@ -53,8 +57,10 @@ type Alert struct {
 	Scope       *slo.Scope        `json:"scope,omitempty"`
 	SLO         string            `json:"slo,omitempty"`
 	Value       float64           `json:"value"`
-	// ActiveAt is when the condition began to hold (first symptom).
+	// ActiveAt is when the condition began to hold; SymptomAt when the
+	// first sign of it appeared (at or before ActiveAt).
 	ActiveAt   time.Time `json:"active_at"`
+	SymptomAt  time.Time `json:"symptom_at"`
 	FiredAt    time.Time `json:"fired_at,omitzero"`
 	ResolvedAt time.Time `json:"resolved_at,omitzero"`
 	LastSeen   time.Time `json:"last_seen"`
@@ -147,6 +153,9 @@ type Manager struct {
 	seq       int
 	dirty     map[string]map[string]bool // receiver -> incident id -> changed
 	kick      chan struct{}
+	// shortBurn is when each SLO tier's short window began to burn faster
+	// than its factor (the first symptom, before the tier fires).
+	shortBurn map[string]time.Time
 }
 
 type metrics struct {
@@ -210,6 +219,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		incidents: map[string]*Incident{},
 		dirty:     map[string]map[string]bool{},
 		kick:      make(chan struct{}, 1),
+		shortBurn: map[string]time.Time{},
 	}
 	for _, r := range cfg.Receivers {
 		mg.dirty[r.Name()] = map[string]bool{}
@@ -222,6 +232,22 @@ func NewManager(cfg Config) (*Manager, error) {
 // signature of slo.Config.OnEvaluate.
 func (m *Manager) ObserveSLOs(at time.Time, sts []slo.Status) {
 	var conds []Condition
+	m.mu.Lock()
+	since := map[string]time.Time{}
+	for _, st := range sts {
+		for _, t := range st.Tiers {
+			key := st.Name + "\x00" + t.Name
+			if t.ShortBurn == nil || *t.ShortBurn <= t.Factor {
+				delete(m.shortBurn, key)
+				continue
+			}
+			if _, ok := m.shortBurn[key]; !ok {
+				m.shortBurn[key] = at
+			}
+			since[key] = m.shortBurn[key]
+		}
+	}
+	m.mu.Unlock()
 	for _, st := range sts {
 		for _, t := range st.Tiers {
 			if !t.Firing {
@@ -253,7 +279,8 @@ func (m *Manager) ObserveSLOs(at time.Time, sts []slo.Status) {
 			if t.LongBurn != nil {
 				v = *t.LongBurn
 			}
-			conds = append(conds, Condition{Labels: labels, Annotations: ann, For: forDur, Scope: st.Scope, SLO: st.Name, Value: v})
+			conds = append(conds, Condition{Labels: labels, Annotations: ann, For: forDur, Scope: st.Scope, SLO: st.Name, Value: v,
+				SymptomSince: since[st.Name+"\x00"+t.Name]})
 		}
 	}
 	m.Observe(at, conds)
@@ -302,8 +329,11 @@ func (m *Manager) Observe(at time.Time, conds []Condition) {
 		seen[fp] = true
 		a, ok := m.alerts[fp]
 		if !ok || a.State == StateResolved {
-			a = &Alert{Fingerprint: fp, Labels: maps.Clone(c.Labels), State: StatePending, ActiveAt: at}
+			a = &Alert{Fingerprint: fp, Labels: maps.Clone(c.Labels), State: StatePending, ActiveAt: at, SymptomAt: at}
 			m.alerts[fp] = a
+		}
+		if !c.SymptomSince.IsZero() && c.SymptomSince.Before(a.SymptomAt) {
+			a.SymptomAt = c.SymptomSince
 		}
 		a.Annotations = maps.Clone(c.Annotations)
 		if a.Annotations == nil {

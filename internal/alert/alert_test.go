@@ -178,9 +178,10 @@ func TestIncidentTimeline(t *testing.T) {
 	burn := func(b float64) *float64 { return &b }
 	status := func(at time.Time, firing bool, budget float64) []slo.Status {
 		return []slo.Status{{Name: "rack3", Scope: rack, Runbook: "https://rb.example/x", BudgetRemaining: burn(budget),
-			Tiers: []slo.TierStatus{{Name: "page-1h", Severity: "page", Factor: 14.4, Long: "1h", Short: "5m", Firing: firing, LongBurn: burn(30)}}}}
+			Tiers: []slo.TierStatus{{Name: "page-1h", Severity: "page", Factor: 14.4, Long: "1h", Short: "5m", Firing: firing, LongBurn: burn(30), ShortBurn: burn(40)}}}}
 	}
-	m.ObserveSLOs(t0, status(t0, true, 0.9)) // detection: nothing blamed yet
+	m.ObserveSLOs(t0.Add(-2*time.Minute), status(t0, false, 0.95)) // the short window burns first
+	m.ObserveSLOs(t0, status(t0, true, 0.9))                        // detection: nothing blamed yet
 	board.Update([]Culprit{
 		{Element: "dc1-pod2-leaf1--dc1-spine1", Kind: "link", Confidence: 0.99, At: t0.Add(time.Minute)}, // elsewhere
 		{Element: "dc1-pod1-rack3-tor--dc1-pod1-leaf2", Kind: "link", Symptom: "loss", Estimate: 0.02, Confidence: 0.95, Evidence: "412 lost probes", Pairs: []string{"dc1-pod1-rack3-h01 -> dc1-pod1-rack1-h02"}, At: t0.Add(time.Minute)},
@@ -204,6 +205,9 @@ func TestIncidentTimeline(t *testing.T) {
 	want := "first_symptom,detection,localization,mitigation,alert_resolved,resolution"
 	if strings.Join(kinds, ",") != want {
 		t.Errorf("timeline %v, want %s", kinds, want)
+	}
+	if !inc.Start.Equal(t0.Add(-2*time.Minute)) || !inc.Timeline[0].At.Equal(inc.Start) || !inc.Detected.Equal(t0) {
+		t.Errorf("start %v (first event %v), detected %v", inc.Start, inc.Timeline[0].At, inc.Detected)
 	}
 	if inc.State != IncidentResolved || !inc.End.Equal(t0.Add(4*time.Minute)) {
 		t.Errorf("state %s end %v", inc.State, inc.End)

@@ -175,17 +175,21 @@ func (m *Manager) fireLocked(a *Alert, at time.Time) {
 			ID:         fmt.Sprintf("%s-%d", at.UTC().Format("20060102-1504"), m.seq),
 			Title:      alertTitle(a),
 			State:      IncidentOpen,
-			Start:      a.ActiveAt,
+			Start:      a.SymptomAt,
 			Detected:   at,
 			LastActive: at,
 		}
 		m.incidents[inc.ID] = inc
 		m.order = append(m.order, inc.ID)
-		inc.event(a.ActiveAt, EventFirstSymptom, "%s began to hold", describeAlert(a))
+		if a.SymptomAt.Before(a.ActiveAt) {
+			inc.event(a.SymptomAt, EventFirstSymptom, "short window of %s began to burn", describeAlert(a))
+		} else {
+			inc.event(a.ActiveAt, EventFirstSymptom, "%s began to hold", describeAlert(a))
+		}
 		inc.event(at, EventDetection, "%s fired", describeAlert(a))
 	} else {
-		if a.ActiveAt.Before(inc.Start) {
-			inc.Start = a.ActiveAt
+		if a.SymptomAt.Before(inc.Start) {
+			inc.Start = a.SymptomAt
 		}
 		inc.event(at, EventAlertFiring, "%s fired", describeAlert(a))
 	}

@@ -77,7 +77,7 @@ func (c *Client) Get(ctx context.Context, path string, q url.Values, out any) er
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("diagnose: %w at %s: %w", ErrUnreachable, c.base, err)
+		return fmt.Errorf("diagnose: %w at %s (is it running? set --server or $MESHLENS_SERVER): %w", ErrUnreachable, c.base, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))

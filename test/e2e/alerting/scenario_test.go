@@ -211,8 +211,9 @@ func TestScenarioAlertsAndRemediation(t *testing.T) {
 	if inc.Blamed == nil {
 		t.Fatalf("incident without culprit: %+v", inc)
 	}
-	t.Logf("incident %s: detected %s after onset, blamed %s (%s, confidence %.2f)", inc.ID,
-		inc.Detected.Sub(real(sim.Epoch.Add(2*time.Minute))), inc.Blamed.Element, inc.Blamed.Symptom, inc.Blamed.Confidence)
+	onset := real(sim.Epoch.Add(2 * time.Minute))
+	t.Logf("incident %s: first symptom %s after onset, detected %s after onset, blamed %s (%s, confidence %.2f)", inc.ID,
+		inc.Start.Sub(onset), inc.Detected.Sub(onset), inc.Blamed.Element, inc.Blamed.Symptom, inc.Blamed.Confidence)
 	if !strings.Contains(inc.Blamed.Element, "dc1-pod1-rack3-tor") {
 		t.Errorf("blamed %s, the fault is on %s", inc.Blamed.Element, faultLink)
 	}
