@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -371,11 +372,14 @@ func (a *Agent) notify() {
 type probeRuntime struct {
 	respAddr string
 	source   netip.Addr
-	resp     *probe.Responder
-	udp      *probe.UDPProber
-	sched    *probe.Scheduler
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	// icmp: whether an icmp socket is open. A raw one sees every echo
+	// reply of the host, so it is opened only when the pinglist asks.
+	icmp   bool
+	resp   *probe.Responder
+	udp    *probe.UDPProber
+	sched  *probe.Scheduler
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 func (rt *probeRuntime) stop() {
@@ -426,13 +430,14 @@ func (a *Agent) reconcile(ctx context.Context, rt *probeRuntime) *probeRuntime {
 			source = ip
 		}
 	}
-	if rt != nil && (rt.respAddr != respAddr || rt.source != source) {
+	icmp := slices.Contains(pl.Protocols, "icmp")
+	if rt != nil && (rt.respAddr != respAddr || rt.source != source || rt.icmp != icmp) {
 		rt.stop()
 		rt = nil
 	}
 	if rt == nil {
 		var err error
-		if rt, err = a.startRuntime(ctx, respAddr, source); err != nil {
+		if rt, err = a.startRuntime(ctx, respAddr, source, icmp); err != nil {
 			a.log.Error("cannot start probing", "err", err)
 			return nil
 		}
@@ -459,9 +464,9 @@ func (a *Agent) reconcile(ctx context.Context, rt *probeRuntime) *probeRuntime {
 	return rt
 }
 
-func (a *Agent) startRuntime(ctx context.Context, respAddr string, source netip.Addr) (*probeRuntime, error) {
+func (a *Agent) startRuntime(ctx context.Context, respAddr string, source netip.Addr, icmp bool) (*probeRuntime, error) {
 	rctx, cancel := context.WithCancel(ctx)
-	rt := &probeRuntime{respAddr: respAddr, source: source, cancel: cancel}
+	rt := &probeRuntime{respAddr: respAddr, source: source, icmp: icmp, cancel: cancel}
 	udp, err := probe.NewUDPProber(probe.UDPProberConfig{Local: source, Clock: a.cfg.Clock, Registerer: a.cfg.Registerer})
 	if err != nil {
 		cancel()
@@ -485,12 +490,17 @@ func (a *Agent) startRuntime(ctx context.Context, respAddr string, source netip.
 		wire.Protocol_PROTOCOL_UDP:  udp,
 		wire.Protocol_PROTOCOL_HTTP: probe.NewBlocking(&probe.HTTPProber{Clock: a.cfg.Clock}, 64),
 	}
-	if icmp, err := probe.NewICMPProber(probe.ICMPProberConfig{Local: source, Clock: a.cfg.Clock}); err != nil {
-		a.log.Warn("icmp probes disabled", "err", err)
-	} else {
-		probers[wire.Protocol_PROTOCOL_ICMP] = probe.NewBlocking(icmp, 512)
-		rt.wg.Add(1)
-		go func() { defer rt.wg.Done(); icmp.Run(rctx) }()
+	if icmp {
+		p, err := probe.NewICMPProber(probe.ICMPProberConfig{Local: source, Clock: a.cfg.Clock})
+		if err != nil {
+			// The scheduler reports each icmp probe as a local error, so
+			// the missing capability shows in the data, not only in a log.
+			a.log.Error("icmp probes disabled", "err", err)
+		} else {
+			probers[wire.Protocol_PROTOCOL_ICMP] = probe.NewBlocking(p, 512)
+			rt.wg.Add(1)
+			go func() { defer rt.wg.Done(); p.Run(rctx) }()
+		}
 	}
 	rt.sched = probe.NewScheduler(probe.SchedulerConfig{Clock: a.cfg.Clock, Probers: probers, Report: a.report, Registerer: a.cfg.Registerer})
 	a.setSched(rt.sched)

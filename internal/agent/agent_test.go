@@ -2,10 +2,10 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"net/netip"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -416,5 +416,27 @@ func TestNewErrors(t *testing.T) {
 	}
 }
 
-var _ = errors.New
-var _ = netip.Addr{}
+func TestAgentICMPAndHTTPTargets(t *testing.T) {
+	f := newFixture(t)
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) }))
+	defer svc.Close()
+	port := freePort(t, "127.0.1.21")
+	pl := testPinglist("h", "127.0.1.21", port, 1, pinglist.Peer{Host: "lo", Addr: "127.0.1.22"})
+	pl.Protocols = []string{"icmp"}
+	pl.HTTPTargets = []pinglist.HTTPTarget{{Name: "svc", URL: svc.URL, ExpectBody: "ok"}}
+	f.putPinglist(pl)
+	a := startAgent(t, Config{Host: "h", NATSURL: f.url(), SpoolDir: t.TempDir()})
+	waitFor(t, "icmp and http results", func() bool {
+		c := checkBatches(t, f.batches())
+		return c["h>lo PROTOCOL_ICMP OUTCOME_OK"] >= 2 && c["h>svc PROTOCOL_HTTP OUTCOME_OK"] >= 2
+	})
+	// Deleting the pinglist stops probing.
+	if err := f.pls.Delete(context.Background(), "h"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "probing to stop", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.pl == nil && a.sched == nil
+	})
+}

@@ -56,7 +56,9 @@ type UDPProber struct {
 	pending map[udpKey]*udpPending
 	byDue   udpHeap
 	closed  bool
-	buf     []byte
+	// lastSweep is when streams of departed peers were last forgotten.
+	lastSweep time.Time
+	buf       []byte
 }
 
 type udpKey struct {
@@ -227,7 +229,7 @@ func (p *UDPProber) Probe(ctx context.Context, t Target) *wire.ProbeResult {
 func (p *UDPProber) Run(ctx context.Context) error {
 	readDone := make(chan error, 1)
 	go func() { readDone <- p.readLoop() }()
-	tick := p.clock.NewTicker(50 * time.Millisecond)
+	tick := p.clock.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	var err error
 loop:
@@ -270,8 +272,9 @@ func (p *UDPProber) reap(now time.Time) {
 		delete(p.pending, pd.key)
 		due = append(due, pd)
 	}
-	// Forget streams of peers no longer probed, now and then.
-	if len(p.pending) == 0 || len(due) > 0 {
+	// Forget streams of peers no longer probed, once a minute.
+	if now.Sub(p.lastSweep) > time.Minute {
+		p.lastSweep = now
 		for a, st := range p.peers {
 			if now.Sub(st.lastUsed) > 10*time.Minute {
 				delete(p.peers, a)
