@@ -440,3 +440,48 @@ func TestAgentICMPAndHTTPTargets(t *testing.T) {
 		return a.pl == nil && a.sched == nil
 	})
 }
+
+// TestAgentPublishesBatchesLeftByACrash: batches sealed by a run that died
+// before their PubAck (here: sealed straight into the spool, as the dead
+// process left them) are published by the next start, once each, before
+// its own, in seq order; one already stored is not stored twice.
+func TestAgentPublishesBatchesLeftByACrash(t *testing.T) {
+	f := newFixture(t)
+	dir := t.TempDir()
+	m, err := newMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := openSpool(dir, 1<<20, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := sp.seal(func(epoch, seq uint64) ([]byte, error) {
+			return wire.Encode(&wire.Batch{Agent: "h", Epoch: epoch, Seq: seq, AgentVersion: "test", CreatedUnixNano: 1, SchedulingLag: &wire.SchedulingLag{},
+				Results: []*wire.ProbeResult{{Dst: "p", Protocol: wire.Protocol_PROTOCOL_TCP, Outcome: wire.Outcome_OUTCOME_OK, RttNs: 1}}})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The dead run got batch 1 stored but died before its PubAck.
+	_, data, _ := sp.oldest()
+	if _, err := f.js.Publish(context.Background(), bus.ResultsSubject(0, "h"), data, jetstream.WithMsgID(bus.BatchMsgID("h", sp.epoch, 1))); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t, "127.0.1.31")
+	f.putPinglist(testPinglist("h", "127.0.1.31", port, 1, pinglist.Peer{Host: "p", Addr: "127.0.1.32"}))
+	a := startAgent(t, Config{Host: "h", NATSURL: f.url(), SpoolDir: dir})
+	waitFor(t, "the crashed run's batches and new ones", func() bool { return len(f.batches()) >= 5 })
+	a.stop()
+	bs := f.batches()
+	checkBatches(t, bs)
+	for i, b := range bs[:3] {
+		if b.Seq != uint64(i+1) || b.Epoch != sp.epoch {
+			t.Errorf("stream position %d holds %d/%d", i, b.Epoch, b.Seq)
+		}
+	}
+	if got := testutil.ToFloat64(a.m.probes.WithLabelValues("PROTOCOL_TCP", "OUTCOME_REFUSED")); got == 0 {
+		t.Error("no refused tcp probes counted (nothing listens on the peer)")
+	}
+}
