@@ -144,6 +144,9 @@ func TestIncidentGrouping(t *testing.T) {
 			{0, []Condition{cond("pod", pod, 0)}},
 			{3, []Condition{cond("pod", pod, 0), cond("other", other, 0)}},
 		}, 1},
+		{"tiers of one unlocated SLO together", nil, []obs{
+			{0, []Condition{cond("svc1", nil, 0), {Labels: map[string]string{"alertname": "X", "slo": "svc1", "tier": "slow"}, SLO: "svc1"}}},
+		}, 1},
 		{"no location never overlaps", nil, []obs{
 			{0, []Condition{cond("svc1", nil, 0), cond("svc2", nil, 0)}},
 		}, 2},

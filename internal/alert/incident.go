@@ -102,6 +102,19 @@ func (inc *Incident) overlaps(a *Alert) bool {
 	return false
 }
 
+// hasSLO: the tiers of one SLO (and anything else about it) share a cause.
+func (inc *Incident) hasSLO(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, b := range inc.SLOs {
+		if b.SLO == name {
+			return true
+		}
+	}
+	return false
+}
+
 func (inc *Incident) has(fp string) bool {
 	for _, f := range inc.alertFPs {
 		if f == fp {
@@ -165,7 +178,7 @@ func (m *Manager) fireLocked(a *Alert, at time.Time) {
 		}
 		sameCulprit := culprit != nil && cand.Blamed != nil && cand.Blamed.Element == culprit.Element
 		recent := !a.ActiveAt.Before(cand.LastActive.Add(-m.cfg.GroupWindow)) && !cand.Start.After(at.Add(m.cfg.GroupWindow))
-		if sameCulprit || (recent && cand.overlaps(a)) {
+		if sameCulprit || (recent && (cand.overlaps(a) || cand.hasSLO(a.SLO))) {
 			inc = cand
 		}
 	}
