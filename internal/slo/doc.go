@@ -6,6 +6,41 @@
 // the store, and the equivalent Prometheus rules for teams that keep their
 // own Prometheus.
 //
+// # Files
+//
+// A file holds one or more YAML documents separated by "---". A document is
+// one SLO, a list of them under slos:, or an OpenSLO openslo/v1 SLO or SLI
+// (ratioMetric of Prometheus queries, Occurrences budgeting, one objective,
+// a rolling or UTC calendar-month window; an SLO may refer to an SLI of
+// any file given, and may carry meshlens's alerting block under
+// x-meshlens-alerting). Unknown keys are errors; every error names
+// file:line: field.
+//
+//	name: dc1-availability
+//	description: probes inside dc1 are answered
+//	target: 99.95%              # or 0.9995
+//	window: 30d                 # 7d, 28d, 30d, ... or calendar-month
+//	sli:
+//	  probe_availability: {dc: dc1, proto: tcp}     # or pod, rack, host; or target (http prober)
+//	  # probe_latency: {rack: dc1-pod1-rack1, threshold: 5ms}
+//	  # ratio: {good: 'sum(increase(ok_total[{{.window}}]))', total: 'sum(increase(all_total[{{.window}}]))'}
+//	alerting:
+//	  runbook: https://runbooks.example/dc1
+//	  min_events: 100           # 0 turns the minimum-events rule off
+//	  disable: [ticket-3d]      # drop default tiers by name
+//	  severities: {ticket-1d: info}
+//	  # tiers: [{name: fast, burn_rate: 14.4, long: 1h, short: 5m, severity: page, for: 2m}]  # replace the defaults
+//	labels: {team: netops}
+//
+// A location scope (dc, pod, rack, host) selects every probe with either
+// end in that element. Probe SLIs read the aggregator's cumulative counters
+// meshlens_{dc,pod,rack}_pair_probes_total and _probes_lost_total; host
+// scopes read meshlens_host_probes_total / _probes_lost_total{host}, http
+// targets meshlens_target_probes_total / _probes_lost_total{target}, and
+// latency SLIs the cumulative RTT histogram meshlens_<level>_pair_rtt_seconds_bucket{le}
+// (answered probes at most le seconds; le one of LatencyBuckets): until the
+// aggregator writes those, such SLOs have no data (never "all bad").
+//
 // # Event-weighted budgets
 //
 // Every SLI is a ratio of event counts over a window, computed as
