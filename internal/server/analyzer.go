@@ -131,11 +131,9 @@ func mergeWindows(parts []*aggregate.SealedWindow) *aggregate.SealedWindow {
 	if len(parts) == 1 {
 		return parts[0]
 	}
-	m := &aggregate.SealedWindow{Start: parts[0].Start, End: parts[0].End, Pairs: map[aggregate.PairKey]*aggregate.PairStats{}}
+	m := &aggregate.SealedWindow{Start: parts[0].Start, End: parts[0].End}
 	for _, p := range parts {
-		for k, v := range p.Pairs {
-			m.Pairs[k] = v
-		}
+		m.Pairs = append(m.Pairs, p.Pairs...)
 	}
 	return m
 }
