@@ -264,3 +264,35 @@ type failing struct{ *store.Store }
 func (failing) Query(context.Context, string, time.Time) (*promql.Result, error) {
 	return nil, context.DeadlineExceeded
 }
+
+// Without the counters an SLI needs, an SLO has no data: never "all bad".
+func TestEngineMissingCounters(t *testing.T) {
+	s, _ := engineFixture(t)
+	slos, err := Parse(File{Name: "missing.yaml", Data: []byte(`
+slos:
+  - {name: latency, target: 99%, window: 7d, sli: {probe_latency: {rack: dc1-pod1-rack1, threshold: 5ms}}}
+  - {name: host, target: 99%, window: 7d, sli: {probe_availability: {host: dc1-pod1-rack1-h01}}}
+  - {name: service, target: 99%, window: 7d, sli: {ratio: {bad: 'sum(increase(errors_total[{{.window}}]))', total: 'sum(increase(requests_total[{{.window}}]))'}}}
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEngine(Config{SLOs: slos, Querier: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sts, err := e.EvaluateAt(context.Background(), t0.Add(3*time.Hour+30*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range sts {
+		if st.SLI != nil || st.BudgetRemaining != nil || st.Events != 0 || len(st.BurnRates) != 0 {
+			t.Errorf("%s: %+v, want no data", st.Name, st)
+		}
+		for _, tr := range st.Tiers {
+			if tr.Firing {
+				t.Errorf("%s: tier %s fires without data", st.Name, tr.Name)
+			}
+		}
+	}
+}
