@@ -184,7 +184,7 @@ func TestIncidentTimeline(t *testing.T) {
 			Tiers: []slo.TierStatus{{Name: "page-1h", Severity: "page", Factor: 14.4, Long: "1h", Short: "5m", Firing: firing, LongBurn: burn(30), ShortBurn: burn(40)}}}}
 	}
 	m.ObserveSLOs(t0.Add(-2*time.Minute), status(t0, false, 0.95)) // the short window burns first
-	m.ObserveSLOs(t0, status(t0, true, 0.9))                        // detection: nothing blamed yet
+	m.ObserveSLOs(t0, status(t0, true, 0.9))                       // detection: nothing blamed yet
 	board.Update([]Culprit{
 		{Element: "dc1-pod2-leaf1--dc1-spine1", Kind: "link", Confidence: 0.99, At: t0.Add(time.Minute)}, // elsewhere
 		{Element: "dc1-pod1-rack3-tor--dc1-pod1-leaf2", Kind: "link", Symptom: "loss", Estimate: 0.02, Confidence: 0.95, Evidence: "412 lost probes", Pairs: []string{"dc1-pod1-rack3-h01 -> dc1-pod1-rack1-h02"}, At: t0.Add(time.Minute)},
