@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"net/netip"
+	"time"
 )
 
 // The signed UDP echo packet. Layout (integers big-endian):
@@ -19,20 +20,26 @@ import (
 //	4    8    stream: random id of the sending prober (one per agent incarnation)
 //	12   8    seq: sequence number within the (stream, peer) echo stream, from 1
 //	20   8    sent: the sender's clock at sending, Unix nanoseconds
-//	28   n    padding, any content, so a prober may send larger packets
-//	28+n 16   mac: HMAC-SHA256 truncated to 16 bytes
+//	28   8    held: reply only (0 in a request): nanoseconds the responder
+//	          held the probe, from its arrival in the responder's kernel to
+//	          the reply's send
+//	36   n    padding, any content, so a prober may send larger packets
+//	36+n 16   mac: HMAC-SHA256 truncated to 16 bytes
 //
 // The MAC covers the 16-byte form of the probed IP address followed by bytes
-// 0..28+n. Binding the probed address in means a captured probe cannot be
+// 0..36+n. Binding the probed address in means a captured probe cannot be
 // replayed against another responder of the fleet, and a reply proves it
 // came from the address that was probed. A reply is the request with
-// flagReply set and the MAC recomputed: exactly as long as the request, so
-// the responder can never amplify. A responder drops anything carrying
-// flagReply, so two responders cannot be made to talk to each other.
+// flagReply set, held filled in and the MAC recomputed: exactly as long as
+// the request, so the responder can never amplify. A responder drops
+// anything carrying flagReply, so two responders cannot be made to talk to
+// each other. With held, the prober subtracts the time the probe waited
+// in a busy responder, so a starved peer host does not read as network
+// latency (as TWAMP does).
 const (
 	packetVersion   = 1
 	flagReply       = 1
-	headerLen       = 28
+	headerLen       = 36
 	macLen          = 16
 	MinPacketLen    = headerLen + macLen
 	MaxPacketLen    = 1472 // one Ethernet frame of UDP over IPv4
@@ -49,6 +56,8 @@ type Packet struct {
 	Seq    uint64
 	// SentUnixNano is the sender's clock when the request was sent.
 	SentUnixNano int64
+	// Held is how long the responder held the probe (replies only).
+	Held time.Duration
 	// Len is the whole packet's length, MAC included.
 	Len int
 }
@@ -74,13 +83,18 @@ func DecodePacket(b []byte) (Packet, error) {
 	if b[3]&^flagReply != 0 {
 		return Packet{}, fmt.Errorf("probe: packet flags %#x: %w", b[3], ErrMalformed)
 	}
-	return Packet{
+	p := Packet{
 		Reply:        b[3]&flagReply != 0,
 		Stream:       binary.BigEndian.Uint64(b[4:]),
 		Seq:          binary.BigEndian.Uint64(b[12:]),
 		SentUnixNano: int64(binary.BigEndian.Uint64(b[20:])),
+		Held:         time.Duration(binary.BigEndian.Uint64(b[28:])),
 		Len:          len(b),
-	}, nil
+	}
+	if p.Held < 0 || (!p.Reply && p.Held != 0) {
+		return Packet{}, fmt.Errorf("probe: packet held %d: %w", p.Held, ErrMalformed)
+	}
+	return p, nil
 }
 
 // packetSigner signs and verifies packets with one key. It reuses its hash
@@ -132,11 +146,15 @@ func appendRequest(buf []byte, stream, seq uint64, sentUnixNano int64, size int)
 	buf = binary.BigEndian.AppendUint64(buf, stream)
 	buf = binary.BigEndian.AppendUint64(buf, seq)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(sentUnixNano))
+	buf = binary.BigEndian.AppendUint64(buf, 0) // held
 	for len(buf) < size {
 		buf = append(buf, 0)
 	}
 	return buf
 }
 
-// toReply turns a verified request into a reply in place.
-func toReply(pkt []byte) { pkt[3] |= flagReply }
+// toReply turns a verified request into a reply in place; sign it after.
+func toReply(pkt []byte, held time.Duration) {
+	pkt[3] |= flagReply
+	binary.BigEndian.PutUint64(pkt[28:], uint64(max(held, 0)))
+}

@@ -55,7 +55,7 @@ func FuzzDecodePacket(f *testing.F) {
 		// A decoded header re-encodes to the same bytes.
 		again := appendRequest(nil, h.Stream, h.Seq, h.SentUnixNano, h.Len)
 		if h.Reply {
-			toReply(again)
+			toReply(again, h.Held)
 		}
 		if !bytes.Equal(again[:headerLen], b[:headerLen]) {
 			t.Fatalf("header %x re-encodes as %x", b[:headerLen], again[:headerLen])

@@ -178,7 +178,7 @@ func TestResponderRefuses(t *testing.T) {
 		{"signed for another address", func() [][]byte {
 			return [][]byte{signed(testKey, netip.MustParseAddr("127.0.0.22"), 7, 1, now, 100)}
 		}, DropBadMAC, ResponderConfig{}},
-		{"tampered", func() [][]byte { p := good(1); p[30] ^= 1; return [][]byte{p} }, DropBadMAC, ResponderConfig{}},
+		{"tampered", func() [][]byte { p := good(1); p[19] ^= 1; return [][]byte{p} }, DropBadMAC, ResponderConfig{}},
 		{"stale", func() [][]byte { return [][]byte{signed(testKey, dst, 7, 1, now.Add(-time.Minute), 100)} }, DropStale, ResponderConfig{}},
 		{"future", func() [][]byte { return [][]byte{signed(testKey, dst, 7, 1, now.Add(time.Minute), 100)} }, DropStale, ResponderConfig{}},
 		{"replayed", func() [][]byte { return [][]byte{good(1), good(1), good(1)} }, DropReplay, ResponderConfig{}},
@@ -188,7 +188,7 @@ func TestResponderRefuses(t *testing.T) {
 		}, DropMalformed, ResponderConfig{}},
 		{"reply flag", func() [][]byte {
 			p := good(1)
-			toReply(p)
+			toReply(p, 0)
 			s, _ := newPacketSigner(testKey)
 			s.sign(dst, p)
 			return [][]byte{p}
@@ -245,6 +245,11 @@ func TestResponderReplyNeverLarger(t *testing.T) {
 		s, _ := newPacketSigner(testKey)
 		if !s.verify(dst, reply) {
 			t.Errorf("reply of %d bytes is not signed by the fleet key", len(reply))
+		}
+		// The responder says how long it held the probe (kernel arrival
+		// to reply), for the prober to subtract.
+		if h, err := DecodePacket(reply); err != nil || h.Held <= 0 || h.Held > 10*time.Second {
+			t.Errorf("reply held %v (%v)", h.Held, err)
 		}
 	}
 }
@@ -311,7 +316,7 @@ func TestUDPDuplicatesAndReordering(t *testing.T) {
 	s, _ := newPacketSigner(testKey)
 	for _, seq := range []uint64{2, 1, 1} {
 		pkt := append([]byte(nil), reqs[seq]...)
-		toReply(pkt)
+		toReply(pkt, 0)
 		s.sign(peer.Addr(), pkt)
 		if _, err := peerConn.WriteToUDPAddrPort(pkt, from); err != nil {
 			t.Fatal(err)

@@ -83,6 +83,8 @@ type Responder struct {
 	replies *prometheus.CounterVec
 	log     *slog.Logger
 
+	uconn udpConn
+
 	// UDP loop state, touched only by the UDP goroutine.
 	signers    []*packetSigner
 	signerKeys *[][]byte
@@ -188,6 +190,11 @@ func (r *Responder) listen(addr string) error {
 		}
 		r.tcp = tl.(*net.TCPListener)
 		r.udp = ul.(*net.UDPConn)
+		if r.uconn, err = r.packetConn(); err != nil {
+			r.tcp.Close()
+			r.udp.Close()
+			return err
+		}
 		if err := deferAccept(r.tcp, int(r.cfg.IdleTimeout/time.Second)+1); err != nil {
 			r.tcp.Close()
 			r.udp.Close()
@@ -259,22 +266,24 @@ func (r *Responder) Close() error {
 // udpConn hides the IPv4/IPv6 difference of reading a datagram together
 // with the local address it was sent to and replying from that address.
 type udpConn interface {
-	read(b []byte) (n int, dst netip.Addr, src net.Addr, err error)
+	// read returns the datagram's length, the local address it was sent
+	// to, its sender and, when the platform tells, its kernel arrival time.
+	read(b []byte) (n int, dst netip.Addr, src net.Addr, rx time.Time, err error)
 	reply(b []byte, from netip.Addr, to net.Addr) error
 }
 
 type udp4 struct{ p *ipv4.PacketConn }
 
-func (u udp4) read(b []byte) (int, netip.Addr, net.Addr, error) {
+func (u udp4) read(b []byte) (int, netip.Addr, net.Addr, time.Time, error) {
 	n, cm, src, err := u.p.ReadFrom(b)
 	if err != nil {
-		return 0, netip.Addr{}, nil, err
+		return 0, netip.Addr{}, nil, time.Time{}, err
 	}
 	var dst netip.Addr
 	if cm != nil {
 		dst, _ = netip.AddrFromSlice(cm.Dst)
 	}
-	return n, dst.Unmap(), src, nil
+	return n, dst.Unmap(), src, time.Time{}, nil
 }
 
 func (u udp4) reply(b []byte, from netip.Addr, to net.Addr) error {
@@ -284,16 +293,16 @@ func (u udp4) reply(b []byte, from netip.Addr, to net.Addr) error {
 
 type udp6 struct{ p *ipv6.PacketConn }
 
-func (u udp6) read(b []byte) (int, netip.Addr, net.Addr, error) {
+func (u udp6) read(b []byte) (int, netip.Addr, net.Addr, time.Time, error) {
 	n, cm, src, err := u.p.ReadFrom(b)
 	if err != nil {
-		return 0, netip.Addr{}, nil, err
+		return 0, netip.Addr{}, nil, time.Time{}, err
 	}
 	var dst netip.Addr
 	if cm != nil {
 		dst, _ = netip.AddrFromSlice(cm.Dst)
 	}
-	return n, dst.Unmap(), src, nil
+	return n, dst.Unmap(), src, time.Time{}, nil
 }
 
 func (u udp6) reply(b []byte, from netip.Addr, to net.Addr) error {
@@ -308,6 +317,9 @@ func (u udp6) reply(b []byte, from netip.Addr, to net.Addr) error {
 func (r *Responder) packetConn() (udpConn, error) {
 	local := r.udp.LocalAddr().(*net.UDPAddr)
 	if local.IP.To4() != nil {
+		if c, ok := newUDP4Stamped(r.udp); ok {
+			return c, nil
+		}
 		p := ipv4.NewPacketConn(r.udp)
 		if err := p.SetControlMessage(ipv4.FlagDst, true); err != nil {
 			return nil, fmt.Errorf("probe: responder %v: enable IP_PKTINFO: %w", local, err)
@@ -322,13 +334,11 @@ func (r *Responder) packetConn() (udpConn, error) {
 }
 
 func (r *Responder) serveUDP() error {
-	conn, err := r.packetConn()
-	if err != nil {
-		return err
-	}
+	conn := r.uconn
+	_, realClock := r.cfg.Clock.(clock.Real)
 	buf := make([]byte, MaxPacketLen+1)
 	for {
-		n, dst, src, err := conn.read(buf)
+		n, dst, src, rx, err := conn.read(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
@@ -344,7 +354,11 @@ func (r *Responder) serveUDP() error {
 			r.dropped.WithLabelValues(reason).Inc()
 			continue
 		}
-		toReply(pkt)
+		var held time.Duration
+		if realClock && !rx.IsZero() {
+			held = time.Since(rx)
+		}
+		toReply(pkt, held)
 		r.signers[r.signerIndex].sign(dst, pkt)
 		if err := conn.reply(pkt, dst, src); err != nil {
 			r.log.Debug("responder udp reply", "to", src, "err", err)

@@ -338,7 +338,13 @@ func (p *UDPProber) onReply(pkt []byte, from netip.AddrPort, now time.Time) {
 	}
 	pd.got = true
 	pd.res.Outcome = wire.Outcome_OUTCOME_OK
-	pd.res.RttNs = int64(now.Sub(pd.sent))
+	rtt := now.Sub(pd.sent)
+	if h.Held < rtt {
+		// The network's part: minus the time the peer's responder sat on
+		// the probe (a busy or starved peer host is not network latency).
+		rtt -= h.Held
+	}
+	pd.res.RttNs = int64(rtt)
 	if st := p.peers[from]; st != nil {
 		if h.Seq < st.maxReplied {
 			pd.res.Reordered = true
