@@ -178,8 +178,10 @@ export async function rackPairHosts(srcRack, dstRack, { at, signal, srcHosts = [
   }
 }
 
-// latestWindows asks for each pair's windows around at (or the last
-// minute) and keeps the newest per protocol, eight requests at a time.
+// latestWindows asks for each pair's windows of the minute before at (or
+// now), eight requests at a time, and merges them per protocol: sent and
+// lost summed (the loss ratio over the minute, as at the rack level),
+// latency quantiles of the newest window.
 async function latestWindows(pairs, at, signal) {
   const until = at || new Date();
   const since = new Date(until.getTime() - 60_000);
@@ -189,9 +191,18 @@ async function latestWindows(pairs, at, signal) {
     while (next < pairs.length) {
       const [a, b] = pairs[next++];
       const ws = (await pairHistory(a, b, { since, signal })).filter(w => !w.end || w.end <= until);
-      const newest = new Map();
-      for (const w of ws) if (!newest.has(w.proto) || w.end > newest.get(w.proto).end) newest.set(w.proto, w);
-      out.push(...newest.values());
+      const merged = new Map();
+      for (const w of ws) {
+        const m = merged.get(w.proto);
+        if (!m) { merged.set(w.proto, { ...w }); continue; }
+        const newer = w.end > m.end;
+        const sum = { sent: (m.sent ?? 0) + (w.sent ?? 0), lost: (m.lost ?? 0) + (w.lost ?? 0) };
+        merged.set(w.proto, { ...(newer ? w : m), ...sum });
+      }
+      for (const m of merged.values()) {
+        if (m.sent) m.lossRatio = m.lost / m.sent;
+        out.push(m);
+      }
     }
   };
   await Promise.all(Array.from({ length: 8 }, worker));
@@ -319,6 +330,15 @@ export async function promRange(query, start, end, stepSeconds, opts) {
     query, start: start.getTime() / 1000, end: end.getTime() / 1000, step: stepSeconds,
   }), opts));
   return d.result.map(r => ({ labels: r.metric, points: r.values.map(([t, v]) => [t * 1000, parseFloat(v)]) }));
+}
+
+// lossQuery is a level's loss ratio over range from the exact cumulative
+// probe counters: one 10 s window holds only a few probes per pair, too few
+// for a ratio to mean much; a minute of them does.
+export function lossQuery(level, sel = '', range = '1m') {
+  const by = `by (src_${level}, dst_${level})`;
+  return `sum ${by} (increase(meshlens_${level}_pair_probes_lost_total{${sel}}[${range}])) / ` +
+    `sum ${by} (increase(meshlens_${level}_pair_probes_total{${sel}}[${range}]))`;
 }
 
 // Metric names of the rollups (see internal/aggregate/tsdb.go).

@@ -51,7 +51,7 @@ probing: {interval: 10s, protocols: [tcp, udp]}
 duration: 1h
 background: {loss: 0, latency: {base: 40us, jitter: 20us}} # no background loss: only the fault paints red
 faults:
-  - {kind: device_loss, device: %s, rate: 0.3}
+  - {kind: device_loss, device: %s, rate: 0.5}
 `, topoPath, faultyToR)
 	for path, data := range map[string]string{topoPath: topoYAML, scenarioPath: scenario} {
 		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
@@ -73,12 +73,16 @@ faults:
 				t.Fatalf("%s exited early (%v):\n%s", p.Name, err, p.Output())
 			}
 		}
-		v, err := f.instant(fmt.Sprintf(`max(meshlens_rack_pair_loss_ratio{src_rack=%q,dst_rack=%q})`, faultyRack, otherRack))
-		if err != nil {
-			return err
-		}
-		if v < 0.05 {
-			return fmt.Errorf("loss %s → %s is %g, want the fault's", faultyRack, otherRack, v)
+		// The heatmap's own loss query: a minute of the exact counters.
+		for _, p := range [][2]string{{faultyRack, otherRack}, {otherRack, faultyRack}} {
+			sel := fmt.Sprintf(`src_rack=%q,dst_rack=%q`, p[0], p[1])
+			v, err := f.instant(fmt.Sprintf(`sum(increase(meshlens_rack_pair_probes_lost_total{%s}[1m])) / sum(increase(meshlens_rack_pair_probes_total{%s}[1m]))`, sel, sel))
+			if err != nil {
+				return err
+			}
+			if v < 0.05 {
+				return fmt.Errorf("loss %s → %s is %g, want the fault's", p[0], p[1], v)
+			}
 		}
 		return nil
 	})
@@ -284,9 +288,13 @@ func TestUI(t *testing.T) {
 			t.Errorf("host heatmap has %s cells, want %d", n, hostsPerRack*hostsPerRack)
 		}
 		shot(t, b, "heatmap-hosts")
-		// A host cell opens the pair view.
+		// A host cell with data (the worst one listed) opens the pair view.
 		srcH, dstH := hostNames(faultyRack), hostNames(otherRack)
-		hc := evalT[*cell](t, b, fmt.Sprintf(cellJS, jsList(srcH), jsList(dstH), srcH[0], dstH[1]))
+		worst := evalT[map[string]string](t, b, `({...document.querySelector('#hm-worst li').dataset})`)
+		hc := evalT[*cell](t, b, fmt.Sprintf(cellJS, jsList(srcH), jsList(dstH), worst["src"], worst["dst"]))
+		if hc == nil || hc.Color != paletteRed {
+			t.Fatalf("host cell %s → %s is %+v, want red", worst["src"], worst["dst"], hc)
+		}
 		if err := b.Do(chromedp.MouseClickXY(hc.X, hc.Y)); err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import { metrics, palettes } from '../scale.js';
 const LEVELS = ['dc', 'pod', 'rack', 'host'];
 const SCRUB_SPAN_S = 3600; // the scrubber covers the last hour, window by window
 const LOOKBACK = '1m'; // a window's sample is written when the window seals
+const LOSS_RANGE = '1m'; // loss is pooled over a minute of probes (see api.lossQuery)
 
 let root, ctx, hm, els, topo, seq = 0, lastKey = '';
 
@@ -72,7 +73,6 @@ function fmtValue(metric, v) {
 function buildQuery(st, rows, cols) {
   const m = metrics[st.metric];
   const lv = st.level;
-  const name = m.kind === 'loss' ? api.metricNames.loss(lv) : api.metricNames.latency(lv);
   const sel = [];
   if (m.kind === 'latency') sel.push(`quantile="${m.quantile}"`);
   if (st.proto) sel.push(`proto="${st.proto}"`);
@@ -80,7 +80,8 @@ function buildQuery(st, rows, cols) {
   // to spell out; otherwise fetch the level and filter here.
   if (st.a && rows.length <= 256) sel.push(`src_${lv}=~"${api.promRegexAlt(rows)}"`);
   if (st.b && cols.length <= 256) sel.push(`dst_${lv}=~"${api.promRegexAlt(cols)}"`);
-  return `max by (src_${lv}, dst_${lv}) (last_over_time(${name}{${sel.join(',')}}[${LOOKBACK}]))`;
+  if (m.kind === 'loss') return api.lossQuery(lv, sel.join(','), LOSS_RANGE);
+  return `max by (src_${lv}, dst_${lv}) (last_over_time(${api.metricNames.latency(lv)}{${sel.join(',')}}[${LOOKBACK}]))`;
 }
 
 async function fetchValues(st, rows, cols) {
@@ -128,7 +129,7 @@ function toolbar(st) {
       onclick: () => set({ metric: k, customThresholds: false }),
     }, m.label.replace(' latency', ''))));
   const proto = h('select', { id: 'hm-proto', onchange: e => set({ proto: e.target.value }) },
-    ['', 'tcp', 'udp', 'http', 'icmp'].map(p => h('option', { value: p, selected: p === st.proto }, p || 'all (worst)')));
+    ['', 'tcp', 'udp', 'http', 'icmp'].map(p => h('option', { value: p, selected: p === st.proto }, p || 'all')));
   const pal = h('select', { id: 'hm-pal', onchange: e => set({ pal: e.target.value }) },
     Object.entries(palettes).map(([k, p]) => h('option', { value: k, selected: k === st.pal }, p.label)));
   bar.append(metricSet,
@@ -282,7 +283,9 @@ async function load(st, { poll }) {
   hm.render();
   clear(els.side).append(worstList(st));
   els.caption.textContent = `${rows.length} × ${cols.length} ${st.level} pairs · rows: source, columns: destination · ` +
-    (st.t ? 'window ending ' + fmtTime(st.t) : 'live, refreshed every ' + ctx.windowMs / 1000 + ' s');
+    (metrics[st.metric].kind === 'loss' ? 'loss over the minute to ' : 'latency of the window ending ') +
+    (st.t ? fmtTime(st.t) : 'now (live, refreshed every ' + ctx.windowMs / 1000 + ' s)') +
+    (st.proto ? '' : metrics[st.metric].kind === 'loss' ? ' · all protocols pooled' : ' · worst protocol');
 }
 
 export default {

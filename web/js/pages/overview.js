@@ -55,7 +55,7 @@ async function agentsCard() {
 }
 
 async function worstCard() {
-  const loss = await api.promQuery(`topk(8, max by (src_rack, dst_rack) (last_over_time(${api.metricNames.loss('rack')}[1m])))`);
+  const loss = await api.promQuery(`topk(8, ${api.lossQuery('rack')})`);
   const lat = await api.promQuery(`topk(8, max by (src_rack, dst_rack) (last_over_time(${api.metricNames.latency('rack')}{quantile="0.99"}[1m])))`);
   if (!loss.length && !lat.length) return h('p', { class: 'empty' }, 'No rack-pair measurements yet: agents report every 10 s once the pinglists are out.');
   const table = (rows, metric, fmt) => h('table', {},
@@ -67,7 +67,7 @@ async function worstCard() {
       return h('tr', { class: 'sev-' + lvl, dataset: { src: r.labels.src_rack, dst: r.labels.dst_rack } },
         h('td', {}, h('a', { href }, `${r.labels.src_rack} → ${r.labels.dst_rack}`)), h('td', { class: 'num' }, fmt(r.value)));
     })));
-  return h('div', { id: 'ov-worst' }, h('h3', {}, 'Loss'), table(loss, 'loss', v => fmtRatio(v)), h('h3', {}, 'p99 latency'), table(lat, 'p99', fmtSeconds));
+  return h('div', { id: 'ov-worst' }, h('h3', {}, 'Loss, last minute'), table(loss, 'loss', v => fmtRatio(v)), h('h3', {}, 'p99 latency'), table(lat, 'p99', fmtSeconds));
 }
 
 function refresh() {

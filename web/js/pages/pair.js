@@ -110,6 +110,7 @@ async function rackPair(a, b, t) {
   const [lat, loss] = await Promise.all([
     api.promRange(`max by (quantile) (${api.metricNames.latency('rack')}{${sel}})`, start, end, 10),
     api.promRange(`max by (proto) (${api.metricNames.loss('rack')}{${sel}})`, start, end, 10)]);
+  // Per-window loss: the chart shows every window, noise included.
   const qn = { '0.5': 'p50', '0.9': 'p90', '0.99': 'p99', '0.999': 'p99.9' };
   return [
     lineChart(lat.map(s => ({ name: qn[s.labels.quantile] || s.labels.quantile, points: s.points })), { title: 'Latency quantiles (worst protocol)', format: fmtSeconds, thresholds: [{ value: metrics.p99.bad }] }),
