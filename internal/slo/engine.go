@@ -61,15 +61,17 @@ type Config struct {
 // Status is one SLO's state at an evaluation, as the JSON API shows it.
 // Ratios are nil when the window has no events.
 type Status struct {
-	Name        string    `json:"name"`
-	Description string    `json:"description,omitempty"`
-	Target      float64   `json:"target"`
-	Window      string    `json:"window"`
-	Calendar    bool      `json:"calendar,omitempty"`
-	Kind        SLIKind   `json:"kind"`
-	Scope       *Scope    `json:"scope,omitempty"`
-	Runbook     string    `json:"runbook,omitempty"`
-	At          time.Time `json:"at"`
+	Name        string  `json:"name"`
+	Description string  `json:"description,omitempty"`
+	Target      float64 `json:"target"`
+	Window      string  `json:"window"`
+	Calendar    bool    `json:"calendar,omitempty"`
+	Kind        SLIKind `json:"kind"`
+	// Estimated: a latency SLI estimated from window quantiles.
+	Estimated bool      `json:"estimated,omitempty"`
+	Scope     *Scope    `json:"scope,omitempty"`
+	Runbook   string    `json:"runbook,omitempty"`
+	At        time.Time `json:"at"`
 	// Events and BadEvents over the whole SLO window.
 	Events          float64  `json:"events"`
 	BadEvents       float64  `json:"bad_events"`
@@ -114,6 +116,9 @@ type Engine struct {
 
 	mu   sync.Mutex
 	last []Status
+
+	// estimates of latency SLIs, by SLO; guarded by eval.
+	estimates map[string]*latencyEstimate
 }
 
 type engineMetrics struct {
@@ -162,7 +167,12 @@ func NewEngine(cfg Config) (*Engine, error) {
 			}
 		}
 	}
-	return &Engine{cfg: cfg, m: m}, nil
+	for _, s := range cfg.SLOs {
+		if s.SLI.Kind == ProbeLatency && s.SLI.Estimate && cfg.Appendable == nil {
+			return nil, fmt.Errorf("slo: engine: SLO %s estimates latency and needs an Appendable to keep its counters", s.Name)
+		}
+	}
+	return &Engine{cfg: cfg, m: m, estimates: map[string]*latencyEstimate{}}, nil
 }
 
 // Run evaluates every Interval until ctx ends. A failed evaluation is
@@ -305,6 +315,12 @@ func (e *Engine) evaluate(ctx context.Context, s *SLO, t time.Time) (Status, err
 	if s.SLI.Kind != Ratio {
 		sc := s.SLI.Scope
 		st.Scope = &sc
+	}
+	if s.SLI.Kind == ProbeLatency && s.SLI.Estimate {
+		st.Estimated = true
+		if err := e.estimateLatency(ctx, s, t); err != nil {
+			return st, err
+		}
 	}
 	win := s.SLOWindow(t)
 	whole, err := e.CountsAt(ctx, s, win, t)

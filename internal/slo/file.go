@@ -211,6 +211,7 @@ type sliYAML struct {
 type latencyYAML struct {
 	Scope     `yaml:",inline"`
 	Threshold string `yaml:"threshold"`
+	Estimate  bool   `yaml:"estimate"`
 }
 
 type ratioYAML struct {
@@ -406,12 +407,16 @@ func (y sliYAML) validate(p *yamlfile.Problems, base []any) SLI {
 		s.Scope = y.ProbeLatency.Scope
 		lb := at(base, "probe_latency")
 		s.Scope.validate(p, lb)
+		s.Estimate = y.ProbeLatency.Estimate
+		if s.Estimate && (s.Scope.Host != "" || s.Scope.Target != "") {
+			p.Addf(at(lb, "estimate"), "estimates need the pair counters and quantiles: dc, pod or rack scopes only")
+		}
 		if y.ProbeLatency.Threshold == "" {
 			p.Addf(at(lb, "threshold"), "missing (one of %s)", bucketList())
-		} else if d, err := time.ParseDuration(y.ProbeLatency.Threshold); err != nil {
-			p.Addf(at(lb, "threshold"), "%q: want a duration like 5ms", y.ProbeLatency.Threshold)
-		} else if !isLatencyBucket(d) {
-			p.Addf(at(lb, "threshold"), "%s: must be one of the aggregator's latency buckets: %s", d, bucketList())
+		} else if d, err := time.ParseDuration(y.ProbeLatency.Threshold); err != nil || d <= 0 {
+			p.Addf(at(lb, "threshold"), "%q: want a positive duration like 5ms", y.ProbeLatency.Threshold)
+		} else if !s.Estimate && !isLatencyBucket(d) {
+			p.Addf(at(lb, "threshold"), "%s: must be one of the aggregator's latency buckets: %s (or set estimate: true)", d, bucketList())
 		} else {
 			s.Threshold = d
 		}

@@ -103,6 +103,9 @@ func targetMetric(suffix string) string {
 
 // TotalQuery is the PromQL of the SLI's events over window w.
 func (s *SLO) TotalQuery(w time.Duration) string {
+	if s.SLI.Kind == ProbeLatency && s.SLI.Estimate {
+		return fmt.Sprintf("sum(increase(%s{slo=%q}[%s]))", MetricEstimatedProbes, s.Name, promDuration(w))
+	}
 	switch s.SLI.Kind {
 	case ProbeAvailability, ProbeLatency:
 		return s.SLI.Scope.counterSum(probesSuffix, w, "")
@@ -116,6 +119,9 @@ func (s *SLO) BadQuery(w time.Duration) string {
 	case ProbeAvailability:
 		return s.SLI.Scope.counterSum(lostSuffix, w, "")
 	case ProbeLatency:
+		if s.SLI.Estimate {
+			return fmt.Sprintf("(%s - sum(increase(%s{slo=%q}[%s])))", s.TotalQuery(w), MetricEstimatedFast, s.Name, promDuration(w))
+		}
 		// A lost probe is not fast: bad = all probes - probes answered
 		// within the threshold.
 		le := "le=" + strconv.Quote(strconv.FormatFloat(s.SLI.Threshold.Seconds(), 'f', -1, 64))

@@ -66,6 +66,10 @@ type SLI struct {
 	Scope Scope
 	// Threshold of ProbeLatency: a probe is good when answered within it.
 	Threshold time.Duration
+	// Estimate: the engine estimates ProbeLatency's fast probes from the
+	// aggregator's per-window latency quantiles (see latency.go) instead of
+	// reading RTT bucket counters.
+	Estimate bool
 	// Good, Bad and Total are the PromQL of a Ratio SLI, with {{.window}}
 	// where the range goes; exactly one of Good and Bad is set.
 	Good, Bad, Total string
