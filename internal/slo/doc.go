@@ -22,7 +22,7 @@
 //	window: 30d                 # 7d, 28d, 30d, ... or calendar-month
 //	sli:
 //	  probe_availability: {dc: dc1, proto: tcp}     # or pod, rack, host; or target (http prober)
-//	  # probe_latency: {rack: dc1-pod1-rack1, threshold: 5ms}
+//	  # probe_latency: {rack: dc1-pod1-rack1, threshold: 5ms}   # estimate: true reads window quantiles instead
 //	  # ratio: {good: 'sum(increase(ok_total[{{.window}}]))', total: 'sum(increase(all_total[{{.window}}]))'}
 //	alerting:
 //	  runbook: https://runbooks.example/dc1
@@ -39,7 +39,9 @@
 // targets meshlens_target_probes_total / _probes_lost_total{target}, and
 // latency SLIs the cumulative RTT histogram meshlens_<level>_pair_rtt_seconds_bucket{le}
 // (answered probes at most le seconds; le one of LatencyBuckets): until the
-// aggregator writes those, such SLOs have no data (never "all bad").
+// aggregator writes those, such SLOs have no data (never "all bad"), or,
+// with estimate: true, are estimated by the engine from the per-window
+// latency quantiles (latency.go).
 //
 // # Event-weighted budgets
 //
