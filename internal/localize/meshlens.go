@@ -107,6 +107,9 @@ type meshlens struct {
 	// would look like a fault of the neighbours.
 	downSeen map[int32]bool
 	excluded map[int32]bool
+	// once[n]: the share of the probes entering switch n that enter it
+	// only once (see fanout).
+	once []float64
 }
 
 // Candidate ids: a switch-to-switch link direction l is l, the physical
@@ -117,7 +120,7 @@ type meshlens struct {
 func newMeshlens(x *Index, cfg Config) *meshlens {
 	c := 2*x.NumLinks() + x.NumNodes()
 	return &meshlens{x: x, cfg: cfg, ev: newEvidence(x, cfg.Horizon), count: make([]int32, c), stamp: make([]int32, c),
-		downSeen: map[int32]bool{}, excluded: map[int32]bool{}}
+		downSeen: map[int32]bool{}, excluded: map[int32]bool{}, once: fanout(x)}
 }
 
 func (m *meshlens) Name() string { return NameMeshlens }
@@ -255,6 +258,36 @@ func (m *meshlens) touches(c int32) float64 { return m.load(c, m.ev.T, m.ev.in) 
 // what the background loss acts on.
 func (m *meshlens) exposure(c int32) float64 { return m.load(c, m.ev.TL, m.ev.inL) }
 
+// fanout estimates, for each switch, how much of its entering traffic
+// belongs to probes that cross it only one way. A probe that crossed switch
+// n going out comes back through n with probability 1/k, k being the
+// number of equal-cost alternatives n is one of (the spines of a DC, the
+// leaves of a pod; 1 for a ToR, crossed both ways by every probe of its
+// hosts). So probes touching n are its entries times 1 - 1/(2k).
+func fanout(x *Index) []float64 {
+	r := x.Routes(nil, nil)
+	once := make([]float64, x.NumNodes())
+	nt := len(x.ToRs)
+	step := max(1, nt/64)
+	for n := int32(x.NumHosts); int(n) < x.NumNodes(); n++ {
+		k := 1
+		if x.ToRSlot[n] < 0 {
+			for _, h := range x.Adj[n] {
+				for slot := 0; slot < nt; slot += step {
+					next := r.Next(h.Node, int32(slot))
+					for _, nh := range next {
+						if nh.Node == n {
+							k = max(k, len(next))
+						}
+					}
+				}
+			}
+		}
+		once[n] = 1 - 1/(2*float64(k))
+	}
+	return once
+}
+
 func (m *meshlens) load(c int32, T, in []float64) float64 {
 	x := m.x
 	L := int32(x.NumLinks())
@@ -269,12 +302,7 @@ func (m *meshlens) load(c int32, T, in []float64) float64 {
 	if !x.IsSwitch(n) {
 		return T[x.HostUp[n]]
 	}
-	if x.ToRSlot[n] >= 0 {
-		// A ToR is crossed on the way out and on the way back by every probe
-		// of its hosts.
-		return in[n] / 2
-	}
-	return in[n]
+	return in[n] * m.once[n]
 }
 
 func (m *meshlens) describe(c int32) (string, Kind) {
@@ -293,26 +321,40 @@ func (m *meshlens) describe(c int32) (string, Kind) {
 	return x.Names[n], KindHost
 }
 
-// score is candidate c's log-likelihood ratio with u traces unexplained:
-// its anomalies against the rate of the probes that did not cross it (an
-// element is suspect when probes crossing it fare worse than the others,
-// not worse than a rate its own fault inflates; half an anomaly outside
-// stands in for none). Zero when c does not qualify.
-func (m *meshlens) score(c int32, u float64) (score, lambda float64) {
+// score is candidate c's log-likelihood ratio with u anomalies
+// unexplained. Under the null every link crossing is equally likely to be
+// where a background anomaly happened, so of the u anomalies the number
+// whose probes crossed c is binomial with c's share of all link crossings;
+// the alternative lets c have its own share. This is the conditional test
+// of two Poisson rates (inside c against outside it): an element is
+// suspect when probes crossing it fare worse than the others, not worse
+// than a rate its own fault inflates, and the uncertainty of a background
+// rate estimated from a handful of events is accounted for. Zero when c
+// does not qualify; expected is the null's count.
+func (m *meshlens) score(c int32, u float64) (score, expected float64) {
 	e := float64(m.count[c])
 	if int(m.count[c]) < m.cfg.MinAnomalies {
 		return 0, 0
 	}
-	exp := m.exposure(c)
-	if exp <= 0 {
+	return binomialLLR(e, u, m.exposure(c)/m.ev.crossings)
+}
+
+// binomialLLR is the log-likelihood ratio of e successes in u trials
+// against success probability q, when e exceeds u*q.
+func binomialLLR(e, u, q float64) (llr, expected float64) {
+	if q <= 0 || u <= 0 {
 		return 0, 0
 	}
-	p := max(u-e, 0.5) / max(m.ev.crossings-exp, 0.1*m.ev.crossings)
-	lambda = p * exp
-	if e <= lambda {
-		return 0, 0
+	q = min(q, 1-1e-9)
+	expected = u * q
+	if e <= expected {
+		return 0, expected
 	}
-	return e*math.Log(e/lambda) - (e - lambda), lambda
+	llr = e * math.Log(e/expected)
+	if rest := u - e; rest > 0 {
+		llr += rest * math.Log(rest/(u*(1-q)))
+	}
+	return llr, expected
 }
 
 // children are the candidates inside c: a switch's links (and a ToR's
@@ -362,14 +404,16 @@ func (m *meshlens) refine(c int32, score, lambda, u float64) (int32, float64, fl
 		if kid < 0 || kidScore < m.cfg.MinScore {
 			return c, score, lambda
 		}
-		e := float64(m.count[c])
-		eR := e - float64(m.count[kid])
-		tR := m.exposure(c) - m.exposure(kid)
-		p := max(u-e, 0.5) / max(m.ev.crossings-m.exposure(c), 0.1*m.ev.crossings)
-		lR := p * max(tR, 0)
+		// What c explains beyond kid, among the anomalies kid leaves, against
+		// the share of the remaining link crossings that c adds to kid.
+		eR := float64(m.count[c] - m.count[kid])
+		uR := u - float64(m.count[kid])
+		restC := m.ev.crossings - m.exposure(kid)
 		// A nested test of one more parameter: half the bar of a new suspect.
-		if eR >= float64(m.cfg.MinAnomalies) && (lR <= 0 || eR*math.Log(eR/lR)-(eR-lR) >= m.cfg.MinScore/2) {
-			return c, score, lambda
+		if eR >= float64(m.cfg.MinAnomalies) && restC > 0 {
+			if llr, _ := binomialLLR(eR, uR, (m.exposure(c)-m.exposure(kid))/restC); llr >= m.cfg.MinScore/2 {
+				return c, score, lambda
+			}
 		}
 		c, score, lambda = kid, kidScore, kidLambda
 	}
