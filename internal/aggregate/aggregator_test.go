@@ -378,3 +378,77 @@ func testSparseRollupAccuracy(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeWindows: two partitions' aggregators seal the same window; the
+// merge equals what one aggregator seeing everything seals.
+func TestMergeWindows(t *testing.T) {
+	w := 10 * time.Second
+	t0 := aligned(w, 10*time.Minute)
+	fab := newFabric(1, 2, 2, 3)
+	rng := rand.New(rand.NewPCG(13, 14))
+	all, _ := newTestAggregator(t, Config{Window: w, Locator: fab})
+	p0, _ := newTestAggregator(t, Config{Window: w, Locator: fab})
+	p1, _ := newTestAggregator(t, Config{Window: w, Locator: fab})
+	i := 0
+	for src := range fab {
+		var rs []*wire.ProbeResult
+		for dst := range fab {
+			for k := 0; k < 3; k++ {
+				outcome := ok
+				if rng.IntN(10) == 0 {
+					outcome = lost
+				}
+				rs = append(rs, res(dst, tcp, outcome, t0, time.Duration(20_000+rng.IntN(500_000))))
+			}
+		}
+		b := batch(src, 1, 1, rs...)
+		part := []*Aggregator{p0, p1}[i%2]
+		i++
+		for _, a := range []*Aggregator{all, part} {
+			if err := a.Ingest(b, t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	seal := func(a *Aggregator) *SealedWindow {
+		s, err := a.Advance(context.Background(), t0.Add(time.Minute))
+		if err != nil || len(s) != 1 {
+			t.Fatalf("sealed %d, %v", len(s), err)
+		}
+		return s[0]
+	}
+	want := seal(all)
+	s0, s1 := seal(p0), seal(p1)
+	before := s0.DCPairs[LocationPair{"dc1", "dc1", tcp}].LatencyCount()
+	got := MergeWindows(s0, s1)
+	if s0.DCPairs[LocationPair{"dc1", "dc1", tcp}].LatencyCount() != before {
+		t.Error("merging modified a part")
+	}
+	if len(got.Pairs) != len(want.Pairs) {
+		t.Errorf("%d pairs, want %d", len(got.Pairs), len(want.Pairs))
+	}
+	for name, maps := range map[string][2]map[LocationPair]*Rollup{
+		"rack": {got.RackPairs, want.RackPairs}, "pod": {got.PodPairs, want.PodPairs}, "dc": {got.DCPairs, want.DCPairs},
+	} {
+		if len(maps[0]) != len(maps[1]) {
+			t.Errorf("%s: %d rollups, want %d", name, len(maps[0]), len(maps[1]))
+		}
+		for k, w := range maps[1] {
+			g := maps[0][k]
+			if g == nil || g.Sent != w.Sent || g.Lost != w.Lost || g.LatencyCount() != w.LatencyCount() {
+				t.Errorf("%s %v: got %+v, want %+v", name, k, g, w)
+				continue
+			}
+			gq, _ := g.Quantile(0.99)
+			wq, _ := w.Quantile(0.99)
+			if gq != wq {
+				t.Errorf("%s %v: p99 %v, want %v", name, k, gq, wq)
+			}
+		}
+	}
+	for k, w := range want.Hosts {
+		if g := got.Hosts[k]; g == nil || g.Sent != w.Sent || g.LatencyCount() != w.LatencyCount() {
+			t.Errorf("host %v: got %+v, want %+v", k, g, w)
+		}
+	}
+}

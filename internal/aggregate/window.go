@@ -365,3 +365,47 @@ func quantile(s *ddsketch.DDSketch, q float64) (float64, bool) {
 	}
 	return v, true
 }
+
+// MergeWindows joins the parts of one window sealed by several aggregators
+// (one per partition) into a new window. Pairs are disjoint (a pair belongs
+// to its source agent's partition) and are concatenated; rollups of the same
+// key (a host probed from several partitions, a rack pair whose sources span
+// partitions) are summed and their latencies merged. The parts are not
+// modified and a single part is returned as is.
+func MergeWindows(parts ...*SealedWindow) *SealedWindow {
+	switch len(parts) {
+	case 0:
+		return nil
+	case 1:
+		return parts[0]
+	}
+	m := &SealedWindow{
+		Start: parts[0].Start, End: parts[0].End,
+		Hosts:     make(map[HostKey]*Rollup),
+		RackPairs: make(map[LocationPair]*Rollup),
+		PodPairs:  make(map[LocationPair]*Rollup),
+		DCPairs:   make(map[LocationPair]*Rollup),
+	}
+	for _, p := range parts {
+		m.Pairs = append(m.Pairs, p.Pairs...)
+		mergeRollups(m.Hosts, p.Hosts)
+		mergeRollups(m.RackPairs, p.RackPairs)
+		mergeRollups(m.PodPairs, p.PodPairs)
+		mergeRollups(m.DCPairs, p.DCPairs)
+	}
+	return m
+}
+
+func mergeRollups[K comparable](dst, src map[K]*Rollup) {
+	for k, r := range src {
+		d := dst[k]
+		if d == nil {
+			d = &Rollup{}
+			dst[k] = d
+		}
+		d.Sent += r.Sent
+		d.Lost += r.Lost
+		d.SynRetransmits += r.SynRetransmits
+		d.rtt.merge(&r.rtt) // copies r's sketch, never shares it
+	}
+}
