@@ -361,6 +361,9 @@ func TestAgentSurvivesBusOutageAndRestart(t *testing.T) {
 
 	f.restart()
 	waitFor(t, "the spool to drain", func() bool { return a2.spool.pending() == 0 && testutil.ToFloat64(a2.m.batchesPublished) > 0 })
+	// The pinglist watch came back with the bus: a new version applies.
+	f.putPinglist(testPinglist("h1", "127.0.1.11", port, 2, pinglist.Peer{Host: "h2", Addr: "127.0.1.12"}))
+	waitFor(t, "pinglist version 2", func() bool { return testutil.ToFloat64(a2.m.pinglistVersion) == 2 })
 	a2.stop()
 	bs := f.batches()
 	counts := checkBatches(t, bs)
