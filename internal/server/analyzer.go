@@ -105,7 +105,7 @@ func (a *analyzer) Run(ctx context.Context) error {
 		if len(pending[w.Start]) < a.parts {
 			continue
 		}
-		merged := mergeWindows(pending[w.Start])
+		merged := aggregate.MergeWindows(pending[w.Start]...)
 		delete(pending, w.Start)
 		for start := range pending { // a partition that skipped a window
 			if start.Before(w.Start.Add(-time.Hour)) {
@@ -122,20 +122,6 @@ func (a *analyzer) Run(ctx context.Context) error {
 		a.suspectsG.Set(float64(len(sus)))
 		a.record(Verdict{Start: merged.Start, End: merged.End, Suspects: sus})
 	}
-}
-
-// mergeWindows joins the partitions' parts of one window. Each pair is
-// measured by its source agent, which belongs to exactly one partition, so
-// the pair maps are disjoint.
-func mergeWindows(parts []*aggregate.SealedWindow) *aggregate.SealedWindow {
-	if len(parts) == 1 {
-		return parts[0]
-	}
-	m := &aggregate.SealedWindow{Start: parts[0].Start, End: parts[0].End}
-	for _, p := range parts {
-		m.Pairs = append(m.Pairs, p.Pairs...)
-	}
-	return m
 }
 
 func (a *analyzer) record(v Verdict) {
