@@ -61,6 +61,12 @@ type Config struct {
 	Locator Locator
 	// Appendable receives every sealed window's rollups; nil writes nothing.
 	Appendable storage.Appendable
+	// SeriesLabels are added to every series written, e.g. {"partition":
+	// "3"}. Several aggregators (partitions) writing to one TSDB must set
+	// distinct ones, or their rack-pair series collide: each writes the
+	// cumulative counts of its own agents (sum them across partitions) and
+	// the loss and latency of its own agents' probes.
+	SeriesLabels map[string]string
 	// Registerer gets the self-metrics; nil keeps them unregistered. Several
 	// aggregators in one registry need distinct labels, e.g.
 	// prometheus.WrapRegistererWith(prometheus.Labels{"partition": "3"}, reg).

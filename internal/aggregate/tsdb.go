@@ -41,6 +41,9 @@ func (a *Aggregator) writeTSDB(ctx context.Context, sw *SealedWindow, counters [
 		if failed != nil {
 			return
 		}
+		for name, value := range a.cfg.SeriesLabels {
+			kv = append(kv, name, value)
+		}
 		_, err := app.Append(0, labels.FromStrings(kv...), ts, v)
 		switch {
 		case err == nil:
