@@ -345,7 +345,7 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 				}
 			}
 		}
-		start := t - t%a.w
+		start := floorTo(t, a.w)
 		if start+a.w <= a.sealedUntil {
 			late++
 			a.mergeLateLocked(start, p, r, lag)
@@ -482,8 +482,7 @@ func (a *Aggregator) mergeLateLocked(start int64, p *pair, r *wire.ProbeResult, 
 func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindow, error) {
 	a.mu.Lock()
 	nowNs := now.UnixNano()
-	cut := nowNs - a.l
-	cut -= cut % a.w
+	cut := floorTo(nowNs-a.l, a.w)
 	var sealed []*SealedWindow
 	var snap []counterSample
 	if cut > a.sealedUntil {
@@ -761,4 +760,13 @@ func (a *Aggregator) replayFromLocked() uint64 {
 func (a *Aggregator) knownHost(host string) bool {
 	_, ok := a.locateLocked(host) // reads only the immutable config
 	return ok
+}
+
+// floorTo rounds t down to a multiple of w, also before the epoch.
+func floorTo(t, w int64) int64 {
+	r := t % w
+	if r < 0 {
+		r += w
+	}
+	return t - r
 }

@@ -452,3 +452,13 @@ func TestMergeWindows(t *testing.T) {
 		}
 	}
 }
+
+func TestFloorTo(t *testing.T) {
+	for _, c := range []struct{ t, w, want int64 }{
+		{25, 10, 20}, {20, 10, 20}, {0, 10, 0}, {-1, 10, -10}, {-10, 10, -10}, {-11, 10, -20},
+	} {
+		if got := floorTo(c.t, c.w); got != c.want {
+			t.Errorf("floorTo(%d, %d) = %d, want %d", c.t, c.w, got, c.want)
+		}
+	}
+}
