@@ -16,13 +16,17 @@ import (
 // Thresholds of the verdicts. A pair is degraded when its recent loss is
 // at least MinLoss, three times its baseline, and at least MinLost probes;
 // or when its p99 doubled and grew by MinLatencyGrowth. A host is sick when
-// it loses at least MinLoss of its probes and SickFactor times its rack's
-// share.
+// it loses at least MinSickLoss of its probes and SickFactor times its
+// rack's share (the host's own ratio is a mean over windows with few probes
+// each, so it takes a clear signal, and the rack's share must be known).
 const (
 	MinLoss          = 0.001
+	MinSickLoss      = 0.01
 	MinLost          = 3
 	MinLatencyGrowth = 200 * time.Microsecond
 	SickFactor       = 4
+	// MinProbes below which a pair alone is too thin to call healthy.
+	MinProbes = 100
 	// RecentSpan is the "now" of a diagnosis; the rest of --since is the
 	// baseline.
 	RecentSpan = 5 * time.Minute
@@ -232,7 +236,7 @@ func hostHealth(ctx context.Context, c *Client, host, rack string, now time.Time
 		*q.dst = num(v)
 	}
 	sick := func(host, rack *float64) bool {
-		return host != nil && *host >= MinLoss && *host >= SickFactor*val(rack)
+		return host != nil && rack != nil && *host >= MinSickLoss && *host >= SickFactor**rack
 	}
 	switch {
 	case sick(h.LossOut, h.RackLossOut):
@@ -330,6 +334,13 @@ func (r *PairReport) judge() {
 	case r.Recent.Sent == 0:
 		r.Cause = CauseUnknown
 		r.Verdict = fmt.Sprintf("No probes from %s to %s in the last %s: either the pair is not in %s's pinglist or its agent is not reporting (see meshlens diagnose host %s).", r.Src, r.Dst, RecentSpan, r.Src, r.Src)
+	case !r.Degraded && r.Recent.Sent < MinProbes:
+		r.Cause = CauseUnknown
+		r.Verdict = fmt.Sprintf("Only %d probes from %s to %s in the last %s, %d lost: too few to judge the pair alone. Its rack pair %s -> %s loses %s and its pod pair %s -> %s %s.",
+			r.Recent.Sent, r.Src, r.Dst, RecentSpan, r.Recent.Lost, r.SrcRack, r.DstRack, pct(r.RackPairLoss), r.SrcPod, r.DstPod, pct(r.PodPairLoss))
+		if len(r.OnPath) > 0 {
+			r.Verdict += fmt.Sprintf(" %s %s, on %d of its %d paths, is blamed (%s, confidence %.0f%%).", r.OnPath[0].Kind, r.OnPath[0].Element, r.OnPath[0].Paths, r.Paths, r.OnPath[0].Symptom, r.OnPath[0].Confidence*100)
+		}
 	case !r.Degraded:
 		r.Cause = CauseHealthy
 		r.Verdict = fmt.Sprintf("Not the network, as far as probes see: %s -> %s is healthy (loss %s, p99 %s, in line with its baseline).", r.Src, r.Dst, pct(r.Recent.LossRatio), dur(r.Recent.P99))

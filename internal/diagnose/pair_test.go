@@ -30,6 +30,7 @@ type fabric struct {
 	baselineLoss float64 // before that
 	rackLoss     float64 // every rack pair's loss, recently
 	srcHostOut   float64 // src's own loss out, recently
+	perWindow    uint64  // probes per pair window; 0: 1000
 	suspects     []Suspect
 	agents       []api.AgentStatus // nil: the server lists none
 	incidents    *alert.Manager    // nil: no incidents API
@@ -55,7 +56,10 @@ func (p pairSource) PairWindows(_ context.Context, q api.PairQuery) ([]api.PairW
 		if end.After(p.now.Add(-RecentSpan)) && q.Src == srcHost {
 			loss = p.f.pairLoss
 		}
-		sent := uint64(1000)
+		sent := p.f.perWindow
+		if sent == 0 {
+			sent = 1000
+		}
 		out = append(out, api.PairWindow{Start: end.Add(-10 * time.Second), End: end, Proto: "tcp", Sent: sent, Lost: uint64(loss * float64(sent)), LossRatio: loss, P50: 50e-6, P90: 80e-6, P99: 120e-6, P999: 300e-6})
 	}
 	return out, nil
@@ -163,6 +167,7 @@ func TestDiagnosePair(t *testing.T) {
 		{"blamed link on the paths", fabric{pairLoss: 0.02, rackLoss: 0.01, suspects: []Suspect{elsewhere, tor}}, CauseNetwork, 1, "pair-network.txt", "link dc1-pod1-rack1-tor--dc1-pod1-leaf1, on 4 of its 8 paths, is blamed"},
 		{"rack pair lossy, nothing blamed", fabric{pairLoss: 0.02, rackLoss: 0.02}, CauseNetwork, 0, "", "the whole rack pair loses"},
 		{"pair alone", fabric{pairLoss: 0.02}, CauseUnknown, 0, "", "flow-specific"},
+		{"too few probes", fabric{perWindow: 2, rackLoss: 0.004, suspects: []Suspect{tor}}, CauseUnknown, 1, "", "Only 60 probes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
