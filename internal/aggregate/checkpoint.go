@@ -1,9 +1,12 @@
 package aggregate
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 )
 
@@ -44,10 +47,42 @@ type CheckpointCounter struct {
 // ErrBadCheckpoint: a saved checkpoint could not be read.
 var ErrBadCheckpoint = errors.New("bad checkpoint")
 
-// DecodeCheckpoint parses and checks a saved checkpoint.
+// EncodeCheckpoint serializes a checkpoint: gzipped JSON. The counters
+// repeat rack and pod names over and over, so gzip shrinks them ~10x, which
+// matters because the checkpoint must fit in one KV value (the server's
+// max_payload, 1 MiB by default).
+func EncodeCheckpoint(c *Checkpoint) ([]byte, error) {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if err := json.NewEncoder(zw).Encode(c); err != nil {
+		return nil, fmt.Errorf("aggregate: encode checkpoint at seq %d: %w", c.CountedSeq, err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("aggregate: compress checkpoint at seq %d: %w", c.CountedSeq, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// DecodeCheckpoint parses and checks a saved checkpoint (gzipped JSON, or
+// plain JSON for a hand-written one).
 func DecodeCheckpoint(data []byte) (*Checkpoint, error) {
 	if len(data) > maxCheckpointBytes {
 		return nil, fmt.Errorf("aggregate: checkpoint of %d bytes: %w", len(data), ErrBadCheckpoint)
+	}
+	if bytes.HasPrefix(data, []byte{0x1f, 0x8b}) {
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			return nil, fmt.Errorf("aggregate: checkpoint: %w: %v", ErrBadCheckpoint, err)
+		}
+		// Bounded: a small value must not inflate without limit.
+		plain, err := io.ReadAll(io.LimitReader(zr, maxCheckpointBytes+1))
+		if err != nil {
+			return nil, fmt.Errorf("aggregate: checkpoint: %w: decompress: %v", ErrBadCheckpoint, err)
+		}
+		if len(plain) > maxCheckpointBytes {
+			return nil, fmt.Errorf("aggregate: checkpoint inflates beyond %d bytes: %w", maxCheckpointBytes, ErrBadCheckpoint)
+		}
+		data = plain
 	}
 	var c Checkpoint
 	if err := json.Unmarshal(data, &c); err != nil {

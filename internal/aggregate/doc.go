@@ -63,7 +63,11 @@
 //
 // Known limits: the recent pair detail is in memory; a restarted ingester
 // holds detail only for windows it seals itself. The checkpoint grows with
-// the number of rack pairs (it must fit in a KV value).
+// the number of rack pairs and must fit in one KV value: gzipped it takes
+// ~7 bytes per counter, so the default 1 MiB max_payload holds ~250 racks
+// probed over two protocols; beyond that, raise max_payload. Several
+// partitions sharing one TSDB need Config.SeriesLabels (see there); the
+// fleet-wide rollups of a window are MergeWindows of the partitions' parts.
 //
 // This package imports wire, bus and clock, never topology or the stages
 // after it: they import its SealedWindow.

@@ -59,6 +59,11 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 		Dedup:    map[string]map[string]*seqSet{"h": {"1": {Contig: 4, Above: []uint64{6, 9}}}}}
 	data, _ := json.Marshal(&c)
 	f.Add(data)
+	zdata, err := EncodeCheckpoint(&c)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(zdata)
 	f.Add([]byte(`{"version":1,"dedup":{"h":{"x":null}}}`))
 	f.Add([]byte(`{"version":1,"dedup":{"h":{"1":{"contig":3,"above":[2]}}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -2,7 +2,6 @@ package aggregate
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -303,9 +302,9 @@ func (in *Ingester) saveCheckpoint(ctx context.Context, kv jetstream.KeyValue) e
 		Counters:      counters,
 		Dedup:         encodeDedup(in.dedup.base),
 	}
-	data, err := json.Marshal(&c)
+	data, err := EncodeCheckpoint(&c)
 	if err != nil {
-		return fmt.Errorf("aggregate: encode checkpoint at seq %d: %w", in.countedSeq, err)
+		return err
 	}
 	if _, err := kv.Put(ctx, in.key, data); err != nil {
 		return fmt.Errorf("aggregate: save checkpoint %s/%s (%d bytes) at seq %d: %w", bus.StateBucket, in.key, len(data), in.countedSeq, err)

@@ -2,7 +2,6 @@ package aggregate
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"maps"
 	"math/rand/v2"
@@ -243,7 +242,10 @@ func TestIngesterExactlyOnce(t *testing.T) {
 	vc.Set(base.Add(w + DefaultLateness)) // seals A
 	e.waitSealed(base.Add(w))
 	cpA := e.checkpoint()
-	cpABytes, _ := json.Marshal(cpA)
+	cpABytes, err := EncodeCheckpoint(cpA)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// Phase 2: more of B and C, and everything that must not count.
 	for _, a := range agents {
