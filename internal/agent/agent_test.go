@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -158,16 +159,14 @@ func (f *fixture) batches() []*wire.Batch {
 	return out
 }
 
-// freePort finds a port free for TCP and UDP on the given addresses.
+// freePort finds a port free for TCP and UDP on the given addresses,
+// below the kernel's ephemeral range, so that no socket another test (or
+// the kernel) opens on port 0 can take it between here and the agent's
+// bind.
 func freePort(t *testing.T, ips ...string) int {
 	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp4", ips[0]+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
+	for range 100 {
+		port := 20000 + rand.IntN(10000)
 		ok := true
 		for _, ip := range ips {
 			addr := fmt.Sprintf("%s:%d", ip, port)
