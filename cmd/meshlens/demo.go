@@ -36,6 +36,29 @@ faults:
   - {kind: link_latency, link: "dc1-pod4-rack1-tor->dc1-pod4-leaf1", add: 2ms, at: 3m}
 `
 
+// demoSLOs are the objectives the demo evaluates; the pod-2 one burns when
+// the demo's lossy leaf–spine link starts dropping.
+const demoSLOs = `slos:
+  - name: fabric-availability
+    description: probes with either end in dc1 are answered
+    target: 99.9%
+    window: 7d
+    sli:
+      probe_availability: {dc: dc1}
+    alerting:
+      tiers:
+        - {name: fast, burn_rate: 14.4, long: 5m, short: 1m, severity: page}
+  - name: pod2-availability
+    description: probes to and from dc1-pod2 are answered
+    target: 99.95%
+    window: 7d
+    sli:
+      probe_availability: {pod: dc1-pod2}
+    alerting:
+      tiers:
+        - {name: fast, burn_rate: 14.4, long: 5m, short: 1m, severity: page}
+`
+
 func newDemoCmd() *cobra.Command {
 	var dataDir, httpAddr, natsAddr, mode string
 	cmd := &cobra.Command{
@@ -77,6 +100,13 @@ It prints the UI's URL and runs until interrupted.`,
 			default:
 				return fmt.Errorf("--mode %q: want sim or real", mode)
 			}
+			if err := os.MkdirAll(dataDir, 0o750); err != nil {
+				return err
+			}
+			sloFile := filepath.Join(dataDir, "slos.yaml")
+			if err := os.WriteFile(sloFile, []byte(demoSLOs), 0o644); err != nil {
+				return err
+			}
 			topoFile := filepath.Join(dataDir, "topology.yaml")
 			data, err := topo.MarshalYAML()
 			if err != nil {
@@ -88,6 +118,7 @@ It prints the UI's URL and runs until interrupted.`,
 			srv, err := server.New(server.Config{
 				TopologyFile: topoFile, DataDir: filepath.Join(dataDir, "server"),
 				HTTPAddr: httpAddr, NATSAddr: natsAddr, Logger: logger, Version: version,
+				Alerting: server.AlertingConfig{SLOFiles: []string{sloFile}, EvaluateEvery: 10 * time.Second},
 			})
 			if err != nil {
 				return err
@@ -120,10 +151,11 @@ meshlens demo is running (%s mode, %d hosts; data in %s)
   UI:          http://%s/
   Prometheus:  promtool query instant http://%s 'meshlens_rack_pair_loss_ratio > 0'
   Suspects:    curl -s http://%s/api/v1/suspects
+  Incidents:   meshlens incidents list --server http://%s
   NATS:        %s
 
 Press Ctrl-C to stop.
-`, mode, len(topo.Hosts), dataDir, httpAddr, httpAddr, httpAddr, srv.NATSURL())
+`, mode, len(topo.Hosts), dataDir, httpAddr, httpAddr, httpAddr, httpAddr, srv.NATSURL())
 			return g.Wait()
 		},
 	}

@@ -26,6 +26,8 @@ type analyzer struct {
 	parts   int
 	lags    func() map[string]time.Duration
 	topo    func() *topology.Topology
+	// onVerdict, if set, hears every verdict (alerting's culprit board).
+	onVerdict func(Verdict)
 
 	mu      sync.RWMutex
 	history []Verdict // oldest first, bounded
@@ -120,7 +122,11 @@ func (a *analyzer) Run(ctx context.Context) error {
 			continue
 		}
 		a.suspectsG.Set(float64(len(sus)))
-		a.record(Verdict{Start: merged.Start, End: merged.End, Suspects: sus})
+		v := Verdict{Start: merged.Start, End: merged.End, Suspects: sus}
+		a.record(v)
+		if a.onVerdict != nil {
+			a.onVerdict(v)
+		}
 	}
 }
 

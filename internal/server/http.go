@@ -91,6 +91,7 @@ func (s *Server) buildAPI() (*api.Server, error) {
 		return nil, err
 	}
 	srv.Handle("GET /api/v1/suspects", api.RoleViewer, http.HandlerFunc(s.analyzer.serveSuspects))
+	s.alerting.register(srv)
 	return srv, nil
 }
 

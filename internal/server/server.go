@@ -59,6 +59,7 @@ type Config struct {
 	Aggregate  aggregate.Config // Locator, Appendable, Registerer are set by the server
 	Store      store.Options
 	HTTP       HTTPConfig
+	Alerting   AlertingConfig
 
 	// TopologyPoll is how often the topology file is checked for changes.
 	TopologyPoll time.Duration
@@ -83,6 +84,7 @@ type Server struct {
 	ingesters  []*aggregate.Ingester
 	api        *api.Server
 	analyzer   *analyzer
+	alerting   *alerting
 	natsURL    string
 	httpTLS    *tls.Config
 	ready      atomic.Bool
@@ -155,6 +157,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { return s.watchTopology(ctx) })
 	g.Go(func() error { return s.analyzer.Run(ctx) })
+	g.Go(func() error { return s.alerting.Run(ctx) })
 	g.Go(func() error { return s.serveAPI(ctx) })
 	s.ready.Store(true)
 	s.logger.Info("meshlens server running", "http", s.cfg.HTTPAddr, "nats", s.natsURL, "hosts", len(s.Topology().Hosts))
@@ -237,7 +240,11 @@ func (s *Server) start(ctx context.Context) error {
 			partitions = append(partitions, p)
 		}
 	}
+	if s.alerting, err = s.buildAlerting(); err != nil {
+		return err
+	}
 	s.analyzer = newAnalyzer(len(partitions), int(time.Hour/windowOf(s.cfg.Aggregate)), s.Topology, s.agentLags, s.registry, s.logger)
+	s.analyzer.onVerdict = s.alerting.blame
 	// One registry can hold a metric name once: partitions share the
 	// aggregator's collectors through a wrapping registerer per partition.
 	for _, p := range partitions {
@@ -246,6 +253,10 @@ func (s *Server) start(ctx context.Context) error {
 			return s.Topology().Locate(host)
 		})
 		aggCfg.Appendable = s.store
+		if len(partitions) > 1 {
+			// Partitions share the TSDB: keep their rollup series apart.
+			aggCfg.SeriesLabels = map[string]string{"partition": fmt.Sprint(p)}
+		}
 		aggCfg.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"partition": fmt.Sprint(p)}, s.registry)
 		aggCfg.Logger = s.logger
 		agg, err := aggregate.New(aggCfg)

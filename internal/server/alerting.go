@@ -1,0 +1,158 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/meshlens/meshlens/internal/alert"
+	"github.com/meshlens/meshlens/internal/api"
+	"github.com/meshlens/meshlens/internal/localize"
+	"github.com/meshlens/meshlens/internal/slo"
+)
+
+// AlertingConfig is the SLO and alerting part of Config.
+type AlertingConfig struct {
+	// SLOFiles are SLO definitions (meshlens YAML or OpenSLO).
+	SLOFiles []string
+	// File is the alerting file: Alertmanagers, webhooks, remediation.
+	File string
+	// EvaluateEvery is the SLO engine's cadence.
+	EvaluateEvery time.Duration
+}
+
+// alerting is stage 2's second half: SLIs and burn rates from the store,
+// alerts and incidents with the localizer's culprits, remediation.
+type alerting struct {
+	engine *slo.Engine // nil without SLOs
+	mgr    *alert.Manager
+	board  *alert.Board
+	rem    *alert.Remediator // nil without remediation rules
+	ctx    context.Context
+}
+
+// culpritMaxAge: a verdict older than this no longer names an incident's
+// culprit; three windows of the default 10 s.
+const culpritMaxAge = 30 * time.Second
+
+func (s *Server) buildAlerting() (*alerting, error) {
+	a := &alerting{board: alert.NewBoard(0.5, culpritMaxAge), ctx: context.Background()}
+	var fileCfg alert.FileConfig
+	if s.cfg.Alerting.File != "" {
+		c, err := alert.LoadConfig(s.cfg.Alerting.File)
+		if err != nil {
+			return nil, err
+		}
+		fileCfg = *c
+	}
+	mgr, err := alert.NewManager(alert.Config{
+		Receivers: fileCfg.Receivers, Blamer: a.board,
+		ResendInterval: fileCfg.ResendInterval, GroupWindow: fileCfg.GroupWindow,
+		GeneratorURL: "http://" + s.cfg.HTTPAddr + "/#/incidents",
+		Registerer:   s.registry, Logger: s.logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.mgr = mgr
+	if len(fileCfg.Remediation.Rules) > 0 {
+		rc := fileCfg.Remediation
+		rc.Layers = alert.TopologyLayers(s.Topology())
+		rc.Manager = mgr
+		if a.rem, err = alert.NewRemediator(rc); err != nil {
+			return nil, err
+		}
+	}
+	if len(s.cfg.Alerting.SLOFiles) > 0 {
+		slos, err := slo.Load(s.cfg.Alerting.SLOFiles...)
+		if err != nil {
+			return nil, err
+		}
+		a.engine, err = slo.NewEngine(slo.Config{
+			SLOs: slos, Querier: s.store, Appendable: s.store,
+			Interval: s.cfg.Alerting.EvaluateEvery, ConsumedDays: 7,
+			OnEvaluate: a.onEvaluate, Registerer: s.registry, Logger: s.logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// onEvaluate runs after every SLO evaluation, on the engine's goroutine.
+func (a *alerting) onEvaluate(at time.Time, statuses []slo.Status) {
+	a.mgr.ObserveSLOs(at, statuses)
+	if a.rem != nil {
+		a.rem.Consider(a.ctx, at, a.mgr.Incidents())
+	}
+}
+
+// Run evaluates SLOs and delivers alerts until ctx ends.
+func (a *alerting) Run(ctx context.Context) error {
+	a.ctx = ctx
+	if a.engine == nil {
+		return a.mgr.Run(ctx)
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- a.engine.Run(ctx) }()
+	go func() { errc <- a.mgr.Run(ctx) }()
+	err := <-errc
+	if err2 := <-errc; err == nil {
+		err = err2
+	}
+	return err
+}
+
+// blame hands the localizer's verdict to the incidents' culprit board.
+func (a *alerting) blame(v Verdict) {
+	culprits := make([]alert.Culprit, 0, len(v.Suspects))
+	for _, s := range v.Suspects {
+		if s.Symptom == localize.SymptomAgentSlow {
+			continue // a starved agent explains nothing in the network
+		}
+		culprits = append(culprits, alert.Culprit{
+			Element: s.Element, Kind: string(s.Kind), Symptom: string(s.Symptom),
+			Estimate: s.Estimate, Confidence: s.Confidence, At: v.End,
+			Evidence: fmt.Sprintf("%d anomalous probes through it from %d pairs (%.0f probes crossed it, %.1f anomalies expected)",
+				s.Evidence.Anomalous, s.Evidence.Pairs, s.Evidence.Probes, s.Evidence.Expected),
+		})
+	}
+	a.board.Update(culprits)
+}
+
+func (a *alerting) register(srv *api.Server) {
+	srv.Handle("GET /api/v1/slos", api.RoleViewer, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		statuses := []slo.Status{}
+		if a.engine != nil {
+			statuses = a.engine.Statuses()
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": statuses})
+	}))
+	srv.Handle("GET /api/v1/alerts", api.RoleViewer, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": a.mgr.Alerts()})
+	}))
+	srv.Handle("GET /api/v1/incidents", api.RoleViewer, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": a.mgr.Incidents()})
+	}))
+	srv.Handle("GET /api/v1/incidents/{id}", api.RoleViewer, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inc, ok := a.mgr.Incident(r.PathValue("id"))
+		if !ok {
+			writeJSON(w, http.StatusNotFound, map[string]any{"status": "error", "errorType": "not_found", "error": "no incident " + r.PathValue("id")})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": inc})
+	}))
+	srv.Handle("GET /api/v1/remediation/audit", api.RoleViewer, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		decisions := []alert.Decision{}
+		if a.rem != nil {
+			var err error
+			if decisions, err = a.rem.Decisions(); err != nil {
+				writeJSON(w, http.StatusInternalServerError, map[string]any{"status": "error", "errorType": "internal", "error": err.Error()})
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": decisions})
+	}))
+}
