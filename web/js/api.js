@@ -144,6 +144,13 @@ export async function agents(opts) {
   });
 }
 
+// rtt reads a latency quantile; 0 means the window had no reply to
+// measure (internal/api sends zeros then), never a real round trip.
+function rtt(v) {
+  const x = seconds(v);
+  return x === null || x <= 0 ? null : x;
+}
+
 function pairWindow(w) {
   return {
     src: pick(w, 'src', 'src_host'), dst: pick(w, 'dst', 'dst_host'),
@@ -151,8 +158,8 @@ function pairWindow(w) {
     end: date(pick(w, 'end', 'window_end', 'time', 'at', 'window')),
     sent: num(pick(w, 'sent', 'probes')), lost: num(pick(w, 'lost')),
     lossRatio: num(pick(w, 'loss_ratio', 'lossRatio', 'loss')),
-    p50: seconds(pick(w, 'p50', 'p50_seconds')), p90: seconds(pick(w, 'p90', 'p90_seconds')),
-    p99: seconds(pick(w, 'p99', 'p99_seconds')), p999: seconds(pick(w, 'p999', 'p99_9', 'p999_seconds')),
+    p50: rtt(pick(w, 'p50', 'p50_seconds')), p90: rtt(pick(w, 'p90', 'p90_seconds')),
+    p99: rtt(pick(w, 'p99', 'p99_seconds')), p999: rtt(pick(w, 'p999', 'p99_9', 'p999_seconds')),
     path: strList(pick(w, 'path', 'elements')),
   };
 }
