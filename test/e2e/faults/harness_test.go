@@ -536,7 +536,7 @@ func (f *fabric) waitDrained(hosts ...string) {
 	}
 }
 
-// tlsClient trusts caFile (for a server with --tls-cert).
+// tlsClient is an HTTP client for a server with --tls-cert.
 func tlsClient(t *testing.T, c *tls.Config) *http.Client {
 	t.Helper()
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: c}, Timeout: 30 * time.Second}

@@ -1,0 +1,194 @@
+package faults
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/meshlens/meshlens/internal/bus"
+	"github.com/meshlens/meshlens/test/e2e/e2eutil"
+)
+
+// pki is a throwaway CA with the certificates it signed, as PEM files.
+type pki struct {
+	dir    string
+	ca     *x509.Certificate
+	caKey  *ecdsa.PrivateKey
+	caFile string
+}
+
+func newPKI(t *testing.T) *pki {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "meshlens test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	p := &pki{dir: t.TempDir(), ca: ca, caKey: key}
+	p.caFile = p.write(t, "ca.pem", "CERTIFICATE", der)
+	return p
+}
+
+func (p *pki) write(t *testing.T, name, typ string, der []byte) string {
+	t.Helper()
+	file := filepath.Join(p.dir, name)
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// leaf issues a certificate for 127.0.0.1 usable by servers and clients.
+func (p *pki) leaf(t *testing.T, name string) (cert, key string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &k.PublicKey, p.caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.write(t, name+".pem", "CERTIFICATE", der), p.write(t, name+"-key.pem", "EC PRIVATE KEY", kder)
+}
+
+// TestSecuredFabric runs the whole data path with mTLS on the bus, TLS on
+// the API and per-agent credentials: agents still deliver exactly once,
+// and nobody without a certificate and credentials gets in.
+func TestSecuredFabric(t *testing.T) {
+	p := newPKI(t)
+	srvCert, srvKey := p.leaf(t, "server")
+	f := newFabric(t, "127.6.6.1", 3)
+	credsDir := filepath.Join(f.dir, "creds")
+	f.serverArgs = []string{"--creds-dir", credsDir,
+		"--nats-tls-cert", srvCert, "--nats-tls-key", srvKey, "--nats-tls-client-ca", p.caFile,
+		"--tls-cert", srvCert, "--tls-key", srvKey}
+	f.httpURL = "https://" + f.httpAddr
+	f.natsURL = "tls://" + f.natsAddr
+	clientTLS, err := bus.ClientTLSConfig(bus.TLSFiles{CA: p.caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.httpClient = tlsClient(t, clientTLS)
+
+	issue := func(args ...string) string {
+		t.Helper()
+		out := filepath.Join(f.dir, args[len(args)-1]+".creds")
+		res, err := e2eutil.Run(context.Background(), f.bin, append([]string{"creds", "issue", "--creds-dir", credsDir, "--out", out}, args...)...)
+		if err != nil {
+			t.Fatalf("creds issue %v: %v\n%s", args, err, res)
+		}
+		return out
+	}
+	testCert, testKey := p.leaf(t, "test")
+	testTLS, err := bus.ClientTLSConfig(bus.TLSFiles{CA: p.caFile, Cert: testCert, Key: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.natsOpts = []nats.Option{nats.Secure(testTLS), nats.UserCredentials(issue("--privileged", "fault-test"))}
+
+	f.startServer()
+	for _, h := range f.hosts {
+		// Issued while the server runs: it needs no restart to accept them.
+		cert, key := p.leaf(t, h)
+		f.startAgent(h, "--creds", issue(h), "--nats-tls-ca", p.caFile, "--nats-tls-cert", cert, "--nats-tls-key", key)
+	}
+	f.waitProbing(f.hosts...)
+
+	for _, tc := range []struct {
+		name string
+		opts []nats.Option
+	}{
+		{"certificate without credentials", []nats.Option{nats.Secure(testTLS)}},
+		{"credentials without certificate", []nats.Option{nats.Secure(clientTLS), nats.UserCredentials(issue(f.hosts[0]))}},
+		{"plaintext", []nats.Option{nats.UserCredentials(issue(f.hosts[0]))}},
+	} {
+		nc, err := nats.Connect("nats://"+f.natsAddr, append(tc.opts, nats.Timeout(5*time.Second))...)
+		if err == nil {
+			nc.Close()
+			t.Errorf("%s: connected to the bus", tc.name)
+		}
+	}
+	if resp, err := http.Get("http://" + f.httpAddr + "/readyz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Error("the API answers plaintext HTTP")
+		}
+	}
+
+	final := f.stopProbing(f.hosts...)
+	f.requireExactlyOnce(countedBy(final))
+}
+
+// TestPlaintextRefusedOffLoopback: a server listening on every interface
+// and an agent dialing a remote bus without TLS refuse to start, with an
+// error that says how to fix it.
+func TestPlaintextRefusedOffLoopback(t *testing.T) {
+	bin := e2eutil.Binary(t)
+	dir := t.TempDir()
+	topo := filepath.Join(dir, "fabric.yaml")
+	out, err := e2eutil.Run(context.Background(), bin, "topo", "gen", "--dcs", "1", "--pods", "1", "--racks-per-pod", "1",
+		"--hosts-per-rack", "1", "--leaves-per-pod", "1", "--spines", "1", "--base-addr", "127.6.7.1")
+	if err != nil {
+		t.Fatalf("topo gen: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(topo, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"server API on every interface", []string{"server", "--topology", topo, "--data-dir", filepath.Join(dir, "d1"),
+			"--http-addr", fmt.Sprintf("0.0.0.0:%d", e2eutil.FreePort(t)), "--nats-addr", fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))}},
+		{"server bus on every interface", []string{"server", "--topology", topo, "--data-dir", filepath.Join(dir, "d2"),
+			"--http-addr", fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t)), "--nats-addr", fmt.Sprintf(":%d", e2eutil.FreePort(t))}},
+		{"agent to a remote bus", []string{"agent", "--host", "dc1-pod1-rack1-h01", "--nats-url", "nats://192.0.2.1:4222",
+			"--spool-dir", filepath.Join(dir, "spool")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := e2eutil.Run(context.Background(), bin, tc.args...)
+			if err == nil {
+				t.Fatalf("started: %s", out)
+			}
+			if !strings.Contains(out, "--insecure-plaintext") {
+				t.Errorf("error does not say how to proceed: %s", out)
+			}
+		})
+	}
+}
