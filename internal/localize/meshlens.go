@@ -393,6 +393,18 @@ func (m *meshlens) children(c int32) []int32 {
 // links fail together, not when one link's losses plus a little background
 // make it look worse than the link.
 func (m *meshlens) refine(c int32, score, lambda, u float64) (int32, float64, float64) {
+	// A link direction first looks up to its link: when the other
+	// direction is lossy too, blaming one direction would leave the other's
+	// anomalies to be pinned on whatever else their probes crossed.
+	if L := int32(m.x.NumLinks()); c < L {
+		phys := L + min(c, m.x.Reverse[c])
+		if m.nestedSignificant(phys, c, u) {
+			if s, l := m.score(phys, u); s > 0 {
+				return phys, s, l
+			}
+		}
+		return c, score, lambda
+	}
 	for {
 		var kid int32 = -1
 		var kidScore, kidLambda float64
@@ -404,19 +416,27 @@ func (m *meshlens) refine(c int32, score, lambda, u float64) (int32, float64, fl
 		if kid < 0 || kidScore < m.cfg.MinScore {
 			return c, score, lambda
 		}
-		// What c explains beyond kid, among the anomalies kid leaves, against
-		// the share of the remaining link crossings that c adds to kid.
-		eR := float64(m.count[c] - m.count[kid])
-		uR := u - float64(m.count[kid])
-		restC := m.ev.crossings - m.exposure(kid)
-		// A nested test of one more parameter: half the bar of a new suspect.
-		if eR >= float64(m.cfg.MinAnomalies) && restC > 0 {
-			if llr, _ := binomialLLR(eR, uR, (m.exposure(c)-m.exposure(kid))/restC); llr >= m.cfg.MinScore/2 {
-				return c, score, lambda
-			}
+		if m.nestedSignificant(c, kid, u) {
+			return c, score, lambda
 		}
 		c, score, lambda = kid, kidScore, kidLambda
 	}
+}
+
+// nestedSignificant reports whether parent explains significantly more
+// than kid, an element inside it: what parent explains beyond kid, among
+// the anomalies kid leaves, against the share of the remaining link
+// crossings that parent adds to kid. It is a nested test of one more
+// parameter, so it gets half the bar of a new suspect.
+func (m *meshlens) nestedSignificant(parent, kid int32, u float64) bool {
+	eR := float64(m.count[parent] - m.count[kid])
+	uR := u - float64(m.count[kid])
+	rest := m.ev.crossings - m.exposure(kid)
+	if eR < float64(m.cfg.MinAnomalies) || rest <= 0 {
+		return false
+	}
+	llr, _ := binomialLLR(eR, uR, (m.exposure(parent)-m.exposure(kid))/rest)
+	return llr >= m.cfg.MinScore/2
 }
 
 // explain picks, greedily, the elements whose anomalous probes are least
