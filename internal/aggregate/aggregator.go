@@ -35,6 +35,10 @@ const (
 	DefaultLateness  = 30 * time.Second
 	DefaultRecent    = time.Hour
 	DefaultMaxFuture = 2 * time.Minute
+	// DefaultMaxTargets bounds the distinct HTTP targets of an aggregator:
+	// their names come from agents, not from the topology, so a
+	// misconfigured fleet must not grow series and memory without limit.
+	DefaultMaxTargets = 1000
 )
 
 // Errors an Ingest may return; the batch was not aggregated.
@@ -59,8 +63,18 @@ type Config struct {
 	// Locator decides which hosts exist and where they are. Nil accepts every
 	// host and produces only pair and host rollups (no rack/pod/DC).
 	Locator Locator
+	// MaxTargets caps the distinct HTTP targets (destinations of HTTP
+	// probes, which are service names, not topology hosts); results for
+	// more are rejected as too_many_targets. Default DefaultMaxTargets.
+	MaxTargets int
 	// Appendable receives every sealed window's rollups; nil writes nothing.
 	Appendable storage.Appendable
+	// Queryable reads back what Appendable wrote (the same store). With
+	// both set, the ingester's checkpoint does not carry the cumulative
+	// counters: a restart reads their values from the TSDB samples of the
+	// last committed seal (see the package doc). Without it the counters
+	// are in the checkpoint, which then limits the fabric's size.
+	Queryable storage.Queryable
 	// SeriesLabels are added to every series written, e.g. {"partition":
 	// "3"}. Several aggregators (partitions) writing to one TSDB must set
 	// distinct ones, or their rack-pair series collide: each writes the
@@ -87,6 +101,9 @@ func (c *Config) setDefaults() error {
 	if c.MaxFuture == 0 {
 		c.MaxFuture = DefaultMaxFuture
 	}
+	if c.MaxTargets == 0 {
+		c.MaxTargets = DefaultMaxTargets
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -99,6 +116,8 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("aggregate: recent horizon %v is shorter than the window %v", c.Recent, c.Window)
 	case c.MaxFuture < 0:
 		return fmt.Errorf("aggregate: negative max future %v", c.MaxFuture)
+	case c.MaxTargets < 0:
+		return fmt.Errorf("aggregate: negative max targets %d", c.MaxTargets)
 	}
 	return nil
 }
@@ -131,11 +150,6 @@ func (l location) at(lv level) string {
 // Count is an exact cumulative probe count.
 type Count struct{ Probes, Lost uint64 }
 
-type counterKey struct {
-	level level
-	LocationPair
-}
-
 // pair is what the aggregator remembers about a path across windows: where
 // its ends are and its cumulative counters, resolved once so that the hot
 // path does one map lookup per result.
@@ -143,7 +157,10 @@ type pair struct {
 	key      PairKey
 	id       int32 // index in open windows' stats
 	src, dst location
-	counts   [numLevels]*Count // nil without a Locator
+	// counts are the cumulative counters the pair's results go into, up to
+	// the first nil: rack, pod and DC pairs (with a Locator), host out and
+	// in; or the target's, for HTTP.
+	counts [numLevels + 2]*counter
 	// rollups this pair feeds, as indexes into Aggregator.rollKeys (-1:
 	// none): resolved once so that sealing indexes slices instead of
 	// hashing strings for every pair of every window.
@@ -243,9 +260,17 @@ type Aggregator struct {
 	// earlier process and are not held in recent detail.
 	recentSince int64
 	recent      map[int64]*recentWindow
-	counters    map[counterKey]*Count
-	agents      map[string]*AgentStatus
-	subs        []func(*SealedWindow)
+	counters    map[counterKey]*counter
+	targets     int // distinct HTTP targets
+	// dirty: counters changed since the last snapshot written to the TSDB.
+	// snapAt (unix ms) is when the last snapshot was committed, snapOK
+	// whether all its counter samples went in: together they say whether
+	// the TSDB holds the counters' current values (see checkpoint).
+	dirty  bool
+	snapAt int64
+	snapOK bool
+	agents map[string]*AgentStatus
+	subs   []func(*SealedWindow)
 
 	m *metrics
 }
@@ -267,7 +292,7 @@ func New(cfg Config) (*Aggregator, error) {
 		rollIndex: make(map[rollKey]int32),
 		open:      make(map[int64]*window),
 		recent:    make(map[int64]*recentWindow),
-		counters:  make(map[counterKey]*Count),
+		counters:  make(map[counterKey]*counter),
 		agents:    make(map[string]*AgentStatus),
 		m:         m,
 	}, nil
@@ -308,7 +333,7 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 	now := arrival.UnixNano()
 	oldest, newest := now-int64(a.cfg.Recent), now+int64(a.cfg.MaxFuture)
 
-	var skew, old, unknown, late, accepted int
+	var skew, old, unknown, tooMany, late, accepted int
 	var win *window
 	mine := a.pairs[b.Agent]
 	if mine == nil {
@@ -327,8 +352,13 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 		}
 		p := mine[dstProto{r.Dst, r.Protocol}]
 		if p == nil {
-			if p = a.newPairLocked(PairKey{Src: b.Agent, Dst: r.Dst, Proto: r.Protocol}, src); p == nil {
-				unknown++
+			var full bool
+			if p, full = a.newPairLocked(PairKey{Src: b.Agent, Dst: r.Dst, Proto: r.Protocol}, src); p == nil {
+				if full {
+					tooMany++
+				} else {
+					unknown++
+				}
 				continue
 			}
 		}
@@ -336,14 +366,15 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 		if !wire.Counts(r) {
 			continue
 		}
-		lost := wire.Lost(r)
-		if count && p.counts[0] != nil {
+		if count {
+			lost, bucket := wire.Lost(r), resultBucket(r)
 			for _, c := range p.counts {
-				c.Probes++
-				if lost {
-					c.Lost++
+				if c == nil {
+					break
 				}
+				c.add(lost, bucket)
 			}
+			a.dirty = true
 		}
 		start := floorTo(t, a.w)
 		if start+a.w <= a.sealedUntil {
@@ -385,7 +416,7 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 	as.SchedulingLagP99 = lag
 	as.Batches++
 	as.Results += uint64(accepted)
-	as.RejectedResults += uint64(skew + old + unknown)
+	as.RejectedResults += uint64(skew + old + unknown + tooMany)
 	if count {
 		a.m.batches.Inc()
 		a.m.results.Add(float64(accepted))
@@ -393,6 +424,7 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 		a.m.rejected.WithLabelValues("clock_skew").Add(float64(skew))
 		a.m.rejected.WithLabelValues("too_old").Add(float64(old))
 		a.m.rejected.WithLabelValues("unknown_host").Add(float64(unknown))
+		a.m.rejected.WithLabelValues("too_many_targets").Add(float64(tooMany))
 	}
 	return nil
 }
@@ -405,35 +437,55 @@ func (a *Aggregator) locateLocked(host string) (location, bool) {
 	return location{rack, pod, dc}, ok
 }
 
-// newPairLocked resolves a new path's ends and counters; nil if dst is
-// unknown.
-func (a *Aggregator) newPairLocked(k PairKey, src location) *pair {
-	dst, ok := a.locateLocked(k.Dst)
-	if !ok {
-		return nil
-	}
-	p := &pair{key: k, id: a.nPairs, src: src, dst: dst}
-	a.nPairs++
-	a.byID = append(a.byID, p)
-	p.rollups = [numRollups]int32{
-		a.rollIDLocked(rollKey{kind: rollHostOut, host: k.Src}),
-		a.rollIDLocked(rollKey{kind: rollHostIn, host: k.Dst}),
-		-1, -1, -1,
-	}
-	if a.cfg.Locator != nil {
-		for lv := level(0); lv < numLevels; lv++ {
-			p.rollups[rollRack+int(lv)] = a.rollIDLocked(rollKey{kind: rollRack + int(lv), loc: LocationPair{src.at(lv), dst.at(lv), k.Proto}})
-			ck := counterKey{lv, LocationPair{src.at(lv), dst.at(lv), k.Proto}}
-			c := a.counters[ck]
-			if c == nil {
-				c = &Count{}
-				a.counters[ck] = c
+// newPairLocked resolves a new path's ends and counters. It returns nil if
+// dst is unknown, or, for an HTTP target, if there are MaxTargets already
+// (full).
+//
+// HTTP probes measure a service, named by the agent's pinglist, not the
+// fabric: an HTTP pair's destination is a target, not a host, whatever its
+// name. It feeds only the target's counters and the pair detail, never the
+// host or location rollups and counters, so that a failing service does
+// not make its prober look like a sick host or rack.
+func (a *Aggregator) newPairLocked(k PairKey, src location) (p *pair, full bool) {
+	var dst location
+	target := k.Proto == wire.Protocol_PROTOCOL_HTTP
+	if target {
+		if a.counters[counterKey{targetCounter, LocationPair{Src: k.Dst, Proto: k.Proto}}] == nil {
+			if a.targets >= a.cfg.MaxTargets {
+				return nil, true
 			}
-			p.counts[lv] = c
+			a.targets++
+		}
+	} else {
+		var ok bool
+		if dst, ok = a.locateLocked(k.Dst); !ok {
+			return nil, false
 		}
 	}
+	p = &pair{key: k, id: a.nPairs, src: src, dst: dst}
+	a.nPairs++
+	a.byID = append(a.byID, p)
+	p.rollups = [numRollups]int32{-1, -1, -1, -1, -1}
+	if target {
+		p.counts[0] = a.counterForLocked(counterKey{targetCounter, LocationPair{Src: k.Dst, Proto: k.Proto}})
+		a.pairs[k.Src][dstProto{k.Dst, k.Proto}] = p
+		return p, false
+	}
+	p.rollups[rollHostOut] = a.rollIDLocked(rollKey{kind: rollHostOut, host: k.Src})
+	p.rollups[rollHostIn] = a.rollIDLocked(rollKey{kind: rollHostIn, host: k.Dst})
+	n := 0
+	if a.cfg.Locator != nil {
+		for lv := level(0); lv < numLevels; lv++ {
+			loc := LocationPair{src.at(lv), dst.at(lv), k.Proto}
+			p.rollups[rollRack+int(lv)] = a.rollIDLocked(rollKey{kind: rollRack + int(lv), loc: loc})
+			p.counts[n] = a.counterForLocked(counterKey{counterKind(lv), loc})
+			n++
+		}
+	}
+	p.counts[n] = a.counterForLocked(counterKey{hostOutCounter, LocationPair{Src: k.Src, Proto: k.Proto}})
+	p.counts[n+1] = a.counterForLocked(counterKey{hostInCounter, LocationPair{Src: k.Dst, Proto: k.Proto}})
 	a.pairs[k.Src][dstProto{k.Dst, k.Proto}] = p
-	return p
+	return p, false
 }
 
 func (a *Aggregator) rollIDLocked(k rollKey) int32 {
@@ -500,6 +552,8 @@ func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindo
 		}
 		if len(sealed) > 0 && a.cfg.Appendable != nil {
 			snap = a.counterSnapshotLocked()
+			a.dirty = false
+			a.snapOK = false // until committed
 		}
 	}
 	horizon := nowNs - int64(a.cfg.Recent)
@@ -513,17 +567,27 @@ func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindo
 	a.mu.Unlock()
 
 	var errs []error
+	// clean: the last window's commit holds every counter's value.
+	clean := false
 	for _, sw := range sealed {
 		a.m.sealed.Inc()
 		if a.cfg.Appendable != nil {
-			if err := a.writeTSDB(ctx, sw, snap); err != nil {
+			skipped, err := a.writeTSDB(ctx, sw, snap)
+			if err != nil {
 				a.m.tsdbErrors.Inc()
 				errs = append(errs, err)
 			}
+			clean = err == nil && skipped == 0
 		}
 		for _, fn := range subs {
 			fn(sw)
 		}
+	}
+	if len(sealed) > 0 && a.cfg.Appendable != nil {
+		a.mu.Lock()
+		a.snapOK = clean
+		a.snapAt = sealed[len(sealed)-1].End.UnixMilli()
+		a.mu.Unlock()
 	}
 	return sealed, errors.Join(errs...)
 }
@@ -717,8 +781,67 @@ func (a *Aggregator) Counters(levelName string) map[LocationPair]Count {
 	defer a.mu.Unlock()
 	out := make(map[LocationPair]Count)
 	for k, c := range a.counters {
-		if levelNames[k.level] == levelName {
-			out[k.LocationPair] = *c
+		if k.kind < counterKind(numLevels) && levelNames[k.kind] == levelName {
+			out[k.LocationPair] = c.Count
+		}
+	}
+	return out
+}
+
+// RTTHistogram is a location pair's exact cumulative RTT histogram:
+// Buckets[i] answered probes with RTT ≤ LatencyBuckets[i], the last one
+// (+Inf) all answered probes.
+type RTTHistogram struct {
+	Buckets [numRTTBuckets + 1]uint64
+}
+
+// RTTHistograms returns the exact cumulative RTT histograms of one level
+// ("rack", "pod" or "dc") by location pair, as written to the TSDB.
+func (a *Aggregator) RTTHistograms(levelName string) map[LocationPair]RTTHistogram {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[LocationPair]RTTHistogram)
+	for k, c := range a.counters {
+		if k.kind < counterKind(numLevels) && levelNames[k.kind] == levelName {
+			out[k.LocationPair] = c.histogram()
+		}
+	}
+	return out
+}
+
+// HostCounters returns the exact cumulative probe counts of hosts, by host,
+// direction and protocol.
+func (a *Aggregator) HostCounters() map[HostCounterKey]Count {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[HostCounterKey]Count)
+	for k, c := range a.counters {
+		switch k.kind {
+		case hostOutCounter:
+			out[HostCounterKey{k.Src, Out, k.Proto}] = c.Count
+		case hostInCounter:
+			out[HostCounterKey{k.Src, In, k.Proto}] = c.Count
+		}
+	}
+	return out
+}
+
+// HostCounterKey names a host's counters.
+type HostCounterKey struct {
+	Host      string
+	Direction Direction
+	Proto     wire.Protocol
+}
+
+// TargetCounters returns the exact cumulative probe counts of HTTP targets
+// by target name.
+func (a *Aggregator) TargetCounters() map[string]Count {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string]Count)
+	for k, c := range a.counters {
+		if k.kind == targetCounter {
+			out[k.Src] = c.Count
 		}
 	}
 	return out
@@ -733,7 +856,7 @@ func (a *Aggregator) SealedUntil() time.Time {
 
 type counterSample struct {
 	key counterKey
-	Count
+	counter
 }
 
 func (a *Aggregator) counterSnapshotLocked() []counterSample {

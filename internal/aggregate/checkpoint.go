@@ -27,14 +27,23 @@ type Checkpoint struct {
 	CountedSeq uint64 `json:"counted_seq"`
 	// ReplayFromSeq: the smallest stream message that contributed to a window
 	// not yet sealed; consumption restarts here.
-	ReplayFromSeq uint64              `json:"replay_from_seq"`
-	Counters      []CheckpointCounter `json:"counters"`
+	ReplayFromSeq uint64 `json:"replay_from_seq"`
+	// Counters hold the cumulative counters' values, unless CountersAt is
+	// set.
+	Counters []CheckpointCounter `json:"counters"`
+	// CountersAt (unix ms), when not 0: the counters' values are the TSDB
+	// samples at exactly this time (the last seal's commit, at or before
+	// SealedUntil), CounterSeries of them (counter keys with probes).
+	CountersAt    int64 `json:"counters_at_unix_milli,omitempty"`
+	CounterSeries int   `json:"counter_series,omitempty"`
 	// Dedup is the seen batches as of just before ReplayFromSeq, by agent
 	// and epoch (decimal string: JSON keys are strings).
 	Dedup map[string]map[string]*seqSet `json:"dedup"`
 }
 
-// CheckpointCounter is one exact cumulative counter.
+// CheckpointCounter is one exact cumulative counter set. Level is rack,
+// pod or dc (Src and Dst are locations), host_out or host_in (Src is the
+// host) or target (Src is the HTTP target, Proto http).
 type CheckpointCounter struct {
 	Level  string `json:"level"`
 	Src    string `json:"src"`
@@ -42,6 +51,9 @@ type CheckpointCounter struct {
 	Proto  string `json:"proto"`
 	Probes uint64 `json:"probes"`
 	Lost   uint64 `json:"lost"`
+	// RTTBuckets: answered probes per RTT bucket (not cumulative), one per
+	// LatencyBuckets bound and one above; absent when there are none.
+	RTTBuckets []uint64 `json:"rtt_buckets,omitempty"`
 }
 
 // ErrBadCheckpoint: a saved checkpoint could not be read.
@@ -94,30 +106,18 @@ func DecodeCheckpoint(data []byte) (*Checkpoint, error) {
 	if c.Version != checkpointVersion {
 		return nil, fmt.Errorf("aggregate: checkpoint version %d, want %d: %w", c.Version, checkpointVersion, ErrBadCheckpoint)
 	}
-	for i, cc := range c.Counters {
-		if _, ok := parseLevel(cc.Level); !ok {
-			return nil, fmt.Errorf("aggregate: checkpoint counter %d: level %q: %w", i, cc.Level, ErrBadCheckpoint)
-		}
-		if _, err := ParseProto(cc.Proto); err != nil {
-			return nil, fmt.Errorf("aggregate: checkpoint counter %d: %w: %w", i, ErrBadCheckpoint, err)
-		}
-		if cc.Lost > cc.Probes {
-			return nil, fmt.Errorf("aggregate: checkpoint counter %d: %d lost of %d probes: %w", i, cc.Lost, cc.Probes, ErrBadCheckpoint)
+	if c.CountersAt < 0 || c.CounterSeries < 0 || (c.CountersAt != 0 && len(c.Counters) > 0) {
+		return nil, fmt.Errorf("aggregate: checkpoint counters at %d (%d series) and %d in the checkpoint: %w", c.CountersAt, c.CounterSeries, len(c.Counters), ErrBadCheckpoint)
+	}
+	for i := range c.Counters {
+		if _, _, err := c.Counters[i].parse(); err != nil {
+			return nil, fmt.Errorf("aggregate: checkpoint counter %d: %w", i, err)
 		}
 	}
 	if _, err := c.dedupState(); err != nil {
 		return nil, err
 	}
 	return &c, nil
-}
-
-func parseLevel(s string) (level, bool) {
-	for lv, n := range levelNames {
-		if n == s {
-			return level(lv), true
-		}
-	}
-	return 0, false
 }
 
 func (c *Checkpoint) dedupState() (dedupState, error) {
@@ -153,17 +153,36 @@ func encodeDedup(d dedupState) map[string]map[string]*seqSet {
 	return out
 }
 
-// checkpoint captures the aggregator's part of a checkpoint.
-func (a *Aggregator) checkpoint() (sealedUntil int64, replayFrom uint64, counters []CheckpointCounter) {
+// errCountersNotInTSDB: the counters' current values are not all in the
+// TSDB, so a checkpoint that points there cannot be saved now.
+var errCountersNotInTSDB = errors.New("counters changed since the last seal, or its commit refused some of their samples")
+
+// checkpoint captures the aggregator's part of a checkpoint: sealed_until,
+// and either the counters themselves or, with a Queryable, where in the
+// TSDB their values are.
+func (a *Aggregator) checkpoint(c *Checkpoint) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	counters = make([]CheckpointCounter, 0, len(a.counters))
-	for k, c := range a.counters {
-		counters = append(counters, CheckpointCounter{
-			Level: levelNames[k.level], Src: k.Src, Dst: k.Dst, Proto: ProtoName(k.Proto), Probes: c.Probes, Lost: c.Lost,
-		})
+	c.SealedUntil = a.sealedUntil
+	c.ReplayFromSeq = a.replayFromLocked()
+	if a.cfg.Queryable != nil && a.cfg.Appendable != nil {
+		if a.dirty || !a.snapOK {
+			return fmt.Errorf("aggregate: checkpoint at sealed_until %d: %w", a.sealedUntil, errCountersNotInTSDB)
+		}
+		c.CountersAt = a.snapAt
+		c.CounterSeries = 0
+		for _, cn := range a.counters {
+			if cn.Probes > 0 {
+				c.CounterSeries++
+			}
+		}
+		return nil
 	}
-	return a.sealedUntil, a.replayFromLocked(), counters
+	c.Counters = make([]CheckpointCounter, 0, len(a.counters))
+	for k, cn := range a.counters {
+		c.Counters = append(c.Counters, checkpointCounter(k, cn))
+	}
+	return nil
 }
 
 // restore loads a checkpoint into a fresh aggregator.
@@ -175,16 +194,20 @@ func (a *Aggregator) restore(c *Checkpoint) error {
 	}
 	a.sealedUntil = c.SealedUntil
 	a.recentSince = a.sealedUntil
-	for _, cc := range c.Counters {
-		lv, ok := parseLevel(cc.Level)
-		if !ok {
-			return fmt.Errorf("aggregate: checkpoint counter level %q: %w", cc.Level, ErrBadCheckpoint)
-		}
-		p, err := ParseProto(cc.Proto)
+	for i := range c.Counters {
+		k, cn, err := c.Counters[i].parse()
 		if err != nil {
-			return fmt.Errorf("aggregate: restore checkpoint: %w", err)
+			return fmt.Errorf("aggregate: restore checkpoint counter %d: %w", i, err)
 		}
-		a.counters[counterKey{lv, LocationPair{cc.Src, cc.Dst, p}}] = &Count{Probes: cc.Probes, Lost: cc.Lost}
+		a.setCounterLocked(k, cn)
 	}
 	return nil
+}
+
+// setCounterLocked installs a restored counter.
+func (a *Aggregator) setCounterLocked(k counterKey, c *counter) {
+	if k.kind == targetCounter && a.counters[k] == nil {
+		a.targets++
+	}
+	a.counters[k] = c
 }

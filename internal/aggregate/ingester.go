@@ -185,6 +185,11 @@ func (in *Ingester) load(ctx context.Context, kv jetstream.KeyValue) (uint64, er
 	if err := in.agg.restore(c); err != nil {
 		return 0, err
 	}
+	if c.CountersAt != 0 {
+		if err := in.agg.restoreCountersFromTSDB(ctx, c.CountersAt, c.CounterSeries); err != nil {
+			return 0, fmt.Errorf("aggregate: load checkpoint %s/%s: %w", bus.StateBucket, in.key, err)
+		}
+	}
 	in.dedup = newDedup(d)
 	in.countedSeq = c.CountedSeq
 	return c.ReplayFromSeq, nil
@@ -280,7 +285,13 @@ func (in *Ingester) seal(ctx context.Context, kv jetstream.KeyValue, now time.Ti
 		in.cfg.Logger.Error("aggregate: TSDB write of sealed windows failed", "partition", in.cfg.Partition, "windows", len(sealed), "err", err)
 		return
 	}
-	if err := in.saveCheckpoint(ctx, kv); err != nil {
+	if err := in.saveCheckpoint(ctx, kv); errors.Is(err, errCountersNotInTSDB) {
+		// Keep the old checkpoint, which stays valid (its counters are
+		// at an earlier time in the TSDB); the next clean seal saves.
+		in.agg.m.checkpoints.WithLabelValues("deferred").Inc()
+		in.cfg.Logger.Warn("aggregate: checkpoint deferred to the next seal", "partition", in.cfg.Partition, "err", err)
+		return
+	} else if err != nil {
 		in.agg.m.checkpoints.WithLabelValues("error").Inc()
 		in.cfg.Logger.Error("aggregate: checkpoint not saved; a restart will replay further", "partition", in.cfg.Partition, "err", err)
 		return
@@ -289,19 +300,15 @@ func (in *Ingester) seal(ctx context.Context, kv jetstream.KeyValue, now time.Ti
 }
 
 func (in *Ingester) saveCheckpoint(ctx context.Context, kv jetstream.KeyValue) error {
-	sealedUntil, replayFrom, counters := in.agg.checkpoint()
-	if replayFrom == 0 {
-		replayFrom = in.countedSeq + 1
+	c := Checkpoint{Version: checkpointVersion, CountedSeq: in.countedSeq}
+	if err := in.agg.checkpoint(&c); err != nil {
+		return err
 	}
-	in.dedup.advanceBase(replayFrom)
-	c := Checkpoint{
-		Version:       checkpointVersion,
-		SealedUntil:   sealedUntil,
-		CountedSeq:    in.countedSeq,
-		ReplayFromSeq: replayFrom,
-		Counters:      counters,
-		Dedup:         encodeDedup(in.dedup.base),
+	if c.ReplayFromSeq == 0 {
+		c.ReplayFromSeq = in.countedSeq + 1
 	}
+	in.dedup.advanceBase(c.ReplayFromSeq)
+	c.Dedup = encodeDedup(in.dedup.base)
 	data, err := EncodeCheckpoint(&c)
 	if err != nil {
 		return err

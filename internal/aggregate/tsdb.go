@@ -4,10 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"regexp"
+	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+
+	"github.com/meshlens/meshlens/internal/wire"
 )
 
 // Metric names of the rollups written to the TSDB. Pair-level detail stays
@@ -33,10 +40,13 @@ var quantileLabels = func() []string {
 // at the window's end, in one commit. Samples the TSDB refuses as conflicting
 // (a window re-sealed after a crash with a different value) are counted and
 // skipped: the first value written stays, the others still go in.
-func (a *Aggregator) writeTSDB(ctx context.Context, sw *SealedWindow, counters []counterSample) error {
+// counterSkips is how many of the counters' samples were so refused: then
+// the TSDB does not hold the counters' current values at this window's end.
+func (a *Aggregator) writeTSDB(ctx context.Context, sw *SealedWindow, counters []counterSample) (counterSkips int, err error) {
 	app := a.cfg.Appendable.Appender(ctx)
 	ts := sw.End.UnixMilli()
 	var failed error
+	skipped := 0
 	add := func(v float64, kv ...string) {
 		if failed != nil {
 			return
@@ -49,8 +59,10 @@ func (a *Aggregator) writeTSDB(ctx context.Context, sw *SealedWindow, counters [
 		case err == nil:
 		case errors.Is(err, storage.ErrDuplicateSampleForTimestamp):
 			a.m.tsdbSkipped.WithLabelValues("duplicate").Inc()
+			skipped++
 		case errors.Is(err, storage.ErrOutOfOrderSample), errors.Is(err, storage.ErrTooOldSample), errors.Is(err, storage.ErrOutOfBounds):
 			a.m.tsdbSkipped.WithLabelValues("out_of_order").Inc()
+			skipped++
 		default:
 			failed = fmt.Errorf("aggregate: window %s: append %s: %w", sw.End.Format("15:04:05"), kv[1], err)
 		}
@@ -84,23 +96,227 @@ func (a *Aggregator) writeTSDB(ctx context.Context, sw *SealedWindow, counters [
 			}
 		}
 	}
-	for _, c := range counters {
+	rollupSkips := skipped
+	kv := make([]string, 0, 10)
+	for i := range counters {
+		c := &counters[i]
 		if c.Probes == 0 {
 			continue // a pair that only saw refusals or local errors
 		}
-		srcL, dstL := "src_"+levelNames[c.key.level], "dst_"+levelNames[c.key.level]
-		proto := ProtoName(c.key.Proto)
-		add(float64(c.Probes), "__name__", levelMetric(c.key.level, "probes_total"), srcL, c.key.Src, dstL, c.key.Dst, "proto", proto)
-		add(float64(c.Lost), "__name__", levelMetric(c.key.level, "probes_lost_total"), srcL, c.key.Src, dstL, c.key.Dst, "proto", proto)
+		// Every counter is written at every seal, so that increase() over
+		// any range sees its samples; a restart reads them back from here.
+		cs := &seriesOf[c.key.kind]
+		kv = append(kv[:0], "__name__", cs.probes, cs.srcLabel, c.key.Src)
+		if cs.dstLabel != "" {
+			kv = append(kv, cs.dstLabel, c.key.Dst)
+		}
+		switch c.key.kind {
+		case hostOutCounter:
+			kv = append(kv, "direction", string(Out))
+		case hostInCounter:
+			kv = append(kv, "direction", string(In))
+		}
+		if cs.proto {
+			kv = append(kv, "proto", ProtoName(c.key.Proto))
+		}
+		add(float64(c.Probes), kv...)
+		kv[1] = cs.lost
+		add(float64(c.Lost), kv...)
+		kv[1] = cs.bucket
+		h := c.histogram()
+		n := len(kv)
+		for i, v := range h.Buckets {
+			add(float64(v), append(kv[:n], "le", leLabels[i])...)
+		}
 	}
+	counterSkips = skipped - rollupSkips
 	if failed != nil {
 		if err := app.Rollback(); err != nil {
-			return errors.Join(failed, fmt.Errorf("aggregate: window %s: rollback: %w", sw.End.Format("15:04:05"), err))
+			return counterSkips, errors.Join(failed, fmt.Errorf("aggregate: window %s: rollback: %w", sw.End.Format("15:04:05"), err))
 		}
-		return failed
+		return counterSkips, failed
 	}
 	if err := app.Commit(); err != nil {
-		return fmt.Errorf("aggregate: window %s: commit: %w", sw.End.Format("15:04:05"), err)
+		return counterSkips, fmt.Errorf("aggregate: window %s: commit: %w", sw.End.Format("15:04:05"), err)
+	}
+	return counterSkips, nil
+}
+
+// counterMetric says what a counter series holds.
+type counterMetric struct {
+	kinds []counterKind // candidates; host metrics pick by direction
+	field int           // fieldProbes, fieldLost or fieldBucket
+}
+
+const (
+	fieldProbes = iota
+	fieldLost
+	fieldBucket
+)
+
+var counterMetrics = func() map[string]counterMetric {
+	m := make(map[string]counterMetric)
+	for k := counterKind(0); k < numCounterKinds; k++ {
+		cs := seriesOf[k]
+		for f, name := range []string{cs.probes, cs.lost, cs.bucket} {
+			cm := m[name]
+			cm.kinds = append(cm.kinds, k)
+			cm.field = f
+			m[name] = cm
+		}
+	}
+	return m
+}()
+
+// restoreCountersFromTSDB sets the cumulative counters to the values of
+// their samples at exactly at (unix ms), the commit of the seal the
+// checkpoint names; want is how many counter keys the checkpoint says it
+// wrote there. Series with labels beyond the expected ones and
+// Config.SeriesLabels belong to another writer and are ignored.
+func (a *Aggregator) restoreCountersFromTSDB(ctx context.Context, at int64, want int) error {
+	if a.cfg.Queryable == nil {
+		return fmt.Errorf("aggregate: checkpoint keeps its counters in the TSDB at %d, but the aggregator has no Queryable", at)
+	}
+	q, err := a.cfg.Queryable.Querier(at, at)
+	if err != nil {
+		return fmt.Errorf("aggregate: restore counters at %d: open querier: %w", at, err)
+	}
+	defer q.Close()
+	names := make([]string, 0, len(counterMetrics))
+	for n := range counterMetrics {
+		names = append(names, regexp.QuoteMeta(n))
+	}
+	sort.Strings(names)
+	ms := []*labels.Matcher{labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, strings.Join(names, "|"))}
+	for n, v := range a.cfg.SeriesLabels {
+		ms = append(ms, labels.MustNewMatcher(labels.MatchEqual, n, v))
+	}
+
+	restored := make(map[counterKey]*counter)
+	ss := q.Select(ctx, false, &storage.SelectHints{Start: at, End: at, Func: "series"}, ms...)
+	var it chunkenc.Iterator
+	for ss.Next() {
+		s := ss.At()
+		lset := s.Labels()
+		k, field, bucket, ok := a.parseCounterSeries(lset)
+		if !ok {
+			continue
+		}
+		it = s.Iterator(it)
+		var v float64
+		found := false
+		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+			if vt != chunkenc.ValFloat {
+				continue
+			}
+			if t, x := it.At(); t == at {
+				v, found = x, true
+			}
+		}
+		if err := it.Err(); err != nil {
+			return fmt.Errorf("aggregate: restore counters at %d: read %s: %w", at, lset, err)
+		}
+		if !found {
+			continue
+		}
+		if v < 0 || v != math.Trunc(v) || v > 1<<53 {
+			return fmt.Errorf("aggregate: restore counters at %d: %s has value %v, not a count", at, lset, v)
+		}
+		c := restored[k]
+		if c == nil {
+			c = &counter{}
+			restored[k] = c
+		}
+		switch field {
+		case fieldProbes:
+			c.Probes = uint64(v)
+		case fieldLost:
+			c.Lost = uint64(v)
+		default:
+			c.ok[bucket] = uint64(v) // cumulative for now
+		}
+	}
+	if err := ss.Err(); err != nil {
+		return fmt.Errorf("aggregate: restore counters at %d: select: %w", at, err)
+	}
+	n := 0
+	for k, c := range restored {
+		// Un-cumulate the le buckets and check the counts fit together.
+		for i := numRTTBuckets; i > 0; i-- {
+			if c.ok[i] < c.ok[i-1] {
+				return fmt.Errorf("aggregate: restore counters at %d: %s %v: rtt bucket %s below the one before", at, counterKindNames[k.kind], k.LocationPair, leLabels[i])
+			}
+			c.ok[i] -= c.ok[i-1]
+		}
+		if c.Lost > c.Probes || c.answered() > c.Probes-c.Lost {
+			return fmt.Errorf("aggregate: restore counters at %d: %s %v: %d lost and %d answered of %d probes", at, counterKindNames[k.kind], k.LocationPair, c.Lost, c.answered(), c.Probes)
+		}
+		if c.Probes > 0 {
+			n++
+		}
+	}
+	if n != want {
+		return fmt.Errorf("aggregate: restore counters at %d: the TSDB holds %d counter sets, the checkpoint wrote %d (TSDB data lost?)", at, n, want)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, c := range restored {
+		a.setCounterLocked(k, c)
 	}
 	return nil
+}
+
+// parseCounterSeries maps a counter series back to its key, its field and,
+// for a bucket, its index. ok is false for series that are not exactly
+// this aggregator's (other labels, unknown le).
+func (a *Aggregator) parseCounterSeries(lset labels.Labels) (k counterKey, field, bucket int, ok bool) {
+	cm, ok := counterMetrics[lset.Get(labels.MetricName)]
+	if !ok {
+		return k, 0, 0, false
+	}
+	kind := cm.kinds[0]
+	if len(cm.kinds) > 1 { // host: by direction
+		switch lset.Get("direction") {
+		case string(Out):
+			kind = hostOutCounter
+		case string(In):
+			kind = hostInCounter
+		default:
+			return k, 0, 0, false
+		}
+	}
+	cs := &seriesOf[kind]
+	want := 2 + len(a.cfg.SeriesLabels) // name, src
+	k.kind = kind
+	k.Src = lset.Get(cs.srcLabel)
+	if cs.dstLabel != "" {
+		k.Dst = lset.Get(cs.dstLabel)
+		want++
+	}
+	if len(cm.kinds) > 1 {
+		want++
+	}
+	k.Proto = wire.Protocol_PROTOCOL_HTTP
+	if cs.proto {
+		p, err := ParseProto(lset.Get("proto"))
+		if err != nil {
+			return k, 0, 0, false
+		}
+		k.Proto = p
+		want++
+	}
+	if cm.field == fieldBucket {
+		le := lset.Get("le")
+		bucket = -1
+		for i, l := range leLabels {
+			if l == le {
+				bucket = i
+			}
+		}
+		if bucket < 0 {
+			return k, 0, 0, false
+		}
+		want++
+	}
+	return k, cm.field, bucket, lset.Len() == want
 }

@@ -1,0 +1,221 @@
+package aggregate
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/meshlens/meshlens/internal/wire"
+)
+
+// LatencyBuckets are the upper bounds (seconds) of the cumulative RTT
+// histograms the aggregator writes (…_rtt_seconds_bucket{le}). They are a
+// copy of slo.LatencyBuckets, kept here because aggregate must not import
+// the SLO engine (it sits after aggregate on the data path); a test checks
+// that the two lists are equal. Change both together.
+var LatencyBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}
+
+// numRTTBuckets is len(LatencyBuckets); the histograms have one more
+// bucket, +Inf.
+const numRTTBuckets = 13
+
+// bucketBoundsNs are LatencyBuckets in nanoseconds: RTTs arrive as integer
+// nanoseconds, and comparing integers makes "RTT ≤ le" exact.
+var bucketBoundsNs = func() [numRTTBuckets]int64 {
+	if len(LatencyBuckets) != numRTTBuckets {
+		panic(fmt.Sprintf("aggregate: %d latency buckets, numRTTBuckets is %d", len(LatencyBuckets), numRTTBuckets))
+	}
+	var out [numRTTBuckets]int64
+	for i, b := range LatencyBuckets {
+		out[i] = int64(math.Round(b * float64(time.Second)))
+	}
+	return out
+}()
+
+// leLabels are the le label values: LatencyBuckets as Prometheus formats
+// them, then +Inf.
+var leLabels = func() [numRTTBuckets + 1]string {
+	var out [numRTTBuckets + 1]string
+	for i, b := range LatencyBuckets {
+		out[i] = strconv.FormatFloat(b, 'f', -1, 64)
+	}
+	out[numRTTBuckets] = "+Inf"
+	return out
+}()
+
+// rttBucket is the index of the first bucket whose bound is ≥ rtt
+// (numRTTBuckets: only +Inf).
+func rttBucket(rttNs int64) int {
+	return sort.Search(numRTTBuckets, func(i int) bool { return bucketBoundsNs[i] >= rttNs })
+}
+
+// counterKind says which family a cumulative counter belongs to.
+type counterKind uint8
+
+const (
+	rackCounter counterKind = iota // src/dst racks
+	podCounter
+	dcCounter
+	hostOutCounter // Src is the host, which sent the probes
+	hostInCounter  // Src is the host, which was probed
+	targetCounter  // Src is the HTTP target's name
+	numCounterKinds
+)
+
+var counterKindNames = [numCounterKinds]string{"rack", "pod", "dc", "host_out", "host_in", "target"}
+
+func parseCounterKind(s string) (counterKind, bool) {
+	for k, n := range counterKindNames {
+		if n == s {
+			return counterKind(k), true
+		}
+	}
+	return 0, false
+}
+
+// counterKey names one set of cumulative counters. For location pairs Src
+// and Dst are racks, pods or DCs; for hosts and targets Src is the host or
+// target and Dst is empty. Targets have no protocol label (always HTTP).
+type counterKey struct {
+	kind counterKind
+	LocationPair
+}
+
+// counter is one key's exact cumulative counts.
+type counter struct {
+	Count
+	// ok[i] counts answered probes whose RTT is in (bound[i-1], bound[i]];
+	// ok[numRTTBuckets] those above the last bound. Cumulated into le
+	// buckets only when written.
+	ok [numRTTBuckets + 1]uint64
+}
+
+// add counts one result that wire.Counts; bucket is rttBucket of an
+// answered probe, -1 for a lost one or one without an RTT.
+func (c *counter) add(lost bool, bucket int) {
+	c.Probes++
+	if lost {
+		c.Lost++
+	}
+	if bucket >= 0 {
+		c.ok[bucket]++
+	}
+}
+
+// answered is the number of probes in the histogram.
+func (c *counter) answered() uint64 {
+	var n uint64
+	for _, v := range c.ok {
+		n += v
+	}
+	return n
+}
+
+// counterFor returns key's counter, creating it.
+func (a *Aggregator) counterForLocked(k counterKey) *counter {
+	c := a.counters[k]
+	if c == nil {
+		c = &counter{}
+		a.counters[k] = c
+	}
+	return c
+}
+
+// series names of a counter kind: probes, lost, rtt bucket metric names and
+// the label names of Src and Dst ("" for none).
+type counterSeries struct {
+	probes, lost, bucket string
+	srcLabel, dstLabel   string
+	proto                bool // has a proto label
+}
+
+var seriesOf = func() [numCounterKinds]counterSeries {
+	var out [numCounterKinds]counterSeries
+	for lv := level(0); lv < numLevels; lv++ {
+		out[lv] = counterSeries{
+			probes: levelMetric(lv, "probes_total"), lost: levelMetric(lv, "probes_lost_total"), bucket: levelMetric(lv, "rtt_seconds_bucket"),
+			srcLabel: "src_" + levelNames[lv], dstLabel: "dst_" + levelNames[lv], proto: true,
+		}
+	}
+	host := counterSeries{probes: metricHostProbes, lost: metricHostLost, bucket: metricHostRTTBucket, srcLabel: "host", proto: true}
+	out[hostOutCounter], out[hostInCounter] = host, host
+	out[targetCounter] = counterSeries{probes: metricTargetProbes, lost: metricTargetLost, bucket: metricTargetRTTBucket, srcLabel: "target"}
+	return out
+}()
+
+// Metric names of the host and target counters (the location-pair ones are
+// levelMetric(lv, "probes_total") etc.).
+const (
+	metricHostProbes      = "meshlens_host_probes_total"
+	metricHostLost        = "meshlens_host_probes_lost_total"
+	metricHostRTTBucket   = "meshlens_host_rtt_seconds_bucket"
+	metricTargetProbes    = "meshlens_target_probes_total"
+	metricTargetLost      = "meshlens_target_probes_lost_total"
+	metricTargetRTTBucket = "meshlens_target_rtt_seconds_bucket"
+)
+
+// checkpointCounter converts one counter to its checkpoint form.
+func checkpointCounter(k counterKey, c *counter) CheckpointCounter {
+	cc := CheckpointCounter{
+		Level: counterKindNames[k.kind], Src: k.Src, Dst: k.Dst, Proto: ProtoName(k.Proto),
+		Probes: c.Probes, Lost: c.Lost,
+	}
+	if c.answered() > 0 {
+		cc.RTTBuckets = append([]uint64(nil), c.ok[:]...)
+	}
+	return cc
+}
+
+// parse checks a checkpoint counter and returns its key and value.
+func (cc *CheckpointCounter) parse() (counterKey, *counter, error) {
+	kind, ok := parseCounterKind(cc.Level)
+	if !ok {
+		return counterKey{}, nil, fmt.Errorf("level %q: %w", cc.Level, ErrBadCheckpoint)
+	}
+	p, err := ParseProto(cc.Proto)
+	if err != nil {
+		return counterKey{}, nil, fmt.Errorf("%w: %w", ErrBadCheckpoint, err)
+	}
+	if cc.Lost > cc.Probes {
+		return counterKey{}, nil, fmt.Errorf("%d lost of %d probes: %w", cc.Lost, cc.Probes, ErrBadCheckpoint)
+	}
+	c := &counter{Count: Count{Probes: cc.Probes, Lost: cc.Lost}}
+	switch len(cc.RTTBuckets) {
+	case 0:
+	case numRTTBuckets + 1:
+		copy(c.ok[:], cc.RTTBuckets)
+		// Answered probes are neither lost nor more than were sent;
+		// subtracting bucket by bucket cannot overflow as a sum could.
+		left := cc.Probes - cc.Lost
+		for _, v := range c.ok {
+			if v > left {
+				return counterKey{}, nil, fmt.Errorf("more answered probes in rtt buckets than the %d probes minus %d lost: %w", cc.Probes, cc.Lost, ErrBadCheckpoint)
+			}
+			left -= v
+		}
+	default:
+		return counterKey{}, nil, fmt.Errorf("%d rtt buckets, want %d: %w", len(cc.RTTBuckets), numRTTBuckets+1, ErrBadCheckpoint)
+	}
+	return counterKey{kind, LocationPair{cc.Src, cc.Dst, p}}, c, nil
+}
+
+// resultBucket is the RTT bucket of a counted result, -1 if not answered.
+func resultBucket(r *wire.ProbeResult) int {
+	if r.Outcome != wire.Outcome_OUTCOME_OK {
+		return -1
+	}
+	return rttBucket(r.RttNs)
+}
+
+// histogram cumulates the counter's RTT buckets.
+func (c *counter) histogram() RTTHistogram {
+	var h RTTHistogram
+	var sum uint64
+	for i, v := range c.ok {
+		sum += v
+		h.Buckets[i] = sum
+	}
+	return h
+}
