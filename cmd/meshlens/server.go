@@ -50,6 +50,7 @@ func addServerFlags(cmd *cobra.Command, cfg *server.Config) {
 	f.DurationVar(&cfg.Store.Retention, "retention", 15*24*time.Hour, "how long the TSDB keeps rollups")
 	f.StringVar(&cfg.Store.RemoteWrite.URL, "remote-write-url", "", "also send every rollup to this Prometheus remote-write endpoint")
 	f.DurationVar(&cfg.Stream.MaxAge, "stream-max-age", 24*time.Hour, "how long raw result batches stay in the JetStream stream")
+	f.IntVar(&cfg.Stream.Replicas, "stream-replicas", 1, "replicas of the results stream and KV buckets (3 on an external NATS cluster)")
 	f.StringVar(&cfg.HTTP.TokensFile, "tokens-file", "", "API bearer tokens with roles (YAML); without it the API is read-only for everyone")
 	f.StringVar(&cfg.HTTP.AnonymousRole, "anonymous-role", "", "role of requests without a token: none, viewer, operator, admin (default: viewer without --tokens-file, none with it)")
 	f.StringVar(&cfg.HTTP.AuditLogFile, "audit-log", "", "append the audit log of every change made through the API to this file")
