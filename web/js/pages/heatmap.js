@@ -132,7 +132,12 @@ function toolbar(st) {
     ['', 'tcp', 'udp', 'http', 'icmp'].map(p => h('option', { value: p, selected: p === st.proto }, p || 'all')));
   const pal = h('select', { id: 'hm-pal', onchange: e => set({ pal: e.target.value }) },
     Object.entries(palettes).map(([k, p]) => h('option', { value: k, selected: k === st.pal }, p.label)));
-  bar.append(metricSet,
+  const levelSet = h('fieldset', {}, h('legend', {}, 'Level'),
+    [['dc', 'DC pairs'], ['pod', 'pod pairs'], ['rack', 'rack pairs']].map(([k, label]) => h('button', {
+      type: 'button', 'aria-pressed': String(k === st.level && !st.a && !st.b), dataset: { level: k },
+      onclick: () => set({ level: k, a: '', b: '' }),
+    }, label)));
+  bar.append(levelSet, metricSet,
     h('label', {}, 'Protocol ', proto),
     h('label', {}, 'Colours ', pal),
     timeControl(st, set));
