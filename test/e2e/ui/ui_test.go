@@ -202,6 +202,13 @@ func jsList(names []string) string {
 }
 
 func TestUI(t *testing.T) {
+	// Screenshots of failures from an earlier run would mislead.
+	stale, _ := filepath.Glob(filepath.Join(artifacts(t), "FAILED-*.png"))
+	for _, p := range stale {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
 	f := startFabric(t)
 	b := NewBrowser(t, Options{})
 	notLoading := `document.querySelector('main') && ![...document.querySelectorAll('main .empty')].some(e => e.textContent === 'Loading…')`
