@@ -23,16 +23,16 @@ import (
 )
 
 // demoScenario is the fabric `meshlens demo` simulates: 256 hosts in four
-// pods, healthy for a minute, then a leaf–spine link starts dropping 5% of
+// pods, healthy for a minute, then a leaf–spine link starts dropping 20% of
 // packets and, later, a ToR uplink adds 2 ms.
 const demoScenario = `name: demo
 seed: 7
 topology: {generate: {dcs: 1, pods: 4, racks_per_pod: 4, hosts_per_rack: 16, leaves_per_pod: 4, spines: 4}}
 probing: {interval: 10s, protocols: [tcp, udp]}
 duration: 1h
-background: {loss: 0.00005, latency: {base: 40us, jitter: 20us}}
+background: {loss: 0.00001, latency: {base: 40us, jitter: 20us}}
 faults:
-  - {kind: link_loss, link: "dc1-pod2-leaf3--dc1-spine2", rate: 0.05, at: 1m}
+  - {kind: link_loss, link: "dc1-pod2-leaf3--dc1-spine2", rate: 0.2, at: 1m}
   - {kind: link_latency, link: "dc1-pod4-rack1-tor->dc1-pod4-leaf1", add: 2ms, at: 3m}
 `
 
@@ -67,7 +67,7 @@ func newDemoCmd() *cobra.Command {
 		Long: `Starts the server on its embedded defaults and feeds it a fabric:
 
   --mode sim   (default) 256 simulated hosts, driven in real time over the
-               real bus; after a minute a leaf-spine link drops 5% of
+               real bus; after a minute a leaf-spine link drops 20% of
                packets, after three a ToR uplink adds 2 ms.
   --mode real  a real agent for every host of a 16-host fabric, each bound
                to its own loopback address (127.1.0.x), probing the others

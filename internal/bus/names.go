@@ -47,3 +47,13 @@ func Partition(agent string, n int) int {
 func BatchMsgID(agent string, epoch, seq uint64) string {
 	return fmt.Sprintf("%s:%d:%d", agent, epoch, seq)
 }
+
+// PathsSubject is where an agent publishes its path discoveries (core NATS,
+// best effort); PathsSubjects matches every agent's.
+func PathsSubject(agent string) string { return PathsSubjectPrefix + "." + agent }
+
+// PathsSubjectPrefix prefixes every agent's path-discovery subject.
+const (
+	PathsSubjectPrefix = "meshlens.paths"
+	PathsSubjects      = PathsSubjectPrefix + ".>"
+)

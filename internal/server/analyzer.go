@@ -12,8 +12,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshlens/meshlens/internal/aggregate"
+	"github.com/meshlens/meshlens/internal/bus"
 	"github.com/meshlens/meshlens/internal/localize"
 	"github.com/meshlens/meshlens/internal/topology"
+	"github.com/meshlens/meshlens/internal/wire"
 )
 
 // analyzer is stage 2 of the data path: it takes every sealed window from
@@ -33,6 +35,13 @@ type analyzer struct {
 	history []Verdict // oldest first, bounded
 	keep    int
 
+	window time.Duration
+	pathMu sync.Mutex
+	paths  map[time.Time][]*wire.TracedProbe // by window start
+	pathsN int
+
+	pathReports *prometheus.CounterVec
+
 	dropped   prometheus.Counter
 	duration  prometheus.Histogram
 	suspectsG prometheus.Gauge
@@ -45,7 +54,7 @@ type Verdict struct {
 	Suspects []localize.Suspect `json:"suspects"`
 }
 
-func newAnalyzer(parts int, keep int, topo func() *topology.Topology, lags func() map[string]time.Duration, reg prometheus.Registerer, logger *slog.Logger) *analyzer {
+func newAnalyzer(parts int, window time.Duration, keep int, topo func() *topology.Topology, lags func() map[string]time.Duration, reg prometheus.Registerer, logger *slog.Logger) *analyzer {
 	a := &analyzer{
 		logger:  logger,
 		windows: make(chan *aggregate.SealedWindow, 64),
@@ -53,6 +62,7 @@ func newAnalyzer(parts int, keep int, topo func() *topology.Topology, lags func(
 		lags:    lags,
 		topo:    topo,
 		keep:    keep,
+		window:  window,
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshlens_analyzer_windows_dropped_total",
 			Help: "Sealed windows the analyzer could not keep up with and skipped.",
@@ -67,8 +77,87 @@ func newAnalyzer(parts int, keep int, topo func() *topology.Topology, lags func(
 			Help: "Elements blamed in the last localized window.",
 		}),
 	}
-	reg.MustRegister(a.dropped, a.duration, a.suspectsG)
+	a.pathReports = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meshlens_path_reports_total",
+		Help: "Path-discovery reports from agents, by result (accepted, or why not).",
+	}, []string{"result"})
+	a.paths = map[time.Time][]*wire.TracedProbe{}
+	reg.MustRegister(a.dropped, a.duration, a.suspectsG, a.pathReports)
 	return a
+}
+
+// maxBufferedPaths bounds the traced probes waiting for their window.
+const maxBufferedPaths = 200_000
+
+// onPathReport takes one agent's path discoveries off the bus. Reports are
+// best effort: a bad one is counted and dropped.
+func (a *analyzer) onPathReport(subject string, data []byte) {
+	rep, err := wire.DecodePathReport(data)
+	if err != nil {
+		a.pathReports.WithLabelValues(wire.Reason(err)).Inc()
+		return
+	}
+	// An agent may speak only for itself.
+	if subject != bus.PathsSubject(rep.Agent) {
+		a.pathReports.WithLabelValues("subject_mismatch").Inc()
+		return
+	}
+	a.pathMu.Lock()
+	defer a.pathMu.Unlock()
+	if a.pathsN+len(rep.Probes) > maxBufferedPaths {
+		a.pathReports.WithLabelValues("buffer_full").Inc()
+		return
+	}
+	for _, p := range rep.Probes {
+		start := time.Unix(0, p.StartUnixNano).Truncate(a.window)
+		p.Hops = append([]string{rep.Agent}, p.Hops[1:]...) // the source is the reporting agent
+		a.paths[start] = append(a.paths[start], p)
+	}
+	a.pathsN += len(rep.Probes)
+	a.pathReports.WithLabelValues("accepted").Inc()
+}
+
+// tracesFor hands over the traced probes of the window starting at start,
+// as link ids of x, and forgets them and anything older.
+func (a *analyzer) tracesFor(start time.Time, x *localize.Index) []localize.Trace {
+	a.pathMu.Lock()
+	probes := a.paths[start]
+	for t, ps := range a.paths {
+		if !t.After(start) {
+			a.pathsN -= len(ps)
+			delete(a.paths, t)
+		}
+	}
+	a.pathMu.Unlock()
+	var out []localize.Trace
+	for _, p := range probes {
+		src, ok1 := x.Node(p.Hops[0])
+		dst, ok2 := x.Node(p.Dst)
+		if !ok1 || !ok2 {
+			a.pathReports.WithLabelValues("unknown_element").Inc()
+			continue
+		}
+		links := make([]int32, 0, len(p.Hops)-1)
+		ok := true
+		for i := 1; i < len(p.Hops) && ok; i++ {
+			from, okA := x.Node(p.Hops[i-1])
+			to, okB := x.Node(p.Hops[i])
+			var l int32
+			if okA && okB {
+				l, ok = x.Link(from, to)
+			} else {
+				ok = false
+			}
+			links = append(links, l)
+		}
+		if !ok {
+			a.pathReports.WithLabelValues("unknown_element").Inc()
+			continue
+		}
+		out = append(out, localize.Trace{Src: src, Dst: dst, Proto: p.Protocol, Lost: p.Lost, BothLost: p.BothLost,
+			Excess: time.Duration(p.ExcessNs), Links: links})
+	}
+	return out
 }
 
 // offer is the aggregators' subscription: it must not block them.
@@ -83,6 +172,7 @@ func (a *analyzer) offer(w *aggregate.SealedWindow) {
 func (a *analyzer) Run(ctx context.Context) error {
 	var (
 		topo    *topology.Topology
+		x       *localize.Index
 		lz      localize.Localizer
 		pending = map[time.Time][]*aggregate.SealedWindow{}
 	)
@@ -95,12 +185,12 @@ func (a *analyzer) Run(ctx context.Context) error {
 		}
 		// A new topology means new element ids: start the localizer afresh.
 		if t := a.topo(); t != topo {
-			x, err := localize.NewIndex(t)
+			nx, err := localize.NewIndex(t)
 			if err != nil {
 				a.logger.Error("analyzer: cannot index the topology; localization paused", "err", err)
 				continue
 			}
-			topo = t
+			topo, x = t, nx
 			lz, _ = localize.New(localize.NameMeshlens, x, localize.Config{})
 		}
 		pending[w.Start] = append(pending[w.Start], w)
@@ -115,7 +205,7 @@ func (a *analyzer) Run(ctx context.Context) error {
 			}
 		}
 		began := time.Now()
-		sus, err := lz.Localize(&localize.Window{Sealed: merged, AgentLag: a.lags()})
+		sus, err := lz.Localize(&localize.Window{Sealed: merged, AgentLag: a.lags(), Traces: a.tracesFor(merged.Start, x)})
 		a.duration.Observe(time.Since(began).Seconds())
 		if err != nil {
 			a.logger.Error("analyzer: localize", "window", merged.Start, "err", err)

@@ -243,7 +243,7 @@ func (s *Server) start(ctx context.Context) error {
 	if s.alerting, err = s.buildAlerting(); err != nil {
 		return err
 	}
-	s.analyzer = newAnalyzer(len(partitions), int(time.Hour/windowOf(s.cfg.Aggregate)), s.Topology, s.agentLags, s.registry, s.logger)
+	s.analyzer = newAnalyzer(len(partitions), windowOf(s.cfg.Aggregate), int(time.Hour/windowOf(s.cfg.Aggregate)), s.Topology, s.agentLags, s.registry, s.logger)
 	s.analyzer.onVerdict = s.alerting.blame
 	// One registry can hold a metric name once: partitions share the
 	// aggregator's collectors through a wrapping registerer per partition.
@@ -270,6 +270,10 @@ func (s *Server) start(ctx context.Context) error {
 		agg.Subscribe(s.analyzer.offer)
 		s.aggs = append(s.aggs, agg)
 		s.ingesters = append(s.ingesters, in)
+	}
+	// Path discoveries come as best-effort core NATS messages.
+	if _, err := s.nc.Subscribe(bus.PathsSubjects, func(m *nats.Msg) { s.analyzer.onPathReport(m.Subject, m.Data) }); err != nil {
+		return fmt.Errorf("server: subscribe to path reports: %w", err)
 	}
 	s.api, err = s.buildAPI()
 	return err

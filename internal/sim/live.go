@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshlens/meshlens/internal/bus"
 	"github.com/meshlens/meshlens/internal/clock"
@@ -82,6 +83,17 @@ func RunLive(ctx context.Context, sc *Scenario, cfg LiveConfig) error {
 			})
 			if err != nil {
 				return fmt.Errorf("sim live: %s: %w", sc.Name, err)
+			}
+			// Path discoveries of the round's lost and slow probes, as
+			// agents doing 007-style tracing would report them.
+			for _, rep := range PathReports(x, fab.Traces(), fab.RoundStart(r).UnixNano()) {
+				data, err := proto.Marshal(rep)
+				if err != nil {
+					return fmt.Errorf("sim live: path report of %s: %w", rep.Agent, err)
+				}
+				if err := cfg.JetStream.Conn().Publish(bus.PathsSubject(rep.Agent), data); err != nil {
+					return fmt.Errorf("sim live: path report of %s: %w", rep.Agent, err)
+				}
 			}
 			for _, a := range acks {
 				select {

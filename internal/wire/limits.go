@@ -112,3 +112,37 @@ func Counts(r *ProbeResult) bool {
 	}
 	return false
 }
+
+// Limits of a path report.
+const (
+	MaxTracedPerReport = 2000
+	MaxHops            = 64
+)
+
+// DecodePathReport unmarshals and validates one path report.
+func DecodePathReport(data []byte) (*PathReport, error) {
+	if len(data) > MaxBatchBytes {
+		return nil, fmt.Errorf("wire: path report of %d bytes: %w", len(data), ErrTooLarge)
+	}
+	r := new(PathReport)
+	if err := proto.Unmarshal(data, r); err != nil {
+		return nil, fmt.Errorf("wire: path report: %w: %v", ErrMalformed, err)
+	}
+	if r.Agent == "" || len(r.Agent) > MaxNameLen {
+		return nil, fmt.Errorf("wire: path report agent name of %d bytes: %w", len(r.Agent), ErrInvalidField)
+	}
+	if len(r.Probes) > MaxTracedPerReport {
+		return nil, fmt.Errorf("wire: path report of %q has %d probes: %w", r.Agent, len(r.Probes), ErrTooLarge)
+	}
+	for i, p := range r.Probes {
+		if p == nil || p.Dst == "" || len(p.Dst) > MaxNameLen || len(p.Hops) < 2 || len(p.Hops) > MaxHops {
+			return nil, fmt.Errorf("wire: path report of %q probe %d: missing dst or %d hops: %w", r.Agent, i, len(p.GetHops()), ErrInvalidField)
+		}
+		for _, h := range p.Hops {
+			if h == "" || len(h) > MaxNameLen {
+				return nil, fmt.Errorf("wire: path report of %q probe %d: hop name of %d bytes: %w", r.Agent, i, len(h), ErrInvalidField)
+			}
+		}
+	}
+	return r, nil
+}

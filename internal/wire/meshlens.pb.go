@@ -567,6 +567,177 @@ func (x *Batch) GetResults() []*ProbeResult {
 	return nil
 }
 
+// TracedProbe is path discovery of one anomalous (lost or slow) probe, as
+// 007 does it: the hops its 5-tuple crossed, found by TTL-limited probes of
+// the same 5-tuple, forward and back. Localization needs it to tell which
+// of the equal-cost paths a flow took.
+type TracedProbe struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Dst           string                 `protobuf:"bytes,1,opt,name=dst,proto3" json:"dst,omitempty"`
+	Protocol      Protocol               `protobuf:"varint,2,opt,name=protocol,proto3,enum=meshlens.wire.v1.Protocol" json:"protocol,omitempty"`
+	StartUnixNano int64                  `protobuf:"varint,3,opt,name=start_unix_nano,json=startUnixNano,proto3" json:"start_unix_nano,omitempty"`
+	Lost          bool                   `protobuf:"varint,4,opt,name=lost,proto3" json:"lost,omitempty"`
+	// A TCP probe whose SYN retransmission was lost too (flow-consistent drop).
+	BothLost bool `protobuf:"varint,5,opt,name=both_lost,json=bothLost,proto3" json:"both_lost,omitempty"`
+	// RTT above the pair's baseline, for slow probes.
+	ExcessNs int64  `protobuf:"varint,6,opt,name=excess_ns,json=excessNs,proto3" json:"excess_ns,omitempty"`
+	SrcPort  uint32 `protobuf:"varint,7,opt,name=src_port,json=srcPort,proto3" json:"src_port,omitempty"`
+	DstPort  uint32 `protobuf:"varint,8,opt,name=dst_port,json=dstPort,proto3" json:"dst_port,omitempty"`
+	// Element names from the source host to the destination and back to the
+	// source: [src, tor, ..., dst, ..., tor, src].
+	Hops          []string `protobuf:"bytes,9,rep,name=hops,proto3" json:"hops,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TracedProbe) Reset() {
+	*x = TracedProbe{}
+	mi := &file_internal_wire_meshlens_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TracedProbe) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TracedProbe) ProtoMessage() {}
+
+func (x *TracedProbe) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_meshlens_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TracedProbe.ProtoReflect.Descriptor instead.
+func (*TracedProbe) Descriptor() ([]byte, []int) {
+	return file_internal_wire_meshlens_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TracedProbe) GetDst() string {
+	if x != nil {
+		return x.Dst
+	}
+	return ""
+}
+
+func (x *TracedProbe) GetProtocol() Protocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return Protocol_PROTOCOL_UNSPECIFIED
+}
+
+func (x *TracedProbe) GetStartUnixNano() int64 {
+	if x != nil {
+		return x.StartUnixNano
+	}
+	return 0
+}
+
+func (x *TracedProbe) GetLost() bool {
+	if x != nil {
+		return x.Lost
+	}
+	return false
+}
+
+func (x *TracedProbe) GetBothLost() bool {
+	if x != nil {
+		return x.BothLost
+	}
+	return false
+}
+
+func (x *TracedProbe) GetExcessNs() int64 {
+	if x != nil {
+		return x.ExcessNs
+	}
+	return 0
+}
+
+func (x *TracedProbe) GetSrcPort() uint32 {
+	if x != nil {
+		return x.SrcPort
+	}
+	return 0
+}
+
+func (x *TracedProbe) GetDstPort() uint32 {
+	if x != nil {
+		return x.DstPort
+	}
+	return 0
+}
+
+func (x *TracedProbe) GetHops() []string {
+	if x != nil {
+		return x.Hops
+	}
+	return nil
+}
+
+// PathReport carries one agent's path discoveries; it travels on core NATS
+// subject meshlens.paths.<agent> (best effort: it sharpens localization,
+// it is not measurement data that must arrive exactly once).
+type PathReport struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Agent         string                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	Probes        []*TracedProbe         `protobuf:"bytes,2,rep,name=probes,proto3" json:"probes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PathReport) Reset() {
+	*x = PathReport{}
+	mi := &file_internal_wire_meshlens_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PathReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PathReport) ProtoMessage() {}
+
+func (x *PathReport) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_meshlens_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PathReport.ProtoReflect.Descriptor instead.
+func (*PathReport) Descriptor() ([]byte, []int) {
+	return file_internal_wire_meshlens_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PathReport) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+func (x *PathReport) GetProbes() []*TracedProbe {
+	if x != nil {
+		return x.Probes
+	}
+	return nil
+}
+
 var File_internal_wire_meshlens_proto protoreflect.FileDescriptor
 
 const file_internal_wire_meshlens_proto_rawDesc = "" +
@@ -612,7 +783,21 @@ const file_internal_wire_meshlens_proto_rawDesc = "" +
 	"\ragent_version\x18\x05 \x01(\tR\fagentVersion\x12)\n" +
 	"\x10pinglist_version\x18\x06 \x01(\x04R\x0fpinglistVersion\x12F\n" +
 	"\x0escheduling_lag\x18\a \x01(\v2\x1f.meshlens.wire.v1.SchedulingLagR\rschedulingLag\x127\n" +
-	"\aresults\x18\b \x03(\v2\x1d.meshlens.wire.v1.ProbeResultR\aresults*n\n" +
+	"\aresults\x18\b \x03(\v2\x1d.meshlens.wire.v1.ProbeResultR\aresults\"\x97\x02\n" +
+	"\vTracedProbe\x12\x10\n" +
+	"\x03dst\x18\x01 \x01(\tR\x03dst\x126\n" +
+	"\bprotocol\x18\x02 \x01(\x0e2\x1a.meshlens.wire.v1.ProtocolR\bprotocol\x12&\n" +
+	"\x0fstart_unix_nano\x18\x03 \x01(\x03R\rstartUnixNano\x12\x12\n" +
+	"\x04lost\x18\x04 \x01(\bR\x04lost\x12\x1b\n" +
+	"\tboth_lost\x18\x05 \x01(\bR\bbothLost\x12\x1b\n" +
+	"\texcess_ns\x18\x06 \x01(\x03R\bexcessNs\x12\x19\n" +
+	"\bsrc_port\x18\a \x01(\rR\asrcPort\x12\x19\n" +
+	"\bdst_port\x18\b \x01(\rR\adstPort\x12\x12\n" +
+	"\x04hops\x18\t \x03(\tR\x04hops\"Y\n" +
+	"\n" +
+	"PathReport\x12\x14\n" +
+	"\x05agent\x18\x01 \x01(\tR\x05agent\x125\n" +
+	"\x06probes\x18\x02 \x03(\v2\x1d.meshlens.wire.v1.TracedProbeR\x06probes*n\n" +
 	"\bProtocol\x12\x18\n" +
 	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fPROTOCOL_TCP\x10\x01\x12\x10\n" +
@@ -642,7 +827,7 @@ func file_internal_wire_meshlens_proto_rawDescGZIP() []byte {
 }
 
 var file_internal_wire_meshlens_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_internal_wire_meshlens_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_internal_wire_meshlens_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_internal_wire_meshlens_proto_goTypes = []any{
 	(Protocol)(0),         // 0: meshlens.wire.v1.Protocol
 	(Outcome)(0),          // 1: meshlens.wire.v1.Outcome
@@ -650,6 +835,8 @@ var file_internal_wire_meshlens_proto_goTypes = []any{
 	(*ProbeResult)(nil),   // 3: meshlens.wire.v1.ProbeResult
 	(*SchedulingLag)(nil), // 4: meshlens.wire.v1.SchedulingLag
 	(*Batch)(nil),         // 5: meshlens.wire.v1.Batch
+	(*TracedProbe)(nil),   // 6: meshlens.wire.v1.TracedProbe
+	(*PathReport)(nil),    // 7: meshlens.wire.v1.PathReport
 }
 var file_internal_wire_meshlens_proto_depIdxs = []int32{
 	0, // 0: meshlens.wire.v1.ProbeResult.protocol:type_name -> meshlens.wire.v1.Protocol
@@ -657,11 +844,13 @@ var file_internal_wire_meshlens_proto_depIdxs = []int32{
 	2, // 2: meshlens.wire.v1.ProbeResult.http:type_name -> meshlens.wire.v1.HTTPTiming
 	4, // 3: meshlens.wire.v1.Batch.scheduling_lag:type_name -> meshlens.wire.v1.SchedulingLag
 	3, // 4: meshlens.wire.v1.Batch.results:type_name -> meshlens.wire.v1.ProbeResult
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	0, // 5: meshlens.wire.v1.TracedProbe.protocol:type_name -> meshlens.wire.v1.Protocol
+	6, // 6: meshlens.wire.v1.PathReport.probes:type_name -> meshlens.wire.v1.TracedProbe
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_internal_wire_meshlens_proto_init() }
@@ -675,7 +864,7 @@ func file_internal_wire_meshlens_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_wire_meshlens_proto_rawDesc), len(file_internal_wire_meshlens_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

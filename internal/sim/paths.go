@@ -1,0 +1,39 @@
+package sim
+
+import (
+	"github.com/meshlens/meshlens/internal/localize"
+	"github.com/meshlens/meshlens/internal/wire"
+)
+
+// PathReports turns a round's path discoveries into the reports the agents
+// would publish, one per source agent with traces. start is the round's
+// start (probe times are approximate: within the round).
+func PathReports(x *localize.Index, traces []localize.Trace, startUnixNano int64) []*wire.PathReport {
+	byAgent := map[int32]*wire.PathReport{}
+	var order []int32
+	for _, tr := range traces {
+		if len(tr.Links) == 0 {
+			continue
+		}
+		r := byAgent[tr.Src]
+		if r == nil {
+			r = &wire.PathReport{Agent: x.Names[tr.Src]}
+			byAgent[tr.Src] = r
+			order = append(order, tr.Src)
+		}
+		hops := make([]string, 0, len(tr.Links)+1)
+		for _, l := range tr.Links {
+			hops = append(hops, x.Names[x.From[l]])
+		}
+		hops = append(hops, x.Names[x.To[tr.Links[len(tr.Links)-1]]])
+		r.Probes = append(r.Probes, &wire.TracedProbe{
+			Dst: x.Names[tr.Dst], Protocol: tr.Proto, StartUnixNano: startUnixNano,
+			Lost: tr.Lost, BothLost: tr.BothLost, ExcessNs: int64(tr.Excess), Hops: hops,
+		})
+	}
+	out := make([]*wire.PathReport, 0, len(order))
+	for _, src := range order {
+		out = append(out, byAgent[src])
+	}
+	return out
+}
