@@ -10,7 +10,8 @@ package bus
 // server restart or reload. Each agent's JWT carries its subject
 // permissions, which the NATS server enforces:
 //
-//   - publish only to its own results subject, meshlens.results.*.HOST;
+//   - publish only to its own results subject, meshlens.results.*.HOST,
+//     and its own path-discovery subject, meshlens.paths.HOST;
 //   - read only its own pinglist key and the fleet's responder key, through
 //     the JetStream API subjects that name the key (consumer create with a
 //     filter subject, direct get by subject), never the generic ones that
@@ -72,7 +73,11 @@ func AgentInboxPrefix(host string) string { return AgentInboxRoot + "." + host }
 // subjects nats.go's jetstream KV Watch and Get and a JetStream publish
 // with its PubAck use for the agent's own keys and subject, nothing else.
 func AgentPermissions(host string) (pub, sub []string) {
-	pub = []string{ResultsSubjectPrefix + ".*." + host}
+	pub = []string{
+		ResultsSubjectPrefix + ".*." + host,
+		// Path discoveries: core NATS, no reply.
+		PathsSubject(host),
+	}
 	for _, k := range []struct{ bucket, key string }{
 		{PinglistBucket, host},
 		{FleetBucket, ResponderKeyKey},

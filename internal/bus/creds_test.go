@@ -159,6 +159,19 @@ func agentDoesOwnWork(t *testing.T) {
 		t.Errorf("replayed publish: ack %+v, err %v", ack, err)
 	}
 
+	// Path discoveries: a core publish on its own subject reaches the server.
+	paths, err := b.js.Conn().SubscribeSync(PathsSubjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.nc.Publish(PathsSubject("h1"), []byte("paths")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := paths.NextMsg(10 * time.Second); err != nil || m.Subject != PathsSubject("h1") {
+		t.Errorf("path report: %v %v", m, err)
+	}
+	paths.Unsubscribe()
+
 	for _, tc := range []struct{ bucket, key, want string }{
 		{PinglistBucket, "h1", `{"host":"h1"}`},
 		{FleetBucket, ResponderKeyKey, "0123456789abcdef0123"},
@@ -229,6 +242,9 @@ func TestAgentCredentialsRefuseOthersWork(t *testing.T) {
 			_, err := a.js.Publish(c, ResultsSubject(0, "h2"), []byte("forged"))
 			return err
 		}, ResultsSubject(0, "h2")},
+		{"publish paths as another host", func(a *agentConn) error {
+			return a.nc.Publish(PathsSubject("h2"), []byte("forged"))
+		}, PathsSubject("h2")},
 		{"publish outside the results subjects", func(a *agentConn) error {
 			return a.nc.Publish("$KV.meshlens-pinglists.h2", []byte("{}"))
 		}, "$KV.meshlens-pinglists.h2"},
