@@ -110,40 +110,6 @@ type meshlens struct {
 	// once[n]: the share of the probes entering switch n that enter it
 	// only once (see fanout).
 	once []float64
-	pass pass // the explain pass under way
-}
-
-// pass is one explain pass's inverted lists: the traces of each candidate
-// and the candidates of each trace.
-type pass struct {
-	flat          []int32
-	offs          []int
-	members       []int32
-	start, length map[int32]int
-	explained     []bool
-}
-
-// has reports whether unexplained trace i crosses any of cands.
-func (p *pass) has(i int32, cands ...int32) bool {
-	for _, c := range p.flat[p.offs[i]:p.offs[i+1]] {
-		for _, k := range cands {
-			if c == k {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// unexplained lists the unexplained traces of candidate c.
-func (p *pass) unexplained(c int32) []int32 {
-	var out []int32
-	for _, i := range p.members[p.start[c] : p.start[c]+p.length[c]] {
-		if !p.explained[i] {
-			out = append(out, i)
-		}
-	}
-	return out
 }
 
 // Candidate ids: a switch-to-switch link direction l is l, the physical
@@ -450,53 +416,11 @@ func (m *meshlens) refine(c int32, score, lambda, u float64) (int32, float64, fl
 		if kid < 0 || kidScore < m.cfg.MinScore {
 			return c, score, lambda
 		}
-		if m.nestedSignificant(c, kid, u) && (!m.x.IsSwitch(c-2*int32(m.x.NumLinks())) || m.spread(c, kid, u)) {
+		if m.nestedSignificant(c, kid, u) {
 			return c, score, lambda
 		}
 		c, score, lambda = kid, kidScore, kidLambda
 	}
-}
-
-// spread reports whether a device's anomalies are spread over its links,
-// as a device fault's are, rather than gathered on two of them, as two
-// faults behind one device are (a sick server and its ToR's uplink): with
-// the best child kid and the child that explains most of the rest set
-// aside, what is left must still be significant.
-func (m *meshlens) spread(dev, kid int32, u float64) bool {
-	left := m.pass.unexplained(dev)
-	var second int32 = -1
-	best := 0
-	for _, k := range m.children(dev) {
-		if k == kid {
-			continue
-		}
-		n := 0
-		for _, i := range left {
-			if m.pass.has(i, k) && !m.pass.has(i, kid) {
-				n++
-			}
-		}
-		if n > best {
-			second, best = k, n
-		}
-	}
-	if second < 0 {
-		return true
-	}
-	eR := 0
-	for _, i := range left {
-		if !m.pass.has(i, kid, second) {
-			eR++
-		}
-	}
-	twoCount := float64(len(left) - eR)
-	twoExp := m.exposure(kid) + m.exposure(second)
-	rest := m.ev.crossings - twoExp
-	if eR < m.cfg.MinAnomalies || rest <= 0 {
-		return false
-	}
-	llr, _ := binomialLLR(float64(eR), u-twoCount, (m.exposure(dev)-twoExp)/rest)
-	return llr >= m.cfg.MinScore/2
 }
 
 // nestedSignificant reports whether parent explains significantly more
@@ -562,8 +486,6 @@ func (m *meshlens) explain(traces []*Trace, latency bool) []Suspect {
 		}
 	}
 	explained := make([]bool, len(traces))
-	m.pass = pass{flat: flat, offs: offs, members: members, start: start, length: length, explained: explained}
-	defer func() { m.pass = pass{} }()
 	unexplained := len(traces)
 	var out []Suspect
 	for len(out) < m.cfg.MaxSuspects && unexplained > 0 {
