@@ -239,6 +239,9 @@ export async function suspects(opts) {
   }));
 }
 
+// slos accepts internal/slo's Status: target, window, sli and
+// error_budget_remaining (null without events), burn_rates by window, and
+// multiwindow tiers (long/short window, factor, firing).
 export async function slos(opts) {
   return list(await request('api/v1/slos', opts), 'slos').map(s => {
     let burn = pick(s, 'burn_rates', 'burn_rate', 'burnRates') || {};
@@ -246,16 +249,22 @@ export async function slos(opts) {
     return {
       name: pick(s, 'name', 'slo', 'id'),
       description: pick(s, 'description', 'summary') ?? '',
-      objective: num(pick(s, 'objective', 'target')),
+      objective: num(pick(s, 'target', 'objective')),
+      window: pick(s, 'window') ?? '',
       sli: num(pick(s, 'sli', 'sli_ratio', 'current')),
-      budgetRemaining: num(pick(s, 'budget_remaining', 'error_budget_remaining', 'error_budget_remaining_ratio', 'budgetRemaining')),
+      budgetRemaining: num(pick(s, 'error_budget_remaining', 'budget_remaining', 'error_budget_remaining_ratio', 'budgetRemaining')),
+      events: num(pick(s, 'events')), badEvents: num(pick(s, 'bad_events')),
       burnRates: Object.fromEntries(Object.entries(burn).map(([k, v]) => [k, num(v)])),
-      alerts: (pick(s, 'alerts', 'tiers') || []).map(a => ({
-        name: pick(a, 'name', 'tier', 'severity') ?? '',
-        windows: pick(a, 'windows', 'window') ?? '',
-        threshold: num(pick(a, 'threshold', 'burn_rate')),
-        state: String(pick(a, 'state', 'status') ?? 'inactive'),
+      alerts: (pick(s, 'tiers', 'alerts') || []).map(a => ({
+        name: [pick(a, 'name', 'tier'), pick(a, 'severity')].filter(Boolean).join(' / '),
+        windows: a.long !== undefined ? `${a.long} & ${a.short}` : (pick(a, 'windows', 'window') ?? ''),
+        threshold: num(pick(a, 'factor', 'threshold', 'burn_rate')),
+        burn: [num(a.long_burn_rate), num(a.short_burn_rate)],
+        state: a.firing !== undefined ? (a.firing ? 'firing' : 'ok') : String(pick(a, 'state', 'status') ?? 'inactive'),
       })),
+      perDay: (pick(s, 'budget_consumed_per_day') || []).map(d => [date(d.end), num(d.consumed)]).filter(([d]) => d),
+      runbook: pick(s, 'runbook') ?? '',
+      error: pick(s, 'error') ?? '',
     };
   });
 }
@@ -286,9 +295,12 @@ function incident(i) {
     evidence: pick(i, 'evidence') ?? (blamed && typeof blamed === 'object' ? pick(blamed, 'evidence') : '') ?? '',
     slos: sloBurns,
     pairs: strList(pick(i, 'affected_pairs', 'pairs')).concat(blamed && blamed.pairs && !pick(i, 'affected_pairs') ? blamed.pairs : []),
-    remediation: (pick(i, 'remediation', 'remediations', 'audit') || []).map(r => ({
+    // The remediation audit: an explicit list if the server sends one,
+    // else the timeline's mitigation events (internal/alert's kind).
+    remediation: (pick(i, 'remediation', 'remediations', 'audit')
+      || (pick(i, 'timeline') || []).filter(e => /mitigation|remediat|drain/i.test(e.kind || ''))).map(r => ({
       at: date(pick(r, 'at', 'time')), actor: pick(r, 'actor', 'by', 'user') ?? '',
-      action: pick(r, 'action', 'hook', 'name') ?? '', result: pick(r, 'result', 'status', 'outcome') ?? '',
+      action: pick(r, 'action', 'hook', 'name', 'detail') ?? '', result: pick(r, 'result', 'status', 'outcome') ?? '',
     })),
   };
 }

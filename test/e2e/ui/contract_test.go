@@ -12,6 +12,7 @@ import (
 	"github.com/meshlens/meshlens/internal/alert"
 	"github.com/meshlens/meshlens/internal/api"
 	"github.com/meshlens/meshlens/internal/localize"
+	"github.com/meshlens/meshlens/internal/slo"
 	"github.com/meshlens/meshlens/internal/topology"
 	"github.com/meshlens/meshlens/web"
 )
@@ -41,6 +42,13 @@ func TestAPIContract(t *testing.T) {
 		SLOs:     []alert.SLOBurn{{SLO: "intra-pod-loss", Consumed: 0.02, PeakBurnRate: 14.4}},
 		Timeline: []alert.Event{{At: seen, Kind: "opened", Detail: "alert intra-pod-loss page fired"}},
 	}}
+	sli, budget, long, short := 0.9971, 0.12, 15.2, 16.0
+	slos := []slo.Status{{
+		Name: "intra-pod-loss", Description: "probes within a pod answered", Target: 0.999, Window: "28d", At: end,
+		Events: 10000, BadEvents: 29, SLI: &sli, BudgetRemaining: &budget,
+		BurnRates: map[string]float64{"5m": 16, "1h": 15.2},
+		Tiers:     []slo.TierStatus{{Name: "page", Severity: "critical", Factor: 14.4, Long: "1h", Short: "5m", LongBurn: &long, ShortBurn: &short, Firing: true}},
+	}}
 	envelope := func(v any) http.HandlerFunc {
 		return func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
@@ -54,6 +62,7 @@ func TestAPIContract(t *testing.T) {
 	mux.Handle("GET /api/v1/agents", envelope(agents))
 	mux.Handle("GET /api/v1/pairs", envelope(windows))
 	mux.Handle("GET /api/v1/suspects", envelope(verdict))
+	mux.Handle("GET /api/v1/slos", envelope(slos))
 	mux.Handle("GET /api/v1/incidents", envelope(incidents))
 	mux.Handle("GET /api/v1/incidents/{id}", envelope(incidents[0]))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, _ *http.Request) {
@@ -146,6 +155,7 @@ func TestAPIContract(t *testing.T) {
 			if err := b.WaitFor(`document.querySelector('`+tc.sel+`')?.textContent.includes('`+tor+`')`, 30*time.Second); err != nil {
 				t.Errorf("%s: %v", tc.hash, err)
 			}
+			shot(t, b, "contract-"+strings.Trim(strings.NewReplacer("#/", "", "?", "-", "=", "-").Replace(tc.hash), "-"))
 		}
 		got, err := Eval[string](b, `import('/js/api.js').then(async m => (await m.suspects())[0].evidence)`)
 		if err != nil || !strings.Contains(got, "360 anomalous") {
@@ -153,8 +163,31 @@ func TestAPIContract(t *testing.T) {
 		}
 	})
 
+	t.Run("slos", func(t *testing.T) {
+		if err := b.Navigate("about:blank"); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Navigate(srv.URL + "/#/slos"); err != nil {
+			t.Fatal(err)
+		}
+		sel := `#slo-intra-pod-loss[data-state=firing] tr[data-tier="page / critical"][data-state=firing]`
+		if err := b.WaitFor(`document.querySelector('`+sel+`')`, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		shot(t, b, "contract-slos")
+		text, err := Eval[string](b, `document.getElementById('slo-intra-pod-loss').textContent`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"99.9 %", "over 28d", "29 bad of 10000", "12.0 %", "14.40×", "15.20× / 16×"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("SLO card lacks %q: %s", want, text)
+			}
+		}
+	})
+
 	t.Run("missing endpoint", func(t *testing.T) {
-		kind, err := Eval[string](b, `import('/js/api.js').then(m => m.slos().then(() => 'ok', e => e.kind))`)
+		kind, err := Eval[string](b, `import('/js/api.js').then(m => m.diagnosePair('a', 'b').then(() => 'ok', e => e.kind))`)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -27,16 +27,21 @@ async function refresh(p) {
   let list;
   try { list = await api.slos(); } catch (err) { clear(body).append(stateMessage(err)); ctx.reportError(err); return; }
   if (!list.length) { clear(body).append(h('p', { class: 'empty' }, 'No SLOs are defined. Add them to the server\'s SLO file.')); return; }
-  const sections = await Promise.all(list.map(async s => h('section', { class: 'card', id: 'slo-' + s.name, dataset: { slo: s.name } },
+  const sections = await Promise.all(list.map(async s => h('section', { class: 'card', id: 'slo-' + s.name, dataset: { slo: s.name, state: s.alerts.some(a => a.state === 'firing') ? 'firing' : 'ok' } },
     h('h2', {}, s.name), s.description ? h('p', {}, s.description) : null,
+    s.error ? h('p', { class: 'error-state' }, 'Evaluation failed: ' + s.error) : null,
     h('dl', { class: 'kv' },
-      h('dt', {}, 'objective'), h('dd', {}, fmtRatio(s.objective, 5)),
+      h('dt', {}, 'objective'), h('dd', {}, fmtRatio(s.objective, 5), s.window ? ' over ' + s.window : ''),
+      s.events !== null ? [h('dt', {}, 'events'), h('dd', {}, `${fmtNum(s.badEvents)} bad of ${fmtNum(s.events)}`)] : null,
       h('dt', {}, 'SLI now'), h('dd', { class: s.sli !== null && s.objective !== null && s.sli < s.objective ? 'sev-red' : '' }, fmtRatio(s.sli, 5)),
       h('dt', {}, 'budget remaining'), h('dd', {}, fmtRatio(s.budgetRemaining, 3), budgetBar(s.budgetRemaining))),
     h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'window'), h('th', { class: 'num' }, 'burn rate'))),
       h('tbody', {}, Object.entries(s.burnRates).map(([w, v]) => h('tr', {}, h('td', {}, w), h('td', { class: 'num' + (v > 1 ? ' sev-red' : '') }, fmtNum(v) + '×'))))),
-    s.alerts.length ? h('table', { class: 'slo-alerts' }, h('thead', {}, h('tr', {}, h('th', {}, 'alert tier'), h('th', {}, 'windows'), h('th', { class: 'num' }, 'burn threshold'), h('th', {}, 'state'))),
-      h('tbody', {}, s.alerts.map(a => h('tr', {}, h('td', {}, a.name), h('td', {}, String(a.windows)), h('td', { class: 'num' }, fmtNum(a.threshold) + '×'), h('td', { class: 'state-' + a.state }, a.state))))) : null,
+    s.alerts.length ? h('table', { class: 'slo-alerts' }, h('thead', {}, h('tr', {}, h('th', {}, 'alert tier'), h('th', {}, 'windows'), h('th', { class: 'num' }, 'threshold'), h('th', { class: 'num' }, 'burn now'), h('th', {}, 'state'))),
+      h('tbody', {}, s.alerts.map(a => h('tr', { dataset: { tier: a.name, state: a.state } }, h('td', {}, a.name), h('td', {}, String(a.windows)), h('td', { class: 'num' }, fmtNum(a.threshold) + '×'),
+        h('td', { class: 'num' }, a.burn.filter(x => x !== null).map(x => fmtNum(x) + '×').join(' / ') || '–'), h('td', { class: 'state-' + a.state }, a.state))))) : null,
+    s.perDay.length ? lineChart([{ name: 'budget consumed per day', points: s.perDay.map(([d, v]) => [d.getTime(), v]) }], { title: 'Error budget consumed per day', format: v => fmtRatio(v, 2), yMin: 0 }) : null,
+    /^https?:\/\//.test(s.runbook) ? h('p', {}, h('a', { href: s.runbook, rel: 'noopener noreferrer' }, 'Runbook')) : null,
     p.get('slo') === s.name || list.length <= 4 ? await budgetChart(s.name) : null)));
   clear(body).append(h('div', { class: 'grid' }, sections));
   const want = p.get('slo');
