@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb"
 
 	"github.com/meshlens/meshlens/internal/bus"
@@ -27,9 +28,24 @@ type env struct {
 	js  jetstream.JetStream
 	db  *tsdb.DB
 	fab fabric
+	// tsdbCounters: the ingesters' checkpoints point at the TSDB for the
+	// counters' values (Config.Queryable) instead of holding them.
+	tsdbCounters bool
 	// expected exact counters by rack pair, from what the test published
 	// and expects to be accepted.
 	expected map[LocationPair]Count
+	// expectedAll: every cumulative counter of every kind (levels, hosts,
+	// targets, with RTT buckets).
+	expectedAll map[counterKey]counter
+}
+
+// checkpointModes are the two ways a checkpoint keeps the counters.
+var checkpointModes = []struct {
+	name         string
+	tsdbCounters bool
+}{
+	{"counters in checkpoint", false},
+	{"counters in TSDB", true},
 }
 
 func newEnv(t *testing.T) *env {
@@ -59,7 +75,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, js: js, db: openTSDB(t), fab: newFabric(1, 2, 2, 2), expected: map[LocationPair]Count{}}
+	return &env{t: t, js: js, db: openTSDB(t), fab: newFabric(1, 2, 2, 2), expected: map[LocationPair]Count{}, expectedAll: map[counterKey]counter{}}
 }
 
 // publish sends a batch on its agent's subject with its batch id, and
@@ -92,16 +108,59 @@ func (e *env) expect(b *wire.Batch) {
 		if !wire.Counts(r) {
 			continue
 		}
-		sr, _, _, _ := e.fab.Locate(b.Agent)
-		dr, _, _, _ := e.fab.Locate(r.Dst)
+		lost := wire.Lost(r)
+		bucket := -1
+		if r.Outcome == ok {
+			bucket = expectedBucket(r.RttNs)
+		}
+		add := func(k counterKey) {
+			c := e.expectedAll[k]
+			c.add(lost, bucket)
+			e.expectedAll[k] = c
+		}
+		if r.Protocol == wire.Protocol_PROTOCOL_HTTP {
+			add(counterKey{targetCounter, LocationPair{Src: r.Dst, Proto: r.Protocol}})
+			continue
+		}
+		sr, sp, sd, _ := e.fab.Locate(b.Agent)
+		dr, dp, dd, _ := e.fab.Locate(r.Dst)
 		k := LocationPair{sr, dr, r.Protocol}
 		c := e.expected[k]
 		c.Probes++
-		if wire.Lost(r) {
+		if lost {
 			c.Lost++
 		}
 		e.expected[k] = c
+		add(counterKey{rackCounter, k})
+		add(counterKey{podCounter, LocationPair{sp, dp, r.Protocol}})
+		add(counterKey{dcCounter, LocationPair{sd, dd, r.Protocol}})
+		add(counterKey{hostOutCounter, LocationPair{Src: b.Agent, Proto: r.Protocol}})
+		add(counterKey{hostInCounter, LocationPair{Src: r.Dst, Proto: r.Protocol}})
 	}
+}
+
+// expectedBucket is the RTT bucket of an answered probe, computed apart
+// from rttBucket: the first bound of LatencyBuckets at or above the RTT.
+func expectedBucket(rttNs int64) int {
+	for i, b := range LatencyBuckets {
+		if float64(rttNs) <= b*1e9+0.5 {
+			return i
+		}
+	}
+	return len(LatencyBuckets)
+}
+
+// allCounters is every counter of a that has probes, by value.
+func allCounters(a *Aggregator) map[counterKey]counter {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[counterKey]counter, len(a.counters))
+	for k, c := range a.counters {
+		if c.Probes > 0 {
+			out[k] = *c
+		}
+	}
+	return out
 }
 
 // running is one ingester process.
@@ -116,7 +175,11 @@ type running struct {
 
 func (e *env) start(clk clock.Clock) *running {
 	e.t.Helper()
-	agg, _ := newTestAggregator(e.t, Config{Window: 10 * time.Second, Locator: e.fab, Appendable: e.db})
+	cfg := Config{Window: 10 * time.Second, Locator: e.fab, Appendable: e.db}
+	if e.tsdbCounters {
+		cfg.Queryable = e.db
+	}
+	agg, _ := newTestAggregator(e.t, cfg)
 	r := &running{agg: agg, done: make(chan error, 1), sealed: map[int64]*SealedWindow{}}
 	agg.Subscribe(func(sw *SealedWindow) {
 		r.mu.Lock()
@@ -150,9 +213,25 @@ func (r *running) window(start time.Time) *SealedWindow {
 
 func (e *env) waitCounters(r *running) {
 	e.t.Helper()
-	waitFor(e.t, "exact rack counters", 10*time.Second, func() bool {
-		return maps.Equal(r.agg.Counters("rack"), e.expected)
-	})
+	deadline := time.Now().Add(10 * time.Second)
+	for !maps.Equal(r.agg.Counters("rack"), e.expected) || !maps.Equal(allCounters(r.agg), e.expectedAll) {
+		if time.Now().After(deadline) {
+			got := allCounters(r.agg)
+			n := 0
+			for k, c := range e.expectedAll {
+				if got[k] != c && n < 5 {
+					e.t.Errorf("%s %v: %+v, want %+v", counterKindNames[k.kind], k.LocationPair, got[k], c)
+					n++
+				}
+			}
+			e.t.Fatalf("timed out waiting for exact counters: %d counters, want %d", len(got), len(e.expectedAll))
+		}
+		select {
+		case err := <-r.done:
+			e.t.Fatalf("ingester stopped while waiting for exact counters: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 func (e *env) checkpoint() *Checkpoint {
@@ -207,6 +286,14 @@ func (e *env) probeRound(rng *rand.Rand, agent string, seq uint64, start time.Ti
 			rs = append(rs, res(dst, p, outcome, start.Add(time.Duration(rng.IntN(9000))*time.Millisecond), time.Duration(50+rng.IntN(500))*time.Microsecond))
 		}
 	}
+	// HTTP targets: services, not hosts; RTTs across the buckets.
+	for _, target := range []string{"web-a", "web-b"} {
+		outcome := ok
+		if rng.IntN(4) == 0 {
+			outcome = lost
+		}
+		rs = append(rs, res(target, wire.Protocol_PROTOCOL_HTTP, outcome, start.Add(time.Duration(rng.IntN(9000))*time.Millisecond), time.Duration(rng.IntN(2_000_000))*time.Microsecond))
+	}
 	return batch(agent, 7, seq, rs...)
 }
 
@@ -215,8 +302,16 @@ func (e *env) probeRound(rng *rand.Rand, agent string, seq uint64, start time.Ti
 // (after a TSDB commit, before the checkpoint put) and restarts it on the
 // same NATS, KV and TSDB: the counters are exact and the re-sealed window
 // equals the first seal.
+// Both ways of keeping the counters in the checkpoint are run.
 func TestIngesterExactlyOnce(t *testing.T) {
+	for _, mode := range checkpointModes {
+		t.Run(mode.name, func(t *testing.T) { testIngesterExactlyOnce(t, mode.tsdbCounters) })
+	}
+}
+
+func testIngesterExactlyOnce(t *testing.T, tsdbCounters bool) {
 	e := newEnv(t)
+	e.tsdbCounters = tsdbCounters
 	rng := rand.New(rand.NewPCG(3, 4))
 	w := 10 * time.Second
 	base := aligned(w, 3*time.Minute)
@@ -341,6 +436,15 @@ func TestIngesterExactlyOnce(t *testing.T) {
 		}
 	}
 	t.Logf("samples skipped on re-seal: %v duplicate", testutil.ToFloat64(ing2.agg.m.tsdbSkipped.WithLabelValues("duplicate")))
+	if tsdbCounters {
+		// B's counters at B's end were written by ing1 before the crash;
+		// ing2's differ (phase 3 counted before the re-seal) and are
+		// refused, so the TSDB does not hold ing2's values: its checkpoint
+		// must wait for a clean seal.
+		waitFor(t, "a deferred checkpoint", 10*time.Second, func() bool {
+			return testutil.ToFloat64(ing2.agg.m.checkpoints.WithLabelValues("deferred")) > 0
+		})
+	}
 
 	// Seal everything; the TSDB's counters equal what the agents produced.
 	vc.Set(base.Add(10 * time.Minute))
@@ -360,6 +464,10 @@ func TestIngesterExactlyOnce(t *testing.T) {
 	if l := lastSum(querySeries(t, e.db, "meshlens_rack_pair_probes_lost_total")); l != float64(wantL) {
 		t.Errorf("TSDB rack probes_lost_total sums to %v, want %d", l, wantL)
 	}
+	e.checkTSDBCounters(base.Add(10*time.Minute - DefaultLateness).Truncate(w))
+	if cp := e.checkpoint(); tsdbCounters != (cp.CountersAt != 0) || tsdbCounters == (len(cp.Counters) > 0) {
+		t.Errorf("checkpoint with tsdbCounters=%v holds %d counters, counters_at %d", tsdbCounters, len(cp.Counters), cp.CountersAt)
+	}
 	if p := lastSum(querySeries(t, e.db, "meshlens_dc_pair_probes_total")); p != float64(wantP) {
 		t.Errorf("TSDB dc probes_total sums to %v, want %d", p, wantP)
 	}
@@ -372,7 +480,14 @@ func TestIngesterExactlyOnce(t *testing.T) {
 // TestIngesterRestartEveryStep kills and restarts the ingester after every
 // published batch, sealing as it goes: nothing lost, nothing counted twice.
 func TestIngesterRestartEveryStep(t *testing.T) {
+	for _, mode := range checkpointModes {
+		t.Run(mode.name, func(t *testing.T) { testIngesterRestartEveryStep(t, mode.tsdbCounters) })
+	}
+}
+
+func testIngesterRestartEveryStep(t *testing.T, tsdbCounters bool) {
 	e := newEnv(t)
+	e.tsdbCounters = tsdbCounters
 	rng := rand.New(rand.NewPCG(5, 6))
 	w := 10 * time.Second
 	base := aligned(w, 5*time.Minute)
@@ -397,7 +512,15 @@ func TestIngesterRestartEveryStep(t *testing.T) {
 	}
 	r := e.start(vc)
 	e.waitCounters(r)
+	// Seal the last window. The clock moves on while polling: the
+	// ingester may take its first reading of it only after this starts.
+	until := vc.Now().Add(time.Minute - DefaultLateness).Truncate(w)
+	waitFor(t, "sealed until "+until.String(), 10*time.Second, func() bool {
+		vc.Advance(time.Second)
+		return !r.agg.SealedUntil().Before(until)
+	})
 	r.kill(t)
+	e.checkTSDBCounters(r.agg.SealedUntil())
 }
 
 func TestIngesterConfig(t *testing.T) {
@@ -428,3 +551,55 @@ func TestIngesterConfig(t *testing.T) {
 }
 
 func sketchCount(p *PairStats) int { return p.LatencyCount() }
+
+// checkTSDBCounters checks that the newest sample, at or before until, of
+// every counter series in the TSDB is the expected exact count: probes,
+// lost, each le bucket, for every kind.
+func (e *env) checkTSDBCounters(until time.Time) {
+	e.t.Helper()
+	want := map[string]float64{}
+	for k, c := range e.expectedAll {
+		cs := seriesOf[k.kind]
+		kv := []string{cs.srcLabel, k.Src}
+		if cs.dstLabel != "" {
+			kv = append(kv, cs.dstLabel, k.Dst)
+		}
+		switch k.kind {
+		case hostOutCounter:
+			kv = append(kv, "direction", "out")
+		case hostInCounter:
+			kv = append(kv, "direction", "in")
+		}
+		if cs.proto {
+			kv = append(kv, "proto", ProtoName(k.Proto))
+		}
+		name := func(metric string, more ...string) string {
+			return labels.FromStrings(append(append([]string{"__name__", metric}, kv...), more...)...).String()
+		}
+		want[name(cs.probes)] = float64(c.Probes)
+		want[name(cs.lost)] = float64(c.Lost)
+		var cum uint64
+		for i, v := range c.ok {
+			cum += v
+			want[name(cs.bucket, "le", leLabels[i])] = float64(cum)
+		}
+	}
+	got := map[string]float64{}
+	for metric := range counterMetrics {
+		for series, samples := range querySeries(e.t, e.db, metric) {
+			for _, s := range samples {
+				if s.ts <= until.UnixMilli() {
+					got[series] = s.v
+				}
+			}
+		}
+	}
+	if len(got) != len(want) {
+		e.t.Errorf("TSDB holds %d counter series, want %d", len(got), len(want))
+	}
+	for series, v := range want {
+		if got[series] != v {
+			e.t.Errorf("TSDB %s = %v, want %v", series, got[series], v)
+		}
+	}
+}

@@ -193,7 +193,7 @@ func (a *Aggregator) restoreCountersFromTSDB(ctx context.Context, at int64, want
 	}
 
 	restored := make(map[counterKey]*counter)
-	ss := q.Select(ctx, false, &storage.SelectHints{Start: at, End: at, Func: "series"}, ms...)
+	ss := q.Select(ctx, false, &storage.SelectHints{Start: at, End: at}, ms...)
 	var it chunkenc.Iterator
 	for ss.Next() {
 		s := ss.At()
