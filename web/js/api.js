@@ -305,6 +305,22 @@ function incident(i) {
   };
 }
 
+// remediations: internal/alert's Decision audit (drain, undrain, ...).
+export async function remediations(opts) {
+  return list(await request('api/v1/remediations', opts), 'decisions', 'remediations').map(d => ({
+    at: date(pick(d, 'at', 'time')), rule: pick(d, 'rule') ?? '', incident: pick(d, 'incident') ?? '',
+    element: pick(d, 'element') ?? '', kind: pick(d, 'kind') ?? '', action: pick(d, 'action') ?? '',
+    taken: !!pick(d, 'taken'), dryRun: !!pick(d, 'dry_run'), reason: pick(d, 'reason') ?? '',
+  }));
+}
+
+// drainedElements: elements whose latest taken decision is a drain.
+export function drainedElements(decisions) {
+  const last = new Map();
+  for (const d of [...decisions].filter(x => x.taken).sort((a, b) => (a.at || 0) - (b.at || 0))) last.set(d.element, d.action);
+  return new Set([...last].filter(([, a]) => /^drain/i.test(a)).map(([e]) => e));
+}
+
 export async function incidents(opts) {
   return list(await request('api/v1/incidents', opts), 'incidents').map(incident);
 }

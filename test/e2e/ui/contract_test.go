@@ -63,6 +63,9 @@ func TestAPIContract(t *testing.T) {
 	mux.Handle("GET /api/v1/pairs", envelope(windows))
 	mux.Handle("GET /api/v1/suspects", envelope(verdict))
 	mux.Handle("GET /api/v1/slos", envelope(slos))
+	mux.Handle("GET /api/v1/remediations", envelope([]alert.Decision{
+		{At: seen, Rule: "drain-lossy-tor", Incident: "inc-7", Element: tor, Kind: "device", Action: "drain", Taken: true},
+	}))
 	mux.Handle("GET /api/v1/incidents", envelope(incidents))
 	mux.Handle("GET /api/v1/incidents/{id}", envelope(incidents[0]))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, _ *http.Request) {
@@ -144,6 +147,8 @@ func TestAPIContract(t *testing.T) {
 			{"#/topology", `#topo-svg .node.blamed[data-element="` + tor + `"]`},
 			{"#/incidents", `#incidents-table tr[data-id="inc-7"] .blamed`},
 			{"#/incidents?id=inc-7", `#incident-blamed li[data-element="` + tor + `"]`},
+			{"#/incidents?id=inc-7", `#incident-detail table`}, // remediation audit: "drain <tor>"
+			{"#/topology", `#topo-svg .node.drained[data-element="` + tor + `"]`},
 			{"#/overview", `#ov-incidents .blamed`},
 		} {
 			if err := b.Navigate("about:blank"); err != nil {

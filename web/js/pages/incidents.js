@@ -35,7 +35,7 @@ function detailView(i) {
     h('h3', {}, 'Affected SLOs'), i.slos.length ? h('ul', {}, i.slos.map(x => h('li', {}, h('a', { href: '#/slos?slo=' + encodeURIComponent(x.split(':')[0]) }, x)))) : h('p', { class: 'empty' }, 'None recorded.'),
     h('h3', {}, 'Affected pairs'), i.pairs.length ? h('ul', {}, i.pairs.slice(0, 50).map(x => h('li', {}, x))) : h('p', { class: 'empty' }, 'None recorded.'),
     h('h3', {}, 'Remediation audit'), i.remediation.length
-      ? h('table', {}, h('thead', {}, h('tr', {}, ['time', 'actor', 'action', 'result'].map(x => h('th', {}, x)))),
+      ? h('table', {}, h('thead', {}, h('tr', {}, ['time', 'rule / actor', 'action', 'result'].map(x => h('th', {}, x)))),
         h('tbody', {}, i.remediation.map(r => h('tr', {}, h('td', {}, fmtTime(r.at)), h('td', {}, r.actor), h('td', {}, r.action), h('td', {}, String(r.result))))))
       : h('p', { class: 'empty' }, 'No remediation ran.'));
 }
@@ -43,7 +43,17 @@ function detailView(i) {
 async function refresh(p) {
   const id = p.get('id');
   try {
-    clear(body).append(id ? detailView(await api.incidentDetail(id)) : listView(await api.incidents()));
+    if (id) {
+      const [inc, rem] = await Promise.all([api.incidentDetail(id), api.remediations().catch(() => [])]);
+      const decisions = rem.filter(d => d.incident === inc.id);
+      if (decisions.length) {
+        inc.remediation = decisions.map(d => ({ at: d.at, actor: d.rule, action: `${d.action} ${d.element}`,
+          result: d.taken ? 'taken' : d.dryRun ? 'dry run' : 'not taken' + (d.reason ? ': ' + d.reason : '') }));
+      }
+      clear(body).append(detailView(inc));
+    } else {
+      clear(body).append(listView(await api.incidents()));
+    }
   } catch (err) {
     clear(body).append(stateMessage(err));
     ctx.reportError(err);

@@ -126,18 +126,20 @@ async function refresh(p) {
   let t;
   try { t = await api.topologyCached(); } catch (err) { clear(els.body).append(stateMessage(err)); ctx.reportError(err); return; }
   if (!t.switches.length) { clear(els.body).append(h('p', { class: 'empty' }, 'The topology is empty.')); return; }
-  const [susR, incR] = await Promise.allSettled([api.suspects(), api.incidents()]);
+  const [susR, incR, remR] = await Promise.allSettled([api.suspects(), api.incidents(), api.remediations()]);
   const list = susR.status === 'fulfilled' ? susR.value : [];
   const sus = new Map(list.map(x => [x.element, x]));
   const blamed = new Set(list.filter(x => x.confidence === null || x.confidence >= 0.5).map(x => x.element));
   if (incR.status === 'fulfilled') for (const i of incR.value) if (!/resolved|closed/i.test(i.state)) i.blamed.forEach(b => blamed.add(b));
   const drained = new Set(list.filter(x => x.drained).map(x => x.element));
+  if (remR.status === 'fulfilled') api.drainedElements(remR.value).forEach(e => drained.add(e));
   const notes = [];
   if (susR.status === 'rejected') notes.push(stateMessage(susR.reason));
   clear(els.body).append(
     h('div', { class: 'legend' }, 'Colour: localizer estimate (loss ≥ 1 % or added latency ≥ 1 ms is bad). Thick red: blamed. Dashed: drained. Hosts collapsed per rack.'),
     ...notes,
     h('div', { class: 'topo-scroll' }, draw(t, sus, blamed, drained, p.get('focus'))),
+    drained.size ? h('p', { id: 'topo-drained' }, 'Drained: ', [...drained].join(', ')) : null,
     h('h2', {}, 'Blamed elements'),
     blamed.size ? h('ul', { id: 'topo-blamed' }, [...blamed].map(b => h('li', { class: 'sev-red', dataset: { element: b } }, b, ': ', fmtEstimate(sus.get(b)))))
       : h('p', { class: 'empty', id: 'topo-blamed' }, 'Nothing is blamed: the localizer sees no faulty element.'));
