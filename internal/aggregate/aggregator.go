@@ -161,6 +161,8 @@ type pair struct {
 	// the first nil: rack, pod and DC pairs (with a Locator), host out and
 	// in; or the target's, for HTTP.
 	counts [numLevels + 2]*counter
+	// target: an HTTP pair, whose destination is a service (see newPairLocked).
+	target bool
 	// rollups this pair feeds, as indexes into Aggregator.rollKeys (-1:
 	// none): resolved once so that sealing indexes slices instead of
 	// hashing strings for every pair of every window.
@@ -368,6 +370,9 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 		}
 		if count {
 			lost, bucket := wire.Lost(r), resultBucket(r)
+			// A service that answers wrongly failed its check: for a
+			// target that is a lost probe, though the network delivered.
+			lost = lost || (p.target && r.Outcome == wire.Outcome_OUTCOME_BAD_RESPONSE)
 			for _, c := range p.counts {
 				if c == nil {
 					break
@@ -467,6 +472,7 @@ func (a *Aggregator) newPairLocked(k PairKey, src location) (p *pair, full bool)
 	a.byID = append(a.byID, p)
 	p.rollups = [numRollups]int32{-1, -1, -1, -1, -1}
 	if target {
+		p.target = true
 		p.counts[0] = a.counterForLocked(counterKey{targetCounter, LocationPair{Src: k.Dst, Proto: k.Proto}})
 		a.pairs[k.Src][dstProto{k.Dst, k.Proto}] = p
 		return p, false

@@ -108,7 +108,7 @@ func (e *env) expect(b *wire.Batch) {
 		if !wire.Counts(r) {
 			continue
 		}
-		lost := wire.Lost(r)
+		lost := wire.Lost(r) || (r.Protocol == wire.Protocol_PROTOCOL_HTTP && r.Outcome == bad)
 		bucket := -1
 		if r.Outcome == ok {
 			bucket = expectedBucket(r.RttNs)

@@ -93,6 +93,7 @@ func TestTSDBRollups(t *testing.T) {
 	}
 	// A refused probe to a pair that never sends: no series for it.
 	rs = append(rs, res("dc1-pod1-rack1-h02", udp, refuse, t0, 0))
+	rs = append(rs, res("web", wire.Protocol_PROTOCOL_HTTP, ok, t0, 20*time.Millisecond), res("web", wire.Protocol_PROTOCOL_HTTP, lost, t0, 0))
 	if err := agg.Ingest(batch(a, 1, 1, rs...), t0); err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +118,17 @@ func TestTSDBRollups(t *testing.T) {
 		{"meshlens_rack_pair_probes_total", []string{"src_rack", "dc1-pod1-rack1", "dst_rack", "dc1-pod2-rack2"}, 100, 0},
 		{"meshlens_rack_pair_probes_lost_total", []string{"src_rack", "dc1-pod1-rack1", "dst_rack", "dc1-pod2-rack2"}, 10, 0},
 		{"meshlens_dc_pair_probes_total", []string{"partition", "2"}, 100, 0},
+		// RTTs 100..199 µs, every 10th lost: 90 answered.
+		{"meshlens_rack_pair_rtt_seconds_bucket", []string{"src_rack", "dc1-pod1-rack1", "dst_rack", "dc1-pod2-rack2", "proto", "tcp", "le", "0.0001"}, 0, 0},
+		{"meshlens_pod_pair_rtt_seconds_bucket", []string{"src_pod", "dc1-pod1", "dst_pod", "dc1-pod2", "proto", "tcp", "le", "0.00025"}, 90, 0},
+		{"meshlens_dc_pair_rtt_seconds_bucket", []string{"src_dc", "dc1", "dst_dc", "dc1", "proto", "tcp", "le", "+Inf", "partition", "2"}, 90, 0},
+		{"meshlens_host_probes_total", []string{"host", a, "direction", "out", "proto", "tcp"}, 100, 0},
+		{"meshlens_host_probes_lost_total", []string{"host", b, "direction", "in", "proto", "tcp"}, 10, 0},
+		{"meshlens_host_rtt_seconds_bucket", []string{"host", b, "direction", "in", "proto", "tcp", "le", "1"}, 90, 0},
+		{"meshlens_target_probes_total", []string{"target", "web"}, 2, 0},
+		{"meshlens_target_probes_lost_total", []string{"target", "web"}, 1, 0},
+		{"meshlens_target_rtt_seconds_bucket", []string{"target", "web", "le", "0.01"}, 0, 0},
+		{"meshlens_target_rtt_seconds_bucket", []string{"target", "web", "le", "0.025"}, 1, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.metric, func(t *testing.T) {
