@@ -4,6 +4,25 @@
 // and a runner that feeds the probe results through the real aggregation
 // core and the localizer on a virtual clock and scores what was blamed.
 //
+// Model choices, so results can be read right:
+//
+//   - Windows are probe rounds (the aggregator's window is the probe
+//     interval) and seal 1 s after the round ends; a verdict's time is its
+//     window's sealing time, so "localized after 11 s" means the first
+//     window that ended after onset already blamed the right element.
+//   - Path discovery: agents trace every lost probe and every probe whose
+//     RTT exceeds its pair's lowest by max(300 µs, that RTT), at most 16
+//     per agent and round (as 007 traces failed flows); the traces reach
+//     the localizer beside the aggregated windows (localize.Trace).
+//   - Routing steers around a down link or device Convergence after onset,
+//     at the first round boundary after that; a flap never converges.
+//   - Agents behind a dead ToR still deliver their batches (spooling is not
+//     modelled): their probes read as lost, as they would after the spool
+//     drains.
+//   - A host and its access link are one element to probes (every probe of
+//     the host crosses both directions), so either name scores for the
+//     other.
+//
 // It imports topology, pinglist, wire, aggregate and localize; nothing
 // imports it but cmd/ and tests.
 package sim
