@@ -54,6 +54,9 @@ func addServerFlags(cmd *cobra.Command, cfg *server.Config) {
 	f.StringVar(&cfg.HTTP.TokensFile, "tokens-file", "", "API bearer tokens with roles (YAML); without it the API is read-only for everyone")
 	f.StringVar(&cfg.HTTP.AnonymousRole, "anonymous-role", "", "role of requests without a token: none, viewer, operator, admin (default: viewer without --tokens-file, none with it)")
 	f.StringVar(&cfg.HTTP.AuditLogFile, "audit-log", "", "append the audit log of every change made through the API to this file")
+	f.StringSliceVar(&cfg.Alerting.SLOFiles, "slo", nil, "SLO files (meshlens YAML or OpenSLO) to evaluate continuously")
+	f.StringVar(&cfg.Alerting.File, "alerting", "", "alerting file: Alertmanagers, webhooks, remediation rules")
+	f.DurationVar(&cfg.Alerting.EvaluateEvery, "slo-interval", 30*time.Second, "how often SLOs are evaluated")
 	addPinglistFlags(cmd, &cfg.Pinglists)
 	addServerSecurityFlags(cmd, cfg)
 }
