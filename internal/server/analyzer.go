@@ -37,7 +37,7 @@ type analyzer struct {
 
 	window time.Duration
 	pathMu sync.Mutex
-	paths  map[time.Time][]*wire.TracedProbe // by window start
+	paths  map[int64][]*wire.TracedProbe // by window start, Unix ns (time.Time keys would compare locations too)
 	pathsN int
 
 	pathReports *prometheus.CounterVec
@@ -81,7 +81,7 @@ func newAnalyzer(parts int, window time.Duration, keep int, topo func() *topolog
 		Name: "meshlens_path_reports_total",
 		Help: "Path-discovery reports from agents, by result (accepted, or why not).",
 	}, []string{"result"})
-	a.paths = map[time.Time][]*wire.TracedProbe{}
+	a.paths = map[int64][]*wire.TracedProbe{}
 	reg.MustRegister(a.dropped, a.duration, a.suspectsG, a.pathReports)
 	return a
 }
@@ -109,7 +109,7 @@ func (a *analyzer) onPathReport(subject string, data []byte) {
 		return
 	}
 	for _, p := range rep.Probes {
-		start := time.Unix(0, p.StartUnixNano).Truncate(a.window)
+		start := time.Unix(0, p.StartUnixNano).Truncate(a.window).UnixNano()
 		p.Hops = append([]string{rep.Agent}, p.Hops[1:]...) // the source is the reporting agent
 		a.paths[start] = append(a.paths[start], p)
 	}
@@ -121,9 +121,9 @@ func (a *analyzer) onPathReport(subject string, data []byte) {
 // as link ids of x, and forgets them and anything older.
 func (a *analyzer) tracesFor(start time.Time, x *localize.Index) []localize.Trace {
 	a.pathMu.Lock()
-	probes := a.paths[start]
+	probes := a.paths[start.UnixNano()]
 	for t, ps := range a.paths {
-		if !t.After(start) {
+		if t <= start.UnixNano() {
 			a.pathsN -= len(ps)
 			delete(a.paths, t)
 		}
@@ -174,7 +174,7 @@ func (a *analyzer) Run(ctx context.Context) error {
 		topo    *topology.Topology
 		x       *localize.Index
 		lz      localize.Localizer
-		pending = map[time.Time][]*aggregate.SealedWindow{}
+		pending = map[int64][]*aggregate.SealedWindow{}
 	)
 	for {
 		var w *aggregate.SealedWindow
@@ -193,14 +193,15 @@ func (a *analyzer) Run(ctx context.Context) error {
 			topo, x = t, nx
 			lz, _ = localize.New(localize.NameMeshlens, x, localize.Config{})
 		}
-		pending[w.Start] = append(pending[w.Start], w)
-		if len(pending[w.Start]) < a.parts {
+		key := w.Start.UnixNano()
+		pending[key] = append(pending[key], w)
+		if len(pending[key]) < a.parts {
 			continue
 		}
-		merged := aggregate.MergeWindows(pending[w.Start]...)
-		delete(pending, w.Start)
+		merged := aggregate.MergeWindows(pending[key]...)
+		delete(pending, key)
 		for start := range pending { // a partition that skipped a window
-			if start.Before(w.Start.Add(-time.Hour)) {
+			if start < key-int64(time.Hour) {
 				delete(pending, start)
 			}
 		}
