@@ -20,7 +20,7 @@ func newCredsCmd() *cobra.Command {
 		Use:   "creds",
 		Short: "Per-agent NATS credentials for the embedded bus (server --creds-dir)",
 	}
-	cmd.AddCommand(newCredsIssueCmd())
+	cmd.AddCommand(newCredsIssueCmd(), newCredsRevokeCmd())
 	return cmd
 }
 
@@ -74,6 +74,35 @@ needs no restart to accept them. Give them to the agent with --creds.`,
 	f.StringVar(&out, "out", "", "write the credentials to FILE (mode 0600) instead of stdout")
 	f.BoolVar(&privileged, "privileged", false, "full access to the meshlens account (sim live, operators' tools), not an agent")
 	f.DurationVar(&expires, "expires", 0, "credentials expire after this long (0: never)")
+	return cmd
+}
+
+func newCredsRevokeCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "revoke NAME",
+		Short: "Revoke every NATS credential issued so far for a host (or a privileged name)",
+		Long: `Revokes every user key issued so far for NAME: the running server
+disconnects them within seconds and refuses them from then on. Credentials
+issued afterwards for NAME are new keys and work.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if dir == "" {
+				return errors.New("--creds-dir is required (the server's --creds-dir)")
+			}
+			auth, err := bus.OpenAuthority(dir)
+			if err != nil {
+				return err
+			}
+			n, err := auth.Revoke(args[0])
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "revoked %d key(s) of %s\n", n, args[0])
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&dir, "creds-dir", "", "the server's credentials directory")
 	return cmd
 }
 

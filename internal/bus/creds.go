@@ -21,14 +21,20 @@ package bus
 //     pinglists through their watches).
 //
 // The directory holds the three seeds (operator.nk, account.nk, system.nk,
-// mode 0600) and issued.log, one line per credentials issued. Anyone who
-// can read account.nk can mint credentials: keep it on the server.
+// mode 0600), issued.log, one line per credentials issued, and revoked.log,
+// one line per user key revoked (meshlens creds revoke HOST): the account
+// JWT carries the revocations and the running server applies them within
+// seconds, disconnecting the revoked users. Anyone who can read account.nk
+// can mint credentials: keep it on the server.
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,6 +58,7 @@ const (
 	accountSeedFile  = "account.nk"
 	systemSeedFile   = "system.nk"
 	issuedLogFile    = "issued.log"
+	revokedLogFile   = "revoked.log"
 )
 
 // ErrBadHostName is returned for a host name that is not one NATS subject
@@ -145,11 +152,8 @@ func OpenAuthority(dir string) (*Authority, error) {
 	}
 	a.operatorJWT = oc
 
-	ac := jwt.NewAccountClaims(a.accountPub)
-	ac.Name = AccountName
-	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
-	if a.accountJWT, err = ac.Encode(a.operator); err != nil {
-		return nil, fmt.Errorf("bus: credentials dir %q: account jwt: %w", dir, err)
+	if _, a.accountJWT, err = a.accountClaims(); err != nil {
+		return nil, err
 	}
 	sc := jwt.NewAccountClaims(a.systemPub)
 	sc.Name = "SYS"
@@ -163,6 +167,133 @@ func OpenAuthority(dir string) (*Authority, error) {
 		}
 	}
 	return a, nil
+}
+
+// accountClaims is the meshlens account's JWT with the revocations of
+// revoked.log.
+func (a *Authority) accountClaims() (*jwt.AccountClaims, string, error) {
+	ac := jwt.NewAccountClaims(a.accountPub)
+	ac.Name = AccountName
+	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+	revoked, err := a.revocations()
+	if err != nil {
+		return nil, "", err
+	}
+	for pub, at := range revoked {
+		ac.RevokeAt(pub, at)
+	}
+	token, err := ac.Encode(a.operator)
+	if err != nil {
+		return nil, "", fmt.Errorf("bus: credentials dir %q: account jwt: %w", a.dir, err)
+	}
+	return ac, token, nil
+}
+
+// revocations reads revoked.log: user key, tab, RFC 3339 time.
+func (a *Authority) revocations() (map[string]time.Time, error) {
+	path := filepath.Join(a.dir, revokedLogFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bus: revocations: %w", err)
+	}
+	out := map[string]time.Time{}
+	for i, line := range strings.Split(string(b), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		pub, at, ok := strings.Cut(line, "\t")
+		t, err := time.Parse(time.RFC3339, strings.TrimSpace(at))
+		if !ok || err != nil || !nkeys.IsValidPublicUserKey(pub) {
+			return nil, fmt.Errorf("bus: revocations: %s:%d: want USER-KEY<tab>RFC3339-TIME, got %q", path, i+1, line)
+		}
+		out[pub] = t
+	}
+	return out, nil
+}
+
+// Revoke revokes every user key issued so far for name (a host, or a
+// privileged user's name) and reports how many. The server applies it
+// within seconds (WatchRevocations); credentials issued afterwards for the
+// same name are new keys and work.
+func (a *Authority) Revoke(name string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(a.dir, issuedLogFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("bus: issued log: %w", err)
+	}
+	var keys []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) >= 3 && (f[1] == "agent "+name || f[1] == "privileged "+name) {
+			keys = append(keys, f[2])
+		}
+	}
+	if len(keys) == 0 {
+		return 0, fmt.Errorf("bus: no credentials were issued for %q (see %s)", name, filepath.Join(a.dir, issuedLogFile))
+	}
+	f, err := os.OpenFile(filepath.Join(a.dir, revokedLogFile), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("bus: revocations: %w", err)
+	}
+	// JWT times have second resolution: revoke everything issued up to
+	// the next second, so credentials minted this very second go too.
+	at := time.Now().Add(time.Second).UTC().Format(time.RFC3339)
+	for _, k := range keys {
+		if _, err = fmt.Fprintf(f, "%s\t%s\n", k, at); err != nil {
+			break
+		}
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, fmt.Errorf("bus: revocations: %w", err)
+	}
+	return len(keys), nil
+}
+
+// WatchRevocations re-reads revoked.log every interval until ctx ends and
+// pushes a changed account JWT to the running embedded server, which
+// closes the connections of revoked users. A bad file is logged and
+// retried; the last good revocations stay in force.
+func (a *Authority) WatchRevocations(ctx context.Context, e *Embedded, every time.Duration, logger *slog.Logger) error {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last := a.accountJWT
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		ac, token, err := a.accountClaims()
+		if err != nil {
+			logger.Error("revocations not applied", "err", err)
+			continue
+		}
+		// Tokens differ on every encoding (iat, jti): compare the lists.
+		prev, err := jwt.DecodeAccountClaims(last)
+		if err == nil && maps.Equal(prev.Revocations, ac.Revocations) {
+			continue
+		}
+		acc, err := e.srv.LookupAccount(a.accountPub)
+		if err != nil {
+			logger.Error("revocations not applied", "err", err)
+			continue
+		}
+		if err := a.resolver.Store(a.accountPub, token); err != nil {
+			logger.Error("revocations not applied", "err", err)
+			continue
+		}
+		e.srv.UpdateAccountClaims(acc, ac)
+		last = token
+		logger.Info("credentials revocations applied", "revoked_keys", len(ac.Revocations))
+	}
 }
 
 func loadOrCreateSeed(path string, create func() (nkeys.KeyPair, error)) (nkeys.KeyPair, error) {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -81,8 +82,9 @@ func startSecuredBus(t *testing.T, extra func(*server.Options)) *securedBus {
 // asAgent connects with host's freshly issued credentials, collecting
 // the asynchronous permission errors the server sends.
 type agentConn struct {
-	nc *nats.Conn
-	js jetstream.JetStream
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	creds string // file
 
 	mu   sync.Mutex
 	errs []string
@@ -98,7 +100,7 @@ func (b *securedBus) asAgent(t *testing.T, host string) *agentConn {
 	if err := os.WriteFile(file, creds, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a := &agentConn{}
+	a := &agentConn{creds: file}
 	a.nc, err = nats.Connect(b.emb.ClientURL(), nats.UserCredentials(file), nats.CustomInboxPrefix(AgentInboxPrefix(host)),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			a.mu.Lock()
@@ -464,5 +466,50 @@ func TestAuthorityReopensSameKeys(t *testing.T) {
 		if st.Mode().Perm() != 0o600 {
 			t.Errorf("%s mode %v, want 0600", f, st.Mode().Perm())
 		}
+	}
+}
+
+func TestRevokedAgentIsDisconnected(t *testing.T) {
+	b := startSecuredBus(t, nil)
+	h1, h2 := b.asAgent(t, "h1"), b.asAgent(t, "h2")
+	ctx, cancel := context.WithCancel(context.Background())
+	watchDone := make(chan error, 1)
+	go func() { watchDone <- b.auth.WatchRevocations(ctx, b.emb, 20*time.Millisecond, nil) }()
+	defer func() { cancel(); <-watchDone }()
+
+	if _, err := b.auth.Revoke("nobody"); err == nil {
+		t.Error("revoking a name never issued succeeded")
+	}
+	n, err := b.auth.Revoke("h1")
+	if err != nil || n != 1 {
+		t.Fatalf("revoke h1: %d keys, %v", n, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for h1.nc.IsConnected() {
+		if time.Now().After(deadline) {
+			t.Fatal("revoked agent still connected")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if nc, err := nats.Connect(b.emb.ClientURL(), nats.UserCredentials(h1.creds)); err == nil {
+		nc.Close()
+		t.Error("revoked credentials connect again")
+	}
+	// The others are untouched, and a restart keeps the revocation.
+	pubCtx, pubCancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer pubCancel()
+	if _, err := h2.js.Publish(pubCtx, ResultsSubject(0, "h2"), []byte("batch")); err != nil {
+		t.Errorf("h2 after h1's revocation: %v", err)
+	}
+	reopened, err := OpenAuthority(b.auth.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := jwt.DecodeAccountClaims(reopened.accountJWT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ac.Revocations) != 1 {
+		t.Errorf("reopened authority revokes %d keys, want 1", len(ac.Revocations))
 	}
 }

@@ -87,6 +87,7 @@ type Server struct {
 	alerting   *alerting
 	natsURL    string
 	httpTLS    *tls.Config
+	authority  *bus.Authority // with --creds-dir
 	ready      atomic.Bool
 }
 
@@ -159,6 +160,10 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.analyzer.Run(ctx) })
 	g.Go(func() error { return s.alerting.Run(ctx) })
 	g.Go(func() error { return s.serveAPI(ctx) })
+	if s.authority != nil {
+		// meshlens creds revoke takes effect without a restart.
+		g.Go(func() error { return s.authority.WatchRevocations(ctx, s.embedded, 2*time.Second, s.logger) })
+	}
 	s.ready.Store(true)
 	s.logger.Info("meshlens server running", "http", s.cfg.HTTPAddr, "nats", s.natsURL, "hosts", len(s.Topology().Hosts))
 	err := g.Wait()
@@ -362,6 +367,7 @@ func (s *Server) busSecurity() (func(*natsserver.Options), []nats.Option, error)
 		if auth, err = bus.OpenAuthority(s.cfg.CredsDir); err != nil {
 			return nil, nil, err
 		}
+		s.authority = auth
 		priv, err := auth.PrivilegedOption("meshlens-server")
 		if err != nil {
 			return nil, nil, err

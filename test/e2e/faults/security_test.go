@@ -123,10 +123,18 @@ func TestSecuredFabric(t *testing.T) {
 	f.natsOpts = []nats.Option{nats.Secure(testTLS), nats.UserCredentials(issue("--privileged", "fault-test"))}
 
 	f.startServer()
+	agentCreds := map[string]string{}
+	agentTLS := map[string]nats.Option{}
 	for _, h := range f.hosts {
 		// Issued while the server runs: it needs no restart to accept them.
 		cert, key := p.leaf(t, h)
-		f.startAgent(h, "--creds", issue(h), "--nats-tls-ca", p.caFile, "--nats-tls-cert", cert, "--nats-tls-key", key)
+		agentCreds[h] = issue(h)
+		c, err := bus.ClientTLSConfig(bus.TLSFiles{CA: p.caFile, Cert: cert, Key: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		agentTLS[h] = nats.Secure(c)
+		f.startAgent(h, "--creds", agentCreds[h], "--nats-tls-ca", p.caFile, "--nats-tls-cert", cert, "--nats-tls-key", key)
 	}
 	f.waitProbing(f.hosts...)
 
@@ -153,6 +161,26 @@ func TestSecuredFabric(t *testing.T) {
 
 	final := f.stopProbing(f.hosts...)
 	f.requireExactlyOnce(countedBy(final))
+
+	// A compromised host's credentials are revoked on the running server.
+	gone := f.hosts[0]
+	if out, err := e2eutil.Run(context.Background(), f.bin, "creds", "revoke", gone, "--creds-dir", credsDir); err != nil {
+		t.Fatalf("creds revoke: %v\n%s", err, out)
+	}
+	e2eutil.Eventually(t, 30*time.Second, 200*time.Millisecond, func() error {
+		nc, err := nats.Connect("nats://"+f.natsAddr, agentTLS[gone], nats.UserCredentials(agentCreds[gone]), nats.Timeout(5*time.Second))
+		if err == nil {
+			nc.Close()
+			return fmt.Errorf("revoked credentials of %s still connect", gone)
+		}
+		return nil
+	})
+	nc, err := nats.Connect("nats://"+f.natsAddr, agentTLS[f.hosts[1]], nats.UserCredentials(agentCreds[f.hosts[1]]), nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Errorf("%s's credentials after %s was revoked: %v", f.hosts[1], gone, err)
+	} else {
+		nc.Close()
+	}
 }
 
 // TestPlaintextRefusedOffLoopback: a server listening on every interface
