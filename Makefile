@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 20s
 
-.PHONY: build demo test lint unit fuzz proto proto-check bench bench-localize clean
+.PHONY: build demo test lint unit fuzz proto proto-check bench bench-localize bench-agent clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/meshlens ./cmd/meshlens
@@ -46,6 +46,15 @@ proto-check:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./internal/...
+
+# The scenario suite: F1, detection and localization time per scenario, for
+# the meshlens localizer and the 007-style vote baseline side by side.
+bench-localize:
+	$(GO) run ./bench/localize -suite 'test/scenarios/*.yaml'
+
+# Agent CPU and memory beside fping at Pingmesh scale (2,500 peers).
+bench-agent:
+	./bench/agent/run.sh
 
 clean:
 	rm -rf bin

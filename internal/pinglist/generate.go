@@ -81,12 +81,17 @@ func Generate(t *topology.Topology, s Settings, version uint64, now time.Time, p
 // Peers computes the three Pingmesh levels for every host.
 func Peers(t *topology.Topology, representatives int) map[string][]Peer {
 	out := make(map[string][]Peer, len(t.Hosts))
+	// One address string per host, shared by every list that names it: at
+	// tens of thousands of hosts a string per peer entry is gigabytes.
+	addrs := make(map[string]string, len(t.Hosts))
+	for _, h := range t.Hosts {
+		addrs[h.Name] = h.Addr.String()
+	}
 	add := func(src, dst string, level int) {
 		if src == dst {
 			return
 		}
-		h := t.Host(dst)
-		out[src] = append(out[src], Peer{Host: dst, Addr: h.Addr.String(), Level: level})
+		out[src] = append(out[src], Peer{Host: dst, Addr: addrs[dst], Level: level})
 	}
 	// Level 1: full mesh under each ToR.
 	for _, r := range t.Racks {

@@ -12,7 +12,10 @@ func PathReports(x *localize.Index, traces []localize.Trace, startUnixNano int64
 	byAgent := map[int32]*wire.PathReport{}
 	var order []int32
 	for _, tr := range traces {
-		if len(tr.Links) == 0 {
+		if len(tr.Links) == 0 || !contiguous(x, tr.Links) {
+			// A probe with no route stops short: real path discovery would
+			// not get past the failing hop either, so there is no path to
+			// report.
 			continue
 		}
 		r := byAgent[tr.Src]
@@ -36,4 +39,14 @@ func PathReports(x *localize.Index, traces []localize.Trace, startUnixNano int64
 		out = append(out, byAgent[src])
 	}
 	return out
+}
+
+// contiguous reports whether each link starts where the previous one ends.
+func contiguous(x *localize.Index, links []int32) bool {
+	for i := 1; i < len(links); i++ {
+		if x.To[links[i-1]] != x.From[links[i]] {
+			return false
+		}
+	}
+	return true
 }
