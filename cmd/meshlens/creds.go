@@ -112,9 +112,11 @@ func init() { extraCommands = append(extraCommands, newCredsCmd) }
 func addServerSecurityFlags(cmd *cobra.Command, cfg *server.Config) {
 	f := cmd.Flags()
 	f.StringVar(&cfg.CredsDir, "creds-dir", "", "require per-agent NATS credentials (meshlens creds issue HOST --creds-dir DIR); keys are created here on first start")
-	f.StringVar(&cfg.NATSTLS.Cert, "nats-tls-cert", "", "TLS certificate (PEM) of the embedded NATS server")
-	f.StringVar(&cfg.NATSTLS.Key, "nats-tls-key", "", "TLS key (PEM) of the embedded NATS server")
+	f.StringVar(&cfg.NATSTLS.Cert, "nats-tls-cert", "", "TLS certificate (PEM) of the embedded NATS server; with --nats-url, the server's client certificate")
+	f.StringVar(&cfg.NATSTLS.Key, "nats-tls-key", "", "TLS key (PEM) of the embedded NATS server; with --nats-url, the server's client key")
 	f.StringVar(&cfg.NATSTLS.CA, "nats-tls-client-ca", "", "require NATS client certificates signed by this CA (mTLS)")
+	f.StringVar(&cfg.NATSServerCA, "nats-tls-ca", "", "with --nats-url: CA of the cluster's certificates; turns on TLS")
+	f.StringVar(&cfg.NATSCreds, "nats-creds", "", "with --nats-url: the server's NATS credentials file")
 	f.StringVar(&cfg.HTTPTLS.Cert, "tls-cert", "", "TLS certificate (PEM) of the HTTP API and UI")
 	f.StringVar(&cfg.HTTPTLS.Key, "tls-key", "", "TLS key (PEM) of the HTTP API and UI")
 	f.StringVar(&cfg.HTTPTLS.CA, "tls-client-ca", "", "require HTTP client certificates signed by this CA (mTLS)")

@@ -49,6 +49,11 @@ type Config struct {
 	// CredsDir turns on per-agent NATS credentials for the embedded
 	// server (see bus.Authority; meshlens creds issue HOST).
 	CredsDir string
+	// With NATSURL (an external cluster): the server's own credentials
+	// file and the CA of the cluster's certificates; NATSTLS.Cert and Key
+	// are then its client certificate.
+	NATSCreds    string
+	NATSServerCA string
 	// InsecurePlaintext allows plaintext listeners off loopback.
 	InsecurePlaintext bool
 
@@ -201,6 +206,12 @@ func (s *Server) start(ctx context.Context) error {
 			ownOpts = append(ownOpts, inProc)
 		}
 		natsOpts = append(ownOpts, natsOpts...)
+	} else {
+		clientOpts, err := externalBusOptions(s.cfg)
+		if err != nil {
+			return err
+		}
+		natsOpts = append(clientOpts, natsOpts...)
 	}
 	if s.cfg.HTTPTLS.Enabled() {
 		if s.httpTLS, err = bus.ServerTLSConfig(s.cfg.HTTPTLS); err != nil {
@@ -349,12 +360,32 @@ func checkSecurity(cfg Config) error {
 		return err
 	}
 	if cfg.NATSURL != "" {
-		if cfg.CredsDir != "" || cfg.NATSTLS.Enabled() {
-			return errors.New("server: --creds-dir and --nats-tls-* configure the embedded NATS server; with --nats-url the cluster's own configuration applies")
+		if cfg.CredsDir != "" || cfg.NATSTLS.CA != "" {
+			return errors.New("server: --creds-dir and --nats-tls-client-ca configure the embedded NATS server; with --nats-url the cluster's own configuration applies (use --nats-creds, --nats-tls-ca)")
 		}
-		return nil
+		return bus.CheckURLs("--nats-url", cfg.NATSURL, cfg.NATSServerCA != "" || cfg.NATSTLS.Cert != "", cfg.InsecurePlaintext)
+	}
+	if cfg.NATSCreds != "" || cfg.NATSServerCA != "" {
+		return errors.New("server: --nats-creds and --nats-tls-ca are for an external cluster (--nats-url)")
 	}
 	return bus.CheckListener("--nats-addr", cfg.NATSAddr, cfg.NATSTLS.Enabled(), cfg.InsecurePlaintext)
+}
+
+// externalBusOptions are the server's client TLS and credentials for an
+// external cluster.
+func externalBusOptions(cfg Config) ([]nats.Option, error) {
+	var opts []nats.Option
+	if cfg.NATSServerCA != "" || cfg.NATSTLS.Cert != "" || cfg.NATSTLS.Key != "" {
+		tc, err := bus.ClientTLSConfig(bus.TLSFiles{CA: cfg.NATSServerCA, Cert: cfg.NATSTLS.Cert, Key: cfg.NATSTLS.Key})
+		if err != nil {
+			return nil, fmt.Errorf("server: --nats-tls-*: %w", err)
+		}
+		opts = append(opts, nats.Secure(tc))
+	}
+	if cfg.NATSCreds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	}
+	return opts, nil
 }
 
 // busSecurity is the embedded server's TLS and credentials setup and the

@@ -53,7 +53,10 @@ type natsNode struct {
 	p               *e2eutil.Process
 }
 
-func startCluster(t *testing.T, dir string) []*natsNode {
+// clusterTLS is the nodes' certificate and the CA they verify clients by.
+type clusterTLS struct{ cert, key, ca string }
+
+func startCluster(t *testing.T, dir string, tls clusterTLS, clientOpts ...nats.Option) []*natsNode {
 	t.Helper()
 	bin := natsServerBinary(t)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -74,7 +77,9 @@ listen: 127.0.0.1:%d
 max_payload: 2MB
 jetstream { store_dir: %q, max_file_store: 1GB, max_memory_store: 64MB }
 cluster { name: meshlens, listen: %s, routes: [%s] }
-`, n.name, clientPorts[i], filepath.Join(dir, n.name), strings.TrimPrefix(routes[i], "nats-route://"), strings.Join(routes, ", "))
+tls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }
+`, n.name, clientPorts[i], filepath.Join(dir, n.name), strings.TrimPrefix(routes[i], "nats-route://"), strings.Join(routes, ", "),
+			tls.cert, tls.key, tls.ca)
 		if err := os.WriteFile(n.conf, []byte(conf), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -84,7 +89,7 @@ cluster { name: meshlens, listen: %s, routes: [%s] }
 	// Ready when JetStream answers through every node (meta leader elected).
 	for _, n := range nodes {
 		e2eutil.Eventually(t, time.Minute, 250*time.Millisecond, func() error {
-			nc, err := nats.Connect(n.url, nats.Timeout(2*time.Second))
+			nc, err := nats.Connect(n.url, append(clientOpts, nats.Timeout(2*time.Second))...)
 			if err != nil {
 				return err
 			}
@@ -111,15 +116,27 @@ func clusterURLs(nodes []*natsNode) string {
 }
 
 // TestNATSNodeKilled: the server and the agents run against an external
-// three-node JetStream cluster with three replicas; SIGKILL of the node
-// leading the results stream loses no result and counts none twice.
+// three-node JetStream cluster with three replicas, over mTLS; SIGKILL of
+// the node leading the results stream loses no result and counts none
+// twice.
 func TestNATSNodeKilled(t *testing.T) {
 	f := newFabric(t, "127.6.9.1", 3)
-	nodes := startCluster(t, filepath.Join(f.dir, "cluster"))
+	p := newPKI(t)
+	nodeCert, nodeKey := p.leaf(t, "nats-node")
+	clientCert, clientKey := p.leaf(t, "client")
+	clientTLS, err := bus.ClientTLSConfig(bus.TLSFiles{CA: p.caFile, Cert: clientCert, Key: clientKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.natsOpts = []nats.Option{nats.Secure(clientTLS)}
+	nodes := startCluster(t, filepath.Join(f.dir, "cluster"), clusterTLS{nodeCert, nodeKey, p.caFile}, f.natsOpts...)
 	f.natsURL = clusterURLs(nodes)
-	f.serverArgs = []string{"--nats-url", f.natsURL, "--stream-replicas", "3"}
+	tlsArgs := []string{"--nats-tls-ca", p.caFile, "--nats-tls-cert", clientCert, "--nats-tls-key", clientKey}
+	f.serverArgs = append([]string{"--nats-url", f.natsURL, "--stream-replicas", "3"}, tlsArgs...)
 	f.startServer()
-	f.startAgents()
+	for _, h := range f.hosts {
+		f.startAgent(h, tlsArgs...)
+	}
 	f.waitProbing(f.hosts...)
 
 	// Find and kill the results stream's leader.
