@@ -367,8 +367,9 @@ func (a *Authority) IssueAgent(host string, expires time.Duration) ([]byte, erro
 // IssuePrivileged mints credentials that may do anything in the meshlens
 // account: for the server itself, sim live and operators' tools.
 func (a *Authority) IssuePrivileged(name string, expires time.Duration) ([]byte, error) {
-	if name == "" {
-		return nil, errors.New("bus: privileged credentials need a name")
+	// Same rule as host names: the name goes into issued.log and revoke.
+	if err := CheckHostName(name); err != nil {
+		return nil, fmt.Errorf("bus: privileged credentials: %w", err)
 	}
 	return a.issue("privileged "+name, name, expires, func(*jwt.UserClaims) {})
 }
