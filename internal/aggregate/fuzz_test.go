@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/meshlens/meshlens/internal/bus"
 	"github.com/meshlens/meshlens/internal/wire"
@@ -55,7 +56,8 @@ func FuzzIngest(f *testing.F) {
 // FuzzDecodeCheckpoint: any bytes in the KV are refused cleanly or restore.
 func FuzzDecodeCheckpoint(f *testing.F) {
 	c := Checkpoint{Version: checkpointVersion, SealedUntil: 10, CountedSeq: 5, ReplayFromSeq: 3,
-		Counters: []CheckpointCounter{{Level: "rack", Src: "a", Dst: "b", Proto: "tcp", Probes: 3, Lost: 1}},
+		Counters: []CheckpointCounter{{Level: "rack", Src: "a", Dst: "b", Proto: "tcp", Probes: 3, Lost: 1},
+			{Level: "target", Src: "web", Proto: "http", Probes: 3, Lost: 1, RTTBuckets: []uint64{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}}},
 		Dedup:    map[string]map[string]*seqSet{"h": {"1": {Contig: 4, Above: []uint64{6, 9}}}}}
 	data, _ := json.Marshal(&c)
 	f.Add(data)
@@ -65,6 +67,7 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 	}
 	f.Add(zdata)
 	f.Add([]byte(`{"version":1,"dedup":{"h":{"x":null}}}`))
+	f.Add([]byte(`{"version":1,"counters_at_unix_milli":5,"counter_series":3}`))
 	f.Add([]byte(`{"version":1,"dedup":{"h":{"1":{"contig":3,"above":[2]}}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := DecodeCheckpoint(data)
@@ -91,3 +94,50 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 // nilJetStream satisfies NewIngester for tests that call process directly;
 // any real use panics.
 type nilJetStream struct{ jetstream.JetStream }
+
+// FuzzCounterSeries: any label set read back from the TSDB is either
+// refused or parsed into a counter key whose series, written again, is
+// that same label set.
+func FuzzCounterSeries(f *testing.F) {
+	f.Add("meshlens_rack_pair_rtt_seconds_bucket", "src_rack", "r1", "dst_rack", "r2", "proto", "tcp", "le", "0.001")
+	f.Add("meshlens_host_probes_total", "host", "h1", "direction", "in", "proto", "udp", "", "")
+	f.Add("meshlens_target_probes_lost_total", "target", "web", "", "", "", "", "", "")
+	f.Add("meshlens_host_rtt_seconds_bucket", "host", "h1", "direction", "sideways", "proto", "udp", "le", "+Inf")
+	f.Fuzz(func(t *testing.T, name, l1, v1, l2, v2, l3, v3, l4, v4 string) {
+		kv := []string{"__name__", name}
+		for _, p := range [][2]string{{l1, v1}, {l2, v2}, {l3, v3}, {l4, v4}} {
+			if p[0] != "" {
+				kv = append(kv, p[0], p[1])
+			}
+		}
+		lset := labels.FromStrings(kv...)
+		agg, err := New(Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, field, bucket, ok := agg.parseCounterSeries(lset)
+		if !ok {
+			return
+		}
+		cs := seriesOf[k.kind]
+		back := []string{"__name__", []string{cs.probes, cs.lost, cs.bucket}[field], cs.srcLabel, k.Src}
+		if cs.dstLabel != "" {
+			back = append(back, cs.dstLabel, k.Dst)
+		}
+		switch k.kind {
+		case hostOutCounter:
+			back = append(back, "direction", "out")
+		case hostInCounter:
+			back = append(back, "direction", "in")
+		}
+		if cs.proto {
+			back = append(back, "proto", ProtoName(k.Proto))
+		}
+		if field == fieldBucket {
+			back = append(back, "le", leLabels[bucket])
+		}
+		if got := labels.FromStrings(back...); !labels.Equal(got, lset) {
+			t.Fatalf("%s parsed as %v, written back as %s", lset, k, got)
+		}
+	})
+}

@@ -288,6 +288,10 @@ func (a *Aggregator) parseCounterSeries(lset labels.Labels) (k counterKey, field
 	cs := &seriesOf[kind]
 	want := 2 + len(a.cfg.SeriesLabels) // name, src
 	k.kind = kind
+	// Present, not just counted: another label could stand in for one.
+	if !lset.Has(cs.srcLabel) || (cs.dstLabel != "" && !lset.Has(cs.dstLabel)) {
+		return k, 0, 0, false
+	}
 	k.Src = lset.Get(cs.srcLabel)
 	if cs.dstLabel != "" {
 		k.Dst = lset.Get(cs.dstLabel)
