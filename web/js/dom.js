@@ -25,6 +25,14 @@ export function s(tag, attrs, ...children) { return build(document.createElement
 
 export function clear(el) { while (el.firstChild) el.firstChild.remove(); return el; }
 
+// fill replaces el's children; null, undefined and false are skipped
+// (Element.append would print them as text).
+export function fill(el, ...children) {
+  clear(el);
+  for (const c of children.flat(Infinity)) if (c !== null && c !== undefined && c !== false) el.append(c);
+  return el;
+}
+
 // stateMessage renders an empty or error state in words.
 export function stateMessage(err, emptyText) {
   if (!err) return h('p', { class: 'empty' }, emptyText);

@@ -117,15 +117,32 @@ func (b *Browser) Navigate(url string) error {
 }
 
 // WaitFor polls a JavaScript predicate until it is truthy or timeout passes.
+// A poll cut short by a navigation (the page's JavaScript context replaced)
+// starts over in the new context.
 func (b *Browser) WaitFor(predicate string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(b.ctx, timeout+5*time.Second)
-	defer cancel()
-	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](predicate,
-		chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(timeout)))
-	if err != nil {
+	deadline := time.Now().Add(timeout)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			left = time.Millisecond
+		}
+		ctx, cancel := context.WithTimeout(b.ctx, left+5*time.Second)
+		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](predicate,
+			chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(left)))
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if contextLost(err) && time.Now().Before(deadline) {
+			continue
+		}
 		return fmt.Errorf("ui: waiting for %s: %w", predicate, err)
 	}
-	return nil
+}
+
+func contextLost(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "Cannot find context") || strings.Contains(s, "context was destroyed") || strings.Contains(s, "not survive navigation")
 }
 
 // Eval evaluates a JavaScript expression (promises are awaited) and decodes

@@ -160,6 +160,7 @@ func TestAPIContract(t *testing.T) {
 			if err := b.WaitFor(`document.querySelector('`+tc.sel+`')?.textContent.includes('`+tor+`')`, 30*time.Second); err != nil {
 				t.Errorf("%s: %v", tc.hash, err)
 			}
+			noJunk(t, b)
 			shot(t, b, "contract-"+strings.Trim(strings.NewReplacer("#/", "", "?", "-", "=", "-").Replace(tc.hash), "-"))
 		}
 		got, err := Eval[string](b, `import('/js/api.js').then(async m => (await m.suspects())[0].evidence)`)
@@ -214,6 +215,7 @@ func TestAPIContract(t *testing.T) {
 			if err := b.WaitFor(`document.querySelector('main h1') && ![...document.querySelectorAll('main .empty')].some(e => e.textContent === 'Loading…')`, 30*time.Second); err != nil {
 				t.Errorf("page %s: %v", p, err)
 			}
+			noJunk(t, b)
 		}
 		if p := b.Problems(); len(p) > 0 {
 			t.Errorf("console problems: %v", p)

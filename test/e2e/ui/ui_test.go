@@ -137,6 +137,19 @@ func page(t *testing.T, b *Browser, f *fabric, hash, predicate string, timeout t
 		shot(t, b, "FAILED-"+strings.ReplaceAll(t.Name(), "/", "-"))
 		t.Fatal(err)
 	}
+	noJunk(t, b)
+}
+
+// noJunk fails on JavaScript values leaking into the page as text.
+func noJunk(t *testing.T, b *Browser) {
+	t.Helper()
+	junk, err := Eval[string](b, `(document.querySelector('main').innerText.match(/\b(null|undefined|NaN)\b|\[object Object\]/) || [''])[0]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if junk != "" {
+		t.Errorf("page %s shows %q as text", evalT[string](t, b, "location.hash"), junk)
+	}
 }
 
 func shot(t *testing.T, b *Browser, name string) {

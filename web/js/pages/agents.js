@@ -1,7 +1,7 @@
 // Agents: every agent's health as the server sees it.
 
 import * as api from '../api.js';
-import { h, clear, stateMessage, fmtSeconds, fmtNum, fmtTime, fmtAgo } from '../dom.js';
+import { h, clear, fill, stateMessage, fmtSeconds, fmtNum, fmtTime, fmtAgo } from '../dom.js';
 
 let body, ctx, filter = '';
 
@@ -10,16 +10,16 @@ async function refresh() {
   try {
     list = await api.agents();
   } catch (err) {
-    clear(body).append(stateMessage(err));
+    fill(body, stateMessage(err));
     ctx.reportError(err);
     return;
   }
-  if (!list.length) { clear(body).append(h('p', { class: 'empty' }, 'No agents have reported yet. Start `meshlens agent` on the hosts of the topology.')); return; }
+  if (!list.length) { fill(body, h('p', { class: 'empty' }, 'No agents have reported yet. Start `meshlens agent` on the hosts of the topology.')); return; }
   const order = { missing: 0, stale: 1 };
   list.sort((a, b) => (order[a.state] ?? 2) - (order[b.state] ?? 2) || String(a.host).localeCompare(b.host));
   const shown = filter ? list.filter(a => a.state === filter) : list;
   const count = st => list.filter(a => a.state === st).length;
-  clear(body).append(
+  fill(body, 
     h('p', { id: 'agents-summary' }, `${list.length} agents: `, h('span', { class: 'state-up' }, count('up') + ' up'), ', ',
       h('span', { class: 'state-stale' }, count('stale') + ' stale'), ', ', h('span', { class: 'state-missing' }, count('missing') + ' missing')),
     h('table', { id: 'agents-table' },

@@ -4,7 +4,7 @@
 // absent = live), pal, warn, bad.
 
 import * as api from '../api.js';
-import { h, clear, stateMessage, fmtSeconds, fmtRatio, fmtTime } from '../dom.js';
+import { h, clear, fill, stateMessage, fmtSeconds, fmtRatio, fmtTime } from '../dom.js';
 import { Heatmap } from '../heatmap.js';
 import { metrics, palettes } from '../scale.js';
 
@@ -248,20 +248,20 @@ async function load(st, { poll }) {
   try {
     topo = await api.topologyCached();
   } catch (err) {
-    clear(els.body).append(stateMessage(err));
+    fill(els.body, stateMessage(err));
     ctx.reportError(err);
     return;
   }
   if (!st.level) st.level = defaultLevel(topo);
   const key = JSON.stringify(paramsOf(st));
   if (!poll || key !== lastKey) {
-    clear(els.toolbar).append(toolbar(st), legend(st));
-    clear(els.crumbs).append(crumbs(st));
+    fill(els.toolbar, toolbar(st), legend(st));
+    fill(els.crumbs, crumbs(st));
   }
   lastKey = key;
   const [rows, cols] = axes(topo, st.level, st.a, st.b);
   if (!rows.length || !cols.length) {
-    clear(els.body).append(h('p', { class: 'empty' }, topo.racks.length
+    fill(els.body, h('p', { class: 'empty' }, topo.racks.length
       ? `Nothing to show: ${st.a || '?'} → ${st.b || '?'} is not in the topology.`
       : 'The topology has no racks yet.'));
     return;
@@ -272,13 +272,13 @@ async function load(st, { poll }) {
   } catch (err) {
     if (my !== seq) return;
     els.caption.textContent = '';
-    clear(els.body).append(stateMessage(err));
+    fill(els.body, stateMessage(err));
     ctx.reportError(err);
     return;
   }
   if (my !== seq) return;
   els.detail = data.detail;
-  if (!els.body.contains(hm.canvas)) clear(els.body).append(els.wrap);
+  if (!els.body.contains(hm.canvas)) fill(els.body, els.wrap);
   hm.setData({ rows, cols, values: data.values, warn: st.warn, bad: st.bad, colors: palettes[st.pal].colors });
   hm.canvas.dataset.level = st.level;
   hm.canvas.dataset.metric = st.metric;
@@ -286,7 +286,7 @@ async function load(st, { poll }) {
   hm.canvas.setAttribute('aria-label',
     `${metrics[st.metric].label} heatmap, ${rows.length} source ${st.level}s by ${cols.length} destination ${st.level}s. Arrow keys move, Enter drills down.`);
   hm.render();
-  clear(els.side).append(worstList(st));
+  fill(els.side, worstList(st));
   els.caption.textContent = `${rows.length} × ${cols.length} ${st.level} pairs · rows: source, columns: destination · ` +
     (metrics[st.metric].kind === 'loss' ? 'loss over the minute to ' : 'latency of the window ending ') +
     (st.t ? fmtTime(st.t) : 'now (live, refreshed every ' + ctx.windowMs / 1000 + ' s)') +
@@ -310,7 +310,7 @@ export default {
     els.wrap = h('div', { class: 'heat-wrap' }, h('div', { class: 'heat-main' }, canvas, els.tip), els.side);
     els.setState = x => { st = x; };
     root.append(h('h1', {}, 'Heatmap'), els.toolbar, els.crumbs, els.caption, els.body);
-    clear(els.body).append(h('p', { class: 'empty' }, 'Loading…'));
+    fill(els.body, h('p', { class: 'empty' }, 'Loading…'));
     await load(st, { poll: false });
   },
   async update(c, { poll }) {

@@ -3,7 +3,7 @@
 // pairs, and the remediation audit.
 
 import * as api from '../api.js';
-import { h, clear, stateMessage, fmtTime, fmtSeconds, fmtRatio } from '../dom.js';
+import { h, clear, fill, stateMessage, fmtTime, fmtSeconds, fmtRatio } from '../dom.js';
 
 let ctx, body;
 
@@ -50,12 +50,12 @@ async function refresh(p) {
         inc.remediation = decisions.map(d => ({ at: d.at, actor: d.rule, action: `${d.action} ${d.element}`,
           result: d.taken ? 'taken' : d.dryRun ? 'dry run' : 'not taken' + (d.reason ? ': ' + d.reason : '') }));
       }
-      clear(body).append(detailView(inc));
+      fill(body, detailView(inc));
     } else {
-      clear(body).append(listView(await api.incidents()));
+      fill(body, listView(await api.incidents()));
     }
   } catch (err) {
-    clear(body).append(stateMessage(err));
+    fill(body, stateMessage(err));
     ctx.reportError(err);
   }
 }

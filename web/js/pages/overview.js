@@ -2,7 +2,7 @@
 // endpoint missing or failing leaves the others readable.
 
 import * as api from '../api.js';
-import { h, clear, stateMessage, fmtSeconds, fmtRatio, fmtNum } from '../dom.js';
+import { h, clear, fill, stateMessage, fmtSeconds, fmtRatio, fmtNum } from '../dom.js';
 import { metrics, level, levelNames } from '../scale.js';
 
 let cards, ctx;
@@ -12,12 +12,12 @@ function card(id, title) {
   return { el: h('section', { class: 'card', id, 'aria-labelledby': id + '-h' }, h('h2', { id: id + '-h' }, title), body), body };
 }
 
-async function fill(c, fn) {
+async function fillCard(c, fn) {
   try {
     const content = await fn();
-    clear(c.body).append(content);
+    fill(c.body, content);
   } catch (err) {
-    clear(c.body).append(stateMessage(err));
+    fill(c.body, stateMessage(err));
     ctx.reportError(err);
   }
 }
@@ -72,8 +72,8 @@ async function worstCard() {
 
 function refresh() {
   return Promise.all([
-    fill(cards.incidents, incidentsCard), fill(cards.slos, slosCard),
-    fill(cards.agents, agentsCard), fill(cards.worst, worstCard),
+    fillCard(cards.incidents, incidentsCard), fillCard(cards.slos, slosCard),
+    fillCard(cards.agents, agentsCard), fillCard(cards.worst, worstCard),
   ]);
 }
 

@@ -3,7 +3,7 @@
 // its probes can cross with their current estimates, and diagnose's verdict.
 
 import * as api from '../api.js';
-import { h, clear, stateMessage, fmtSeconds, fmtRatio, fmtNum } from '../dom.js';
+import { h, clear, fill, stateMessage, fmtSeconds, fmtRatio, fmtNum } from '../dom.js';
 import { lineChart } from '../chart.js';
 import { metrics } from '../scale.js';
 
@@ -125,7 +125,7 @@ async function refresh(p) {
   const src = p.get('src'), dst = p.get('dst'), sr = p.get('src_rack'), dr = p.get('dst_rack');
   let topo = null;
   try { topo = await api.topologyCached(); } catch (err) { ctx.reportError(err); }
-  clear(els.chooser).append(chooser(p, topo));
+  fill(els.chooser, chooser(p, topo));
   let content;
   if (src && dst) {
     els.title.textContent = `Pair ${src} → ${dst}`;
@@ -137,7 +137,7 @@ async function refresh(p) {
     els.title.textContent = 'Pair';
     content = [h('p', { class: 'empty' }, 'Choose a source and a destination host, or click a cell of the heatmap.')];
   }
-  clear(els.body).append(...content);
+  fill(els.body, ...content);
 }
 
 export default {

@@ -2,7 +2,7 @@
 // time, and its alert tiers.
 
 import * as api from '../api.js';
-import { h, clear, stateMessage, fmtRatio, fmtNum } from '../dom.js';
+import { h, clear, fill, stateMessage, fmtRatio, fmtNum } from '../dom.js';
 import { lineChart } from '../chart.js';
 
 let ctx, body;
@@ -25,8 +25,8 @@ async function budgetChart(name) {
 
 async function refresh(p) {
   let list;
-  try { list = await api.slos(); } catch (err) { clear(body).append(stateMessage(err)); ctx.reportError(err); return; }
-  if (!list.length) { clear(body).append(h('p', { class: 'empty' }, 'No SLOs are defined. Add them to the server\'s SLO file.')); return; }
+  try { list = await api.slos(); } catch (err) { fill(body, stateMessage(err)); ctx.reportError(err); return; }
+  if (!list.length) { fill(body, h('p', { class: 'empty' }, 'No SLOs are defined. Add them to the server\'s SLO file.')); return; }
   const sections = await Promise.all(list.map(async s => h('section', { class: 'card', id: 'slo-' + s.name, dataset: { slo: s.name, state: s.alerts.some(a => a.state === 'firing') ? 'firing' : 'ok' } },
     h('h2', {}, s.name), s.description ? h('p', {}, s.description) : null,
     s.error ? h('p', { class: 'error-state' }, 'Evaluation failed: ' + s.error) : null,
@@ -43,7 +43,7 @@ async function refresh(p) {
     s.perDay.length ? lineChart([{ name: 'budget consumed per day', points: s.perDay.map(([d, v]) => [d.getTime(), v]) }], { title: 'Error budget consumed per day', format: v => fmtRatio(v, 2), yMin: 0 }) : null,
     /^https?:\/\//.test(s.runbook) ? h('p', {}, h('a', { href: s.runbook, rel: 'noopener noreferrer' }, 'Runbook')) : null,
     p.get('slo') === s.name || list.length <= 4 ? await budgetChart(s.name) : null)));
-  clear(body).append(h('div', { class: 'grid' }, sections));
+  fill(body, h('div', { class: 'grid' }, sections));
   const want = p.get('slo');
   if (want) document.getElementById('slo-' + want)?.scrollIntoView();
 }

@@ -3,7 +3,7 @@
 // estimates, blamed elements highlighted, drained ones marked.
 
 import * as api from '../api.js';
-import { h, s, clear, stateMessage, fmtRatio, fmtSeconds } from '../dom.js';
+import { h, s, clear, fill, stateMessage, fmtRatio, fmtSeconds } from '../dom.js';
 
 let root, ctx, els;
 
@@ -114,7 +114,7 @@ function short(name) {
 }
 
 function showDetail(name, est, isBlamed, isDrained) {
-  clear(els.detail).append(h('h2', {}, name), h('dl', { class: 'kv' },
+  fill(els.detail, h('h2', {}, name), h('dl', { class: 'kv' },
     h('dt', {}, 'estimate'), h('dd', {}, fmtEstimate(est)),
     h('dt', {}, 'confidence'), h('dd', {}, est && est.confidence !== null ? fmtRatio(est.confidence, 2) : '–'),
     h('dt', {}, 'blamed'), h('dd', {}, isBlamed ? 'yes' : 'no'),
@@ -124,8 +124,8 @@ function showDetail(name, est, isBlamed, isDrained) {
 
 async function refresh(p) {
   let t;
-  try { t = await api.topologyCached(); } catch (err) { clear(els.body).append(stateMessage(err)); ctx.reportError(err); return; }
-  if (!t.switches.length) { clear(els.body).append(h('p', { class: 'empty' }, 'The topology is empty.')); return; }
+  try { t = await api.topologyCached(); } catch (err) { fill(els.body, stateMessage(err)); ctx.reportError(err); return; }
+  if (!t.switches.length) { fill(els.body, h('p', { class: 'empty' }, 'The topology is empty.')); return; }
   const [susR, incR, remR] = await Promise.allSettled([api.suspects(), api.incidents(), api.remediations()]);
   const list = susR.status === 'fulfilled' ? susR.value : [];
   const sus = new Map(list.map(x => [x.element, x]));
@@ -135,7 +135,7 @@ async function refresh(p) {
   if (remR.status === 'fulfilled') api.drainedElements(remR.value).forEach(e => drained.add(e));
   const notes = [];
   if (susR.status === 'rejected') notes.push(stateMessage(susR.reason));
-  clear(els.body).append(
+  fill(els.body, 
     h('div', { class: 'legend' }, 'Colour: localizer estimate (loss ≥ 1 % or added latency ≥ 1 ms is bad). Thick red: blamed. Dashed: drained. Hosts collapsed per rack.'),
     ...notes,
     h('div', { class: 'topo-scroll' }, draw(t, sus, blamed, drained, p.get('focus'))),
