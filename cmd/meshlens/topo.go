@@ -3,6 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
 
 	"time"
 
@@ -113,4 +116,51 @@ func addPinglistFlags(cmd *cobra.Command, s *pinglist.Settings) {
 	f.StringSliceVar(&s.Protocols, "probe-protocols", []string{"tcp", "udp"}, "protocols every agent runs against its peers: tcp, udp, icmp")
 	f.IntVar(&s.InterDCRepresentatives, "inter-dc-representatives", 2, "hosts per DC that probe other DCs")
 	f.IntVar(&s.Partitions, "partitions", 1, "partitions of the results stream (aggregator scale-out)")
+	f.Var(&httpTargetsFlag{&s.HTTPTargets}, "http-target", "a service every agent probes with GET: NAME=URL[,status=CODE][,body=SUBSTRING] (repeatable)")
+}
+
+// httpTargetsFlag parses --http-target NAME=URL[,status=CODE][,body=TEXT].
+type httpTargetsFlag struct{ targets *[]pinglist.HTTPTarget }
+
+func (f *httpTargetsFlag) String() string {
+	if f.targets == nil {
+		return ""
+	}
+	var parts []string
+	for _, t := range *f.targets {
+		parts = append(parts, t.Name+"="+t.URL)
+	}
+	return strings.Join(parts, " ")
+}
+
+func (f *httpTargetsFlag) Type() string { return "NAME=URL" }
+
+func (f *httpTargetsFlag) Set(v string) error {
+	name, rest, ok := strings.Cut(v, "=")
+	if !ok || name == "" || rest == "" {
+		return fmt.Errorf("want NAME=URL[,status=CODE][,body=TEXT], got %q", v)
+	}
+	fields := strings.Split(rest, ",")
+	u, err := url.Parse(fields[0])
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("target %s: %q is not an http(s) URL", name, fields[0])
+	}
+	t := pinglist.HTTPTarget{Name: name, URL: fields[0]}
+	for _, kv := range fields[1:] {
+		k, val, _ := strings.Cut(kv, "=")
+		switch k {
+		case "status":
+			code, err := strconv.Atoi(val)
+			if err != nil || code < 100 || code > 599 {
+				return fmt.Errorf("target %s: status %q is not an HTTP status code", name, val)
+			}
+			t.ExpectStatus = code
+		case "body":
+			t.ExpectBody = val
+		default:
+			return fmt.Errorf("target %s: unknown option %q (want status= or body=)", name, k)
+		}
+	}
+	*f.targets = append(*f.targets, t)
+	return nil
 }
