@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/tsdb"
+
 	"github.com/meshlens/meshlens/internal/wire"
 )
 
@@ -181,4 +183,47 @@ func BenchmarkSeal(b *testing.B) {
 		pairs += len(sealed[0].Pairs)
 	}
 	b.ReportMetric(float64(pairs)/b.Elapsed().Seconds(), "pairs/s")
+}
+
+// BenchmarkSealTSDB measures sealing one window into a real TSDB: the
+// rollups and every cumulative counter series (with the RTT histograms,
+// 16 series per location pair) in one commit.
+func BenchmarkSealTSDB(b *testing.B) {
+	f := newBenchFleet(b, 20)
+	w := 10 * time.Second
+	base := time.Unix(1_800_000_000, 0)
+	db, err := tsdb.Open(b.TempDir(), nil, nil, tsdb.DefaultOptions(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	agg, err := New(Config{Window: w, Lateness: time.Nanosecond, Recent: w, Locator: f.fab, Appendable: db})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		shift := time.Duration(i) * w
+		for _, d := range f.batches {
+			bt, err := wire.Decode(d)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, r := range bt.Results {
+				r.StartUnixNano += int64(shift)
+			}
+			if err := agg.Ingest(bt, base.Add(shift)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		sealed, err := agg.Advance(context.Background(), base.Add(shift+w+time.Second))
+		if err != nil || len(sealed) != 1 {
+			b.Fatal(fmt.Sprint("sealed ", len(sealed), err))
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(len(agg.Counters("rack"))), "rack-pairs")
 }

@@ -3,7 +3,6 @@ package aggregate
 import (
 	"fmt"
 	"math"
-	"sort"
 	"strconv"
 	"time"
 
@@ -48,7 +47,14 @@ var leLabels = func() [numRTTBuckets + 1]string {
 // rttBucket is the index of the first bucket whose bound is ≥ rtt
 // (numRTTBuckets: only +Inf).
 func rttBucket(rttNs int64) int {
-	return sort.Search(numRTTBuckets, func(i int) bool { return bucketBoundsNs[i] >= rttNs })
+	// A scan, not a binary search: datacenter RTTs stop at the first
+	// bounds, and this runs for every answered probe.
+	for i, b := range bucketBoundsNs {
+		if rttNs <= b {
+			return i
+		}
+	}
+	return numRTTBuckets
 }
 
 // counterKind says which family a cumulative counter belongs to.

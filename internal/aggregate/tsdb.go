@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
@@ -187,7 +188,7 @@ func (a *Aggregator) restoreCountersFromTSDB(ctx context.Context, at int64, want
 		names = append(names, regexp.QuoteMeta(n))
 	}
 	sort.Strings(names)
-	ms := []*labels.Matcher{labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, strings.Join(names, "|"))}
+	ms := []*labels.Matcher{labels.MustNewMatcher(labels.MatchRegexp, model.MetricNameLabel, strings.Join(names, "|"))}
 	for n, v := range a.cfg.SeriesLabels {
 		ms = append(ms, labels.MustNewMatcher(labels.MatchEqual, n, v))
 	}
@@ -270,7 +271,7 @@ func (a *Aggregator) restoreCountersFromTSDB(ctx context.Context, at int64, want
 // for a bucket, its index. ok is false for series that are not exactly
 // this aggregator's (other labels, unknown le).
 func (a *Aggregator) parseCounterSeries(lset labels.Labels) (k counterKey, field, bucket int, ok bool) {
-	cm, ok := counterMetrics[lset.Get(labels.MetricName)]
+	cm, ok := counterMetrics[lset.Get(model.MetricNameLabel)]
 	if !ok {
 		return k, 0, 0, false
 	}
