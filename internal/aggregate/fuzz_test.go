@@ -58,7 +58,7 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 	c := Checkpoint{Version: checkpointVersion, SealedUntil: 10, CountedSeq: 5, ReplayFromSeq: 3,
 		Counters: []CheckpointCounter{{Level: "rack", Src: "a", Dst: "b", Proto: "tcp", Probes: 3, Lost: 1},
 			{Level: "target", Src: "web", Proto: "http", Probes: 3, Lost: 1, RTTBuckets: []uint64{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}}},
-		Dedup:    map[string]map[string]*seqSet{"h": {"1": {Contig: 4, Above: []uint64{6, 9}}}}}
+		Dedup: map[string]map[string]*seqSet{"h": {"1": {Contig: 4, Above: []uint64{6, 9}}}}}
 	data, _ := json.Marshal(&c)
 	f.Add(data)
 	zdata, err := EncodeCheckpoint(&c)
