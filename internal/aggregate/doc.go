@@ -21,6 +21,31 @@
 // recent pair detail and the cumulative counters (meshlens_ingest_late_
 // results_total), not into rollups already written.
 //
+// # Cumulative counters
+//
+// Counted exactly at ingest (never from a sketch) and written, all of them,
+// at every sealed window's end in that window's commit, so that the SLO
+// engine's increase() sees a sample of each in any range:
+//
+//   - meshlens_{rack,pod,dc}_pair_probes_total / _probes_lost_total
+//     {src_<level>, dst_<level>, proto}: probes sent and lost;
+//   - meshlens_{rack,pod,dc}_pair_rtt_seconds_bucket{..., le}: answered
+//     (OK) probes with RTT ≤ le, le from LatencyBuckets (slo's list) and
+//     +Inf, a classic Prometheus histogram without _sum and _count;
+//   - meshlens_host_probes_total / _probes_lost_total / _rtt_seconds_bucket
+//     {host, direction, proto}: direction "out" when the host sent the
+//     probe, "in" when it was probed;
+//   - meshlens_target_probes_total / _probes_lost_total / _rtt_seconds_bucket
+//     {target}: HTTP probes of a service target.
+//
+// HTTP probes measure services named in the pinglist, not the fabric: their
+// destination is a target, whatever its name. They feed only the target
+// counters and the pair detail, never host or location rollups or counters
+// (a failing service must not make its prober look like a sick host), and a
+// bad response counts as lost for the target. Target names come from agents,
+// so Config.MaxTargets bounds them; results beyond are rejected as
+// too_many_targets.
+//
 // # Exactly once from JetStream
 //
 // The Ingester reads one partition of the RESULTS stream as a log, with an
@@ -31,7 +56,8 @@
 //
 //   - sealed_until: windows ending at or before it are sealed and in the TSDB;
 //   - counted_seq: every stream message ≤ it is in the cumulative counters,
-//     whose values are in the checkpoint too;
+//     whose values are either in the checkpoint or, with Config.Queryable,
+//     in the TSDB at counters_at (below);
 //   - replay_from_seq: the smallest stream seq that contributed to a window
 //     not yet sealed;
 //   - the (agent, epoch) → seen batch seqs de-duplication state, as it was
@@ -61,13 +87,37 @@
 // the topology, is counted in meshlens_ingest_rejected_total and skipped:
 // one bad batch never stops the others.
 //
+// # Counters in the TSDB, not in the checkpoint
+//
+// A checkpoint must fit in one KV value (1 MiB max_payload by default), and
+// a 10,000-host fabric has ~800k rack-pair counter sets of 16 numbers each:
+// far too many to save every second. So, with Config.Queryable (the store
+// the Appendable writes to), the checkpoint holds no counters: it is saved
+// right after a seal's commit, when the counters equal the samples that
+// commit wrote, and records that commit's timestamp (counters_at) and how
+// many counter sets it wrote. A restart reads the samples at exactly
+// counters_at back (matching Config.SeriesLabels, ignoring series with
+// other labels) and checks their number; then replay proceeds as above.
+// Two cases would break "the TSDB holds the counters' values at
+// counters_at", and then the checkpoint is not saved (counted as
+// meshlens_aggregate_checkpoints_total{result="deferred"}; the previous one
+// stays valid and the next clean seal saves): a counter changed between
+// the seal's snapshot and the save, or the TSDB refused some counter
+// samples of the commit (a window re-sealed after a crash whose first
+// values differ). A checkpoint pointing at samples the TSDB no longer has
+// (TSDB wiped) stops the ingester with an error rather than counting from
+// zero; delete the partition's key to start afresh. Without a Queryable
+// the counters are in the checkpoint (gzipped JSON, ~7 bytes a number),
+// which limits that mode to small fabrics; old checkpoints of that form
+// load either way.
+//
 // Known limits: the recent pair detail is in memory; a restarted ingester
-// holds detail only for windows it seals itself. The checkpoint grows with
-// the number of rack pairs and must fit in one KV value: gzipped it takes
-// ~7 bytes per counter, so the default 1 MiB max_payload holds ~250 racks
-// probed over two protocols; beyond that, raise max_payload. Several
-// partitions sharing one TSDB need Config.SeriesLabels (see there); the
-// fleet-wide rollups of a window are MergeWindows of the partitions' parts.
+// holds detail only for windows it seals itself. Every counter series is
+// written at every seal: a full rack mesh of 625 racks over two protocols
+// is ~12.5M series per window, which is a TSDB cardinality problem before
+// it is a checkpoint one. Several partitions sharing one TSDB need
+// Config.SeriesLabels (see there); the fleet-wide rollups of a window are
+// MergeWindows of the partitions' parts.
 //
 // This package imports wire, bus and clock, never topology or the stages
 // after it: they import its SealedWindow.

@@ -37,7 +37,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshlens_ingest_rejected_total",
-			Help: "Rejected input. Per result for clock_skew, too_old and unknown_host of a destination; per batch for malformed, too_large, invalid_field, subject_mismatch and unknown_host of the agent.",
+			Help: "Rejected input. Per result for clock_skew, too_old, unknown_host of a destination and too_many_targets (HTTP targets beyond the cap); per batch for malformed, too_large, invalid_field, subject_mismatch and unknown_host of the agent.",
 		}, []string{"reason"}),
 		sealed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshlens_aggregate_windows_sealed_total", Help: "Windows sealed and handed to the sinks.",
@@ -52,13 +52,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "meshlens_aggregate_tsdb_samples_skipped_total", Help: "Samples the TSDB refused (e.g. a re-sealed window after a restart whose value differs).",
 		}, []string{"reason"}),
 		checkpoints: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meshlens_aggregate_checkpoints_total", Help: "Checkpoint saves, by result (ok, error).",
+			Name: "meshlens_aggregate_checkpoints_total", Help: "Checkpoint saves, by result (ok, error, deferred: the TSDB does not hold the counters' current values yet).",
 		}, []string{"result"}),
 		dedupGaps: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshlens_ingest_dedup_gaps_total", Help: "Batch sequence numbers skipped to bound de-duplication state: a batch arriving later with one of them is dropped.",
 		}),
 	}
-	for _, r := range []string{"clock_skew", "too_old", "unknown_host", "malformed", "too_large", "invalid_field", "subject_mismatch"} {
+	for _, r := range []string{"clock_skew", "too_old", "unknown_host", "too_many_targets", "malformed", "too_large", "invalid_field", "subject_mismatch"} {
 		m.rejected.WithLabelValues(r)
 	}
 	if reg == nil {
