@@ -256,13 +256,17 @@ func (p *TCPProber) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		// Wake for completions, for the earliest deadline, and at least
 		// every 100 ms to notice ctx.
-		wake := p.clock.Now().Add(100 * time.Millisecond)
+		clockNow := p.clock.Now()
+		wake := clockNow.Add(100 * time.Millisecond)
 		p.mu.Lock()
 		if len(p.byDue) > 0 && p.byDue[0].deadline.Before(wake) {
 			wake = p.byDue[0].deadline
 		}
 		p.mu.Unlock()
-		p.ep.SetReadDeadline(wake)
+		// The kernel's deadline is on the real clock: translate, so an
+		// agent whose probe clock is offset neither sleeps through its
+		// stop nor spins.
+		p.ep.SetReadDeadline(time.Now().Add(wake.Sub(clockNow)))
 		ready = ready[:0]
 		rerr := rc.Read(func(fd uintptr) bool {
 			n, err := unix.EpollWait(int(fd), events, 0)
