@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
@@ -18,6 +19,7 @@ func newSimLiveCmd() *cobra.Command {
 	var natsURL string
 	var partitions int
 	var loop bool
+	var credsFile string
 	cmd := &cobra.Command{
 		Use:   "live SCENARIO.yaml",
 		Short: "Drive a scenario's synthetic fabric in real time into a running server",
@@ -35,7 +37,13 @@ with the scenario's topology (write it with: meshlens sim topology FILE).`,
 			if err != nil {
 				return err
 			}
-			nc, err := bus.Connect(natsURL, "meshlens-sim-live")
+			var opts []nats.Option
+			if credsFile != "" {
+				// Synthetic agents publish as every host: the credentials
+				// must be privileged (meshlens creds issue NAME --privileged).
+				opts = append(opts, nats.UserCredentials(credsFile))
+			}
+			nc, err := bus.Connect(natsURL, "meshlens-sim-live", opts...)
 			if err != nil {
 				return err
 			}
@@ -54,6 +62,7 @@ with the scenario's topology (write it with: meshlens sim topology FILE).`,
 	f.StringVar(&natsURL, "nats-url", "nats://127.0.0.1:4222", "the server's bus")
 	f.IntVar(&partitions, "partitions", 1, "partitions of the results stream (the server's --partitions)")
 	f.BoolVar(&loop, "loop", false, "start the scenario over when it ends")
+	f.StringVar(&credsFile, "creds", "", "privileged NATS credentials, when the server runs with --creds-dir")
 	return cmd
 }
 
