@@ -163,7 +163,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { return s.watchTopology(ctx) })
 	g.Go(func() error { return s.analyzer.Run(ctx) })
-	g.Go(func() error { return s.alerting.Run(ctx) })
+	g.Go(func() error { return s.runAlerting(ctx) })
 	g.Go(func() error { return s.serveAPI(ctx) })
 	if s.authority != nil {
 		// meshlens creds revoke takes effect without a restart.
@@ -444,4 +444,69 @@ func (s *Server) agentLags() map[string]time.Duration {
 		}
 	}
 	return out
+}
+
+// analyzerLeaseKey names the lease that elects the one server which
+// evaluates SLOs and sends alerts when several share an external bus.
+const analyzerLeaseKey = "lease.analyzer"
+
+// runAlerting runs SLO evaluation and alert delivery: always on the
+// embedded bus (one server), and only while holding the analyzer lease on
+// an external one, so two servers never page twice. A server that loses
+// the lease stops at once; the next leader re-sends what is firing, and
+// Alertmanager merges identical alerts.
+func (s *Server) runAlerting(ctx context.Context) error {
+	if s.cfg.NATSURL == "" {
+		return s.alerting.Run(ctx)
+	}
+	kv, err := s.js.KeyValue(ctx, bus.StateBucket)
+	if err != nil {
+		return fmt.Errorf("server: analyzer lease: %w", err)
+	}
+	host, _ := os.Hostname()
+	changes := make(chan bool, 4)
+	lease, err := bus.NewLease(bus.LeaseConfig{
+		KV: kv, Key: analyzerLeaseKey, Holder: fmt.Sprintf("%s/%d", host, os.Getpid()),
+		OnChange: func(leader bool) { changes <- leader }, Logger: s.logger,
+	})
+	if err != nil {
+		return err
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return lease.Run(ctx) })
+	g.Go(func() error {
+		var stop context.CancelFunc
+		done := make(chan error, 1)
+		for {
+			select {
+			case <-ctx.Done():
+				if stop != nil {
+					stop()
+					<-done
+				}
+				return nil
+			case err := <-done:
+				stop = nil
+				if err != nil {
+					return err
+				}
+			case leader := <-changes:
+				switch {
+				case leader && stop == nil:
+					var lctx context.Context
+					lctx, stop = context.WithCancel(ctx)
+					s.logger.Info("analyzer lease won: evaluating SLOs and sending alerts")
+					go func() { done <- s.alerting.Run(lctx) }()
+				case !leader && stop != nil:
+					s.logger.Warn("analyzer lease lost: alerting stopped")
+					stop()
+					if err := <-done; err != nil {
+						return err
+					}
+					stop = nil
+				}
+			}
+		}
+	})
+	return g.Wait()
 }
