@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -547,6 +548,31 @@ func TestIngesterConfig(t *testing.T) {
 	}
 	if err := ing.Run(t.Context()); !errors.Is(err, ErrBadCheckpoint) {
 		t.Errorf("Run with a corrupt checkpoint = %v, want ErrBadCheckpoint", err)
+	}
+	// A checkpoint whose counters are in the TSDB needs a Queryable, and
+	// the TSDB must hold them: otherwise Run stops rather than count from 0.
+	for _, tt := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"no queryable", Config{}},
+		{"empty TSDB", Config{Appendable: e.db, Queryable: e.db}},
+	} {
+		data, err := EncodeCheckpoint(&Checkpoint{Version: checkpointVersion, SealedUntil: 20e9, CountedSeq: 3, ReplayFromSeq: 4, CountersAt: 10e3, CounterSeries: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(t.Context(), CheckpointKey(0), data); err != nil {
+			t.Fatal(err)
+		}
+		agg, _ := newTestAggregator(t, tt.cfg)
+		ing, err := NewIngester(IngesterConfig{JetStream: e.js, Aggregator: agg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ing.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "counters") {
+			t.Errorf("%s: Run = %v, want an error about the counters", tt.name, err)
+		}
 	}
 }
 
