@@ -169,15 +169,27 @@ type PairSource interface {
 	PairWindows(ctx context.Context, q PairQuery) ([]PairWindow, error)
 }
 
-// PairQuery selects the windows of one src→dst pair. Proto empty: all.
+// RackPairSource, when the PairSource also implements it, answers
+// /api/v1/pairs?src_rack=&dst_rack=: every host pair of a rack pair, for
+// the host level of the heatmap.
+type RackPairSource interface {
+	RackPairWindows(ctx context.Context, q PairQuery) ([]PairWindow, error)
+}
+
+// PairQuery selects the windows of one src→dst pair, or with SrcRack and
+// DstRack of every host pair between two racks. Proto empty: all.
 type PairQuery struct {
-	Src, Dst     string
-	Proto        string
-	Since, Until time.Time
+	Src, Dst         string
+	SrcRack, DstRack string
+	Proto            string
+	Since, Until     time.Time
 }
 
 // PairWindow is one aggregation window of a pair. Latencies in seconds.
 type PairWindow struct {
+	// Src and Dst are set when a query covers many pairs (a rack pair).
+	Src       string    `json:"src,omitempty"`
+	Dst       string    `json:"dst,omitempty"`
 	Start     time.Time `json:"start"`
 	End       time.Time `json:"end"`
 	Proto     string    `json:"proto"`

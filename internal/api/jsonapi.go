@@ -82,7 +82,17 @@ func (s *Server) pairs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorUnavailable, errors.New("pair windows are not available"))
 		return
 	}
-	windows, err := s.src.Pairs.PairWindows(r.Context(), q)
+	var windows []PairWindow
+	if q.SrcRack != "" {
+		rp, ok := s.src.Pairs.(RackPairSource)
+		if !ok {
+			writeError(w, errorUnavailable, errors.New("rack-pair queries are not available"))
+			return
+		}
+		windows, err = rp.RackPairWindows(r.Context(), q)
+	} else {
+		windows, err = s.src.Pairs.PairWindows(r.Context(), q)
+	}
 	if err != nil {
 		writeError(w, errorExec, fmt.Errorf("pair windows %s->%s: %w", q.Src, q.Dst, err))
 		return
@@ -95,14 +105,30 @@ func (s *Server) pairs(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) parsePairQuery(r *http.Request) (PairQuery, error) {
 	v := r.URL.Query()
-	q := PairQuery{Src: v.Get("src"), Dst: v.Get("dst"), Proto: v.Get("proto")}
-	for name, val := range map[string]string{"src": q.Src, "dst": q.Dst} {
+	q := PairQuery{Src: v.Get("src"), Dst: v.Get("dst"), Proto: v.Get("proto"), SrcRack: v.Get("src_rack"), DstRack: v.Get("dst_rack")}
+	names := map[string]string{"src": q.Src, "dst": q.Dst}
+	if q.SrcRack != "" || q.DstRack != "" {
+		// A rack pair: every host pair of it, in the minute up to at.
+		if q.Src != "" || q.Dst != "" {
+			return q, errors.New("give src and dst, or src_rack and dst_rack, not both")
+		}
+		names = map[string]string{"src_rack": q.SrcRack, "dst_rack": q.DstRack}
+		at, err := parseTimeParam(v.Get("at"), "at", s.cfg.Clock.Now())
+		if err != nil {
+			return q, err
+		}
+		q.Since, q.Until = at.Add(-time.Minute), at
+	}
+	for name, val := range names {
 		if !validName(val) {
 			return q, fmt.Errorf("invalid parameter %q: %q is not a host name", name, val)
 		}
 	}
 	if q.Proto != "" && !validName(q.Proto) {
 		return q, fmt.Errorf("invalid parameter \"proto\": %q", q.Proto)
+	}
+	if q.SrcRack != "" {
+		return q, nil
 	}
 	var err error
 	if q.Until, err = parseTimeParam(v.Get("until"), "until", s.cfg.Clock.Now()); err != nil {

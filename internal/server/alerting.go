@@ -144,7 +144,7 @@ func (a *alerting) register(srv *api.Server) {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": inc})
 	}))
-	srv.Handle("GET /api/v1/remediation/audit", api.RoleViewer, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	srv.Handle("GET /api/v1/remediations", api.RoleViewer, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		decisions := []alert.Decision{}
 		if a.rem != nil {
 			var err error

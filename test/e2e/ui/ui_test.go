@@ -53,7 +53,20 @@ background: {loss: 0, latency: {base: 40us, jitter: 20us}} # no background loss:
 faults:
   - {kind: device_loss, device: %s, rate: 0.5}
 `, topoPath, faultyToR)
-	for path, data := range map[string]string{topoPath: topoYAML, scenarioPath: scenario} {
+	// An SLO on the faulty rack, so its burn opens an incident that names
+	// the localizer's culprit.
+	sloPath := filepath.Join(dir, "slos.yaml")
+	slos := fmt.Sprintf(`name: faulty-rack-availability
+target: 99.9%%
+window: 7d
+sli:
+  probe_availability: {rack: %s}
+alerting:
+  min_events: 20
+  tiers:
+    - {name: fast, burn_rate: 14.4, long: 1m, short: 20s, severity: page}
+`, faultyRack)
+	for path, data := range map[string]string{topoPath: topoYAML, scenarioPath: scenario, sloPath: slos} {
 		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +74,7 @@ faults:
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
 	natsAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
 	server := e2eutil.Start(t, "server", nil, bin, "server", "--topology", topoPath, "--data-dir", filepath.Join(dir, "data"),
-		"--http-addr", httpAddr, "--nats-addr", natsAddr, "--lateness", "2s")
+		"--http-addr", httpAddr, "--nats-addr", natsAddr, "--lateness", "2s", "--slo", sloPath, "--slo-interval", "5s")
 	f := &fabric{base: "http://" + httpAddr, dir: dir}
 	e2eutil.WaitHTTP(t, f.base+"/readyz", time.Minute)
 	sim := e2eutil.Start(t, "sim", nil, bin, "sim", "live", scenarioPath, "--nats-url", "nats://"+natsAddr)
