@@ -67,6 +67,11 @@ type Config struct {
 	// probes, which are service names, not topology hosts); results for
 	// more are rejected as too_many_targets. Default DefaultMaxTargets.
 	MaxTargets int
+	// HostRTTBuckets adds RTT histograms to the host counters
+	// (meshlens_host_rtt_seconds_bucket, for host-scope latency SLIs): 14
+	// more series per host, direction and protocol, written at every seal,
+	// so off by default.
+	HostRTTBuckets bool
 	// Appendable receives every sealed window's rollups; nil writes nothing.
 	Appendable storage.Appendable
 	// Queryable reads back what Appendable wrote (the same store). With
@@ -163,6 +168,8 @@ type pair struct {
 	counts [numLevels + 2]*counter
 	// target: an HTTP pair, whose destination is a service (see newPairLocked).
 	target bool
+	// bucketed: counts[:bucketed] keep RTT histograms.
+	bucketed int8
 	// rollups this pair feeds, as indexes into Aggregator.rollKeys (-1:
 	// none): resolved once so that sealing indexes slices instead of
 	// hashing strings for every pair of every window.
@@ -373,9 +380,12 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 			// A service that answers wrongly failed its check: for a
 			// target that is a lost probe, though the network delivered.
 			lost = lost || (p.target && r.Outcome == wire.Outcome_OUTCOME_BAD_RESPONSE)
-			for _, c := range p.counts {
+			for i, c := range p.counts {
 				if c == nil {
 					break
+				}
+				if i == int(p.bucketed) {
+					bucket = -1
 				}
 				c.add(lost, bucket)
 			}
@@ -472,7 +482,7 @@ func (a *Aggregator) newPairLocked(k PairKey, src location) (p *pair, full bool)
 	a.byID = append(a.byID, p)
 	p.rollups = [numRollups]int32{-1, -1, -1, -1, -1}
 	if target {
-		p.target = true
+		p.target, p.bucketed = true, 1
 		p.counts[0] = a.counterForLocked(counterKey{targetCounter, LocationPair{Src: k.Dst, Proto: k.Proto}})
 		a.pairs[k.Src][dstProto{k.Dst, k.Proto}] = p
 		return p, false
@@ -487,6 +497,10 @@ func (a *Aggregator) newPairLocked(k PairKey, src location) (p *pair, full bool)
 			p.counts[n] = a.counterForLocked(counterKey{counterKind(lv), loc})
 			n++
 		}
+	}
+	p.bucketed = int8(n)
+	if a.cfg.HostRTTBuckets {
+		p.bucketed += 2
 	}
 	p.counts[n] = a.counterForLocked(counterKey{hostOutCounter, LocationPair{Src: k.Src, Proto: k.Proto}})
 	p.counts[n+1] = a.counterForLocked(counterKey{hostInCounter, LocationPair{Src: k.Dst, Proto: k.Proto}})

@@ -93,7 +93,7 @@ func TestCheckpointRestoreFromTSDB(t *testing.T) {
 	t0 := aligned(w, 10*time.Minute)
 	db := openTSDB(t)
 	cfg := func(partition string) Config {
-		return Config{Window: w, Appendable: db, Queryable: db, SeriesLabels: map[string]string{"partition": partition}}
+		return Config{Window: w, Appendable: db, Queryable: db, HostRTTBuckets: true, SeriesLabels: map[string]string{"partition": partition}}
 	}
 	agg, _ := newTestAggregator(t, cfg("1"))
 	agg.mu.Lock()

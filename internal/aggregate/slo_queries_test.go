@@ -41,7 +41,7 @@ func TestSLOQueriesReadCounters(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	agg, err := aggregate.New(aggregate.Config{Window: w, Locator: locate, Appendable: db, Queryable: db})
+	agg, err := aggregate.New(aggregate.Config{Window: w, Locator: locate, Appendable: db, Queryable: db, HostRTTBuckets: true})
 	if err != nil {
 		t.Fatal(err)
 	}

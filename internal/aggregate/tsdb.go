@@ -123,6 +123,9 @@ func (a *Aggregator) writeTSDB(ctx context.Context, sw *SealedWindow, counters [
 		add(float64(c.Probes), kv...)
 		kv[1] = cs.lost
 		add(float64(c.Lost), kv...)
+		if (c.key.kind == hostOutCounter || c.key.kind == hostInCounter) && !a.cfg.HostRTTBuckets {
+			continue
+		}
 		kv[1] = cs.bucket
 		h := c.histogram()
 		n := len(kv)

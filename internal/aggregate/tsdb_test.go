@@ -78,7 +78,7 @@ func TestTSDBRollups(t *testing.T) {
 	w := 10 * time.Second
 	t0 := aligned(w, 10*time.Minute)
 	db := openTSDB(t)
-	agg, _ := newTestAggregator(t, Config{Window: w, Appendable: db, SeriesLabels: map[string]string{"partition": "2"}})
+	agg, _ := newTestAggregator(t, Config{Window: w, Appendable: db, HostRTTBuckets: true, SeriesLabels: map[string]string{"partition": "2"}})
 	const (
 		a = "dc1-pod1-rack1-h01"
 		b = "dc1-pod2-rack2-h01"
