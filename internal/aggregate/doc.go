@@ -32,9 +32,9 @@
 //   - meshlens_{rack,pod,dc}_pair_rtt_seconds_bucket{..., le}: answered
 //     (OK) probes with RTT ≤ le, le from LatencyBuckets (slo's list) and
 //     +Inf, a classic Prometheus histogram without _sum and _count;
-//   - meshlens_host_probes_total / _probes_lost_total / _rtt_seconds_bucket
-//     {host, direction, proto}: direction "out" when the host sent the
-//     probe, "in" when it was probed;
+//   - meshlens_host_probes_total / _probes_lost_total {host, direction,
+//     proto}: direction "out" when the host sent the probe, "in" when it
+//     was probed; _rtt_seconds_bucket too with Config.HostRTTBuckets;
 //   - meshlens_target_probes_total / _probes_lost_total / _rtt_seconds_bucket
 //     {target}: HTTP probes of a service target.
 //
