@@ -269,6 +269,9 @@ func (s *Server) start(ctx context.Context) error {
 			return s.Topology().Locate(host)
 		})
 		aggCfg.Appendable = s.store
+		// Counters are restored from the TSDB, which keeps the checkpoint
+		// small at any fabric size.
+		aggCfg.Queryable = s.store
 		if len(partitions) > 1 {
 			// Partitions share the TSDB: keep their rollup series apart.
 			aggCfg.SeriesLabels = map[string]string{"partition": fmt.Sprint(p)}
