@@ -54,6 +54,12 @@ type Fabric struct {
 	routes   *localize.Routes
 	routeKey string
 
+	// Drained elements (drain.go); nil and "" when nothing is drained.
+	drainNode map[int32]bool
+	drainLink map[int32]bool
+	drainKey  string
+	drained   []string
+
 	linkFx [][]int32 // per link direction: faults acting on it
 	nodeFx [][]int32 // per switch node
 	slowFx [][]int32 // per host: host_slow faults
@@ -400,7 +406,8 @@ func (f *Fabric) node(n int32, flow uint64, t int64, w *walk) {
 }
 
 // updateRoutes recomputes the routing tables when the set of down elements
-// routing has converged around changes at offset t.
+// routing has converged around changes at offset t, or the set of drained
+// elements (which routing avoids at once) changed.
 func (f *Fabric) updateRoutes(t time.Duration) {
 	var down []int
 	for i, ft := range f.sc.Faults {
@@ -413,6 +420,7 @@ func (f *Fabric) updateRoutes(t time.Duration) {
 	for _, i := range down {
 		key.WriteString(strconv.Itoa(i) + ",")
 	}
+	key.WriteString(f.drainKey)
 	if f.routes != nil && key.String() == f.routeKey {
 		return
 	}
@@ -432,7 +440,7 @@ func (f *Fabric) updateRoutes(t time.Duration) {
 			links[l], links[f.x.Reverse[l]] = true, true
 		}
 	}
-	f.routes = f.x.Routes(func(n int32) bool { return nodes[n] }, func(l int32) bool { return links[l] })
+	f.routes = f.x.Routes(func(n int32) bool { return nodes[n] || f.drainNode[n] }, func(l int32) bool { return links[l] || f.drainLink[l] })
 }
 
 // mix is SplitMix64's finalizer: a fast, well-spread 64-bit hash.
