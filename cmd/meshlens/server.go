@@ -44,6 +44,7 @@ func addServerFlags(cmd *cobra.Command, cfg *server.Config) {
 	f.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:9780", "address of the HTTP API and UI")
 	f.StringVar(&cfg.NATSAddr, "nats-addr", "127.0.0.1:4222", "address of the embedded NATS server")
 	f.StringVar(&cfg.NATSURL, "nats-url", "", "use this external NATS JetStream cluster instead of the embedded server")
+	f.StringVar(&cfg.ServerID, "server-id", "", "with --nats-url: this server's name among those sharing the cluster, keying its own aggregator checkpoints (default: host name)")
 	f.DurationVar(&cfg.Aggregate.Window, "window", 10*time.Second, "aggregation window")
 	f.DurationVar(&cfg.Aggregate.Lateness, "lateness", 30*time.Second, "how long after its end a window waits for late results before it is sealed")
 	f.DurationVar(&cfg.Aggregate.Recent, "recent", time.Hour, "how long pair-level detail is kept in memory")

@@ -27,7 +27,12 @@ type IngesterConfig struct {
 	Aggregator *Aggregator
 	Clock      clock.Clock   // sealing clock; default clock.Real
 	SealEvery  time.Duration // default DefaultSealEvery
-	Logger     *slog.Logger
+	// CheckpointKey overrides the StateBucket key of the checkpoint
+	// (default CheckpointKey(Partition)). Servers that ingest the same
+	// partition side by side, each into its own TSDB, need one key each,
+	// or they would overwrite each other's progress.
+	CheckpointKey string
+	Logger        *slog.Logger
 }
 
 // Ingester consumes one partition of the results stream into an Aggregator,
@@ -68,10 +73,14 @@ func NewIngester(cfg IngesterConfig) (*Ingester, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	key := cfg.CheckpointKey
+	if key == "" {
+		key = CheckpointKey(cfg.Partition)
+	}
 	return &Ingester{
 		cfg:    cfg,
 		agg:    cfg.Aggregator,
-		key:    CheckpointKey(cfg.Partition),
+		key:    key,
 		prefix: strings.TrimSuffix(bus.PartitionSubjects(cfg.Partition), ">"),
 	}, nil
 }

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sync/atomic"
 	"time"
 
@@ -40,6 +41,11 @@ type Config struct {
 	// NATSURL points at an external cluster.
 	NATSAddr string
 	NATSURL  string
+	// ServerID names this server among those sharing an external bus
+	// (NATSURL); default the host name. Each server keeps its own TSDB, a
+	// full replica, so each keeps its own aggregator checkpoints, keyed
+	// by partition and ServerID. Unused on the embedded bus.
+	ServerID string
 	// NATSOptions are extra client options (credentials, TLS).
 	NATSOptions []nats.Option
 	// NATSTLS makes the embedded NATS server require TLS; with a CA,
@@ -110,6 +116,18 @@ func New(cfg Config) (*Server, error) {
 	if err := checkSecurity(cfg); err != nil {
 		return nil, err
 	}
+	if cfg.NATSURL != "" {
+		if cfg.ServerID == "" {
+			host, err := os.Hostname()
+			if err != nil {
+				return nil, fmt.Errorf("server: --server-id not set and no host name to default to: %w", err)
+			}
+			cfg.ServerID = host
+		}
+		if !serverIDPattern.MatchString(cfg.ServerID) {
+			return nil, fmt.Errorf("server: --server-id %q: want letters, digits, '-', '_' and inner dots (it is part of a NATS KV key)", cfg.ServerID)
+		}
+	}
 	s := &Server{cfg: cfg, logger: cfg.Logger, registry: prometheus.NewRegistry()}
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -139,6 +157,10 @@ func loadTopology(file string) (*topology.Topology, time.Time, error) {
 	}
 	return topo, st.ModTime(), nil
 }
+
+// serverIDPattern keeps a server id usable as the last tokens of a NATS
+// KV key.
+var serverIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
 
 // Topology is the fabric as the server currently knows it.
 func (s *Server) Topology() *topology.Topology { return s.topo.Load() }
@@ -282,7 +304,13 @@ func (s *Server) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		in, err := aggregate.NewIngester(aggregate.IngesterConfig{JetStream: s.js, Partition: p, Aggregator: agg, Logger: aggCfg.Logger})
+		inCfg := aggregate.IngesterConfig{JetStream: s.js, Partition: p, Aggregator: agg, Logger: aggCfg.Logger}
+		if s.cfg.NATSURL != "" {
+			// Servers sharing an external bus each ingest every partition
+			// into their own TSDB: one checkpoint per server.
+			inCfg.CheckpointKey = aggregate.CheckpointKey(p) + "." + s.cfg.ServerID
+		}
+		in, err := aggregate.NewIngester(inCfg)
 		if err != nil {
 			return err
 		}
@@ -459,17 +487,22 @@ const analyzerLeaseKey = "lease.analyzer"
 // the lease stops at once; the next leader re-sends what is firing, and
 // Alertmanager merges identical alerts.
 func (s *Server) runAlerting(ctx context.Context) error {
+	leaderGauge := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "meshlens_analyzer_leader",
+		Help: "1 while this server is the analyzer (evaluates SLOs and sends alerts), else 0.",
+	})
+	s.registry.MustRegister(leaderGauge)
 	if s.cfg.NATSURL == "" {
+		leaderGauge.Set(1)
 		return s.alerting.Run(ctx)
 	}
 	kv, err := s.js.KeyValue(ctx, bus.StateBucket)
 	if err != nil {
 		return fmt.Errorf("server: analyzer lease: %w", err)
 	}
-	host, _ := os.Hostname()
 	changes := make(chan bool, 4)
 	lease, err := bus.NewLease(bus.LeaseConfig{
-		KV: kv, Key: analyzerLeaseKey, Holder: fmt.Sprintf("%s/%d", host, os.Getpid()),
+		KV: kv, Key: analyzerLeaseKey, Holder: fmt.Sprintf("%s/%d", s.cfg.ServerID, os.Getpid()),
 		OnChange: func(leader bool) { changes <- leader }, Logger: s.logger,
 	})
 	if err != nil {
@@ -498,10 +531,12 @@ func (s *Server) runAlerting(ctx context.Context) error {
 				case leader && stop == nil:
 					var lctx context.Context
 					lctx, stop = context.WithCancel(ctx)
-					s.logger.Info("analyzer lease won: evaluating SLOs and sending alerts")
+					leaderGauge.Set(1)
+					s.logger.Info("analyzer lease won: evaluating SLOs and sending alerts", "server_id", s.cfg.ServerID)
 					go func() { done <- s.alerting.Run(lctx) }()
 				case !leader && stop != nil:
-					s.logger.Warn("analyzer lease lost: alerting stopped")
+					leaderGauge.Set(0)
+					s.logger.Warn("analyzer lease lost: alerting stopped", "server_id", s.cfg.ServerID)
 					stop()
 					if err := <-done; err != nil {
 						return err
