@@ -131,6 +131,10 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	expr := r.Form.Get("query")
+	if err := checkQueryLength(expr); err != nil {
+		writeError(w, errorBadData, err)
+		return
+	}
 	st := s.src.Store
 	qry, err := st.Engine().NewInstantQuery(ctx, st, opts, expr, ts)
 	if err != nil {
@@ -194,6 +198,10 @@ func (s *Server) queryRange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	expr := r.Form.Get("query")
+	if err := checkQueryLength(expr); err != nil {
+		writeError(w, errorBadData, err)
+		return
+	}
 	st := s.src.Store
 	qry, err := st.Engine().NewRangeQuery(ctx, st, opts, expr, start, end, step)
 	if err != nil {
@@ -289,6 +297,14 @@ func (s *Server) parseSeriesParams(r *http.Request, needMatch bool) (seriesParam
 	}
 	p.mint, p.maxt = timestamp.FromTime(start), timestamp.FromTime(end)
 	match := r.Form["match[]"]
+	if len(match) > MaxMatchers {
+		return p, fmt.Errorf("invalid parameter \"match[]\": %d selectors, at most %d", len(match), MaxMatchers)
+	}
+	for _, m := range match {
+		if err := checkQueryLength(m); err != nil {
+			return p, fmt.Errorf("invalid parameter \"match[]\": %w", err)
+		}
+	}
 	if needMatch && len(match) == 0 {
 		return p, errors.New("no match[] parameter provided")
 	}
@@ -505,4 +521,19 @@ func (s *Server) runtimeInfo(w http.ResponseWriter, _ *http.Request) {
 
 func (s *Server) flags(w http.ResponseWriter, _ *http.Request) {
 	writeData(w, map[string]string{}, nil, nil)
+}
+
+// Limits on what one query may ask for. The body limit alone would let a
+// caller make the engine parse and plan megabytes of selectors; these keep
+// each request to what a person or a dashboard writes.
+const (
+	MaxQueryLength = 16 << 10
+	MaxMatchers    = 256
+)
+
+func checkQueryLength(expr string) error {
+	if len(expr) > MaxQueryLength {
+		return fmt.Errorf("query of %d bytes, at most %d", len(expr), MaxQueryLength)
+	}
+	return nil
 }
