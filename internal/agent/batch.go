@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
@@ -123,8 +125,9 @@ func (a *Agent) publishLoop(ctx context.Context, js jetstream.JetStream) {
 		partition := a.partition
 		a.mu.Unlock()
 		pctx, cancel := context.WithTimeout(ctx, a.cfg.PublishTimeout)
-		_, err := js.Publish(pctx, bus.ResultsSubject(partition, a.cfg.Host), data,
-			jetstream.WithMsgID(bus.BatchMsgID(a.cfg.Host, a.spool.epoch, seq)))
+		msg := &nats.Msg{Subject: bus.ResultsSubject(partition, a.cfg.Host), Data: data, Header: nats.Header{}}
+		msg.Header.Set(bus.AgentClockHeader, strconv.FormatInt(a.cfg.Clock.Now().UnixNano(), 10))
+		_, err := js.PublishMsg(pctx, msg, jetstream.WithMsgID(bus.BatchMsgID(a.cfg.Host, a.spool.epoch, seq)))
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {

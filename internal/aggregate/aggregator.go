@@ -794,6 +794,20 @@ func (a *Aggregator) noteRejectedBatch(agent, reason string, count bool) {
 	}
 }
 
+// rejectSkewedBatch refuses a whole batch whose agent's clock is off,
+// counting each of its results as clock_skew.
+func (a *Aggregator) rejectSkewedBatch(b *wire.Batch, count bool) {
+	if !count {
+		return
+	}
+	a.m.rejected.WithLabelValues("clock_skew").Add(float64(len(b.Results)))
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if as := a.agents[b.Agent]; as != nil {
+		as.RejectedResults += uint64(len(b.Results))
+	}
+}
+
 // Counters returns the exact cumulative probe counts of one level ("rack",
 // "pod" or "dc") by location pair.
 func (a *Aggregator) Counters(levelName string) map[LocationPair]Count {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,6 +52,11 @@ type Ingester struct {
 	startLastSeq uint64 // the stream's last seq when Run started
 	replayFrom   uint64 // where Run started consuming (0: the beginning)
 	first        bool   // a message was seen since Run started
+
+	// The current message's agent clock offset from the stream's clock,
+	// when the agent sent bus.AgentClockHeader.
+	clockOffset time.Duration
+	hasClock    bool
 }
 
 // CheckpointKey is the StateBucket key of a partition's checkpoint.
@@ -225,6 +231,12 @@ func (in *Ingester) handle(msg jetstream.Msg) error {
 				"partition", in.cfg.Partition, "replay_from_seq", in.replayFrom, "first_seq", seq)
 		}
 	}
+	in.clockOffset, in.hasClock = 0, false
+	if v := msg.Headers().Get(bus.AgentClockHeader); v != "" {
+		if ns, err := strconv.ParseInt(v, 10, 64); err == nil {
+			in.clockOffset, in.hasClock = time.Duration(ns-meta.Timestamp.UnixNano()), true
+		}
+	}
 	in.process(msg.Subject(), msg.Data(), seq, meta.Timestamp)
 	return nil
 }
@@ -266,6 +278,15 @@ func (in *Ingester) process(subject string, data []byte, seq uint64, stored time
 		if count {
 			in.agg.m.duplicates.Inc()
 		}
+		return
+	}
+	// The agent said what its clock read when it published: off by more
+	// than MaxFuture either way, none of its probe times can be trusted,
+	// even for a batch replayed from its spool long after sealing.
+	if in.hasClock && (in.clockOffset > in.agg.cfg.MaxFuture || -in.clockOffset > in.agg.cfg.MaxFuture) {
+		in.agg.rejectSkewedBatch(b, count)
+		in.logReject(count, "batch from an agent whose clock is off", seq, subject,
+			fmt.Errorf("aggregate: agent %q clock is %v off the stream's", b.Agent, in.clockOffset))
 		return
 	}
 	// Arrival is the time the stream stored the message, not now, so that a

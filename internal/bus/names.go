@@ -57,3 +57,9 @@ const (
 	PathsSubjectPrefix = "meshlens.paths"
 	PathsSubjects      = PathsSubjectPrefix + ".>"
 )
+
+// AgentClockHeader carries the agent's clock (Unix ns) at the moment it
+// publishes a batch. Compared with the time JetStream stored the message,
+// it exposes an agent whose clock is off in either direction, even for a
+// batch replayed from the spool long after it was sealed.
+const AgentClockHeader = "Meshlens-Agent-Time"
