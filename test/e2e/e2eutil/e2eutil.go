@@ -6,6 +6,7 @@ package e2eutil
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -217,4 +218,18 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "…" + s[strings.IndexByte(s[len(s)-n:], '\n')+len(s)-n:]
+}
+
+// GetJSON GETs url and decodes its JSON body into v; anything but 200 is
+// an error.
+func GetJSON(url string, v any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
 }

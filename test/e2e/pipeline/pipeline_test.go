@@ -7,9 +7,7 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -76,18 +74,6 @@ func (f *fabric) promtool(t *testing.T, args ...string) (string, error) {
 	return e2eutil.Run(context.Background(), "promtool", append([]string{"query"}, args...)...)
 }
 
-func getJSON(url string, v any) error {
-	resp, err := http.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
-}
-
 func TestAgentsToRollups(t *testing.T) {
 	e2eutil.Require(t, "promtool")
 	f := newFabric(t, "127.3.0.1")
@@ -144,7 +130,7 @@ func TestAgentsToRollups(t *testing.T) {
 		} `json:"data"`
 	}
 	src, dst := f.hosts[0], f.hosts[1]
-	if err := getJSON(f.httpURL+"/api/v1/pairs?src="+src+"&dst="+dst, &pairs); err != nil {
+	if err := e2eutil.GetJSON(f.httpURL+"/api/v1/pairs?src="+src+"&dst="+dst, &pairs); err != nil {
 		t.Fatal(err)
 	}
 	seen := map[string]uint64{}
@@ -164,7 +150,7 @@ func TestAgentsToRollups(t *testing.T) {
 			Probes uint64 `json:"probes_total"`
 		} `json:"data"`
 	}
-	if err := getJSON(f.httpURL+"/api/v1/agents", &agents); err != nil {
+	if err := e2eutil.GetJSON(f.httpURL+"/api/v1/agents", &agents); err != nil {
 		t.Fatal(err)
 	}
 	if len(agents.Data) != len(f.hosts) {

@@ -7,9 +7,7 @@ package simlive
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,18 +37,6 @@ alerting:
   tiers:
     - {name: fast, burn_rate: 14.4, long: 1m, short: 10s, severity: page}
 `
-
-func getJSON(url string, v any) error {
-	resp, err := http.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
-}
 
 func TestSimLiveFaultIsLocalizedAndPaged(t *testing.T) {
 	bin := e2eutil.Binary(t)
@@ -91,7 +77,7 @@ func TestSimLiveFaultIsLocalizedAndPaged(t *testing.T) {
 		} `json:"data"`
 	}
 	e2eutil.Eventually(t, time.Minute, time.Second, func() error {
-		if err := getJSON(url+"/api/v1/suspects", &verdict); err != nil {
+		if err := e2eutil.GetJSON(url+"/api/v1/suspects", &verdict); err != nil {
 			return err
 		}
 		if verdict.Data.End.IsZero() {
@@ -105,7 +91,7 @@ func TestSimLiveFaultIsLocalizedAndPaged(t *testing.T) {
 
 	// After it: the link (either direction) is blamed.
 	e2eutil.Eventually(t, 2*time.Minute, time.Second, func() error {
-		if err := getJSON(url+"/api/v1/suspects", &verdict); err != nil {
+		if err := e2eutil.GetJSON(url+"/api/v1/suspects", &verdict); err != nil {
 			return err
 		}
 		for _, s := range verdict.Data.Suspects {
@@ -127,7 +113,7 @@ func TestSimLiveFaultIsLocalizedAndPaged(t *testing.T) {
 		} `json:"data"`
 	}
 	e2eutil.Eventually(t, 2*time.Minute, time.Second, func() error {
-		if err := getJSON(url+"/api/v1/incidents", &incidents); err != nil {
+		if err := e2eutil.GetJSON(url+"/api/v1/incidents", &incidents); err != nil {
 			return err
 		}
 		for _, inc := range incidents.Data {
