@@ -166,6 +166,10 @@ func agentDoesOwnWork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The subscription must reach the server before the publish does.
+	if err := b.js.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
 	if err := a.nc.Publish(PathsSubject("h1"), []byte("paths")); err != nil {
 		t.Fatal(err)
 	}
