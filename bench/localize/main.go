@@ -17,7 +17,13 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/pprof"
 	"syscall"
+	"time"
+
+	"github.com/meshlens/meshlens/internal/aggregate"
+	"github.com/meshlens/meshlens/internal/localize"
 
 	"github.com/meshlens/meshlens/internal/sim"
 )
@@ -27,16 +33,30 @@ func main() {
 	one := flag.String("run", "", "run this one scenario file and print its JSON report")
 	workers := flag.Int("workers", 2, "scenarios run at once")
 	asJSON := flag.Bool("json", false, "print the reports as JSON instead of a table")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	memProfile := flag.String("memprofile", "", "write a heap profile (in use at the peak window) to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench-localize: cpu profile:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *suite, *one, *workers, *asJSON); err != nil {
+	if err := run(ctx, *suite, *one, *workers, *asJSON, *memProfile); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-localize:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, suite, one string, workers int, asJSON bool) error {
+func run(ctx context.Context, suite, one string, workers int, asJSON bool, memProfile string) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	if one != "" {
@@ -44,9 +64,25 @@ func run(ctx context.Context, suite, one string, workers int, asJSON bool) error
 		if err != nil {
 			return err
 		}
-		rep, err := sim.Run(ctx, sc, sim.Options{})
+		var opts sim.Options
+		var heapErr error
+		if memProfile != "" {
+			// The heap right after a window's first verdict, while the
+			// window, the recent ones and the localizers' state are all
+			// alive: rewritten every window, so the file ends with the
+			// last (steady-state) one.
+			opts.Observe = func(_ time.Duration, localizer string, _ *aggregate.SealedWindow, _ []localize.Suspect) {
+				if localizer == localize.NameMeshlens && heapErr == nil {
+					heapErr = writeHeapProfile(memProfile)
+				}
+			}
+		}
+		rep, err := sim.Run(ctx, sc, opts)
 		if err != nil {
 			return err
+		}
+		if heapErr != nil {
+			return fmt.Errorf("heap profile: %w", heapErr)
 		}
 		var ru syscall.Rusage
 		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
@@ -62,4 +98,17 @@ func run(ctx context.Context, suite, one string, workers int, asJSON bool) error
 		return enc.Encode(entries)
 	}
 	return sim.WriteTable(os.Stdout, entries)
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC() // the profile shows what is live, not garbage
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
