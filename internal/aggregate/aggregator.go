@@ -161,7 +161,6 @@ type Count struct{ Probes, Lost uint64 }
 type pair struct {
 	key      PairKey
 	id       int32 // index in open windows' stats
-	src, dst location
 	// counts are the cumulative counters the pair's results go into, up to
 	// the first nil: rack, pod and DC pairs (with a Locator), host out and
 	// in; or the target's, for HTTP.
@@ -477,7 +476,7 @@ func (a *Aggregator) newPairLocked(k PairKey, src location) (p *pair, full bool)
 			return nil, false
 		}
 	}
-	p = &pair{key: k, id: a.nPairs, src: src, dst: dst}
+	p = &pair{key: k, id: a.nPairs}
 	a.nPairs++
 	a.byID = append(a.byID, p)
 	p.rollups = [numRollups]int32{-1, -1, -1, -1, -1}
@@ -620,6 +619,7 @@ func (a *Aggregator) sealLocked(w *window) *SealedWindow {
 	var slab []Rollup
 	var kinds [numRollups]int
 	var idx [inlineRTTs]int
+	var vals [inlineRTTs]float64
 	sw := &SealedWindow{
 		Start: time.Unix(0, w.start).UTC(),
 		End:   time.Unix(0, w.start+a.w).UTC(),
@@ -632,7 +632,9 @@ func (a *Aggregator) sealLocked(w *window) *SealedWindow {
 		// sketch bin once, not once per rollup.
 		n := 0
 		if st.rtt.sketch == nil {
-			for i, v := range st.rtt.v[:st.rtt.n] {
+			for i := range st.rtt.count {
+				v := st.rtt.inline(i)
+				vals[i] = v
 				idx[i] = noIndex // zero RTT: let the sketch file it
 				if v > sketchMapping.MinIndexableValue() {
 					idx[i] = sketchMapping.Index(v)
@@ -654,14 +656,14 @@ func (a *Aggregator) sealLocked(w *window) *SealedWindow {
 				used = append(used, rid)
 				kinds[a.rollKeys[rid].kind]++
 			}
-			r.Sent += st.Sent
-			r.Lost += st.Lost
-			r.SynRetransmits += st.SynRetransmits
+			r.Sent += uint64(st.Sent)
+			r.Lost += uint64(st.Lost)
+			r.SynRetransmits += uint64(st.SynRetransmits)
 			if st.rtt.sketch != nil {
 				r.rtt.merge(&st.rtt)
 				continue
 			}
-			for i, v := range st.rtt.v[:n] {
+			for i, v := range vals[:n] {
 				r.rtt.addIndexed(v, idx[i])
 			}
 		}
@@ -733,8 +735,8 @@ func (a *Aggregator) PairWindows(src, dst string, proto wire.Protocol, since, un
 		}
 		pw := PairWindow{
 			Start: time.Unix(0, s).UTC(), End: time.Unix(0, s+a.w).UTC(),
-			Sent: st.Sent, Lost: st.Lost, LossRatio: st.LossRatio(), SynRetransmits: st.SynRetransmits,
-			LateResults: st.LateResults, LostTuples: append([]FiveTuple(nil), st.LostTuples...),
+			Sent: uint64(st.Sent), Lost: uint64(st.Lost), LossRatio: st.LossRatio(), SynRetransmits: uint64(st.SynRetransmits),
+			LateResults: uint64(st.LateResults), LostTuples: append([]FiveTuple(nil), st.LostTuples()...),
 			SchedulingLagP99: st.SchedulingLagP99,
 		}
 		for _, q := range Quantiles {

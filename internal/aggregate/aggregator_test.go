@@ -123,8 +123,8 @@ func TestPairWindowsAndRollups(t *testing.T) {
 			if st.Sent != tt.want.Sent || st.Lost != tt.want.Lost || st.SynRetransmits != tt.want.SynRetransmits || st.SchedulingLagP99 != tt.want.SchedulingLagP99 {
 				t.Errorf("pair = %+v, want %+v", *st, tt.want)
 			}
-			if len(st.LostTuples) != tt.lostTup {
-				t.Errorf("%d lost tuples, want %d", len(st.LostTuples), tt.lostTup)
+			if len(st.LostTuples()) != tt.lostTup {
+				t.Errorf("%d lost tuples, want %d", len(st.LostTuples()), tt.lostTup)
 			}
 			r := sealed[0].RackPairs[tt.rack]
 			if r == nil || r.Sent != tt.rackW.Sent || r.Lost != tt.rackW.Lost || r.SynRetransmits != tt.rackW.SynRetransmits {
@@ -132,11 +132,11 @@ func TestPairWindowsAndRollups(t *testing.T) {
 			}
 			out := sealed[0].Hosts[HostKey{tt.pair.Src, Out}]
 			in := sealed[0].Hosts[HostKey{tt.pair.Dst, In}]
-			if out == nil || in == nil || out.Sent < st.Sent || in.Sent < st.Sent {
+			if out == nil || in == nil || out.Sent < uint64(st.Sent) || in.Sent < uint64(st.Sent) {
 				t.Errorf("host rollups out=%+v in=%+v, want at least the pair's %d", out, in, st.Sent)
 			}
 			pw := agg.PairWindows(tt.pair.Src, tt.pair.Dst, tt.pair.Proto, t0, t0.Add(time.Hour))
-			if len(pw) != 1 || pw[0].Sent != tt.want.Sent || pw[0].Lost != tt.want.Lost {
+			if len(pw) != 1 || pw[0].Sent != uint64(tt.want.Sent) || pw[0].Lost != uint64(tt.want.Lost) {
 				t.Errorf("PairWindows = %+v", pw)
 			}
 			// The rest seals later.

@@ -25,7 +25,7 @@ func Example_simulator() {
 	}
 	agg.Subscribe(func(w *aggregate.SealedWindow) {
 		for _, e := range w.Pairs {
-			fmt.Printf("%s %v: sent %d lost %d lost 5-tuples %d\n", w.Start.UTC().Format("15:04:05"), e.Key, e.Stats.Sent, e.Stats.Lost, len(e.Stats.LostTuples))
+			fmt.Printf("%s %v: sent %d lost %d lost 5-tuples %d\n", w.Start.UTC().Format("15:04:05"), e.Key, e.Stats.Sent, e.Stats.Lost, len(e.Stats.LostTuples()))
 		}
 		for k, r := range w.RackPairs {
 			p99, _ := r.Quantile(0.99)

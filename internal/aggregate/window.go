@@ -92,30 +92,46 @@ const inlineRTTs = 4
 // PairStats is one pair's window. Once a window is sealed its PairStats are
 // never modified again (late results go into a copy), so readers may keep
 // and read them from any goroutine.
+//
+// A window holds one PairStats per probed pair (12.8 M at 10,000 hosts with
+// full Pingmesh lists), several windows are alive at once, so it is kept to
+// 64 bytes: 32-bit counts (a pair is probed a few times per window), the
+// rare lost 5-tuples behind a pointer, up to inlineRTTs RTTs as exact
+// nanoseconds.
 type PairStats struct {
 	// Sent counts network measurements (wire.Counts); Lost those that were
 	// drops (wire.Lost). Refusals and local errors are in neither.
-	Sent, Lost uint64
+	Sent, Lost uint32
 	// SynRetransmits counts probes whose TCP SYN was retransmitted; they are
 	// also in Lost (Pingmesh treats them as drops).
-	SynRetransmits uint64
-	// LostTuples holds the first MaxLostTuples lost probes' 5-tuples.
-	LostTuples []FiveTuple
+	SynRetransmits uint32
+	// LateResults counts results merged after the window was sealed.
+	LateResults uint32
 	// SchedulingLagP99 is the largest p99 timer lag the source agent reported
 	// in the batches that contributed: a starved agent, not a slow network.
 	SchedulingLagP99 time.Duration
-	// LateResults counts results merged after the window was sealed.
-	LateResults uint64
 
+	// lost holds the first MaxLostTuples lost probes' 5-tuples; nil until
+	// the pair loses a probe in this window.
+	lost *[]FiveTuple
 	// RTTs of OK probes, in seconds.
 	rtt latency
 }
 
 // LossRatio is Lost/Sent, 0 when nothing was sent.
-func (p *PairStats) LossRatio() float64 { return ratio(p.Lost, p.Sent) }
+func (p *PairStats) LossRatio() float64 { return ratio(uint64(p.Lost), uint64(p.Sent)) }
+
+// LostTuples are the first MaxLostTuples lost probes' 5-tuples, in arrival
+// order; the caller must not modify them.
+func (p *PairStats) LostTuples() []FiveTuple {
+	if p.lost == nil {
+		return nil
+	}
+	return *p.lost
+}
 
 // LatencyCount is the number of OK probes, whose RTTs are the latency.
-func (p *PairStats) LatencyCount() int { return p.rtt.n }
+func (p *PairStats) LatencyCount() int { return int(p.rtt.count) }
 
 // Quantile of the OK probes' RTTs in seconds; ok is false when there is none.
 func (p *PairStats) Quantile(q float64) (seconds float64, ok bool) { return p.rtt.quantile(q) }
@@ -129,7 +145,10 @@ func (p *PairStats) clone() *PairStats {
 	if p.rtt.sketch != nil {
 		c.rtt.sketch = p.rtt.sketch.Copy()
 	}
-	c.LostTuples = append([]FiveTuple(nil), p.LostTuples...)
+	if p.lost != nil {
+		tuples := append([]FiveTuple(nil), *p.lost...)
+		c.lost = &tuples
+	}
 	return &c
 }
 
@@ -138,8 +157,11 @@ func (p *PairStats) add(r *wire.ProbeResult, lagP99 time.Duration) {
 	p.Sent++
 	if wire.Lost(r) {
 		p.Lost++
-		if len(p.LostTuples) < MaxLostTuples {
-			p.LostTuples = append(p.LostTuples, FiveTuple{
+		if p.lost == nil {
+			p.lost = new([]FiveTuple)
+		}
+		if len(*p.lost) < MaxLostTuples {
+			*p.lost = append(*p.lost, FiveTuple{
 				Proto: r.Protocol, SrcAddr: r.SrcAddr, SrcPort: r.SrcPort, DstAddr: r.DstAddr, DstPort: r.DstPort,
 			})
 		}
@@ -155,12 +177,16 @@ func (p *PairStats) add(r *wire.ProbeResult, lagP99 time.Duration) {
 	}
 }
 
-// latency is a set of RTTs in seconds: the first inlineRTTs raw, then all
-// of them in a sketch (which then holds the raw ones too). Most pair
-// windows, and host rollups of a sparse probing mesh, never need the sketch.
+// latency is a set of RTTs in seconds: the first inlineRTTs kept exactly
+// as nanoseconds, then all of them in a sketch (which then holds the
+// inline ones too). Most pair windows, and host rollups of a sparse
+// probing mesh, never need the sketch. An RTT that is not a whole number of
+// nanoseconds below 2^32 (4.29 s) goes to the sketch at once, so the inline
+// values are always exact.
 type latency struct {
-	v      [inlineRTTs]float64
-	n      int
+	ns    [inlineRTTs]uint32
+	count uint32
+	// sketch, once created, holds every RTT; ns is then stale.
 	sketch *ddsketch.DDSketch
 }
 
@@ -168,27 +194,40 @@ type latency struct {
 // are negative, so -1 cannot serve).
 const noIndex = math.MinInt
 
-// add adds v; idx is its sketch bin, or noIndex to compute it if needed.
+// inline is the i-th inline RTT in seconds (i < count, no sketch).
+func (l *latency) inline(i uint32) float64 { return float64(l.ns[i]) / 1e9 }
+
+// exactNanos returns v seconds as nanoseconds if that is exact and fits.
+func exactNanos(v float64) (uint32, bool) {
+	ns := math.Round(v * 1e9)
+	if ns < 0 || ns > math.MaxUint32 || float64(ns)/1e9 != v {
+		return 0, false
+	}
+	return uint32(ns), true
+}
+
+// addIndexed adds v; idx is its sketch bin, or noIndex to compute it if
+// needed.
 func (l *latency) addIndexed(v float64, idx int) {
-	switch {
-	case l.n < inlineRTTs:
-		l.v[l.n] = v
-	case l.n == inlineRTTs:
-		l.sketch = NewSketch()
-		for _, x := range l.v {
-			_ = l.sketch.Add(x)
+	if l.sketch == nil {
+		if ns, ok := exactNanos(v); ok && l.count < inlineRTTs {
+			l.ns[l.count] = ns
+			l.count++
+			return
 		}
-		fallthrough
-	default:
-		if idx != noIndex {
-			l.sketch.GetPositiveValueStore().Add(idx)
-		} else {
-			// The sketch only refuses NaN or values beyond ~1e300 s, which
-			// an int64 nanosecond count cannot produce.
-			_ = l.sketch.Add(v)
+		l.sketch = NewSketch()
+		for i := range l.count {
+			_ = l.sketch.Add(l.inline(i))
 		}
 	}
-	l.n++
+	if idx != noIndex {
+		l.sketch.GetPositiveValueStore().Add(idx)
+	} else {
+		// The sketch only refuses NaN or values beyond ~1e300 s, which
+		// an int64 nanosecond count cannot produce.
+		_ = l.sketch.Add(v)
+	}
+	l.count++
 }
 
 func (l *latency) add(v float64) { l.addIndexed(v, noIndex) }
@@ -196,47 +235,47 @@ func (l *latency) add(v float64) { l.addIndexed(v, noIndex) }
 // merge adds all of o's RTTs.
 func (l *latency) merge(o *latency) {
 	if o.sketch == nil {
-		for _, v := range o.v[:o.n] {
-			l.add(v)
+		for i := range o.count {
+			l.add(o.inline(i))
 		}
 		return
 	}
 	if l.sketch == nil {
 		s := o.sketch.Copy()
-		for _, v := range l.v[:l.n] {
-			_ = s.Add(v)
+		for i := range l.count {
+			_ = s.Add(l.inline(i))
 		}
 		l.sketch = s
 	} else {
 		// Same mapping everywhere, so merging cannot fail.
 		_ = l.sketch.MergeWith(o.sketch)
 	}
-	l.n += o.n
+	l.count += o.count
 }
 
 func (l *latency) quantile(q float64) (float64, bool) {
 	if l.sketch != nil {
 		return quantile(l.sketch, q)
 	}
-	if l.n == 0 {
+	if l.count == 0 {
 		return 0, false
 	}
-	v := l.v // a copy: readers never write
-	s := v[:l.n]
+	v := l.ns // a copy: readers never write
+	s := v[:l.count]
 	slices.Sort(s)
-	return s[int(q*float64(len(s)-1))], true
+	return float64(s[int(q*float64(len(s)-1))]) / 1e9, true
 }
 
 func (l *latency) newSketch() *ddsketch.DDSketch {
 	if l.sketch != nil {
 		return l.sketch.Copy()
 	}
-	if l.n == 0 {
+	if l.count == 0 {
 		return nil
 	}
 	s := NewSketch()
-	for _, v := range l.v[:l.n] {
-		_ = s.Add(v)
+	for i := range l.count {
+		_ = s.Add(l.inline(i))
 	}
 	return s
 }
@@ -251,7 +290,7 @@ type Rollup struct {
 func (r *Rollup) LossRatio() float64 { return ratio(r.Lost, r.Sent) }
 
 // LatencyCount is the number of OK probes merged.
-func (r *Rollup) LatencyCount() int { return r.rtt.n }
+func (r *Rollup) LatencyCount() int { return int(r.rtt.count) }
 
 // Quantile of the merged RTTs in seconds; ok is false when there is none.
 func (r *Rollup) Quantile(q float64) (seconds float64, ok bool) { return r.rtt.quantile(q) }
