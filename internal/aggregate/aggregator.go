@@ -159,8 +159,8 @@ type Count struct{ Probes, Lost uint64 }
 // its ends are and its cumulative counters, resolved once so that the hot
 // path does one map lookup per result.
 type pair struct {
-	key      PairKey
-	id       int32 // index in open windows' stats
+	key PairKey
+	id  int32 // index in open windows' stats
 	// counts are the cumulative counters the pair's results go into, up to
 	// the first nil: rack, pod and DC pairs (with a Locator), host out and
 	// in; or the target's, for HTTP.
