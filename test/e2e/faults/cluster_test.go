@@ -2,7 +2,9 @@ package faults
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,13 +52,18 @@ func natsServerBinary(t *testing.T) string {
 // natsNode is one node of a three-node JetStream cluster on loopback.
 type natsNode struct {
 	name, conf, url string
+	monitor         string // the node's HTTP monitoring endpoint
 	p               *e2eutil.Process
 }
 
 // clusterTLS is the nodes' certificate and the CA they verify clients by.
 type clusterTLS struct{ cert, key, ca string }
 
-func startCluster(t *testing.T, dir string, tls clusterTLS, clientOpts ...nats.Option) []*natsNode {
+// startCluster starts a three-node JetStream cluster on loopback named
+// name. With tls nil clients speak plaintext (allowed on loopback), so
+// that `meshlens sim live`, which speaks plain NATS, can feed it. It
+// returns once JetStream answers through every node.
+func startCluster(t *testing.T, dir, name string, tls *clusterTLS, clientOpts ...nats.Option) []*natsNode {
 	t.Helper()
 	bin := natsServerBinary(t)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -71,15 +78,19 @@ func startCluster(t *testing.T, dir string, tls clusterTLS, clientOpts ...nats.O
 	}
 	for i := range 3 {
 		n := &natsNode{name: fmt.Sprintf("n%d", i+1), url: fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i])}
+		monitorPort := e2eutil.FreePort(t)
+		n.monitor = fmt.Sprintf("http://127.0.0.1:%d", monitorPort)
 		n.conf = filepath.Join(dir, n.name+".conf")
 		conf := fmt.Sprintf(`server_name: %s
 listen: 127.0.0.1:%d
+http: 127.0.0.1:%d
 max_payload: 2MB
 jetstream { store_dir: %q, max_file_store: 1GB, max_memory_store: 64MB }
-cluster { name: meshlens, listen: %s, routes: [%s] }
-tls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }
-`, n.name, clientPorts[i], filepath.Join(dir, n.name), strings.TrimPrefix(routes[i], "nats-route://"), strings.Join(routes, ", "),
-			tls.cert, tls.key, tls.ca)
+cluster { name: %s, listen: %s, routes: [%s] }
+`, n.name, clientPorts[i], monitorPort, filepath.Join(dir, n.name), name, strings.TrimPrefix(routes[i], "nats-route://"), strings.Join(routes, ", "))
+		if tls != nil {
+			conf += fmt.Sprintf("tls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }\n", tls.cert, tls.key, tls.ca)
+		}
 		if err := os.WriteFile(n.conf, []byte(conf), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -104,7 +115,80 @@ tls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }
 			return err
 		})
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range nodes {
+				m, err := metaCluster(n)
+				t.Logf("JetStream meta group as %s sees it: %+v (err %v)", n.name, m, err)
+			}
+		}
+	})
 	return nodes
+}
+
+// metaInfo is the part of a node's /jsz that says how its JetStream meta
+// group stands.
+type metaInfo struct {
+	Leader   string `json:"leader"`
+	Size     int    `json:"cluster_size"`
+	Replicas []struct {
+		Name    string `json:"name"`
+		Current bool   `json:"current"`
+		Offline bool   `json:"offline"`
+	} `json:"replicas"`
+}
+
+func metaCluster(n *natsNode) (*metaInfo, error) {
+	resp, err := http.Get(n.monitor + "/jsz")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var jsz struct {
+		Meta *metaInfo `json:"meta_cluster"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&jsz); err != nil {
+		return nil, fmt.Errorf("%s /jsz: %w", n.name, err)
+	}
+	if jsz.Meta == nil {
+		return nil, fmt.Errorf("%s /jsz: no meta_cluster", n.name)
+	}
+	return jsz.Meta, nil
+}
+
+// waitMetaHealthy waits until the meta group's leader sees every other
+// node as a current peer. A node killed while the group is still forming
+// tests the cluster's bootstrap, which is not what the fault tests are
+// about: with a full, current group the survivors elect a new leader.
+func waitMetaHealthy(t *testing.T, nodes []*natsNode) {
+	t.Helper()
+	byName := map[string]*natsNode{}
+	for _, n := range nodes {
+		byName[n.name] = n
+	}
+	e2eutil.Eventually(t, time.Minute, 250*time.Millisecond, func() error {
+		m, err := metaCluster(nodes[0])
+		if err != nil {
+			return err
+		}
+		leader := byName[m.Leader]
+		if leader == nil {
+			return fmt.Errorf("meta leader %q is none of the nodes", m.Leader)
+		}
+		if m, err = metaCluster(leader); err != nil {
+			return err
+		}
+		current := 0
+		for _, r := range m.Replicas {
+			if r.Current && !r.Offline {
+				current++
+			}
+		}
+		if m.Size != len(nodes) || current != len(nodes)-1 {
+			return fmt.Errorf("meta group: leader %s, size %d, %d of %d followers current", m.Leader, m.Size, current, len(nodes)-1)
+		}
+		return nil
+	})
 }
 
 func clusterURLs(nodes []*natsNode) string {
@@ -129,7 +213,7 @@ func TestNATSNodeKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.natsOpts = []nats.Option{nats.Secure(clientTLS)}
-	nodes := startCluster(t, filepath.Join(f.dir, "cluster"), clusterTLS{nodeCert, nodeKey, p.caFile}, f.natsOpts...)
+	nodes := startCluster(t, filepath.Join(f.dir, "cluster"), "meshlens", &clusterTLS{nodeCert, nodeKey, p.caFile}, f.natsOpts...)
 	f.natsURL = clusterURLs(nodes)
 	tlsArgs := []string{"--nats-tls-ca", p.caFile, "--nats-tls-cert", clientCert, "--nats-tls-key", clientKey}
 	f.serverArgs = append([]string{"--nats-url", f.natsURL, "--stream-replicas", "3"}, tlsArgs...)
@@ -138,6 +222,7 @@ func TestNATSNodeKilled(t *testing.T) {
 		f.startAgent(h, tlsArgs...)
 	}
 	f.waitProbing(f.hosts...)
+	waitMetaHealthy(t, nodes)
 
 	// Find and kill the results stream's leader.
 	nc, js := f.connect()

@@ -110,57 +110,6 @@ func (e errDuplicate) Error() string {
 	return fmt.Sprintf("the SLO alert is in Alertmanager under several label sets: %+v", e.alerts)
 }
 
-// startPlainCluster starts a three-node JetStream cluster on loopback
-// without TLS (plaintext is allowed on loopback), so that `meshlens sim
-// live`, which speaks plain NATS, can feed it.
-func startPlainCluster(t *testing.T, dir string) []*natsNode {
-	t.Helper()
-	bin := natsServerBinary(t)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	var nodes []*natsNode
-	var routes []string
-	clientPorts := make([]int, 3)
-	for i := range 3 {
-		clientPorts[i] = e2eutil.FreePort(t)
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", e2eutil.FreePort(t)))
-	}
-	for i := range 3 {
-		n := &natsNode{name: fmt.Sprintf("n%d", i+1), url: fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i])}
-		n.conf = filepath.Join(dir, n.name+".conf")
-		conf := fmt.Sprintf(`server_name: %s
-listen: 127.0.0.1:%d
-max_payload: 2MB
-jetstream { store_dir: %q, max_file_store: 1GB, max_memory_store: 64MB }
-cluster { name: meshlens-ha, listen: %s, routes: [%s] }
-`, n.name, clientPorts[i], filepath.Join(dir, n.name), strings.TrimPrefix(routes[i], "nats-route://"), strings.Join(routes, ", "))
-		if err := os.WriteFile(n.conf, []byte(conf), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		n.p = e2eutil.Start(t, "nats "+n.name, nil, bin, "-c", n.conf)
-		nodes = append(nodes, n)
-	}
-	for _, n := range nodes {
-		e2eutil.Eventually(t, time.Minute, 250*time.Millisecond, func() error {
-			nc, err := nats.Connect(n.url, nats.Timeout(2*time.Second))
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
-			js, err := jetstream.New(nc)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_, err = js.AccountInfo(ctx)
-			return err
-		})
-	}
-	return nodes
-}
-
 // TestAnalyzerHandover: two servers (a and b) share an external three-node
 // JetStream cluster, each ingesting into its own TSDB; one holds the
 // analyzer lease and pages Alertmanager about a lossy ToR fed by `meshlens
@@ -183,7 +132,7 @@ func TestAnalyzerHandover(t *testing.T) {
 		"--storage.path="+filepath.Join(dir, "am"), "--web.listen-address="+amAddr, "--cluster.listen-address=")
 	e2eutil.WaitHTTP(t, amURL+"/-/ready", time.Minute)
 
-	nodes := startPlainCluster(t, filepath.Join(dir, "cluster"))
+	nodes := startCluster(t, filepath.Join(dir, "cluster"), "meshlens-ha", nil)
 	natsURLs := clusterURLs(nodes)
 
 	// Fabric, fault, SLO and alerting files.
