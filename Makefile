@@ -37,15 +37,22 @@ unit:
 fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)
 
+# protoc-gen-go and protoc-gen-go-vtproto (the fast codec the server and
+# agents use) must be the versions .ci/run installs.
+PROTOC_GEN = --go_opt=module=github.com/meshlens/meshlens \
+	--go-vtproto_opt=module=github.com/meshlens/meshlens,features=unmarshal+marshal+size
+
 proto:
-	protoc --go_out=. --go_opt=module=github.com/meshlens/meshlens internal/wire/meshlens.proto
+	protoc --go_out=. --go-vtproto_out=. $(PROTOC_GEN) internal/wire/meshlens.proto
 
 # The committed generated code must match the schema.
 proto-check:
 	@tmp=$$(mktemp -d); \
-	  protoc --go_out=$$tmp --go_opt=module=github.com/meshlens/meshlens internal/wire/meshlens.proto && \
-	  diff -q $$tmp/internal/wire/meshlens.pb.go internal/wire/meshlens.pb.go >/dev/null || \
-	  { echo "internal/wire/meshlens.pb.go is stale: run make proto"; rm -rf $$tmp; exit 1; }; \
+	  protoc --go_out=$$tmp --go-vtproto_out=$$tmp $(PROTOC_GEN) internal/wire/meshlens.proto && \
+	  for f in meshlens.pb.go meshlens_vtproto.pb.go; do \
+	    diff -q $$tmp/internal/wire/$$f internal/wire/$$f >/dev/null || \
+	    { echo "internal/wire/$$f is stale: run make proto"; rm -rf $$tmp; exit 1; }; \
+	  done; \
 	  rm -rf $$tmp
 
 bench:

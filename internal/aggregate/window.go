@@ -206,15 +206,24 @@ func exactNanos(v float64) (uint32, bool) {
 	return uint32(ns), true
 }
 
-// addIndexed adds v; idx is its sketch bin, or noIndex to compute it if
-// needed.
-func (l *latency) addIndexed(v float64, idx int) {
+// add adds v: inline while it fits, else to the sketch.
+func (l *latency) add(v float64) {
 	if l.sketch == nil {
 		if ns, ok := exactNanos(v); ok && l.count < inlineRTTs {
 			l.ns[l.count] = ns
 			l.count++
 			return
 		}
+	}
+	l.addToSketch(v, noIndex)
+}
+
+// addToSketch adds v to the sketch, creating it if needed; idx is v's
+// sketch bin, or noIndex to compute it. Sealing feeds rollups this way: a
+// rollup nearly always outgrows the inline values, and moving them into a
+// sketch later costs a logarithm each, for every rollup of every window.
+func (l *latency) addToSketch(v float64, idx int) {
+	if l.sketch == nil {
 		l.sketch = NewSketch()
 		for i := range l.count {
 			_ = l.sketch.Add(l.inline(i))
@@ -223,14 +232,10 @@ func (l *latency) addIndexed(v float64, idx int) {
 	if idx != noIndex {
 		l.sketch.GetPositiveValueStore().Add(idx)
 	} else {
-		// The sketch only refuses NaN or values beyond ~1e300 s, which
-		// an int64 nanosecond count cannot produce.
 		_ = l.sketch.Add(v)
 	}
 	l.count++
 }
-
-func (l *latency) add(v float64) { l.addIndexed(v, noIndex) }
 
 // merge adds all of o's RTTs.
 func (l *latency) merge(o *latency) {
