@@ -40,7 +40,9 @@ fuzz:
 # protoc-gen-go and protoc-gen-go-vtproto (the fast codec the server and
 # agents use) must be the versions .ci/run installs.
 PROTOC_GEN = --go_opt=module=github.com/meshlens/meshlens \
-	--go-vtproto_opt=module=github.com/meshlens/meshlens,features=unmarshal+marshal+size
+	--go-vtproto_opt=module=github.com/meshlens/meshlens,features=unmarshal+marshal+size+pool \
+	--go-vtproto_opt=pool=github.com/meshlens/meshlens/internal/wire.Batch \
+	--go-vtproto_opt=pool=github.com/meshlens/meshlens/internal/wire.ProbeResult
 
 proto:
 	protoc --go_out=. --go-vtproto_out=. $(PROTOC_GEN) internal/wire/meshlens.proto

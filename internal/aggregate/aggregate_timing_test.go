@@ -84,6 +84,7 @@ func BenchmarkIngest(b *testing.B) {
 				r.StartUnixNano += shift
 			}
 			sink(bt, now)
+			wire.Release(bt) // as the Ingester does
 			if i%len(f.batches) == len(f.batches)-1 {
 				seal(now.Add(w))
 			}

@@ -664,7 +664,7 @@ func (a *Aggregator) sealLocked(w *window) *SealedWindow {
 				continue
 			}
 			for i, v := range vals[:n] {
-				r.rtt.addToSketch(v, idx[i])
+				r.rtt.addIndexed(v, idx[i])
 			}
 		}
 	}

@@ -257,6 +257,9 @@ func (in *Ingester) process(subject string, data []byte, seq uint64, stored time
 		in.logReject(count, "undecodable batch", seq, subject, err)
 		return
 	}
+	// Nothing below keeps a pointer into the batch (the aggregator copies
+	// what it keeps), so its results are reused by the next decode.
+	defer wire.Release(b)
 	if b.Agent != subjectAgent {
 		in.agg.noteRejectedBatch(subjectAgent, "subject_mismatch", count)
 		in.logReject(count, "batch from another agent", seq, subject,

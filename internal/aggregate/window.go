@@ -170,7 +170,7 @@ func (p *PairStats) add(r *wire.ProbeResult, lagP99 time.Duration) {
 		p.SynRetransmits++
 	}
 	if r.Outcome == wire.Outcome_OUTCOME_OK {
-		p.rtt.add(float64(r.RttNs) / 1e9)
+		p.rtt.addNanos(r.RttNs)
 	}
 	if lagP99 > p.SchedulingLagP99 {
 		p.SchedulingLagP99 = lagP99
@@ -206,35 +206,47 @@ func exactNanos(v float64) (uint32, bool) {
 	return uint32(ns), true
 }
 
-// add adds v: inline while it fits, else to the sketch.
-func (l *latency) add(v float64) {
+// add adds v seconds: inline while it fits, else to the sketch.
+func (l *latency) add(v float64) { l.addIndexed(v, noIndex) }
+
+// addIndexed is add with v's sketch bin idx already known (noIndex: not
+// known), which sealing computes once per RTT for all the rollups it feeds.
+func (l *latency) addIndexed(v float64, idx int) {
 	if l.sketch == nil {
 		if ns, ok := exactNanos(v); ok && l.count < inlineRTTs {
 			l.ns[l.count] = ns
 			l.count++
 			return
 		}
-	}
-	l.addToSketch(v, noIndex)
-}
-
-// addToSketch adds v to the sketch, creating it if needed; idx is v's
-// sketch bin, or noIndex to compute it. Sealing feeds rollups this way: a
-// rollup nearly always outgrows the inline values, and moving them into a
-// sketch later costs a logarithm each, for every rollup of every window.
-func (l *latency) addToSketch(v float64, idx int) {
-	if l.sketch == nil {
-		l.sketch = NewSketch()
-		for i := range l.count {
-			_ = l.sketch.Add(l.inline(i))
-		}
+		l.spill()
 	}
 	if idx != noIndex {
 		l.sketch.GetPositiveValueStore().Add(idx)
 	} else {
+		// The sketch only refuses NaN or values beyond ~1e300 s, which
+		// an int64 nanosecond count cannot produce.
 		_ = l.sketch.Add(v)
 	}
 	l.count++
+}
+
+// addNanos adds an RTT of ns nanoseconds, the wire's unit: the hot path
+// of ingest, without a float round trip while the RTT stays inline.
+func (l *latency) addNanos(ns int64) {
+	if l.sketch == nil && l.count < inlineRTTs && ns >= 0 && ns <= math.MaxUint32 {
+		l.ns[l.count] = uint32(ns)
+		l.count++
+		return
+	}
+	l.add(float64(ns) / 1e9)
+}
+
+// spill moves the inline RTTs into a new sketch.
+func (l *latency) spill() {
+	l.sketch = NewSketch()
+	for i := range l.count {
+		_ = l.sketch.Add(l.inline(i))
+	}
 }
 
 // merge adds all of o's RTTs.

@@ -10,8 +10,8 @@ import (
 // proto`): the server decodes every result of the fleet, and the generated
 // unmarshaller is about twice as fast as protobuf-go's reflection-driven one
 // (BenchmarkDecode compares both). It skips proto3's UTF-8 check on
-// strings, which checkStrings puts back: names become label values and
-// JSON.
+// strings, which validBatchStrings puts back (names become label values
+// and JSON), and keeps unknown fields' bytes unchecked, which Decode drops.
 
 // Limits on what a batch may carry. A batch over them is refused whole: an
 // agent never needs more, and the server must not be made to allocate more.
@@ -56,23 +56,35 @@ func Encode(b *Batch) ([]byte, error) {
 	return data, nil
 }
 
-// Decode unmarshals and validates one batch.
+// Decode unmarshals and validates one batch. The batch comes from a pool:
+// a caller that is done with it (and keeps no pointer into it) may hand it
+// back with Release, so that the next decode reuses its results instead of
+// allocating a thousand of them; strings read from it stay valid.
 func Decode(data []byte) (*Batch, error) {
 	if len(data) > MaxBatchBytes {
 		return nil, fmt.Errorf("wire: %d bytes: %w", len(data), ErrTooLarge)
 	}
-	b := new(Batch)
-	if err := b.UnmarshalVT(data); err != nil {
-		return nil, fmt.Errorf("wire: %w: %v", ErrMalformed, err)
+	b := BatchFromVTPool()
+	err := b.UnmarshalVT(data)
+	switch {
+	case err != nil:
+		err = fmt.Errorf("wire: %w: %v", ErrMalformed, err)
+	case !validBatchStrings(b):
+		err = fmt.Errorf("wire: batch of %d bytes: a string is not UTF-8: %w", len(data), ErrMalformed)
+	default:
+		b.discardUnknown()
+		err = Validate(b)
 	}
-	if !validBatchStrings(b) {
-		return nil, fmt.Errorf("wire: batch of %d bytes: a string is not UTF-8: %w", len(data), ErrMalformed)
-	}
-	if err := Validate(b); err != nil {
+	if err != nil {
+		Release(b)
 		return nil, err
 	}
 	return b, nil
 }
+
+// Release returns a batch from Decode to the pool; b must not be used
+// afterwards, nor any of its results.
+func Release(b *Batch) { b.ReturnToVTPool() }
 
 // Validate checks the fields a server relies on.
 func Validate(b *Batch) error {
@@ -140,6 +152,12 @@ func DecodePathReport(data []byte) (*PathReport, error) {
 	if !validReportStrings(r) {
 		return nil, fmt.Errorf("wire: path report of %d bytes: a string is not UTF-8: %w", len(data), ErrMalformed)
 	}
+	r.unknownFields = nil
+	for _, p := range r.Probes {
+		if p != nil {
+			p.unknownFields = nil
+		}
+	}
 	if r.Agent == "" || len(r.Agent) > MaxNameLen {
 		return nil, fmt.Errorf("wire: path report agent name of %d bytes: %w", len(r.Agent), ErrInvalidField)
 	}
@@ -157,6 +175,25 @@ func DecodePathReport(data []byte) (*PathReport, error) {
 		}
 	}
 	return r, nil
+}
+
+// discardUnknown drops the fields this schema does not know (a newer
+// agent's, or garbage): the server reads none of them, and the generated
+// decoder keeps their bytes unchecked, so none is kept to be re-sent.
+func (b *Batch) discardUnknown() {
+	b.unknownFields = nil
+	if b.SchedulingLag != nil {
+		b.SchedulingLag.unknownFields = nil
+	}
+	for _, r := range b.Results {
+		if r == nil {
+			continue
+		}
+		r.unknownFields = nil
+		if r.Http != nil {
+			r.Http.unknownFields = nil
+		}
+	}
 }
 
 // validBatchStrings is proto3's rule that strings are UTF-8, for a batch.

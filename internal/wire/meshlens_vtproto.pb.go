@@ -9,6 +9,7 @@ import (
 	protohelpers "github.com/planetscale/vtprotobuf/protohelpers"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	io "io"
+	sync "sync"
 )
 
 const (
@@ -495,6 +496,52 @@ func (m *PathReport) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 	return len(dAtA) - i, nil
 }
 
+var vtprotoPool_ProbeResult = sync.Pool{
+	New: func() interface{} {
+		return &ProbeResult{}
+	},
+}
+
+func (m *ProbeResult) ResetVT() {
+	if m != nil {
+		m.Reset()
+	}
+}
+func (m *ProbeResult) ReturnToVTPool() {
+	if m != nil {
+		m.ResetVT()
+		vtprotoPool_ProbeResult.Put(m)
+	}
+}
+func ProbeResultFromVTPool() *ProbeResult {
+	return vtprotoPool_ProbeResult.Get().(*ProbeResult)
+}
+
+var vtprotoPool_Batch = sync.Pool{
+	New: func() interface{} {
+		return &Batch{}
+	},
+}
+
+func (m *Batch) ResetVT() {
+	if m != nil {
+		for _, mm := range m.Results {
+			mm.ResetVT()
+		}
+		f0 := m.Results[:0]
+		m.Reset()
+		m.Results = f0
+	}
+}
+func (m *Batch) ReturnToVTPool() {
+	if m != nil {
+		m.ResetVT()
+		vtprotoPool_Batch.Put(m)
+	}
+}
+func BatchFromVTPool() *Batch {
+	return vtprotoPool_Batch.Get().(*Batch)
+}
 func (m *HTTPTiming) SizeVT() (n int) {
 	if m == nil {
 		return 0
@@ -1617,7 +1664,14 @@ func (m *Batch) UnmarshalVT(dAtA []byte) error {
 			if postIndex > l {
 				return io.ErrUnexpectedEOF
 			}
-			m.Results = append(m.Results, &ProbeResult{})
+			if len(m.Results) == cap(m.Results) {
+				m.Results = append(m.Results, &ProbeResult{})
+			} else {
+				m.Results = m.Results[:len(m.Results)+1]
+				if m.Results[len(m.Results)-1] == nil {
+					m.Results[len(m.Results)-1] = &ProbeResult{}
+				}
+			}
 			if err := m.Results[len(m.Results)-1].UnmarshalVT(dAtA[iNdEx:postIndex]); err != nil {
 				return err
 			}

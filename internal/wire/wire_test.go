@@ -110,12 +110,42 @@ func TestPathReport(t *testing.T) {
 	}
 }
 
+// FuzzDecode holds the generated decoder to protobuf-go's. Whatever
+// protobuf-go reads as a valid batch, Decode reads the same from its
+// canonical encoding; whatever Decode accepts is a well-formed batch that
+// protobuf-go encodes and reads back unchanged, and reads the same when it
+// accepts the same bytes, unknown fields aside (Decode drops them). On
+// bytes no encoder writes they differ a little: Decode truncates a varint
+// over 64 bits, checks only the last occurrence of a repeated string field
+// for UTF-8 (the one kept), does not check the bytes of unknown fields, and
+// refuses a known field in the wrong wire type (protobuf-go keeps it as
+// unknown).
 func FuzzDecode(f *testing.F) {
 	data, _ := Encode(validBatch())
 	f.Add(data)
 	f.Add([]byte{})
 	f.Add([]byte{0x0a, 0x02, 'h', '1', 0x18, 0x01})
 	f.Fuzz(func(t *testing.T, data []byte) {
+		var ref Batch
+		refOK := proto.Unmarshal(data, &ref) == nil
+		if refOK {
+			dropUnknown(ref.ProtoReflect()) // Decode drops them too
+		}
+		if refOK && Validate(&ref) == nil {
+			canonical, err := proto.Marshal(&ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(canonical) <= MaxBatchBytes {
+				got, err := Decode(canonical)
+				if err != nil {
+					t.Fatalf("Decode refused the canonical encoding of a valid batch: %v", err)
+				}
+				if !proto.Equal(got, &ref) {
+					t.Fatalf("Decode read %v, protobuf-go %v", got, &ref)
+				}
+			}
+		}
 		b, err := Decode(data)
 		if err != nil {
 			if Reason(err) == "other" {
@@ -123,8 +153,22 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
+		if hasUnknown(b.ProtoReflect()) {
+			t.Fatal("Decode kept unknown fields")
+		}
+		if refOK && !proto.Equal(b, &ref) {
+			t.Fatalf("Decode read %v, protobuf-go %v", b, &ref)
+		}
 		if Validate(b) != nil {
 			t.Fatal("decoded batch does not validate")
+		}
+		canonical, err := proto.Marshal(b)
+		if err != nil {
+			t.Fatalf("accepted batch is not well-formed: %v", err)
+		}
+		var back Batch
+		if err := proto.Unmarshal(canonical, &back); err != nil || !proto.Equal(b, &back) {
+			t.Fatalf("accepted batch does not survive protobuf-go: %v", err)
 		}
 		again, err := Encode(b)
 		if err != nil {
@@ -133,31 +177,32 @@ func FuzzDecode(f *testing.F) {
 		if _, err := Decode(again); err != nil {
 			t.Fatalf("re-encoded batch does not decode: %v", err)
 		}
-		// The generated decoder accepts nothing protobuf-go would refuse,
-		// and reads what it accepts the same way.
-		var ref Batch
-		if err := proto.Unmarshal(data, &ref); err != nil {
-			t.Fatalf("Decode accepted what protobuf-go refuses: %v", err)
-		}
-		if !proto.Equal(b, &ref) {
-			t.Fatalf("Decode read %v, protobuf-go %v", b, &ref)
-		}
 	})
 }
 
+// FuzzDecodePathReport: as FuzzDecode, for path reports.
 func FuzzDecodePathReport(f *testing.F) {
 	data, _ := proto.Marshal(&PathReport{Agent: "h1", Probes: []*TracedProbe{{Dst: "h2", Hops: []string{"h1", "t", "h2"}}}})
 	f.Add(data)
 	f.Fuzz(func(t *testing.T, data []byte) {
+		var ref PathReport
+		refOK := proto.Unmarshal(data, &ref) == nil
+		if refOK {
+			dropUnknown(ref.ProtoReflect()) // DecodePathReport drops them too
+			if canonical, err := proto.Marshal(&ref); err == nil && len(canonical) <= MaxBatchBytes {
+				if got, err := DecodePathReport(canonical); err == nil && !proto.Equal(got, &ref) {
+					t.Fatalf("DecodePathReport read %v, protobuf-go %v", got, &ref)
+				}
+			}
+		}
 		r, err := DecodePathReport(data)
 		if err != nil {
 			return
 		}
-		var ref PathReport
-		if err := proto.Unmarshal(data, &ref); err != nil {
-			t.Fatalf("DecodePathReport accepted what protobuf-go refuses: %v", err)
+		if hasUnknown(r.ProtoReflect()) {
+			t.Fatal("DecodePathReport kept unknown fields")
 		}
-		if !proto.Equal(r, &ref) {
+		if refOK && !proto.Equal(r, &ref) {
 			t.Fatalf("DecodePathReport read %v, protobuf-go %v", r, &ref)
 		}
 		for _, p := range r.Probes {
@@ -165,7 +210,48 @@ func FuzzDecodePathReport(f *testing.F) {
 				t.Fatalf("accepted %d hops", len(p.Hops))
 			}
 		}
+		canonical, err := proto.Marshal(r)
+		if err != nil {
+			t.Fatalf("accepted report is not well-formed: %v", err)
+		}
+		var back PathReport
+		if err := proto.Unmarshal(canonical, &back); err != nil || !proto.Equal(r, &back) {
+			t.Fatalf("accepted report does not survive protobuf-go: %v", err)
+		}
 	})
+}
+
+// dropUnknown clears the unknown fields of m and every message in it.
+func dropUnknown(m protoreflect.Message) {
+	m.SetUnknown(nil)
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.Kind() == protoreflect.MessageKind && fd.IsList():
+			for i := range v.List().Len() {
+				dropUnknown(v.List().Get(i).Message())
+			}
+		case fd.Kind() == protoreflect.MessageKind:
+			dropUnknown(v.Message())
+		}
+		return true
+	})
+}
+
+// hasUnknown reports whether m or a message in it kept unknown fields.
+func hasUnknown(m protoreflect.Message) bool {
+	found := len(m.GetUnknown()) > 0
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.Kind() == protoreflect.MessageKind && fd.IsList():
+			for i := range v.List().Len() {
+				found = found || hasUnknown(v.List().Get(i).Message())
+			}
+		case fd.Kind() == protoreflect.MessageKind:
+			found = found || hasUnknown(v.Message())
+		}
+		return !found
+	})
+	return found
 }
 
 // TestDecodeRefusesInvalidUTF8: every string field of every message, set
