@@ -295,9 +295,14 @@ func TestRemoteWriteToPrometheus(t *testing.T) {
 		}
 		return nil
 	})
-	if got := testutil.ToFloat64(s.RemoteWriter().samples.WithLabelValues("sent")); got != 30 {
-		t.Errorf("sent = %v, want 30", got)
-	}
+	// The writer counts a request as sent once it has read the response,
+	// a moment after Prometheus stored its samples.
+	pollUntil(t, 10*time.Second, func() error {
+		if got := testutil.ToFloat64(s.RemoteWriter().samples.WithLabelValues("sent")); got != 30 {
+			return fmt.Errorf("sent = %v, want 30", got)
+		}
+		return nil
+	})
 }
 
 func freeLoopbackAddr(t *testing.T) string {
