@@ -48,8 +48,13 @@ func (f BlamerFunc) Blame(scope *slo.Scope, at time.Time) (Culprit, bool) { retu
 type Board struct {
 	// MinConfidence below which a suspect is not blamed.
 	MinConfidence float64
-	// MaxAge after which a suspect is stale and not blamed.
+	// MaxAge after which a suspect is stale and not blamed, counted from
+	// Delay after the end of the window it comes from.
 	MaxAge time.Duration
+	// Delay is how long after its window ends a verdict reaches the board
+	// at the earliest (the aggregator's lateness and more): a suspect is
+	// not stale for being as fresh as the pipeline allows.
+	Delay time.Duration
 
 	mu       sync.Mutex
 	suspects []Culprit
@@ -81,7 +86,7 @@ func (b *Board) Blame(scope *slo.Scope, at time.Time) (Culprit, bool) {
 	var dcMatch *Culprit
 	for i := range b.suspects {
 		c := &b.suspects[i]
-		if c.Confidence < b.MinConfidence || (b.MaxAge > 0 && at.Sub(c.At) > b.MaxAge) || c.At.After(at) {
+		if c.Confidence < b.MinConfidence || (b.MaxAge > 0 && at.Sub(c.At)-b.Delay > b.MaxAge) || c.At.After(at) {
 			continue
 		}
 		if el == "" || touches(c.Element, el) {

@@ -178,7 +178,8 @@ func ParseConfig(file string, data []byte, getenv func(string) string) (*FileCon
 			}
 			rc.MaxLayerShare = v
 		}
-		rc.MaxEvidenceAge = dur(at(base, "max_evidence_age"), r.MaxEvidenceAge, DefaultMaxEvidenceAge)
+		// Unset stays 0: the server makes it two of its windows.
+		rc.MaxEvidenceAge = dur(at(base, "max_evidence_age"), r.MaxEvidenceAge, 0)
 		rules := map[string]bool{}
 		for i, fr := range r.Rules {
 			rb := at(base, "rules", i)

@@ -77,8 +77,13 @@ type RemediatorConfig struct {
 	Execute           bool
 	MaxActionsPerHour int
 	MaxLayerShare     float64
-	MaxEvidenceAge    time.Duration
-	Layers            LayerFunc
+	// MaxEvidenceAge: no action on evidence older than this, counted from
+	// EvidenceDelay after the end of the window it comes from.
+	MaxEvidenceAge time.Duration
+	// EvidenceDelay is how long after its window ends evidence reaches the
+	// remediator at the earliest (the aggregator's lateness and more).
+	EvidenceDelay time.Duration
+	Layers        LayerFunc
 	// Audit receives every decision as a JSON line (nil: memory only).
 	Audit io.Writer
 	// AuditSize is how many decisions Decisions keeps.
@@ -206,8 +211,9 @@ func (r *Remediator) Consider(ctx context.Context, at time.Time, incidents []Inc
 			}
 		}
 		switch {
-		case c.At.IsZero() || at.Sub(c.At) > r.cfg.MaxEvidenceAge:
-			d.Reason = fmt.Sprintf("refused: evidence from %s is older than %s", c.At.UTC().Format(time.RFC3339), r.cfg.MaxEvidenceAge)
+		case c.At.IsZero() || at.Sub(c.At)-r.cfg.EvidenceDelay > r.cfg.MaxEvidenceAge:
+			d.Reason = fmt.Sprintf("refused: evidence from the window ending %s is older than %s (beyond the pipeline's %s delay)",
+				c.At.UTC().Format(time.RFC3339), r.cfg.MaxEvidenceAge, r.cfg.EvidenceDelay)
 		case len(r.actions) >= r.cfg.MaxActionsPerHour:
 			d.Reason = fmt.Sprintf("refused: %d actions in the last hour, the limit is %d", len(r.actions), r.cfg.MaxActionsPerHour)
 		case size <= 0 || float64(inLayer+1)/float64(size) > r.cfg.MaxLayerShare:

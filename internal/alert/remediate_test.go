@@ -217,3 +217,32 @@ func TestTopologyLayers(t *testing.T) {
 		}
 	}
 }
+
+// TestRemediationEvidenceDelay: evidence is as fresh as the pipeline
+// allows for EvidenceDelay after its window ends (the aggregator's
+// lateness), and only then starts to age: with a 40 s delay and two 10 s
+// windows allowed, a verdict on a window that ended 55 s ago is acted on,
+// one on a window that ended 65 s ago is not.
+func TestRemediationEvidenceDelay(t *testing.T) {
+	topo := fabric(t)
+	for _, tc := range []struct {
+		windowEndedAgo time.Duration
+		want           string
+	}{
+		{55 * time.Second, "dry-run: would drain"},
+		{65 * time.Second, "refused: evidence from the window ending"},
+	} {
+		r, err := NewRemediator(RemediatorConfig{
+			Rules:          []RemediationRule{{Name: "drain", Kinds: []string{"device"}, MinConfidence: 0.8, HoldDown: time.Minute, Action: &recordedAction{}}},
+			MaxEvidenceAge: 20 * time.Second, EvidenceDelay: 40 * time.Second, Layers: TopologyLayers(topo),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := t0.Add(tc.windowEndedAgo)
+		ds := r.Consider(context.Background(), now, []Incident{blaming("i1", "dc1-spine1", "device", 0.95, t0)})
+		if len(ds) != 1 || !strings.Contains(ds[0].Reason, tc.want) {
+			t.Errorf("window ended %v ago: decisions %+v, want one %q", tc.windowEndedAgo, ds, tc.want)
+		}
+	}
+}

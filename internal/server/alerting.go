@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/meshlens/meshlens/internal/aggregate"
 	"github.com/meshlens/meshlens/internal/alert"
 	"github.com/meshlens/meshlens/internal/api"
 	"github.com/meshlens/meshlens/internal/localize"
@@ -29,15 +32,39 @@ type alerting struct {
 	mgr    *alert.Manager
 	board  *alert.Board
 	rem    *alert.Remediator // nil without remediation rules
-	ctx    context.Context
+	// remAudit is the remediation decisions' log file in the data dir.
+	remAudit *os.File
+	ctx      context.Context
 }
 
-// culpritMaxAge: a verdict older than this no longer names an incident's
-// culprit; three windows of the default 10 s.
-const culpritMaxAge = 30 * time.Second
+// RemediationAuditFile is where, in the data dir, every remediation
+// decision (taken, refused, dry-run, and why) is appended as a JSON line;
+// /api/v1/remediations serves the most recent ones from memory.
+const RemediationAuditFile = "remediation-audit.jsonl"
+
+// evidenceDelay is how long after a window ends the localizer's verdict on
+// it can reach alerting: the aggregator seals it lateness after its end,
+// and sealing cadence and the merge of partitions take up to a window more.
+// Ages of evidence are counted from then, so that "three windows old" means
+// the same whatever --lateness is.
+func evidenceDelay(c aggregate.Config) time.Duration {
+	lateness := c.Lateness
+	if lateness <= 0 {
+		lateness = aggregate.DefaultLateness
+	}
+	return lateness + windowOf(c)
+}
+
+// newCulpritBoard: a verdict more than three windows past the pipeline's
+// delay no longer names an incident's culprit.
+func newCulpritBoard(c aggregate.Config) *alert.Board {
+	b := alert.NewBoard(0.5, 3*windowOf(c))
+	b.Delay = evidenceDelay(c)
+	return b
+}
 
 func (s *Server) buildAlerting() (*alerting, error) {
-	a := &alerting{board: alert.NewBoard(0.5, culpritMaxAge), ctx: context.Background()}
+	a := &alerting{board: newCulpritBoard(s.cfg.Aggregate), ctx: context.Background()}
 	var fileCfg alert.FileConfig
 	if s.cfg.Alerting.File != "" {
 		c, err := alert.LoadConfig(s.cfg.Alerting.File)
@@ -59,8 +86,19 @@ func (s *Server) buildAlerting() (*alerting, error) {
 	if len(fileCfg.Remediation.Rules) > 0 {
 		rc := fileCfg.Remediation
 		rc.Layers = alert.TopologyLayers(s.Topology())
+		// "No action while the evidence is older than two windows."
+		rc.EvidenceDelay = evidenceDelay(s.cfg.Aggregate)
+		if rc.MaxEvidenceAge == 0 {
+			rc.MaxEvidenceAge = 2 * windowOf(s.cfg.Aggregate)
+		}
+		f, err := os.OpenFile(filepath.Join(s.cfg.DataDir, RemediationAuditFile), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+		if err != nil {
+			return nil, fmt.Errorf("server: remediation audit log: %w", err)
+		}
+		a.remAudit, rc.Audit = f, f
 		rc.Manager = mgr
 		if a.rem, err = alert.NewRemediator(rc); err != nil {
+			f.Close()
 			return nil, err
 		}
 	}

@@ -374,6 +374,11 @@ func (s *Server) close() {
 	if s.nc != nil {
 		s.nc.Close()
 	}
+	if s.alerting != nil && s.alerting.remAudit != nil {
+		if err := s.alerting.remAudit.Close(); err != nil {
+			s.logger.Error("closing the remediation audit log", "err", err)
+		}
+	}
 	if s.embedded != nil {
 		s.embedded.Shutdown()
 	}
