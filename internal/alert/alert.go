@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 
 	"github.com/meshlens/meshlens/internal/clock"
 	"github.com/meshlens/meshlens/internal/slo"
@@ -271,8 +272,10 @@ func (m *Manager) ObserveSLOs(at time.Time, sts []slo.Status) {
 			}
 			var forDur time.Duration
 			if t.For != "" {
-				if d, err := time.ParseDuration(t.For); err == nil {
-					forDur = d
+				// Prometheus's syntax, as in the SLO file ("1d" included),
+				// which internal/slo has validated.
+				if d, err := model.ParseDuration(t.For); err == nil {
+					forDur = time.Duration(d)
 				}
 			}
 			var v float64

@@ -3,6 +3,7 @@ package alert
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -407,5 +408,49 @@ func TestBoard(t *testing.T) {
 		if c.Element != tc.want || ok != (tc.want != "") {
 			t.Errorf("Blame(%+v) = %q, %v; want %q", tc.scope, c.Element, ok, tc.want)
 		}
+	}
+}
+
+// TestAcknowledge: an operator takes an open incident on once; the
+// acknowledgement is on the incident and its timeline. A second one, one
+// on a resolved incident, an unknown id or an oversized comment is refused.
+func TestAcknowledge(t *testing.T) {
+	m := newManager(t, Config{})
+	rack := &slo.Scope{Rack: "dc1-pod1-rack3"}
+	status := func(firing bool) []slo.Status {
+		return []slo.Status{{Name: "rack3", Scope: rack,
+			Tiers: []slo.TierStatus{{Name: "page-1h", Severity: "page", Factor: 14.4, Long: "1h", Short: "5m", Firing: firing}}}}
+	}
+	m.ObserveSLOs(t0, status(true))
+	id := m.Incidents()[0].ID
+	if _, err := m.Acknowledge(id, "alice", strings.Repeat("x", MaxAckComment+1), t0); err == nil {
+		t.Error("oversized comment accepted")
+	}
+	inc, err := m.Acknowledge(id, "alice", "looking at the ToR", t0.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inc.Acknowledged == nil || inc.Acknowledged.By != "alice" || inc.Acknowledged.Comment != "looking at the ToR" {
+		t.Fatalf("acknowledged = %+v", inc.Acknowledged)
+	}
+	last := inc.Timeline[len(inc.Timeline)-1]
+	if last.Kind != EventAcknowledged || !strings.Contains(last.Detail, "alice: looking at the ToR") {
+		t.Errorf("timeline ends with %+v", last)
+	}
+	if got, _ := m.Incident(id); got.Acknowledged == nil {
+		t.Error("acknowledgement not kept")
+	}
+	if _, err := m.Acknowledge(id, "bob", "", t0.Add(2*time.Minute)); !errors.Is(err, ErrAlreadyAcked) {
+		t.Errorf("second ack: %v, want ErrAlreadyAcked", err)
+	}
+	if _, err := m.Acknowledge("nope", "bob", "", t0); !errors.Is(err, ErrNoIncident) {
+		t.Errorf("unknown incident: %v, want ErrNoIncident", err)
+	}
+	m.ObserveSLOs(t0.Add(3*time.Minute), status(false))
+	m2 := newManager(t, Config{})
+	m2.ObserveSLOs(t0, status(true))
+	m2.ObserveSLOs(t0.Add(time.Minute), status(false))
+	if _, err := m2.Acknowledge(m2.Incidents()[0].ID, "bob", "", t0.Add(2*time.Minute)); !errors.Is(err, ErrIncidentResolved) {
+		t.Errorf("resolved incident: %v, want ErrIncidentResolved", err)
 	}
 }

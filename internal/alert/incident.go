@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"sort"
@@ -27,6 +28,7 @@ const (
 	EventAlertFiring   = "alert_firing"
 	EventAlertResolved = "alert_resolved"
 	EventResolution    = "resolution"
+	EventAcknowledged  = "acknowledged"
 )
 
 // Event is one line of an incident's timeline.
@@ -65,12 +67,35 @@ type Incident struct {
 	SLOs          []SLOBurn           `json:"slos"`
 	AffectedPairs []string            `json:"affected_pairs,omitempty"`
 	Timeline      []Event             `json:"timeline"`
+	// Acknowledged says an operator has taken the incident on.
+	Acknowledged *Ack `json:"acknowledged,omitempty"`
 
 	alertFPs []string
 }
 
+// Ack is an operator's acknowledgement of an incident.
+type Ack struct {
+	By      string    `json:"by"`
+	At      time.Time `json:"at"`
+	Comment string    `json:"comment,omitempty"`
+}
+
+// MaxAckComment bounds an acknowledgement's comment, in bytes.
+const MaxAckComment = 1000
+
+// Errors of Acknowledge.
+var (
+	ErrNoIncident       = errors.New("no such incident")
+	ErrAlreadyAcked     = errors.New("incident already acknowledged")
+	ErrIncidentResolved = errors.New("incident already resolved")
+)
+
 func (inc *Incident) clone() Incident {
 	c := *inc
+	if inc.Acknowledged != nil {
+		a := *inc.Acknowledged
+		c.Acknowledged = &a
+	}
 	if inc.Blamed != nil {
 		b := *inc.Blamed
 		b.Pairs = append([]string(nil), inc.Blamed.Pairs...)
@@ -339,6 +364,34 @@ func (m *Manager) Mitigate(id string, at time.Time, detail string) error {
 	inc.event(at, EventMitigation, "%s", detail)
 	m.markDirtyLocked(id)
 	return nil
+}
+
+// Acknowledge records that by has taken incident id on, with an optional
+// comment, on the incident and its timeline. An incident is acknowledged
+// once, and only while open.
+func (m *Manager) Acknowledge(id, by, comment string, at time.Time) (Incident, error) {
+	if len(comment) > MaxAckComment {
+		return Incident{}, fmt.Errorf("alert: acknowledge %s: comment of %d bytes, at most %d", id, len(comment), MaxAckComment)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	inc := m.incidents[id]
+	switch {
+	case inc == nil:
+		return Incident{}, fmt.Errorf("alert: acknowledge %q: %w", id, ErrNoIncident)
+	case inc.Acknowledged != nil:
+		return Incident{}, fmt.Errorf("alert: acknowledge %s: %w by %s at %s", id, ErrAlreadyAcked, inc.Acknowledged.By, inc.Acknowledged.At.UTC().Format(time.RFC3339))
+	case inc.State == IncidentResolved:
+		return Incident{}, fmt.Errorf("alert: acknowledge %s: %w", id, ErrIncidentResolved)
+	}
+	inc.Acknowledged = &Ack{By: by, At: at, Comment: comment}
+	if comment != "" {
+		inc.event(at, EventAcknowledged, "acknowledged by %s: %s", by, comment)
+	} else {
+		inc.event(at, EventAcknowledged, "acknowledged by %s", by)
+	}
+	m.markDirtyLocked(id)
+	return inc.clone(), nil
 }
 
 // gcLocked drops resolved incidents past retention and the oldest resolved

@@ -93,6 +93,7 @@ func (s *Server) buildAPI() (*api.Server, error) {
 	srv.Handle("GET /api/v1/suspects", api.RoleViewer, http.HandlerFunc(s.analyzer.serveSuspects))
 	s.alerting.register(srv)
 	srv.Handle("GET /api/v1/diagnose/pair", api.RoleViewer, http.HandlerFunc(s.serveDiagnosePair))
+	s.registerChanges(srv)
 	return srv, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -84,8 +85,15 @@ type Server struct {
 	logger   *slog.Logger
 	registry *prometheus.Registry
 
-	topo       atomic.Pointer[topology.Topology]
-	topoMod    time.Time
+	topo atomic.Pointer[topology.Topology]
+	// topoMu serializes topology changes (file watcher, admin API); it
+	// guards topoMod, the applied file's modification time.
+	topoMu           sync.Mutex
+	topoMod          time.Time
+	topoReloads      prometheus.Counter
+	topoReloadErrors prometheus.Counter
+	// sloMu serializes changes of the SLO file through the admin API.
+	sloMu      sync.Mutex
 	embedded   *bus.Embedded
 	nc         *nats.Conn
 	js         jetstream.JetStream
@@ -129,6 +137,15 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s := &Server{cfg: cfg, logger: cfg.Logger, registry: prometheus.NewRegistry()}
+	s.topoReloadErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "meshlens_topology_reload_errors_total",
+		Help: "Topology changes refused because the new topology is invalid or its pinglists could not be published.",
+	})
+	s.topoReloads = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "meshlens_topology_reloads_total",
+		Help: "Topology changes applied (from the file or the admin API).",
+	})
+	s.registry.MustRegister(s.topoReloadErrors, s.topoReloads)
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	topo, mod, err := loadTopology(cfg.TopologyFile)
@@ -330,15 +347,6 @@ func (s *Server) start(ctx context.Context) error {
 // the pinglists, so agents follow without restarts. A bad edit is logged
 // and counted; the last good topology stays in force.
 func (s *Server) watchTopology(ctx context.Context) error {
-	reloadErrors := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "meshlens_topology_reload_errors_total",
-		Help: "Topology file changes refused because the new file is invalid.",
-	})
-	reloads := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "meshlens_topology_reloads_total",
-		Help: "Topology file changes applied.",
-	})
-	s.registry.MustRegister(reloadErrors, reloads)
 	t := time.NewTicker(s.cfg.TopologyPoll)
 	defer t.Stop()
 	for {
@@ -347,27 +355,44 @@ func (s *Server) watchTopology(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		st, err := os.Stat(s.cfg.TopologyFile)
-		if err != nil || st.ModTime().Equal(s.topoMod) {
-			continue
-		}
-		topo, mod, err := loadTopology(s.cfg.TopologyFile)
-		s.topoMod = st.ModTime()
-		if err != nil {
-			reloadErrors.Inc()
-			s.logger.Error("topology change refused; keeping the previous one", "err", err)
-			continue
-		}
-		s.topoMod = mod
-		if err := s.controller.Apply(ctx, s.js, topo); err != nil {
-			reloadErrors.Inc()
-			s.logger.Error("pinglists for the new topology not published", "err", err)
-			continue
-		}
-		s.topo.Store(topo)
-		reloads.Inc()
-		s.logger.Info("topology reloaded", "hosts", len(topo.Hosts), "pinglist_version", s.controller.Version())
+		s.reloadTopologyIfChanged(ctx)
 	}
+}
+
+// reloadTopologyIfChanged applies the topology file if it changed since
+// the last one applied. A bad edit is refused, logged and counted; the
+// last good topology stays in force.
+func (s *Server) reloadTopologyIfChanged(ctx context.Context) {
+	s.topoMu.Lock()
+	defer s.topoMu.Unlock()
+	st, err := os.Stat(s.cfg.TopologyFile)
+	if err != nil || st.ModTime().Equal(s.topoMod) {
+		return
+	}
+	topo, mod, err := loadTopology(s.cfg.TopologyFile)
+	s.topoMod = st.ModTime()
+	if err != nil {
+		s.topoReloadErrors.Inc()
+		s.logger.Error("topology change refused; keeping the previous one", "err", err)
+		return
+	}
+	s.topoMod = mod
+	if err := s.applyTopologyLocked(ctx, topo); err != nil {
+		s.logger.Error("pinglists for the new topology not published", "err", err)
+	}
+}
+
+// applyTopologyLocked publishes topo's pinglists and makes it current;
+// the caller holds topoMu.
+func (s *Server) applyTopologyLocked(ctx context.Context, topo *topology.Topology) error {
+	if err := s.controller.Apply(ctx, s.js, topo); err != nil {
+		s.topoReloadErrors.Inc()
+		return err
+	}
+	s.topo.Store(topo)
+	s.topoReloads.Inc()
+	s.logger.Info("topology applied", "hosts", len(topo.Hosts), "pinglist_version", s.controller.Version())
+	return nil
 }
 
 func (s *Server) close() {

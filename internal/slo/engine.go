@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"reflect"
 	"sort"
 	"sync"
 	"time"
@@ -200,7 +201,34 @@ func (e *Engine) Statuses() []Status {
 }
 
 // SLOs returns the SLOs the engine evaluates.
-func (e *Engine) SLOs() []SLO { return append([]SLO(nil), e.cfg.SLOs...) }
+func (e *Engine) SLOs() []SLO {
+	e.eval.Lock()
+	defer e.eval.Unlock()
+	return append([]SLO(nil), e.cfg.SLOs...)
+}
+
+// SetSLOs replaces the SLOs, from the next evaluation on (Statuses keeps
+// the last evaluation's until then).
+func (e *Engine) SetSLOs(slos []SLO) error {
+	next := map[string]*SLO{}
+	for i, s := range slos {
+		if s.SLI.Kind == ProbeLatency && s.SLI.Estimate && e.cfg.Appendable == nil {
+			return fmt.Errorf("slo: engine: SLO %s estimates latency and needs an Appendable to keep its counters", s.Name)
+		}
+		next[s.Name] = &slos[i]
+	}
+	e.eval.Lock()
+	defer e.eval.Unlock()
+	// A latency estimate is kept only for an SLO that did not change.
+	for i := range e.cfg.SLOs {
+		old := &e.cfg.SLOs[i]
+		if n := next[old.Name]; n == nil || !reflect.DeepEqual(*n, *old) {
+			delete(e.estimates, old.Name)
+		}
+	}
+	e.cfg.SLOs = append([]SLO(nil), slos...)
+	return nil
+}
 
 // EvaluateAt evaluates every SLO at t (the simulator's virtual time or the
 // wall clock), writes the results to the store, records them for Statuses
