@@ -30,7 +30,7 @@ func writeJSON(cmd *cobra.Command, v any) error {
 }
 
 func newIncidentsCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "incidents", Short: "List and show incidents of a running server"}
+	cmd := &cobra.Command{Use: "incidents", Short: "List, show and acknowledge incidents of a running server"}
 	addServerFlag(cmd)
 	var asJSON bool
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -72,6 +72,27 @@ func newIncidentsCmd() *cobra.Command {
 			return diagnose.WriteIncident(cmd.OutOrStdout(), inc)
 		},
 	}
-	cmd.AddCommand(list, show)
+	var comment string
+	ack := &cobra.Command{
+		Use:   "ack ID",
+		Short: "Acknowledge an open incident (needs an operator token in $" + diagnose.TokenEnv + ")",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := serverClient(cmd)
+			if err != nil {
+				return err
+			}
+			inc, err := c.Acknowledge(cmd.Context(), args[0], comment)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd, inc)
+			}
+			return diagnose.WriteIncident(cmd.OutOrStdout(), inc)
+		},
+	}
+	ack.Flags().StringVar(&comment, "comment", "", "what you are doing about it")
+	cmd.AddCommand(list, show, ack)
 	return cmd
 }

@@ -7,6 +7,7 @@
 package diagnose
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -65,12 +66,32 @@ func (e *APIError) Error() string {
 // Get fetches path (with query q) and decodes the "data" of the API's
 // {"status":"success","data":...} envelope into out.
 func (c *Client) Get(ctx context.Context, path string, q url.Values, out any) error {
+	return c.do(ctx, http.MethodGet, path, q, nil, out)
+}
+
+// Post sends in as JSON to path and decodes the answer's "data" into out.
+func (c *Client) Post(ctx context.Context, path string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("diagnose: POST %s: %w", path, err)
+	}
+	return c.do(ctx, http.MethodPost, path, nil, body, out)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, reqBody []byte, out any) error {
 	u := *c.base
 	u.Path += path
 	u.RawQuery = q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	var rd io.Reader
+	if reqBody != nil {
+		rd = bytes.NewReader(reqBody)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
-		return fmt.Errorf("diagnose: GET %s: %w", u.String(), err)
+		return fmt.Errorf("diagnose: %s %s: %w", method, u.String(), err)
+	}
+	if reqBody != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
@@ -82,7 +103,7 @@ func (c *Client) Get(ctx context.Context, path string, q url.Values, out any) er
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("diagnose: GET %s: read answer: %w", path, err)
+		return fmt.Errorf("diagnose: %s %s: read answer: %w", method, path, err)
 	}
 	var env struct {
 		Status    string          `json:"status"`
@@ -96,15 +117,15 @@ func (c *Client) Get(ctx context.Context, path string, q url.Values, out any) er
 			msg = msg[:200] + "..."
 		}
 		if resp.StatusCode/100 != 2 {
-			return fmt.Errorf("diagnose: GET %s: %w", path, &APIError{Status: resp.StatusCode, Message: msg})
+			return fmt.Errorf("diagnose: %s %s: %w", method, path, &APIError{Status: resp.StatusCode, Message: msg})
 		}
-		return fmt.Errorf("diagnose: GET %s: not a meshlens API answer: %q", path, msg)
+		return fmt.Errorf("diagnose: %s %s: not a meshlens API answer: %q", method, path, msg)
 	}
 	if env.Status != "success" {
-		return fmt.Errorf("diagnose: GET %s: %w", path, &APIError{Status: resp.StatusCode, ErrorType: env.ErrorType, Message: env.Error})
+		return fmt.Errorf("diagnose: %s %s: %w", method, path, &APIError{Status: resp.StatusCode, ErrorType: env.ErrorType, Message: env.Error})
 	}
 	if err := json.Unmarshal(env.Data, out); err != nil {
-		return fmt.Errorf("diagnose: GET %s: decode data: %w", path, err)
+		return fmt.Errorf("diagnose: %s %s: decode data: %w", method, path, err)
 	}
 	return nil
 }

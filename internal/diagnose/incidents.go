@@ -34,6 +34,14 @@ func (c *Client) Incident(ctx context.Context, id string) (alert.Incident, error
 	return out, err
 }
 
+// Acknowledge takes incident id on, as the client's token (operator role
+// or above), with an optional comment.
+func (c *Client) Acknowledge(ctx context.Context, id, comment string) (alert.Incident, error) {
+	var out alert.Incident
+	err := c.Post(ctx, IncidentsPath+"/"+url.PathEscape(id)+"/ack", map[string]string{"comment": comment}, &out)
+	return out, err
+}
+
 // WriteIncidentList prints incidents as a table, most recent first.
 func WriteIncidentList(w io.Writer, incs []alert.Incident, now time.Time) error {
 	sort.SliceStable(incs, func(i, j int) bool { return incs[i].Start.After(incs[j].Start) })
@@ -68,6 +76,13 @@ func WriteIncident(w io.Writer, inc alert.Incident) error {
 	fmt.Fprintf(&b, "  started  %s\n  detected %s (after %s)\n", inc.Start.UTC().Format(time.RFC3339), inc.Detected.UTC().Format(time.RFC3339), inc.Detected.Sub(inc.Start).Round(time.Second))
 	if !inc.End.IsZero() {
 		fmt.Fprintf(&b, "  resolved %s (lasted %s)\n", inc.End.UTC().Format(time.RFC3339), inc.End.Sub(inc.Start).Round(time.Second))
+	}
+	if a := inc.Acknowledged; a != nil {
+		fmt.Fprintf(&b, "  acknowledged %s by %s", a.At.UTC().Format(time.RFC3339), a.By)
+		if a.Comment != "" {
+			fmt.Fprintf(&b, ": %s", a.Comment)
+		}
+		b.WriteString("\n")
 	}
 	if c := inc.Blamed; c != nil {
 		fmt.Fprintf(&b, "\nblamed: %s %s", c.Kind, c.Element)

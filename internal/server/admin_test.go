@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/meshlens/meshlens/internal/api"
+	"github.com/meshlens/meshlens/internal/diagnose"
 	"github.com/meshlens/meshlens/internal/slo"
 	"github.com/meshlens/meshlens/internal/topology"
 )
@@ -241,6 +242,22 @@ func TestChangesNeedTheirRole(t *testing.T) {
 	}
 	if e := got[0]; e.Principal != "viewer-user" || e.Status != 403 {
 		t.Errorf("first audit entry %+v, want the viewer's refused acknowledgement", e)
+	}
+
+	// `meshlens incidents ack` speaks the same API: its client reads the
+	// server's refusal, and names the role a token lacks.
+	for _, tc := range []struct{ role, id, want string }{
+		{"operator", incs[0].ID, "409 conflict: alert: acknowledge " + incs[0].ID + ": incident already acknowledged by operator-user"},
+		{"viewer", incs[0].ID, "403"},
+		{"operator", "nope", "404 not_found"},
+	} {
+		c, err := diagnose.NewClient(r.url, r.tokens[tc.role], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Acknowledge(context.Background(), tc.id, "again"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("client ack of %s as %s: %v, want %q", tc.id, tc.role, err, tc.want)
+		}
 	}
 }
 
