@@ -122,6 +122,36 @@ type drainState struct {
 
 // NewRemediator checks cfg.
 func NewRemediator(cfg RemediatorConfig) (*Remediator, error) {
+	if err := cfg.checkPolicy(); err != nil {
+		return nil, err
+	}
+	if cfg.AuditSize <= 0 {
+		cfg.AuditSize = DefaultAuditSize
+	}
+	if cfg.Layers == nil {
+		return nil, errors.New("alert: remediator: nil Layers (the layer-share cap needs them)")
+	}
+	return &Remediator{cfg: cfg, drained: map[string]*drainState{}, last: map[string]string{}}, nil
+}
+
+// SetPolicy replaces the rules, Execute and the caps (MaxActionsPerHour,
+// MaxLayerShare, MaxEvidenceAge) with p's, from the next Consider on; the
+// rest of the configuration stays. What is drained stays drained and is
+// undone by the rule that drained it; the actions of the last hour still
+// count against the new cap.
+func (r *Remediator) SetPolicy(p RemediatorConfig) error {
+	if err := p.checkPolicy(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cfg.Rules, r.cfg.Execute = p.Rules, p.Execute
+	r.cfg.MaxActionsPerHour, r.cfg.MaxLayerShare, r.cfg.MaxEvidenceAge = p.MaxActionsPerHour, p.MaxLayerShare, p.MaxEvidenceAge
+	return nil
+}
+
+// checkPolicy fills the caps' defaults and checks the rules.
+func (cfg *RemediatorConfig) checkPolicy() error {
 	if cfg.MaxActionsPerHour <= 0 {
 		cfg.MaxActionsPerHour = DefaultMaxActionsPerHour
 	}
@@ -131,21 +161,23 @@ func NewRemediator(cfg RemediatorConfig) (*Remediator, error) {
 	if cfg.MaxEvidenceAge <= 0 {
 		cfg.MaxEvidenceAge = DefaultMaxEvidenceAge
 	}
-	if cfg.AuditSize <= 0 {
-		cfg.AuditSize = DefaultAuditSize
-	}
-	if cfg.Layers == nil {
-		return nil, errors.New("alert: remediator: nil Layers (the layer-share cap needs them)")
-	}
 	for i, r := range cfg.Rules {
 		if r.Name == "" || len(r.Kinds) == 0 || r.Action == nil {
-			return nil, fmt.Errorf("alert: remediation rule %d (%q): name, kinds and action are required", i, r.Name)
+			return fmt.Errorf("alert: remediation rule %d (%q): name, kinds and action are required", i, r.Name)
 		}
 		if r.MinConfidence < 0 || r.MinConfidence > 1 {
-			return nil, fmt.Errorf("alert: remediation rule %q: min confidence %v not in [0, 1]", r.Name, r.MinConfidence)
+			return fmt.Errorf("alert: remediation rule %q: min confidence %v not in [0, 1]", r.Name, r.MinConfidence)
 		}
 	}
-	return &Remediator{cfg: cfg, drained: map[string]*drainState{}, last: map[string]string{}}, nil
+	return nil
+}
+
+// Policy returns the rules and caps in force.
+func (r *Remediator) Policy() RemediatorConfig {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return RemediatorConfig{Rules: append([]RemediationRule(nil), r.cfg.Rules...), Execute: r.cfg.Execute,
+		MaxActionsPerHour: r.cfg.MaxActionsPerHour, MaxLayerShare: r.cfg.MaxLayerShare, MaxEvidenceAge: r.cfg.MaxEvidenceAge}
 }
 
 func (r *Remediator) rule(kind string, confidence float64) *RemediationRule {
@@ -301,6 +333,9 @@ func (r *Remediator) Drained() []string {
 // WebhookAction posts {"action","element","kind"} as signed JSON.
 type WebhookAction struct{ Hook *Webhook }
 
+// String names the action without its secret.
+func (w WebhookAction) String() string { return "webhook " + w.Hook.url }
+
 // Run posts the action, with the webhook's retries.
 func (w WebhookAction) Run(ctx context.Context, action, element, kind string) error {
 	body, err := json.Marshal(map[string]string{"action": action, "element": element, "kind": kind})
@@ -316,6 +351,9 @@ type CommandAction struct {
 	Argv    []string
 	Timeout time.Duration
 }
+
+// String names the action.
+func (c CommandAction) String() string { return "command " + strings.Join(c.Argv, " ") }
 
 // Run runs the command.
 func (c CommandAction) Run(ctx context.Context, action, element, kind string) error {

@@ -26,6 +26,77 @@ func (s *Server) registerChanges(srv *api.Server) {
 	srv.Handle("PUT /api/v1/config/topology", api.RoleAdmin, http.HandlerFunc(s.putTopologyFile))
 	srv.Handle("GET /api/v1/config/slos", api.RoleViewer, http.HandlerFunc(s.getSLOFile))
 	srv.Handle("PUT /api/v1/config/slos", api.RoleAdmin, http.HandlerFunc(s.putSLOFile))
+	srv.Handle("GET /api/v1/config/remediation", api.RoleViewer, http.HandlerFunc(s.getRemediation))
+	srv.Handle("PUT /api/v1/config/remediation", api.RoleAdmin, http.HandlerFunc(s.putRemediation))
+}
+
+// remediationPolicy is the remediation policy in force, as the API shows
+// it (actions by kind and target, never their secrets).
+type remediationPolicy struct {
+	Source            string            `json:"source"` // none, alerting file, api
+	Execute           bool              `json:"execute"`
+	MaxActionsPerHour int               `json:"max_actions_per_hour"`
+	MaxLayerShare     float64           `json:"max_layer_share"`
+	MaxEvidenceAge    string            `json:"max_evidence_age"`
+	Rules             []remediationRule `json:"rules"`
+}
+
+type remediationRule struct {
+	Name          string   `json:"name"`
+	Kinds         []string `json:"kinds"`
+	MinConfidence float64  `json:"min_confidence"`
+	HoldDown      string   `json:"hold_down"`
+	Action        string   `json:"action"`
+}
+
+func (s *Server) remediationPolicy() remediationPolicy {
+	p := s.alerting.rem.Policy()
+	out := remediationPolicy{Source: s.alerting.remSource, Execute: p.Execute, MaxActionsPerHour: p.MaxActionsPerHour,
+		MaxLayerShare: p.MaxLayerShare, MaxEvidenceAge: p.MaxEvidenceAge.String(), Rules: []remediationRule{}}
+	for _, r := range p.Rules {
+		out.Rules = append(out.Rules, remediationRule{Name: r.Name, Kinds: r.Kinds, MinConfidence: r.MinConfidence,
+			HoldDown: r.HoldDown.String(), Action: fmt.Sprint(r.Action)})
+	}
+	return out
+}
+
+func (s *Server) getRemediation(w http.ResponseWriter, _ *http.Request) {
+	s.remMu.Lock()
+	defer s.remMu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": s.remediationPolicy()})
+}
+
+// putRemediation replaces the remediation policy: the body is the
+// remediation section of an alerting file (execute, caps, rules), with
+// webhook actions only — commands and secret files live on the server's
+// host, not behind an API token. It is in force from the next SLO
+// evaluation and kept in the data dir across restarts.
+func (s *Server) putRemediation(w http.ResponseWriter, r *http.Request) {
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeBodyError(w, err, "a remediation policy (YAML)")
+		return
+	}
+	p, err := alert.ParseRemediation("request body", data, os.Getenv)
+	if err != nil {
+		writeAPIError(w, http.StatusBadRequest, "bad_data", err)
+		return
+	}
+	if p.MaxEvidenceAge == 0 {
+		p.MaxEvidenceAge = s.alerting.defaultEvidenceAge
+	}
+	s.remMu.Lock()
+	defer s.remMu.Unlock()
+	if err := writeFileAtomic(filepath.Join(s.cfg.DataDir, RemediationPolicyFile), data); err != nil {
+		writeAPIError(w, http.StatusInternalServerError, "internal", err)
+		return
+	}
+	if err := s.alerting.rem.SetPolicy(p); err != nil {
+		writeAPIError(w, http.StatusBadRequest, "bad_data", err)
+		return
+	}
+	s.alerting.remSource = "api"
+	writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": s.remediationPolicy()})
 }
 
 // ackRequest is the body of POST /api/v1/incidents/{id}/ack (optional).

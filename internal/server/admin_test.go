@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ type running struct {
 	url    string
 	dir    string
 	tokens map[string]string // role → secret
+	stop   func()            // stops it (also done at the test's end)
 }
 
 func freeAddr(t *testing.T) string {
@@ -46,9 +48,14 @@ const testSLOs = `slos:
       probe_availability: {dc: dc1}
 `
 
-func startServer(t *testing.T) *running {
+// startServer starts a server in dir (a new one when ""); a server
+// restarted in the same dir keeps its data and its tokens.
+func startServer(t *testing.T, dir string) *running {
 	t.Helper()
-	dir := t.TempDir()
+	fresh := dir == ""
+	if fresh {
+		dir = t.TempDir()
+	}
 	topo, err := topology.Generate(topology.GenSpec{DCs: 1, Pods: 1, RacksPerPod: 2, HostsPerRack: 2, LeavesPerPod: 1, Spines: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -59,6 +66,9 @@ func startServer(t *testing.T) *running {
 	}
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
+		if !fresh {
+			return p // as the first server left it
+		}
 		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -67,10 +77,8 @@ func startServer(t *testing.T) *running {
 	r := &running{dir: dir, tokens: map[string]string{}}
 	var tokens strings.Builder
 	for _, role := range []string{"viewer", "operator", "admin"} {
-		secret, err := api.GenerateToken()
-		if err != nil {
-			t.Fatal(err)
-		}
+		// Deterministic secrets, so that a restarted server takes them.
+		secret := fmt.Sprintf("%s-%064d", role, 7)
 		r.tokens[role] = secret
 		fmt.Fprintf(&tokens, "- {name: %s-user, role: %s, sha256: %s}\n", role, role, api.HashToken(secret))
 	}
@@ -87,12 +95,16 @@ func startServer(t *testing.T) *running {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
+	var once sync.Once
+	r.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("server: %v", err)
+			}
+		})
+	}
+	t.Cleanup(r.stop)
 	r.url = "http://" + httpAddr
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -134,7 +146,7 @@ func (r *running) do(t *testing.T, role, method, path, body string) (int, string
 // are validated first (a bad body changes nothing) and in force once
 // answered. Every change, allowed or refused, is in the audit log.
 func TestChangesNeedTheirRole(t *testing.T) {
-	r := startServer(t)
+	r := startServer(t, "")
 
 	// An incident to acknowledge: the SLO's fast tier fires.
 	burn := 20.0
@@ -154,6 +166,7 @@ func TestChangesNeedTheirRole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	const drainRule = "execute: true\nmax_layer_share: 50%\nrules:\n  - {name: drain-links, kinds: [link], min_confidence: 0.9, hold_down: 5m, webhook: {url: 'http://127.0.0.1:9/drain'}}\n"
 	twoSLOs := testSLOs + `  - name: rack1-availability
     target: 99%
     window: 28d
@@ -185,6 +198,14 @@ func TestChangesNeedTheirRole(t *testing.T) {
 		{"invalid SLOs", "admin", "PUT", "/api/v1/config/slos", "slos:\n  - name: x\n    target: 120%\n", 400, "request body:"},
 		{"admin replaces the SLOs", "admin", "PUT", "/api/v1/config/slos", twoSLOs, 200, "rack1-availability"},
 		{"saved", "viewer", "GET", "/api/v1/config/slos", "", 200, "rack1-availability"},
+		{"no remediation yet", "viewer", "GET", "/api/v1/config/remediation", "", 200, `"source":"none"`},
+		{"operator cannot set remediation", "operator", "PUT", "/api/v1/config/remediation", drainRule, 403, "needs role admin"},
+		{"no commands through the API", "admin", "PUT", "/api/v1/config/remediation",
+			"rules:\n  - {name: x, kinds: [host], min_confidence: 0.9, command: [/usr/bin/true]}\n", 400, "request body:2: rules[0].command"},
+		{"no secret files through the API", "admin", "PUT", "/api/v1/config/remediation",
+			"rules:\n  - {name: x, kinds: [link], min_confidence: 0.9, webhook: {url: 'http://127.0.0.1:9/d', secret_file: /etc/shadow}}\n", 400, "secret_file"},
+		{"admin sets remediation", "admin", "PUT", "/api/v1/config/remediation", drainRule, 200, `"action":"webhook http://127.0.0.1:9/drain"`},
+		{"in force", "viewer", "GET", "/api/v1/config/remediation", "", 200, `"max_evidence_age":"20s"`},
 	}
 	for _, st := range steps {
 		code, body := r.do(t, st.role, st.method, st.path, st.body)
@@ -236,7 +257,7 @@ func TestChangesNeedTheirRole(t *testing.T) {
 	if len(got) != changes {
 		t.Fatalf("audit log has %d entries, want %d: %+v", len(got), changes, got)
 	}
-	want := entry{"admin-user", "PUT", "/api/v1/config/slos", 200}
+	want := entry{"admin-user", "PUT", "/api/v1/config/remediation", 200}
 	if got[len(got)-1] != want {
 		t.Errorf("last audit entry %+v, want %+v", got[len(got)-1], want)
 	}
@@ -258,6 +279,21 @@ func TestChangesNeedTheirRole(t *testing.T) {
 		if _, err := c.Acknowledge(context.Background(), tc.id, "again"); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("client ack of %s as %s: %v, want %q", tc.id, tc.role, err, tc.want)
 		}
+	}
+
+	// A restart keeps what the admin set: topology, SLOs and the
+	// remediation policy, which takes precedence over the alerting file's.
+	r.stop()
+	r2 := startServer(t, r.dir)
+	if n := len(r2.s.Topology().Hosts); n != 6 {
+		t.Errorf("after restart: %d hosts, want 6", n)
+	}
+	if n := len(r2.s.alerting.engine.SLOs()); n != 2 {
+		t.Errorf("after restart: %d SLOs, want 2", n)
+	}
+	code, body := r2.do(t, "viewer", "GET", "/api/v1/config/remediation", "")
+	if code != 200 || !strings.Contains(body, `"source":"api"`) || !strings.Contains(body, `"name":"drain-links"`) || !strings.Contains(body, `"execute":true`) {
+		t.Errorf("after restart: remediation %d %s", code, body)
 	}
 }
 

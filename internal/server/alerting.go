@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -31,11 +32,21 @@ type alerting struct {
 	engine *slo.Engine // nil without SLOs
 	mgr    *alert.Manager
 	board  *alert.Board
-	rem    *alert.Remediator // nil without remediation rules
+	rem    *alert.Remediator
 	// remAudit is the remediation decisions' log file in the data dir.
 	remAudit *os.File
-	ctx      context.Context
+	// remSource says where the remediation policy in force came from:
+	// "none", "alerting file" or "api".
+	remSource string
+	// defaultEvidenceAge is two of the server's windows.
+	defaultEvidenceAge time.Duration
+	ctx                context.Context
 }
+
+// RemediationPolicyFile is where, in the data dir, a remediation policy
+// set through the admin API is kept; at start it takes precedence over the
+// alerting file's remediation section (delete it to go back to that).
+const RemediationPolicyFile = "remediation-policy.yaml"
 
 // RemediationAuditFile is where, in the data dir, every remediation
 // decision (taken, refused, dry-run, and why) is appended as a JSON line;
@@ -83,24 +94,41 @@ func (s *Server) buildAlerting() (*alerting, error) {
 		return nil, err
 	}
 	a.mgr = mgr
-	if len(fileCfg.Remediation.Rules) > 0 {
-		rc := fileCfg.Remediation
-		rc.Layers = alert.TopologyLayers(s.Topology())
-		// "No action while the evidence is older than two windows."
-		rc.EvidenceDelay = evidenceDelay(s.cfg.Aggregate)
-		if rc.MaxEvidenceAge == 0 {
-			rc.MaxEvidenceAge = 2 * windowOf(s.cfg.Aggregate)
-		}
-		f, err := os.OpenFile(filepath.Join(s.cfg.DataDir, RemediationAuditFile), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	// Always a remediator, so that an admin can give it rules through the
+	// API; with none it decides nothing.
+	rc := fileCfg.Remediation
+	a.remSource = "alerting file"
+	if s.cfg.Alerting.File == "" {
+		a.remSource = "none"
+	}
+	override := filepath.Join(s.cfg.DataDir, RemediationPolicyFile)
+	if data, err := os.ReadFile(override); err == nil {
+		p, err := alert.ParseRemediation(override, data, os.Getenv)
 		if err != nil {
-			return nil, fmt.Errorf("server: remediation audit log: %w", err)
+			return nil, fmt.Errorf("server: the remediation policy set through the API: %w", err)
 		}
-		a.remAudit, rc.Audit = f, f
-		rc.Manager = mgr
-		if a.rem, err = alert.NewRemediator(rc); err != nil {
-			f.Close()
-			return nil, err
-		}
+		rc.Rules, rc.Execute, rc.MaxActionsPerHour, rc.MaxLayerShare, rc.MaxEvidenceAge = p.Rules, p.Execute, p.MaxActionsPerHour, p.MaxLayerShare, p.MaxEvidenceAge
+		a.remSource = "api"
+		s.logger.Info("remediation policy from the admin API is in force, over the alerting file's", "file", override)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("server: remediation policy: %w", err)
+	}
+	rc.Layers = alert.TopologyLayers(s.Topology())
+	rc.Manager = mgr
+	// "No action while the evidence is older than two windows."
+	rc.EvidenceDelay = evidenceDelay(s.cfg.Aggregate)
+	a.defaultEvidenceAge = 2 * windowOf(s.cfg.Aggregate)
+	if rc.MaxEvidenceAge == 0 {
+		rc.MaxEvidenceAge = a.defaultEvidenceAge
+	}
+	f, err := os.OpenFile(filepath.Join(s.cfg.DataDir, RemediationAuditFile), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("server: remediation audit log: %w", err)
+	}
+	a.remAudit, rc.Audit = f, f
+	if a.rem, err = alert.NewRemediator(rc); err != nil {
+		f.Close()
+		return nil, err
 	}
 	if len(s.cfg.Alerting.SLOFiles) > 0 {
 		slos, err := slo.Load(s.cfg.Alerting.SLOFiles...)

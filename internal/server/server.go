@@ -92,22 +92,23 @@ type Server struct {
 	topoMod          time.Time
 	topoReloads      prometheus.Counter
 	topoReloadErrors prometheus.Counter
-	// sloMu serializes changes of the SLO file through the admin API.
-	sloMu      sync.Mutex
-	embedded   *bus.Embedded
-	nc         *nats.Conn
-	js         jetstream.JetStream
-	store      *store.Store
-	controller *Controller
-	aggs       []*aggregate.Aggregator
-	ingesters  []*aggregate.Ingester
-	api        *api.Server
-	analyzer   *analyzer
-	alerting   *alerting
-	natsURL    string
-	httpTLS    *tls.Config
-	authority  *bus.Authority // with --creds-dir
-	ready      atomic.Bool
+	// sloMu and remMu serialize changes of the SLOs and of the remediation
+	// policy through the admin API.
+	sloMu, remMu sync.Mutex
+	embedded     *bus.Embedded
+	nc           *nats.Conn
+	js           jetstream.JetStream
+	store        *store.Store
+	controller   *Controller
+	aggs         []*aggregate.Aggregator
+	ingesters    []*aggregate.Ingester
+	api          *api.Server
+	analyzer     *analyzer
+	alerting     *alerting
+	natsURL      string
+	httpTLS      *tls.Config
+	authority    *bus.Authority // with --creds-dir
+	ready        atomic.Bool
 }
 
 // New loads the topology and opens storage; Run starts everything.
