@@ -70,7 +70,13 @@ type Evidence struct {
 	Anomalous int     `json:"anomalous"`
 	Pairs     int     `json:"pairs"`
 	Expected  float64 `json:"expected"` // anomalies expected from the background
+	// SamplePairs names up to MaxSamplePairs of those pairs ("src -> dst"),
+	// in name order: who is affected, for incidents and troubleshooting.
+	SamplePairs []string `json:"sample_pairs,omitempty"`
 }
+
+// MaxSamplePairs bounds Evidence.SamplePairs.
+const MaxSamplePairs = 20
 
 // Trace is path discovery of one anomalous probe: the link directions its
 // 5-tuple crossed, forward then back. Lost probes are traced, and probes

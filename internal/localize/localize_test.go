@@ -3,6 +3,7 @@ package localize
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -260,6 +261,15 @@ func TestLocalizeDiscriminates(t *testing.T) {
 			}
 			if s.Confidence <= 0 || s.Confidence > 1 || s.Evidence.Anomalous == 0 && s.Symptom != SymptomAgentSlow {
 				t.Errorf("suspect %+v lacks evidence", s)
+			}
+			if s.Symptom != SymptomAgentSlow {
+				// The pairs it names are the pairs it counts, up to the bound.
+				if n := len(s.Evidence.SamplePairs); n != min(s.Evidence.Pairs, MaxSamplePairs) || n == 0 {
+					t.Errorf("%d sample pairs of %d pairs", n, s.Evidence.Pairs)
+				}
+				if !slices.IsSorted(s.Evidence.SamplePairs) || !strings.Contains(s.Evidence.SamplePairs[0], " -> ") {
+					t.Errorf("sample pairs %v", s.Evidence.SamplePairs)
+				}
 			}
 		})
 	}

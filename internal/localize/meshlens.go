@@ -532,6 +532,7 @@ func (m *meshlens) explain(traces []*Trace, latency bool) []Suspect {
 			}
 		}
 		sus.Evidence.Pairs = len(pairs)
+		sus.Evidence.SamplePairs = m.samplePairs(pairs)
 		rate := (e - bestLambda) / touch
 		if latency {
 			sus.Symptom = SymptomLatency
@@ -551,4 +552,14 @@ func (m *meshlens) explain(traces []*Trace, latency bool) []Suspect {
 		out = append(out, sus)
 	}
 	return out
+}
+
+// samplePairs names up to MaxSamplePairs of pairs, in name order.
+func (m *meshlens) samplePairs(pairs map[[2]int32]bool) []string {
+	names := make([]string, 0, len(pairs))
+	for p := range pairs {
+		names = append(names, m.x.Names[p[0]]+" -> "+m.x.Names[p[1]])
+	}
+	sort.Strings(names)
+	return names[:min(len(names), MaxSamplePairs)]
 }

@@ -180,7 +180,7 @@ func (a *alerting) blame(v Verdict) {
 		}
 		culprits = append(culprits, alert.Culprit{
 			Element: s.Element, Kind: string(s.Kind), Symptom: string(s.Symptom),
-			Estimate: s.Estimate, Confidence: s.Confidence, At: v.End,
+			Estimate: s.Estimate, Confidence: s.Confidence, At: v.End, Pairs: s.Evidence.SamplePairs,
 			Evidence: fmt.Sprintf("%d anomalous probes through it from %d pairs (%.0f probes crossed it, %.1f anomalies expected)",
 				s.Evidence.Anomalous, s.Evidence.Pairs, s.Evidence.Probes, s.Evidence.Expected),
 		})

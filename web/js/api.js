@@ -8,7 +8,7 @@ const TOKEN_KEY = 'meshlens.token';
 const BASE = new URL('../', import.meta.url);
 
 export class ApiError extends Error {
-  // kind: unauthorized | forbidden | unavailable | network | server | bad
+  // kind: unauthorized | forbidden | conflict | unavailable | network | server | bad
   constructor(kind, status, message) {
     super(message);
     this.kind = kind;
@@ -24,13 +24,18 @@ export function setToken(t) {
 // request fetches a same-origin URL with the bearer token and decodes JSON.
 // A 404 means "this endpoint is not in this server yet": the pages show
 // that in words rather than breaking.
-export async function request(url, { signal } = {}) {
+export async function request(url, { signal, method = 'GET', json } = {}) {
   const headers = { Accept: 'application/json' };
   const t = token();
   if (t) headers.Authorization = 'Bearer ' + t;
+  let reqBody;
+  if (json !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    reqBody = JSON.stringify(json);
+  }
   let res;
   try {
-    res = await fetch(new URL(url, BASE), { headers, signal, credentials: 'same-origin' });
+    res = await fetch(new URL(url, BASE), { method, headers, body: reqBody, signal, credentials: 'same-origin' });
   } catch (e) {
     if (e.name === 'AbortError') throw e;
     throw new ApiError('network', 0, 'The meshlens server is unreachable (' + e.message + ').');
@@ -44,7 +49,8 @@ export async function request(url, { signal } = {}) {
     const detail = body && (body.error || body.message) ? ': ' + (body.error || body.message) : '';
     switch (res.status) {
       case 401: throw new ApiError('unauthorized', 401, 'Sign in with an API token to see this' + detail + '.');
-      case 403: throw new ApiError('forbidden', 403, 'Your token\'s role may not see this' + detail + '.');
+      case 403: throw new ApiError('forbidden', 403, (method === 'GET' ? 'Your token\'s role may not see this' : 'Your token\'s role may not do this') + detail + '.');
+      case 409: throw new ApiError('conflict', 409, 'Not done' + detail + '.');
       case 503:
         if (body && body.errorType === 'unavailable') throw new ApiError('unavailable', 503, 'This server does not provide ' + url.split('?')[0] + detail + '.');
         throw new ApiError('server', 503, 'The server is overloaded or starting (503)' + detail + '.');
@@ -285,6 +291,7 @@ function incident(i) {
       element: blamed.element, kind: blamed.kind ?? '', symptom: blamed.symptom ?? '',
       estimate: num(blamed.estimate), confidence: num(blamed.confidence),
     } : null,
+    acknowledged: i.acknowledged ? { by: i.acknowledged.by ?? '', at: date(i.acknowledged.at), comment: i.acknowledged.comment ?? '' } : null,
     startedAt: date(pick(i, 'started_at', 'start', 'opened_at', 'startedAt')),
     detectedAt: date(pick(i, 'detected', 'detected_at')),
     endedAt: date(pick(i, 'resolved_at', 'ended_at', 'end', 'endedAt')),
@@ -326,6 +333,11 @@ export async function incidents(opts) {
 }
 export async function incidentDetail(id, opts) {
   return incident(unwrap(await request('api/v1/incidents/' + encodeURIComponent(id), opts), 'incident'));
+}
+// ackIncident takes an open incident on (operator role or above).
+export async function ackIncident(id, comment, opts = {}) {
+  return incident(unwrap(await request('api/v1/incidents/' + encodeURIComponent(id) + '/ack',
+    { ...opts, method: 'POST', json: { comment } }), 'incident'));
 }
 
 export async function diagnosePair(src, dst, opts) {

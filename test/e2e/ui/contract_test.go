@@ -41,6 +41,10 @@ func TestAPIContract(t *testing.T) {
 		Blamed:   &alert.Culprit{Element: tor, Kind: "device", Symptom: "loss", Estimate: 0.3, Confidence: 0.97, Evidence: "360 of 1200 probes through it lost"},
 		SLOs:     []alert.SLOBurn{{SLO: "intra-pod-loss", Consumed: 0.02, PeakBurnRate: 14.4}},
 		Timeline: []alert.Event{{At: seen, Kind: "opened", Detail: "alert intra-pod-loss page fired"}},
+	}, {
+		ID: "inc-8", Title: "loss in dc1-pod2", State: alert.IncidentOpen, Start: seen, Detected: end,
+		Acknowledged: &alert.Ack{By: "alice", At: end, Comment: "draining the ToR"},
+		Timeline:     []alert.Event{{At: end, Kind: alert.EventAcknowledged, Detail: "acknowledged by alice: draining the ToR"}},
 	}}
 	sli, budget, long, short := 0.9971, 0.12, 15.2, 16.0
 	slos := []slo.Status{{
@@ -67,7 +71,15 @@ func TestAPIContract(t *testing.T) {
 		{At: seen, Rule: "drain-lossy-tor", Incident: "inc-7", Element: tor, Kind: "device", Action: "drain", Taken: true},
 	}))
 	mux.Handle("GET /api/v1/incidents", envelope(incidents))
-	mux.Handle("GET /api/v1/incidents/{id}", envelope(incidents[0]))
+	mux.Handle("GET /api/v1/incidents/{id}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, inc := range incidents {
+			if inc.ID == r.PathValue("id") {
+				envelope(inc)(w, r)
+				return
+			}
+		}
+		http.NotFound(w, r)
+	}))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusNotFound)
@@ -162,6 +174,15 @@ func TestAPIContract(t *testing.T) {
 			}
 			noJunk(t, b)
 			shot(t, b, "contract-"+strings.Trim(strings.NewReplacer("#/", "", "?", "-", "=", "-").Replace(tc.hash), "-"))
+		}
+		// An acknowledged incident says who took it on, and offers no form.
+		if err := b.Navigate(srv.URL + "/#/incidents?id=inc-8"); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.WaitFor(`(document.querySelector('#incident-ack')?.textContent || '').includes('Acknowledged by alice')`, 30*time.Second); err != nil {
+			t.Errorf("acknowledged incident: %v", err)
+		} else if evalT[bool](t, b, `!!document.querySelector('#incident-ack-form')`) {
+			t.Error("an acknowledged incident still offers to acknowledge")
 		}
 		got, err := Eval[string](b, `import('/js/api.js').then(async m => (await m.suspects())[0].evidence)`)
 		if err != nil || !strings.Contains(got, "360 anomalous") {

@@ -365,6 +365,21 @@ func TestUI(t *testing.T) {
 		shot(t, b, "incidents")
 		page(t, b, f, "#/incidents?id="+url.QueryEscape(id), fmt.Sprintf(`document.querySelector('#incident-blamed li[data-element=%q]')`, faultyToR), time.Minute)
 		shot(t, b, "incident")
+		// This server has no tokens: anonymous callers are viewers. The
+		// page offers to acknowledge, and the server refuses a viewer.
+		if err := b.WaitFor(`document.querySelector('#incident-ack-form input')`, 30*time.Second); err != nil {
+			shot(t, b, "FAILED-incident-ack")
+			t.Fatal(err)
+		}
+		evalT[bool](t, b, `(() => { const f = document.querySelector('#incident-ack-form'); f.querySelector('input').value = 'mine'; f.requestSubmit(); return true; })()`)
+		if err := b.WaitFor(`(document.querySelector('#incident-ack-form [role=status]')?.textContent || '').includes('needs role operator')`, 30*time.Second); err != nil {
+			shot(t, b, "FAILED-incident-ack")
+			t.Fatalf("a viewer's acknowledgement was not refused in words: %v (status %q)", err,
+				evalT[string](t, b, `document.querySelector('#incident-ack-form [role=status]')?.textContent || ''`))
+		}
+		if evalT[bool](t, b, `!!document.querySelector('#incident-ack')`) {
+			t.Error("the incident shows as acknowledged after a refused acknowledgement")
+		}
 	})
 
 	t.Run("slos", func(t *testing.T) {

@@ -13,8 +13,33 @@ function listView(list) {
     h('thead', {}, h('tr', {}, ['incident', 'state', 'blamed', 'started', 'resolved'].map(x => h('th', { scope: 'col' }, x)))),
     h('tbody', {}, list.map(i => h('tr', { dataset: { id: i.id, state: i.state } },
       h('td', {}, h('a', { href: '#/incidents?id=' + encodeURIComponent(i.id) }, i.title || 'incident ' + i.id)),
-      h('td', { class: 'state-' + i.state }, i.state), h('td', { class: 'blamed' }, i.blamed.join(', ') || 'not localized'),
+      h('td', { class: 'state-' + i.state }, i.state, i.acknowledged ? h('span', { class: 'badge', title: 'acknowledged by ' + i.acknowledged.by }, 'ack') : null),
+      h('td', { class: 'blamed' }, i.blamed.join(', ') || 'not localized'),
       h('td', {}, fmtTime(i.startedAt)), h('td', {}, i.endedAt ? fmtTime(i.endedAt) : '–')))));
+}
+
+// ackView says who took the incident on, or offers to (the server decides
+// whether this token may: operators and admins).
+function ackView(i) {
+  if (i.acknowledged) {
+    const a = i.acknowledged;
+    return h('p', { id: 'incident-ack' }, `Acknowledged by ${a.by} at ${fmtTime(a.at)}`, a.comment ? ': ' + a.comment : '.');
+  }
+  if (i.state !== 'open') return null;
+  const comment = h('input', { type: 'text', name: 'comment', maxlength: '1000', placeholder: 'what you are doing about it', 'aria-label': 'comment' });
+  const status = h('span', { role: 'status' });
+  const form = h('form', { id: 'incident-ack-form', class: 'inline' }, comment, ' ', h('button', { type: 'submit' }, 'Acknowledge'), ' ', status);
+  form.addEventListener('submit', async ev => {
+    ev.preventDefault();
+    status.textContent = 'Acknowledging…';
+    try {
+      await api.ackIncident(i.id, comment.value);
+      await refresh(ctx.params);
+    } catch (err) {
+      status.textContent = err.message;
+    }
+  });
+  return form;
 }
 
 function detailView(i) {
@@ -27,6 +52,7 @@ function detailView(i) {
     h('h2', {}, i.title || 'incident ' + i.id, ' ', h('span', { class: 'badge state-' + i.state }, i.state)),
     h('dl', { class: 'kv' }, h('dt', {}, 'started'), h('dd', {}, fmtTime(i.startedAt)), h('dt', {}, 'resolved'), h('dd', {}, i.endedAt ? fmtTime(i.endedAt) : '–'),
       i.severity ? [h('dt', {}, 'severity'), h('dd', {}, i.severity)] : null),
+    ackView(i),
     h('h3', {}, 'Blamed'), blamed,
     i.culprit ? h('p', {}, `${i.culprit.kind} ${i.culprit.symptom}`, i.culprit.estimate !== null ? `, estimate ${i.culprit.symptom === 'latency' ? fmtSeconds(i.culprit.estimate) : fmtRatio(i.culprit.estimate)}` : '',
       i.culprit.confidence !== null ? `, confidence ${fmtRatio(i.culprit.confidence, 2)}` : '') : null,
@@ -50,7 +76,15 @@ async function refresh(p) {
         inc.remediation = decisions.map(d => ({ at: d.at, actor: d.rule, action: `${d.action} ${d.element}`,
           result: d.taken ? 'taken' : d.dryRun ? 'dry run' : 'not taken' + (d.reason ? ': ' + d.reason : '') }));
       }
+      // The page refreshes every window: keep a comment being typed.
+      const prev = body.querySelector('#incident-ack-form input');
+      const typed = prev ? prev.value : '', focused = prev !== null && document.activeElement === prev;
       fill(body, detailView(inc));
+      const next = body.querySelector('#incident-ack-form input');
+      if (next) {
+        next.value = typed;
+        if (focused) next.focus();
+      }
     } else {
       fill(body, listView(await api.incidents()));
     }
