@@ -2,16 +2,9 @@ package bus
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -20,87 +13,18 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/meshlens/meshlens/internal/testpki"
 )
 
-// testPKI is a CA and certificates it signed, as PEM files in a directory.
-type testPKI struct {
-	dir    string
-	ca     *x509.Certificate
-	caKey  *ecdsa.PrivateKey
-	CAFile string
-}
-
-func newTestPKI(t *testing.T, name string) *testPKI {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(der)
-	p := &testPKI{dir: t.TempDir(), ca: ca, caKey: key}
-	p.CAFile = p.write(t, name+"-ca.pem", "CERTIFICATE", der)
-	return p
-}
-
-func (p *testPKI) write(t *testing.T, name, typ string, der []byte) string {
-	t.Helper()
-	file := filepath.Join(p.dir, name)
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return file
-}
-
-// issue signs a leaf certificate for 127.0.0.1 and returns its cert and
-// key files.
-func (p *testPKI) issue(t *testing.T, name string, usage x509.ExtKeyUsage) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		DNSNames:     []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p.write(t, name+".pem", "CERTIFICATE", der), p.write(t, name+"-key.pem", "EC PRIVATE KEY", keyDER)
-}
-
 func TestEmbeddedMutualTLS(t *testing.T) {
-	pki := newTestPKI(t, "meshlens")
-	stranger := newTestPKI(t, "stranger")
-	srvCert, srvKey := pki.issue(t, "server", x509.ExtKeyUsageServerAuth)
-	cliCert, cliKey := pki.issue(t, "agent", x509.ExtKeyUsageClientAuth)
-	strangerCert, strangerKey := stranger.issue(t, "stranger", x509.ExtKeyUsageClientAuth)
+	pki := testpki.New(t, "meshlens")
+	stranger := testpki.New(t, "stranger")
+	srvCert, srvKey := pki.Issue(t, "server", x509.ExtKeyUsageServerAuth)
+	cliCert, cliKey := pki.Issue(t, "agent", x509.ExtKeyUsageClientAuth)
+	strangerCert, strangerKey := stranger.Issue(t, "stranger", x509.ExtKeyUsageClientAuth)
 
-	tc, err := ServerTLSConfig(TLSFiles{Cert: srvCert, Key: srvKey, CA: pki.CAFile})
+	tc, err := ServerTLSConfig(TLSFiles{Cert: srvCert, Key: srvKey, CA: pki.File})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,10 +48,10 @@ func TestEmbeddedMutualTLS(t *testing.T) {
 		opts []nats.Option
 		ok   bool
 	}{
-		{"trusted client certificate", []nats.Option{clientTLS(TLSFiles{CA: pki.CAFile, Cert: cliCert, Key: cliKey})}, true},
-		{"no client certificate", []nats.Option{clientTLS(TLSFiles{CA: pki.CAFile})}, false},
-		{"client certificate from another CA", []nats.Option{clientTLS(TLSFiles{CA: pki.CAFile, Cert: strangerCert, Key: strangerKey})}, false},
-		{"server not trusted by the client", []nats.Option{clientTLS(TLSFiles{CA: stranger.CAFile, Cert: cliCert, Key: cliKey})}, false},
+		{"trusted client certificate", []nats.Option{clientTLS(TLSFiles{CA: pki.File, Cert: cliCert, Key: cliKey})}, true},
+		{"no client certificate", []nats.Option{clientTLS(TLSFiles{CA: pki.File})}, false},
+		{"client certificate from another CA", []nats.Option{clientTLS(TLSFiles{CA: pki.File, Cert: strangerCert, Key: strangerKey})}, false},
+		{"server not trusted by the client", []nats.Option{clientTLS(TLSFiles{CA: stranger.File, Cert: cliCert, Key: cliKey})}, false},
 		{"plaintext", nil, false},
 		// The server's own connection never leaves the process.
 		{"in-process", []nats.Option{inProc}, true},
@@ -160,8 +84,8 @@ func TestEmbeddedMutualTLS(t *testing.T) {
 }
 
 func TestTLSFilesErrors(t *testing.T) {
-	pki := newTestPKI(t, "meshlens")
-	cert, key := pki.issue(t, "server", x509.ExtKeyUsageServerAuth)
+	pki := testpki.New(t, "meshlens")
+	cert, key := pki.Issue(t, "server", x509.ExtKeyUsageServerAuth)
 	notPEM := filepath.Join(t.TempDir(), "junk.pem")
 	os.WriteFile(notPEM, []byte("junk"), 0o600)
 	for _, tc := range []struct {

@@ -3,6 +3,8 @@ package server
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,8 +18,10 @@ import (
 	"time"
 
 	"github.com/meshlens/meshlens/internal/api"
+	"github.com/meshlens/meshlens/internal/bus"
 	"github.com/meshlens/meshlens/internal/diagnose"
 	"github.com/meshlens/meshlens/internal/slo"
+	"github.com/meshlens/meshlens/internal/testpki"
 	"github.com/meshlens/meshlens/internal/topology"
 )
 
@@ -28,6 +32,7 @@ type running struct {
 	dir    string
 	tokens map[string]string // role → secret
 	stop   func()            // stops it (also done at the test's end)
+	client *http.Client
 }
 
 func freeAddr(t *testing.T) string {
@@ -50,7 +55,7 @@ const testSLOs = `slos:
 
 // startServer starts a server in dir (a new one when ""); a server
 // restarted in the same dir keeps its data and its tokens.
-func startServer(t *testing.T, dir string) *running {
+func startServer(t *testing.T, dir string, opts ...func(*Config, *running)) *running {
 	t.Helper()
 	fresh := dir == ""
 	if fresh {
@@ -74,7 +79,7 @@ func startServer(t *testing.T, dir string) *running {
 		}
 		return p
 	}
-	r := &running{dir: dir, tokens: map[string]string{}}
+	r := &running{dir: dir, tokens: map[string]string{}, client: http.DefaultClient}
 	var tokens strings.Builder
 	for _, role := range []string{"viewer", "operator", "admin"} {
 		// Deterministic secrets, so that a restarted server takes them.
@@ -83,12 +88,17 @@ func startServer(t *testing.T, dir string) *running {
 		fmt.Fprintf(&tokens, "- {name: %s-user, role: %s, sha256: %s}\n", role, role, api.HashToken(secret))
 	}
 	httpAddr := freeAddr(t)
-	r.s, err = New(Config{
+	cfg := Config{
 		TopologyFile: write("topology.yaml", string(data)), DataDir: filepath.Join(dir, "data"),
 		HTTPAddr: httpAddr, NATSAddr: "127.0.0.1:-1",
 		HTTP:     HTTPConfig{TokensFile: write("tokens.yaml", tokens.String()), AuditLogFile: filepath.Join(dir, "audit.jsonl")},
 		Alerting: AlertingConfig{SLOFiles: []string{write("slos.yaml", testSLOs)}, EvaluateEvery: time.Hour},
-	})
+	}
+	r.url = "http://" + httpAddr
+	for _, o := range opts {
+		o(&cfg, r)
+	}
+	r.s, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,10 +115,9 @@ func startServer(t *testing.T, dir string) *running {
 		})
 	}
 	t.Cleanup(r.stop)
-	r.url = "http://" + httpAddr
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(r.url + "/readyz")
+		resp, err := r.client.Get(r.url + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -132,7 +141,7 @@ func (r *running) do(t *testing.T, role, method, path, body string) (int, string
 	if role != "" {
 		req.Header.Set("Authorization", "Bearer "+r.tokens[role])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := r.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,6 +303,39 @@ func TestChangesNeedTheirRole(t *testing.T) {
 	code, body := r2.do(t, "viewer", "GET", "/api/v1/config/remediation", "")
 	if code != 200 || !strings.Contains(body, `"source":"api"`) || !strings.Contains(body, `"name":"drain-links"`) || !strings.Contains(body, `"execute":true`) {
 		t.Errorf("after restart: remediation %d %s", code, body)
+	}
+}
+
+// TestDiagnoseUnderMutualTLS: with client certificates required on the API,
+// the diagnose endpoint (which calls the server's own API) still answers,
+// and a client without a certificate is refused at the handshake.
+func TestDiagnoseUnderMutualTLS(t *testing.T) {
+	ca := testpki.New(t, "meshlens test CA")
+	srvCert, srvKey := ca.Issue(t, "server", x509.ExtKeyUsageServerAuth)
+	cliCert, cliKey := ca.Issue(t, "operator", x509.ExtKeyUsageClientAuth)
+	pool := x509.NewCertPool()
+	pem, err := os.ReadFile(ca.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.AppendCertsFromPEM(pem)
+	cert, err := tls.LoadX509KeyPair(cliCert, cliKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startServer(t, "", func(c *Config, r *running) {
+		c.HTTPTLS = bus.TLSFiles{Cert: srvCert, Key: srvKey, CA: ca.File}
+		r.url = strings.Replace(r.url, "http://", "https://", 1)
+		r.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}}}
+	})
+	code, body := r.do(t, "viewer", "GET", "/api/v1/diagnose/pair?src=dc1-pod1-rack1-h01&dst=dc1-pod1-rack2-h01&since=10m", "")
+	if code != http.StatusOK || !strings.Contains(body, `"verdict"`) {
+		t.Errorf("diagnose under mTLS: %d %s", code, body)
+	}
+	anonymous := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if resp, err := anonymous.Get(r.url + "/api/v1/topology"); err == nil {
+		resp.Body.Close()
+		t.Errorf("a client without a certificate got %s", resp.Status)
 	}
 }
 

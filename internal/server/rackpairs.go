@@ -2,10 +2,9 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
-	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"time"
 
@@ -70,28 +69,26 @@ func (s *Server) serveDiagnosePair(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": rep})
 }
 
-// selfURL is where this process reaches its own API.
-func (s *Server) selfURL() string {
-	host, port, err := net.SplitHostPort(s.cfg.HTTPAddr)
-	if err != nil {
-		return "http://" + s.cfg.HTTPAddr
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	scheme := "http"
-	if s.cfg.HTTPTLS.Enabled() {
-		scheme = "https"
-	}
-	return scheme + "://" + net.JoinHostPort(host, port)
+// selfURL is the base URL of the server's calls to its own API; they
+// never leave the process (see selfClient).
+func (s *Server) selfURL() string { return "http://meshlens.internal" }
+
+// selfClient serves the server's calls to its own API in process, through
+// the same handlers (the caller's token is checked as on any request): no
+// socket, and no TLS, so no certificate of its own to present when the
+// API requires client certificates (--tls-client-ca).
+func (s *Server) selfClient() *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: inProcess{s.api}}
 }
 
-func (s *Server) selfClient() *http.Client {
-	c := &http.Client{Timeout: 30 * time.Second}
-	if s.cfg.HTTPTLS.Enabled() {
-		// Talking to itself: the certificate may not name the loopback
-		// address it is reached on here.
-		c.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // own process
-	}
-	return c
+// inProcess is an http.RoundTripper that hands requests to a handler.
+type inProcess struct{ h http.Handler }
+
+func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.RemoteAddr = "127.0.0.1:0" // the server itself
+	req.RequestURI = req.URL.RequestURI()
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, req)
+	return rec.Result(), nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshlens/meshlens/internal/bus"
+	"github.com/meshlens/meshlens/internal/testpki"
 	"github.com/meshlens/meshlens/test/e2e/e2eutil"
 )
 
@@ -205,17 +206,17 @@ func clusterURLs(nodes []*natsNode) string {
 // twice.
 func TestNATSNodeKilled(t *testing.T) {
 	f := newFabric(t, "127.6.9.1", 3)
-	p := newPKI(t)
-	nodeCert, nodeKey := p.leaf(t, "nats-node")
-	clientCert, clientKey := p.leaf(t, "client")
-	clientTLS, err := bus.ClientTLSConfig(bus.TLSFiles{CA: p.caFile, Cert: clientCert, Key: clientKey})
+	p := testpki.New(t, "meshlens test CA")
+	nodeCert, nodeKey := p.Leaf(t, "nats-node")
+	clientCert, clientKey := p.Leaf(t, "client")
+	clientTLS, err := bus.ClientTLSConfig(bus.TLSFiles{CA: p.File, Cert: clientCert, Key: clientKey})
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.natsOpts = []nats.Option{nats.Secure(clientTLS)}
-	nodes := startCluster(t, filepath.Join(f.dir, "cluster"), "meshlens", &clusterTLS{nodeCert, nodeKey, p.caFile}, f.natsOpts...)
+	nodes := startCluster(t, filepath.Join(f.dir, "cluster"), "meshlens", &clusterTLS{nodeCert, nodeKey, p.File}, f.natsOpts...)
 	f.natsURL = clusterURLs(nodes)
-	tlsArgs := []string{"--nats-tls-ca", p.caFile, "--nats-tls-cert", clientCert, "--nats-tls-key", clientKey}
+	tlsArgs := []string{"--nats-tls-ca", p.File, "--nats-tls-cert", clientCert, "--nats-tls-key", clientKey}
 	f.serverArgs = append([]string{"--nats-url", f.natsURL, "--stream-replicas", "3"}, tlsArgs...)
 	f.startServer()
 	for _, h := range f.hosts {

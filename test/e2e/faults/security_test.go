@@ -2,15 +2,7 @@ package faults
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,86 +13,24 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/meshlens/meshlens/internal/bus"
+	"github.com/meshlens/meshlens/internal/testpki"
 	"github.com/meshlens/meshlens/test/e2e/e2eutil"
 )
-
-// pki is a throwaway CA with the certificates it signed, as PEM files.
-type pki struct {
-	dir    string
-	ca     *x509.Certificate
-	caKey  *ecdsa.PrivateKey
-	caFile string
-}
-
-func newPKI(t *testing.T) *pki {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "meshlens test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(der)
-	p := &pki{dir: t.TempDir(), ca: ca, caKey: key}
-	p.caFile = p.write(t, "ca.pem", "CERTIFICATE", der)
-	return p
-}
-
-func (p *pki) write(t *testing.T, name, typ string, der []byte) string {
-	t.Helper()
-	file := filepath.Join(p.dir, name)
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return file
-}
-
-// leaf issues a certificate for 127.0.0.1 usable by servers and clients.
-func (p *pki) leaf(t *testing.T, name string) (cert, key string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &k.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p.write(t, name+".pem", "CERTIFICATE", der), p.write(t, name+"-key.pem", "EC PRIVATE KEY", kder)
-}
 
 // TestSecuredFabric runs the whole data path with mTLS on the bus, TLS on
 // the API and per-agent credentials: agents still deliver exactly once,
 // and nobody without a certificate and credentials gets in.
 func TestSecuredFabric(t *testing.T) {
-	p := newPKI(t)
-	srvCert, srvKey := p.leaf(t, "server")
+	p := testpki.New(t, "meshlens test CA")
+	srvCert, srvKey := p.Leaf(t, "server")
 	f := newFabric(t, "127.6.6.1", 3)
 	credsDir := filepath.Join(f.dir, "creds")
 	f.serverArgs = []string{"--creds-dir", credsDir,
-		"--nats-tls-cert", srvCert, "--nats-tls-key", srvKey, "--nats-tls-client-ca", p.caFile,
+		"--nats-tls-cert", srvCert, "--nats-tls-key", srvKey, "--nats-tls-client-ca", p.File,
 		"--tls-cert", srvCert, "--tls-key", srvKey}
 	f.httpURL = "https://" + f.httpAddr
 	f.natsURL = "tls://" + f.natsAddr
-	clientTLS, err := bus.ClientTLSConfig(bus.TLSFiles{CA: p.caFile})
+	clientTLS, err := bus.ClientTLSConfig(bus.TLSFiles{CA: p.File})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,8 +45,8 @@ func TestSecuredFabric(t *testing.T) {
 		}
 		return out
 	}
-	testCert, testKey := p.leaf(t, "test")
-	testTLS, err := bus.ClientTLSConfig(bus.TLSFiles{CA: p.caFile, Cert: testCert, Key: testKey})
+	testCert, testKey := p.Leaf(t, "test")
+	testTLS, err := bus.ClientTLSConfig(bus.TLSFiles{CA: p.File, Cert: testCert, Key: testKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,14 +57,14 @@ func TestSecuredFabric(t *testing.T) {
 	agentTLS := map[string]nats.Option{}
 	for _, h := range f.hosts {
 		// Issued while the server runs: it needs no restart to accept them.
-		cert, key := p.leaf(t, h)
+		cert, key := p.Leaf(t, h)
 		agentCreds[h] = issue(h)
-		c, err := bus.ClientTLSConfig(bus.TLSFiles{CA: p.caFile, Cert: cert, Key: key})
+		c, err := bus.ClientTLSConfig(bus.TLSFiles{CA: p.File, Cert: cert, Key: key})
 		if err != nil {
 			t.Fatal(err)
 		}
 		agentTLS[h] = nats.Secure(c)
-		f.startAgent(h, "--creds", agentCreds[h], "--nats-tls-ca", p.caFile, "--nats-tls-cert", cert, "--nats-tls-key", key)
+		f.startAgent(h, "--creds", agentCreds[h], "--nats-tls-ca", p.File, "--nats-tls-cert", cert, "--nats-tls-key", key)
 	}
 	f.waitProbing(f.hosts...)
 
