@@ -183,9 +183,25 @@ func TestResponderRefuses(t *testing.T) {
 		{"future", func() [][]byte { return [][]byte{signed(testKey, dst, 7, 1, now.Add(time.Minute), 100)} }, DropStale, ResponderConfig{}},
 		{"replayed", func() [][]byte { return [][]byte{good(1), good(1), good(1)} }, DropReplay, ResponderConfig{}},
 		{"short", func() [][]byte { return [][]byte{good(1)[:MinPacketLen-1], {}} }, DropMalformed, ResponderConfig{}},
+		// Correctly signed, but over one frame: never answered, so no probe
+		// can make the responder send a large datagram.
 		{"oversized", func() [][]byte {
-			return [][]byte{signed(testKey, dst, 7, 1, now, MaxPacketLen)[:0:0], make([]byte, MaxPacketLen+100)}
+			big := append(appendRequest(nil, 7, 1, now.UnixNano(), MaxPacketLen), make([]byte, 100)...)
+			s, _ := newPacketSigner(testKey)
+			s.sign(dst, big)
+			if !s.verify(dst, big) {
+				panic("the oversized probe's MAC does not verify: the case would test the MAC, not the size")
+			}
+			return [][]byte{big, make([]byte, MaxPacketLen+100)}
 		}, DropMalformed, ResponderConfig{}},
+		// The packet has no length field to lie about: a reply is as long
+		// as its request (TestResponderReplyNeverLarger). Padding a signed
+		// request to grow the reply breaks the MAC.
+		{"padded after signing", func() [][]byte {
+			p := good(1)
+			grown := append(append(append([]byte(nil), p[:len(p)-macLen]...), make([]byte, 400)...), p[len(p)-macLen:]...)
+			return [][]byte{grown}
+		}, DropBadMAC, ResponderConfig{}},
 		{"reply flag", func() [][]byte {
 			p := good(1)
 			toReply(p, 0)
@@ -227,6 +243,13 @@ func TestResponderRefuses(t *testing.T) {
 			}
 			want := float64(len(bad) - answered)
 			waitFor(t, tc.reason+" drops", func() bool { return dropped(r, tc.reason) == want })
+			if tc.reason == DropRateLimited {
+				// Dropped, so nothing more comes back.
+				c.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+				if n, _, err := c.conn.ReadFromUDPAddrPort(make([]byte, 2048)); err == nil {
+					t.Fatalf("a rate-limited probe was answered (%d bytes)", n)
+				}
+			}
 		})
 	}
 }
