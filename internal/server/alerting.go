@@ -138,6 +138,8 @@ func (s *Server) buildAlerting() (*alerting, error) {
 		a.engine, err = slo.NewEngine(slo.Config{
 			SLOs: slos, Querier: s.store, Appendable: s.store,
 			Interval: s.cfg.Alerting.EvaluateEvery, ConsumedDays: 7,
+			// SLI windows end where the store's data is complete.
+			DataDelay:  evidenceDelay(s.cfg.Aggregate),
 			OnEvaluate: a.onEvaluate, Registerer: s.registry, Logger: s.logger,
 		})
 		if err != nil {

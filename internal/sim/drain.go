@@ -27,35 +27,24 @@ func (f *Fabric) SetDrained(names []string) error {
 	links := map[int32]bool{}
 	var canon []string
 	for _, name := range names {
+		name, err := drainableName(f.x, name)
+		if err != nil {
+			return fmt.Errorf("sim: %w", err)
+		}
 		if n, ok := f.x.Node(name); ok {
-			if !f.x.IsSwitch(n) {
-				return fmt.Errorf("sim: drain %q: a host cannot be drained, it has no other path", name)
-			}
 			if !nodes[n] {
 				nodes[n] = true
 				canon = append(canon, name)
 			}
 			continue
 		}
-		a, b, _, err := topology.ParseLinkName(name)
-		if err != nil {
-			return fmt.Errorf("sim: drain %q: neither a switch nor a link: %w", name, err)
-		}
-		na, okA := f.x.Node(a)
-		nb, okB := f.x.Node(b)
-		if !okA || !okB {
-			return fmt.Errorf("sim: drain %q: unknown element", name)
-		}
-		l, ok := f.x.Link(na, nb)
-		if !ok {
-			return fmt.Errorf("sim: drain %q: no such link", name)
-		}
-		if !f.x.IsSwitch(na) || !f.x.IsSwitch(nb) {
-			return fmt.Errorf("sim: drain %q: a host access link cannot be drained, the host has no other path", name)
-		}
+		a, b, _, _ := topology.ParseLinkName(name) // checked by drainableName
+		na, _ := f.x.Node(a)
+		nb, _ := f.x.Node(b)
+		l, _ := f.x.Link(na, nb)
 		if !links[l] {
 			links[l], links[f.x.Reverse[l]] = true, true
-			canon = append(canon, f.x.PhysicalName(l))
+			canon = append(canon, name)
 		}
 	}
 	sort.Strings(canon)

@@ -27,6 +27,9 @@ type LiveConfig struct {
 	Logger *slog.Logger
 	// OnRound, if set, is told after each round is published.
 	OnRound func(round int, at time.Time)
+	// Drains, if set, says which elements are drained: the fabric routes
+	// around them from the next round on.
+	Drains *DrainHook
 }
 
 // RunLive publishes each round's batches when the round has passed on the
@@ -60,11 +63,21 @@ func RunLive(ctx context.Context, sc *Scenario, cfg LiveConfig) error {
 			return err
 		}
 		cfg.Logger.Info("sim live: fabric started", "scenario", sc.Name, "hosts", len(sc.Topology.Hosts), "start", start, "faults", len(sc.Faults), "loop", loop)
+		var drainVersion uint64 // of the set this fabric routes around (0: none)
 		for r := 0; r < fab.Rounds(); r++ {
 			// Round r's probes happen during [start_r, start_r+interval):
 			// publish them once that span is over.
 			if err := sleepUntil(ctx, cfg.Clock, fab.RoundStart(r+1)); err != nil {
 				return nil
+			}
+			if cfg.Drains != nil {
+				if names, v := cfg.Drains.Drained(); v != drainVersion {
+					if err := fab.SetDrained(names); err != nil {
+						return fmt.Errorf("sim live: %s: %w", sc.Name, err)
+					}
+					drainVersion = v
+					cfg.Logger.Info("sim live: routing around drained elements", "drained", names, "round", r)
+				}
 			}
 			var acks []jetstream.PubAckFuture
 			err := fab.Step(r, func(b *wire.Batch) error {

@@ -52,6 +52,13 @@ type Config struct {
 	// ConsumedDays is how many past days of budget consumption a status
 	// lists (capped at the SLO window).
 	ConsumedDays int
+	// DataDelay is how far behind the clock the store's data is complete:
+	// the aggregator writes a window's counters when it seals it, lateness
+	// after the window ends. An evaluation at t measures the SLI windows
+	// ending at t - DataDelay, so that a short window (5 m, or less) holds
+	// whole data rather than a tail not yet written. Statuses and the
+	// samples written keep t.
+	DataDelay time.Duration
 	// OnEvaluate, when set, receives every evaluation's statuses (the
 	// alerting stage), from the evaluating goroutine.
 	OnEvaluate func(at time.Time, statuses []Status)
@@ -331,11 +338,12 @@ func num(f float64) *float64 {
 	return &f
 }
 
-func (e *Engine) evaluate(ctx context.Context, s *SLO, t time.Time) (Status, error) {
+func (e *Engine) evaluate(ctx context.Context, s *SLO, at time.Time) (Status, error) {
+	t := at.Add(-e.cfg.DataDelay) // the SLI windows end here
 	st := Status{
 		Name: s.Name, Description: s.Description, Target: s.Target,
 		Window: promDuration(s.Window), Calendar: s.Calendar, Kind: s.SLI.Kind,
-		Runbook: s.Runbook, At: t, BurnRates: map[string]float64{}, Labels: s.Labels,
+		Runbook: s.Runbook, At: at, BurnRates: map[string]float64{}, Labels: s.Labels,
 	}
 	if s.Calendar {
 		st.Window = "calendar-month"

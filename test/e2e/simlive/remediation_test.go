@@ -1,0 +1,148 @@
+package simlive
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshlens/meshlens/test/e2e/e2eutil"
+)
+
+// TestRemediationDrainEndsBurn closes the loop with real processes only: a
+// lossy leaf–spine link burns the pod's SLO, the server blames the link,
+// its remediation rule posts a signed drain to `meshlens sim live
+// --drain-listen` (the network controller's stand-in), the fabric routes
+// around the link, and the burn — alert and incident — ends.
+//
+// The server runs with the default 30 s lateness: a verdict is always at
+// least that old when alerting sees it, and must still name the culprit
+// and be fresh enough to act on.
+func TestRemediationDrainEndsBurn(t *testing.T) {
+	bin := e2eutil.Binary(t)
+	dir := t.TempDir()
+	hookAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
+	const link = "dc1-pod1-leaf2--dc1-spine1"
+	alerting := fmt.Sprintf(`remediation:
+  execute: true
+  max_layer_share: 50%%
+  max_evidence_age: 10s
+  rules:
+    - name: drain-lossy-links
+      kinds: [link]
+      min_confidence: 0.8
+      hold_down: 10m
+      webhook: {url: "http://%s/drain", secret_env: E2E_DRAIN_SECRET}
+`, hookAddr)
+	files := map[string]string{"scenario.yaml": scenario, "slos.yaml": slos, "alerting.yaml": alerting}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scFile := filepath.Join(dir, "scenario.yaml")
+	topo, err := e2eutil.Run(context.Background(), bin, "sim", "topology", scFile)
+	if err != nil {
+		t.Fatalf("sim topology: %v\n%s", err, topo)
+	}
+	topoFile := filepath.Join(dir, "topology.yaml")
+	if err := os.WriteFile(topoFile, []byte(topo), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	secret := []string{"E2E_DRAIN_SECRET=not-a-real-secret-but-long-enough"}
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
+	natsAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
+	dataDir := filepath.Join(dir, "data")
+	e2eutil.Start(t, "server", secret, bin, "server", "--topology", topoFile, "--data-dir", dataDir,
+		"--http-addr", httpAddr, "--nats-addr", natsAddr, "--window", "2s",
+		"--slo", filepath.Join(dir, "slos.yaml"), "--slo-interval", "2s", "--alerting", filepath.Join(dir, "alerting.yaml"))
+	url := "http://" + httpAddr
+	e2eutil.WaitHTTP(t, url+"/readyz", time.Minute)
+	simLive := e2eutil.Start(t, "sim live", secret, bin, "sim", "live", scFile, "--nats-url", "nats://"+natsAddr,
+		"--drain-listen", hookAddr, "--drain-secret-env", "E2E_DRAIN_SECRET")
+
+	type incident struct {
+		ID     string `json:"id"`
+		State  string `json:"state"`
+		Blamed *struct {
+			Element string `json:"element"`
+		} `json:"blamed"`
+		Timeline []struct {
+			Kind   string `json:"kind"`
+			Detail string `json:"detail"`
+		} `json:"timeline"`
+	}
+	var incidents struct {
+		Data []incident `json:"data"`
+	}
+	blamesLink := func(inc incident) bool {
+		return inc.Blamed != nil && strings.Contains(inc.Blamed.Element, "dc1-pod1-leaf2") && strings.Contains(inc.Blamed.Element, "dc1-spine1")
+	}
+	var id string
+	e2eutil.Eventually(t, 3*time.Minute, time.Second, func() error {
+		if err := e2eutil.GetJSON(url+"/api/v1/incidents", &incidents); err != nil {
+			return err
+		}
+		for _, inc := range incidents.Data {
+			if blamesLink(inc) {
+				id = inc.ID
+				return nil
+			}
+		}
+		return fmt.Errorf("no incident blames %s: %+v", link, incidents.Data)
+	})
+
+	// The rule drained it, through the signed webhook.
+	var decisions struct {
+		Data []struct {
+			Element string `json:"element"`
+			Action  string `json:"action"`
+			Taken   bool   `json:"taken"`
+			Reason  string `json:"reason"`
+		} `json:"data"`
+	}
+	e2eutil.Eventually(t, time.Minute, time.Second, func() error {
+		if err := e2eutil.GetJSON(url+"/api/v1/remediations", &decisions); err != nil {
+			return err
+		}
+		for _, d := range decisions.Data {
+			if d.Action == "drain" && d.Taken && strings.Contains(d.Element, "dc1-pod1-leaf2") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no drain taken: %+v", decisions.Data)
+	})
+	e2eutil.Eventually(t, 30*time.Second, time.Second, func() error {
+		if !strings.Contains(simLive.Output(), "routing around drained elements") || !strings.Contains(simLive.Output(), link) {
+			return fmt.Errorf("sim live does not route around %s yet", link)
+		}
+		return nil
+	})
+
+	// With the link out of the paths, the burn stops: the incident
+	// resolves, its timeline showing the mitigation.
+	var inc incident
+	e2eutil.Eventually(t, 3*time.Minute, 2*time.Second, func() error {
+		if err := e2eutil.GetJSON(url+"/api/v1/incidents/"+id, &struct{ Data *incident }{&inc}); err != nil {
+			return err
+		}
+		if inc.State != "resolved" {
+			return fmt.Errorf("incident %s is %s", id, inc.State)
+		}
+		return nil
+	})
+	var kinds []string
+	for _, e := range inc.Timeline {
+		kinds = append(kinds, e.Kind)
+	}
+	if !strings.Contains(strings.Join(kinds, ","), "mitigation") {
+		t.Errorf("timeline %v has no mitigation", kinds)
+	}
+	audit, err := os.ReadFile(filepath.Join(dataDir, "remediation-audit.jsonl"))
+	if err != nil || !strings.Contains(string(audit), `"taken":true`) {
+		t.Errorf("remediation audit log: %v\n%s", err, audit)
+	}
+}
