@@ -36,8 +36,16 @@ func promDuration(d time.Duration) string {
 	return model.Duration(d.Truncate(time.Millisecond)).String()
 }
 
+// expandWindow puts window w in a user's expression (ratio SLIs). The
+// result is embedded in meshlens's own queries ("sum(" + it + ")"): a
+// PromQL # comment in it would run on over what follows, so an expression
+// holding a # gets lines of its own.
 func expandWindow(expr string, w time.Duration) string {
-	return strings.ReplaceAll(expr, WindowVar, promDuration(w))
+	e := strings.ReplaceAll(expr, WindowVar, promDuration(w))
+	if strings.Contains(e, "#") {
+		e = "\n" + e + "\n"
+	}
+	return e
 }
 
 // counterSum is the PromQL of the events of scope sc counted by the counter
