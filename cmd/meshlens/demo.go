@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -59,8 +60,24 @@ const demoSLOs = `slos:
         - {name: fast, burn_rate: 14.4, long: 5m, short: 1m, severity: page}
 `
 
+// demoAlerting is the demo's remediation: drain a lossy switch link or
+// switch the localizer is sure of, dry-run unless --remediate (then the
+// simulated fabric routes around it, as a network controller would).
+const demoAlerting = `remediation:
+  execute: %t
+  max_actions_per_hour: 3
+  max_layer_share: 25%%
+  rules:
+    - name: drain-lossy-fabric
+      kinds: [link, device]
+      min_confidence: 0.9
+      hold_down: 10m
+      webhook: {url: "%s"}
+`
+
 func newDemoCmd() *cobra.Command {
 	var dataDir, httpAddr, natsAddr, mode string
+	var remediate bool
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run meshlens for real on this machine: server, UI and a probed fabric with a fault",
@@ -72,6 +89,10 @@ func newDemoCmd() *cobra.Command {
   --mode real  a real agent for every host of a 16-host fabric, each bound
                to its own loopback address (127.1.0.x), probing the others
                over TCP and UDP for real.
+
+Remediation runs dry: the incidents page shows what meshlens would drain.
+With --remediate (sim mode) it drains for real: the simulated fabric then
+routes around the blamed link, and the burn ends.
 
 It prints the UI's URL and runs until interrupted.`,
 		Args: cobra.NoArgs,
@@ -107,6 +128,22 @@ It prints the UI's URL and runs until interrupted.`,
 			if err := os.WriteFile(sloFile, []byte(demoSLOs), 0o644); err != nil {
 				return err
 			}
+			// The drain hook listens before the server starts, so that the
+			// remediation rule can name it.
+			var hookLn net.Listener
+			hookURL := "http://127.0.0.1:9/drain" // dry-run only: never called
+			if mode == "sim" {
+				if hookLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+					return err
+				}
+				hookURL = "http://" + hookLn.Addr().String() + "/drain"
+			} else if remediate {
+				return errors.New("--remediate needs --mode sim: real agents have no network to drain")
+			}
+			alertingFile := filepath.Join(dataDir, "alerting.yaml")
+			if err := os.WriteFile(alertingFile, fmt.Appendf(nil, demoAlerting, remediate, hookURL), 0o644); err != nil {
+				return err
+			}
 			topoFile := filepath.Join(dataDir, "topology.yaml")
 			data, err := topo.MarshalYAML()
 			if err != nil {
@@ -118,7 +155,7 @@ It prints the UI's URL and runs until interrupted.`,
 			srv, err := server.New(server.Config{
 				TopologyFile: topoFile, DataDir: filepath.Join(dataDir, "server"),
 				HTTPAddr: httpAddr, NATSAddr: natsAddr, Logger: logger, Version: version,
-				Alerting: server.AlertingConfig{SLOFiles: []string{sloFile}, EvaluateEvery: 10 * time.Second},
+				Alerting: server.AlertingConfig{SLOFiles: []string{sloFile}, File: alertingFile, EvaluateEvery: 10 * time.Second},
 			})
 			if err != nil {
 				return err
@@ -133,7 +170,12 @@ It prints the UI's URL and runs until interrupted.`,
 			}
 			switch mode {
 			case "sim":
-				g.Go(func() error { return runDemoSim(ctx, srv.NATSURL(), sc, logger) })
+				hook, err := serveDrainHookOn(ctx, sc, hookLn, nil, logger)
+				if err != nil {
+					stop()
+					return errors.Join(err, g.Wait())
+				}
+				g.Go(func() error { return runDemoSim(ctx, srv.NATSURL(), sc, hook, logger) })
 			case "real":
 				for _, h := range topo.Hosts {
 					a, err := agent.New(agent.Config{Host: h.Name, NATSURL: srv.NATSURL(), SpoolDir: filepath.Join(dataDir, "spool", h.Name),
@@ -153,9 +195,10 @@ meshlens demo is running (%s mode, %d hosts; data in %s)
   Suspects:    curl -s http://%s/api/v1/suspects
   Incidents:   meshlens incidents list --server http://%s
   NATS:        %s
+  Remediation: %s
 
 Press Ctrl-C to stop.
-`, mode, len(topo.Hosts), dataDir, httpAddr, httpAddr, httpAddr, httpAddr, srv.NATSURL())
+`, mode, len(topo.Hosts), dataDir, httpAddr, httpAddr, httpAddr, httpAddr, srv.NATSURL(), remediationNote(remediate))
 			return g.Wait()
 		},
 	}
@@ -164,10 +207,11 @@ Press Ctrl-C to stop.
 	f.StringVar(&dataDir, "data-dir", "", "where the demo keeps its data (default: a new temporary directory)")
 	f.StringVar(&httpAddr, "http-addr", "127.0.0.1:9780", "address of the UI and API")
 	f.StringVar(&natsAddr, "nats-addr", "127.0.0.1:4222", "address of the embedded NATS server")
+	f.BoolVar(&remediate, "remediate", false, "let remediation drain what meshlens blames (sim mode); default dry-run")
 	return cmd
 }
 
-func runDemoSim(ctx context.Context, natsURL string, sc *sim.Scenario, logger *slog.Logger) error {
+func runDemoSim(ctx context.Context, natsURL string, sc *sim.Scenario, drains *sim.DrainHook, logger *slog.Logger) error {
 	nc, err := bus.Connect(natsURL, "meshlens-demo-sim")
 	if err != nil {
 		return err
@@ -177,7 +221,7 @@ func runDemoSim(ctx context.Context, natsURL string, sc *sim.Scenario, logger *s
 	if err != nil {
 		return err
 	}
-	return sim.RunLive(ctx, sc, sim.LiveConfig{JetStream: js, Loop: true, Logger: logger})
+	return sim.RunLive(ctx, sc, sim.LiveConfig{JetStream: js, Loop: true, Drains: drains, Logger: logger})
 }
 
 // waitReady polls the server's readiness endpoint.
@@ -198,3 +242,10 @@ func waitReady(ctx context.Context, url string) error {
 }
 
 func init() { extraCommands = append(extraCommands, newDemoCmd) }
+
+func remediationNote(execute bool) string {
+	if execute {
+		return "on: blamed fabric links and switches are drained, and the fabric routes around them"
+	}
+	return "dry-run: the incident page shows what would be drained (run with --remediate to drain)"
+}

@@ -99,15 +99,21 @@ func serveDrainHook(ctx context.Context, sc *sim.Scenario, addr, secretEnv strin
 			return nil, fmt.Errorf("--drain-secret-env: $%s is empty or unset", secretEnv)
 		}
 	}
-	x, err := localize.NewIndex(sc.Topology)
-	if err != nil {
-		return nil, err
-	}
-	hook := sim.NewDrainHook(x, secret)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--drain-listen: %w", err)
 	}
+	return serveDrainHookOn(ctx, sc, ln, secret, logger)
+}
+
+// serveDrainHookOn serves a sim.DrainHook at /drain on ln until ctx ends.
+func serveDrainHookOn(ctx context.Context, sc *sim.Scenario, ln net.Listener, secret []byte, logger *slog.Logger) (*sim.DrainHook, error) {
+	x, err := localize.NewIndex(sc.Topology)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	hook := sim.NewDrainHook(x, secret)
 	mux := http.NewServeMux()
 	mux.Handle("/drain", hook)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
