@@ -1,7 +1,6 @@
 package simlive
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,8 +21,6 @@ import (
 // least that old when alerting sees it, and must still name the culprit
 // and be fresh enough to act on.
 func TestRemediationDrainEndsBurn(t *testing.T) {
-	bin := e2eutil.Binary(t)
-	dir := t.TempDir()
 	hookAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
 	const link = "dc1-pod1-leaf2--dc1-spine1"
 	alerting := fmt.Sprintf(`remediation:
@@ -37,32 +34,14 @@ func TestRemediationDrainEndsBurn(t *testing.T) {
       hold_down: 10m
       webhook: {url: "http://%s/drain", secret_env: E2E_DRAIN_SECRET}
 `, hookAddr)
-	files := map[string]string{"scenario.yaml": scenario, "slos.yaml": slos, "alerting.yaml": alerting}
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	scFile := filepath.Join(dir, "scenario.yaml")
-	topo, err := e2eutil.Run(context.Background(), bin, "sim", "topology", scFile)
-	if err != nil {
-		t.Fatalf("sim topology: %v\n%s", err, topo)
-	}
-	topoFile := filepath.Join(dir, "topology.yaml")
-	if err := os.WriteFile(topoFile, []byte(topo), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	secret := []string{"E2E_DRAIN_SECRET=not-a-real-secret-but-long-enough"}
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
-	natsAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
-	dataDir := filepath.Join(dir, "data")
-	e2eutil.Start(t, "server", secret, bin, "server", "--topology", topoFile, "--data-dir", dataDir,
-		"--http-addr", httpAddr, "--nats-addr", natsAddr, "--window", "2s",
-		"--slo", filepath.Join(dir, "slos.yaml"), "--slo-interval", "2s", "--alerting", filepath.Join(dir, "alerting.yaml"))
-	url := "http://" + httpAddr
-	e2eutil.WaitHTTP(t, url+"/readyz", time.Minute)
-	simLive := e2eutil.Start(t, "sim live", secret, bin, "sim", "live", scFile, "--nats-url", "nats://"+natsAddr,
+	l := startLive(t, map[string]string{"scenario.yaml": scenario, "slos.yaml": slos, "alerting.yaml": alerting}, secret,
+		func(dir string) []string {
+			return []string{"--window", "2s", "--slo", filepath.Join(dir, "slos.yaml"), "--slo-interval", "2s",
+				"--alerting", filepath.Join(dir, "alerting.yaml")}
+		},
 		"--drain-listen", hookAddr, "--drain-secret-env", "E2E_DRAIN_SECRET")
+	url, simLive, dataDir := l.url, l.sim, l.dataDir
 
 	type incident struct {
 		ID     string `json:"id"`

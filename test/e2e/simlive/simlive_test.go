@@ -38,33 +38,53 @@ alerting:
     - {name: fast, burn_rate: 14.4, long: 1m, short: 10s, severity: page}
 `
 
-func TestSimLiveFaultIsLocalizedAndPaged(t *testing.T) {
+// live is a real server on a scenario's topology, fed by `meshlens sim
+// live` over the real bus.
+type live struct {
+	url, dir, dataDir string
+	sim               *e2eutil.Process
+}
+
+// startLive writes files (scenario.yaml and the rest) into a new directory,
+// starts the server on the scenario's topology with serverArgs (paths
+// relative to that directory are the caller's to join) and then sim live
+// with simArgs; env is given to both.
+func startLive(t *testing.T, files map[string]string, env []string, serverArgs func(dir string) []string, simArgs ...string) *live {
+	t.Helper()
 	bin := e2eutil.Binary(t)
-	dir := t.TempDir()
-	scFile := filepath.Join(dir, "scenario.yaml")
-	sloFile := filepath.Join(dir, "slos.yaml")
-	for f, data := range map[string]string{scFile: scenario, sloFile: slos} {
-		if err := os.WriteFile(f, []byte(data), 0o644); err != nil {
+	l := &live{dir: t.TempDir()}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(l.dir, name), []byte(data), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
+	scFile := filepath.Join(l.dir, "scenario.yaml")
 	topo, err := e2eutil.Run(context.Background(), bin, "sim", "topology", scFile)
 	if err != nil {
 		t.Fatalf("sim topology: %v\n%s", err, topo)
 	}
-	topoFile := filepath.Join(dir, "topology.yaml")
+	topoFile := filepath.Join(l.dir, "topology.yaml")
 	if err := os.WriteFile(topoFile, []byte(topo), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
 	natsAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
-	e2eutil.Start(t, "server", nil, bin, "server", "--topology", topoFile, "--data-dir", filepath.Join(dir, "data"),
-		"--http-addr", httpAddr, "--nats-addr", natsAddr, "--window", "2s", "--lateness", "2s",
-		"--slo", sloFile, "--slo-interval", "2s")
-	url := "http://" + httpAddr
-	e2eutil.WaitHTTP(t, url+"/readyz", time.Minute)
+	l.dataDir = filepath.Join(l.dir, "data")
+	args := append([]string{"server", "--topology", topoFile, "--data-dir", l.dataDir,
+		"--http-addr", httpAddr, "--nats-addr", natsAddr}, serverArgs(l.dir)...)
+	e2eutil.Start(t, "server", env, bin, args...)
+	l.url = "http://" + httpAddr
+	e2eutil.WaitHTTP(t, l.url+"/readyz", time.Minute)
+	l.sim = e2eutil.Start(t, "sim live", env, bin, append([]string{"sim", "live", scFile, "--nats-url", "nats://" + natsAddr}, simArgs...)...)
+	return l
+}
+
+func TestSimLiveFaultIsLocalizedAndPaged(t *testing.T) {
+	l := startLive(t, map[string]string{"scenario.yaml": scenario, "slos.yaml": slos}, nil, func(dir string) []string {
+		return []string{"--window", "2s", "--lateness", "2s", "--slo", filepath.Join(dir, "slos.yaml"), "--slo-interval", "2s"}
+	})
+	url := l.url
 	started := time.Now()
-	e2eutil.Start(t, "sim live", nil, bin, "sim", "live", scFile, "--nats-url", "nats://"+natsAddr)
 
 	// Before the fault: nothing blamed.
 	var verdict struct {
