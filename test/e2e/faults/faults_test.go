@@ -2,6 +2,9 @@ package faults
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -271,6 +274,67 @@ func TestSpoolFull(t *testing.T) {
 		}
 		if sb.counted >= final[h].counted {
 			t.Errorf("agent %s: stream holds %v measurements, the agent produced %v: nothing was dropped?", h, sb.counted, final[h].counted)
+		}
+		want[h] = sb.counted
+	}
+	f.requireExactlyOnce(want)
+}
+
+// TestSpoolDiskFull: the spool's disk (a 64 KiB tmpfs of its own) fills
+// up while the bus is away. The agent counts the writes the disk refuses,
+// keeps those batches in memory within --spool-max-bytes, never exceeds
+// it, and when the bus is back every batch it kept arrives exactly once;
+// what it had to drop, oldest first, is counted.
+func TestSpoolDiskFull(t *testing.T) {
+	const spoolMax = 256 << 10
+	f := newFabric(t, "127.6.8.1", 2)
+	mnt := filepath.Join(f.dir, "small-disk")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A real full disk: ENOSPC from the kernel, not a size cap (needs root,
+	// as CI is).
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount a 64 KiB tmpfs: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", "-l", mnt).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v\n%s", mnt, err, out)
+		}
+	})
+	f.startServer()
+	for _, h := range f.hosts {
+		f.agents[h] = &agentProc{host: h, spool: filepath.Join(mnt, h)}
+		f.startAgent(h, "--spool-max-bytes", fmt.Sprint(spoolMax), "--batch-max-age", "200ms")
+	}
+	f.waitProbing(f.hosts...)
+
+	f.server.Stop(t)
+	e2eutil.Eventually(t, 2*time.Minute, 500*time.Millisecond, func() error {
+		for _, h := range f.hosts {
+			st, err := f.agentState(h)
+			if err != nil {
+				return err
+			}
+			if exited, err := f.agents[h].p.Exited(); exited {
+				t.Fatalf("agent %s died on a full disk: %v", h, err)
+			}
+			if st.spoolErrs < 3 {
+				return fmt.Errorf("agent %s: %v spool writes refused so far", h, st.spoolErrs)
+			}
+		}
+		return nil
+	})
+	f.startServer()
+	f.waitDrained(f.hosts...)
+
+	final := f.stopProbing(f.hosts...)
+	want := map[string]float64{}
+	for _, h := range f.hosts {
+		_, lastSeq := spoolState(t, f.agents[h].spool)
+		sb := f.streamBatches(h)
+		if got := uint64(len(sb.seqs)) + uint64(final[h].dropped); got != lastSeq {
+			t.Errorf("agent %s: %d batches in the stream + %v dropped, want %d sealed", h, len(sb.seqs), final[h].dropped, lastSeq)
 		}
 		want[h] = sb.counted
 	}

@@ -235,6 +235,7 @@ type agentState struct {
 	counted, all                float64 // probes: network measurements, and every valid result
 	spoolBytes, dropped         float64
 	spooled, published, pubErrs float64
+	spoolErrs                   float64 // spool writes the disk refused
 }
 
 func (f *fabric) agentState(host string) (agentState, error) {
@@ -252,6 +253,7 @@ func (f *fabric) agentState(host string) (agentState, error) {
 	st.spooled = sum(ss, "meshlens_agent_batches_spooled_total")
 	st.published = sum(ss, "meshlens_agent_batches_published_total")
 	st.pubErrs = sum(ss, "meshlens_agent_publish_errors_total")
+	st.spoolErrs = sum(ss, "meshlens_agent_spool_errors_total")
 	return st, nil
 }
 
