@@ -4,6 +4,7 @@
 
 import * as api from './api.js';
 import { clear } from './dom.js';
+import { applyPalette, preferredPalette } from './scale.js';
 import overview from './pages/overview.js';
 import heatmap from './pages/heatmap.js';
 import pair from './pages/pair.js';
@@ -114,6 +115,7 @@ async function poll() {
 }
 
 function init() {
+  applyPalette(preferredPalette());
   const form = document.getElementById('login-form');
   form.addEventListener('submit', e => {
     e.preventDefault();

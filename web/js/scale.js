@@ -23,6 +23,29 @@ export const palettes = {
   blueorange: { label: 'blue / orange (colour-blind safe)', colors: ['#8e969f', '#2c7bb6', '#fdae61', '#d95f0e'] },
 };
 
+const PALETTE_KEY = 'meshlens.palette';
+
+// preferredPalette is the palette chosen last on this browser (the
+// heatmap's "Colours"), pingmesh by default.
+export function preferredPalette() {
+  let k = null;
+  try { k = localStorage.getItem(PALETTE_KEY); } catch { /* storage off: the default */ }
+  return palettes[k] ? k : 'pingmesh';
+}
+
+// applyPalette makes k the palette of every page: the heatmap's canvas,
+// and the good / warning / bad colours of the topology, tables and badges
+// (CSS variables switched by <html data-palette>). remember keeps it for
+// the next visits.
+export function applyPalette(k, { remember = false } = {}) {
+  if (!palettes[k]) k = 'pingmesh';
+  if (k === 'pingmesh') delete document.documentElement.dataset.palette;
+  else document.documentElement.dataset.palette = k;
+  if (remember) {
+    try { localStorage.setItem(PALETTE_KEY, k); } catch { /* storage off: this page only */ }
+  }
+}
+
 export function level(v, warn, bad) {
   if (v === null || v === undefined || Number.isNaN(v)) return NODATA;
   if (v > bad) return BAD;

@@ -293,6 +293,18 @@ func TestUI(t *testing.T) {
 		}
 		shot(t, b, "heatmap-blueorange")
 
+		// Chosen on the heatmap, the blue-orange scale is kept for every
+		// page: the topology's (and tables', badges') bad colour follows.
+		page(t, b, f, "#/heatmap?level=rack&metric=loss", `document.getElementById('hm-pal')`, time.Minute)
+		evalT[bool](t, b, `(() => { const s = document.getElementById('hm-pal'); s.value = 'blueorange'; s.dispatchEvent(new Event('change')); return true; })()`)
+		page(t, b, f, "#/topology", `document.querySelector('#topo-svg')`, time.Minute)
+		if bad := evalT[string](t, b, `getComputedStyle(document.documentElement).getPropertyValue('--bad').trim()`); bad != "#c2410c" {
+			t.Errorf("after choosing blue-orange, the topology's bad colour is %q, want #c2410c", bad)
+		}
+		shot(t, b, "topology-blueorange")
+		evalT[bool](t, b, `(localStorage.removeItem('meshlens.palette'), true)`)
+		page(t, b, f, "#/heatmap?level=rack&metric=loss&pal=blueorange", `document.getElementById('heatmap')?.dataset.palette === 'blueorange' && +document.getElementById('heatmap').dataset.red > 0`, time.Minute)
+
 		// Keyboard: focusing the canvas puts the cursor on the first cell,
 		// arrows move it, Enter drills down.
 		if err := b.Do(chromedp.Focus(chromedp.CSS("#heatmap")), chromedp.KeyEvent(kb.ArrowDown), chromedp.KeyEvent(kb.Enter)); err != nil {

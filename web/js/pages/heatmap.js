@@ -6,7 +6,7 @@
 import * as api from '../api.js';
 import { h, clear, fill, stateMessage, fmtSeconds, fmtRatio, fmtTime } from '../dom.js';
 import { Heatmap } from '../heatmap.js';
-import { metrics, palettes } from '../scale.js';
+import { metrics, palettes, preferredPalette, applyPalette } from '../scale.js';
 
 const LEVELS = ['dc', 'pod', 'rack', 'host'];
 const SCRUB_SPAN_S = 3600; // the scrubber covers the last hour, window by window
@@ -25,7 +25,7 @@ function state(params) {
     a: params.get('a') || '', b: params.get('b') || '',
     metric, proto: params.get('proto') || '',
     t: t === null ? null : new Date(t * 1000),
-    pal: palettes[params.get('pal')] ? params.get('pal') : 'pingmesh',
+    pal: palettes[params.get('pal')] ? params.get('pal') : preferredPalette(),
     warn: num('warn') ?? m.warn, bad: num('bad') ?? m.bad,
     customThresholds: num('warn') !== null || num('bad') !== null,
   };
@@ -130,7 +130,7 @@ function toolbar(st) {
     }, m.label.replace(' latency', ''))));
   const proto = h('select', { id: 'hm-proto', onchange: e => set({ proto: e.target.value }) },
     ['', 'tcp', 'udp', 'http', 'icmp'].map(p => h('option', { value: p, selected: p === st.proto }, p || 'all')));
-  const pal = h('select', { id: 'hm-pal', onchange: e => set({ pal: e.target.value }) },
+  const pal = h('select', { id: 'hm-pal', onchange: e => { applyPalette(e.target.value, { remember: true }); set({ pal: e.target.value }); } },
     Object.entries(palettes).map(([k, p]) => h('option', { value: k, selected: k === st.pal }, p.label)));
   const levelSet = h('fieldset', {}, h('legend', {}, 'Level'),
     [['dc', 'DC pairs'], ['pod', 'pod pairs'], ['rack', 'rack pairs']].map(([k, label]) => h('button', {

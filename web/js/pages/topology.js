@@ -136,7 +136,7 @@ async function refresh(p) {
   const notes = [];
   if (susR.status === 'rejected') notes.push(stateMessage(susR.reason));
   fill(els.body, 
-    h('div', { class: 'legend' }, 'Colour: localizer estimate (loss ≥ 1 % or added latency ≥ 1 ms is bad). Thick red: blamed. Dashed: drained. Hosts collapsed per rack.'),
+    h('div', { class: 'legend' }, 'Colour: localizer estimate (loss ≥ 1 % or added latency ≥ 1 ms is bad). Thick outline in the bad colour: blamed. Dashed: drained. Hosts collapsed per rack.'),
     ...notes,
     h('div', { class: 'topo-scroll' }, draw(t, sus, blamed, drained, p.get('focus'))),
     drained.size ? h('p', { id: 'topo-drained' }, 'Drained: ', [...drained].join(', ')) : null,
