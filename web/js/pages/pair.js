@@ -119,13 +119,15 @@ async function rackPair(a, b, t) {
   ];
 }
 
-async function refresh(p) {
+async function refresh(p, { poll = false } = {}) {
   const tRaw = parseFloat(p.get('t'));
   const t = Number.isFinite(tRaw) ? new Date(tRaw * 1000) : null;
   const src = p.get('src'), dst = p.get('dst'), sr = p.get('src_rack'), dr = p.get('dst_rack');
   let topo = null;
   try { topo = await api.topologyCached(); } catch (err) { ctx.reportError(err); }
-  fill(els.chooser, chooser(p, topo));
+  // A poll leaves the chooser alone: hosts being typed, and the keyboard
+  // focus, stay where they are.
+  if (!poll || !els.chooser.firstChild) fill(els.chooser, chooser(p, topo));
   let content;
   if (src && dst) {
     els.title.textContent = `Pair ${src} → ${dst}`;
@@ -150,7 +152,7 @@ export default {
   async update(c, { poll }) {
     ctx = c;
     if (poll && c.params.get('t')) return;
-    await refresh(c.params);
+    await refresh(c.params, { poll });
   },
   unmount() {},
 };
