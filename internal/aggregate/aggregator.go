@@ -817,7 +817,9 @@ func (a *Aggregator) Counters(levelName string) map[LocationPair]Count {
 	defer a.mu.Unlock()
 	out := make(map[LocationPair]Count)
 	for k, c := range a.counters {
-		if k.kind < counterKind(numLevels) && levelNames[k.kind] == levelName {
+		// A pair whose results so far were all refusals or local errors
+		// has a counter but nothing counted: it is not listed.
+		if k.kind < counterKind(numLevels) && levelNames[k.kind] == levelName && c.Probes > 0 {
 			out[k.LocationPair] = c.Count
 		}
 	}

@@ -232,7 +232,20 @@ func (e *env) waitCounters(r *running) {
 					n++
 				}
 			}
-			e.t.Fatalf("timed out waiting for exact counters: %d counters, want %d", len(got), len(e.expectedAll))
+			racks := r.agg.Counters("rack")
+			for k, c := range e.expected {
+				if racks[k] != c && n < 10 {
+					e.t.Errorf("rack %v: %+v, want %+v", k, racks[k], c)
+					n++
+				}
+			}
+			for k, c := range racks {
+				if _, ok := e.expected[k]; !ok && n < 10 {
+					e.t.Errorf("rack %v: %+v, not expected", k, c)
+					n++
+				}
+			}
+			e.t.Fatalf("timed out waiting for exact counters: %d counters, want %d; %d rack counters, want %d", len(got), len(e.expectedAll), len(racks), len(e.expected))
 		}
 		select {
 		case err := <-r.done:
