@@ -332,6 +332,9 @@ func TestUI(t *testing.T) {
 		if n := evalT[string](t, b, `document.getElementById('heatmap').dataset.cells`); n != strconv.Itoa(hostsPerRack*hostsPerRack) {
 			t.Errorf("host heatmap has %s cells, want %d", n, hostsPerRack*hostsPerRack)
 		}
+		if href := evalT[string](t, b, `document.getElementById('hm-rack-pair')?.getAttribute('href') || ''`); !strings.Contains(href, "src_rack="+faultyRack) {
+			t.Errorf("host level links the rack pair view as %q", href)
+		}
 		shot(t, b, "heatmap-hosts")
 		// A host cell with data (the worst one listed) opens the pair view.
 		srcH, dstH := hostNames(faultyRack), hostNames(otherRack)
@@ -351,6 +354,17 @@ func TestUI(t *testing.T) {
 			t.Errorf("pair view does not list %s among the path's elements", faultyToR)
 		}
 		shot(t, b, "pair")
+	})
+
+	// The rack-pair view: charts, the protocols, and the faulty ToR among
+	// the elements on the racks' paths, with its estimate.
+	t.Run("rack pair", func(t *testing.T) {
+		page(t, b, f, "#/pair?"+url.Values{"src_rack": {faultyRack}, "dst_rack": {otherRack}}.Encode(),
+			fmt.Sprintf(`document.querySelector('#pair-elements tr.sev-red[data-element=%q]') && (document.getElementById('pair-protos')?.textContent || '').includes('tcp')`, faultyToR), 3*time.Minute)
+		if n := evalT[int](t, b, `document.querySelectorAll('#pair-body svg').length`); n < 2 {
+			t.Errorf("rack pair view draws %d charts, want latency and loss", n)
+		}
+		shot(t, b, "rack-pair")
 	})
 
 	t.Run("topology", func(t *testing.T) {

@@ -112,6 +112,9 @@ function crumbs(st) {
   if (st.level !== 'dc' && topo.dcs.length > 1) trail.append(' › ', link('all pods', { level: 'pod', a: '', b: '' }));
   if (st.a || st.b) {
     trail.append(' › ', h('strong', {}, `${st.level === 'host' ? 'hosts' : st.level + 's'} of ${st.a || 'all'} → ${st.b || 'all'}`));
+    if (st.level === 'host' && st.a && st.b) {
+      trail.append(' (', h('a', { id: 'hm-rack-pair', href: '#/pair?' + new URLSearchParams({ src_rack: st.a, dst_rack: st.b }) }, 'rack pair over time'), ')');
+    }
   } else {
     trail.append(' › ', h('strong', {}, st.level + ' pairs'));
   }

@@ -55,6 +55,23 @@ function latencyAndLoss(windows) {
   return { protos, lat, loss };
 }
 
+// elementsSection lists the switches on the paths between hosts src and
+// dst with the localizer's current estimates, and the links between them
+// it suspects. topo and sus are settled promises.
+function elementsSection(topo, sus, src, dst) {
+  const out = [h('h2', {}, 'Elements on the paths')];
+  if (topo.status !== 'fulfilled') return [...out, stateMessage(topo.reason)];
+  const est = new Map((sus.status === 'fulfilled' ? sus.value : []).map(x => [x.element, x]));
+  const elems = pathElements(topo.value, src, dst);
+  const linkEst = [...est.values()].filter(x => elems.some(e => x.element.includes(e)) && !elems.includes(x.element));
+  out.push(h('table', { id: 'pair-elements' },
+    h('thead', {}, h('tr', {}, h('th', {}, 'element'), h('th', { class: 'num' }, 'estimate'), h('th', {}, 'evidence'))),
+    h('tbody', {}, [...elems.map(e => est.get(e) || { element: e }), ...linkEst].map(x => h('tr', { class: x.estimate >= 0.01 ? 'sev-red' : x.estimate >= 0.001 ? 'sev-yellow' : '', dataset: { element: x.element } },
+      h('td', {}, x.element), h('td', { class: 'num' }, x.estimate === undefined ? 'healthy' : fmtRatio(x.estimate)), h('td', {}, x.evidence || ''))))));
+  if (sus.status === 'rejected') out.push(stateMessage(sus.reason));
+  return out;
+}
+
 async function hostPair(src, dst, t) {
   const since = new Date((t ? t.getTime() : Date.now()) - SPAN_MS);
   const [hist, topo, sus, diag] = await Promise.allSettled([
@@ -79,20 +96,7 @@ async function hostPair(src, dst, t) {
           h('td', {}, w.end.toISOString().slice(11, 19)), h('td', {}, w.proto), h('td', { class: 'num' }, fmtNum(w.sent)), h('td', { class: 'num' }, fmtNum(w.lost)),
           h('td', { class: 'num' }, fmtRatio(w.lossRatio)), ...['p50', 'p90', 'p99', 'p999'].map(q => h('td', { class: 'num' }, fmtSeconds(w[q]))))))));
   }
-  // Path elements with their current estimates.
-  out.push(h('h2', {}, 'Elements on the paths'));
-  if (topo.status === 'fulfilled') {
-    const est = new Map((sus.status === 'fulfilled' ? sus.value : []).map(s => [s.element, s]));
-    const elems = pathElements(topo.value, src, dst);
-    const linkEst = [...est.values()].filter(s => elems.some(e => s.element.includes(e)) && !elems.includes(s.element));
-    out.push(h('table', { id: 'pair-elements' },
-      h('thead', {}, h('tr', {}, h('th', {}, 'element'), h('th', { class: 'num' }, 'estimate'), h('th', {}, 'evidence'))),
-      h('tbody', {}, [...elems.map(e => est.get(e) || { element: e }), ...linkEst].map(s => h('tr', { class: s.estimate >= 0.01 ? 'sev-red' : s.estimate >= 0.001 ? 'sev-yellow' : '', dataset: { element: s.element } },
-        h('td', {}, s.element), h('td', { class: 'num' }, s.estimate === undefined ? 'healthy' : fmtRatio(s.estimate)), h('td', {}, s.evidence || ''))))));
-    if (sus.status === 'rejected') out.push(stateMessage(sus.reason));
-  } else {
-    out.push(stateMessage(topo.reason));
-  }
+  out.push(...elementsSection(topo, sus, src, dst));
   out.push(h('h2', {}, 'Diagnosis'));
   if (diag.status === 'fulfilled') {
     const d = diag.value;
@@ -107,16 +111,31 @@ async function hostPair(src, dst, t) {
 async function rackPair(a, b, t) {
   const end = t || new Date(), start = new Date(end.getTime() - SPAN_MS);
   const sel = `src_rack="${a}",dst_rack="${b}"`;
-  const [lat, loss] = await Promise.all([
+  const [lat, loss, topo, sus] = await Promise.allSettled([
     api.promRange(`max by (quantile) (${api.metricNames.latency('rack')}{${sel}})`, start, end, 10),
-    api.promRange(`max by (proto) (${api.metricNames.loss('rack')}{${sel}})`, start, end, 10)]);
-  // Per-window loss: the chart shows every window, noise included.
-  const qn = { '0.5': 'p50', '0.9': 'p90', '0.99': 'p99', '0.999': 'p99.9' };
-  return [
-    lineChart(lat.map(s => ({ name: qn[s.labels.quantile] || s.labels.quantile, points: s.points })), { title: 'Latency quantiles (worst protocol)', format: fmtSeconds, thresholds: [{ value: metrics.p99.bad }] }),
-    lineChart(loss.map(s => ({ name: s.labels.proto || 'all', points: s.points })), { title: 'Loss ratio', format: v => fmtRatio(v, 2), yMin: 0 }),
-    h('p', {}, h('a', { href: '#/heatmap?' + new URLSearchParams({ level: 'host', a, b }) }, 'Host pairs of this rack pair')),
-  ];
+    api.promRange(`max by (proto) (${api.metricNames.loss('rack')}{${sel}})`, start, end, 10),
+    api.topologyCached(), api.suspects()]);
+  const out = [];
+  if (lat.status === 'rejected' || loss.status === 'rejected') {
+    const err = lat.status === 'rejected' ? lat.reason : loss.reason;
+    out.push(stateMessage(err));
+    ctx.reportError(err);
+  } else if (!lat.value.length && !loss.value.length) {
+    out.push(h('p', { class: 'empty' }, `No rollups for ${a} → ${b} in the last hour. Do the racks probe each other?`));
+  } else {
+    // Per-window loss: the chart shows every window, noise included.
+    const qn = { '0.5': 'p50', '0.9': 'p90', '0.99': 'p99', '0.999': 'p99.9' };
+    const protos = [...new Set(loss.value.map(x => x.labels.proto).filter(Boolean))].sort();
+    out.push(h('p', { id: 'pair-protos' }, 'Protocols probed: ', protos.join(', ') || '–'),
+      lineChart(lat.value.map(x => ({ name: qn[x.labels.quantile] || x.labels.quantile, points: x.points })), { title: 'Latency quantiles (worst protocol)', format: fmtSeconds, thresholds: [{ value: metrics.p99.bad }] }),
+      lineChart(loss.value.map(x => ({ name: x.labels.proto || 'all', points: x.points })), { title: 'Loss ratio', format: v => fmtRatio(v, 2), yMin: 0 }));
+  }
+  // The racks' paths are any of their hosts' paths, without the hosts.
+  const someHost = r => topo.status === 'fulfilled' ? topo.value.hosts.find(x => x.rack === r)?.name : undefined;
+  out.push(...elementsSection(topo, sus, someHost(a), someHost(b)),
+    h('p', {}, h('a', { href: '#/heatmap?' + new URLSearchParams({ level: 'host', a, b }) }, 'Host pairs of this rack pair'),
+      ' — the verdict of the pair troubleshooter is on each host pair.'));
+  return out;
 }
 
 async function refresh(p, { poll = false } = {}) {
@@ -134,7 +153,7 @@ async function refresh(p, { poll = false } = {}) {
     content = await hostPair(src, dst, t);
   } else if (sr && dr) {
     els.title.textContent = `Rack pair ${sr} → ${dr}`;
-    try { content = await rackPair(sr, dr, t); } catch (err) { content = [stateMessage(err)]; ctx.reportError(err); }
+    content = await rackPair(sr, dr, t);
   } else {
     els.title.textContent = 'Pair';
     content = [h('p', { class: 'empty' }, 'Choose a source and a destination host, or click a cell of the heatmap.')];
