@@ -115,19 +115,37 @@ func startServer(t *testing.T, dir string, opts ...func(*Config, *running)) *run
 		})
 	}
 	t.Cleanup(r.stop)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	eventually(t, 30*time.Second, func() error {
 		resp, err := r.client.Get(r.url + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz: %s", resp.Status)
+		}
+		return nil
+	})
+	return r
+}
+
+// eventually polls cond until it holds, failing the test with cond's last
+// error after within.
+func eventually(t *testing.T, within time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.After(within)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := cond()
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return r
-			}
+			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server not ready: %v", err)
+		select {
+		case <-deadline:
+			t.Fatalf("not within %v: %v", within, err)
+		case <-tick.C:
 		}
-		time.Sleep(50 * time.Millisecond) // poll interval
 	}
 }
 
@@ -255,17 +273,12 @@ func TestChangesNeedTheirRole(t *testing.T) {
 		}
 	}
 	var got []entry
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got = readAudit[entry](t, filepath.Join(r.dir, "audit.jsonl"))
-		if len(got) >= changes || time.Now().After(deadline) {
-			break
+	eventually(t, 10*time.Second, func() error {
+		if got = readAudit[entry](t, filepath.Join(r.dir, "audit.jsonl")); len(got) != changes {
+			return fmt.Errorf("audit log has %d entries, want %d: %+v", len(got), changes, got)
 		}
-		time.Sleep(20 * time.Millisecond) // poll interval
-	}
-	if len(got) != changes {
-		t.Fatalf("audit log has %d entries, want %d: %+v", len(got), changes, got)
-	}
+		return nil
+	})
 	want := entry{"admin-user", "PUT", "/api/v1/config/remediation", 200}
 	if got[len(got)-1] != want {
 		t.Errorf("last audit entry %+v, want %+v", got[len(got)-1], want)

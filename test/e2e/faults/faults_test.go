@@ -261,23 +261,36 @@ func TestSpoolFull(t *testing.T) {
 		}
 		return nil
 	})
-	f.startServer()
-	f.waitDrained(f.hosts...)
-
-	final := f.stopProbing(f.hosts...)
+	final, stream := f.restartAndAccountSpools()
 	want := map[string]float64{}
 	for _, h := range f.hosts {
-		_, lastSeq := spoolState(t, f.agents[h].spool)
-		sb := f.streamBatches(h)
-		if got := uint64(len(sb.seqs)) + uint64(final[h].dropped); got != lastSeq {
-			t.Errorf("agent %s: %d batches in the stream + %v dropped, want %d sealed", h, len(sb.seqs), final[h].dropped, lastSeq)
-		}
-		if sb.counted >= final[h].counted {
+		if sb := stream[h]; sb.counted >= final[h].counted {
 			t.Errorf("agent %s: stream holds %v measurements, the agent produced %v: nothing was dropped?", h, sb.counted, final[h].counted)
 		}
-		want[h] = sb.counted
+		want[h] = stream[h].counted
 	}
 	f.requireExactlyOnce(want)
+}
+
+// restartAndAccountSpools brings the server back after an outage, waits
+// for the agents' spools to drain, stops probing, and checks that every
+// batch an agent sealed is in the stream or counted as dropped. It returns
+// the agents' final state and what the stream holds of each.
+func (f *fabric) restartAndAccountSpools() (map[string]agentState, map[string]streamBatches) {
+	f.t.Helper()
+	f.startServer()
+	f.waitDrained(f.hosts...)
+	final := f.stopProbing(f.hosts...)
+	stream := map[string]streamBatches{}
+	for _, h := range f.hosts {
+		_, lastSeq := spoolState(f.t, f.agents[h].spool)
+		sb := f.streamBatches(h)
+		if got := uint64(len(sb.seqs)) + uint64(final[h].dropped); got != lastSeq {
+			f.t.Errorf("agent %s: %d batches in the stream + %v dropped, want %d sealed", h, len(sb.seqs), final[h].dropped, lastSeq)
+		}
+		stream[h] = sb
+	}
+	return final, stream
 }
 
 // TestSpoolDiskFull: the spool's disk (a 64 KiB tmpfs of its own) fills
@@ -325,17 +338,9 @@ func TestSpoolDiskFull(t *testing.T) {
 		}
 		return nil
 	})
-	f.startServer()
-	f.waitDrained(f.hosts...)
-
-	final := f.stopProbing(f.hosts...)
+	_, stream := f.restartAndAccountSpools()
 	want := map[string]float64{}
-	for _, h := range f.hosts {
-		_, lastSeq := spoolState(t, f.agents[h].spool)
-		sb := f.streamBatches(h)
-		if got := uint64(len(sb.seqs)) + uint64(final[h].dropped); got != lastSeq {
-			t.Errorf("agent %s: %d batches in the stream + %v dropped, want %d sealed", h, len(sb.seqs), final[h].dropped, lastSeq)
-		}
+	for h, sb := range stream {
 		want[h] = sb.counted
 	}
 	f.requireExactlyOnce(want)
