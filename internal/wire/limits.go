@@ -7,8 +7,9 @@ import (
 )
 
 // The codec is vtprotobuf's generated code (meshlens_vtproto.pb.go, `make
-// proto`): the server decodes every result of the fleet, and the generated
-// unmarshaller is about twice as fast as protobuf-go's reflection-driven one
+// proto`): the server decodes every result of the fleet, and Decode with it
+// (validation included) is about 1.2-1.3x as fast as protobuf-go's
+// reflection-driven decoder alone, more with the batch pool
 // (BenchmarkDecode compares both). It skips proto3's UTF-8 check on
 // strings, which validBatchStrings puts back (names become label values
 // and JSON), and keeps unknown fields' bytes unchecked, which Decode drops.
