@@ -664,7 +664,7 @@ func (a *Aggregator) sealLocked(w *window) *SealedWindow {
 				continue
 			}
 			for i, v := range vals[:n] {
-				r.rtt.addIndexed(v, idx[i])
+				r.rtt.addExact(st.rtt.ns[i], v, idx[i])
 			}
 		}
 	}

@@ -207,13 +207,26 @@ func exactNanos(v float64) (uint32, bool) {
 }
 
 // add adds v seconds: inline while it fits, else to the sketch.
-func (l *latency) add(v float64) { l.addIndexed(v, noIndex) }
-
-// addIndexed is add with v's sketch bin idx already known (noIndex: not
-// known), which sealing computes once per RTT for all the rollups it feeds.
-func (l *latency) addIndexed(v float64, idx int) {
+func (l *latency) add(v float64) {
+	if ns, ok := exactNanos(v); ok {
+		l.addExact(ns, v, noIndex)
+		return
+	}
 	if l.sketch == nil {
-		if ns, ok := exactNanos(v); ok && l.count < inlineRTTs {
+		l.spill()
+	}
+	// The sketch only refuses NaN or values beyond ~1e300 s, which an
+	// int64 nanosecond count cannot produce.
+	_ = l.sketch.Add(v)
+	l.count++
+}
+
+// addExact adds an RTT of exactly ns nanoseconds, v in seconds, idx its
+// sketch bin (noIndex: not known). Sealing feeds each pair's inline RTTs
+// to its five rollups this way, converting and indexing them once.
+func (l *latency) addExact(ns uint32, v float64, idx int) {
+	if l.sketch == nil {
+		if l.count < inlineRTTs {
 			l.ns[l.count] = ns
 			l.count++
 			return
@@ -223,19 +236,16 @@ func (l *latency) addIndexed(v float64, idx int) {
 	if idx != noIndex {
 		l.sketch.GetPositiveValueStore().Add(idx)
 	} else {
-		// The sketch only refuses NaN or values beyond ~1e300 s, which
-		// an int64 nanosecond count cannot produce.
 		_ = l.sketch.Add(v)
 	}
 	l.count++
 }
 
 // addNanos adds an RTT of ns nanoseconds, the wire's unit: the hot path
-// of ingest, without a float round trip while the RTT stays inline.
+// of ingest, with no float round trip to check it is exact.
 func (l *latency) addNanos(ns int64) {
-	if l.sketch == nil && l.count < inlineRTTs && ns >= 0 && ns <= math.MaxUint32 {
-		l.ns[l.count] = uint32(ns)
-		l.count++
+	if ns >= 0 && ns <= math.MaxUint32 {
+		l.addExact(uint32(ns), float64(ns)/1e9, noIndex)
 		return
 	}
 	l.add(float64(ns) / 1e9)
@@ -253,7 +263,7 @@ func (l *latency) spill() {
 func (l *latency) merge(o *latency) {
 	if o.sketch == nil {
 		for i := range o.count {
-			l.add(o.inline(i))
+			l.addExact(o.ns[i], o.inline(i), noIndex)
 		}
 		return
 	}
