@@ -63,7 +63,10 @@ func overlapWatch(cs []*contender) (max *atomic.Int32, stop func()) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for ctx.Err() == nil {
+		for {
+			// One last sample after stop, so a starved sampler still sees
+			// the leader the test just waited for.
+			last := ctx.Err() != nil
 			var n int32
 			for _, c := range cs {
 				if c.lease.Leader() {
@@ -72,6 +75,9 @@ func overlapWatch(cs []*contender) (max *atomic.Int32, stop func()) {
 			}
 			if n > max.Load() {
 				max.Store(n)
+			}
+			if last {
+				return
 			}
 			time.Sleep(2 * time.Millisecond) // sampling period, not a wait for a condition
 		}
