@@ -1,9 +1,12 @@
 // app.js: the shell. Hash routing (#/page?key=value) so every view is a deep
 // link and the server only ever serves index.html; token login; one poll
 // loop at the aggregation window's cadence that refreshes the visible page.
+// A refresh keeps the keyboard focus where it was (dom.keepFocus), and
+// main's data-refreshed counts the refreshes that landed, so scripts and
+// tests can tell when one has.
 
 import * as api from './api.js';
-import { clear } from './dom.js';
+import { clear, keepFocus } from './dom.js';
 import { applyPalette, preferredPalette } from './scale.js';
 import overview from './pages/overview.js';
 import heatmap from './pages/heatmap.js';
@@ -18,6 +21,7 @@ export const WINDOW_MS = 10_000; // the aggregator's window: data changes no fas
 
 let current = null; // { name, page, params }
 let pollTimer = null;
+let polling = false;
 let generation = 0;
 
 export function parseHash(hash = location.hash) {
@@ -86,7 +90,7 @@ async function route() {
     main.focus({ preventScroll: true });
   } else {
     current.params = params;
-    await runStep(() => current.page.update(ctxFor(params), { poll: false }), gen);
+    await runStep(() => keepFocus(main, () => current.page.update(ctxFor(params), { poll: false })), gen);
   }
 }
 
@@ -106,12 +110,24 @@ async function runStep(fn, gen) {
   }
 }
 
+// poll refreshes the visible page: from the timer every window, and at
+// once when a hidden tab (which polls skip) comes back into view. One at a
+// time: a refresh still in flight is as fresh as a new one.
 async function poll() {
-  if (current && !document.hidden) {
-    const gen = generation;
-    await runStep(() => current.page.update(ctxFor(current.params), { poll: true }), gen);
+  clearTimeout(pollTimer);
+  if (polling) return;
+  polling = true;
+  try {
+    if (current && !document.hidden) {
+      const gen = generation;
+      const main = document.getElementById('main');
+      await runStep(() => keepFocus(main, () => current.page.update(ctxFor(current.params), { poll: true })), gen);
+      main.dataset.refreshed = +(main.dataset.refreshed || 0) + 1;
+    }
+  } finally {
+    polling = false;
+    pollTimer = setTimeout(poll, WINDOW_MS);
   }
-  pollTimer = setTimeout(poll, WINDOW_MS);
 }
 
 function init() {
@@ -134,6 +150,7 @@ function init() {
     route();
   });
   window.addEventListener('hashchange', route);
+  document.addEventListener('visibilitychange', () => { if (!document.hidden) poll(); });
   showLogin(false);
   route();
   clearTimeout(pollTimer);

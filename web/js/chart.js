@@ -11,7 +11,8 @@ export const seriesColors = ['#1f77b4', '#e66101', '#2ca02c', '#9467bd', '#8c564
 export function lineChart(series, { format = String, title = '', thresholds = [], yMin, height = 200 } = {}) {
   const W = 1000, H = height, L = 64, R = 10, T = 8, B = 22;
   const all = series.flatMap(x => x.points).filter(p => p[1] !== null && Number.isFinite(p[1]));
-  const fig = h('figure', { class: 'chart-fig' });
+  // data-points: how many samples are drawn (0: the chart says so in words).
+  const fig = h('figure', { class: 'chart-fig', dataset: { points: all.length } });
   if (title) fig.append(h('figcaption', { class: 'axis-label' }, title));
   if (!all.length) {
     fig.append(h('p', { class: 'empty' }, 'No data in this time range yet.'));
@@ -46,11 +47,16 @@ export function lineChart(series, { format = String, title = '', thresholds = []
   series.forEach((ser, i) => {
     const color = ser.color || seriesColors[i % seriesColors.length];
     let d = '', pen = false;
-    for (const [t, v] of ser.points) {
-      if (v === null || !Number.isFinite(v)) { pen = false; continue; }
+    const pts = ser.points;
+    const ok = i => i >= 0 && i < pts.length && pts[i][1] !== null && Number.isFinite(pts[i][1]);
+    pts.forEach(([t, v], i) => {
+      if (!ok(i)) { pen = false; return; }
       d += (pen ? 'L' : 'M') + x(t).toFixed(1) + ' ' + y(v).toFixed(1);
       pen = true;
-    }
+      // A sample with no neighbour draws no line: mark it with a dot (a
+      // new series, or one with gaps, would otherwise look empty).
+      if (!ok(i - 1) && !ok(i + 1)) svg.append(s('circle', { cx: x(t).toFixed(1), cy: y(v).toFixed(1), r: 4, fill: color }, s('title', {}, ser.name)));
+    });
     svg.append(s('path', { d, fill: 'none', stroke: color, 'stroke-width': 1.6, 'vector-effect': 'non-scaling-stroke' },
       s('title', {}, ser.name)));
     legend.append(h('span', {}, s('svg', { width: 14, height: 4, 'aria-hidden': 'true' }, s('rect', { width: 14, height: 4, fill: color })), ' ', ser.name));

@@ -33,6 +33,51 @@ export function fill(el, ...children) {
   return el;
 }
 
+// ---- keyboard focus across re-renders ------------------------------------
+
+const FOCUSABLE = 'a[href], button, input, select, textarea, [tabindex]';
+
+// focusKey names an element by what it is for, so that its twin in a
+// re-rendered page can be found: its id, else its tag with the attributes
+// that say where it leads or what it does (href, name, aria-label, data-*),
+// else its tag and text.
+export function focusKey(el) {
+  if (el.id) return '#' + el.id;
+  const attrs = ['href', 'name', 'type', 'aria-label'].map(a => el.getAttribute(a) || '');
+  const data = JSON.stringify({ ...el.dataset });
+  const key = [el.tagName, ...attrs, data].join('|');
+  return attrs.some(Boolean) || data !== '{}' ? key : key + '|' + el.textContent.trim();
+}
+
+function twins(root, key) {
+  if (key[0] === '#') {
+    const el = document.getElementById(key.slice(1));
+    return el && root.contains(el) ? [el] : [];
+  }
+  return [...root.querySelectorAll(FOCUSABLE)].filter(e => focusKey(e) === key);
+}
+
+// keepFocus runs render, which may rebuild root's content, and gives the
+// keyboard focus back to the twin of the element that had it. Pages
+// rebuild their DOM on every poll (simpler than patching it in place);
+// without this a keyboard user would land on <body> every 10 s. Focus is
+// only given back if nothing else took it meanwhile, and without scrolling.
+export async function keepFocus(root, render) {
+  const el = document.activeElement;
+  if (!el || el === root || !root.contains(el)) return render();
+  const key = focusKey(el);
+  const nth = Math.max(0, twins(root, key).indexOf(el));
+  try {
+    return await render();
+  } finally {
+    const now = document.activeElement;
+    if (!el.isConnected && (!now || now === document.body)) {
+      const t = twins(root, key);
+      t[Math.min(nth, t.length - 1)]?.focus({ preventScroll: true });
+    }
+  }
+}
+
 // stateMessage renders an empty or error state in words.
 export function stateMessage(err, emptyText) {
   if (!err) return h('p', { class: 'empty' }, emptyText);
@@ -54,8 +99,8 @@ export function fmtSeconds(v) {
 export function fmtRatio(v, digits = 3) {
   if (v === null || v === undefined || !Number.isFinite(v)) return '–';
   if (v === 0) return '0 %';
-  const p = v * 100;
-  return (p >= 10 ? p.toFixed(1) : p >= 0.01 ? p.toPrecision(digits) : p.toExponential(1)) + ' %';
+  const p = v * 100, a = Math.abs(p); // negative: an overspent error budget
+  return (a >= 10 ? p.toFixed(1) : a >= 0.01 ? p.toPrecision(digits) : p.toExponential(1)) + ' %';
 }
 export function fmtNum(v, digits = 2) {
   if (v === null || v === undefined || !Number.isFinite(v)) return '–';

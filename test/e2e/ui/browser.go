@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 )
@@ -94,13 +95,47 @@ func NewBrowser(t testing.TB, o Options) *Browser {
 	}()
 	t.Cleanup(func() { cancelTab(); <-done })
 	if o.Dark {
-		if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
-			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}},
-		}); err != nil {
-			t.Fatalf("ui: emulate dark mode: %v", err)
+		if err := b.SetDark(true); err != nil {
+			t.Fatal(err)
 		}
 	}
 	return b
+}
+
+// SetDark emulates prefers-color-scheme: dark (or light) from now on, for
+// this page and the next ones.
+func (b *Browser) SetDark(dark bool) error {
+	scheme := "light"
+	if dark {
+		scheme = "dark"
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+		Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}},
+	}); err != nil {
+		return fmt.Errorf("ui: emulate prefers-color-scheme %s: %w", scheme, err)
+	}
+	return nil
+}
+
+// SetViewport sets the page's viewport to width × height CSS pixels at
+// one device pixel per CSS pixel; zero width restores the window's.
+func (b *Browser) SetViewport(width, height int) error {
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	var err error
+	if width == 0 {
+		_, err = chromedp.Call(ctx, emulation.ClearDeviceMetricsOverride, cdp.Empty{})
+	} else {
+		_, err = chromedp.Call(ctx, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{
+			Width: int64(width), Height: int64(height), DeviceScaleFactor: 1,
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("ui: viewport %d×%d: %w", width, height, err)
+	}
+	return nil
 }
 
 // Context is the tab's context, for chromedp actions.

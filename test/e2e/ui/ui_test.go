@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,10 +27,15 @@ const (
 	otherRack                       = "dc1-pod1-rack1" // same pod: probed by every Pingmesh level
 )
 
+// faultAt is the fault's onset from the simulator's start: the windows
+// before it are healthy, which the past-time heatmap shows.
+const faultAt = 40 * time.Second
+
 // fabric is a real meshlens server fed by the simulator with one fault.
 type fabric struct {
-	base string // http://127.0.0.1:PORT
-	dir  string
+	base  string // http://127.0.0.1:PORT
+	dir   string
+	onset time.Time // when the fault began: the end of the last healthy window
 }
 
 func startFabric(t *testing.T) *fabric {
@@ -51,8 +57,8 @@ probing: {interval: 10s, protocols: [tcp, udp]}
 duration: 1h
 background: {loss: 0, latency: {base: 40us, jitter: 20us}} # no background loss: only the fault paints red
 faults:
-  - {kind: device_loss, device: %s, rate: 0.5}
-`, topoPath, faultyToR)
+  - {kind: device_loss, device: %s, rate: 0.5, at: %s}
+`, topoPath, faultyToR, faultAt)
 	// An SLO on the faulty rack, so its burn opens an incident that names
 	// the localizer's culprit.
 	sloPath := filepath.Join(dir, "slos.yaml")
@@ -99,7 +105,34 @@ alerting:
 		}
 		return nil
 	})
+	// The simulator logs its start, a window boundary: the fault begins
+	// faultAt later, also on a boundary.
+	m := regexp.MustCompile(`fabric started.*\bstart=(\S+)`).FindStringSubmatch(sim.Output())
+	if m == nil {
+		t.Fatalf("the simulator did not log its start:\n%s", sim.Output())
+	}
+	start, err := time.Parse(time.RFC3339Nano, m[1])
+	if err != nil {
+		t.Fatalf("the simulator's start %q: %v", m[1], err)
+	}
+	f.onset = start.Add(faultAt)
 	return f
+}
+
+// getJSON decodes the data of a JSON API answer ({"status", "data"}).
+func (f *fabric) getJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	resp, err := http.Get(f.base + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", path, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&struct{ Data any }{v}); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
 }
 
 // instant runs a PromQL query returning one sample.
@@ -316,6 +349,8 @@ func TestUI(t *testing.T) {
 		}
 	})
 
+	t.Run("past heatmap", func(t *testing.T) { testPastHeatmap(t, b, f) })
+
 	t.Run("drilldown", func(t *testing.T) {
 		page(t, b, f, "#/heatmap?level=rack&metric=loss", `+document.getElementById('heatmap')?.dataset.red > 0`, time.Minute)
 		c := evalT[*cell](t, b, fmt.Sprintf(cellJS, jsList(racks), jsList(racks), faultyRack, otherRack))
@@ -364,6 +399,28 @@ func TestUI(t *testing.T) {
 		if n := evalT[int](t, b, `document.querySelectorAll('#pair-body svg').length`); n < 2 {
 			t.Errorf("rack pair view draws %d charts, want latency and loss", n)
 		}
+		// The verdict of the pair troubleshooter on the rack pair's worst
+		// host pair, said to be that pair's, with a link to it.
+		if err := b.WaitFor(`document.querySelector('#pair-diagnosis strong')`, time.Minute); err != nil {
+			shot(t, b, "FAILED-rack-pair")
+			t.Fatal(err)
+		}
+		d := evalT[map[string]string](t, b, `(() => { const d = document.getElementById('pair-diagnosis');
+			return { src: d.dataset.src, dst: d.dataset.dst, verdict: d.querySelector('strong').textContent,
+				about: d.textContent, href: document.getElementById('pair-worst-host')?.getAttribute('href') || '' }; })()`)
+		if !strings.HasPrefix(d["src"], faultyRack+"-") || !strings.HasPrefix(d["dst"], otherRack+"-") {
+			t.Errorf("the verdict is for %s → %s, not a host pair of %s → %s", d["src"], d["dst"], faultyRack, otherRack)
+		}
+		if d["verdict"] == "" || d["verdict"] == "no verdict" {
+			t.Errorf("the rack pair's verdict is %q", d["verdict"])
+		}
+		if !strings.Contains(d["about"], "worst host pair") || !strings.Contains(d["about"], d["src"]+" → "+d["dst"]) {
+			t.Errorf("the verdict does not say whose it is: %q", d["about"])
+		}
+		q, err := url.ParseQuery(strings.TrimPrefix(d["href"], "#/pair?"))
+		if err != nil || !strings.HasPrefix(d["href"], "#/pair?") || q.Get("src") != d["src"] || q.Get("dst") != d["dst"] {
+			t.Errorf("the verdict links %q, want the pair view of %s → %s", d["href"], d["src"], d["dst"])
+		}
 		shot(t, b, "rack-pair")
 	})
 
@@ -409,10 +466,7 @@ func TestUI(t *testing.T) {
 	})
 
 	t.Run("slos", func(t *testing.T) {
-		page(t, b, f, "#/slos", notLoading, time.Minute)
-		if bad := evalT[string](t, b, `[...document.querySelectorAll('main .error-state')].map(e => e.textContent).join('; ')`); bad != "" {
-			t.Errorf("SLO page shows errors: %s", bad)
-		}
+		testSLOs(t, b, f)
 		shot(t, b, "slos")
 	})
 
@@ -444,6 +498,10 @@ func TestUI(t *testing.T) {
 			t.Error(err)
 		}
 	})
+
+	t.Run("keeps focus", func(t *testing.T) { testKeepsFocus(t, b, f) })
+	t.Run("contrast", func(t *testing.T) { testContrast(t, b, f) })
+	t.Run("1280x800", func(t *testing.T) { testViewport(t, b, f) })
 
 	t.Run("dark", func(t *testing.T) {
 		d := NewBrowser(t, Options{Dark: true})

@@ -1,7 +1,7 @@
 // Agents: every agent's health as the server sees it.
 
 import * as api from '../api.js';
-import { h, clear, fill, stateMessage, fmtSeconds, fmtNum, fmtTime, fmtAgo } from '../dom.js';
+import { h, fill, stateMessage, fmtSeconds, fmtNum, fmtTime, fmtAgo } from '../dom.js';
 
 let body, ctx, filter = '';
 
@@ -25,7 +25,9 @@ async function refresh() {
     h('table', { id: 'agents-table' },
       h('thead', {}, h('tr', {}, ['host', 'state', 'version', 'last seen', 'pinglist', 'probes sent', 'probes/s', 'scheduling lag p99'].map((t, i) => h('th', { class: i >= 5 ? 'num' : '', scope: 'col' }, t)))),
       h('tbody', {}, shown.map(a => h('tr', { dataset: { host: a.host, state: a.state } },
-        h('td', {}, a.host), h('td', { class: 'state-' + a.state }, a.state), h('td', {}, a.version),
+        // The host opens the pair view with it as the source.
+        h('td', {}, h('a', { href: '#/pair?' + new URLSearchParams({ src: a.host }), title: 'pairs from ' + a.host }, a.host)),
+        h('td', { class: 'state-' + a.state }, a.state), h('td', {}, a.version),
         h('td', { title: fmtTime(a.lastSeen) }, fmtAgo(a.lastSeen)), h('td', {}, String(a.pinglistVersion)),
         h('td', { class: 'num' }, fmtNum(a.probesTotal)), h('td', { class: 'num' }, a.probeRate === null ? 'measuring…' : fmtNum(a.probeRate, 1)), h('td', { class: 'num' }, fmtSeconds(a.schedulingLag)))))));
 }

@@ -147,29 +147,36 @@ function toolbar(st) {
   return bar;
 }
 
+// timeControl: Live, the previous / next window, and a scrubber over the
+// last hour. The scrubber counts seconds from the newest window boundary
+// when drawn (anchor), not from a moving "now", so one arrow key is one
+// window exactly and a value always names a window's end.
 function timeControl(st, set) {
-  const now = Date.now();
-  const off = st.t ? Math.max(0, Math.min(SCRUB_SPAN_S, Math.round((now - st.t.getTime()) / 1000))) : 0;
+  const W = ctx.windowMs;
+  const anchor = Math.floor(Date.now() / W) * W;
+  const off = st.t ? Math.max(-SCRUB_SPAN_S, Math.min(0, Math.round((st.t.getTime() - anchor) / W) * W / 1000)) : 0;
+  const at = v => v === 0 ? null : new Date(anchor + v * 1000);
   const range = h('input', {
-    type: 'range', id: 'hm-time', min: -SCRUB_SPAN_S, max: 0, step: 10, value: -off,
+    type: 'range', id: 'hm-time', min: -SCRUB_SPAN_S, max: 0, step: W / 1000, value: off,
     'aria-label': 'Time: seconds before now',
     'aria-valuetext': st.t ? fmtTime(st.t) : 'live',
   });
   const label = h('output', { for: 'hm-time', id: 'hm-time-label' }, st.t ? fmtTime(st.t) : 'live');
   range.addEventListener('input', () => {
-    const v = parseInt(range.value, 10);
-    label.textContent = v === 0 ? 'live' : fmtTime(new Date(Date.now() + v * 1000));
+    const t = at(parseInt(range.value, 10));
+    label.textContent = t ? fmtTime(t) : 'live';
+    range.setAttribute('aria-valuetext', label.textContent);
   });
-  range.addEventListener('change', () => {
-    const v = parseInt(range.value, 10);
-    set({ t: v === 0 ? null : new Date(Math.floor((Date.now() + v * 1000) / 10000) * 10000) });
-  });
-  const step = d => set({ t: new Date((st.t ? st.t.getTime() : Math.floor(Date.now() / 10000) * 10000) + d * 10000) });
+  range.addEventListener('change', () => set({ t: at(parseInt(range.value, 10)) }));
+  const step = d => {
+    const t = (st.t ? st.t.getTime() : anchor) + d * W;
+    set({ t: t >= anchor ? null : new Date(t) }); // the newest window is live
+  };
   return h('fieldset', { class: 'time-scrub' }, h('legend', {}, 'Time'),
     h('button', { type: 'button', id: 'hm-live', 'aria-pressed': String(!st.t), onclick: () => set({ t: null }) }, 'Live'),
-    h('button', { type: 'button', 'aria-label': 'Previous window', onclick: () => step(-1) }, '◀'),
+    h('button', { type: 'button', id: 'hm-prev', 'aria-label': 'Previous window', onclick: () => step(-1) }, '◀'),
     range,
-    h('button', { type: 'button', 'aria-label': 'Next window', disabled: !st.t, onclick: () => step(1) }, '▶'),
+    h('button', { type: 'button', id: 'hm-next', 'aria-label': 'Next window', disabled: !st.t, onclick: () => step(1) }, '▶'),
     label);
 }
 
@@ -198,11 +205,15 @@ function legend(st) {
   return box;
 }
 
-function drill(st, cell) {
+// drillHref: where a cell leads, the next level down or the pair view.
+function drillHref(st, cell) {
   const next = { dc: 'pod', pod: 'rack', rack: 'host' }[st.level];
-  if (next) ctx.go('heatmap', paramsOf(st, { level: next, a: cell.src, b: cell.dst }));
-  else ctx.go('pair', { src: cell.src, dst: cell.dst, t: st.t ? Math.round(st.t.getTime() / 1000) : '' });
+  const p = next ? paramsOf(st, { level: next, a: cell.src, b: cell.dst })
+    : { src: cell.src, dst: cell.dst, t: st.t ? Math.round(st.t.getTime() / 1000) : '' };
+  return '#/' + (next ? 'heatmap' : 'pair') + '?' + new URLSearchParams(clean(p));
 }
+
+function drill(st, cell) { location.hash = drillHref(st, cell); }
 
 function showTooltip(st, info, at) {
   const tip = els.tip;
@@ -238,7 +249,7 @@ function worstList(st) {
   for (const i of cells.slice(0, 25)) {
     const info = hm.cellInfo(Math.floor(i / n), i % n);
     ul.append(h('li', { class: 'sev-' + info.level, dataset: { src: info.src, dst: info.dst, level: info.level } },
-      h('a', { href: '#', onclick: e => { e.preventDefault(); drill(st, info); } }, `${info.src} → ${info.dst}`), ': ', fmtValue(st.metric, info.value)));
+      h('a', { href: drillHref(st, info) }, `${info.src} → ${info.dst}`), ': ', fmtValue(st.metric, info.value)));
   }
   if (cells.length > 25) side.append(ul, h('p', { class: 'axis-label' }, `and ${cells.length - 25} more`));
   else side.append(ul);
@@ -286,6 +297,7 @@ async function load(st, { poll }) {
   hm.canvas.dataset.level = st.level;
   hm.canvas.dataset.metric = st.metric;
   hm.canvas.dataset.palette = st.pal;
+  hm.canvas.dataset.t = st.t ? Math.round(st.t.getTime() / 1000) : 'live'; // the time drawn
   hm.canvas.setAttribute('aria-label',
     `${metrics[st.metric].label} heatmap, ${rows.length} source ${st.level}s by ${cols.length} destination ${st.level}s. Arrow keys move, Enter drills down.`);
   hm.render();

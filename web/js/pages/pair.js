@@ -3,7 +3,7 @@
 // its probes can cross with their current estimates, and diagnose's verdict.
 
 import * as api from '../api.js';
-import { h, clear, fill, stateMessage, fmtSeconds, fmtRatio, fmtNum } from '../dom.js';
+import { h, fill, stateMessage, fmtSeconds, fmtRatio, fmtNum, fmtTime } from '../dom.js';
 import { lineChart } from '../chart.js';
 import { metrics } from '../scale.js';
 
@@ -96,16 +96,36 @@ async function hostPair(src, dst, t) {
           h('td', {}, w.end.toISOString().slice(11, 19)), h('td', {}, w.proto), h('td', { class: 'num' }, fmtNum(w.sent)), h('td', { class: 'num' }, fmtNum(w.lost)),
           h('td', { class: 'num' }, fmtRatio(w.lossRatio)), ...['p50', 'p90', 'p99', 'p999'].map(q => h('td', { class: 'num' }, fmtSeconds(w[q]))))))));
   }
-  out.push(...elementsSection(topo, sus, src, dst));
-  out.push(h('h2', {}, 'Diagnosis'));
-  if (diag.status === 'fulfilled') {
-    const d = diag.value;
-    out.push(h('div', { id: 'pair-diagnosis' }, h('p', {}, h('strong', {}, d.verdict || 'no verdict')), d.detail ? h('p', {}, d.detail) : null,
-      d.elements.length ? h('ul', {}, d.elements.map(e => h('li', {}, e.element, e.estimate !== null && e.estimate !== undefined ? ': ' + fmtRatio(e.estimate) : ''))) : null));
-  } else {
-    out.push(stateMessage(diag.reason));
-  }
+  out.push(...elementsSection(topo, sus, src, dst), h('h2', {}, 'Diagnosis'), diagnosis(diag, src, dst));
   return out;
+}
+
+// diagnosis shows the verdict of `meshlens diagnose pair` for src → dst
+// (diag: a settled promise), over the last hour whatever the time shown.
+// about, if set, says which pair it is and links to it (the rack-pair view
+// shows its worst host pair's).
+function diagnosis(diag, src, dst, about = null) {
+  if (diag.status !== 'fulfilled') return stateMessage(diag.reason);
+  const d = diag.value;
+  return h('div', { id: 'pair-diagnosis', dataset: { src, dst } }, about,
+    h('p', {}, h('strong', {}, d.verdict || 'no verdict')), d.detail ? h('p', {}, d.detail) : null,
+    d.elements.length ? h('ul', {}, d.elements.map(e => h('li', {}, e.element, e.estimate !== null && e.estimate !== undefined ? ': ' + fmtRatio(e.estimate) : ''))) : null);
+}
+
+// worstHostPair is the host pair of a rack pair with the most loss, then
+// the highest p99, in the minute to t (or now); null when none has data.
+async function worstHostPair(a, b, t, topo) {
+  // The hosts let api.js ask pair by pair if the server lacks the rack form.
+  const hosts = r => topo.status === 'fulfilled' ? topo.value.racks.find(x => x.name === r)?.hosts || [] : [];
+  const cells = await api.rackPairHosts(a, b, { at: t || undefined, srcHosts: hosts(a), dstHosts: hosts(b) });
+  const score = c => [c.lossRatio ?? -1, c.p99 ?? -1];
+  let worst = null;
+  for (const c of cells) {
+    if (!c.src || !c.dst || c.src === c.dst) continue;
+    const [l, p] = score(c), w = worst && score(worst);
+    if (!worst || l > w[0] || (l === w[0] && p > w[1])) worst = c;
+  }
+  return worst;
 }
 
 async function rackPair(a, b, t) {
@@ -132,9 +152,23 @@ async function rackPair(a, b, t) {
   }
   // The racks' paths are any of their hosts' paths, without the hosts.
   const someHost = r => topo.status === 'fulfilled' ? topo.value.hosts.find(x => x.rack === r)?.name : undefined;
-  out.push(...elementsSection(topo, sus, someHost(a), someHost(b)),
-    h('p', {}, h('a', { href: '#/heatmap?' + new URLSearchParams({ level: 'host', a, b }) }, 'Host pairs of this rack pair'),
-      ' — the verdict of the pair troubleshooter is on each host pair.'));
+  out.push(...elementsSection(topo, sus, someHost(a), someHost(b)), h('h2', {}, 'Diagnosis'));
+  // The pair troubleshooter works on host pairs: ask it about the worst
+  // one, and say that it is that pair's verdict.
+  try {
+    const w = await worstHostPair(a, b, t, topo);
+    if (!w) {
+      out.push(h('p', { class: 'empty' }, `No host pair of ${a} → ${b} has results in the minute to ${t ? fmtTime(t) : 'now'}: nothing to diagnose.`));
+    } else {
+      const diag = await Promise.allSettled([api.diagnosePair(w.src, w.dst)]);
+      const href = '#/pair?' + new URLSearchParams({ src: w.src, dst: w.dst });
+      out.push(diagnosis(diag[0], w.src, w.dst, h('p', {}, 'Verdict for the worst host pair of this rack pair, ',
+        h('a', { href, id: 'pair-worst-host' }, `${w.src} → ${w.dst}`), ` (loss ${fmtRatio(w.lossRatio)}, p99 ${fmtSeconds(w.p99)}):`)));
+    }
+  } catch (err) {
+    out.push(stateMessage(err));
+  }
+  out.push(h('p', {}, h('a', { href: '#/heatmap?' + new URLSearchParams({ level: 'host', a, b }) }, 'All host pairs of this rack pair')));
   return out;
 }
 

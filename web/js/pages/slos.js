@@ -2,7 +2,7 @@
 // time, and its alert tiers.
 
 import * as api from '../api.js';
-import { h, clear, fill, stateMessage, fmtRatio, fmtNum } from '../dom.js';
+import { h, fill, stateMessage, fmtRatio, fmtNum } from '../dom.js';
 import { lineChart } from '../chart.js';
 
 let ctx, body;
@@ -13,39 +13,74 @@ function budgetBar(v) {
   return bar;
 }
 
+// budgetChart: the budget remaining over the last 6 h, a sample a minute.
 async function budgetChart(name) {
   const end = new Date(), start = new Date(end.getTime() - 6 * 3600_000);
   try {
-    const res = await api.promRange(`${api.metricNames.budget}{slo="${name.replace(/"/g, '\\"')}"}`, start, end, 60);
-    return lineChart(res.map(r => ({ name: 'budget remaining', points: r.points })), { title: 'Error budget remaining, last 6 h', format: v => fmtRatio(v, 2) });
+    const res = await api.promRange(`${api.metricNames.budget}{slo="${name.replace(/["\\]/g, '\\$&')}"}`, start, end, 60);
+    const fig = lineChart(res.map(r => ({ name: 'budget remaining', points: r.points })), { title: 'Error budget remaining, last 6 h', format: v => fmtRatio(v, 2) });
+    fig.dataset.chart = 'budget';
+    return fig;
   } catch (err) {
     return stateMessage(err);
   }
 }
 
-async function refresh(p) {
+// Burn-rate windows in time order ("20s", "1m", "1h", "7d"), not the
+// alphabetical order of the server's JSON map.
+const UNIT_S = { ms: 1e-3, s: 1, m: 60, h: 3600, d: 86400, w: 604800, y: 31536000 };
+function windowSeconds(w) {
+  let t = 0;
+  for (const [, n, u] of String(w).matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)/g)) t += n * UNIT_S[u];
+  return t || Infinity;
+}
+
+// nines: a ratio near 1 as a percentage with the decimals that tell it
+// from 100 % (an SLI of 99.968 %, not "100.0 %").
+function nines(v) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '–';
+  const p = v * 100, d = Math.min(4, Math.max(1, Math.ceil(-Math.log10(Math.abs(100 - p) || 1)) + 1));
+  return p.toFixed(d).replace(/\.?0+$/, '') + ' %';
+}
+
+const burn = v => v === null || v === undefined ? '–' : fmtNum(v) + '×';
+
+function card(s, p, chart) {
+  const burns = Object.entries(s.burnRates).sort(([a], [b]) => windowSeconds(a) - windowSeconds(b));
+  return h('section', { class: 'card', id: 'slo-' + s.name, dataset: { slo: s.name, state: s.alerts.some(a => a.state === 'firing') ? 'firing' : 'ok' } },
+    // The heading is the SLO's permalink.
+    h('h2', {}, h('a', { href: '#/slos?' + new URLSearchParams({ slo: s.name }) }, s.name)), s.description ? h('p', {}, s.description) : null,
+    s.error ? h('p', { class: 'error-state' }, 'Evaluation failed: ' + s.error) : null,
+    h('dl', { class: 'kv' },
+      h('dt', {}, 'objective'), h('dd', {}, nines(s.objective), s.window ? ' over ' + s.window : ''),
+      s.events !== null ? [h('dt', {}, 'events'), h('dd', {}, `${fmtNum(s.badEvents)} bad of ${fmtNum(s.events)}`)] : null,
+      h('dt', {}, 'SLI now'), h('dd', { dataset: { field: 'sli' }, class: s.sli !== null && s.objective !== null && s.sli < s.objective ? 'sev-red' : '' },
+        s.sli === null ? 'no events in the window yet' : nines(s.sli)),
+      h('dt', {}, 'budget remaining'), h('dd', { dataset: { field: 'budget' } },
+        s.budgetRemaining === null ? 'no events in the window yet' : fmtRatio(s.budgetRemaining, 3), budgetBar(s.budgetRemaining))),
+    burns.length ? h('table', { class: 'slo-burns' }, h('thead', {}, h('tr', {}, h('th', {}, 'window'), h('th', { class: 'num' }, 'burn rate'))),
+      h('tbody', {}, burns.map(([w, v]) => h('tr', { dataset: { window: w } }, h('td', {}, w), h('td', { class: 'num' + (v > 1 ? ' sev-red' : '') }, burn(v))))))
+      : h('p', { class: 'empty' }, 'No burn rates yet: the SLO has not been evaluated.'),
+    s.alerts.length ? h('table', { class: 'slo-alerts' }, h('thead', {}, h('tr', {}, h('th', {}, 'alert tier'), h('th', {}, 'windows'), h('th', { class: 'num' }, 'threshold'), h('th', { class: 'num' }, 'burn now'), h('th', {}, 'state'))),
+      h('tbody', {}, s.alerts.map(a => h('tr', { dataset: { tier: a.name, state: a.state } }, h('td', {}, a.name), h('td', {}, String(a.windows)), h('td', { class: 'num' }, burn(a.threshold)),
+        h('td', { class: 'num' }, a.burn.filter(x => x !== null).map(burn).join(' / ') || '–'), h('td', { class: 'state-' + a.state }, a.state)))))
+      : h('p', { class: 'empty' }, 'No alert tiers: this SLO never pages.'),
+    s.perDay.length ? lineChart([{ name: 'budget consumed per day', points: s.perDay.map(([d, v]) => [d.getTime(), v]) }], { title: 'Error budget consumed per day', format: v => fmtRatio(v, 2), yMin: 0 }) : null,
+    /^https?:\/\//.test(s.runbook) ? h('p', {}, h('a', { href: s.runbook, rel: 'noopener noreferrer' }, 'Runbook')) : null,
+    chart ?? h('p', {}, h('a', { href: '#/slos?' + new URLSearchParams({ slo: s.name }) }, 'Budget over time')));
+}
+
+async function refresh(p, { poll = false } = {}) {
   let list;
   try { list = await api.slos(); } catch (err) { fill(body, stateMessage(err)); ctx.reportError(err); return; }
   if (!list.length) { fill(body, h('p', { class: 'empty' }, 'No SLOs are defined. Add them to the server\'s SLO file.')); return; }
-  const sections = await Promise.all(list.map(async s => h('section', { class: 'card', id: 'slo-' + s.name, dataset: { slo: s.name, state: s.alerts.some(a => a.state === 'firing') ? 'firing' : 'ok' } },
-    h('h2', {}, s.name), s.description ? h('p', {}, s.description) : null,
-    s.error ? h('p', { class: 'error-state' }, 'Evaluation failed: ' + s.error) : null,
-    h('dl', { class: 'kv' },
-      h('dt', {}, 'objective'), h('dd', {}, fmtRatio(s.objective, 5), s.window ? ' over ' + s.window : ''),
-      s.events !== null ? [h('dt', {}, 'events'), h('dd', {}, `${fmtNum(s.badEvents)} bad of ${fmtNum(s.events)}`)] : null,
-      h('dt', {}, 'SLI now'), h('dd', { class: s.sli !== null && s.objective !== null && s.sli < s.objective ? 'sev-red' : '' }, fmtRatio(s.sli, 5)),
-      h('dt', {}, 'budget remaining'), h('dd', {}, fmtRatio(s.budgetRemaining, 3), budgetBar(s.budgetRemaining))),
-    h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'window'), h('th', { class: 'num' }, 'burn rate'))),
-      h('tbody', {}, Object.entries(s.burnRates).map(([w, v]) => h('tr', {}, h('td', {}, w), h('td', { class: 'num' + (v > 1 ? ' sev-red' : '') }, fmtNum(v) + '×'))))),
-    s.alerts.length ? h('table', { class: 'slo-alerts' }, h('thead', {}, h('tr', {}, h('th', {}, 'alert tier'), h('th', {}, 'windows'), h('th', { class: 'num' }, 'threshold'), h('th', { class: 'num' }, 'burn now'), h('th', {}, 'state'))),
-      h('tbody', {}, s.alerts.map(a => h('tr', { dataset: { tier: a.name, state: a.state } }, h('td', {}, a.name), h('td', {}, String(a.windows)), h('td', { class: 'num' }, fmtNum(a.threshold) + '×'),
-        h('td', { class: 'num' }, a.burn.filter(x => x !== null).map(x => fmtNum(x) + '×').join(' / ') || '–'), h('td', { class: 'state-' + a.state }, a.state))))) : null,
-    s.perDay.length ? lineChart([{ name: 'budget consumed per day', points: s.perDay.map(([d, v]) => [d.getTime(), v]) }], { title: 'Error budget consumed per day', format: v => fmtRatio(v, 2), yMin: 0 }) : null,
-    /^https?:\/\//.test(s.runbook) ? h('p', {}, h('a', { href: s.runbook, rel: 'noopener noreferrer' }, 'Runbook')) : null,
-    p.get('slo') === s.name || list.length <= 4 ? await budgetChart(s.name) : null)));
-  fill(body, h('div', { class: 'grid' }, sections));
+  // Budget charts for the SLO asked for, or for all of a few.
+  const charts = await Promise.all(list.map(s => p.get('slo') === s.name || list.length <= 4 ? budgetChart(s.name) : null));
+  fill(body, h('div', { class: 'grid' }, list.map((s, i) => card(s, p, charts[i]))));
+  // A deep link scrolls to its SLO once; a poll leaves the reader where
+  // they scrolled to.
   const want = p.get('slo');
-  if (want) document.getElementById('slo-' + want)?.scrollIntoView();
+  if (want && !poll) document.getElementById('slo-' + want)?.scrollIntoView();
 }
 
 export default {
@@ -55,6 +90,6 @@ export default {
     root.append(h('h1', {}, 'SLOs'), body);
     await refresh(c.params);
   },
-  async update(c) { ctx = c; await refresh(c.params); },
+  async update(c, { poll }) { ctx = c; await refresh(c.params, { poll }); },
   unmount() {},
 };
