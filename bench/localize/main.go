@@ -5,6 +5,7 @@
 //
 //	go run ./bench/localize [-suite 'test/scenarios/*.yaml'] [-workers 2] [-json]
 //	go run ./bench/localize -run bench/localize/scale-10k.yaml
+//	go run ./bench/localize -run bench/localize/scale-50k.yaml -rollups-only
 //
 // With -run it runs one scenario and prints its report as JSON with the
 // process's peak resident memory: the simulator's scale benchmark.
@@ -35,6 +36,7 @@ func main() {
 	asJSON := flag.Bool("json", false, "print the reports as JSON instead of a table")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	memProfile := flag.String("memprofile", "", "write a heap profile (in use at the peak window) to this file")
+	rollupsOnly := flag.Bool("rollups-only", false, "with -run: aggregate without per-pair state (50,000 hosts fit in memory)")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -49,14 +51,14 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *suite, *one, *workers, *asJSON, *memProfile); err != nil {
+	if err := run(ctx, *suite, *one, *workers, *asJSON, *memProfile, *rollupsOnly); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-localize:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, suite, one string, workers int, asJSON bool, memProfile string) error {
+func run(ctx context.Context, suite, one string, workers int, asJSON bool, memProfile string, rollupsOnly bool) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	if one != "" {
@@ -64,7 +66,7 @@ func run(ctx context.Context, suite, one string, workers int, asJSON bool, memPr
 		if err != nil {
 			return err
 		}
-		var opts sim.Options
+		opts := sim.Options{RollupsOnly: rollupsOnly}
 		var heapErr error
 		if memProfile != "" {
 			// The heap right after a window's first verdict, while the

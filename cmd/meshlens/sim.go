@@ -26,7 +26,7 @@ func newSimCmd() *cobra.Command {
 }
 
 func newSimRunCmd() *cobra.Command {
-	var asJSON bool
+	var asJSON, rollupsOnly bool
 	var lz string
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO.yaml",
@@ -50,7 +50,7 @@ accuracy is reported, not asserted.`,
 			default:
 				return fmt.Errorf("sim run: unknown localizer %q (want %s or %s)", lz, localize.NameMeshlens, localize.NameVote)
 			}
-			rep, err := sim.Run(cmd.Context(), sc, sim.Options{Localizers: names})
+			rep, err := sim.Run(cmd.Context(), sc, sim.Options{Localizers: names, RollupsOnly: rollupsOnly})
 			if err != nil {
 				return err
 			}
@@ -68,6 +68,7 @@ accuracy is reported, not asserted.`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.Flags().StringVar(&lz, "localizer", localize.NameMeshlens, "localizer reported first: meshlens or vote")
+	cmd.Flags().BoolVar(&rollupsOnly, "rollups-only", false, "aggregate without per-pair state: same verdicts, memory for fabrics of 50,000 hosts")
 	return cmd
 }
 

@@ -72,6 +72,13 @@ type Config struct {
 	// more series per host, direction and protocol, written at every seal,
 	// so off by default.
 	HostRTTBuckets bool
+	// RollupsOnly keeps no per-pair state: results go straight into their
+	// windows' host, rack, pod and DC rollups and the cumulative counters,
+	// which come out the same; SealedWindow.Pairs is empty and PairWindows
+	// finds nothing. Memory then grows with hosts and rack pairs, not with
+	// pairs: the mode for a fabric whose pairs do not fit in memory (50,000
+	// hosts with full Pingmesh lists are 250 M pairs per window).
+	RollupsOnly bool
 	// Appendable receives every sealed window's rollups; nil writes nothing.
 	Appendable storage.Appendable
 	// Queryable reads back what Appendable wrote (the same store). With
@@ -212,6 +219,11 @@ type window struct {
 	// minSeq is the smallest stream sequence that contributed (0: none
 	// known), from which a restarted ingester must replay to rebuild it.
 	minSeq uint64
+	// Rollups-only mode: rollups by rollup id, the ids present, in arrival
+	// order, and their slab.
+	rolls        []*Rollup
+	touchedRolls []int32
+	rollSlab     []Rollup
 }
 
 // statsSlab is how many PairStats a window allocates at once: one
@@ -279,6 +291,8 @@ type Aggregator struct {
 	snapOK bool
 	agents map[string]*AgentStatus
 	subs   []func(*SealedWindow)
+	// ro is the state of rollups-only mode (Config.RollupsOnly), else nil.
+	ro *rollupsOnly
 
 	m *metrics
 }
@@ -292,7 +306,7 @@ func New(cfg Config) (*Aggregator, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Aggregator{
+	a := &Aggregator{
 		cfg:       cfg,
 		w:         int64(cfg.Window),
 		l:         int64(cfg.Lateness),
@@ -303,7 +317,11 @@ func New(cfg Config) (*Aggregator, error) {
 		counters:  make(map[counterKey]*counter),
 		agents:    make(map[string]*AgentStatus),
 		m:         m,
-	}, nil
+	}
+	if cfg.RollupsOnly {
+		a.ro = newRollupsOnly()
+	}
+	return a, nil
 }
 
 // Subscribe registers fn to receive every sealed window, in window order,
@@ -344,7 +362,7 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 	var skew, old, unknown, tooMany, late, accepted int
 	var win *window
 	mine := a.pairs[b.Agent]
-	if mine == nil {
+	if mine == nil && a.ro == nil {
 		mine = make(agentPairs)
 		a.pairs[b.Agent] = mine
 	}
@@ -358,17 +376,20 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 			old++
 			continue
 		}
-		p := mine[dstProto{r.Dst, r.Protocol}]
+		var p *pair
+		var full bool
+		if a.ro != nil {
+			p, full = a.routeLocked(b.Agent, src, r.Dst, r.Protocol)
+		} else if p = mine[dstProto{r.Dst, r.Protocol}]; p == nil {
+			p, full = a.newPairLocked(PairKey{Src: b.Agent, Dst: r.Dst, Proto: r.Protocol}, src)
+		}
 		if p == nil {
-			var full bool
-			if p, full = a.newPairLocked(PairKey{Src: b.Agent, Dst: r.Dst, Proto: r.Protocol}, src); p == nil {
-				if full {
-					tooMany++
-				} else {
-					unknown++
-				}
-				continue
+			if full {
+				tooMany++
+			} else {
+				unknown++
 			}
+			continue
 		}
 		accepted++
 		if !wire.Counts(r) {
@@ -393,7 +414,9 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 		start := floorTo(t, a.w)
 		if start+a.w <= a.sealedUntil {
 			late++
-			a.mergeLateLocked(start, p, r, lag)
+			if a.ro == nil {
+				a.mergeLateLocked(start, p, r, lag)
+			}
 			continue
 		}
 		if win == nil || win.start != start {
@@ -402,6 +425,13 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 				win = &window{start: start, stats: make([]*PairStats, a.nPairs)}
 				a.open[start] = win
 			}
+		}
+		if streamSeq != 0 && (win.minSeq == 0 || streamSeq < win.minSeq) {
+			win.minSeq = streamSeq
+		}
+		if a.ro != nil {
+			win.addRollups(p, r, len(a.rollKeys))
+			continue
 		}
 		if int(p.id) >= len(win.stats) {
 			win.stats = append(win.stats, make([]*PairStats, int(a.nPairs)-len(win.stats))...)
@@ -413,9 +443,6 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 			win.touched = append(win.touched, p.id)
 		}
 		st.add(r, lag)
-		if streamSeq != 0 && (win.minSeq == 0 || streamSeq < win.minSeq) {
-			win.minSeq = streamSeq
-		}
 	}
 
 	as := a.agents[b.Agent]
@@ -462,13 +489,11 @@ func (a *Aggregator) locateLocked(host string) (location, bool) {
 // not make its prober look like a sick host or rack.
 func (a *Aggregator) newPairLocked(k PairKey, src location) (p *pair, full bool) {
 	var dst location
+	var targetCount *counter
 	target := k.Proto == wire.Protocol_PROTOCOL_HTTP
 	if target {
-		if a.counters[counterKey{targetCounter, LocationPair{Src: k.Dst, Proto: k.Proto}}] == nil {
-			if a.targets >= a.cfg.MaxTargets {
-				return nil, true
-			}
-			a.targets++
+		if targetCount = a.targetCounterLocked(k.Dst); targetCount == nil {
+			return nil, true
 		}
 	} else {
 		var ok bool
@@ -482,7 +507,7 @@ func (a *Aggregator) newPairLocked(k PairKey, src location) (p *pair, full bool)
 	p.rollups = [numRollups]int32{-1, -1, -1, -1, -1}
 	if target {
 		p.target, p.bucketed = true, 1
-		p.counts[0] = a.counterForLocked(counterKey{targetCounter, LocationPair{Src: k.Dst, Proto: k.Proto}})
+		p.counts[0] = targetCount
 		a.pairs[k.Src][dstProto{k.Dst, k.Proto}] = p
 		return p, false
 	}
@@ -505,6 +530,20 @@ func (a *Aggregator) newPairLocked(k PairKey, src location) (p *pair, full bool)
 	p.counts[n+1] = a.counterForLocked(counterKey{hostInCounter, LocationPair{Src: k.Dst, Proto: k.Proto}})
 	a.pairs[k.Src][dstProto{k.Dst, k.Proto}] = p
 	return p, false
+}
+
+// targetCounterLocked returns an HTTP target's counter, or nil if it is
+// new and there are MaxTargets already.
+func (a *Aggregator) targetCounterLocked(target string) *counter {
+	k := counterKey{targetCounter, LocationPair{Src: target, Proto: wire.Protocol_PROTOCOL_HTTP}}
+	if c := a.counters[k]; c != nil {
+		return c
+	}
+	if a.targets >= a.cfg.MaxTargets {
+		return nil
+	}
+	a.targets++
+	return a.counterForLocked(k)
 }
 
 func (a *Aggregator) rollIDLocked(k rollKey) int32 {
@@ -613,13 +652,17 @@ func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindo
 
 // sealLocked turns an open window into its SealedWindow and recent detail.
 func (a *Aggregator) sealLocked(w *window) *SealedWindow {
+	if a.ro != nil {
+		return a.sealRollupsLocked(w)
+	}
 	pairs := a.byID
 	rollups := make([]*Rollup, len(a.rollKeys))
 	var used []int32
 	var slab []Rollup
 	var kinds [numRollups]int
-	var idx [inlineRTTs]int
-	var vals [inlineRTTs]float64
+	var idx [maxExactRTTs]int
+	var vals [maxExactRTTs]float64
+	var exact [maxExactRTTs]uint32
 	sw := &SealedWindow{
 		Start: time.Unix(0, w.start).UTC(),
 		End:   time.Unix(0, w.start+a.w).UTC(),
@@ -628,13 +671,14 @@ func (a *Aggregator) sealLocked(w *window) *SealedWindow {
 	for _, id := range w.touched {
 		p, st := pairs[id], w.stats[id]
 		sw.Pairs = append(sw.Pairs, PairEntry{p.key, st})
-		// The pair's raw RTTs go into up to five rollups: map each to its
-		// sketch bin once, not once per rollup.
+		// The pair's exact RTTs go into up to five rollups: map each to
+		// its sketch bin once, not once per rollup.
 		n := 0
-		if st.rtt.sketch == nil {
+		if !st.rtt.hasSketch() {
 			for i := range st.rtt.count {
-				v := st.rtt.inline(i)
-				vals[i] = v
+				ns := st.rtt.exact(i)
+				v := float64(ns) / 1e9
+				exact[i], vals[i] = ns, v
 				idx[i] = noIndex // zero RTT: let the sketch file it
 				if v > sketchMapping.MinIndexableValue() {
 					idx[i] = sketchMapping.Index(v)
@@ -659,12 +703,12 @@ func (a *Aggregator) sealLocked(w *window) *SealedWindow {
 			r.Sent += uint64(st.Sent)
 			r.Lost += uint64(st.Lost)
 			r.SynRetransmits += uint64(st.SynRetransmits)
-			if st.rtt.sketch != nil {
+			if st.rtt.hasSketch() {
 				r.rtt.merge(&st.rtt)
 				continue
 			}
 			for i, v := range vals[:n] {
-				r.rtt.addExact(st.rtt.ns[i], v, idx[i])
+				r.rtt.addExact(exact[i], v, idx[i])
 			}
 		}
 	}
@@ -673,24 +717,30 @@ func (a *Aggregator) sealLocked(w *window) *SealedWindow {
 	sw.PodPairs = make(map[LocationPair]*Rollup, kinds[rollPod])
 	sw.DCPairs = make(map[LocationPair]*Rollup, kinds[rollDC])
 	for _, rid := range used {
-		k, r := a.rollKeys[rid], rollups[rid]
-		switch k.kind {
-		case rollHostOut:
-			sw.Hosts[HostKey{k.host, Out}] = r
-		case rollHostIn:
-			sw.Hosts[HostKey{k.host, In}] = r
-		case rollRack:
-			sw.RackPairs[k.loc] = r
-		case rollPod:
-			sw.PodPairs[k.loc] = r
-		case rollDC:
-			sw.DCPairs[k.loc] = r
-		}
+		sw.put(a.rollKeys[rid], rollups[rid])
 	}
 	if w.start >= a.recentSince {
 		a.recent[w.start] = &recentWindow{start: w.start, stats: w.stats}
 	}
 	return sw
+}
+
+// put files a rollup the window has just built under its key, sorting its
+// exact RTTs first (the window is not shared yet).
+func (sw *SealedWindow) put(k rollKey, r *Rollup) {
+	r.rtt.freeze()
+	switch k.kind {
+	case rollHostOut:
+		sw.Hosts[HostKey{k.host, Out}] = r
+	case rollHostIn:
+		sw.Hosts[HostKey{k.host, In}] = r
+	case rollRack:
+		sw.RackPairs[k.loc] = r
+	case rollPod:
+		sw.PodPairs[k.loc] = r
+	case rollDC:
+		sw.DCPairs[k.loc] = r
+	}
 }
 
 // PairWindow is one sealed window of one pair, as the JSON API serves it.

@@ -31,8 +31,8 @@ const RelativeAccuracy = 0.01
 //   - collapsing the lowest bins if it ever is reached: the tail quantiles
 //     (p99, p99.9) that SLOs and the localizer read keep their guarantee.
 //
-// A sketch is only created once a pair or rollup holds more than inlineRTTs
-// RTTs; below that the raw values are kept (see latency).
+// A sketch is only created once a pair or rollup holds more than
+// maxExactRTTs RTTs; below that the raw values are kept (see latency).
 const maxSketchBins = 2048
 
 // sketchMapping is immutable and shared by every sketch, so that sketches
@@ -81,12 +81,12 @@ type FiveTuple struct {
 // localizer to see whether losses share a path, bounded against a dead peer.
 const MaxLostTuples = 8
 
-// inlineRTTs is how many RTTs a pair keeps as raw values before it
-// switches to a sketch. A Pingmesh pair is probed about once per protocol
-// per window, so almost every pair window holds one or two RTTs: a sketch
-// each (a 512-byte dense store, plus its merge cost) would dominate the
-// aggregator's time and memory. Up to inlineRTTs values are kept exactly,
-// which is more accurate than the sketch, and allocate nothing.
+// inlineRTTs is how many RTTs a pair keeps as raw values in place. A
+// Pingmesh pair is probed about once per protocol per window, so almost
+// every pair window holds one or two RTTs: a sketch each (a 512-byte dense
+// store, plus its merge cost) would dominate the aggregator's time and
+// memory. Up to inlineRTTs values are kept exactly, which is more accurate
+// than the sketch, and allocate nothing.
 const inlineRTTs = 4
 
 // PairStats is one pair's window. Once a window is sealed its PairStats are
@@ -142,9 +142,7 @@ func (p *PairStats) Latency() *ddsketch.DDSketch { return p.rtt.newSketch() }
 
 func (p *PairStats) clone() *PairStats {
 	c := *p
-	if p.rtt.sketch != nil {
-		c.rtt.sketch = p.rtt.sketch.Copy()
-	}
+	c.rtt = p.rtt.clone()
 	if p.lost != nil {
 		tuples := append([]FiveTuple(nil), *p.lost...)
 		c.lost = &tuples
@@ -177,25 +175,54 @@ func (p *PairStats) add(r *wire.ProbeResult, lagP99 time.Duration) {
 	}
 }
 
-// latency is a set of RTTs in seconds: the first inlineRTTs kept exactly
-// as nanoseconds, then all of them in a sketch (which then holds the
-// inline ones too). Most pair windows, and host rollups of a sparse
-// probing mesh, never need the sketch. An RTT that is not a whole number of
-// nanoseconds below 2^32 (4.29 s) goes to the sketch at once, so the inline
-// values are always exact.
+// latency is a set of RTTs in seconds, kept exactly as nanoseconds while
+// there are few of them, then in a sketch:
+//   - the first inlineRTTs in ns, with no allocation: almost every pair
+//     window, and host rollups of a sparse mesh;
+//   - up to maxExactRTTs in all, the others in over.ns: a Pingmesh
+//     rack-pair rollup holds one RTT per host index and protocol, a few
+//     dozen per window, and a 512-byte dense sketch each would dominate
+//     the memory of a fabric with millions of rack pairs;
+//   - beyond that a sketch, which then holds every RTT.
+//
+// An RTT that is not a whole number of nanoseconds below 2^32 (4.29 s)
+// goes to the sketch at once, so the exact values are always exact.
 type latency struct {
 	ns    [inlineRTTs]uint32
 	count uint32
-	// sketch, once created, holds every RTT; ns is then stale.
+	// over is nil until the inline slots are full.
+	over *latencyOverflow
+}
+
+// latencyOverflow is what does not fit inline.
+type latencyOverflow struct {
+	// ns are the exact RTTs after the inline ones; nil once sketch is set.
+	ns []uint32
+	// sorted: ns[:count] across inline and ns is in ascending order, set
+	// by freeze on a sealed rollup so that readers index it directly.
+	sorted bool
+	// sketch, once created, holds every RTT; the exact values are then
+	// stale.
 	sketch *ddsketch.DDSketch
 }
+
+// maxExactRTTs is how many RTTs a latency keeps exactly before it
+// switches to a sketch: 256 bytes, half a sketch's smallest dense store.
+const maxExactRTTs = 64
 
 // noIndex: the sketch bin of a value is not known (bins of values below 1
 // are negative, so -1 cannot serve).
 const noIndex = math.MinInt
 
-// inline is the i-th inline RTT in seconds (i < count, no sketch).
-func (l *latency) inline(i uint32) float64 { return float64(l.ns[i]) / 1e9 }
+func (l *latency) hasSketch() bool { return l.over != nil && l.over.sketch != nil }
+
+// exact is the i-th exact RTT in nanoseconds (i < count, no sketch).
+func (l *latency) exact(i uint32) uint32 {
+	if i < inlineRTTs {
+		return l.ns[i]
+	}
+	return l.over.ns[i-inlineRTTs]
+}
 
 // exactNanos returns v seconds as nanoseconds if that is exact and fits.
 func exactNanos(v float64) (uint32, bool) {
@@ -206,37 +233,47 @@ func exactNanos(v float64) (uint32, bool) {
 	return uint32(ns), true
 }
 
-// add adds v seconds: inline while it fits, else to the sketch.
+// add adds v seconds: exactly while it can, else to the sketch.
 func (l *latency) add(v float64) {
 	if ns, ok := exactNanos(v); ok {
 		l.addExact(ns, v, noIndex)
 		return
 	}
-	if l.sketch == nil {
+	if !l.hasSketch() {
 		l.spill()
 	}
 	// The sketch only refuses NaN or values beyond ~1e300 s, which an
 	// int64 nanosecond count cannot produce.
-	_ = l.sketch.Add(v)
+	_ = l.over.sketch.Add(v)
 	l.count++
 }
 
 // addExact adds an RTT of exactly ns nanoseconds, v in seconds, idx its
-// sketch bin (noIndex: not known). Sealing feeds each pair's inline RTTs
+// sketch bin (noIndex: not known). Sealing feeds each pair's exact RTTs
 // to its five rollups this way, converting and indexing them once.
 func (l *latency) addExact(ns uint32, v float64, idx int) {
-	if l.sketch == nil {
+	if l.over == nil {
 		if l.count < inlineRTTs {
 			l.ns[l.count] = ns
+			l.count++
+			return
+		}
+		l.over = &latencyOverflow{ns: make([]uint32, 0, 16)}
+	}
+	o := l.over
+	if o.sketch == nil {
+		if l.count < maxExactRTTs {
+			o.ns = append(o.ns, ns)
+			o.sorted = false
 			l.count++
 			return
 		}
 		l.spill()
 	}
 	if idx != noIndex {
-		l.sketch.GetPositiveValueStore().Add(idx)
+		o.sketch.GetPositiveValueStore().Add(idx)
 	} else {
-		_ = l.sketch.Add(v)
+		_ = o.sketch.Add(v)
 	}
 	l.count++
 }
@@ -251,58 +288,109 @@ func (l *latency) addNanos(ns int64) {
 	l.add(float64(ns) / 1e9)
 }
 
-// spill moves the inline RTTs into a new sketch.
+// spill moves the exact RTTs into a new sketch.
 func (l *latency) spill() {
-	l.sketch = NewSketch()
+	s := NewSketch()
 	for i := range l.count {
-		_ = l.sketch.Add(l.inline(i))
+		_ = s.Add(float64(l.exact(i)) / 1e9)
 	}
+	if l.over == nil {
+		l.over = &latencyOverflow{}
+	}
+	l.over.ns, l.over.sorted, l.over.sketch = nil, false, s
 }
 
 // merge adds all of o's RTTs.
 func (l *latency) merge(o *latency) {
-	if o.sketch == nil {
+	if !o.hasSketch() {
 		for i := range o.count {
-			l.addExact(o.ns[i], o.inline(i), noIndex)
+			ns := o.exact(i)
+			l.addExact(ns, float64(ns)/1e9, noIndex)
 		}
 		return
 	}
-	if l.sketch == nil {
-		s := o.sketch.Copy()
+	if !l.hasSketch() {
+		s := o.over.sketch.Copy()
 		for i := range l.count {
-			_ = s.Add(l.inline(i))
+			_ = s.Add(float64(l.exact(i)) / 1e9)
 		}
-		l.sketch = s
+		if l.over == nil {
+			l.over = &latencyOverflow{}
+		}
+		l.over.ns, l.over.sorted, l.over.sketch = nil, false, s
 	} else {
 		// Same mapping everywhere, so merging cannot fail.
-		_ = l.sketch.MergeWith(o.sketch)
+		_ = l.over.sketch.MergeWith(o.over.sketch)
 	}
 	l.count += o.count
 }
 
+// clone is a deep copy.
+func (l *latency) clone() latency {
+	c := *l
+	if l.over != nil {
+		o := *l.over
+		if o.sketch != nil {
+			o.sketch = o.sketch.Copy()
+		}
+		o.ns = append([]uint32(nil), o.ns...)
+		c.over = &o
+	}
+	return c
+}
+
+// freeze sorts the exact RTTs in place, so that quantiles read them
+// without a copy. Only for a latency no one else reads yet: sealing calls
+// it on the rollups it has just built.
+func (l *latency) freeze() {
+	if l.over == nil || l.over.sketch != nil || l.over.sorted {
+		return
+	}
+	all := make([]uint32, l.count)
+	for i := range l.count {
+		all[i] = l.exact(i)
+	}
+	slices.Sort(all)
+	copy(l.ns[:], all)
+	copy(l.over.ns, all[inlineRTTs:])
+	l.over.sorted = true
+}
+
 func (l *latency) quantile(q float64) (float64, bool) {
-	if l.sketch != nil {
-		return quantile(l.sketch, q)
+	if l.hasSketch() {
+		return quantile(l.over.sketch, q)
 	}
 	if l.count == 0 {
 		return 0, false
 	}
-	v := l.ns // a copy: readers never write
-	s := v[:l.count]
-	slices.Sort(s)
-	return float64(s[int(q*float64(len(s)-1))]) / 1e9, true
+	rank := uint32(q * float64(l.count-1))
+	if l.over != nil && l.over.sorted {
+		return float64(l.exact(rank)) / 1e9, true
+	}
+	if l.count <= inlineRTTs {
+		v := l.ns // a copy: readers never write
+		s := v[:l.count]
+		slices.Sort(s)
+		return float64(s[rank]) / 1e9, true
+	}
+	all := make([]uint32, l.count)
+	for i := range l.count {
+		all[i] = l.exact(i)
+	}
+	slices.Sort(all)
+	return float64(all[rank]) / 1e9, true
 }
 
 func (l *latency) newSketch() *ddsketch.DDSketch {
-	if l.sketch != nil {
-		return l.sketch.Copy()
+	if l.hasSketch() {
+		return l.over.sketch.Copy()
 	}
 	if l.count == 0 {
 		return nil
 	}
 	s := NewSketch()
 	for i := range l.count {
-		_ = s.Add(l.inline(i))
+		_ = s.Add(float64(l.exact(i)) / 1e9)
 	}
 	return s
 }

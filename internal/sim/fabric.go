@@ -92,7 +92,6 @@ func NewFabric(sc *Scenario, x *localize.Index, start time.Time) (*Fabric, error
 			f.protos = append(f.protos, wire.Protocol_PROTOCOL_UDP)
 		}
 	}
-	peers := pinglist.Peers(t, 2)
 	n := x.NumHosts
 	f.peers = make([][]int32, n)
 	f.slotOff = make([]int32, n+1)
@@ -100,16 +99,42 @@ func NewFabric(sc *Scenario, x *localize.Index, start time.Time) (*Fabric, error
 	f.tcpPort = make([]uint32, n)
 	f.udpPort = make([]uint32, n)
 	f.seq = make([]uint64, n)
+	// The real pinglists, entry by entry, kept as host indexes (4 bytes an
+	// entry, not a pinglist.Peer's 40: 250 M entries at 50,000 hosts).
+	hostIndex := make(map[string]int, n)
+	for i, h := range t.Hosts {
+		hostIndex[h.Name] = i
+	}
+	// Two passes, counting then filling one array, so no append slack
+	// doubles the largest structure of the run.
+	counts := make([]int32, n)
+	var unknown error
+	pinglist.EachPeer(t, 2, func(src, dst string, _ int) {
+		if _, ok := x.Node(dst); !ok && unknown == nil {
+			unknown = fmt.Errorf("sim: pinglist of %s names unknown host %s", src, dst)
+		}
+		counts[hostIndex[src]]++
+	})
+	if unknown != nil {
+		return nil, unknown
+	}
+	var total int
+	for _, c := range counts {
+		total += int(c)
+	}
+	all := make([]int32, 0, total)
+	for i, c := range counts {
+		f.peers[i] = all[len(all) : len(all) : len(all)+int(c)]
+		all = all[:len(all)+int(c)]
+	}
+	pinglist.EachPeer(t, 2, func(src, dst string, _ int) {
+		id, _ := x.Node(dst)
+		i := hostIndex[src]
+		f.peers[i] = append(f.peers[i], id)
+	})
 	most := 0
 	for i, h := range t.Hosts {
 		f.addr[i] = h.Addr.String()
-		for _, p := range peers[h.Name] {
-			id, ok := x.Node(p.Host)
-			if !ok {
-				return nil, fmt.Errorf("sim: pinglist of %s names unknown host %s", h.Name, p.Host)
-			}
-			f.peers[i] = append(f.peers[i], id)
-		}
 		f.slotOff[i+1] = f.slotOff[i] + int32(len(f.peers[i])*len(f.protos))
 		most = max(most, len(f.peers[i])*len(f.protos))
 		f.tcpPort[i] = 32768 + uint32(mix(sc.Seed^uint64(i))%28000)

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/meshlens/meshlens/internal/localize"
+	"github.com/meshlens/meshlens/internal/pinglist"
 	"github.com/meshlens/meshlens/internal/wire"
 )
 
@@ -265,9 +268,54 @@ func TestRunScoresFaults(t *testing.T) {
 	if f := m.Faults[0]; f.Localized == nil || *f.Localized > 30 || m.F1 != 1 {
 		t.Errorf("meshlens: %+v", m)
 	}
+	// Without pair state the localizers see the same rollups: the same
+	// verdicts at the same times.
+	only, err := Run(context.Background(), sc, Options{RollupsOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !only.RollupsOnly {
+		t.Error("report does not say the run was rollups-only")
+	}
+	if !reflect.DeepEqual(only.Results, rep.Results) {
+		t.Errorf("rollups-only verdicts differ:\n%+v\n%+v", only.Results, rep.Results)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := Run(ctx, sc, Options{}); err == nil {
 		t.Error("a cancelled run completed")
+	}
+}
+
+// TestFabricListsArePinglists: every synthetic agent's list is exactly its
+// real pinglist (pinglist.Peers), in order, on a fabric with all three
+// levels (two DCs, so representatives probe across).
+func TestFabricListsArePinglists(t *testing.T) {
+	sc := mustParse(t, `
+name: lists
+seed: 3
+topology: {generate: {dcs: 2, pods: 2, racks_per_pod: 3, hosts_per_rack: 4, leaves_per_pod: 2, spines: 2}}
+probing: {interval: 10s, protocols: [tcp]}
+duration: 1m
+`)
+	f := newTestFabric(t, sc)
+	want := pinglist.Peers(sc.Topology, 2)
+	levels := map[int]bool{}
+	for i, h := range sc.Topology.Hosts {
+		var got []string
+		for _, id := range f.peers[i] {
+			got = append(got, f.x.Names[id])
+		}
+		var names []string
+		for _, p := range want[h.Name] {
+			names = append(names, p.Host)
+			levels[p.Level] = true
+		}
+		if !slices.Equal(got, names) {
+			t.Fatalf("%s probes %v, its pinglist is %v", h.Name, got, names)
+		}
+	}
+	if len(levels) != 3 {
+		t.Errorf("the fabric's lists have levels %v, want all three", levels)
 	}
 }

@@ -27,6 +27,11 @@ type Options struct {
 	Localizers []string
 	// Config of the localizers.
 	Config localize.Config
+	// RollupsOnly runs the aggregator without per-pair state
+	// (aggregate.Config.RollupsOnly): the localizers see the same rollups,
+	// so the verdicts are the same, and a fabric of 50,000 hosts fits in
+	// memory.
+	RollupsOnly bool
 	// Observe, when set, sees every window's verdict of every localizer as
 	// it is made: at is the time from the run's start. For progress
 	// displays and debugging; it must not keep suspects it modifies.
@@ -51,10 +56,11 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 		return nil, err
 	}
 	agg, err := aggregate.New(aggregate.Config{
-		Window:   sc.Interval,
-		Lateness: batchDelay,
-		Recent:   2 * sc.Interval,
-		Locator:  sc.Topology,
+		Window:      sc.Interval,
+		Lateness:    batchDelay,
+		Recent:      2 * sc.Interval,
+		Locator:     sc.Topology,
+		RollupsOnly: opts.RollupsOnly,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sim: %s: %w", sc.Name, err)
@@ -119,7 +125,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	rep := &Report{
 		Scenario: sc.Name, File: sc.File, Seed: sc.Seed, Hosts: len(sc.Topology.Hosts),
 		Duration: secs(sc.Duration), Interval: secs(sc.Interval), Rounds: rounds, Probes: fab.Probes(),
-		RejectedBatches: rejected,
+		RejectedBatches: rejected, RollupsOnly: opts.RollupsOnly,
 	}
 	for i, lz := range lzs {
 		rep.Results = append(rep.Results, score(sc, x, lz.Name(), timelines[i]))

@@ -25,7 +25,9 @@ type Report struct {
 	Rounds          int     `json:"rounds"`
 	Probes          uint64  `json:"probes"`
 	RejectedBatches int     `json:"rejected_batches"`
-	WallSeconds     float64 `json:"wall_seconds"`
+	// RollupsOnly: the aggregator kept no per-pair state (Options).
+	RollupsOnly bool    `json:"rollups_only,omitempty"`
+	WallSeconds float64 `json:"wall_seconds"`
 	// PeakRSSBytes is filled by the caller that can measure it (the command).
 	PeakRSSBytes uint64             `json:"peak_rss_bytes,omitempty"`
 	Results      []LocalizerResults `json:"results"`
