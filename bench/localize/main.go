@@ -68,15 +68,22 @@ func run(ctx context.Context, suite, one string, workers int, asJSON bool, memPr
 		}
 		opts := sim.Options{RollupsOnly: rollupsOnly}
 		var heapErr error
-		if memProfile != "" {
-			// The heap right after a window's first verdict, while the
-			// window, the recent ones and the localizers' state are all
-			// alive: rewritten every window, so the file ends with the
-			// last (steady-state) one.
-			opts.Observe = func(_ time.Duration, localizer string, _ *aggregate.SealedWindow, _ []localize.Suspect) {
-				if localizer == localize.NameMeshlens && heapErr == nil {
-					heapErr = writeHeapProfile(memProfile)
-				}
+		start := time.Now()
+		opts.Observe = func(at time.Duration, localizer string, _ *aggregate.SealedWindow, _ []localize.Suspect) {
+			if localizer != localize.NameMeshlens {
+				return
+			}
+			// Progress on stderr: a large fabric takes minutes a window.
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			fmt.Fprintf(os.Stderr, "virtual %v: wall %.1fs, heap %d MiB, GC %.0f%% of CPU\n",
+				at, time.Since(start).Seconds(), ms.HeapAlloc>>20, ms.GCCPUFraction*100)
+			if memProfile != "" && heapErr == nil {
+				// The heap right after a window's first verdict, while the
+				// window, the recent ones and the localizers' state are all
+				// alive: rewritten every window, so the file ends with the
+				// last (steady-state) one.
+				heapErr = writeHeapProfile(memProfile)
 			}
 		}
 		rep, err := sim.Run(ctx, sc, opts)

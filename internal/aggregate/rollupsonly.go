@@ -11,35 +11,32 @@ import (
 // hundreds of millions of pairs per window (50,000 hosts with full Pingmesh
 // lists) does not fit in one process; its rollups (host, rack, pod and DC
 // pairs) and cumulative counters do. A result then finds what it feeds
-// through two small caches instead of its pair:
-//   - its source and destination hosts' endpoints (host rollup, host
-//     counter, location), one per host, direction and protocol;
+// through two tables instead of its pair:
+//   - its source and destination hosts' endpoints (host rollup and
+//     counter), one per host, direction and protocol;
 //   - the route between their racks (rack, pod and DC rollups and
 //     counters), one per rack pair and protocol;
 // and goes straight into its window's rollups. The rollups and counters
 // are the same as with pair detail (a test feeds both modes the same
 // batches); what is lost is PairWindows and SealedWindow.Pairs.
 
-// endKey names an endpoint.
-type endKey struct {
-	host  string
-	proto wire.Protocol
-	dir   Direction
-}
+// protoSlots bounds the protocol numbers that index the rollups-only
+// tables (wire.Protocol values; validation refuses others).
+const protoSlots = 5
 
 // endpoint is one host's half of what its results feed, in one direction
-// and protocol.
+// and protocol: its host rollup (out or in) and counter.
 type endpoint struct {
-	loc   location
-	rack  int32 // index of loc.rack in Aggregator.rackIDs
-	roll  int32 // the host rollup (out or in)
+	roll  int32
 	count *counter
 }
 
-// routeKey names the route between two racks (indexes in rackIDs).
-type routeKey struct {
-	src, dst int32
-	proto    wire.Protocol
+// hostEnds is what rollups-only mode knows of one host.
+type hostEnds struct {
+	loc  location
+	rack int32 // index of loc.rack in rollupsOnly.rackIDs
+	// ends by direction (0 out, 1 in) and protocol, nil until used.
+	ends [2][protoSlots]*endpoint
 }
 
 // route is what the results between two racks feed, in one protocol.
@@ -48,29 +45,41 @@ type route struct {
 	counts  [numLevels]*counter
 }
 
-// rollupsOnly is the state of rollups-only mode.
+// rollupsOnly is the state of rollups-only mode. Its tables are slices
+// indexed by small integers, not maps keyed by names: a result's route is
+// found with one string lookup (its destination) and two array reads, and
+// at 50,000 hosts (12.5 M rack pairs and protocols) map probing was a third
+// of the run.
 type rollupsOnly struct {
-	ends    map[endKey]*endpoint
+	hostIdx map[string]int32
+	hosts   []hostEnds
 	rackIDs map[string]int32
-	routes  map[routeKey]*route
+	// rows by source rack: index+1 in routes of the route to each
+	// destination rack and protocol (dst rack × protoSlots + protocol).
+	rows    [][]int32
+	routes  []route
 	targets map[string]*pair // HTTP targets: counters only, no rollups
+	// last is the source host resolved last: a batch is one agent's.
+	last struct {
+		name string
+		h    *hostEnds
+	}
 	// scratch is the pair a result is resolved into: valid until the next.
 	scratch pair
 }
 
 func newRollupsOnly() *rollupsOnly {
 	return &rollupsOnly{
-		ends:    make(map[endKey]*endpoint),
+		hostIdx: make(map[string]int32),
 		rackIDs: make(map[string]int32),
-		routes:  make(map[routeKey]*route),
 		targets: make(map[string]*pair),
 	}
 }
 
-// routeLocked resolves what a result from src to dst over proto feeds, as
-// a pair whose key and id mean nothing, valid until the next call. Like
-// newPairLocked it returns nil if dst is unknown, or, for a new HTTP
-// target, if there are MaxTargets already (full).
+// routeLocked resolves what a result from src (at srcLoc) to dst over
+// proto feeds, as a pair whose key and id mean nothing, valid until the
+// next call. Like newPairLocked it returns nil if dst is unknown, or, for a
+// new HTTP target, if there are MaxTargets already (full).
 func (a *Aggregator) routeLocked(src string, srcLoc location, dst string, proto wire.Protocol) (p *pair, full bool) {
 	ro := a.ro
 	if proto == wire.Protocol_PROTOCOL_HTTP {
@@ -88,30 +97,30 @@ func (a *Aggregator) routeLocked(src string, srcLoc location, dst string, proto 
 		}
 		return t, false
 	}
-	from := a.endpointLocked(src, proto, Out, srcLoc, true)
-	to := ro.ends[endKey{dst, proto, In}]
-	if to == nil {
+	if proto < 0 || proto >= protoSlots {
+		return nil, false
+	}
+	if ro.last.h == nil || ro.last.name != src {
+		ro.last.name, ro.last.h = src, a.hostLocked(src, srcLoc)
+	}
+	from := ro.last.h
+	var to *hostEnds
+	if i, ok := ro.hostIdx[dst]; ok {
+		to = &ro.hosts[i]
+	} else {
 		dstLoc, ok := a.locateLocked(dst)
 		if !ok {
 			return nil, false
 		}
-		to = a.endpointLocked(dst, proto, In, dstLoc, false)
+		to = a.hostLocked(dst, dstLoc)
+		from = ro.last.h // hostLocked may have moved the hosts
 	}
+	out, in := a.endpointLocked(from, 0, src, proto), a.endpointLocked(to, 1, dst, proto)
 	p = &ro.scratch
-	*p = pair{rollups: [numRollups]int32{from.roll, to.roll, -1, -1, -1}}
+	*p = pair{rollups: [numRollups]int32{out.roll, in.roll, -1, -1, -1}}
 	n := 0
 	if a.cfg.Locator != nil {
-		rk := routeKey{from.rack, to.rack, proto}
-		rt := ro.routes[rk]
-		if rt == nil {
-			rt = &route{}
-			for lv := level(0); lv < numLevels; lv++ {
-				loc := LocationPair{from.loc.at(lv), to.loc.at(lv), proto}
-				rt.rollups[lv] = a.rollIDLocked(rollKey{kind: rollRack + int(lv), loc: loc})
-				rt.counts[lv] = a.counterForLocked(counterKey{counterKind(lv), loc})
-			}
-			ro.routes[rk] = rt
-		}
+		rt := a.rackRouteLocked(from, to, proto)
 		copy(p.rollups[rollRack:], rt.rollups[:])
 		n = copy(p.counts[:], rt.counts[:])
 	}
@@ -119,36 +128,72 @@ func (a *Aggregator) routeLocked(src string, srcLoc location, dst string, proto 
 	if a.cfg.HostRTTBuckets {
 		p.bucketed += 2
 	}
-	p.counts[n], p.counts[n+1] = from.count, to.count
+	p.counts[n], p.counts[n+1] = out.count, in.count
 	return p, false
 }
 
-// endpointLocked returns host's endpoint in one direction and protocol,
-// creating it (at loc) if needed.
-func (a *Aggregator) endpointLocked(host string, proto wire.Protocol, dir Direction, loc location, lookup bool) *endpoint {
+// hostLocked returns host's entry, creating it at loc. It may grow (move)
+// the hosts slice: pointers to other entries are then stale.
+func (a *Aggregator) hostLocked(host string, loc location) *hostEnds {
 	ro := a.ro
-	k := endKey{host, proto, dir}
-	if lookup {
-		if e := ro.ends[k]; e != nil {
-			return e
-		}
+	if i, ok := ro.hostIdx[host]; ok {
+		return &ro.hosts[i]
 	}
 	rack, ok := ro.rackIDs[loc.rack]
 	if !ok {
 		rack = int32(len(ro.rackIDs))
 		ro.rackIDs[loc.rack] = rack
 	}
+	ro.hostIdx[host] = int32(len(ro.hosts))
+	ro.hosts = append(ro.hosts, hostEnds{loc: loc, rack: rack})
+	if ro.last.h != nil {
+		ro.last.h = &ro.hosts[ro.hostIdx[ro.last.name]]
+	}
+	return &ro.hosts[len(ro.hosts)-1]
+}
+
+// endpointLocked returns h's endpoint in direction dir (0 out, 1 in) and
+// protocol, creating it.
+func (a *Aggregator) endpointLocked(h *hostEnds, dir int, host string, proto wire.Protocol) *endpoint {
+	if e := h.ends[dir][proto]; e != nil {
+		return e
+	}
 	kind, ck := rollHostOut, hostOutCounter
-	if dir == In {
+	if dir == 1 {
 		kind, ck = rollHostIn, hostInCounter
 	}
 	e := &endpoint{
-		loc: loc, rack: rack,
 		roll:  a.rollIDLocked(rollKey{kind: kind, host: host}),
 		count: a.counterForLocked(counterKey{ck, LocationPair{Src: host, Proto: proto}}),
 	}
-	ro.ends[k] = e
+	h.ends[dir][proto] = e
 	return e
+}
+
+// rackRouteLocked returns the route from's rack to to's, creating it.
+func (a *Aggregator) rackRouteLocked(from, to *hostEnds, proto wire.Protocol) *route {
+	ro := a.ro
+	for int(from.rack) >= len(ro.rows) {
+		ro.rows = append(ro.rows, nil)
+	}
+	row := ro.rows[from.rack]
+	i := int(to.rack)*protoSlots + int(proto)
+	if i >= len(row) {
+		// Room for every rack known so far, so a row grows a few times.
+		row = append(row, make([]int32, max(i+1, len(ro.rackIDs)*protoSlots)-len(row))...)
+		ro.rows[from.rack] = row
+	}
+	if row[i] == 0 {
+		rt := route{}
+		for lv := level(0); lv < numLevels; lv++ {
+			loc := LocationPair{from.loc.at(lv), to.loc.at(lv), proto}
+			rt.rollups[lv] = a.rollIDLocked(rollKey{kind: rollRack + int(lv), loc: loc})
+			rt.counts[lv] = a.counterForLocked(counterKey{counterKind(lv), loc})
+		}
+		ro.routes = append(ro.routes, rt)
+		row[i] = int32(len(ro.routes))
+	}
+	return &ro.routes[row[i]-1]
 }
 
 // addRollups folds one counted result straight into the window's rollups
