@@ -712,10 +712,7 @@ func (a *Aggregator) sealLocked(w *window) *SealedWindow {
 			}
 		}
 	}
-	sw.Hosts = make(map[HostKey]*Rollup, kinds[rollHostOut]+kinds[rollHostIn])
-	sw.RackPairs = make(map[LocationPair]*Rollup, kinds[rollRack])
-	sw.PodPairs = make(map[LocationPair]*Rollup, kinds[rollPod])
-	sw.DCPairs = make(map[LocationPair]*Rollup, kinds[rollDC])
+	sw.makeRollupMaps(kinds)
 	for _, rid := range used {
 		sw.put(a.rollKeys[rid], rollups[rid])
 	}
@@ -723,6 +720,15 @@ func (a *Aggregator) sealLocked(w *window) *SealedWindow {
 		a.recent[w.start] = &recentWindow{start: w.start, stats: w.stats}
 	}
 	return sw
+}
+
+// makeRollupMaps makes the window's rollup maps, sized by the number of
+// rollups of each kind.
+func (sw *SealedWindow) makeRollupMaps(kinds [numRollups]int) {
+	sw.Hosts = make(map[HostKey]*Rollup, kinds[rollHostOut]+kinds[rollHostIn])
+	sw.RackPairs = make(map[LocationPair]*Rollup, kinds[rollRack])
+	sw.PodPairs = make(map[LocationPair]*Rollup, kinds[rollPod])
+	sw.DCPairs = make(map[LocationPair]*Rollup, kinds[rollDC])
 }
 
 // put files a rollup the window has just built under its key, sorting its

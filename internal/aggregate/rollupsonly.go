@@ -215,16 +215,7 @@ func (w *window) addRollups(p *pair, r *wire.ProbeResult, rollups int) {
 			w.rolls[rid] = ru
 			w.touchedRolls = append(w.touchedRolls, rid)
 		}
-		ru.Sent++
-		if wire.Lost(r) {
-			ru.Lost++
-		}
-		switch r.Outcome {
-		case wire.Outcome_OUTCOME_SYN_RETRANSMIT:
-			ru.SynRetransmits++
-		case wire.Outcome_OUTCOME_OK:
-			ru.rtt.addNanos(r.RttNs)
-		}
+		ru.add(r)
 	}
 }
 
@@ -235,14 +226,8 @@ func (a *Aggregator) sealRollupsLocked(w *window) *SealedWindow {
 	for _, rid := range w.touchedRolls {
 		kinds[a.rollKeys[rid].kind]++
 	}
-	sw := &SealedWindow{
-		Start:     time.Unix(0, w.start).UTC(),
-		End:       time.Unix(0, w.start+a.w).UTC(),
-		Hosts:     make(map[HostKey]*Rollup, kinds[rollHostOut]+kinds[rollHostIn]),
-		RackPairs: make(map[LocationPair]*Rollup, kinds[rollRack]),
-		PodPairs:  make(map[LocationPair]*Rollup, kinds[rollPod]),
-		DCPairs:   make(map[LocationPair]*Rollup, kinds[rollDC]),
-	}
+	sw := &SealedWindow{Start: time.Unix(0, w.start).UTC(), End: time.Unix(0, w.start+a.w).UTC()}
+	sw.makeRollupMaps(kinds)
 	for _, rid := range w.touchedRolls {
 		sw.put(a.rollKeys[rid], w.rolls[rid])
 	}
