@@ -401,21 +401,6 @@ type Rollup struct {
 	rtt                        latency
 }
 
-// add folds one result in, as PairStats.add does (rollups-only mode); the
-// caller has checked wire.Counts.
-func (r *Rollup) add(res *wire.ProbeResult) {
-	r.Sent++
-	if wire.Lost(res) {
-		r.Lost++
-	}
-	switch res.Outcome {
-	case wire.Outcome_OUTCOME_SYN_RETRANSMIT:
-		r.SynRetransmits++
-	case wire.Outcome_OUTCOME_OK:
-		r.rtt.addNanos(res.RttNs)
-	}
-}
-
 // LossRatio is Lost/Sent, 0 when nothing was sent.
 func (r *Rollup) LossRatio() float64 { return ratio(r.Lost, r.Sent) }
 
