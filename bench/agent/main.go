@@ -98,7 +98,9 @@ func runResponder() error {
 
 // agentReport is what the agent role prints when stopped.
 type agentReport struct {
-	Probes   map[string]int64  `json:"probes"`
+	Probes map[string]int64 `json:"probes"`
+	// Errors counts the local errors (OUTCOME_ERROR) by message.
+	Errors   map[string]int64  `json:"errors,omitempty"`
 	RTT      map[string]string `json:"rtt_p50_p99"`
 	Batches  int               `json:"batches"`
 	Bytes    int               `json:"bytes"`
@@ -144,6 +146,12 @@ func runAgent() error {
 			counts[r.Outcome.String()].Add(1)
 			mu.Lock()
 			batch = append(batch, r)
+			if r.Outcome == wire.Outcome_OUTCOME_ERROR {
+				if report.Errors == nil {
+					report.Errors = map[string]int64{}
+				}
+				report.Errors[r.Error]++
+			}
 			if r.Outcome == wire.Outcome_OUTCOME_OK {
 				rttByProto[r.Protocol.String()] = append(rttByProto[r.Protocol.String()], time.Duration(r.RttNs))
 			}
@@ -390,6 +398,9 @@ func runBench() error {
 	fmt.Printf("\nagent rtt p50 / p99 %v\n", rep.RTT)
 	fmt.Printf("agent outcomes %v, %d batches (%d bytes encoded), scheduling lag p99 %.2f ms, max %.2f ms\n",
 		rep.Probes, rep.Batches, rep.Bytes, rep.LagP99Ms, rep.LagMaxMs)
+	for msg, n := range rep.Errors {
+		fmt.Printf("agent local error %q: %d\n", msg, n)
+	}
 	return nil
 }
 
