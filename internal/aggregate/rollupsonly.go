@@ -60,21 +60,24 @@ type rollupsOnly struct {
 	rows    [][]int32
 	routes  []route
 	targets map[string]*pair // HTTP targets: counters only, no rollups
-	// last is the source host resolved last: a batch is one agent's.
+	// last is the source host resolved last (index in hosts, -1: none):
+	// a batch is one agent's.
 	last struct {
 		name string
-		h    *hostEnds
+		i    int32
 	}
 	// scratch is the pair a result is resolved into: valid until the next.
 	scratch pair
 }
 
 func newRollupsOnly() *rollupsOnly {
-	return &rollupsOnly{
+	ro := &rollupsOnly{
 		hostIdx: make(map[string]int32),
 		rackIDs: make(map[string]int32),
 		targets: make(map[string]*pair),
 	}
+	ro.last.i = -1
+	return ro
 }
 
 // routeLocked resolves what a result from src (at srcLoc) to dst over
@@ -101,27 +104,25 @@ func (a *Aggregator) routeLocked(src string, srcLoc location, dst string, proto 
 	if proto < 0 || proto >= protoSlots {
 		return nil, false
 	}
-	if ro.last.h == nil || ro.last.name != src {
-		ro.last.name, ro.last.h = src, a.hostLocked(src, srcLoc)
+	if ro.last.i < 0 || ro.last.name != src {
+		ro.last.name, ro.last.i = src, a.hostLocked(src, srcLoc)
 	}
-	from := ro.last.h
-	var to *hostEnds
-	if i, ok := ro.hostIdx[dst]; ok {
-		to = &ro.hosts[i]
-	} else {
-		dstLoc, ok := a.locateLocked(dst)
-		if !ok {
+	to, ok := ro.hostIdx[dst]
+	if !ok {
+		dstLoc, known := a.locateLocked(dst)
+		if !known {
 			return nil, false
 		}
 		to = a.hostLocked(dst, dstLoc)
-		from = ro.last.h // hostLocked may have moved the hosts
 	}
-	out, in := a.endpointLocked(from, 0, src, proto), a.endpointLocked(to, 1, dst, proto)
+	// Pointers only now: adding a host may have moved the slice.
+	from, toEnds := &ro.hosts[ro.last.i], &ro.hosts[to]
+	out, in := a.endpointLocked(from, 0, src, proto), a.endpointLocked(toEnds, 1, dst, proto)
 	p = &ro.scratch
 	*p = pair{rollups: [numRollups]int32{out.roll, in.roll, -1, -1, -1}}
 	n := 0
 	if a.cfg.Locator != nil {
-		rt := a.rackRouteLocked(from, to, proto)
+		rt := a.rackRouteLocked(from, toEnds, proto)
 		copy(p.rollups[rollRack:], rt.rollups[:])
 		n = copy(p.counts[:], rt.counts[:])
 	}
@@ -133,24 +134,21 @@ func (a *Aggregator) routeLocked(src string, srcLoc location, dst string, proto 
 	return p, false
 }
 
-// hostLocked returns host's entry, creating it at loc. It may grow (move)
-// the hosts slice: pointers to other entries are then stale.
-func (a *Aggregator) hostLocked(host string, loc location) *hostEnds {
+// hostLocked returns the index of host's entry, creating it at loc.
+func (a *Aggregator) hostLocked(host string, loc location) int32 {
 	ro := a.ro
 	if i, ok := ro.hostIdx[host]; ok {
-		return &ro.hosts[i]
+		return i
 	}
 	rack, ok := ro.rackIDs[loc.rack]
 	if !ok {
 		rack = int32(len(ro.rackIDs))
 		ro.rackIDs[loc.rack] = rack
 	}
-	ro.hostIdx[host] = int32(len(ro.hosts))
+	i := int32(len(ro.hosts))
+	ro.hostIdx[host] = i
 	ro.hosts = append(ro.hosts, hostEnds{loc: loc, rack: rack})
-	if ro.last.h != nil {
-		ro.last.h = &ro.hosts[ro.hostIdx[ro.last.name]]
-	}
-	return &ro.hosts[len(ro.hosts)-1]
+	return i
 }
 
 // endpointLocked returns h's endpoint in direction dir (0 out, 1 in) and

@@ -346,11 +346,7 @@ func (l *latency) freeze() {
 	if l.over == nil || l.over.sketch != nil || l.over.sorted {
 		return
 	}
-	all := make([]uint32, l.count)
-	for i := range l.count {
-		all[i] = l.exact(i)
-	}
-	slices.Sort(all)
+	all := l.sortedExact()
 	copy(l.ns[:], all)
 	copy(l.over.ns, all[inlineRTTs:])
 	l.over.sorted = true
@@ -373,12 +369,17 @@ func (l *latency) quantile(q float64) (float64, bool) {
 		slices.Sort(s)
 		return float64(s[rank]) / 1e9, true
 	}
+	return float64(l.sortedExact()[rank]) / 1e9, true
+}
+
+// sortedExact is a sorted copy of the exact RTTs (no sketch).
+func (l *latency) sortedExact() []uint32 {
 	all := make([]uint32, l.count)
 	for i := range l.count {
 		all[i] = l.exact(i)
 	}
 	slices.Sort(all)
-	return float64(all[rank]) / 1e9, true
+	return all
 }
 
 func (l *latency) newSketch() *ddsketch.DDSketch {
