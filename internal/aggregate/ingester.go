@@ -104,11 +104,6 @@ func (in *Ingester) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.PartitionSubjects(in.cfg.Partition)}}
-	if replayFrom > 0 {
-		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cc.OptStartSeq = replayFrom
-	}
 	stream, err := js.Stream(ctx, bus.ResultsStream)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -121,37 +116,36 @@ func (in *Ingester) Run(ctx context.Context) error {
 	// stream, so this is the other way to be caught up.
 	in.startLastSeq = stream.CachedInfo().State.LastSeq
 	in.replayFrom = replayFrom
-	cons, err := js.OrderedConsumer(ctx, bus.ResultsStream, cc)
+	follow, err := bus.NewFollower(js, bus.FollowConfig{
+		Stream:    bus.ResultsStream,
+		Filter:    bus.PartitionSubjects(in.cfg.Partition),
+		StartSeq:  replayFrom,
+		Name:      fmt.Sprintf("aggregate-p%d", in.cfg.Partition),
+		OnRestart: func(reason string) { in.agg.m.consumerRestarts.WithLabelValues(reason).Inc() },
+		Logger:    in.cfg.Logger.With("partition", in.cfg.Partition),
+	})
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("aggregate: partition %d: consume stream %s from seq %d: %w", in.cfg.Partition, bus.ResultsStream, replayFrom, err)
+		return fmt.Errorf("aggregate: partition %d: %w", in.cfg.Partition, err)
 	}
-	it, err := cons.Messages()
-	if err != nil {
-		return fmt.Errorf("aggregate: partition %d: iterate stream %s: %w", in.cfg.Partition, bus.ResultsStream, err)
-	}
-	defer it.Stop()
+	defer follow.Stop()
 	in.cfg.Logger.Info("aggregate: ingesting", "partition", in.cfg.Partition, "replay_from_seq", replayFrom, "counted_seq", in.countedSeq)
 
 	in.lastSeal = in.cfg.Clock.Now()
 	for {
-		nctx, cancel := context.WithTimeout(ctx, in.cfg.SealEvery)
-		msg, err := it.Next(jetstream.NextContext(nctx))
-		cancel()
+		msg, err := follow.Next(ctx, in.cfg.SealEvery)
 		switch {
 		case ctx.Err() != nil:
 			return nil
-		case err == nil:
+		case err != nil:
+			// No consumer (the follower logs why and retries): nothing is
+			// known of the stream, so this is not "caught up".
+		case msg != nil:
 			if err := in.handle(msg); err != nil {
 				return err
 			}
-		case errors.Is(err, context.DeadlineExceeded):
+		default:
 			// Nothing more in the stream for now.
 			in.caughtUp = true
-		default:
-			return fmt.Errorf("aggregate: partition %d: next message after seq %d: %w", in.cfg.Partition, in.countedSeq, err)
 		}
 		// Sealing waits until the stream is caught up: after a restart the
 		// replayed windows must see every message the crashed process had

@@ -19,6 +19,8 @@ type metrics struct {
 	tsdbSkipped *prometheus.CounterVec
 	checkpoints *prometheus.CounterVec
 	dedupGaps   prometheus.Counter
+	// consumerRestarts: the stream consumer re-created, by reason.
+	consumerRestarts *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -57,6 +59,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		dedupGaps: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshlens_ingest_dedup_gaps_total", Help: "Batch sequence numbers skipped to bound de-duplication state: a batch arriving later with one of them is dropped.",
 		}),
+		consumerRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshlens_ingest_consumer_restarts_total",
+			Help: "Stream consumer re-created from the last message aggregated, by reason: error (consumer gone, heartbeats missing, connection closed), gap (a delivery lost in flight), stalled (nothing delivered while the stream held newer batches).",
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{"error", "gap", "stalled"} {
+		m.consumerRestarts.WithLabelValues(r)
 	}
 	for _, r := range []string{"clock_skew", "too_old", "unknown_host", "too_many_targets", "malformed", "too_large", "invalid_field", "subject_mismatch"} {
 		m.rejected.WithLabelValues(r)
@@ -65,7 +74,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.batches, m.results, m.late, m.duplicates, m.rejected, m.sealed,
-		m.openWindows, m.tsdbErrors, m.tsdbSkipped, m.checkpoints, m.dedupGaps} {
+		m.openWindows, m.tsdbErrors, m.tsdbSkipped, m.checkpoints, m.dedupGaps, m.consumerRestarts} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("aggregate: register self-metrics: %w", err)
 		}

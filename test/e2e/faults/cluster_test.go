@@ -282,4 +282,13 @@ func TestNATSNodeKilled(t *testing.T) {
 	f.waitDrained(f.hosts...)
 	final := f.stopProbing(f.hosts...)
 	f.requireExactlyOnce(countedBy(final))
+	// How the ingester's consumer rode out the kill (the follower re-creates
+	// it when it fails, skips or stalls).
+	for _, reason := range []string{"error", "gap", "stalled"} {
+		n, err := f.serverMetric("meshlens_ingest_consumer_restarts_total", `reason="`+reason+`"`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("ingest consumer restarts, %s: %v", reason, n)
+	}
 }
