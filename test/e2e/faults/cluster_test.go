@@ -202,10 +202,42 @@ func clusterURLs(nodes []*natsNode) string {
 
 // TestNATSNodeKilled: the server and the agents run against an external
 // three-node JetStream cluster with three replicas, over mTLS; SIGKILL of
-// the node leading the results stream loses no result and counts none
-// twice.
+// a node loses no result and counts none twice. Two victims: the node
+// leading the results stream, and the node serving the ingester's consumer
+// (in memory, one replica: it dies with its node, and the ingester must
+// notice and re-create it elsewhere).
 func TestNATSNodeKilled(t *testing.T) {
-	f := newFabric(t, "127.6.9.1", 3)
+	t.Run("results stream leader", func(t *testing.T) {
+		natsNodeKilled(t, "127.6.9.1", func(t *testing.T, st jetstream.Stream, info *jetstream.StreamInfo) string {
+			return info.Cluster.Leader
+		})
+	})
+	t.Run("ingest consumer's node", func(t *testing.T) {
+		natsNodeKilled(t, "127.6.10.1", func(t *testing.T, st jetstream.Stream, _ *jetstream.StreamInfo) string {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var ingest []*jetstream.ConsumerInfo
+			consumers := st.ListConsumers(ctx)
+			for ci := range consumers.Info() {
+				if ci.Config.FilterSubject == bus.PartitionSubjects(0) {
+					ingest = append(ingest, ci)
+				}
+			}
+			if err := consumers.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if len(ingest) != 1 || ingest[0].Cluster == nil {
+				t.Fatalf("ingest consumers on the stream: %d, want one with cluster info", len(ingest))
+			}
+			return ingest[0].Cluster.Leader
+		})
+	})
+}
+
+// natsNodeKilled runs the fabric on a fresh cluster, kills the node victim
+// names, and checks every result is counted exactly once.
+func natsNodeKilled(t *testing.T, base string, victim func(*testing.T, jetstream.Stream, *jetstream.StreamInfo) string) {
+	f := newFabric(t, base, 3)
 	p := testpki.New(t, "meshlens test CA")
 	nodeCert, nodeKey := p.Leaf(t, "nats-node")
 	clientCert, clientKey := p.Leaf(t, "client")
@@ -225,7 +257,6 @@ func TestNATSNodeKilled(t *testing.T) {
 	f.waitProbing(f.hosts...)
 	waitMetaHealthy(t, nodes)
 
-	// Find and kill the results stream's leader.
 	nc, js := f.connect()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	st, err := js.Stream(ctx, bus.ResultsStream)
@@ -234,24 +265,25 @@ func TestNATSNodeKilled(t *testing.T) {
 	}
 	info, err := st.Info(ctx)
 	cancel()
-	nc.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if info.Config.Replicas != 3 || info.Cluster == nil {
 		t.Fatalf("results stream: %d replicas, cluster %+v", info.Config.Replicas, info.Cluster)
 	}
-	var leader *natsNode
+	name := victim(t, st, info)
+	nc.Close()
+	var killed *natsNode
 	var rest []*natsNode
 	for _, n := range nodes {
-		if n.name == info.Cluster.Leader {
-			leader = n
+		if n.name == name {
+			killed = n
 		} else {
 			rest = append(rest, n)
 		}
 	}
-	if leader == nil {
-		t.Fatalf("stream leader %q is none of the nodes", info.Cluster.Leader)
+	if killed == nil {
+		t.Fatalf("victim %q is none of the nodes", name)
 	}
 	before := map[string]float64{}
 	for _, h := range f.hosts {
@@ -261,8 +293,8 @@ func TestNATSNodeKilled(t *testing.T) {
 		}
 		before[h] = s.published
 	}
-	leader.p.Kill()
-	t.Logf("killed %s, the results stream leader", leader.name)
+	killed.p.Kill()
+	t.Logf("killed %s (results stream leader: %s)", killed.name, info.Cluster.Leader)
 	// The test's own connections go to the survivors from now on.
 	f.natsURL = clusterURLs(rest)
 

@@ -141,19 +141,29 @@ func TestServerKilledDuringBurst(t *testing.T) {
 	f.requireExactlyOnce(countedBy(final))
 }
 
-// TestAgentRestart: an agent stopped mid-batch and started again on its
-// spool keeps its epoch, resumes its seq without a gap (the partial batch
-// sealed at stop is delivered by the next incarnation), and nothing it
-// produced is counted twice.
+// TestAgentRestart: an agent stopped, or killed, mid-batch and started
+// again on its spool keeps its epoch, resumes its seq without a gap, and
+// nothing it sealed is lost or counted twice. Stopped, it seals the partial
+// batch, which the next incarnation delivers; killed, it loses only that
+// partial batch, which never had a seq.
 func TestAgentRestart(t *testing.T) {
-	f := newFabric(t, "127.6.3.1", 3)
+	t.Run("stopped", func(t *testing.T) {
+		agentRestart(t, "127.6.3.1", func(a *agentProc) { a.p.Stop(t) })
+	})
+	t.Run("killed", func(t *testing.T) {
+		agentRestart(t, "127.6.11.1", func(a *agentProc) { a.p.Kill() })
+	})
+}
+
+func agentRestart(t *testing.T, base string, end func(*agentProc)) {
+	f := newFabric(t, base, 3)
 	f.startServer()
 	f.startAgents()
 	f.waitProbing(f.hosts...)
 
 	h := f.hosts[0]
 	a := f.agents[h]
-	a.p.Stop(t)
+	end(a)
 	epoch1, seq1 := spoolState(t, a.spool)
 	f.startAgent(h)
 	e2eutil.Eventually(t, time.Minute, 500*time.Millisecond, func() error {
