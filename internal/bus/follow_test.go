@@ -188,7 +188,7 @@ func TestFollowerRecovers(t *testing.T) {
 		name    string
 		reasons []string // any of them
 		hb      time.Duration
-		harm   func(b *followBus)
+		harm    func(b *followBus)
 	}{
 		{"consumer deleted", []string{"error"}, 500 * time.Millisecond, func(b *followBus) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
