@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/spf13/cobra"
 
+	"github.com/meshlens/meshlens/internal/aggregate"
+	"github.com/meshlens/meshlens/internal/server"
 	"github.com/meshlens/meshlens/internal/slo"
 )
 
@@ -42,6 +44,7 @@ func newSloRulesCmd() *cobra.Command {
 	var (
 		out      string
 		interval time.Duration
+		delay    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "rules FILE...",
@@ -52,7 +55,7 @@ func newSloRulesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			data, err := slo.GenerateRules(slos, slo.RulesOptions{Interval: interval})
+			data, err := slo.GenerateRules(slos, slo.RulesOptions{Interval: interval, DataDelay: delay})
 			if err != nil {
 				return err
 			}
@@ -68,6 +71,8 @@ func newSloRulesCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write the rules to this file instead of stdout")
 	cmd.Flags().DurationVar(&interval, "interval", 0, "evaluation interval of the rule groups (default: Prometheus's global one)")
+	cmd.Flags().DurationVar(&delay, "data-delay", server.EvidenceDelay(aggregate.Config{}),
+		"end every window this far back, as meshlens does: the server's --lateness plus its --window (0: no offset)")
 	return cmd
 }
 

@@ -29,7 +29,7 @@ import (
 //
 // Next returns within its wait, or one consumer creation (at most 10 s)
 // later, so its caller keeps its own schedule (sealing, shutdown) whatever
-// the cluster does.
+// the cluster does. A Follower is used by one goroutine.
 type Follower struct {
 	cfg    FollowConfig
 	js     jetstream.JetStream
@@ -40,7 +40,7 @@ type Follower struct {
 	it       jetstream.MessagesContext
 	serial   int
 	retryAt  time.Time     // no new consumer before this (back-off)
-	backoff  time.Duration // next back-off after a failed create
+	backoff  time.Duration // the next back-off
 	lastSeq  uint64        // stream seq of the last message returned
 	consSeq  uint64        // its consumer (delivery) seq
 	lastMsg  time.Time     // when a message was last returned (or the consumer made)
@@ -146,6 +146,7 @@ func (f *Follower) Next(ctx context.Context, wait time.Duration) (jetstream.Msg,
 				return nil, ctx.Err()
 			}
 			if errors.Is(err, context.DeadlineExceeded) {
+				f.backoff = 0
 				f.checkStall(ctx)
 				return nil, nil
 			}
@@ -162,7 +163,7 @@ func (f *Follower) Next(ctx context.Context, wait time.Duration) (jetstream.Msg,
 			continue
 		}
 		f.consSeq, f.lastSeq = meta.Sequence.Consumer, meta.Sequence.Stream
-		f.lastMsg, f.suspects = time.Now(), 0
+		f.lastMsg, f.suspects, f.backoff = time.Now(), 0, 0
 		return msg, nil
 	}
 }
@@ -182,16 +183,14 @@ func (f *Follower) open(ctx context.Context, deadline time.Time) bool {
 	}
 	err := f.create(ctx)
 	if err == nil {
-		f.backoff = 0
 		return true
 	}
 	if ctx.Err() != nil {
 		return false
 	}
-	f.backoff = min(max(2*f.backoff, 250*time.Millisecond), followMaxBackoff)
-	f.retryAt = time.Now().Add(f.backoff)
+	f.backOff()
 	f.cfg.Logger.Warn("bus: cannot create consumer; retrying", "stream", f.cfg.Stream, "filter", f.cfg.Filter,
-		"from_seq", f.lastSeq+1, "retry_in", f.backoff, "err", err)
+		"from_seq", f.lastSeq+1, "retry_in", time.Until(f.retryAt).Round(time.Millisecond), "err", err)
 	if f.retryAt.Before(deadline) {
 		sleepUntil(ctx, f.retryAt)
 	} else {
@@ -263,12 +262,22 @@ func (f *Follower) checkStall(ctx context.Context) {
 	}
 }
 
-// restart drops the consumer; the next Next creates one from lastSeq+1.
+// restart drops the consumer; the next Next creates one from lastSeq+1,
+// at once the first time, after a growing back-off when the new one fails
+// too before delivering anything.
 func (f *Follower) restart(reason string, why error) {
 	f.cfg.Logger.Warn("bus: consumer restarts", "stream", f.cfg.Stream, "filter", f.cfg.Filter,
 		"reason", reason, "from_seq", f.lastSeq+1, "err", why)
 	f.cfg.OnRestart(reason)
 	f.close()
+	f.backOff()
+}
+
+// backOff delays the next consumer creation: 0, 250ms, 500ms, ... 5s, until
+// the consumer is healthy again (a message, or an idle wait without error).
+func (f *Follower) backOff() {
+	f.retryAt = time.Now().Add(f.backoff)
+	f.backoff = min(max(2*f.backoff, 250*time.Millisecond), followMaxBackoff)
 }
 
 func (f *Follower) close() {

@@ -53,12 +53,12 @@ const RemediationPolicyFile = "remediation-policy.yaml"
 // /api/v1/remediations serves the most recent ones from memory.
 const RemediationAuditFile = "remediation-audit.jsonl"
 
-// evidenceDelay is how long after a window ends the localizer's verdict on
+// EvidenceDelay is how long after a window ends the localizer's verdict on
 // it can reach alerting: the aggregator seals it lateness after its end,
 // and sealing cadence and the merge of partitions take up to a window more.
 // Ages of evidence are counted from then, so that "three windows old" means
 // the same whatever --lateness is.
-func evidenceDelay(c aggregate.Config) time.Duration {
+func EvidenceDelay(c aggregate.Config) time.Duration {
 	lateness := c.Lateness
 	if lateness <= 0 {
 		lateness = aggregate.DefaultLateness
@@ -70,7 +70,7 @@ func evidenceDelay(c aggregate.Config) time.Duration {
 // delay no longer names an incident's culprit.
 func newCulpritBoard(c aggregate.Config) *alert.Board {
 	b := alert.NewBoard(0.5, 3*windowOf(c))
-	b.Delay = evidenceDelay(c)
+	b.Delay = EvidenceDelay(c)
 	return b
 }
 
@@ -116,7 +116,7 @@ func (s *Server) buildAlerting() (*alerting, error) {
 	rc.Layers = alert.TopologyLayers(s.Topology())
 	rc.Manager = mgr
 	// "No action while the evidence is older than two windows."
-	rc.EvidenceDelay = evidenceDelay(s.cfg.Aggregate)
+	rc.EvidenceDelay = EvidenceDelay(s.cfg.Aggregate)
 	a.defaultEvidenceAge = 2 * windowOf(s.cfg.Aggregate)
 	if rc.MaxEvidenceAge == 0 {
 		rc.MaxEvidenceAge = a.defaultEvidenceAge
@@ -139,7 +139,7 @@ func (s *Server) buildAlerting() (*alerting, error) {
 			SLOs: slos, Querier: s.store, Appendable: s.store,
 			Interval: s.cfg.Alerting.EvaluateEvery, ConsumedDays: 7,
 			// SLI windows end where the store's data is complete.
-			DataDelay:  evidenceDelay(s.cfg.Aggregate),
+			DataDelay:  EvidenceDelay(s.cfg.Aggregate),
 			OnEvaluate: a.onEvaluate, Registerer: s.registry, Logger: s.logger,
 		})
 		if err != nil {

@@ -4,9 +4,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/prometheus/promql/parser"
+	"gopkg.in/yaml.v3"
 )
 
 func TestRulesPassPromtool(t *testing.T) {
@@ -18,7 +22,13 @@ func TestRulesPassPromtool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := GenerateRules(slos, RulesOptions{Interval: 30 * time.Second})
+	for _, delay := range []time.Duration{0, 40 * time.Second} {
+		t.Run("delay "+delay.String(), func(t *testing.T) { rulesPassPromtool(t, promtool, slos, delay) })
+	}
+}
+
+func rulesPassPromtool(t *testing.T, promtool string, slos []SLO, delay time.Duration) {
+	out, err := GenerateRules(slos, RulesOptions{Interval: 30 * time.Second, DataDelay: delay})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,5 +48,75 @@ func TestRulesPassPromtool(t *testing.T) {
 	}
 	if n := strings.Count(string(out), "alert: "+AlertName); n != 12 {
 		t.Errorf("%d alerts, want 12", n)
+	}
+}
+
+// TestRulesDataDelay: with a data delay, every selector of every rule is
+// offset by it, and nothing else changes.
+func TestRulesDataDelay(t *testing.T) {
+	slos, err := Load("testdata/fabric.yaml", "testdata/openslo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const delay = 40 * time.Second
+	plain, err := GenerateRules(slos, RulesOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	delayed, err := GenerateRules(slos, RulesOptions{DataDelay: delay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b ruleFile
+	if err := yaml.Unmarshal(plain, &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(delayed, &b); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Groups) != len(b.Groups) {
+		t.Fatalf("%d groups, %d delayed", len(a.Groups), len(b.Groups))
+	}
+	p := parser.NewParser(parser.Options{})
+	selectors := 0
+	for i := range a.Groups {
+		if len(a.Groups[i].Rules) != len(b.Groups[i].Rules) {
+			t.Fatalf("group %s: %d rules, %d delayed", a.Groups[i].Name, len(a.Groups[i].Rules), len(b.Groups[i].Rules))
+		}
+		for j, ra := range a.Groups[i].Rules {
+			rb := b.Groups[i].Rules[j]
+			ea, err := p.ParseExpr(ra.Expr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			eb, err := p.ParseExpr(rb.Expr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Every selector is delayed; undone, the expressions are equal.
+			parser.Inspect(eb, func(n parser.Node, _ []parser.Node) error {
+				if vs, ok := n.(*parser.VectorSelector); ok {
+					selectors++
+					if vs.OriginalOffset != delay {
+						t.Errorf("%s: selector %s has offset %v, want %v", rb.Expr, vs.Name, vs.OriginalOffset, delay)
+					}
+					vs.OriginalOffset = 0
+				}
+				return nil
+			})
+			if ea.String() != eb.String() {
+				t.Errorf("delayed rule differs beyond its offsets:\n%s\n%s", ea, eb)
+			}
+			ra.Expr, rb.Expr = "", ""
+			if !reflect.DeepEqual(ra, rb) {
+				t.Errorf("delayed rule's other fields differ: %+v, %+v", ra, rb)
+			}
+		}
+	}
+	if selectors == 0 {
+		t.Fatal("no selector in the rules")
+	}
+	if _, err := GenerateRules(slos, RulesOptions{DataDelay: -time.Second}); err == nil {
+		t.Error("a negative delay is accepted")
 	}
 }

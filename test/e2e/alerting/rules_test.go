@@ -13,24 +13,40 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
+	"gopkg.in/yaml.v3"
 
+	"github.com/meshlens/meshlens/internal/aggregate"
+	"github.com/meshlens/meshlens/internal/server"
 	"github.com/meshlens/meshlens/internal/slo"
 	"github.com/meshlens/meshlens/internal/store"
 )
 
+// Two SLOs: rack 1 with custom tiers, rack 3 with the SRE Workbook's
+// default four, whose longest window is three days.
 const rulesSLO = `
-name: rack1-availability
-description: probes with an end in rack 1 are answered
-target: 99.9%
-window: 30d
-sli:
-  probe_availability: {rack: dc1-pod1-rack1, proto: tcp}
-alerting:
-  runbook: https://runbooks.example/meshlens/rack
-  tiers:
-    - {name: fast, burn_rate: 14.4, long: 1h, short: 5m, severity: page}
-    - {name: slow, burn_rate: 6, long: 2h, short: 30m, severity: ticket}
+slos:
+  - name: rack1-availability
+    description: probes with an end in rack 1 are answered
+    target: 99.9%
+    window: 30d
+    sli:
+      probe_availability: {rack: dc1-pod1-rack1, proto: tcp}
+    alerting:
+      runbook: https://runbooks.example/meshlens/rack
+      tiers:
+        - {name: fast, burn_rate: 14.4, long: 1h, short: 5m, severity: page}
+        - {name: slow, burn_rate: 6, long: 2h, short: 30m, severity: ticket}
+  - name: rack3-availability
+    description: probes with an end in rack 3 are answered
+    target: 99.9%
+    window: 30d
+    sli:
+      probe_availability: {rack: dc1-pod1-rack3, proto: tcp}
 `
+
+// history is how much data the test writes: the longest default tier
+// window (3 days) and half a day more.
+const history = 84 * time.Hour
 
 // lossAt is the share of rack1->rack2 probes lost at ts: a 30-minute burst
 // that ends, then a fault still going on at the end of the data.
@@ -44,8 +60,26 @@ func lossAt(end, ts time.Time) float64 {
 	return 0
 }
 
-// feedCounters writes the aggregator's rack-pair counters every 10 s in
-// (start, end] into app, in time order.
+// slowLossAt is the share of rack3->rack4 probes lost at ts (half of rack
+// 3's probes): a two-hour 6% burst early on, which fires the page tiers,
+// then 0.8% for the last 30 hours, which fires the ticket tiers only.
+func slowLossAt(end, ts time.Time) float64 {
+	switch {
+	case ts.After(end.Add(-80*time.Hour)) && !ts.After(end.Add(-78*time.Hour)):
+		return 0.06
+	case ts.After(end.Add(-30 * time.Hour)):
+		return 0.008
+	}
+	return 0
+}
+
+// sampleEvery is how often the test's counters are written: a minute
+// (the aggregator writes every window, 10 s by default, but three and a half
+// days at that rate make every meshlens evaluation read six times as much).
+const sampleEvery = time.Minute
+
+// feedCounters writes the aggregator's rack-pair counters every sampleEvery
+// in (start, end] into app, in time order: 100 probes per pair per 10 s.
 func feedCounters(t *testing.T, s *store.Store, start, end time.Time) int {
 	t.Helper()
 	type pair struct{ src, dst string }
@@ -53,11 +87,15 @@ func feedCounters(t *testing.T, s *store.Store, start, end time.Time) int {
 	cum := make([][2]float64, len(pairs))
 	n := 0
 	app := s.Appender(context.Background())
-	for ts := start.Add(10 * time.Second); !ts.After(end); ts = ts.Add(10 * time.Second) {
+	per := 100 * float64(sampleEvery/(10*time.Second))
+	for ts := start.Add(sampleEvery); !ts.After(end); ts = ts.Add(sampleEvery) {
 		for i, p := range pairs {
-			cum[i][0] += 100
-			if i == 0 {
-				cum[i][1] += 100 * lossAt(end, ts)
+			cum[i][0] += per
+			switch i {
+			case 0:
+				cum[i][1] += per * lossAt(end, ts)
+			case 2:
+				cum[i][1] += per * slowLossAt(end, ts)
 			}
 			for j, name := range []string{"meshlens_rack_pair_probes_total", "meshlens_rack_pair_probes_lost_total"} {
 				if _, err := app.Append(0, labels.FromStrings("__name__", name, "src_rack", p.src, "dst_rack", p.dst, "proto", "tcp"), ts.UnixMilli(), cum[i][j]); err != nil {
@@ -66,7 +104,7 @@ func feedCounters(t *testing.T, s *store.Store, start, end time.Time) int {
 			}
 		}
 		n++
-		if n%100 == 0 {
+		if n%500 == 0 {
 			if err := app.Commit(); err != nil {
 				t.Fatal(err)
 			}
@@ -82,8 +120,9 @@ func feedCounters(t *testing.T, s *store.Store, start, end time.Time) int {
 // TestRulesFireWithMeshlens loads the generated rules into a real
 // Prometheus fed the same counters (remote write from the meshlens store)
 // and checks that every tier's condition holds at the same instants in both,
-// over two and a half hours of history, and that the alert is firing in
-// Prometheus now as it is in meshlens.
+// over three and a half days of history, with the server's default data
+// delay, and that the alert is firing in Prometheus now as it is in
+// meshlens.
 func TestRulesFireWithMeshlens(t *testing.T) {
 	dir := t.TempDir()
 	sloFile := filepath.Join(dir, "slo.yaml")
@@ -94,9 +133,36 @@ func TestRulesFireWithMeshlens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules, err := slo.GenerateRules(slos, slo.RulesOptions{Interval: time.Second})
+	// The server's default data delay: the rules end every window that far
+	// back, as the meshlens engine does.
+	delay := server.EvidenceDelay(aggregate.Config{})
+	rules, err := slo.GenerateRules(slos, slo.RulesOptions{Interval: time.Second, DataDelay: delay})
 	if err != nil {
 		t.Fatal(err)
+	}
+	var generated struct {
+		Groups []struct {
+			Rules []struct {
+				Alert  string            `yaml:"alert"`
+				Expr   string            `yaml:"expr"`
+				Labels map[string]string `yaml:"labels"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	if err := yaml.Unmarshal(rules, &generated); err != nil {
+		t.Fatal(err)
+	}
+	// alertExpr is the generated alert's expression for a tier of an SLO.
+	alertExpr := func(name, tier string) string {
+		for _, g := range generated.Groups {
+			for _, r := range g.Rules {
+				if r.Alert == slo.AlertName && r.Labels["slo"] == name && r.Labels["tier"] == tier {
+					return r.Expr
+				}
+			}
+		}
+		t.Fatalf("no generated alert for tier %s of %s", tier, name)
+		return ""
 	}
 	rulesFile := filepath.Join(dir, "rules.yaml")
 	if err := os.WriteFile(rulesFile, rules, 0o600); err != nil {
@@ -137,9 +203,11 @@ func TestRulesFireWithMeshlens(t *testing.T) {
 		}
 	}()
 
-	end := time.Now().Truncate(10 * time.Second)
-	start := end.Add(-150 * time.Minute)
+	end := time.Now().Truncate(sampleEvery)
+	start := end.Add(-history)
+	t0 := time.Now()
 	n := feedCounters(t, st, start, end)
+	t.Logf("fed %d instants in %v", n, time.Since(t0))
 
 	// Wait until Prometheus holds every sample.
 	pollUntil(t, 60*time.Second, func() error {
@@ -148,7 +216,7 @@ func TestRulesFireWithMeshlens(t *testing.T) {
 				Value [2]any `json:"value"`
 			} `json:"result"`
 		}
-		q := url.Values{"query": {`count_over_time(meshlens_rack_pair_probes_lost_total[3h])`}, "time": {strconv.FormatInt(end.Unix(), 10)}}
+		q := url.Values{"query": {`count_over_time(meshlens_rack_pair_probes_lost_total[4d])`}, "time": {strconv.FormatInt(end.Unix(), 10)}}
 		if err := promAPI(promURL, "/api/v1/query", q, &data); err != nil {
 			return err
 		}
@@ -167,6 +235,7 @@ func TestRulesFireWithMeshlens(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("global: {evaluation_interval: 1s}\nrule_files: ["+strconv.Quote(rulesFile)+"]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("in Prometheus after %v", time.Since(t0))
 	resp, err := http.Post(promURL+"/-/reload", "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -176,74 +245,15 @@ func TestRulesFireWithMeshlens(t *testing.T) {
 		t.Fatalf("reload: %s", resp.Status)
 	}
 
-	eng, err := slo.NewEngine(slo.Config{SLOs: slos, Querier: st, ConsumedDays: 1})
+	eng, err := slo.NewEngine(slo.Config{SLOs: slos, Querier: st, ConsumedDays: 1, DataDelay: delay})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := slos[0]
-	// Instants between samples (5 s after the 10 s grid): Prometheus 2
-	// selects ranges closed on the left, 3 open; off the grid both see the
-	// same samples.
-	from, to, step := start.Add(10*time.Minute+5*time.Second), end.Add(-5*time.Second), time.Minute
-	for _, tier := range s.Tiers {
-		t.Run(tier.Name, func(t *testing.T) {
-			var data struct {
-				Result []struct {
-					Values [][2]any `json:"values"`
-				} `json:"result"`
-			}
-			q := url.Values{"query": {s.BurnCondition(tier)}, "start": {strconv.FormatInt(from.Unix(), 10)}, "end": {strconv.FormatInt(to.Unix(), 10)}, "step": {"60"}}
-			if err := promAPI(promURL, "/api/v1/query_range", q, &data); err != nil {
-				t.Fatal(err)
-			}
-			res := data.Result
-			promFiring := map[int64]bool{}
-			for _, r := range res {
-				for _, v := range r.Values {
-					promFiring[int64(v[0].(float64))] = true
-				}
-			}
-			var ours, theirs []string
-			fired, quiet := 0, 0
-			for at := from; !at.After(to); at = at.Add(step) {
-				sts, err := eng.EvaluateAt(context.Background(), at)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var mine bool
-				for _, ts := range sts[0].Tiers {
-					if ts.Name == tier.Name {
-						mine = ts.Firing
-					}
-				}
-				if mine {
-					fired++
-				} else {
-					quiet++
-				}
-				rel := at.Sub(end).Truncate(time.Second).String()
-				if mine {
-					ours = append(ours, rel)
-				}
-				if promFiring[at.Unix()] {
-					theirs = append(theirs, rel)
-				}
-				if mine != promFiring[at.Unix()] {
-					t.Errorf("at end%s: meshlens firing %v, Prometheus %v", rel, mine, promFiring[at.Unix()])
-				}
-			}
-			if fired == 0 || quiet == 0 {
-				t.Errorf("the scenario should make %s both fire and not fire: fired %d, quiet %d", tier.Name, fired, quiet)
-			}
-			if t.Failed() {
-				t.Logf("meshlens fired at %v\nPrometheus at %v", ours, theirs)
-			}
-			t.Logf("%s fires at %d of %d instants in both", tier.Name, fired, fired+quiet)
-		})
-	}
-
 	// Prometheus evaluates the loaded rules in real time: the fault is on,
-	// the fast tier must be firing there, as it is in meshlens.
+	// the fast tier must be firing there, as it is in meshlens. Checked
+	// first: the data ends when the test started, and windows ending now
+	// slide past it.
+	s := slos[0]
 	sts, err := eng.EvaluateAt(context.Background(), time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -272,4 +282,76 @@ func TestRulesFireWithMeshlens(t *testing.T) {
 		}
 		return fmt.Errorf("no firing fast-tier alert in Prometheus yet: %+v", res.Alerts)
 	})
+
+	// Instants between samples (5 s after the sample grid, and 35 s before
+	// it once the data delay is taken off): Prometheus 2 selects ranges
+	// closed on the left, 3 open; off the grid both see the same samples.
+	from, to, step := start.Add(10*time.Minute+5*time.Second), end.Add(-5*time.Second), 10*time.Minute
+	ours := map[int64][]slo.Status{} // meshlens's verdicts, per instant
+	for at := from; !at.After(to); at = at.Add(step) {
+		sts, err := eng.EvaluateAt(context.Background(), at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ours[at.Unix()] = sts
+	}
+	t.Logf("meshlens evaluated %d instants after %v", len(ours), time.Since(t0))
+	tiers := 0
+	for si, s := range slos {
+		for _, tier := range s.Tiers {
+			tiers++
+			t.Run(s.Name+"/"+tier.Name, func(t *testing.T) {
+				var data struct {
+					Result []struct {
+						Values [][2]any `json:"values"`
+					} `json:"result"`
+				}
+				q := url.Values{"query": {alertExpr(s.Name, tier.Name)}, "start": {strconv.FormatInt(from.Unix(), 10)}, "end": {strconv.FormatInt(to.Unix(), 10)}, "step": {strconv.Itoa(int(step.Seconds()))}}
+				if err := promAPI(promURL, "/api/v1/query_range", q, &data); err != nil {
+					t.Fatal(err)
+				}
+				promFiring := map[int64]bool{}
+				for _, r := range data.Result {
+					for _, v := range r.Values {
+						promFiring[int64(v[0].(float64))] = true
+					}
+				}
+				var mineAt, theirsAt []string
+				fired, quiet := 0, 0
+				for at := from; !at.After(to); at = at.Add(step) {
+					var mine bool
+					for _, ts := range ours[at.Unix()][si].Tiers {
+						if ts.Name == tier.Name {
+							mine = ts.Firing
+						}
+					}
+					if mine {
+						fired++
+					} else {
+						quiet++
+					}
+					rel := at.Sub(end).Truncate(time.Second).String()
+					if mine {
+						mineAt = append(mineAt, rel)
+					}
+					if promFiring[at.Unix()] {
+						theirsAt = append(theirsAt, rel)
+					}
+					if mine != promFiring[at.Unix()] {
+						t.Errorf("at end%s: meshlens firing %v, Prometheus %v", rel, mine, promFiring[at.Unix()])
+					}
+				}
+				if fired == 0 || quiet == 0 {
+					t.Errorf("the scenario should make %s both fire and not fire: fired %d, quiet %d", tier.Name, fired, quiet)
+				}
+				if t.Failed() {
+					t.Logf("meshlens fired at %v\nPrometheus at %v", mineAt, theirsAt)
+				}
+				t.Logf("%s fires at %d of %d instants in both", tier.Name, fired, fired+quiet)
+			})
+		}
+	}
+	if tiers != 6 {
+		t.Errorf("%d tiers compared, want 2 custom and 4 default", tiers)
+	}
 }

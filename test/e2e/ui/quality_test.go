@@ -59,9 +59,11 @@ func views(t *testing.T, f *fabric) []view {
 // contrast with what is behind it: 4.5:1, 3:1 for large text (24 px, or
 // 18.66 px bold). The background is every ancestor's background composited
 // from the root down; SVG text is read by its fill, over the shape drawn
-// before it when there is one (the topology's boxes). Colours go through a
-// 1-pixel canvas, so any CSS colour syntax (color-mix included) is read as
-// the browser paints it. Disabled controls are exempt, as WCAG says.
+// before it when there is one (the topology's boxes). The heatmap's row and
+// column names, drawn on its canvas at 11 px in the canvas's CSS colour over
+// what is behind the canvas, are checked as text of that size. Colours go
+// through a 1-pixel canvas, so any CSS colour syntax (color-mix included) is
+// read as the browser paints it. Disabled controls are exempt, as WCAG says.
 const contrastJS = `(() => {
   const cv = document.createElement('canvas'); cv.width = cv.height = 1;
   const g = cv.getContext('2d', { willReadFrequently: true });
@@ -92,14 +94,15 @@ const contrastJS = `(() => {
   const name = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (el.getAttribute('class') ? '.' + el.getAttribute('class').trim().split(/\s+/).join('.') : '');
   const path = el => { const p = []; for (let e = el; e && e !== document.body && p.length < 4; e = e.parentElement) p.unshift(name(e)); return p.join(' > '); };
   const checked = new Set(), bad = [];
-  const check = (el, color, text) => {
+  const check = (el, color, text, px) => {
     const st = getComputedStyle(el);
     if (el.closest(':disabled') || st.visibility !== 'visible') return;
     const r = el.getBoundingClientRect();
     if (r.width <= 1 || r.height <= 1) return; // visually hidden (sr-only)
     for (let e = el; e; e = e.parentElement) if (+getComputedStyle(e).opacity === 0) return;
+    checked.add(el);
     const scale = el instanceof SVGElement ? Math.abs(el.getScreenCTM()?.a || 1) : 1;
-    const size = parseFloat(st.fontSize) * scale, bold = parseInt(st.fontWeight, 10) >= 700;
+    const size = (px || parseFloat(st.fontSize)) * scale, bold = !px && parseInt(st.fontWeight, 10) >= 700;
     const need = size >= 24 || (size >= 18.66 && bold) ? 3 : 4.5;
     const bg = background(el), fg = over(rgba(color), bg);
     const got = ratio(fg, bg);
@@ -109,20 +112,24 @@ const contrastJS = `(() => {
   for (let n = walk.nextNode(); n; n = walk.nextNode()) {
     const el = n.parentElement;
     if (!el || checked.has(el) || el.closest('script, style, noscript, title, option, datalist, [hidden]')) continue;
-    checked.add(el);
     check(el, el instanceof SVGElement ? getComputedStyle(el).fill : getComputedStyle(el).color, n.data);
   }
+  const heat = document.getElementById('heatmap');
+  if (heat && !heat.closest('[hidden]')) check(heat, getComputedStyle(heat).color, 'heatmap labels (canvas)', 11);
   for (const el of document.querySelectorAll('select, input:not([type]), input[type=text], input[type=number], input[type=password], input[type=search]')) {
     if (el.closest('[hidden]')) continue;
     if (el.tagName === 'SELECT' || el.value) check(el, getComputedStyle(el).color, el.value || el.selectedOptions?.[0]?.text || '');
     else if (el.placeholder) check(el, getComputedStyle(el, '::placeholder').color, 'placeholder: ' + el.placeholder);
   }
-  return { checked: checked.size, bad };
+  return { checked: checked.size, bad, canvas: checked.has(heat), tooltip: [...checked].some(e => e.closest('.tooltip')) };
 })()`
 
 type contrastResult struct {
 	Checked int
 	Bad     []string
+	// Canvas: the heatmap's canvas labels were checked; Tooltip: text of
+	// the heatmap's tooltip was.
+	Canvas, Tooltip bool
 }
 
 // testContrast checks every view in light and dark mode, with each palette.
@@ -154,6 +161,25 @@ func testContrast(t *testing.T, b *Browser, f *fabric) {
 					r := evalT[contrastResult](t, b, contrastJS)
 					if r.Checked < 5 {
 						t.Errorf("only %d text elements checked", r.Checked)
+					}
+					if v.name == "heatmap" {
+						if !r.Canvas {
+							t.Error("the heatmap's canvas labels were not checked")
+						}
+						// And the tooltip, over a cell.
+						racks := rackNames()
+						c := evalT[*cell](t, b, fmt.Sprintf(cellJS, jsList(racks), jsList(racks), racks[0], racks[len(racks)-1]))
+						if err := b.Do(chromedp.MouseEvent("mouseMoved", c.X, c.Y)); err != nil {
+							t.Fatal(err)
+						}
+						if err := b.WaitFor(`!document.querySelector('.tooltip').hidden`, 10*time.Second); err != nil {
+							t.Fatal(err)
+						}
+						tip := evalT[contrastResult](t, b, contrastJS)
+						if !tip.Tooltip {
+							t.Error("the heatmap's tooltip was not checked")
+						}
+						r.Bad = append(r.Bad, tip.Bad...)
 					}
 					for _, bad := range r.Bad {
 						t.Errorf("contrast: %s", bad)
