@@ -289,8 +289,10 @@ type Aggregator struct {
 	dirty  bool
 	snapAt int64
 	snapOK bool
-	agents map[string]*AgentStatus
-	subs   []func(*SealedWindow)
+	// flushed: Advance wrote the counters without a window (see Advance).
+	flushed bool
+	agents  map[string]*AgentStatus
+	subs    []func(*SealedWindow)
 	// ro is the state of rollups-only mode (Config.RollupsOnly), else nil.
 	ro *rollupsOnly
 
@@ -589,6 +591,11 @@ func (a *Aggregator) mergeLateLocked(start int64, p *pair, r *wire.ProbeResult, 
 // and hands each window to the subscribers. It returns the windows sealed,
 // oldest first. An error means the TSDB write failed; the windows are sealed
 // anyway (subscribers got them) and the failure is counted.
+//
+// When a window boundary passes with no window to seal but late results
+// have changed the counters, the counters alone are written at that
+// boundary: otherwise a backlog that arrives after the fleet went quiet
+// (a stalled consumer, a bus outage) would never reach the TSDB.
 func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindow, error) {
 	a.mu.Lock()
 	nowNs := now.UnixNano()
@@ -608,7 +615,7 @@ func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindo
 			sealed = append(sealed, a.sealLocked(a.open[s]))
 			delete(a.open, s)
 		}
-		if len(sealed) > 0 && a.cfg.Appendable != nil {
+		if (len(sealed) > 0 || a.dirty) && a.cfg.Appendable != nil {
 			snap = a.counterSnapshotLocked()
 			a.dirty = false
 			a.snapOK = false // until committed
@@ -641,6 +648,19 @@ func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindo
 			fn(sw)
 		}
 	}
+	if len(sealed) == 0 && snap != nil {
+		flush := &SealedWindow{Start: time.Unix(0, cut-a.w).UTC(), End: time.Unix(0, cut).UTC()}
+		skipped, err := a.writeTSDB(ctx, flush, snap)
+		if err != nil {
+			a.m.tsdbErrors.Inc()
+			errs = append(errs, err)
+		}
+		clean = err == nil && skipped == 0
+		a.m.counterFlushes.Inc()
+		a.mu.Lock()
+		a.snapOK, a.snapAt, a.flushed = clean, flush.End.UnixMilli(), true
+		a.mu.Unlock()
+	}
 	if len(sealed) > 0 && a.cfg.Appendable != nil {
 		a.mu.Lock()
 		a.snapOK = clean
@@ -648,6 +668,16 @@ func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindo
 		a.mu.Unlock()
 	}
 	return sealed, errors.Join(errs...)
+}
+
+// takeFlushed reports whether Advance wrote the counters alone since the
+// last call (the ingester then saves a checkpoint, as after a seal).
+func (a *Aggregator) takeFlushed() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f := a.flushed
+	a.flushed = false
+	return f
 }
 
 // sealLocked turns an open window into its SealedWindow and recent detail.

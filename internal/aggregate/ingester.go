@@ -303,13 +303,14 @@ func (in *Ingester) logReject(count bool, what string, seq uint64, subject strin
 // seal seals what is due and, if the TSDB took it, saves the checkpoint.
 func (in *Ingester) seal(ctx context.Context, kv jetstream.KeyValue, now time.Time) {
 	sealed, err := in.agg.Advance(ctx, now)
-	if len(sealed) == 0 {
+	flushed := in.agg.takeFlushed() // the counters alone were written
+	if len(sealed) == 0 && !flushed {
 		return
 	}
 	if err != nil {
 		// Keep the old checkpoint: a restart replays and writes these
-		// windows again.
-		in.cfg.Logger.Error("aggregate: TSDB write of sealed windows failed", "partition", in.cfg.Partition, "windows", len(sealed), "err", err)
+		// windows (or counters) again.
+		in.cfg.Logger.Error("aggregate: TSDB write of sealed windows failed", "partition", in.cfg.Partition, "windows", len(sealed), "counters_only", flushed, "err", err)
 		return
 	}
 	if err := in.saveCheckpoint(ctx, kv); errors.Is(err, errCountersNotInTSDB) {

@@ -21,6 +21,7 @@ type metrics struct {
 	dedupGaps   prometheus.Counter
 	// consumerRestarts: the stream consumer re-created, by reason.
 	consumerRestarts *prometheus.CounterVec
+	counterFlushes   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -59,6 +60,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		dedupGaps: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshlens_ingest_dedup_gaps_total", Help: "Batch sequence numbers skipped to bound de-duplication state: a batch arriving later with one of them is dropped.",
 		}),
+		counterFlushes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshlens_aggregate_counter_flushes_total",
+			Help: "Counters written without a sealed window: late results changed them and no window was due (a backlog that arrived after the fleet went quiet).",
+		}),
 		consumerRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshlens_ingest_consumer_restarts_total",
 			Help: "Stream consumer re-created from the last message aggregated, by reason: error (consumer gone, heartbeats missing, connection closed), gap (a delivery lost in flight), stalled (nothing delivered while the stream held newer batches).",
@@ -74,7 +79,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.batches, m.results, m.late, m.duplicates, m.rejected, m.sealed,
-		m.openWindows, m.tsdbErrors, m.tsdbSkipped, m.checkpoints, m.dedupGaps, m.consumerRestarts} {
+		m.openWindows, m.tsdbErrors, m.tsdbSkipped, m.checkpoints, m.dedupGaps, m.consumerRestarts, m.counterFlushes} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("aggregate: register self-metrics: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb"
 
@@ -146,5 +147,78 @@ func TestTSDBRollups(t *testing.T) {
 	// No fake zeros: the refused-only UDP pair wrote nothing.
 	if got := querySeries(t, db, "meshlens_rack_pair_loss_ratio", "proto", "udp"); len(got) != 0 {
 		t.Errorf("series for a pair that sent nothing: %v", got)
+	}
+}
+
+// TestLateCountersReachTSDBWhenQuiet: results that arrive after their
+// window was sealed, with no newer window open (the fleet went quiet while
+// the backlog was in flight), still reach the TSDB's counters at the next
+// window boundary, and only the counters: no rollup for an empty window.
+func TestLateCountersReachTSDBWhenQuiet(t *testing.T) {
+	w := 10 * time.Second
+	t0 := aligned(w, 10*time.Minute)
+	db := openTSDB(t)
+	agg, _ := newTestAggregator(t, Config{Window: w, Lateness: w, Appendable: db})
+	const (
+		a = "dc1-pod1-rack1-h01"
+		b = "dc1-pod2-rack2-h01"
+	)
+	rack := []string{"src_rack", "dc1-pod1-rack1", "dst_rack", "dc1-pod2-rack2"}
+	ctx := context.Background()
+	if err := agg.Ingest(batch(a, 1, 1, res(b, tcp, ok, t0, time.Millisecond)), t0); err != nil {
+		t.Fatal(err)
+	}
+	if sealed, err := agg.Advance(ctx, t0.Add(2*w)); err != nil || len(sealed) != 1 {
+		t.Fatalf("sealed %d windows (%v), want 1", len(sealed), err)
+	}
+	if got := lastSum(querySeries(t, db, "meshlens_rack_pair_probes_total", rack...)); got != 1 {
+		t.Fatalf("counter %v after the seal, want 1", got)
+	}
+	// The backlog: two more results of the sealed window, late.
+	if err := agg.Ingest(batch(a, 1, 2, res(b, tcp, ok, t0.Add(time.Second), time.Millisecond), res(b, tcp, lost, t0.Add(2*time.Second), 0)), t0.Add(2*w+time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	// Within the same boundary: nothing is written yet.
+	if sealed, err := agg.Advance(ctx, t0.Add(2*w+5*time.Second)); err != nil || len(sealed) != 0 {
+		t.Fatalf("sealed %d windows (%v), want 0", len(sealed), err)
+	}
+	if agg.takeFlushed() {
+		t.Fatal("counters flushed before a window boundary passed")
+	}
+	// The next boundary: no window to seal, the counters go in alone.
+	if sealed, err := agg.Advance(ctx, t0.Add(3*w)); err != nil || len(sealed) != 0 {
+		t.Fatalf("sealed %d windows (%v), want 0", len(sealed), err)
+	}
+	if !agg.takeFlushed() {
+		t.Fatal("no counter flush reported")
+	}
+	probes := querySeries(t, db, "meshlens_rack_pair_probes_total", rack...)
+	lostC := querySeries(t, db, "meshlens_rack_pair_probes_lost_total", rack...)
+	if got, want := lastSum(probes), 3.0; got != want {
+		t.Errorf("probes counter %v, want %v", got, want)
+	}
+	if got := lastSum(lostC); got != 1 {
+		t.Errorf("lost counter %v, want 1", got)
+	}
+	for _, s := range probes {
+		if last := s[len(s)-1].ts; last != t0.Add(2*w).UnixMilli() {
+			t.Errorf("flushed at %d, want the boundary %d", last, t0.Add(2*w).UnixMilli())
+		}
+	}
+	// The window sealed once: one loss-ratio sample, none for the flush.
+	for _, s := range querySeries(t, db, "meshlens_rack_pair_loss_ratio", rack...) {
+		if len(s) != 1 {
+			t.Errorf("loss ratio samples %v, want one", s)
+		}
+	}
+	if n := testutil.ToFloat64(agg.m.counterFlushes); n != 1 {
+		t.Errorf("%v counter flushes counted, want 1", n)
+	}
+	// Nothing changed since: the next boundary writes nothing.
+	if _, err := agg.Advance(ctx, t0.Add(4*w)); err != nil {
+		t.Fatal(err)
+	}
+	if agg.takeFlushed() {
+		t.Error("a flush with no change")
 	}
 }

@@ -87,7 +87,9 @@ async function route() {
     current = { name, page: pages[name], params };
     document.title = 'meshlens · ' + name;
     await runStep(() => current.page.mount(main, ctxFor(params)), gen);
-    main.focus({ preventScroll: true });
+    // The new page takes the focus (screen readers announce it), unless
+    // the user already moved into its content while it was loading.
+    if (!main.contains(document.activeElement)) main.focus({ preventScroll: true });
   } else {
     current.params = params;
     await runStep(() => keepFocus(main, () => current.page.update(ctxFor(params), { poll: false })), gen);

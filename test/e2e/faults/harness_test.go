@@ -512,8 +512,8 @@ func (f *fabric) waitProbing(hosts ...string) {
 // waitDrained waits until every agent has emptied its spool into the bus
 // and published fresh batches after that: the backlog is in, and what
 // follows is in time. (Results that arrive late count in the server's
-// cumulative counters, which reach the TSDB with the next sealed window:
-// a fleet gone quiet right after a backlog would leave them unwritten.)
+// cumulative counters, which reach the TSDB at the next window boundary,
+// with a sealed window or alone.)
 func (f *fabric) waitDrained(hosts ...string) {
 	f.t.Helper()
 	for _, h := range hosts {
