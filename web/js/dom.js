@@ -43,8 +43,12 @@ const FOCUSABLE = 'a[href], button, input, select, textarea, [tabindex]';
 // else its tag and text.
 export function focusKey(el) {
   if (el.id) return '#' + el.id;
-  const attrs = ['href', 'name', 'type', 'aria-label'].map(a => el.getAttribute(a) || '');
   const data = JSON.stringify({ ...el.dataset });
+  // Data attributes name what an element stands for; an aria-label may
+  // describe its state (a topology node's current estimate), which a
+  // refresh changes, so it counts only when there is no data attribute.
+  const attrs = ['href', 'name', 'type'].map(a => el.getAttribute(a) || '');
+  if (data === '{}') attrs.push(el.getAttribute('aria-label') || '');
   const key = [el.tagName, ...attrs, data].join('|');
   return attrs.some(Boolean) || data !== '{}' ? key : key + '|' + el.textContent.trim();
 }
