@@ -602,6 +602,7 @@ func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindo
 	cut := floorTo(nowNs-a.l, a.w)
 	var sealed []*SealedWindow
 	var snap []counterSample
+	writeCounters := false // this call commits a counter snapshot
 	if cut > a.sealedUntil {
 		a.sealedUntil = cut
 		var starts []int64
@@ -615,7 +616,7 @@ func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindo
 			sealed = append(sealed, a.sealLocked(a.open[s]))
 			delete(a.open, s)
 		}
-		if (len(sealed) > 0 || a.dirty) && a.cfg.Appendable != nil {
+		if writeCounters = (len(sealed) > 0 || a.dirty) && a.cfg.Appendable != nil; writeCounters {
 			snap = a.counterSnapshotLocked()
 			a.dirty = false
 			a.snapOK = false // until committed
@@ -631,11 +632,19 @@ func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindo
 	a.m.openWindows.Set(float64(len(a.open)))
 	a.mu.Unlock()
 
+	// What goes to the TSDB: the sealed windows, or, when late results
+	// changed the counters and no window is due, the counters alone at
+	// the boundary just passed (an empty window writes no rollup).
+	writes := sealed
+	flush := writeCounters && len(sealed) == 0
+	if flush {
+		writes = []*SealedWindow{{Start: time.Unix(0, cut-a.w).UTC(), End: time.Unix(0, cut).UTC()}}
+		a.m.counterFlushes.Inc()
+	}
 	var errs []error
-	// clean: the last window's commit holds every counter's value.
+	// clean: the last commit holds every counter's value.
 	clean := false
-	for _, sw := range sealed {
-		a.m.sealed.Inc()
+	for _, sw := range writes {
 		if a.cfg.Appendable != nil {
 			skipped, err := a.writeTSDB(ctx, sw, snap)
 			if err != nil {
@@ -644,27 +653,17 @@ func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindo
 			}
 			clean = err == nil && skipped == 0
 		}
+		if flush {
+			continue
+		}
+		a.m.sealed.Inc()
 		for _, fn := range subs {
 			fn(sw)
 		}
 	}
-	if len(sealed) == 0 && snap != nil {
-		flush := &SealedWindow{Start: time.Unix(0, cut-a.w).UTC(), End: time.Unix(0, cut).UTC()}
-		skipped, err := a.writeTSDB(ctx, flush, snap)
-		if err != nil {
-			a.m.tsdbErrors.Inc()
-			errs = append(errs, err)
-		}
-		clean = err == nil && skipped == 0
-		a.m.counterFlushes.Inc()
+	if writeCounters {
 		a.mu.Lock()
-		a.snapOK, a.snapAt, a.flushed = clean, flush.End.UnixMilli(), true
-		a.mu.Unlock()
-	}
-	if len(sealed) > 0 && a.cfg.Appendable != nil {
-		a.mu.Lock()
-		a.snapOK = clean
-		a.snapAt = sealed[len(sealed)-1].End.UnixMilli()
+		a.snapOK, a.snapAt, a.flushed = clean, writes[len(writes)-1].End.UnixMilli(), flush
 		a.mu.Unlock()
 	}
 	return sealed, errors.Join(errs...)

@@ -132,7 +132,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 
 	in.lastSeal = in.cfg.Clock.Now()
 	for {
-		msg, err := follow.Next(ctx, in.cfg.SealEvery)
+		msg, meta, err := follow.Next(ctx, in.cfg.SealEvery)
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -140,9 +140,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 			// No consumer (the follower logs why and retries): nothing is
 			// known of the stream, so this is not "caught up".
 		case msg != nil:
-			if err := in.handle(msg); err != nil {
-				return err
-			}
+			in.handle(msg, meta)
 		default:
 			// Nothing more in the stream for now.
 			in.caughtUp = true
@@ -204,13 +202,9 @@ func (in *Ingester) load(ctx context.Context, kv jetstream.KeyValue) (uint64, er
 	return c.ReplayFromSeq, nil
 }
 
-// handle aggregates one stream message. Only a broken message envelope is
-// an error; bad batches are counted and skipped.
-func (in *Ingester) handle(msg jetstream.Msg) error {
-	meta, err := msg.Metadata()
-	if err != nil {
-		return fmt.Errorf("aggregate: partition %d: message on %q without metadata: %w", in.cfg.Partition, msg.Subject(), err)
-	}
+// handle aggregates one stream message; bad batches are counted and
+// skipped.
+func (in *Ingester) handle(msg jetstream.Msg, meta *jetstream.MsgMetadata) {
 	seq := meta.Sequence.Stream
 	if meta.NumPending == 0 || seq >= in.startLastSeq {
 		in.caughtUp = true
@@ -232,7 +226,6 @@ func (in *Ingester) handle(msg jetstream.Msg) error {
 		}
 	}
 	in.process(msg.Subject(), msg.Data(), seq, meta.Timestamp)
-	return nil
 }
 
 // process aggregates one message's payload. Bad batches are counted and

@@ -122,20 +122,21 @@ func (f *Follower) LastSeq() uint64 { return f.lastSeq }
 // holds.
 var ErrNoConsumer = errors.New("bus: no consumer yet")
 
-// Next returns the next message of the filter in stream order, or nil when
-// none arrived within wait. Its errors are ErrNoConsumer and ctx's.
-func (f *Follower) Next(ctx context.Context, wait time.Duration) (jetstream.Msg, error) {
+// Next returns the next message of the filter in stream order with its
+// metadata (parsed once, here), or nil when none arrived within wait. Its
+// errors are ErrNoConsumer and ctx's.
+func (f *Follower) Next(ctx context.Context, wait time.Duration) (jetstream.Msg, *jetstream.MsgMetadata, error) {
 	deadline := time.Now().Add(wait)
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if f.it == nil {
 			if !f.open(ctx, deadline) {
 				if err := ctx.Err(); err != nil {
-					return nil, err
+					return nil, nil, err
 				}
-				return nil, ErrNoConsumer
+				return nil, nil, ErrNoConsumer
 			}
 		}
 		nctx, cancel := context.WithDeadline(ctx, deadline)
@@ -143,12 +144,12 @@ func (f *Follower) Next(ctx context.Context, wait time.Duration) (jetstream.Msg,
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, ctx.Err()
+				return nil, nil, ctx.Err()
 			}
 			if errors.Is(err, context.DeadlineExceeded) {
 				f.backoff = 0
 				f.checkStall(ctx)
-				return nil, nil
+				return nil, nil, nil
 			}
 			f.restart("error", err)
 			continue
@@ -164,7 +165,7 @@ func (f *Follower) Next(ctx context.Context, wait time.Duration) (jetstream.Msg,
 		}
 		f.consSeq, f.lastSeq = meta.Sequence.Consumer, meta.Sequence.Stream
 		f.lastMsg, f.suspects, f.backoff = time.Now(), 0, 0
-		return msg, nil
+		return msg, meta, nil
 	}
 }
 
@@ -269,7 +270,7 @@ func (f *Follower) restart(reason string, why error) {
 	f.cfg.Logger.Warn("bus: consumer restarts", "stream", f.cfg.Stream, "filter", f.cfg.Filter,
 		"reason", reason, "from_seq", f.lastSeq+1, "err", why)
 	f.cfg.OnRestart(reason)
-	f.close()
+	f.Stop()
 	f.backOff()
 }
 
@@ -280,7 +281,9 @@ func (f *Follower) backOff() {
 	f.backoff = min(max(2*f.backoff, 250*time.Millisecond), followMaxBackoff)
 }
 
-func (f *Follower) close() {
+// Stop ends the iteration and deletes the consumer; a later Next starts
+// a new one.
+func (f *Follower) Stop() {
 	if f.it != nil {
 		f.it.Stop()
 		f.it = nil
@@ -298,9 +301,6 @@ func (f *Follower) deleteConsumer(c jetstream.Consumer) {
 	defer cancel()
 	_ = f.js.DeleteConsumer(ctx, f.cfg.Stream, c.CachedInfo().Name)
 }
-
-// Stop ends the iteration and deletes the consumer.
-func (f *Follower) Stop() { f.close() }
 
 func sleepUntil(ctx context.Context, t time.Time) bool {
 	d := time.Until(t)

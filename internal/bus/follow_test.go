@@ -111,7 +111,7 @@ func readSeqs(t *testing.T, f *Follower, want []uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for i := 0; i < len(want); {
-		msg, err := f.Next(ctx, 100*time.Millisecond)
+		msg, meta, err := f.Next(ctx, 100*time.Millisecond)
 		if errors.Is(err, ErrNoConsumer) {
 			continue
 		}
@@ -120,10 +120,6 @@ func readSeqs(t *testing.T, f *Follower, want []uint64) {
 		}
 		if msg == nil {
 			continue
-		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			t.Fatal(err)
 		}
 		if msg.Subject() != ResultsSubject(0, "h1") || meta.Sequence.Stream != want[i] {
 			t.Fatalf("message %d: got %s seq %d, want %s seq %d", i, msg.Subject(), meta.Sequence.Stream, ResultsSubject(0, "h1"), want[i])
@@ -168,7 +164,7 @@ func TestFollowerReadsOnePartitionInOrder(t *testing.T) {
 		t.Errorf("LastSeq %d, want %d", f.LastSeq(), seqs[19])
 	}
 	// Idle: nothing more, no error, no restart.
-	msg, err := f.Next(context.Background(), 200*time.Millisecond)
+	msg, _, err := f.Next(context.Background(), 200*time.Millisecond)
 	if msg != nil || err != nil {
 		t.Fatalf("idle Next: %v, %v", msg, err)
 	}
@@ -221,7 +217,7 @@ func TestFollowerRecovers(t *testing.T) {
 			tc.harm(b)
 			// Next neither blocks nor fails while the consumer is broken.
 			for range 5 {
-				if _, err := f.Next(context.Background(), 50*time.Millisecond); err != nil && !errors.Is(err, ErrNoConsumer) {
+				if _, _, err := f.Next(context.Background(), 50*time.Millisecond); err != nil && !errors.Is(err, ErrNoConsumer) {
 					t.Fatal(err)
 				}
 			}
