@@ -78,9 +78,10 @@ type Evidence struct {
 // MaxSamplePairs bounds Evidence.SamplePairs.
 const MaxSamplePairs = 20
 
-// Trace is path discovery of one anomalous probe: the link directions its
-// 5-tuple crossed, forward then back. Lost probes are traced, and probes
-// whose RTT exceeded their pair's baseline by a margin (slow).
+// Trace is path discovery of one anomalous probe, as a real agent gets it
+// (see wire.TracedProbe): the forward path from Src, hop by hop, with the
+// hops that did not answer unknown. Lost probes are traced, and probes whose
+// RTT exceeded their pair's baseline by a margin (slow).
 type Trace struct {
 	Src, Dst int32 // host ids of the Index
 	Proto    wire.Protocol
@@ -90,8 +91,17 @@ type Trace struct {
 	BothLost bool
 	// Excess over the pair's baseline RTT, for slow probes.
 	Excess time.Duration
-	Links  []int32
+	// Hops are the node ids of the Index answering TTL 1, 2, ... after
+	// Src, UnknownHop where none answered; Reached says the last is Dst.
+	Hops    []int32
+	Reached bool
+	// Links: the link directions the probe crossed, forward then back.
+	// Deprecated: only complete traces have them; being replaced by Hops.
+	Links []int32
 }
+
+// UnknownHop marks a hop of Trace.Hops that did not answer.
+const UnknownHop int32 = -1
 
 // Window is one sealed window as the localizer reads it.
 type Window struct {

@@ -141,6 +141,9 @@ const (
 	MaxHops            = 64
 )
 
+// UnknownHop marks a TTL no router answered in TracedProbe.Hops.
+const UnknownHop = "*"
+
 // DecodePathReport unmarshals and validates one path report.
 func DecodePathReport(data []byte) (*PathReport, error) {
 	if len(data) > MaxBatchBytes {
@@ -166,7 +169,7 @@ func DecodePathReport(data []byte) (*PathReport, error) {
 		return nil, fmt.Errorf("wire: path report of %q has %d probes: %w", r.Agent, len(r.Probes), ErrTooLarge)
 	}
 	for i, p := range r.Probes {
-		if p == nil || p.Dst == "" || len(p.Dst) > MaxNameLen || len(p.Hops) < 2 || len(p.Hops) > MaxHops {
+		if p == nil || p.Dst == "" || len(p.Dst) > MaxNameLen || len(p.Hops) < 1 || len(p.Hops) > MaxHops {
 			return nil, fmt.Errorf("wire: path report of %q probe %d: missing dst or %d hops: %w", r.Agent, i, len(p.GetHops()), ErrInvalidField)
 		}
 		for _, h := range p.Hops {

@@ -567,25 +567,35 @@ func (x *Batch) GetResults() []*ProbeResult {
 	return nil
 }
 
-// TracedProbe is path discovery of one anomalous (lost or slow) probe, as
-// 007 does it: the hops its 5-tuple crossed, found by TTL-limited probes of
-// the same 5-tuple, forward and back. Localization needs it to tell which
-// of the equal-cost paths a flow took.
+// TracedProbe is path discovery of one anomalous (lost or slow) probe, as a
+// real agent learns it: a Paris traceroute of the probe's exact 5-tuple
+// (same ports and protocol, TTL 1, 2, ...) from the source, taken after the
+// probe. It sees the forward path only; some routers never answer, others
+// rate-limit ICMP; a trace of a flow that dies on the way stops answering
+// after the last hop before the fault.
 type TracedProbe struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Dst           string                 `protobuf:"bytes,1,opt,name=dst,proto3" json:"dst,omitempty"`
-	Protocol      Protocol               `protobuf:"varint,2,opt,name=protocol,proto3,enum=meshlens.wire.v1.Protocol" json:"protocol,omitempty"`
-	StartUnixNano int64                  `protobuf:"varint,3,opt,name=start_unix_nano,json=startUnixNano,proto3" json:"start_unix_nano,omitempty"`
-	Lost          bool                   `protobuf:"varint,4,opt,name=lost,proto3" json:"lost,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Dst      string                 `protobuf:"bytes,1,opt,name=dst,proto3" json:"dst,omitempty"`
+	Protocol Protocol               `protobuf:"varint,2,opt,name=protocol,proto3,enum=meshlens.wire.v1.Protocol" json:"protocol,omitempty"`
+	// When the anomalous probe was sent.
+	StartUnixNano int64 `protobuf:"varint,3,opt,name=start_unix_nano,json=startUnixNano,proto3" json:"start_unix_nano,omitempty"`
+	Lost          bool  `protobuf:"varint,4,opt,name=lost,proto3" json:"lost,omitempty"`
 	// A TCP probe whose SYN retransmission was lost too (flow-consistent drop).
 	BothLost bool `protobuf:"varint,5,opt,name=both_lost,json=bothLost,proto3" json:"both_lost,omitempty"`
 	// RTT above the pair's baseline, for slow probes.
 	ExcessNs int64  `protobuf:"varint,6,opt,name=excess_ns,json=excessNs,proto3" json:"excess_ns,omitempty"`
 	SrcPort  uint32 `protobuf:"varint,7,opt,name=src_port,json=srcPort,proto3" json:"src_port,omitempty"`
 	DstPort  uint32 `protobuf:"varint,8,opt,name=dst_port,json=dstPort,proto3" json:"dst_port,omitempty"`
-	// Element names from the source host to the destination and back to the
-	// source: [src, tor, ..., dst, ..., tor, src].
-	Hops          []string `protobuf:"bytes,9,rep,name=hops,proto3" json:"hops,omitempty"`
+	// The forward path as the trace saw it: hops[i] answered TTL i+1 with
+	// its interface address (a real agent) or its element name (the
+	// simulator); "*" where no answer came. The last hop is the destination
+	// when the trace reached it. The source itself is never listed: it is
+	// the reporting agent.
+	Hops []string `protobuf:"bytes,9,rep,name=hops,proto3" json:"hops,omitempty"`
+	// When the trace ran (after the probe: a flapping link may be back).
+	TracedUnixNano int64 `protobuf:"varint,10,opt,name=traced_unix_nano,json=tracedUnixNano,proto3" json:"traced_unix_nano,omitempty"`
+	// The destination answered the trace: the path is complete.
+	Reached       bool `protobuf:"varint,11,opt,name=reached,proto3" json:"reached,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -681,6 +691,20 @@ func (x *TracedProbe) GetHops() []string {
 		return x.Hops
 	}
 	return nil
+}
+
+func (x *TracedProbe) GetTracedUnixNano() int64 {
+	if x != nil {
+		return x.TracedUnixNano
+	}
+	return 0
+}
+
+func (x *TracedProbe) GetReached() bool {
+	if x != nil {
+		return x.Reached
+	}
+	return false
 }
 
 // PathReport carries one agent's path discoveries; it travels on core NATS
@@ -783,7 +807,7 @@ const file_internal_wire_meshlens_proto_rawDesc = "" +
 	"\ragent_version\x18\x05 \x01(\tR\fagentVersion\x12)\n" +
 	"\x10pinglist_version\x18\x06 \x01(\x04R\x0fpinglistVersion\x12F\n" +
 	"\x0escheduling_lag\x18\a \x01(\v2\x1f.meshlens.wire.v1.SchedulingLagR\rschedulingLag\x127\n" +
-	"\aresults\x18\b \x03(\v2\x1d.meshlens.wire.v1.ProbeResultR\aresults\"\x97\x02\n" +
+	"\aresults\x18\b \x03(\v2\x1d.meshlens.wire.v1.ProbeResultR\aresults\"\xdb\x02\n" +
 	"\vTracedProbe\x12\x10\n" +
 	"\x03dst\x18\x01 \x01(\tR\x03dst\x126\n" +
 	"\bprotocol\x18\x02 \x01(\x0e2\x1a.meshlens.wire.v1.ProtocolR\bprotocol\x12&\n" +
@@ -793,7 +817,10 @@ const file_internal_wire_meshlens_proto_rawDesc = "" +
 	"\texcess_ns\x18\x06 \x01(\x03R\bexcessNs\x12\x19\n" +
 	"\bsrc_port\x18\a \x01(\rR\asrcPort\x12\x19\n" +
 	"\bdst_port\x18\b \x01(\rR\adstPort\x12\x12\n" +
-	"\x04hops\x18\t \x03(\tR\x04hops\"Y\n" +
+	"\x04hops\x18\t \x03(\tR\x04hops\x12(\n" +
+	"\x10traced_unix_nano\x18\n" +
+	" \x01(\x03R\x0etracedUnixNano\x12\x18\n" +
+	"\areached\x18\v \x01(\bR\areached\"Y\n" +
 	"\n" +
 	"PathReport\x12\x14\n" +
 	"\x05agent\x18\x01 \x01(\tR\x05agent\x125\n" +

@@ -380,6 +380,21 @@ func (m *TracedProbe) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.Reached {
+		i--
+		if m.Reached {
+			dAtA[i] = 1
+		} else {
+			dAtA[i] = 0
+		}
+		i--
+		dAtA[i] = 0x58
+	}
+	if m.TracedUnixNano != 0 {
+		i = protohelpers.EncodeVarint(dAtA, i, uint64(m.TracedUnixNano))
+		i--
+		dAtA[i] = 0x50
+	}
 	if len(m.Hops) > 0 {
 		for iNdEx := len(m.Hops) - 1; iNdEx >= 0; iNdEx-- {
 			i -= len(m.Hops[iNdEx])
@@ -725,6 +740,12 @@ func (m *TracedProbe) SizeVT() (n int) {
 			l = len(s)
 			n += 1 + l + protohelpers.SizeOfVarint(uint64(l))
 		}
+	}
+	if m.TracedUnixNano != 0 {
+		n += 1 + protohelpers.SizeOfVarint(uint64(m.TracedUnixNano))
+	}
+	if m.Reached {
+		n += 2
 	}
 	n += len(m.unknownFields)
 	return n
@@ -1926,6 +1947,45 @@ func (m *TracedProbe) UnmarshalVT(dAtA []byte) error {
 			}
 			m.Hops = append(m.Hops, string(dAtA[iNdEx:postIndex]))
 			iNdEx = postIndex
+		case 10:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field TracedUnixNano", wireType)
+			}
+			m.TracedUnixNano = 0
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				m.TracedUnixNano |= int64(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+		case 11:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Reached", wireType)
+			}
+			var v int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				v |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			m.Reached = bool(v != 0)
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])
