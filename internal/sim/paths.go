@@ -6,8 +6,9 @@ import (
 )
 
 // PathReports turns a round's path discoveries into the reports the agents
-// would publish, one per source agent with traces. start is the round's
-// start (probe times are approximate: within the round).
+// would publish, one per source agent with traces: the forward hops of each
+// traced probe, as element names. start is the round's start (probe times
+// are approximate: within the round).
 func PathReports(x *localize.Index, traces []localize.Trace, startUnixNano int64) []*wire.PathReport {
 	byAgent := map[int32]*wire.PathReport{}
 	var order []int32
@@ -24,14 +25,19 @@ func PathReports(x *localize.Index, traces []localize.Trace, startUnixNano int64
 			byAgent[tr.Src] = r
 			order = append(order, tr.Src)
 		}
-		hops := make([]string, 0, len(tr.Links)+1)
+		// Forward only: the links up to the destination.
+		var hops []string
+		reached := false
 		for _, l := range tr.Links {
-			hops = append(hops, x.Names[x.From[l]])
+			hops = append(hops, x.Names[x.To[l]])
+			if x.To[l] == tr.Dst {
+				reached = true
+				break
+			}
 		}
-		hops = append(hops, x.Names[x.To[tr.Links[len(tr.Links)-1]]])
 		r.Probes = append(r.Probes, &wire.TracedProbe{
-			Dst: x.Names[tr.Dst], Protocol: tr.Proto, StartUnixNano: startUnixNano,
-			Lost: tr.Lost, BothLost: tr.BothLost, ExcessNs: int64(tr.Excess), Hops: hops,
+			Dst: x.Names[tr.Dst], Protocol: tr.Proto, StartUnixNano: startUnixNano, TracedUnixNano: startUnixNano,
+			Lost: tr.Lost, BothLost: tr.BothLost, ExcessNs: int64(tr.Excess), Hops: hops, Reached: reached,
 		})
 	}
 	out := make([]*wire.PathReport, 0, len(order))
