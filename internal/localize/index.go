@@ -2,6 +2,8 @@ package localize
 
 import (
 	"fmt"
+	"net/netip"
+	"sync"
 
 	"github.com/meshlens/meshlens/internal/topology"
 )
@@ -29,9 +31,13 @@ type Index struct {
 	// Adj lists each switch's switch neighbours.
 	Adj [][]Hop
 
-	nodeID   map[string]int32
-	linkID   map[[2]int32]int32
-	addrHost map[string]int32
+	nodeID    map[string]int32
+	linkID    map[[2]int32]int32
+	addrHost  map[string]int32
+	addrIface map[netip.Addr]ifaceAddr // switch addresses (see resolve.go)
+
+	diameterOnce sync.Once
+	maxHops      int
 }
 
 // Hop is one step of a route: the next node and the link to it.
@@ -39,7 +45,7 @@ type Hop struct{ Node, Link int32 }
 
 // NewIndex indexes t. Every host must be linked to its rack's ToR.
 func NewIndex(t *topology.Topology) (*Index, error) {
-	x := &Index{Topo: t, NumHosts: len(t.Hosts), nodeID: make(map[string]int32), linkID: make(map[[2]int32]int32), addrHost: make(map[string]int32)}
+	x := &Index{Topo: t, NumHosts: len(t.Hosts), nodeID: make(map[string]int32), linkID: make(map[[2]int32]int32), addrHost: make(map[string]int32), addrIface: make(map[netip.Addr]ifaceAddr)}
 	for i, h := range t.Hosts {
 		x.Names = append(x.Names, h.Name)
 		x.nodeID[h.Name] = int32(i)

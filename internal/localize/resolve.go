@@ -1,0 +1,174 @@
+package localize
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/meshlens/meshlens/internal/wire"
+)
+
+// Why a traced probe is refused; Reason names them for counters.
+var (
+	ErrUnknownHost   = errors.New("source or destination is not a host of the topology")
+	ErrUnknownHop    = errors.New("hop is not in the topology")
+	ErrLoop          = errors.New("path visits an element twice")
+	ErrTooLong       = errors.New("more hops than the fabric's diameter allows")
+	ErrNotAdjacent   = errors.New("consecutive hops are not linked")
+	ErrWrongEndpoint = errors.New("a reached path does not end at its destination")
+)
+
+// Reason is a short label for a ResolveTrace error, for counters.
+func Reason(err error) string {
+	switch {
+	case errors.Is(err, ErrUnknownHost):
+		return "unknown_host"
+	case errors.Is(err, ErrUnknownHop):
+		return "unknown_hop"
+	case errors.Is(err, ErrLoop):
+		return "loop"
+	case errors.Is(err, ErrTooLong):
+		return "too_long"
+	case errors.Is(err, ErrNotAdjacent):
+		return "not_adjacent"
+	case errors.Is(err, ErrWrongEndpoint):
+		return "wrong_endpoint"
+	}
+	return "invalid"
+}
+
+// MaxHops is the most hops a forward path between two hosts has: the
+// longest ToR-to-ToR shortest path plus the first (the source's ToR) and
+// last (the destination host) hops. A trace longer than that is not a path
+// of this fabric.
+func (x *Index) MaxHops() int {
+	x.diameterOnce.Do(func() {
+		r := x.Routes(nil, nil)
+		d := int32(0)
+		for _, tor := range x.ToRs {
+			for slot := range x.ToRs {
+				if v := r.dist[(tor-int32(x.NumHosts))*int32(len(x.ToRs))+int32(slot)]; v > d {
+					d = v
+				}
+			}
+		}
+		x.maxHops = int(d) + 2
+	})
+	return x.maxHops
+}
+
+// resolveHop maps one hop of a wire trace to a node: an element name, or
+// an address of a host or of a switch (an interface, which also names the
+// neighbour the probe came from, or a loopback: peer -1).
+func (x *Index) resolveHop(s string) (node, peer int32, ok bool) {
+	if id, ok := x.nodeID[s]; ok {
+		return id, -1, true
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return 0, -1, false
+	}
+	a = a.Unmap()
+	if id, ok := x.addrHost[a.String()]; ok {
+		return id, -1, true
+	}
+	if ia, ok := x.addrIface[a]; ok {
+		return ia.node, ia.peer, true
+	}
+	return 0, -1, false
+}
+
+// ifaceAddr is what an address of a switch names: the switch, and the
+// neighbour its interface faces (-1 for a loopback).
+type ifaceAddr struct{ node, peer int32 }
+
+// ResolveTrace turns one traced probe, as agent src published it, into a
+// Trace of this index, or says why it cannot be one of this fabric's
+// paths. A hop that answered from an interface address also names the
+// neighbour it came from, which fills in an unanswered hop before it.
+func (x *Index) ResolveTrace(src string, p *wire.TracedProbe) (Trace, error) {
+	s, ok1 := x.nodeID[src]
+	d, ok2 := x.nodeID[p.Dst]
+	if !ok1 || !ok2 || x.IsSwitch(s) || x.IsSwitch(d) || s == d {
+		return Trace{}, fmt.Errorf("localize: trace %s -> %s: %w", src, p.Dst, ErrUnknownHost)
+	}
+	if len(p.Hops) > x.MaxHops() {
+		return Trace{}, fmt.Errorf("localize: trace %s -> %s: %d hops, at most %d: %w", src, p.Dst, len(p.Hops), x.MaxHops(), ErrTooLong)
+	}
+	t := Trace{Src: s, Dst: d, Proto: p.Protocol, Lost: p.Lost, BothLost: p.BothLost, Excess: time.Duration(p.ExcessNs),
+		Hops: make([]int32, len(p.Hops)), Reached: p.Reached}
+	for i, h := range p.Hops {
+		if h == wire.UnknownHop {
+			t.Hops[i] = UnknownHop
+			continue
+		}
+		n, peer, ok := x.resolveHop(h)
+		if !ok {
+			return Trace{}, fmt.Errorf("localize: trace %s -> %s: hop %d %q: %w", src, p.Dst, i+1, h, ErrUnknownHop)
+		}
+		t.Hops[i] = n
+		if peer >= 0 {
+			prev := &s
+			if i > 0 {
+				prev = &t.Hops[i-1]
+			}
+			switch {
+			case *prev == UnknownHop:
+				*prev = peer
+			case *prev != peer:
+				return Trace{}, fmt.Errorf("localize: trace %s -> %s: hop %d %q came from %s, not hop %d: %w", src, p.Dst, i+1, h, x.Names[peer], i, ErrNotAdjacent)
+			}
+		}
+	}
+	seen := map[int32]bool{s: true}
+	prev := s
+	for i, n := range t.Hops {
+		if n == UnknownHop {
+			prev = UnknownHop
+			continue
+		}
+		if seen[n] {
+			return Trace{}, fmt.Errorf("localize: trace %s -> %s: hop %d %s: %w", src, p.Dst, i+1, x.Names[n], ErrLoop)
+		}
+		seen[n] = true
+		if prev != UnknownHop {
+			if _, ok := x.Link(prev, n); !ok {
+				return Trace{}, fmt.Errorf("localize: trace %s -> %s: hop %d %s after %s: %w", src, p.Dst, i+1, x.Names[n], x.Names[prev], ErrNotAdjacent)
+			}
+		}
+		prev = n
+	}
+	last := t.Hops[len(t.Hops)-1]
+	if last == d {
+		t.Reached = true
+	} else if t.Reached {
+		return Trace{}, fmt.Errorf("localize: trace %s -> %s: %w", src, p.Dst, ErrWrongEndpoint)
+	}
+	for i, n := range t.Hops[:len(t.Hops)-1] {
+		if n == d {
+			return Trace{}, fmt.Errorf("localize: trace %s -> %s: hop %d is the destination before the end: %w", src, p.Dst, i+1, ErrLoop)
+		}
+	}
+	t.Links = x.forwardLinks(s, t)
+	return t, nil
+}
+
+// forwardLinks are the link directions of a complete trace, nil when a hop
+// is unknown or the trace stopped short.
+func (x *Index) forwardLinks(src int32, t Trace) []int32 {
+	if !t.Reached {
+		return nil
+	}
+	links := make([]int32, 0, len(t.Hops))
+	prev := src
+	for _, n := range t.Hops {
+		l, ok := x.Link(prev, n)
+		if n == UnknownHop || !ok {
+			return nil
+		}
+		links = append(links, l)
+		prev = n
+	}
+	return links
+}
