@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshlens/meshlens/internal/aggregate"
-	"github.com/meshlens/meshlens/internal/server"
+	"github.com/meshlens/meshlens/internal/analyze"
 	"github.com/meshlens/meshlens/internal/slo"
 )
 
@@ -71,7 +71,7 @@ func newSloRulesCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write the rules to this file instead of stdout")
 	cmd.Flags().DurationVar(&interval, "interval", 0, "evaluation interval of the rule groups (default: Prometheus's global one)")
-	cmd.Flags().DurationVar(&delay, "data-delay", server.EvidenceDelay(aggregate.Config{}),
+	cmd.Flags().DurationVar(&delay, "data-delay", analyze.EvidenceDelay(aggregate.Config{}),
 		"end every window this far back, as meshlens does: the server's --lateness plus its --window (0: no offset)")
 	return cmd
 }

@@ -135,6 +135,8 @@ type Sources struct {
 	Pinglists PinglistSource
 	Agents    AgentSource
 	Pairs     PairSource
+	// Suspects serves /api/v1/suspects: the localizer's verdicts.
+	Suspects SuspectSource
 	// Ready reports readiness for /readyz; nil is always ready.
 	Ready func() error
 	// Registry is served at /metrics.
@@ -161,6 +163,13 @@ type AgentStatus struct {
 	ResultsRejected         uint64    `json:"results_rejected"`
 	SchedulingLagP99Seconds float64   `json:"scheduling_lag_p99_seconds"`
 	State                   string    `json:"state"` // up, stale, missing
+}
+
+// SuspectSource gives the localizer's verdict on the window ending at or
+// after at (the latest for a zero at), JSON-encoded as is: an empty
+// verdict before the first. internal/analyze's Analyzer is one.
+type SuspectSource interface {
+	SuspectsAt(at time.Time) any
 }
 
 // PairSource answers per-pair questions from the aggregator's recent
@@ -321,6 +330,7 @@ func (s *Server) registerJSONAPI() {
 	s.handle("GET /api/v1/pinglists/{host}", RoleViewer, false, http.HandlerFunc(s.pinglist))
 	s.handle("GET /api/v1/agents", RoleViewer, false, http.HandlerFunc(s.agents))
 	s.handle("GET /api/v1/pairs", RoleViewer, false, http.HandlerFunc(s.pairs))
+	s.handle("GET /api/v1/suspects", RoleViewer, false, http.HandlerFunc(s.suspects))
 	s.handle("GET /api/v1/audit", RoleAdmin, false, http.HandlerFunc(s.auditEntries))
 	// Health endpoints answer without a token: load balancers and
 	// orchestrators probe them.

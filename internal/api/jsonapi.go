@@ -72,6 +72,23 @@ func (s *Server) agents(w http.ResponseWriter, _ *http.Request) {
 	writeData(w, list, nil, nil)
 }
 
+// suspects answers GET /api/v1/suspects[?at=RFC3339].
+func (s *Server) suspects(w http.ResponseWriter, r *http.Request) {
+	var at time.Time
+	if v := r.URL.Query().Get("at"); v != "" {
+		var err error
+		if at, err = time.Parse(time.RFC3339, v); err != nil {
+			writeError(w, errorBadData, fmt.Errorf("at: want an RFC3339 time: %w", err))
+			return
+		}
+	}
+	if s.src.Suspects == nil {
+		writeError(w, errorUnavailable, errors.New("suspects are not available"))
+		return
+	}
+	writeData(w, s.src.Suspects.SuspectsAt(at), nil, nil)
+}
+
 func (s *Server) pairs(w http.ResponseWriter, r *http.Request) {
 	q, err := s.parsePairQuery(r)
 	if err != nil {

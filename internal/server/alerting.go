@@ -9,10 +9,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/meshlens/meshlens/internal/aggregate"
 	"github.com/meshlens/meshlens/internal/alert"
+	"github.com/meshlens/meshlens/internal/analyze"
 	"github.com/meshlens/meshlens/internal/api"
-	"github.com/meshlens/meshlens/internal/localize"
 	"github.com/meshlens/meshlens/internal/slo"
 )
 
@@ -53,29 +52,8 @@ const RemediationPolicyFile = "remediation-policy.yaml"
 // /api/v1/remediations serves the most recent ones from memory.
 const RemediationAuditFile = "remediation-audit.jsonl"
 
-// EvidenceDelay is how long after a window ends the localizer's verdict on
-// it can reach alerting: the aggregator seals it lateness after its end,
-// and sealing cadence and the merge of partitions take up to a window more.
-// Ages of evidence are counted from then, so that "three windows old" means
-// the same whatever --lateness is.
-func EvidenceDelay(c aggregate.Config) time.Duration {
-	lateness := c.Lateness
-	if lateness <= 0 {
-		lateness = aggregate.DefaultLateness
-	}
-	return lateness + windowOf(c)
-}
-
-// newCulpritBoard: a verdict more than three windows past the pipeline's
-// delay no longer names an incident's culprit.
-func newCulpritBoard(c aggregate.Config) *alert.Board {
-	b := alert.NewBoard(0.5, 3*windowOf(c))
-	b.Delay = EvidenceDelay(c)
-	return b
-}
-
 func (s *Server) buildAlerting() (*alerting, error) {
-	a := &alerting{board: newCulpritBoard(s.cfg.Aggregate), ctx: context.Background()}
+	a := &alerting{board: analyze.NewCulpritBoard(s.cfg.Aggregate), ctx: context.Background()}
 	var fileCfg alert.FileConfig
 	if s.cfg.Alerting.File != "" {
 		c, err := alert.LoadConfig(s.cfg.Alerting.File)
@@ -116,7 +94,7 @@ func (s *Server) buildAlerting() (*alerting, error) {
 	rc.Layers = alert.TopologyLayers(s.Topology())
 	rc.Manager = mgr
 	// "No action while the evidence is older than two windows."
-	rc.EvidenceDelay = EvidenceDelay(s.cfg.Aggregate)
+	rc.EvidenceDelay = analyze.EvidenceDelay(s.cfg.Aggregate)
 	a.defaultEvidenceAge = 2 * windowOf(s.cfg.Aggregate)
 	if rc.MaxEvidenceAge == 0 {
 		rc.MaxEvidenceAge = a.defaultEvidenceAge
@@ -139,7 +117,7 @@ func (s *Server) buildAlerting() (*alerting, error) {
 			SLOs: slos, Querier: s.store, Appendable: s.store,
 			Interval: s.cfg.Alerting.EvaluateEvery, ConsumedDays: 7,
 			// SLI windows end where the store's data is complete.
-			DataDelay:  EvidenceDelay(s.cfg.Aggregate),
+			DataDelay:  analyze.EvidenceDelay(s.cfg.Aggregate),
 			OnEvaluate: a.onEvaluate, Registerer: s.registry, Logger: s.logger,
 		})
 		if err != nil {
@@ -174,21 +152,7 @@ func (a *alerting) Run(ctx context.Context) error {
 }
 
 // blame hands the localizer's verdict to the incidents' culprit board.
-func (a *alerting) blame(v Verdict) {
-	culprits := make([]alert.Culprit, 0, len(v.Suspects))
-	for _, s := range v.Suspects {
-		if s.Symptom == localize.SymptomAgentSlow {
-			continue // a starved agent explains nothing in the network
-		}
-		culprits = append(culprits, alert.Culprit{
-			Element: s.Element, Kind: string(s.Kind), Symptom: string(s.Symptom),
-			Estimate: s.Estimate, Confidence: s.Confidence, At: v.End, Pairs: s.Evidence.SamplePairs,
-			Evidence: fmt.Sprintf("%d anomalous probes through it from %d pairs (%.0f probes crossed it, %.1f anomalies expected)",
-				s.Evidence.Anomalous, s.Evidence.Pairs, s.Evidence.Probes, s.Evidence.Expected),
-		})
-	}
-	a.board.Update(culprits)
-}
+func (a *alerting) blame(v analyze.Verdict) { a.board.Update(analyze.Culprits(v)) }
 
 func (a *alerting) register(srv *api.Server) {
 	srv.Handle("GET /api/v1/slos", api.RoleViewer, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -75,6 +76,7 @@ func (s *Server) buildAPI() (*api.Server, error) {
 		Pinglists: s.controller,
 		Agents:    agentSource{s},
 		Pairs:     pairSource{s},
+		Suspects:  s.analyzer,
 		Ready: func() error {
 			if !s.ready.Load() {
 				return fmt.Errorf("starting")
@@ -90,7 +92,6 @@ func (s *Server) buildAPI() (*api.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv.Handle("GET /api/v1/suspects", api.RoleViewer, http.HandlerFunc(s.analyzer.serveSuspects))
 	s.alerting.register(srv)
 	srv.Handle("GET /api/v1/diagnose/pair", api.RoleViewer, http.HandlerFunc(s.serveDiagnosePair))
 	s.registerChanges(srv)
@@ -189,4 +190,10 @@ func (p pairSource) PairWindows(_ context.Context, q api.PairQuery) ([]api.PairW
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
 	return out, nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,8 +27,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/meshlens/meshlens/internal/aggregate"
+	"github.com/meshlens/meshlens/internal/analyze"
 	"github.com/meshlens/meshlens/internal/api"
 	"github.com/meshlens/meshlens/internal/bus"
+	"github.com/meshlens/meshlens/internal/localize"
 	"github.com/meshlens/meshlens/internal/pinglist"
 	"github.com/meshlens/meshlens/internal/store"
 	"github.com/meshlens/meshlens/internal/topology"
@@ -103,12 +106,14 @@ type Server struct {
 	aggs         []*aggregate.Aggregator
 	ingesters    []*aggregate.Ingester
 	api          *api.Server
-	analyzer     *analyzer
-	alerting     *alerting
-	natsURL      string
-	httpTLS      *tls.Config
-	authority    *bus.Authority // with --creds-dir
-	ready        atomic.Bool
+	analyzer     *analyze.Analyzer
+	// analyzeWake tells the analyzer's loop that a window half came in.
+	analyzeWake chan struct{}
+	alerting    *alerting
+	natsURL     string
+	httpTLS     *tls.Config
+	authority   *bus.Authority // with --creds-dir
+	ready       atomic.Bool
 }
 
 // New loads the topology and opens storage; Run starts everything.
@@ -202,7 +207,7 @@ func (s *Server) Run(ctx context.Context) error {
 		g.Go(func() error { return in.Run(ctx) })
 	}
 	g.Go(func() error { return s.watchTopology(ctx) })
-	g.Go(func() error { return s.analyzer.Run(ctx) })
+	g.Go(func() error { return s.runAnalyzer(ctx) })
 	g.Go(func() error { return s.runAlerting(ctx) })
 	g.Go(func() error { return s.serveAPI(ctx) })
 	if s.authority != nil {
@@ -299,8 +304,15 @@ func (s *Server) start(ctx context.Context) error {
 	if s.alerting, err = s.buildAlerting(); err != nil {
 		return err
 	}
-	s.analyzer = newAnalyzer(len(partitions), windowOf(s.cfg.Aggregate), int(time.Hour/windowOf(s.cfg.Aggregate)), s.Topology, s.agentLags, s.registry, s.logger)
-	s.analyzer.onVerdict = s.alerting.blame
+	x, err := localize.NewIndex(s.Topology())
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	s.analyzer, err = analyze.New(x, analyze.Config{Window: windowOf(s.cfg.Aggregate), Partitions: partitions, Registerer: s.registry})
+	if err != nil {
+		return err
+	}
+	s.analyzeWake = make(chan struct{}, 1)
 	// One registry can hold a metric name once: partitions share the
 	// aggregator's collectors through a wrapping registerer per partition.
 	for _, p := range partitions {
@@ -332,12 +344,24 @@ func (s *Server) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		agg.Subscribe(s.analyzer.offer)
+		agg.Subscribe(func(w *aggregate.SealedWindow) {
+			// Filing a half is cheap; the analyzer's loop localizes.
+			s.analyzer.IngestWindow(p, w)
+			select {
+			case s.analyzeWake <- struct{}{}:
+			default:
+			}
+		})
 		s.aggs = append(s.aggs, agg)
 		s.ingesters = append(s.ingesters, in)
 	}
 	// Path discoveries come as best-effort core NATS messages.
-	if _, err := s.nc.Subscribe(bus.PathsSubjects, func(m *nats.Msg) { s.analyzer.onPathReport(m.Subject, m.Data) }); err != nil {
+	if _, err := s.nc.Subscribe(bus.PathsSubjects, func(m *nats.Msg) {
+		// The publisher is the subject's agent; a refused report is
+		// counted by the analyzer (best effort: no reply, no log flood).
+		publisher, _ := strings.CutPrefix(m.Subject, bus.PathsSubjectPrefix+".")
+		_ = s.analyzer.IngestPathData(publisher, m.Data, time.Now())
+	}); err != nil {
 		return fmt.Errorf("server: subscribe to path reports: %w", err)
 	}
 	s.api, err = s.buildAPI()
@@ -494,6 +518,43 @@ func windowOf(c aggregate.Config) time.Duration {
 		return c.Window
 	}
 	return aggregate.DefaultWindow
+}
+
+// runAnalyzer drives stage 2 on the real clock: it localizes each window
+// once its partitions' halves are in (woken by the aggregators, and every
+// window in case a partition fell silent), with the topology and the
+// agents' lags current, and hands the verdicts to alerting.
+func (s *Server) runAnalyzer(ctx context.Context) error {
+	tick := time.NewTicker(windowOf(s.cfg.Aggregate))
+	defer tick.Stop()
+	topo := s.Topology()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.analyzeWake:
+		case <-tick.C:
+		}
+		// A new topology means new element ids: the localizer starts afresh.
+		if t := s.Topology(); t != topo {
+			x, err := localize.NewIndex(t)
+			if err == nil {
+				err = s.analyzer.Reindex(x)
+			}
+			if err != nil {
+				s.logger.Error("analyzer: cannot index the new topology; localizing with the previous one", "err", err)
+			}
+			topo = t
+		}
+		s.analyzer.SetAgentLags(s.agentLags())
+		verdicts, err := s.analyzer.Advance(time.Now())
+		if err != nil {
+			s.logger.Error("analyzer: localize", "err", err)
+		}
+		for _, v := range verdicts {
+			s.alerting.blame(v)
+		}
+	}
 }
 
 // agentLags is every agent's last reported scheduling lag, which tells a

@@ -16,7 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/meshlens/meshlens/internal/aggregate"
-	"github.com/meshlens/meshlens/internal/server"
+	"github.com/meshlens/meshlens/internal/analyze"
 	"github.com/meshlens/meshlens/internal/slo"
 	"github.com/meshlens/meshlens/internal/store"
 )
@@ -135,7 +135,7 @@ func TestRulesFireWithMeshlens(t *testing.T) {
 	}
 	// The server's default data delay: the rules end every window that far
 	// back, as the meshlens engine does.
-	delay := server.EvidenceDelay(aggregate.Config{})
+	delay := analyze.EvidenceDelay(aggregate.Config{})
 	rules, err := slo.GenerateRules(slos, slo.RulesOptions{Interval: time.Second, DataDelay: delay})
 	if err != nil {
 		t.Fatal(err)
