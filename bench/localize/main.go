@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/meshlens/meshlens/internal/aggregate"
+	"github.com/meshlens/meshlens/internal/analyze"
 	"github.com/meshlens/meshlens/internal/localize"
 
 	"github.com/meshlens/meshlens/internal/sim"
@@ -69,8 +70,8 @@ func run(ctx context.Context, suite, one string, workers int, asJSON bool, memPr
 		opts := sim.Options{RollupsOnly: rollupsOnly}
 		var heapErr error
 		start := time.Now()
-		opts.Observe = func(at time.Duration, localizer string, _ *aggregate.SealedWindow, _ []localize.Suspect) {
-			if localizer != localize.NameMeshlens {
+		opts.Observe = func(at time.Duration, _ *aggregate.SealedWindow, v analyze.Verdict) {
+			if v.Localizer != localize.NameMeshlens {
 				return
 			}
 			// Progress on stderr: a large fabric takes minutes a window.

@@ -169,8 +169,17 @@ func (a *Analyzer) Reindex(x *localize.Index) error {
 	return nil
 }
 
-// Localizers are the names of the localizers run, in verdict order.
-func (a *Analyzer) Localizers() []string { return append([]string(nil), a.cfg.Localizers...) }
+// Localizers are the names of the localizers run (Verdict.Localizer), in
+// verdict order.
+func (a *Analyzer) Localizers() []string {
+	a.advMu.Lock()
+	defer a.advMu.Unlock()
+	names := make([]string, len(a.lzs))
+	for i, lz := range a.lzs {
+		names[i] = lz.Name()
+	}
+	return names
+}
 
 // SetAgentLags records every agent's scheduling lag p99 as last reported;
 // the next windows are localized with it.
@@ -431,7 +440,7 @@ func (a *Analyzer) VerdictAt(t time.Time) (Verdict, bool) {
 func (a *Analyzer) SuspectsAt(t time.Time) any {
 	v, ok := a.VerdictAt(t)
 	if !ok {
-		v = Verdict{Localizer: a.cfg.Localizers[0]}
+		v = Verdict{Localizer: a.Localizers()[0]}
 	}
 	if v.Suspects == nil {
 		v.Suspects = []localize.Suspect{}

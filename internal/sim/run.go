@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/storage"
+
 	"github.com/meshlens/meshlens/internal/aggregate"
+	"github.com/meshlens/meshlens/internal/analyze"
 	"github.com/meshlens/meshlens/internal/clock"
 	"github.com/meshlens/meshlens/internal/localize"
 	"github.com/meshlens/meshlens/internal/wire"
@@ -32,26 +36,52 @@ type Options struct {
 	// so the verdicts are the same, and a fabric of 50,000 hosts fits in
 	// memory.
 	RollupsOnly bool
-	// Observe, when set, sees every window's verdict of every localizer as
-	// it is made: at is the time from the run's start. For progress
-	// displays and debugging; it must not keep suspects it modifies.
-	Observe func(at time.Duration, localizer string, window *aggregate.SealedWindow, suspects []localize.Suspect)
+	// Start of the run on the virtual clock; default Epoch. Tests that
+	// hand the run's data to real-time components (Alertmanager) start it
+	// in the recent past.
+	Start time.Time
+	// Appendable, if set, receives what the aggregator writes to the TSDB
+	// (rollups and cumulative counters), as the server's does.
+	Appendable storage.Appendable
+	// Registerer, if set, receives the aggregator's and the analyzer's
+	// metrics (refused path reports, dropped windows).
+	Registerer prometheus.Registerer
+	// Drains, if set, says which elements are drained: the fabric routes
+	// around them from the next round on.
+	Drains Drainer
+	// Observe, when set, sees every verdict of every localizer as it is
+	// made, with the window it is on: at is the time from the run's start.
+	// It runs before the next round, so it may drive alerting and drains.
+	// It must not keep suspects it modifies.
+	Observe func(at time.Duration, window *aggregate.SealedWindow, v analyze.Verdict)
 }
 
-// Run simulates sc on a virtual clock: each round's batches go through the
-// real aggregation core (aggregate.Aggregator.Ingest / Advance), each
-// sealed window with the round's path discoveries to every localizer, and
-// what they blamed is scored against the faults.
+// Drainer says which elements are drained, with a version that changes
+// whenever the set does. DrainHook is one.
+type Drainer interface {
+	Drained() (names []string, version uint64)
+}
+
+// Run simulates sc on a virtual clock through the server's data path:
+// each round's batches go through the real aggregation core
+// (aggregate.Aggregator.Ingest / Advance), the round's path reports,
+// encoded and decoded as on the bus, and every sealed window through the
+// stage-2 core (internal/analyze) to every localizer, and what they
+// blamed is scored against the faults.
 func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	wall := time.Now()
 	if len(opts.Localizers) == 0 {
 		opts.Localizers = []string{localize.NameMeshlens, localize.NameVote}
 	}
+	start := opts.Start
+	if start.IsZero() {
+		start = Epoch
+	}
 	x, err := localize.NewIndex(sc.Topology)
 	if err != nil {
 		return nil, fmt.Errorf("sim: %s: %w", sc.Name, err)
 	}
-	fab, err := NewFabric(sc, x, Epoch)
+	fab, err := NewFabric(sc, x, start)
 	if err != nil {
 		return nil, err
 	}
@@ -61,26 +91,35 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 		Recent:      2 * sc.Interval,
 		Locator:     sc.Topology,
 		RollupsOnly: opts.RollupsOnly,
+		Appendable:  opts.Appendable,
+		Registerer:  opts.Registerer,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sim: %s: %w", sc.Name, err)
 	}
-	var lzs []localize.Localizer
-	var timelines []*timeline
-	for _, name := range opts.Localizers {
-		lz, err := localize.New(name, x, opts.Config)
-		if err != nil {
-			return nil, fmt.Errorf("sim: %s: %w", sc.Name, err)
-		}
-		lzs = append(lzs, lz)
-		timelines = append(timelines, &timeline{})
+	an, err := analyze.New(x, analyze.Config{Window: sc.Interval, Localizers: opts.Localizers, Localize: opts.Config, Registerer: opts.Registerer})
+	if err != nil {
+		return nil, fmt.Errorf("sim: %s: %w", sc.Name, err)
 	}
-	vc := clock.NewVirtual(Epoch)
+	timelines := map[string]*timeline{}
+	for _, name := range an.Localizers() {
+		timelines[name] = &timeline{}
+	}
+	vc := clock.NewVirtual(start)
 	rounds := fab.Rounds()
 	var rejected int
+	var drainVersion uint64
 	for r := 0; r < rounds; r++ {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("sim: %s: round %d: %w", sc.Name, r, err)
+		}
+		if opts.Drains != nil {
+			if names, v := opts.Drains.Drained(); v != drainVersion {
+				if err := fab.SetDrained(names); err != nil {
+					return nil, fmt.Errorf("sim: %s: round %d: %w", sc.Name, r, err)
+				}
+				drainVersion = v
+			}
 		}
 		arrival := fab.RoundStart(r + 1).Add(batchDelay)
 		err := fab.Step(r, func(b *wire.Batch) error {
@@ -92,6 +131,16 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
+		// The round's path reports reach the analyzer as the server gets
+		// them: encoded, from their agent's subject, decoded and checked
+		// by the analyzer; one it refuses is counted there, like on the bus.
+		for _, rep := range PathReports(x, fab.Traces(), fab.RoundStart(r).UnixNano()) {
+			data, err := rep.MarshalVT()
+			if err != nil {
+				return nil, fmt.Errorf("sim: %s: round %d: path report of %s: %w", sc.Name, r, rep.Agent, err)
+			}
+			_ = an.IngestPathData(rep.Agent, data, arrival)
+		}
 		vc.Set(arrival)
 		sealed, err := agg.Advance(ctx, vc.Now())
 		if err != nil {
@@ -101,24 +150,21 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 		for _, a := range agg.Agents() {
 			lags[a.Agent] = a.SchedulingLagP99
 		}
+		an.SetAgentLags(lags)
+		windows := map[int64]*aggregate.SealedWindow{}
 		for _, sw := range sealed {
-			w := &localize.Window{Sealed: sw, AgentLag: lags}
-			// Windows are rounds, so the round just stepped is the window
-			// just sealed; an older window (none in a normal run) has no
-			// traces left.
-			if sw.Start.Equal(fab.RoundStart(r)) {
-				w.Traces = fab.Traces()
-			}
-			at := vc.Now().Sub(Epoch)
-			for i, lz := range lzs {
-				sus, err := lz.Localize(w)
-				if err != nil {
-					return nil, fmt.Errorf("sim: %s: window %v: %s: %w", sc.Name, sw.Start, lz.Name(), err)
-				}
-				timelines[i].add(at, sus)
-				if opts.Observe != nil {
-					opts.Observe(at, lz.Name(), sw, sus)
-				}
+			an.IngestWindow(0, sw)
+			windows[sw.Start.UnixNano()] = sw
+		}
+		verdicts, err := an.Advance(vc.Now())
+		if err != nil {
+			return nil, fmt.Errorf("sim: %s: round %d: %w", sc.Name, r, err)
+		}
+		at := vc.Now().Sub(start)
+		for _, v := range verdicts {
+			timelines[v.Localizer].add(at, v.Suspects)
+			if opts.Observe != nil {
+				opts.Observe(at, windows[v.Start.UnixNano()], v)
 			}
 		}
 	}
@@ -127,8 +173,8 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 		Duration: secs(sc.Duration), Interval: secs(sc.Interval), Rounds: rounds, Probes: fab.Probes(),
 		RejectedBatches: rejected, RollupsOnly: opts.RollupsOnly,
 	}
-	for i, lz := range lzs {
-		rep.Results = append(rep.Results, score(sc, x, lz.Name(), timelines[i]))
+	for _, name := range an.Localizers() {
+		rep.Results = append(rep.Results, score(sc, x, name, timelines[name]))
 	}
 	rep.WallSeconds = time.Since(wall).Seconds()
 	return rep, nil
