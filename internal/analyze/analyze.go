@@ -76,6 +76,7 @@ type Analyzer struct {
 
 	mu             sync.Mutex
 	x              *localize.Index
+	names          []string // of lzs
 	pending        map[int64]*pendingWindow // by window start, Unix ns
 	lastSeen       map[int]int64            // each partition's latest window start delivered
 	localizedUntil int64                    // end of the last window localized or dropped (0: none yet)
@@ -163,6 +164,10 @@ func (a *Analyzer) Reindex(x *localize.Index) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.x = x
+	a.names = a.names[:0]
+	for _, lz := range lzs {
+		a.names = append(a.names, lz.Name())
+	}
 	a.m.tracesExpired.Add(float64(len(a.traces)))
 	a.traces = nil
 	a.m.tracesBuffered.Set(0)
@@ -172,13 +177,9 @@ func (a *Analyzer) Reindex(x *localize.Index) error {
 // Localizers are the names of the localizers run (Verdict.Localizer), in
 // verdict order.
 func (a *Analyzer) Localizers() []string {
-	a.advMu.Lock()
-	defer a.advMu.Unlock()
-	names := make([]string, len(a.lzs))
-	for i, lz := range a.lzs {
-		names[i] = lz.Name()
-	}
-	return names
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.names...)
 }
 
 // SetAgentLags records every agent's scheduling lag p99 as last reported;
