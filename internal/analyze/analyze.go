@@ -76,7 +76,7 @@ type Analyzer struct {
 
 	mu             sync.Mutex
 	x              *localize.Index
-	names          []string // of lzs
+	names          []string                 // of lzs
 	pending        map[int64]*pendingWindow // by window start, Unix ns
 	lastSeen       map[int]int64            // each partition's latest window start delivered
 	localizedUntil int64                    // end of the last window localized or dropped (0: none yet)

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/meshlens/meshlens/internal/bus"
 	"github.com/meshlens/meshlens/internal/clock"
@@ -98,9 +97,10 @@ func RunLive(ctx context.Context, sc *Scenario, cfg LiveConfig) error {
 				return fmt.Errorf("sim live: %s: %w", sc.Name, err)
 			}
 			// Path discoveries of the round's lost and slow probes, as
-			// agents doing 007-style tracing would report them.
+			// agents doing 007-style tracing would report them, in the
+			// wire codec the analyzer decodes.
 			for _, rep := range PathReports(x, fab.Traces(), fab.RoundStart(r).UnixNano()) {
-				data, err := proto.Marshal(rep)
+				data, err := rep.MarshalVT()
 				if err != nil {
 					return fmt.Errorf("sim live: path report of %s: %w", rep.Agent, err)
 				}

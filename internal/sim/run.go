@@ -24,6 +24,13 @@ var Epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 // is in before its window seals.
 const batchDelay = time.Second
 
+// AggregateConfig is how a run aggregates sc: windows of its probing
+// interval, and the lateness its batches arrive with. Alerting over a run
+// takes its evidence delay from it (analyze.EvidenceDelay).
+func AggregateConfig(sc *Scenario) aggregate.Config {
+	return aggregate.Config{Window: sc.Interval, Lateness: batchDelay, Recent: 2 * sc.Interval, Locator: sc.Topology}
+}
+
 // Options of a run.
 type Options struct {
 	// Localizers to run side by side on the same windows; default
@@ -85,15 +92,9 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	agg, err := aggregate.New(aggregate.Config{
-		Window:      sc.Interval,
-		Lateness:    batchDelay,
-		Recent:      2 * sc.Interval,
-		Locator:     sc.Topology,
-		RollupsOnly: opts.RollupsOnly,
-		Appendable:  opts.Appendable,
-		Registerer:  opts.Registerer,
-	})
+	aggCfg := AggregateConfig(sc)
+	aggCfg.RollupsOnly, aggCfg.Appendable, aggCfg.Registerer = opts.RollupsOnly, opts.Appendable, opts.Registerer
+	agg, err := aggregate.New(aggCfg)
 	if err != nil {
 		return nil, fmt.Errorf("sim: %s: %w", sc.Name, err)
 	}

@@ -11,16 +11,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/meshlens/meshlens/internal/aggregate"
 	"github.com/meshlens/meshlens/internal/alert"
+	"github.com/meshlens/meshlens/internal/analyze"
 	"github.com/meshlens/meshlens/internal/localize"
 	"github.com/meshlens/meshlens/internal/sim"
 	"github.com/meshlens/meshlens/internal/slo"
 	"github.com/meshlens/meshlens/internal/store"
 	"github.com/meshlens/meshlens/internal/topology"
-	"github.com/meshlens/meshlens/internal/wire"
 )
 
 // The same lossy ToR uplink as scenarioYAML, but the fault never ends: only
@@ -41,15 +40,27 @@ faults:
 const drainHoldDown = 3 * time.Minute
 
 // fabricDrain is the remediation action of the simulator: it drains and
-// undrains elements of the running fabric, as an operator's automation
-// would on real switches.
+// undrains elements of the running fabric (sim.Options.Drains: routing
+// avoids them from the next round on), as an operator's automation would
+// on real switches.
 type fabricDrain struct {
-	fab     *sim.Fabric
+	x       *localize.Index
 	drained map[string]bool
+	version uint64
+	routed  []string // the set the fabric routes around this round
 	log     []string // "drain X", "undrain X", in order
 }
 
 func (d *fabricDrain) Run(_ context.Context, action, element, kind string) error {
+	if a, b, _, err := topology.ParseLinkName(element); err == nil {
+		na, okA := d.x.Node(a)
+		nb, okB := d.x.Node(b)
+		if _, ok := d.x.Link(na, nb); !okA || !okB || !ok {
+			return fmt.Errorf("fabric drain: %s %s: no such link", action, element)
+		}
+	} else if _, ok := d.x.Node(element); !ok {
+		return fmt.Errorf("fabric drain: %s %s: no such element", action, element)
+	}
 	switch action {
 	case alert.ActionDrain:
 		d.drained[element] = true
@@ -58,16 +69,20 @@ func (d *fabricDrain) Run(_ context.Context, action, element, kind string) error
 	default:
 		return fmt.Errorf("fabric drain: unknown action %q on %s %s", action, kind, element)
 	}
+	d.version++
+	d.log = append(d.log, action+" "+element)
+	return nil
+}
+
+// Drained is sim.Drainer: called before each round.
+func (d *fabricDrain) Drained() ([]string, uint64) {
 	names := make([]string, 0, len(d.drained))
 	for el := range d.drained {
 		names = append(names, el)
 	}
 	sort.Strings(names)
-	if err := d.fab.SetDrained(names); err != nil {
-		return fmt.Errorf("fabric drain: %s %s: %w", action, element, err)
-	}
-	d.log = append(d.log, action+" "+element)
-	return nil
+	d.routed = names
+	return names, d.version
 }
 
 // pageRecorder is a Receiver keeping every notification.
@@ -121,22 +136,9 @@ func TestRemediationEndsBurn(t *testing.T) {
 	}
 	// The run ends about now, so every time is a plausible recent one.
 	base := time.Now().Truncate(sc.Interval).Add(-sc.Duration)
-	fab, err := sim.NewFabric(sc, x, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const batchDelay = time.Second
-	agg, err := aggregate.New(aggregate.Config{Window: sc.Interval, Lateness: batchDelay, Recent: 2 * sc.Interval, Locator: sc.Topology})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lz, err := localize.New(localize.NameMeshlens, x, localize.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	pages := &pageRecorder{}
-	board := alert.NewBoard(0.5, 30*time.Second)
+	board := analyze.NewCulpritBoard(sim.AggregateConfig(sc))
 	mgr, err := alert.NewManager(alert.Config{Receivers: []alert.Receiver{pages}, Blamer: board, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +151,7 @@ func TestRemediationEndsBurn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	action := &fabricDrain{fab: fab, drained: map[string]bool{}}
+	action := &fabricDrain{x: x, drained: map[string]bool{}}
 	rem, err := alert.NewRemediator(alert.RemediatorConfig{
 		Rules:   []alert.RemediationRule{{Name: "drain-links", Kinds: []string{string(localize.KindLink)}, MinConfidence: 0.5, HoldDown: drainHoldDown, Action: action}},
 		Execute: true, Layers: alert.TopologyLayers(sc.Topology), Manager: mgr,
@@ -158,67 +160,43 @@ func TestRemediationEndsBurn(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The server's path, on the simulator's clock: the run's aggregator
+	// writes its counters to the store, the analyzer's verdicts reach the
+	// board as culprits, and each window is evaluated before the next
+	// round runs, so a drain takes effect from that round.
 	ctx := context.Background()
-	cum := map[aggregate.LocationPair][2]float64{}
 	var losses []roundLoss
-	for r := 0; r < fab.Rounds(); r++ {
-		drainedNow := fab.Drained()
-		arrival := fab.RoundStart(r + 1).Add(batchDelay)
-		if err := fab.Step(r, func(b *wire.Batch) error { return agg.Ingest(b, arrival) }); err != nil {
-			t.Fatal(err)
-		}
-		sealed, err := agg.Advance(ctx, arrival)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, sw := range sealed {
-			w := &localize.Window{Sealed: sw}
-			if sw.Start.Equal(fab.RoundStart(r)) {
-				w.Traces = fab.Traces()
-			}
-			sus, err := lz.Localize(w)
-			if err != nil {
-				t.Fatal(err)
-			}
-			at := sw.End
-			rl := roundLoss{at: at, drained: drainedNow}
-			app := st.Appender(ctx)
+	var stepErr error
+	_, err = sim.Run(ctx, sc, sim.Options{
+		Localizers: []string{localize.NameMeshlens},
+		Start:      base,
+		Appendable: st,
+		Drains:     action,
+		Observe: func(_ time.Duration, sw *aggregate.SealedWindow, v analyze.Verdict) {
+			at := v.End
+			rl := roundLoss{at: at, drained: action.routed}
 			for k, ru := range sw.RackPairs {
-				c := cum[k]
-				c[0] += float64(ru.Sent)
-				c[1] += float64(ru.Lost)
-				cum[k] = c
 				if k.Src == "dc1-pod1-rack3" || k.Dst == "dc1-pod1-rack3" {
 					rl.sent += ru.Sent
 					rl.lost += ru.Lost
 				}
 			}
 			losses = append(losses, rl)
-			for k, c := range cum {
-				for i, name := range []string{"meshlens_rack_pair_probes_total", "meshlens_rack_pair_probes_lost_total"} {
-					ls := labels.FromStrings("__name__", name, "src_rack", k.Src, "dst_rack", k.Dst, "proto", aggregate.ProtoName(k.Proto))
-					if _, err := app.Append(0, ls, at.UnixMilli(), c[i]); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			if err := app.Commit(); err != nil {
-				t.Fatal(err)
-			}
-			var culprits []alert.Culprit
-			for _, su := range sus {
-				culprits = append(culprits, alert.Culprit{Element: su.Element, Kind: string(su.Kind), Symptom: string(su.Symptom),
-					Estimate: su.Estimate, Confidence: su.Confidence, At: at})
-			}
-			board.Update(culprits)
-			if _, err := eng.EvaluateAt(ctx, at); err != nil {
-				t.Fatal(err)
+			board.Update(analyze.Culprits(v))
+			if _, err := eng.EvaluateAt(ctx, at); err != nil && stepErr == nil {
+				stepErr = err
 			}
 			rem.Consider(ctx, at, mgr.Incidents())
-			if err := mgr.Deliver(ctx, false); err != nil {
-				t.Fatal(err)
+			if err := mgr.Deliver(ctx, false); err != nil && stepErr == nil {
+				stepErr = err
 			}
-		}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stepErr != nil {
+		t.Fatal(stepErr)
 	}
 
 	decisions, err := rem.Decisions()

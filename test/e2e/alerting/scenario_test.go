@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/meshlens/meshlens/internal/aggregate"
 	"github.com/meshlens/meshlens/internal/alert"
+	"github.com/meshlens/meshlens/internal/analyze"
 	"github.com/meshlens/meshlens/internal/localize"
 	"github.com/meshlens/meshlens/internal/sim"
 	"github.com/meshlens/meshlens/internal/slo"
@@ -59,8 +59,8 @@ type step struct {
 }
 
 // TestScenarioAlertsAndRemediation runs a simulator scenario (a lossy ToR
-// uplink) through the real aggregation and localization, writes the
-// aggregator's rack-pair counters to a real store, and drives the SLO
+// uplink) through the real aggregation (writing its counters to a real
+// store) and the real stage 2 (internal/analyze), and drives the SLO
 // engine, the alert manager and the remediator over it: the page reaches a
 // real Alertmanager with the culprit, the remediation webhook is asked to
 // drain the blamed link, the page resolves, and the link is undrained after
@@ -76,54 +76,22 @@ func TestScenarioAlertsAndRemediation(t *testing.T) {
 	}
 	defer st.Close()
 
-	// The run ends "now": real time = base + (virtual - sim.Epoch), so the
-	// alerts are current for Alertmanager.
+	// The run ends "now", so the alerts are current for Alertmanager. The
+	// run's aggregator writes its counters to the store as the server's
+	// does, and its verdicts come from the analyzer.
 	base := time.Now().Truncate(10 * time.Second).Add(-sc.Duration)
-	real := func(v time.Time) time.Time { return base.Add(v.Sub(sim.Epoch)) }
-	type counterKey struct {
-		pair aggregate.LocationPair
-	}
-	cum := map[counterKey][2]float64{}
+	real := func(v time.Duration) time.Time { return base.Add(v) }
 	var steps []step
-	var appendErr error
 	_, err = sim.Run(context.Background(), sc, sim.Options{
 		Localizers: []string{localize.NameMeshlens},
-		Observe: func(_ time.Duration, _ string, sw *aggregate.SealedWindow, suspects []localize.Suspect) {
-			at := real(sw.End)
-			app := st.Appender(context.Background())
-			for k, r := range sw.RackPairs {
-				c := cum[counterKey{k}]
-				c[0] += float64(r.Sent)
-				c[1] += float64(r.Lost)
-				cum[counterKey{k}] = c
-			}
-			// Every counter at every window end, as the aggregator writes
-			// its cumulative counters.
-			for k, c := range cum {
-				for i, name := range []string{"meshlens_rack_pair_probes_total", "meshlens_rack_pair_probes_lost_total"} {
-					ls := labels.FromStrings("__name__", name, "src_rack", k.pair.Src, "dst_rack", k.pair.Dst, "proto", aggregate.ProtoName(k.pair.Proto))
-					if _, err := app.Append(0, ls, at.UnixMilli(), c[i]); err != nil && appendErr == nil {
-						appendErr = err
-					}
-				}
-			}
-			if err := app.Commit(); err != nil && appendErr == nil {
-				appendErr = err
-			}
-			s := step{at: at}
-			for _, su := range suspects {
-				s.culprits = append(s.culprits, alert.Culprit{Element: su.Element, Kind: string(su.Kind), Symptom: string(su.Symptom),
-					Estimate: su.Estimate, Confidence: su.Confidence, At: at,
-					Evidence: fmt.Sprintf("%d anomalous of %.0f probes through it, from %d pairs", su.Evidence.Anomalous, su.Evidence.Probes, su.Evidence.Pairs)})
-			}
-			steps = append(steps, s)
+		Start:      base,
+		Appendable: st,
+		Observe: func(_ time.Duration, _ *aggregate.SealedWindow, v analyze.Verdict) {
+			steps = append(steps, step{at: v.End, culprits: analyze.Culprits(v)})
 		},
 	})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if appendErr != nil {
-		t.Fatal(appendErr)
 	}
 
 	// A real Alertmanager and a remediation webhook.
@@ -157,7 +125,7 @@ func TestScenarioAlertsAndRemediation(t *testing.T) {
 	}))
 	defer hook.Close()
 
-	board := alert.NewBoard(0.5, 30*time.Second)
+	board := analyze.NewCulpritBoard(sim.AggregateConfig(sc))
 	am, err := alert.NewAlertmanager("am", amURL, "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +166,7 @@ func TestScenarioAlertsAndRemediation(t *testing.T) {
 	}
 
 	// Phase 1: up to the end of the fault.
-	faultEnd := real(sim.Epoch.Add(5 * time.Minute))
+	faultEnd := real(5 * time.Minute)
 	i := 0
 	for ; i < len(steps) && !steps[i].at.After(faultEnd); i++ {
 		run(steps[i])
@@ -211,7 +179,7 @@ func TestScenarioAlertsAndRemediation(t *testing.T) {
 	if inc.Blamed == nil {
 		t.Fatalf("incident without culprit: %+v", inc)
 	}
-	onset := real(sim.Epoch.Add(2 * time.Minute))
+	onset := real(2 * time.Minute)
 	t.Logf("incident %s: first symptom %s after onset, detected %s after onset, blamed %s (%s, confidence %.2f)", inc.ID,
 		inc.Start.Sub(onset), inc.Detected.Sub(onset), inc.Blamed.Element, inc.Blamed.Symptom, inc.Blamed.Confidence)
 	if !strings.Contains(inc.Blamed.Element, "dc1-pod1-rack3-tor") {
