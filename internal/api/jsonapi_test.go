@@ -41,6 +41,13 @@ func (f *fakePairs) PairWindows(_ context.Context, q PairQuery) ([]PairWindow, e
 	return []PairWindow{{Start: q.Since, End: q.Since.Add(10 * time.Second), Proto: "tcp", Sent: 100, Lost: 1, LossRatio: 0.01, P50: 40e-6}}, nil
 }
 
+// fakeSuspects answers with the time it was asked about.
+type fakeSuspects struct{}
+
+func (fakeSuspects) SuspectsAt(at time.Time) any {
+	return map[string]any{"at": at, "suspects": []string{}}
+}
+
 func TestJSONAPI(t *testing.T) {
 	pairs := &fakePairs{}
 	ready := errors.New("replaying the results stream")
@@ -50,6 +57,7 @@ func TestJSONAPI(t *testing.T) {
 		Pinglists: fakePinglists{"dc1-pod1-rack1-h01": {Host: "dc1-pod1-rack1-h01", Version: 7, Peers: []pinglist.Peer{{Host: "dc1-pod1-rack1-h02", Addr: "127.0.0.2", Level: 1}}}},
 		Agents:    fakeAgents{{Host: "dc1-pod1-rack1-h01", State: "up", LastSeen: base}},
 		Pairs:     pairs,
+		Suspects:  fakeSuspects{},
 		Ready: func() error {
 			readyMu.Lock()
 			defer readyMu.Unlock()
@@ -73,6 +81,9 @@ func TestJSONAPI(t *testing.T) {
 		{"pairs with a bad since", call{path: "/api/v1/pairs", form: url.Values{"src": {"a"}, "dst": {"b"}, "since": {"soon"}}}, 400, `cannot parse \"soon\"`},
 		{"pairs over a huge range", call{path: "/api/v1/pairs", form: url.Values{"src": {"a"}, "dst": {"b"}, "since": {"0"}}}, 400, `exceeds the limit`},
 		{"pairs source failing", call{path: "/api/v1/pairs", form: url.Values{"src": {"dc1-pod1-rack1-h99"}, "dst": {"b"}}}, 422, `aggregator is restarting`},
+		{"latest suspects", call{path: "/api/v1/suspects"}, 200, `{"status":"success","data":{"at":"0001-01-01T00:00:00Z","suspects":[]}}`},
+		{"suspects at a time", call{path: "/api/v1/suspects", form: url.Values{"at": {"2026-01-01T00:00:10Z"}}}, 200, `"at":"2026-01-01T00:00:10Z"`},
+		{"suspects at a bad time", call{path: "/api/v1/suspects", form: url.Values{"at": {"10s"}}}, 400, `want an RFC3339 time`},
 		{"not ready", call{path: "/readyz"}, 503, "replaying the results stream"},
 		{"healthy", call{path: "/healthz"}, 200, "ok"},
 		{"no UI configured", call{path: "/index.html"}, 404, ""},
@@ -103,7 +114,7 @@ func TestJSONAPI(t *testing.T) {
 
 func TestUnavailableSources(t *testing.T) {
 	s := newTestServer(t, Config{AllowAnonymous: RoleViewer}, Sources{})
-	for _, path := range []string{"/api/v1/topology", "/api/v1/agents", "/api/v1/pinglists/h1", "/api/v1/pairs?src=a&dst=b", "/api/v1/query?query=1", "/api/v1/labels"} {
+	for _, path := range []string{"/api/v1/topology", "/api/v1/agents", "/api/v1/pinglists/h1", "/api/v1/pairs?src=a&dst=b", "/api/v1/suspects", "/api/v1/query?query=1", "/api/v1/labels"} {
 		code, body, _ := call{path: path}.do(t, s.url)
 		if code != http.StatusServiceUnavailable || !strings.Contains(body, `"errorType":"unavailable"`) {
 			t.Errorf("%s: %d %s, want 503 unavailable", path, code, body)
