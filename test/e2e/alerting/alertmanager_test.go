@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/meshlens/meshlens/internal/alert"
 	"github.com/meshlens/meshlens/internal/slo"
@@ -103,26 +102,14 @@ func TestAlertmanagerDelivery(t *testing.T) {
 	}
 	defer st.Close()
 	now := time.Now().Truncate(10 * time.Second)
-	// 10% of rack1->rack2 lost from 40 min ago until 5.5 min ago.
-	app := st.Appender(context.Background())
-	var probes, lost float64
-	for ts := now.Add(-2 * time.Hour); !ts.After(now); ts = ts.Add(10 * time.Second) {
-		probes += 100
+	// 10% of rack1->rack2 lost from 40 min ago until 5.5 min ago, through
+	// the aggregator's counters.
+	aggregateRackPair(t, st, "dc1-pod1-rack1", "dc1-pod1-rack2", now.Add(-2*time.Hour-10*time.Second), now, 10*time.Second, func(ts time.Time) (int, int) {
 		if ts.After(now.Add(-40*time.Minute)) && ts.Before(now.Add(-5*time.Minute-30*time.Second)) {
-			lost += 10
+			return 100, 10
 		}
-		for _, s := range []struct {
-			name string
-			v    float64
-		}{{"meshlens_rack_pair_probes_total", probes}, {"meshlens_rack_pair_probes_lost_total", lost}} {
-			if _, err := app.Append(0, labels.FromStrings("__name__", s.name, "src_rack", "dc1-pod1-rack1", "dst_rack", "dc1-pod1-rack2", "proto", "tcp"), ts.UnixMilli(), s.v); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := app.Commit(); err != nil {
-		t.Fatal(err)
-	}
+		return 100, 0
+	})
 
 	am, err := alert.NewAlertmanager("am", amURL, "http://meshlens.example/slos", nil)
 	if err != nil {
