@@ -80,8 +80,11 @@ type Analyzer struct {
 	pending        map[int64]*pendingWindow // by window start, Unix ns
 	lastSeen       map[int]int64            // each partition's latest window start delivered
 	localizedUntil int64                    // end of the last window localized or dropped (0: none yet)
-	traces         []bufferedTrace
-	lags           map[string]time.Duration
+	// traces wait for their window, by the start of the window their
+	// probe started in (Unix ns): a join takes whole buckets.
+	traces  map[int64][]localize.Trace
+	nTraces int
+	lags    map[string]time.Duration
 
 	histMu  sync.RWMutex
 	history []Verdict // the first localizer's, oldest first, bounded by Keep
@@ -90,12 +93,6 @@ type Analyzer struct {
 type pendingWindow struct {
 	start, end int64
 	halves     map[int]*aggregate.SealedWindow
-}
-
-// bufferedTrace is a resolved traced probe waiting for its window.
-type bufferedTrace struct {
-	start int64 // the probe's start, Unix ns
-	trace localize.Trace
 }
 
 // New returns an Analyzer over x (the topology's index) with nothing
@@ -132,7 +129,7 @@ func newAnalyzer(x *localize.Index, cfg Config, newLz func(string, *localize.Ind
 		cfg.MaxPending = DefaultMaxPending
 	}
 	a := &Analyzer{cfg: cfg, horizon: cfg.Localize.Horizon, newLz: newLz,
-		pending: map[int64]*pendingWindow{}, lastSeen: map[int]int64{}}
+		pending: map[int64]*pendingWindow{}, lastSeen: map[int]int64{}, traces: map[int64][]localize.Trace{}}
 	if a.horizon <= 0 {
 		a.horizon = defaultHorizon
 	}
@@ -168,8 +165,9 @@ func (a *Analyzer) Reindex(x *localize.Index) error {
 	for _, lz := range lzs {
 		a.names = append(a.names, lz.Name())
 	}
-	a.m.tracesExpired.Add(float64(len(a.traces)))
-	a.traces = nil
+	a.m.tracesExpired.Add(float64(a.nTraces))
+	clear(a.traces)
+	a.nTraces = 0
 	a.m.tracesBuffered.Set(0)
 	return nil
 }
@@ -316,24 +314,42 @@ func (a *Analyzer) takeReady(now time.Time) []ready {
 }
 
 // joinLocked takes the buffered traces whose probe started before p's end
-// and within the horizon; older ones expire.
+// and within the horizon; older ones expire. Windows are aligned to the
+// Unix epoch (the aggregator's), so whole buckets join or expire.
 func (a *Analyzer) joinLocked(p *pendingWindow) []localize.Trace {
 	oldest := p.start - int64(a.horizon-1)*int64(a.cfg.Window)
-	var joined []localize.Trace
-	kept := a.traces[:0]
-	for _, bt := range a.traces {
+	var starts []int64
+	for k, ts := range a.traces {
 		switch {
-		case bt.start >= p.end:
-			kept = append(kept, bt)
-		case bt.start < oldest:
-			a.m.tracesExpired.Inc()
+		case k >= p.end:
+			continue
+		case k < oldest:
+			a.m.tracesExpired.Add(float64(len(ts)))
+			a.nTraces -= len(ts)
+			delete(a.traces, k)
 		default:
-			joined = append(joined, bt.trace)
+			starts = append(starts, k)
 		}
 	}
-	clear(a.traces[len(kept):])
-	a.traces = kept
-	a.m.tracesBuffered.Set(float64(len(kept)))
+	sort.Slice(starts, func(i, j int) bool { return starts[i] < starts[j] })
+	var joined []localize.Trace
+	if len(starts) == 1 {
+		joined = a.traces[starts[0]] // the usual case: no copy
+	} else {
+		n := 0
+		for _, k := range starts {
+			n += len(a.traces[k])
+		}
+		joined = make([]localize.Trace, 0, n)
+		for _, k := range starts {
+			joined = append(joined, a.traces[k]...)
+		}
+	}
+	for _, k := range starts {
+		a.nTraces -= len(a.traces[k])
+		delete(a.traces, k)
+	}
+	a.m.tracesBuffered.Set(float64(a.nTraces))
 	return joined
 }
 
@@ -370,7 +386,8 @@ func (a *Analyzer) IngestPathReport(publisher string, rep *wire.PathReport, now 
 	a.mu.Unlock()
 	oldest := until - int64(a.horizon-1)*int64(a.cfg.Window)
 	future := now.UnixNano() + int64(a.cfg.Window)
-	batch := make([]bufferedTrace, 0, len(rep.Probes))
+	batch := make([]localize.Trace, 0, len(rep.Probes))
+	starts := make([]int64, 0, len(rep.Probes))
 	for i, p := range rep.Probes {
 		var reason string
 		var err error
@@ -390,7 +407,8 @@ func (a *Analyzer) IngestPathReport(publisher string, rep *wire.PathReport, now 
 			a.m.reject(localize.Reason(err))
 			return fmt.Errorf("analyze: path report of %q: probe %d: %w", rep.Agent, i, err)
 		}
-		batch = append(batch, bufferedTrace{start: p.StartUnixNano, trace: tr})
+		batch = append(batch, tr)
+		starts = append(starts, floorTo(p.StartUnixNano, int64(a.cfg.Window)))
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -398,13 +416,16 @@ func (a *Analyzer) IngestPathReport(publisher string, rep *wire.PathReport, now 
 		a.m.tracesExpired.Add(float64(len(batch)))
 		return nil
 	}
-	if len(a.traces)+len(batch) > a.cfg.MaxBufferedTraces {
+	if a.nTraces+len(batch) > a.cfg.MaxBufferedTraces {
 		a.m.reject(reasonBufferFull)
-		return fmt.Errorf("analyze: path report of %q: %d traced probes wait: %w", rep.Agent, len(a.traces), ErrBufferFull)
+		return fmt.Errorf("analyze: path report of %q: %d traced probes wait: %w", rep.Agent, a.nTraces, ErrBufferFull)
 	}
-	a.traces = append(a.traces, batch...)
+	for i, tr := range batch {
+		a.traces[starts[i]] = append(a.traces[starts[i]], tr)
+	}
+	a.nTraces += len(batch)
 	a.m.accepted.Inc()
-	a.m.tracesBuffered.Set(float64(len(a.traces)))
+	a.m.tracesBuffered.Set(float64(a.nTraces))
 	return nil
 }
 
@@ -447,4 +468,14 @@ func (a *Analyzer) SuspectsAt(t time.Time) any {
 		v.Suspects = []localize.Suspect{}
 	}
 	return v
+}
+
+// floorTo is the start of the window of width w holding t (Unix ns),
+// windows aligned to the epoch as the aggregator's are.
+func floorTo(t, w int64) int64 {
+	f := t - t%w
+	if t < 0 && t%w != 0 {
+		f -= w
+	}
+	return f
 }
