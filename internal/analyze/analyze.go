@@ -392,6 +392,8 @@ func (a *Analyzer) IngestPathReport(publisher string, rep *wire.PathReport, now 
 		var reason string
 		var err error
 		switch {
+		case p == nil:
+			reason, err = wire.Reason(wire.ErrInvalidField), wire.ErrInvalidField
 		case until > 0 && p.StartUnixNano < oldest:
 			reason, err = reasonTooOld, ErrTooOld
 		case p.StartUnixNano > future:
@@ -399,8 +401,7 @@ func (a *Analyzer) IngestPathReport(publisher string, rep *wire.PathReport, now 
 		}
 		if err != nil {
 			a.m.reject(reason)
-			return fmt.Errorf("analyze: path report of %q: probe %d to %s at %s: %w", rep.Agent, i, p.Dst,
-				time.Unix(0, p.StartUnixNano).UTC().Format(time.RFC3339), err)
+			return fmt.Errorf("analyze: path report of %q: probe %d: %w", rep.Agent, i, err)
 		}
 		tr, err := x.ResolveTrace(rep.Agent, p)
 		if err != nil {

@@ -423,3 +423,15 @@ func TestLocalizersSideBySide(t *testing.T) {
 		t.Error("unknown localizer accepted")
 	}
 }
+
+// TestUnvalidatedReport: a report handed over without the decoder's checks
+// (a nil probe) is refused, not a crash.
+func TestUnvalidatedReport(t *testing.T) {
+	a, _ := newTest(t, testIndex(t), Config{})
+	if err := a.IngestPathReport(src, &wire.PathReport{Agent: src, Probes: []*wire.TracedProbe{nil}}, win(0)); !errors.Is(err, wire.ErrInvalidField) {
+		t.Fatalf("err %v, want %v", err, wire.ErrInvalidField)
+	}
+	if n := testutil.ToFloat64(a.m.rejected.WithLabelValues("invalid_field")); n != 1 {
+		t.Errorf("rejected invalid_field %v, want 1", n)
+	}
+}
