@@ -1,0 +1,74 @@
+package sim
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshlens/meshlens/internal/aggregate"
+	"github.com/meshlens/meshlens/internal/analyze"
+)
+
+// TestRunGoesThroughStage2: a run's path reports reach the analyzer in
+// wire form and are all paths of the fabric (none refused), its windows
+// and verdicts come from the analyzer, every localizer's in order.
+func TestRunGoesThroughStage2(t *testing.T) {
+	sc, err := Parse("run.yaml", []byte(`
+name: run-stage2
+seed: 3
+topology: {generate: {dcs: 1, pods: 1, racks_per_pod: 4, hosts_per_rack: 4, leaves_per_pod: 2, spines: 2}}
+probing: {interval: 10s, protocols: [tcp]}
+duration: 2m
+background: {loss: 0.0001, latency: {base: 40us, jitter: 20us}}
+faults:
+  - {kind: link_loss, link: "dc1-pod1-rack2-tor--dc1-pod1-leaf1", rate: 0.2, at: 30s}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	var verdicts []analyze.Verdict
+	rep, err := Run(context.Background(), sc, Options{Registerer: reg,
+		Observe: func(_ time.Duration, w *aggregate.SealedWindow, v analyze.Verdict) {
+			if w == nil || !w.Start.Equal(v.Start) {
+				t.Errorf("verdict on %v observed with window %+v", v.Start, w)
+			}
+			verdicts = append(verdicts, v)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(verdicts) != 2*rep.Rounds {
+		t.Errorf("%d verdicts over %d rounds, want one per localizer and window", len(verdicts), rep.Rounds)
+	}
+	for i := 0; i+1 < len(verdicts); i += 2 {
+		if verdicts[i].Localizer != "meshlens" || verdicts[i+1].Localizer != "vote" || !verdicts[i].Start.Equal(verdicts[i+1].Start) {
+			t.Fatalf("verdicts %d, %d: %s on %v, %s on %v", i, i+1, verdicts[i].Localizer, verdicts[i].Start, verdicts[i+1].Localizer, verdicts[i+1].Start)
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted, rejected float64
+	var reasons []string
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "meshlens_path_reports_accepted_total":
+				accepted += m.GetCounter().GetValue()
+			case "meshlens_path_reports_rejected_total":
+				if v := m.GetCounter().GetValue(); v > 0 {
+					rejected += v
+					reasons = append(reasons, m.GetLabel()[0].GetValue())
+				}
+			}
+		}
+	}
+	if accepted == 0 || rejected != 0 {
+		t.Errorf("path reports: %v accepted, %v refused (%s); want some, none refused", accepted, rejected, strings.Join(reasons, ", "))
+	}
+}
