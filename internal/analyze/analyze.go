@@ -45,7 +45,7 @@ type Config struct {
 	// MaxBufferedTraces bounds the traced probes waiting for their window.
 	MaxBufferedTraces int
 	// StaleAfter: a window still waiting for a partition this long after
-	// its end is dropped; default six windows.
+	// an Advance first found it pending is dropped; default six windows.
 	StaleAfter time.Duration
 	// MaxPending windows may wait; beyond, the oldest is dropped.
 	MaxPending int
@@ -93,6 +93,10 @@ type Analyzer struct {
 type pendingWindow struct {
 	start, end int64
 	halves     map[int]*aggregate.SealedWindow
+	// waiting is when an Advance first found it pending (Unix ns, 0:
+	// not yet): staleness counts from then, not from the window's end,
+	// so a long --lateness does not make every window stale.
+	waiting int64
 }
 
 // New returns an Analyzer over x (the topology's index) with nothing
@@ -244,18 +248,18 @@ func (a *Analyzer) completeLocked(p *pendingWindow) bool {
 	return true
 }
 
-// ready is a complete window and the traces it takes.
+// ready is a complete window's halves and the traces it takes.
 type ready struct {
-	w      *aggregate.SealedWindow
+	halves []*aggregate.SealedWindow
 	traces []localize.Trace
 	lags   map[string]time.Duration
 }
 
 // Advance localizes every complete window, oldest first, with every
 // localizer, and returns the verdicts (window by window, localizers in
-// Config order); windows still waiting StaleAfter past their end are
-// dropped. An error names the windows a localizer failed on; the others'
-// verdicts are returned and recorded.
+// Config order); windows still waiting StaleAfter after an Advance first
+// found them pending are dropped. An error names the windows a localizer
+// failed on; the others' verdicts are returned and recorded.
 func (a *Analyzer) Advance(now time.Time) ([]Verdict, error) {
 	a.advMu.Lock()
 	defer a.advMu.Unlock()
@@ -263,15 +267,17 @@ func (a *Analyzer) Advance(now time.Time) ([]Verdict, error) {
 	var out []Verdict
 	var errs []error
 	for _, r := range todo {
+		// Merged outside the ingest lock: at 10,000 hosts it is not free.
+		w := aggregate.MergeWindows(r.halves...)
 		for i, lz := range a.lzs {
 			began := time.Now()
-			sus, err := lz.Localize(&localize.Window{Sealed: r.w, AgentLag: r.lags, Traces: r.traces})
+			sus, err := lz.Localize(&localize.Window{Sealed: w, AgentLag: r.lags, Traces: r.traces})
 			a.m.duration.WithLabelValues(lz.Name()).Observe(time.Since(began).Seconds())
 			if err != nil {
-				errs = append(errs, fmt.Errorf("analyze: window %s: %s: %w", r.w.Start.UTC().Format(time.RFC3339), lz.Name(), err))
+				errs = append(errs, fmt.Errorf("analyze: window %s: %s: %w", w.Start.UTC().Format(time.RFC3339), lz.Name(), err))
 				continue
 			}
-			v := Verdict{Localizer: lz.Name(), Start: r.w.Start, End: r.w.End, Suspects: sus}
+			v := Verdict{Localizer: lz.Name(), Start: w.Start, End: w.End, Suspects: sus}
 			if i == 0 {
 				a.m.suspects.Set(float64(len(sus)))
 				a.record(v)
@@ -282,16 +288,21 @@ func (a *Analyzer) Advance(now time.Time) ([]Verdict, error) {
 	return out, errors.Join(errs...)
 }
 
-// takeReady merges the complete windows and hands each the traces that
-// join it (see the package doc).
+// takeReady takes the complete windows' halves, in order, and the traces
+// that join each (see the package doc).
 func (a *Analyzer) takeReady(now time.Time) []ready {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	for _, p := range a.pending {
+		if p.waiting == 0 {
+			p.waiting = now.UnixNano()
+		}
+	}
 	var todo []ready
 	for len(a.pending) > 0 {
 		p := a.oldestPendingLocked()
 		if !a.completeLocked(p) {
-			if now.UnixNano() >= p.end+int64(a.cfg.StaleAfter) {
+			if now.UnixNano()-p.waiting >= int64(a.cfg.StaleAfter) {
 				a.dropLocked(p, dropStale)
 				continue
 			}
@@ -308,7 +319,7 @@ func (a *Analyzer) takeReady(now time.Time) []ready {
 		for i, part := range parts {
 			halves[i] = p.halves[part]
 		}
-		todo = append(todo, ready{w: aggregate.MergeWindows(halves...), traces: a.joinLocked(p), lags: a.lags})
+		todo = append(todo, ready{halves: halves, traces: a.joinLocked(p), lags: a.lags})
 	}
 	return todo
 }

@@ -265,8 +265,10 @@ func TestDroppedWindowExpiresTraces(t *testing.T) {
 	}
 	a.IngestWindow(0, half(0, 1))
 	// Partition 1 never speaks; window 0 goes stale.
-	if _, err := a.Advance(win(10)); err != nil {
-		t.Fatal(err)
+	for _, now := range []time.Time{win(1), win(10)} {
+		if _, err := a.Advance(now); err != nil {
+			t.Fatal(err)
+		}
 	}
 	a.IngestWindow(0, half(10, 1))
 	a.IngestWindow(1, half(10, 1))
@@ -433,5 +435,24 @@ func TestUnvalidatedReport(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(a.m.rejected.WithLabelValues("invalid_field")); n != 1 {
 		t.Errorf("rejected invalid_field %v, want 1", n)
+	}
+}
+
+// TestLongLatenessIsNotStale: staleness counts from when a window was
+// first found waiting, not from its end, so halves sealed long after the
+// window ended (a long --lateness) still merge.
+func TestLongLatenessIsNotStale(t *testing.T) {
+	a, rec := newTest(t, testIndex(t), Config{Partitions: []int{0, 1}})
+	late := 20 * width // far beyond StaleAfter (six windows)
+	a.IngestWindow(0, half(0, 1))
+	if _, err := a.Advance(win(1).Add(late)); err != nil {
+		t.Fatal(err)
+	}
+	a.IngestWindow(1, half(0, 2))
+	if _, err := a.Advance(win(1).Add(late + time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.got) != 1 || rec.got[0].sent != 3 {
+		t.Errorf("localized %+v, want window 0 with both halves", rec.got)
 	}
 }

@@ -23,8 +23,8 @@
 // that had results, and seals them in order, so a partition that moved past
 // a window without delivering it had nothing in it: its half is empty, and
 // the window is localized with the halves that exist. A window still
-// waiting for a partition StaleAfter past its end (a partition that stopped
-// sealing) is dropped and counted (meshlens_analyzer_windows_dropped_total
+// waiting for a partition StaleAfter after an Advance first found it pending (a
+// partition that stopped sealing) is dropped and counted (meshlens_analyzer_windows_dropped_total
 // {reason="stale"}), as is a half that arrives for a window already
 // localized or dropped (reason "late": an ingester re-sealing after a
 // restart) and the oldest waiting window when more than MaxPending wait
