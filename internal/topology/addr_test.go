@@ -2,9 +2,15 @@ package topology
 
 import (
 	"bytes"
+	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/meshlens/meshlens/internal/yamlfile"
 )
 
 func addressed(t *testing.T) *Topology {
@@ -266,6 +272,71 @@ func TestBadAddresses(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q\nwant it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestLoadRefusesUnboundedFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	huge := filepath.Join(dir, "huge.yaml")
+	f, err := os.Create(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sparse: the size is refused before a byte is read.
+	if err := f.Truncate(MaxFileBytes + 1); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	good := filepath.Join(dir, "good.yaml")
+	if err := os.WriteFile(good, []byte(addrFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		want error
+	}{
+		{fifo, yamlfile.ErrNotRegular},
+		{"/dev/zero", yamlfile.ErrNotRegular},
+		{huge, yamlfile.ErrTooLarge},
+		{good, nil},
+	} {
+		_, err := Load(tc.path)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("Load(%s) = %v, want %v", tc.path, err, tc.want)
+		}
+		if err != nil && !strings.Contains(err.Error(), tc.path) {
+			t.Errorf("error %q does not name the file", err)
+		}
+	}
+}
+
+func TestHostileNames(t *testing.T) {
+	huge := strings.Repeat("x", 1<<20)
+	for _, tc := range []struct{ name, from, to, want string }{
+		{"escaped NUL in a host name", "{name: h2,", `{name: "h\0",`, `lab.yaml:26: "h\x00" holds the control character U+0000`},
+		{"escaped NUL in the topology name", "name: lab", `name: "lab\0"`, `lab.yaml:1: "lab\x00" holds the control character U+0000`},
+		{"1 MB host name", "{name: h2,", "{name: " + huge + ",", "lab.yaml:26: hosts[1].name: name \"xxxx"},
+		{"1 MB rack", "rack: dc1-pod1-rack1}\n  - {name: h2", "rack: " + huge + "}\n  - {name: h2", "lab.yaml:25: hosts[0].rack: unknown rack \"xxx"},
+		{"1 MB link", "  - h2--dc1-pod1-rack1-tor", "  - h2--" + huge, "no host or switch named \"xxx"},
+		{"1 MB topology name", "name: lab", "name: " + huge, "lab.yaml:1: name: name \"xxx"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := strings.Replace(addrFile, tc.from, tc.to, 1)
+			if src == addrFile {
+				t.Fatalf("test edit %q did not apply", tc.from)
+			}
+			_, err := Parse("lab.yaml", []byte(src))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %.300v\nwant it to contain %q", err, tc.want)
+			}
+			if n := len(err.Error()); n > 2000 {
+				t.Fatalf("error of %d bytes echoes the value", n)
 			}
 		})
 	}

@@ -86,6 +86,11 @@ func (f *fileTopology) build(doc *yamlfile.Doc) (*Topology, error) {
 	p := doc.NewProblems()
 	at := yamlfile.Path
 	t := &Topology{Name: f.Name, ResponderPort: f.ResponderPort}
+	// The name is free text shown in the UI and logs; yamlfile refused
+	// control characters already.
+	if len(f.Name) > 200 {
+		p.Addf(at("name"), "name %s is longer than 200 bytes", yamlfile.Quote(f.Name))
+	}
 	if t.ResponderPort == 0 {
 		t.ResponderPort = DefaultResponderPort
 	}

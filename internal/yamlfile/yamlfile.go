@@ -29,10 +29,10 @@ var lineRE = regexp.MustCompile(`line (\d+): `)
 
 // Decode strictly decodes data (unknown keys, wrong types and trailing
 // documents are errors) into v and returns the document for line look-ups.
-// A scalar with a control character (other than tab and line breaks) or
-// invalid UTF-8 is an error too: no name, address or setting has one, and
-// an escaped NUL ("\0") would otherwise reach logs, metrics and file
-// names.
+// A scalar with a control character (other than tab and line breaks) is an
+// error too: no name, address or setting has one, and an escaped NUL
+// ("\0") would otherwise reach logs, metrics and file names. (yaml.v3
+// itself refuses invalid UTF-8 and escapes that would make it.)
 func Decode(file string, data []byte, v any) (*Doc, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
@@ -57,16 +57,13 @@ func Decode(file string, data []byte, v any) (*Doc, error) {
 }
 
 // checkScalars refuses the first scalar (key or value) holding a control
-// character or invalid UTF-8. yaml.v3 bounds the depth of what it parsed,
+// character. yaml.v3 bounds the depth of what it parsed,
 // so the recursion is bounded too.
 func checkScalars(file string, n *yaml.Node, depth int) error {
 	if n == nil || depth > 20000 {
 		return nil
 	}
 	if n.Kind == yaml.ScalarNode {
-		if !utf8.ValidString(n.Value) {
-			return fmt.Errorf("%s:%d: %s is not valid UTF-8", file, n.Line, Quote(n.Value))
-		}
 		for _, r := range n.Value {
 			if unicode.IsControl(r) && r != '\t' && r != '\n' && r != '\r' {
 				return fmt.Errorf("%s:%d: %s holds the control character %U", file, n.Line, Quote(n.Value), r)
