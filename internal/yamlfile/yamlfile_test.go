@@ -92,6 +92,9 @@ func TestProblemsPointAtFields(t *testing.T) {
 
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte("name: a\nitems: [{id: 1}]\n"))
+	f.Add([]byte("name: a\nitems:\n  - &one {id: 1}\n  - *one\n  - *two\n"))
+	f.Add([]byte("name: \"a\\0\"\n"))
+	f.Add([]byte("name: a\nx: [[[[[[[[\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var d doc
 		_, err := Decode("fuzz.yaml", data, &d)
