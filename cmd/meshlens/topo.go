@@ -70,8 +70,15 @@ func newTopoCheckCmd() *cobra.Command {
 					failed++
 					continue
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok: %d DCs, %d pods, %d racks, %d hosts, %d switches, %d links\n",
-					file, len(topo.DCs), len(topo.Pods), len(topo.Racks), len(topo.Hosts), len(topo.Switches), len(topo.Links))
+				addrs := 0
+				for _, s := range topo.Switches {
+					addrs += len(s.Interfaces)
+					if s.Loopback.IsValid() {
+						addrs++
+					}
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok: %d DCs, %d pods, %d racks, %d hosts, %d switches, %d links, %d switch addresses\n",
+					file, len(topo.DCs), len(topo.Pods), len(topo.Racks), len(topo.Hosts), len(topo.Switches), len(topo.Links), addrs)
 			}
 			if failed > 0 {
 				return fmt.Errorf("%d of %d topology files invalid", failed, len(args))

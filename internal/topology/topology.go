@@ -102,7 +102,7 @@ type Switch struct {
 
 // Interface is a switch's end of one link: the address a time-exceeded
 // answer carries when a probe arrives over the link from Peer (with
-// icmp_errors_use_inbound_ifaddr, as the lab sets it), so a traceroute hop
+// net.ipv4.icmp_errors_use_inbound_ifaddr=1 on a Linux router), so a hop
 // names both the switch and the link the probe came over.
 //
 // Addr's prefix length says how the link is configured:
