@@ -108,11 +108,16 @@ func oneLine(file string, data []byte, msg string) error {
 	return fmt.Errorf("%s: %s", file, shorten(msg))
 }
 
-func shorten(msg string) string {
-	if len(msg) <= maxMessage {
+// maxProblem bounds one semantic problem's text.
+const maxProblem = 1024
+
+func shorten(msg string) string { return shortenTo(msg, maxMessage) }
+
+func shortenTo(msg string, max int) string {
+	if len(msg) <= max {
 		return msg
 	}
-	cut := maxMessage
+	cut := max
 	for cut > 0 && !utf8.RuneStart(msg[cut]) {
 		cut--
 	}
@@ -278,7 +283,9 @@ func (p *Problems) Addf(path []any, format string, args ...any) {
 		file = p.doc.File
 	}
 	line := p.doc.Line(path...)
-	msg := fmt.Sprintf(format, args...)
+	// Callers should quote values with Quote; this bounds the ones that
+	// do not (a 1 MB name must not reach logs and API answers whole).
+	msg := shortenTo(fmt.Sprintf(format, args...), maxProblem)
 	var err error
 	if fp := FieldPath(path...); fp != "" {
 		err = fmt.Errorf("%s:%d: %s: %s", file, line, fp, msg)

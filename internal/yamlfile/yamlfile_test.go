@@ -85,6 +85,11 @@ func TestProblemsPointAtFields(t *testing.T) {
 	if got != want {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
 	}
+	long := f.NewProblems()
+	long.Addf(Path("name"), "name %q is wrong", strings.Repeat("x", 1<<20))
+	if msg := long.Err().Error(); len(msg) > 1100 || !strings.HasPrefix(msg, "f.yaml:1: name: name \"xxx") || !strings.HasSuffix(msg, "… (1048592 bytes)") {
+		t.Errorf("a problem echoing a 1 MB value is %d bytes: %.100s…%s", len(msg), msg, msg[len(msg)-30:])
+	}
 	if f.NewProblems().Err() != nil {
 		t.Fatal("no problems must be a nil error")
 	}
