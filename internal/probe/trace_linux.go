@@ -538,3 +538,10 @@ func (t *Tracer) routeSource(dst netip.AddrPort) (netip.Addr, error) {
 	}
 	return addrPortOf(sa).Addr(), nil
 }
+
+// Pending is the number of trace packets awaiting an answer.
+func (t *Tracer) Pending() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.inflight)
+}
