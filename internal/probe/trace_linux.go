@@ -36,6 +36,8 @@ const (
 	DefaultTraceConcurrency = 32
 )
 
+var errTracerClosed = errors.New("probe: tracer stopped")
+
 // ErrNoRawSocket is returned by NewTracer without CAP_NET_RAW.
 var ErrNoRawSocket = errors.New("probe: tracing needs raw sockets (root or CAP_NET_RAW)")
 
@@ -105,9 +107,12 @@ func (r TraceResult) HopStrings() []string {
 // them. Safe for concurrent use; Run must be running for answers to be
 // seen.
 type Tracer struct {
-	cfg      TracerConfig
+	cfg TracerConfig
+	// sockMu guards send and route against their closing: a closed
+	// descriptor number may already name another socket.
+	sockMu   sync.RWMutex
 	send     int
-	route    int // unconnected UDP socket: connect() asks the kernel's route source
+	route    int // UDP socket: connect() asks the kernel's route source
 	routeMu  sync.Mutex
 	icmp     *os.File
 	tcp      *os.File
@@ -256,6 +261,8 @@ func rawSocket(proto int, filter []bpf.Instruction, name string) (*os.File, erro
 }
 
 func (t *Tracer) closeSockets() {
+	t.sockMu.Lock()
+	defer t.sockMu.Unlock()
 	for _, fd := range []*int{&t.send, &t.route} {
 		if *fd >= 0 {
 			unix.Close(*fd)
@@ -515,7 +522,13 @@ func (t *Tracer) sendProbe(run *traceRun, proto uint8, src, dst [4]byte, flow Tr
 	t.inflight[k] = p
 	t.mu.Unlock()
 	sa := &unix.SockaddrInet4{Addr: dst}
-	if err := unix.Sendto(t.send, pkt, 0, sa); err != nil {
+	t.sockMu.RLock()
+	err := errTracerClosed
+	if t.send >= 0 {
+		err = unix.Sendto(t.send, pkt, 0, sa)
+	}
+	t.sockMu.RUnlock()
+	if err != nil {
 		t.mu.Lock()
 		delete(t.inflight, k)
 		t.mu.Unlock()
@@ -529,6 +542,11 @@ func (t *Tracer) sendProbe(run *traceRun, proto uint8, src, dst [4]byte, flow Tr
 func (t *Tracer) routeSource(dst netip.AddrPort) (netip.Addr, error) {
 	t.routeMu.Lock()
 	defer t.routeMu.Unlock()
+	t.sockMu.RLock()
+	defer t.sockMu.RUnlock()
+	if t.route < 0 {
+		return netip.Addr{}, errTracerClosed
+	}
 	if err := unix.Connect(t.route, &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().Unmap().As4()}); err != nil {
 		return netip.Addr{}, fmt.Errorf("probe: trace: no route to %v: %w", dst, err)
 	}
