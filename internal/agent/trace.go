@@ -210,36 +210,10 @@ func (a *Agent) observe(r *wire.ProbeResult) {
 	if !a.paths.enabled || (r.Protocol != wire.Protocol_PROTOCOL_TCP && r.Protocol != wire.Protocol_PROTOCOL_UDP) {
 		return
 	}
-	tp := &wire.TracedProbe{Dst: r.Dst, Protocol: r.Protocol, StartUnixNano: r.StartUnixNano, SrcPort: r.SrcPort, DstPort: r.DstPort}
-	trigger := ""
 	now := a.cfg.Clock.Now()
 	p := &a.paths
 	p.mu.Lock()
-	switch r.Outcome {
-	case wire.Outcome_OUTCOME_LOST:
-		trigger, tp.Lost = "lost", true
-		// A TCP connect that timed out lost its SYN retransmission too.
-		tp.BothLost = r.Protocol == wire.Protocol_PROTOCOL_TCP
-	case wire.Outcome_OUTCOME_SYN_RETRANSMIT:
-		trigger, tp.Lost = "lost", true
-	case wire.Outcome_OUTCOME_OK:
-		rtt := time.Duration(r.RttNs)
-		k := pairKey{r.Dst, r.Protocol}
-		pm := p.mins[k]
-		if pm == nil {
-			pm = &pairMin{rotated: now}
-			p.mins[k] = pm
-		}
-		if now.Sub(pm.rotated) > minRTTPeriod {
-			pm.prev, pm.cur, pm.rotated = pm.cur, 0, now
-		}
-		if m := pm.min(); m > 0 && rtt-m > max(slowMargin, m) {
-			trigger, tp.ExcessNs = "slow", int64(rtt-m)
-		}
-		if rtt > 0 && (pm.cur == 0 || rtt < pm.cur) {
-			pm.cur = rtt
-		}
-	}
+	trigger, tp := p.anomalyLocked(r, now)
 	if trigger == "" {
 		p.mu.Unlock()
 		return
@@ -248,10 +222,10 @@ func (a *Agent) observe(r *wire.ProbeResult) {
 	switch {
 	case p.noPriv:
 		skip = skipNoPrivilege
-	case p.tracer == nil:
-		skip = skipNoTracer
 	case !p.budget.Allow(now):
 		skip = skipBudget
+	case p.tracer == nil:
+		skip = skipNoTracer
 	}
 	p.mu.Unlock()
 	if skip != "" {
@@ -271,6 +245,44 @@ func (a *Agent) observe(r *wire.ProbeResult) {
 	default:
 		p.m.skipped.WithLabelValues(skipQueueFull).Inc()
 	}
+}
+
+// anomalyLocked says why r is traced ("lost", "slow"), or "" when it is
+// not, and starts the traced probe it would publish. It keeps the pair's
+// recent minimum RTT.
+func (p *paths) anomalyLocked(r *wire.ProbeResult, now time.Time) (string, *wire.TracedProbe) {
+	tp := &wire.TracedProbe{Dst: r.Dst, Protocol: r.Protocol, StartUnixNano: r.StartUnixNano, SrcPort: r.SrcPort, DstPort: r.DstPort}
+	switch r.Outcome {
+	case wire.Outcome_OUTCOME_LOST:
+		tp.Lost = true
+		// A TCP connect that timed out lost its SYN retransmission too.
+		tp.BothLost = r.Protocol == wire.Protocol_PROTOCOL_TCP
+		return "lost", tp
+	case wire.Outcome_OUTCOME_SYN_RETRANSMIT:
+		tp.Lost = true
+		return "lost", tp
+	case wire.Outcome_OUTCOME_OK:
+	default:
+		return "", nil // refused, error: the host answered or the probe never left
+	}
+	rtt := time.Duration(r.RttNs)
+	k := pairKey{r.Dst, r.Protocol}
+	pm := p.mins[k]
+	if pm == nil {
+		pm = &pairMin{rotated: now}
+		p.mins[k] = pm
+	}
+	if now.Sub(pm.rotated) > minRTTPeriod {
+		pm.prev, pm.cur, pm.rotated = pm.cur, 0, now
+	}
+	trigger := ""
+	if m := pm.min(); m > 0 && rtt-m > max(slowMargin, m) {
+		trigger, tp.ExcessNs = "slow", int64(rtt-m)
+	}
+	if rtt > 0 && (pm.cur == 0 || rtt < pm.cur) {
+		pm.cur = rtt
+	}
+	return trigger, tp
 }
 
 // forgetPairs drops the RTT minimums of pairs no longer probed.
