@@ -56,7 +56,7 @@ func run(t testing.TB, name string, args ...string) {
 	}
 }
 
-func newChain(t *testing.T) *chain {
+func newChain(t testing.TB) *chain {
 	t.Helper()
 	e2eutil.Require(t, "ip", "nft")
 	if os.Geteuid() != 0 {
@@ -154,7 +154,7 @@ type env struct {
 	ctx    context.Context
 }
 
-func newEnv(t *testing.T, hopTimeout time.Duration) *env {
+func newEnv(t testing.TB, hopTimeout time.Duration) *env {
 	c := newChain(t)
 	e := &env{chain: c, reg: prometheus.NewRegistry()}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -402,4 +402,31 @@ func spoofedTimeExceeded(proto wire.Protocol, sport, id uint16) []byte {
 	}
 	binary.BigEndian.PutUint16(m[2:4], ^uint16(sum))
 	return m
+}
+
+// BenchmarkTrace measures what one trace costs the tracing host: CPU
+// (user+system of this process, which also runs h2's responder: an upper
+// bound) and packets, tracing h1 -> h2 (3 hops, reached) over TCP and UDP.
+func BenchmarkTrace(b *testing.B) {
+	e := newEnv(b, time.Second)
+	for _, proto := range []wire.Protocol{wire.Protocol_PROTOCOL_TCP, wire.Protocol_PROTOCOL_UDP} {
+		b.Run(strings.ToLower(strings.TrimPrefix(proto.String(), "PROTOCOL_")), func(b *testing.B) {
+			var ru0, ru1 unix.Rusage
+			unix.Getrusage(unix.RUSAGE_SELF, &ru0)
+			packets := 0
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				res, err := e.trace(proto, uint16(40000+i%1000), h2, responderPort)
+				if err != nil || !res.Reached {
+					b.Fatalf("trace: %v reached=%v", err, res.Reached)
+				}
+				packets += res.Sent
+			}
+			b.StopTimer()
+			unix.Getrusage(unix.RUSAGE_SELF, &ru1)
+			cpu := time.Duration(ru1.Utime.Nano()-ru0.Utime.Nano()) + time.Duration(ru1.Stime.Nano()-ru0.Stime.Nano())
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/trace")
+			b.ReportMetric(float64(packets)/float64(b.N), "packets/trace")
+		})
+	}
 }
