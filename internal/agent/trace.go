@@ -188,18 +188,18 @@ func (a *Agent) startTracer(udp *probe.UDPProber) *probe.Tracer {
 		return nil
 	}
 	t, err := probe.NewTracer(probe.TracerConfig{MaxTTL: a.paths.maxTTL, UDPEcho: udp, Registerer: a.cfg.Registerer})
-	if err != nil {
+	if errors.Is(err, probe.ErrNoRawSocket) {
 		a.paths.mu.Lock()
 		first := !a.paths.noPriv
 		a.paths.noPriv = true
 		a.paths.mu.Unlock()
-		if errors.Is(err, probe.ErrNoRawSocket) {
-			if first {
-				a.log.Info("path discovery off: no raw sockets (run as root or grant CAP_NET_RAW); probing goes on", "err", err)
-			}
-		} else {
-			a.log.Error("path discovery off", "err", err)
+		if first {
+			a.log.Info("path discovery off: no raw sockets (run as root or grant CAP_NET_RAW); probing goes on", "err", err)
 		}
+		return nil
+	}
+	if err != nil {
+		a.log.Error("path discovery off until the probes restart", "err", err)
 		return nil
 	}
 	return t

@@ -199,3 +199,71 @@ func TestAgentTracesLostProbes(t *testing.T) {
 		t.Logf("metrics:\n%s", metrics)
 	}
 }
+
+// TestAgentWithoutRawSockets: the agent binary run without CAP_NET_RAW
+// (root with the capability dropped from its bounding set) says once, at
+// INFO, that it cannot trace, counts the probes it would have traced, and
+// keeps probing. Loopback only: the agent probes 127.0.0.2, where nothing
+// answers UDP, from its cached pinglist (no bus needed).
+func TestAgentWithoutRawSockets(t *testing.T) {
+	e2eutil.Require(t, "setpriv")
+	bin := e2eutil.Binary(t)
+	spool := filepath.Join(t.TempDir(), "spool")
+	if err := os.MkdirAll(spool, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	port := e2eutil.FreePort(t)
+	pl, err := pinglist.Encode(&pinglist.Pinglist{Host: "h1", Addr: "127.0.0.1", Version: 1, Generated: time.Now(),
+		Interval: pinglist.Duration(200 * time.Millisecond), Timeout: pinglist.Duration(100 * time.Millisecond), Protocols: []string{"udp"},
+		ResponderPort: port, Peers: []pinglist.Peer{{Host: "h2", Addr: "127.0.0.2"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"pinglist.json": pl, "fleet.key": key} {
+		if err := os.WriteFile(filepath.Join(spool, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
+	agent := e2eutil.Start(t, "agent h1 without CAP_NET_RAW", nil, "setpriv", "--bounding-set=-net_raw", "--inh-caps=-net_raw", "--",
+		bin, "agent", "--host", "h1", "--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", e2eutil.FreePort(t)),
+		"--spool-dir", spool, "--metrics-addr", metricsAddr)
+	e2eutil.WaitHTTP(t, "http://"+metricsAddr+"/metrics", 30*time.Second)
+	var metrics string
+	e2eutil.Eventually(t, 30*time.Second, 200*time.Millisecond, func() error {
+		out, err := e2eutil.Run(context.Background(), "curl", "-sf", "http://"+metricsAddr+"/metrics")
+		if err != nil {
+			return err
+		}
+		metrics = out
+		for _, re := range []string{
+			`meshlens_agent_probes_total\{outcome="OUTCOME_LOST",protocol="PROTOCOL_UDP"\} ([3-9]|\d\d)`,
+			`meshlens_agent_traces_skipped_total\{reason="no_privilege"\} ([3-9]|\d\d)`,
+			`meshlens_agent_tracing_enabled 0`,
+			`meshlens_agent_traces_started_total`,
+		} {
+			if re == `meshlens_agent_traces_started_total` {
+				if regexp.MustCompile(re + `\{[^}]*\} [1-9]`).MatchString(out) {
+					t.Fatalf("an agent without raw sockets started traces:\n%s", out)
+				}
+				continue
+			}
+			if !regexp.MustCompile(re).MatchString(out) {
+				return fmt.Errorf("no %s yet", re)
+			}
+		}
+		return nil
+	})
+	out, _ := e2eutil.Run(context.Background(), "curl", "-s", "-w", "%{http_code}", "http://"+metricsAddr+"/trace?dst=127.0.0.2")
+	if !strings.HasSuffix(out, "503") || !strings.Contains(out, "path discovery is off") {
+		t.Errorf("/trace without raw sockets: %q, want 503 saying path discovery is off", out)
+	}
+	agent.Stop(t)
+	logs := agent.Output()
+	if n := strings.Count(logs, "path discovery off: no raw sockets"); n != 1 || !strings.Contains(logs, "level=INFO msg=\"path discovery off") {
+		t.Errorf("the agent said %d times at INFO that it cannot trace, want once:\n%s", n, logs)
+	}
+	if t.Failed() {
+		t.Logf("metrics:\n%s", metrics)
+	}
+}
