@@ -40,6 +40,10 @@ const (
 // (not a well-formed IPv4 ICMP error, TCP or UDP answer); the tracer
 // counts them by these labels.
 const (
+	// DropLate: answers a trace packet already answered or given up on
+	// (a duplicate, a router slower than the timeout, the destination
+	// answering a TTL sent past it).
+	DropLate = "late"
 	// DropUnmatched: names no trace packet in flight (late, foreign, spoofed).
 	DropUnmatched = "unmatched"
 	// DropMismatched: names a packet in flight but quotes other contents

@@ -123,6 +123,46 @@ type Tracer struct {
 	m        *traceMetrics
 	mu       sync.Mutex
 	inflight map[traceKey]*tracePacket
+	// retired are packets answered or given up on in the last 10-20 s, in
+	// two generations: their late or duplicate answers (the destination
+	// answering TTLs sent past it, a router slower than the timeout) are
+	// counted as late, not as unmatched (which would look like spoofing).
+	retired, retiredPrev map[traceKey]retiredPacket
+	retiredAt            time.Time
+}
+
+type retiredPacket struct{ quoteCheck, replyCheck uint32 }
+
+const (
+	retiredPeriod = 10 * time.Second
+	maxRetired    = 1 << 14
+)
+
+// retireLocked ends a packet's wait for its answer.
+func (t *Tracer) retireLocked(k traceKey) {
+	p := t.inflight[k]
+	if p == nil {
+		return
+	}
+	delete(t.inflight, k)
+	now := time.Now()
+	if t.retired == nil || now.Sub(t.retiredAt) > retiredPeriod {
+		t.retiredPrev, t.retired, t.retiredAt = t.retired, make(map[traceKey]retiredPacket), now
+	}
+	if len(t.retired) < maxRetired {
+		t.retired[k] = retiredPacket{p.quoteCheck, p.replyCheck}
+	}
+}
+
+// wasRetiredLocked reports whether a answers a packet that was in flight a
+// moment ago (key and contents).
+func (t *Tracer) wasRetiredLocked(a traceAnswer) bool {
+	for _, m := range []map[traceKey]retiredPacket{t.retired, t.retiredPrev} {
+		if r, ok := m[a.key]; ok && ((a.reply && r.replyCheck == a.check) || (!a.reply && r.quoteCheck == a.check)) {
+			return true
+		}
+	}
+	return false
 }
 
 type tracePacket struct {
@@ -173,9 +213,9 @@ func NewTracer(cfg TracerConfig) (*Tracer, error) {
 		slots: make(chan struct{}, cfg.Concurrency), inflight: make(map[traceKey]*tracePacket),
 		m: &traceMetrics{dropped: register(cfg.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshlens_trace_answers_dropped_total",
-			Help: "Packets on the tracer's sockets that answered no trace packet in flight (malformed, unmatched, mismatched quoted header, unverified echo), by reason.",
+			Help: "Packets on the tracer's sockets that answered no trace packet in flight (malformed; late: answered or given up already; unmatched; mismatched quoted header; unverified echo), by reason.",
 		}, []string{"reason"}))}}
-	for _, r := range []string{DropMalformed, DropUnmatched, DropMismatched, DropUnverified} {
+	for _, r := range []string{DropMalformed, DropLate, DropUnmatched, DropMismatched, DropUnverified} {
 		t.m.dropped.WithLabelValues(r)
 	}
 	var err error
@@ -323,10 +363,14 @@ func (t *Tracer) deliver(a traceAnswer) {
 		}
 	}
 	if p == nil || want != a.check {
+		late := p == nil && t.wasRetiredLocked(a)
 		t.mu.Unlock()
-		if p == nil {
+		switch {
+		case late:
+			t.m.dropped.WithLabelValues(DropLate).Inc()
+		case p == nil:
 			t.m.dropped.WithLabelValues(DropUnmatched).Inc()
-		} else {
+		default:
 			t.m.dropped.WithLabelValues(DropMismatched).Inc()
 		}
 		return
@@ -336,7 +380,7 @@ func (t *Tracer) deliver(a traceAnswer) {
 		t.m.dropped.WithLabelValues(DropUnverified).Inc()
 		return
 	}
-	delete(t.inflight, a.key)
+	t.retireLocked(a.key)
 	t.mu.Unlock()
 	ev := traceEvent{ttl: p.ttl, from: netip.AddrFrom4(a.from)}
 	switch {
@@ -403,7 +447,7 @@ func (t *Tracer) Trace(ctx context.Context, flow TraceFlow, maxTTL int) (TraceRe
 		t.mu.Lock()
 		for ttl := 1; ttl <= maxTTL; ttl++ {
 			if !deadline[ttl].IsZero() {
-				delete(t.inflight, keys[ttl])
+				t.retireLocked(keys[ttl])
 			}
 		}
 		t.mu.Unlock()
@@ -454,7 +498,7 @@ func (t *Tracer) Trace(ctx context.Context, flow TraceFlow, maxTTL int) (TraceRe
 				t.mu.Lock()
 				for ttl := end + 1; ttl <= maxTTL; ttl++ {
 					if !deadline[ttl].IsZero() {
-						delete(t.inflight, keys[ttl])
+						t.retireLocked(keys[ttl])
 						deadline[ttl] = time.Time{}
 						inFlight--
 					}
@@ -465,7 +509,7 @@ func (t *Tracer) Trace(ctx context.Context, flow TraceFlow, maxTTL int) (TraceRe
 			t.mu.Lock()
 			for ttl := 1; ttl <= maxTTL; ttl++ {
 				if d := deadline[ttl]; !d.IsZero() && !d.After(now) {
-					delete(t.inflight, keys[ttl])
+					t.retireLocked(keys[ttl])
 					deadline[ttl] = time.Time{}
 					inFlight--
 				}

@@ -201,7 +201,8 @@ func TestDeliverMatches(t *testing.T) {
 		{name: "unknown flow", a: traceAnswer{from: trRouter, key: traceKey{ipid: 10}, check: 100, icmpType: icmpTimeExceeded}, reason: DropUnmatched},
 		{name: "time exceeded for run1", a: traceAnswer{from: trRouter, key: k1, check: 100, icmpType: icmpTimeExceeded},
 			run: run1, want: traceEvent{ttl: 1, from: netip.AddrFrom4(trRouter)}},
-		{name: "duplicate", a: traceAnswer{from: trRouter, key: k1, check: 100, icmpType: icmpTimeExceeded}, reason: DropUnmatched},
+		{name: "duplicate", a: traceAnswer{from: trRouter, key: k1, check: 100, icmpType: icmpTimeExceeded}, reason: DropLate},
+		{name: "spoofed after the answer: right key, wrong seq", a: traceAnswer{from: trRouter, key: k1, check: 7, icmpType: icmpTimeExceeded}, reason: DropUnmatched},
 		{name: "syn-ack for run2", a: traceAnswer{from: trDst, key: k2, check: 101, reply: true},
 			run: run2, want: traceEvent{ttl: 3, from: netip.AddrFrom4(trDst), reached: true}},
 	}
