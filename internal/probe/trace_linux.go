@@ -244,10 +244,13 @@ func NewTracer(cfg TracerConfig) (*Tracer, error) {
 	if t.icmp, err = rawSocket(unix.IPPROTO_ICMP, icmpFilter, "tracer-icmp"); err != nil {
 		return fail("icmp socket", err)
 	}
-	// TCP segments acknowledging a SYN of this tracer: the ack's high half
-	// is the tag (ipid, the low half, never reaches 0xffff, so no carry).
+	// SYN-ACKs and RSTs acknowledging a SYN of this tracer: the ack's high
+	// half is the tag (ipid, the low half, never reaches 0xffff, so no
+	// carry). Other segments of the host's connections stay off the socket.
 	tcpFilter := []bpf.Instruction{
 		bpf.LoadMemShift{Off: 0},
+		bpf.LoadIndirect{Off: 13, Size: 1},
+		bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: tcpFlagSYN | tcpFlagRST, SkipFalse: 4},
 		bpf.LoadIndirect{Off: 8, Size: 4},
 		bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 16},
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(t.tag), SkipFalse: 1},
