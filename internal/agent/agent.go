@@ -1,6 +1,7 @@
 // Package agent is the per-host runtime: it watches its pinglist on the
 // bus, runs the responder and the probes, batches the results, spools
-// them to disk and publishes them to JetStream exactly once.
+// them to disk and publishes them to JetStream exactly once. It traces
+// the paths of lost and slow probes and publishes them, best effort.
 //
 // It imports probe, wire, bus names, pinglist and clock; nothing from the
 // server side.
