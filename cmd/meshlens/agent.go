@@ -46,6 +46,9 @@ func newAgentCmd() *cobra.Command {
 			cfg.Logger = logger.With("host", cfg.Host)
 			cfg.Registerer = reg
 			cfg.Version = version
+			if cfg.TraceRate <= 0 {
+				cfg.TraceRate = -1 // the flag's 0 is "off", the Config's "default"
+			}
 			if err := sec.apply(&cfg); err != nil {
 				return err
 			}
@@ -73,7 +76,7 @@ func newAgentCmd() *cobra.Command {
 	f.IntVar(&cfg.BatchMaxResults, "batch-max-results", 5000, "seal a batch at this many results")
 	f.DurationVar(&cfg.BatchMaxAge, "batch-max-age", 5*time.Second, "seal a batch at this age")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve the agent's own metrics at http://ADDR/metrics, and on-demand traces at /trace (meshlens trace)")
-	f.Float64Var(&cfg.TraceRate, "trace-rate", agent.DefaultTraceRate, "path discovery budget: traces of lost or slow probes per second (negative: no tracing)")
+	f.Float64Var(&cfg.TraceRate, "trace-rate", agent.DefaultTraceRate, "path discovery budget: traces of lost or slow probes per second (0: no tracing)")
 	f.IntVar(&cfg.TraceBurst, "trace-burst", agent.DefaultTraceBurst, "path discovery budget: traces at once after a quiet spell")
 	f.IntVar(&cfg.TraceMaxTTL, "trace-max-ttl", probe.DefaultTraceMaxTTL, "highest TTL a trace sends: the fabric's diameter in hops (host to host)")
 	f.DurationVar(&cfg.TraceFlush, "trace-flush", agent.DefaultTraceFlush, "publish traced probes this often")
