@@ -137,10 +137,16 @@ func requestTrace(ctx context.Context, base string, q url.Values) (agent.TraceRe
 // hopName names one hop address from the topology: the host owning it.
 // (At merge with the switch addresses: t.ElementByAddr, switches too.)
 func hopName(t *topology.Topology, a netip.Addr) (string, bool) {
-	if h := t.HostByAddr(a); h != nil {
-		return h.Name, true
+	el, peer, ok := t.ElementByAddr(a)
+	switch {
+	case !ok:
+		return "", false
+	case peer != "":
+		// An interface address: the hop is the element, reached over the
+		// link from peer (routers answer from the interface a probe came in on).
+		return el + " (over " + peer + "->" + el + ")", true
 	}
-	return "", false
+	return el, true
 }
 
 // hopNames names each hop; "" where the topology does not know it.
