@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -162,4 +161,3 @@ func nsExists(name string) bool {
 	return err == nil
 }
 
-func itoa(i int) string { return strconv.Itoa(i) }

@@ -229,10 +229,25 @@ type probeResult struct {
 	RTT      time.Duration
 }
 
+// probeBatch bounds the datagrams in flight at once, so that a burst
+// never overflows a socket buffer: lost must mean the fault dropped it.
+const probeBatch = 100
+
 // probe sends one UDP datagram per source port from host's namespace to
 // dst (each its own flow, so ECMP spreads them) and waits up to timeout
 // for each echo. Port 0 means an ephemeral port.
 func (l *Lab) probe(t *testing.T, host string, dst netip.AddrPort, ports []int, timeout time.Duration) []probeResult {
+	t.Helper()
+	var out []probeResult
+	for len(ports) > 0 {
+		n := min(len(ports), probeBatch)
+		out = append(out, l.probeOnce(t, host, dst, ports[:n], timeout)...)
+		ports = ports[n:]
+	}
+	return out
+}
+
+func (l *Lab) probeOnce(t *testing.T, host string, dst netip.AddrPort, ports []int, timeout time.Duration) []probeResult {
 	t.Helper()
 	src := l.hostAddr(t, host)
 	conns := make([]*net.UDPConn, 0, len(ports))
@@ -361,7 +376,7 @@ func (l *Lab) eventuallyLoss(t *testing.T, what string, host string, dst netip.A
 	t.Helper()
 	var loss float64
 	e2eutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
-		loss = lossOf(l.probe(t, host, dst, make([]int, n), 300*time.Millisecond))
+		loss = lossOf(l.probe(t, host, dst, make([]int, n), time.Second))
 		if !ok(loss) {
 			return fmt.Errorf("%s: loss %.3f", what, loss)
 		}

