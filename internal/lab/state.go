@@ -160,4 +160,3 @@ func nsExists(name string) bool {
 	_, err := os.Stat(filepath.Join(netnsDir, name))
 	return err == nil
 }
-
