@@ -203,9 +203,9 @@ func (l *Lab) up(ctx context.Context, cfg Config) error {
 		return err
 	}
 	s.UIURL = "http://" + cfg.UIAddr + "/"
-	server := s.Procs[len(s.Procs)-2]
-	if err := waitHTTP(ctx, s.UIURL+"readyz", time.Minute, server.alive); err != nil {
-		return fmt.Errorf("lab: server not ready through %s: %w (log: %s)", s.UIURL, err, filepath.Join(s.Dir, "logs", "server.log"))
+	server, forward := s.Procs[len(s.Procs)-2], s.Procs[len(s.Procs)-1]
+	if err := waitHTTP(ctx, s.UIURL+"readyz", time.Minute, func() bool { return server.alive() && forward.alive() }); err != nil {
+		return fmt.Errorf("lab: server not ready through %s: %w (logs: %s, %s)", s.UIURL, err, server.Log, forward.Log)
 	}
 	if cfg.Agents {
 		for _, h := range p.Topo.Hosts {
@@ -655,7 +655,7 @@ func waitHTTP(ctx context.Context, url string, total time.Duration, running func
 	var last error
 	for time.Now().Before(deadline) {
 		if !running() {
-			return errors.New("the server exited")
+			return errors.New("the server or the UI forwarder exited")
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
