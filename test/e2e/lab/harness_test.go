@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -220,6 +221,66 @@ func (l *Lab) echo(t *testing.T, host string) netip.AddrPort {
 		}
 	}()
 	return ap
+}
+
+// sink runs a TCP server in host's namespace that reads a stream to its
+// end and answers with the byte count it read.
+func (l *Lab) sink(t *testing.T, host string, port uint16) netip.AddrPort {
+	t.Helper()
+	ap := netip.AddrPortFrom(l.hostAddr(t, host), port)
+	var ln *net.TCPListener
+	if err := lab.InNetns(l.NS(host), func() error {
+		var err error
+		ln, err = net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(ap))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.AcceptTCP()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(time.Minute))
+				n, _ := io.Copy(io.Discard, c)
+				fmt.Fprintf(c, "%d", n)
+			}()
+		}
+	}()
+	return ap
+}
+
+// send streams size bytes from host's namespace to a sink and returns the
+// count the sink read.
+func (l *Lab) send(t *testing.T, host string, dst netip.AddrPort, size int) (int64, error) {
+	t.Helper()
+	var c *net.TCPConn
+	if err := lab.InNetns(l.NS(host), func() error {
+		var err error
+		c, err = net.DialTCP("tcp4", nil, net.TCPAddrFromAddrPort(dst))
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Minute))
+	if _, err := c.Write(make([]byte, size)); err != nil {
+		return 0, err
+	}
+	if err := c.CloseWrite(); err != nil {
+		return 0, err
+	}
+	reply, err := io.ReadAll(c)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	_, err = fmt.Sscan(string(reply), &n)
+	return n, err
 }
 
 // probeResult is one UDP round trip.

@@ -116,6 +116,7 @@ func TestLab(t *testing.T) {
 	})
 
 	dst := l.echo(t, far)
+	sinkAddr := l.sink(t, far, 7701)
 
 	t.Run("flows of one pair take both spines", func(t *testing.T) {
 		counts := l.spineCounters(t, []string{spine1, spine2})
@@ -237,6 +238,13 @@ func TestLab(t *testing.T) {
 		t.Logf("link_latency 20ms: %d/100 round trips answered, RTT min %v, median %v, max %v", len(rtts), rtts[0], rtts[len(rtts)/2], rtts[len(rtts)-1])
 		if rtts[0] < 40*time.Millisecond {
 			t.Errorf("RTT %v: the relay adds 20ms each way, so at least 40ms", rtts[0])
+		}
+		// A TCP stream crosses the relay whole: the host's stack hands it
+		// segmentation-offloaded frames larger than the MTU, which the relay
+		// must pass on as such.
+		const size = 8 << 20
+		if got, err := l.send(t, h1, sinkAddr, size); err != nil || got != size {
+			t.Errorf("TCP stream of %d bytes through the relay: sink read %d (%v)", size, got, err)
 		}
 		l.refresh(t)
 		if len(l.Status.Procs) == 0 || !strings.HasPrefix(l.Status.Procs[len(l.Status.Procs)-1].Name, "relay ") || !l.Status.Procs[len(l.Status.Procs)-1].Running {
