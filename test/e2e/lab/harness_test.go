@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/meshlens/meshlens/internal/lab"
 	"github.com/meshlens/meshlens/test/e2e/e2eutil"
 )
@@ -466,4 +468,62 @@ func (l *Lab) WaitBlamed(t *testing.T, element string, within time.Duration) map
 		return nil
 	})
 	return doc
+}
+
+// hop sends one UDP datagram from host to dst with the given source port
+// and TTL, and returns the address that answered time-exceeded (read from
+// the socket's error queue, as a Paris traceroute does), or an invalid
+// address when none answered within a second.
+func (l *Lab) hop(t *testing.T, host string, dst netip.AddrPort, sport, ttl int) netip.Addr {
+	t.Helper()
+	src := l.hostAddr(t, host)
+	var fd int
+	if err := lab.InNetns(l.NS(host), func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	for _, o := range [][2]int{{unix.IP_RECVERR, 1}, {unix.IP_TTL, ttl}} {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, o[0], o[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: src.As4(), Port: sport}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Sendto(fd, []byte("hop"), 0, &unix.SockaddrInet4{Addr: dst.Addr().As4(), Port: int(dst.Port())}); err != nil {
+		t.Fatal(err)
+	}
+	var from netip.Addr
+	deadline := time.Now().Add(time.Second)
+	buf, oob := make([]byte, 512), make([]byte, 512)
+	for !from.IsValid() && time.Now().Before(deadline) {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLERR}}
+		if n, _ := unix.Poll(pfd, 100); n <= 0 {
+			continue
+		}
+		_, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+		if err != nil {
+			continue
+		}
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			// sock_extended_err (16 bytes: errno, origin, type, code, pad,
+			// info, data), then the offender's sockaddr_in.
+			if m.Header.Level != unix.IPPROTO_IP || m.Header.Type != unix.IP_RECVERR || len(m.Data) < 16+8 {
+				continue
+			}
+			origin, icmpType := m.Data[4], m.Data[5]
+			if origin == unix.SO_EE_ORIGIN_ICMP && icmpType == 11 {
+				from = netip.AddrFrom4([4]byte(m.Data[16+4 : 16+8]))
+			}
+		}
+	}
+	return from
 }

@@ -22,7 +22,9 @@ import (
 // The fabric of the suite: 2 spines, 2 pods of 2 leaves, 4 racks of 3
 // hosts, with the server and an agent per host.
 var fabric = []string{"--dcs", "1", "--pods", "2", "--leaves-per-pod", "2", "--spines", "2", "--racks-per-pod", "2", "--hosts-per-rack", "3",
-	"--server-arg=--probe-interval=2s", "--server-arg=--probe-timeout=1s"}
+	"--server-arg=--probe-interval=2s", "--server-arg=--probe-timeout=1s",
+	// Every time-exceeded answered: the traceroute test counts on it.
+	"--icmp-ratelimit", "0"}
 
 const (
 	h1     = "dc1-pod1-rack1-h01" // the source of most measurements
@@ -131,6 +133,31 @@ func TestLab(t *testing.T) {
 		}
 		if got[spine1] < 10 || got[spine2] < 10 {
 			t.Errorf("flows not spread over the spines: %v", got)
+		}
+	})
+
+	t.Run("traceroute names the interface each probe arrived on", func(t *testing.T) {
+		plan := l.plan(t)
+		for _, sport := range []int{40000, 40001, 40002, 40003} {
+			path := []string{h1}
+			for ttl := 1; ttl <= 5; ttl++ {
+				addr := l.hop(t, h1, dst, sport, ttl)
+				prev := path[len(path)-1]
+				var at string
+				for _, n := range plan.Topo.Neighbors(prev) {
+					if a, ok := plan.InterfaceAddr(n, prev); ok && a == addr {
+						at = n
+					}
+				}
+				if at == "" {
+					t.Fatalf("sport %d TTL %d: answer from %v, which is no interface of a neighbour of %s facing it (path so far %v)", sport, ttl, addr, prev, path)
+				}
+				path = append(path, at)
+			}
+			t.Logf("sport %d: %s", sport, strings.Join(path, " > "))
+			if path[1] != tor1 || path[5] != "dc1-pod2-rack1-tor" || !strings.HasPrefix(path[3], "dc1-spine") {
+				t.Errorf("sport %d: path %v is not h1 > its ToR > a leaf > a spine > a leaf > the far ToR", sport, path)
+			}
 		}
 	})
 
@@ -255,15 +282,7 @@ func TestLab(t *testing.T) {
 		// The link is one veth pair again, its ends in h1's and the ToR's
 		// namespaces (RTTs are not compared: on a loaded machine they say
 		// more about the scheduler than about the link).
-		topo, err := topology.Load(filepath.Join(l.Dir, "topology.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		plan, err := lab.NewPlan(l.ID, topo)
-		if err != nil {
-			t.Fatal(err)
-		}
-		i, _, err := plan.HostUplink(h1)
+		i, _, err := l.plan(t).HostUplink(h1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -303,6 +322,20 @@ func TestLab(t *testing.T) {
 			t.Errorf("spine1 ruleset changed:\n%s\n->\n%s", before, after)
 		}
 	})
+}
+
+// plan is the lab's address plan, from the topology it was built with.
+func (l *Lab) plan(t *testing.T) *lab.Plan {
+	t.Helper()
+	topo, err := topology.Load(filepath.Join(l.Dir, "topology.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := lab.NewPlan(l.ID, topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func nftRuleset(t *testing.T, ns string) string {
