@@ -71,12 +71,14 @@ func Up(ctx context.Context, cfg Config) (*State, error) {
 	if old, err := loadState(dir); err != nil {
 		return nil, err
 	} else if old != nil {
-		if old.Ready && old.ID == cfg.ID {
+		if old.Ready && old.ID == cfg.ID && old.intact() {
 			if cfg.Out != nil {
 				fmt.Fprintf(cfg.Out, "lab %s is already up in %s\n", old.ID, dir)
 			}
 			return old, nil
 		}
+		// A crashed up, a lab partly gone (a reboot, a killed server) or
+		// another id: what remains of it goes before the new lab is built.
 		if err := teardown(old, cfg.Out); err != nil {
 			return nil, err
 		}
@@ -279,6 +281,21 @@ func (l *Lab) start(name, ns string, args ...string) error {
 	s.Procs = append(s.Procs, Proc{Name: name, NS: ns, Pid: cmd.Process.Pid, Marker: s.Dir, Log: logFile})
 	go func() { _ = cmd.Wait() }() // reap it if it dies while we run
 	return s.save()
+}
+
+// intact says whether every namespace and process of the lab is there.
+func (s *State) intact() bool {
+	for _, ns := range s.Namespaces {
+		if !nsExists(ns) {
+			return false
+		}
+	}
+	for _, p := range s.Procs {
+		if !p.alive() {
+			return false
+		}
+	}
+	return true
 }
 
 // Down removes what the lab in dir created: its processes (by pid), then
