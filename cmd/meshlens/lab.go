@@ -110,7 +110,7 @@ meshlens lab %s is up (%d hosts, %d switches; state in %s)
 	f.StringVar(&cfg.Dir, "dir", defaultLabDir, "the lab's directory: state, logs, server data")
 	f.StringVar(&cfg.ID, "id", "ml", "prefix of the lab's namespace names (1-8 lower-case letters and digits)")
 	f.StringVar(&topoFile, "topology", "", "topology file (hosts in 198.18.0.0/16); default: generated from the topo gen flags")
-	f.StringVar(&cfg.UIAddr, "ui-addr", "127.0.0.1:9790", "loopback address the UI is forwarded to")
+	f.StringVar(&cfg.UIAddr, "ui-addr", "127.0.0.1:9790", "loopback address the UI is forwarded to (port 0: any free port)")
 	f.BoolVar(&cfg.Agents, "agents", true, "start a real agent in every host namespace")
 	f.IntVar(&cfg.ICMP.RatelimitMS, "icmp-ratelimit", 1000, "net.ipv4.icmp_ratelimit in every namespace (ms between ICMP errors per target; 0: no limit)")
 	f.IntVar(&cfg.ICMP.MsgsPerSec, "icmp-msgs-per-sec", 1000, "net.ipv4.icmp_msgs_per_sec in every namespace")
@@ -320,6 +320,7 @@ func newLabForwardCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			fw.Ready = func(addr string) { fmt.Fprintln(cmd.ErrOrStderr(), lab.ForwardingLine(addr)) }
 			return fw.Run(ctx)
 		},
 	}

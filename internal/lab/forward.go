@@ -17,13 +17,26 @@ type Forwarder struct {
 	Listen string // e.g. 127.0.0.1:9790
 	NS     string
 	To     string // e.g. 198.19.128.1:9780
+	// Ready, if set, is called with the address listened on (Listen may
+	// ask for port 0).
+	Ready func(addr string)
 }
+
+// forwardingPrefix starts the line `meshlens lab forward` prints when it
+// listens; the lab reads the address from it.
+const forwardingPrefix = "forwarding "
+
+// ForwardingLine is that line for addr.
+func ForwardingLine(addr string) string { return forwardingPrefix + addr }
 
 // Run forwards until ctx ends.
 func (f *Forwarder) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", f.Listen)
 	if err != nil {
 		return fmt.Errorf("lab: forward: %w", err)
+	}
+	if f.Ready != nil {
+		f.Ready(ln.Addr().String())
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()

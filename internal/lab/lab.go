@@ -204,8 +204,13 @@ func (l *Lab) up(ctx context.Context, cfg Config) error {
 	if err := l.start("ui-forward", "", "lab", "forward", "--dir", s.Dir, "--netns", p.MgmtNS(), "--listen", cfg.UIAddr, "--to", mgmtHTTP); err != nil {
 		return err
 	}
-	s.UIURL = "http://" + cfg.UIAddr + "/"
-	server, forward := s.Procs[len(s.Procs)-2], s.Procs[len(s.Procs)-1]
+	forward := s.Procs[len(s.Procs)-1]
+	line, err := waitLogLine(ctx, forward, forwardingPrefix, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	s.UIURL = "http://" + strings.TrimPrefix(line, forwardingPrefix) + "/"
+	server := s.Procs[len(s.Procs)-2]
 	if err := waitHTTP(ctx, s.UIURL+"readyz", time.Minute, func() bool { return server.alive() && forward.alive() }); err != nil {
 		return fmt.Errorf("lab: server not ready through %s: %w (logs: %s, %s)", s.UIURL, err, server.Log, forward.Log)
 	}
@@ -528,7 +533,7 @@ func (l *Lab) splice(ctx context.Context, f Fault) error {
 	if err := s.save(); err != nil {
 		return err
 	}
-	if err := waitLogLine(ctx, relay, relayReady, 10*time.Second); err != nil {
+	if _, err := waitLogLine(ctx, relay, relayReady, 10*time.Second); err != nil {
 		return err
 	}
 	for _, e := range []string{a, b} {
@@ -569,20 +574,23 @@ func (l *Lab) unsplice(ctx context.Context, link string) error {
 	return nil
 }
 
-// waitLogLine polls a started process's log until it holds line.
-func waitLogLine(ctx context.Context, p Proc, line string, total time.Duration) error {
+// waitLogLine polls a started process's log until a line starts with
+// prefix, and returns that line.
+func waitLogLine(ctx context.Context, p Proc, prefix string, total time.Duration) (string, error) {
 	deadline := time.Now().Add(total)
 	for {
 		data, _ := os.ReadFile(p.Log)
-		if bytes.Contains(data, []byte(line)) {
-			return nil
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(line, prefix) {
+				return line, nil
+			}
 		}
 		if !p.alive() || time.Now().After(deadline) {
-			return fmt.Errorf("lab: %s did not start: %s", p.Name, bytes.TrimSpace(data))
+			return "", fmt.Errorf("lab: %s did not start: %s", p.Name, bytes.TrimSpace(data))
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return "", ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

@@ -108,7 +108,7 @@ func upLab(t *testing.T, args ...string) *Lab {
 			}
 		}
 	})
-	out, err := l.run(append([]string{"up", "--id", l.ID, "--ui-addr", fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))}, args...)...)
+	out, err := l.run(append([]string{"up", "--id", l.ID, "--ui-addr", "127.0.0.1:0"}, args...)...)
 	if err != nil {
 		t.Fatalf("lab up: %v\n%s", err, out)
 	}
