@@ -51,9 +51,11 @@ func newLabUpCmd() *cobra.Command {
 	// nothing but a host range of its own.
 	gen := newTopoGenCmd()
 	gf := gen.Flags()
-	if f := gf.Lookup("base-addr"); f != nil {
-		_ = f.Value.Set(lab.DefaultHostBase)
-		f.DefValue = lab.DefaultHostBase
+	for name, def := range map[string]string{"base-addr": lab.DefaultHostBase, "switch-base-addr": lab.DefaultSwitchBase} {
+		if f := gf.Lookup(name); f != nil {
+			_ = f.Value.Set(def)
+			f.DefValue = def
+		}
 	}
 	cmd := &cobra.Command{
 		Use:   "up [--topology FILE | topo gen flags]",

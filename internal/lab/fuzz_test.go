@@ -27,7 +27,7 @@ func FuzzResolve(f *testing.F) {
 	} {
 		f.Add(s.kind, s.element, s.dir, s.rate)
 	}
-	topo, err := topology.Generate(topology.GenSpec{DCs: 1, Pods: 2, RacksPerPod: 2, HostsPerRack: 2, LeavesPerPod: 2, Spines: 2, BaseAddr: DefaultHostBase})
+	topo, err := topology.Generate(topology.GenSpec{DCs: 1, Pods: 2, RacksPerPod: 2, HostsPerRack: 2, LeavesPerPod: 2, Spines: 2, BaseAddr: DefaultHostBase, SwitchBaseAddr: DefaultSwitchBase})
 	if err != nil {
 		f.Fatal(err)
 	}

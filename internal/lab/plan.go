@@ -20,7 +20,7 @@ import (
 )
 
 // The lab's address ranges, all inside 198.18.0.0/15 (RFC 2544 benchmarking):
-// hosts in 198.18.0.0/16, one /31 per fabric link from 198.19.0.0/17, and
+// hosts in 198.18.0.0/16, switch addresses (the topology's) in 198.19.0.0/17, and
 // the management network 198.19.128.0/17, which no fabric route covers.
 var (
 	HostPrefix = netip.MustParsePrefix("198.18.0.0/16")
@@ -30,8 +30,12 @@ var (
 	MgmtServerAddr = netip.MustParseAddr("198.19.128.1")
 )
 
-// DefaultHostBase is where generated lab topologies start numbering hosts.
-const DefaultHostBase = "198.18.0.1"
+// DefaultHostBase is where generated lab topologies start numbering hosts,
+// DefaultSwitchBase their switch addresses (topo gen --switch-base-addr).
+const (
+	DefaultHostBase   = "198.18.0.1"
+	DefaultSwitchBase = "198.19.0.0"
+)
 
 // maxLinks is how many /31s LinkPrefix holds.
 const maxLinks = 1 << 14
@@ -68,6 +72,19 @@ func NewPlan(id string, t *topology.Topology) (*Plan, error) {
 	for i, l := range t.Links {
 		p.links[[2]string{l.A, l.B}] = i
 		p.links[[2]string{l.B, l.A}] = i
+	}
+	// Switches answer traceroute from their interface addresses, and the
+	// server maps those back to links: they must be the topology's own.
+	for _, sw := range t.Switches {
+		for _, n := range t.Neighbors(sw.Name) {
+			in, ok := sw.Interface(n)
+			switch {
+			case !ok:
+				return nil, fmt.Errorf("lab: switch %s has no address facing %s: the lab needs the topology's switch addresses (generate with --switch-base-addr %s)", sw.Name, n, DefaultSwitchBase)
+			case !LinkPrefix.Contains(in.Addr.Addr()):
+				return nil, fmt.Errorf("lab: switch %s address %s facing %s is outside the lab's link range %s", sw.Name, in.Addr.Addr(), n, LinkPrefix)
+			}
+		}
 	}
 	return p, nil
 }
@@ -119,28 +136,19 @@ func (p *Plan) LinkIndex(a, b string) (int, bool) {
 // different namespaces, so one name serves both and stays under 15 bytes).
 func IfName(i int) string { return fmt.Sprintf("l%d", i) }
 
-// linkAddr is the plan's address of element's end of link i: the /31's
-// first address at the link's A end, the second at its B end.
-func (p *Plan) linkAddr(i int, element string) netip.Addr {
-	base := LinkPrefix.Addr().As4()
-	n := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
-	n += uint32(2 * i)
-	if p.Topo.Links[i].B == element {
-		n++
-	}
-	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
-}
-
-// InterfaceAddr is the address of element's interface facing peer: a
-// switch answers traceroute from it (icmp_errors_use_inbound_ifaddr), and
-// its neighbours route through it. This is the one place to read the
-// topology's own switch addresses once the model carries them.
+// InterfaceAddr is the address of switch element's interface facing peer,
+// from the topology: the switch answers traceroute from it
+// (icmp_errors_use_inbound_ifaddr), and its neighbours route through it.
 func (p *Plan) InterfaceAddr(element, peer string) (netip.Addr, bool) {
-	i, ok := p.LinkIndex(element, peer)
+	sw := p.Topo.Switch(element)
+	if sw == nil {
+		return netip.Addr{}, false
+	}
+	in, ok := sw.Interface(peer)
 	if !ok {
 		return netip.Addr{}, false
 	}
-	return p.linkAddr(i, element), true
+	return in.Addr.Addr(), true
 }
 
 // MgmtAddr is host's address on the management network.

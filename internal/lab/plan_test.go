@@ -18,7 +18,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 // small is 1 DC, 2 pods of 2 racks of 2 hosts, 2 leaves per pod, 2 spines.
 func small(t *testing.T) *Plan {
 	t.Helper()
-	topo, err := topology.Generate(topology.GenSpec{DCs: 1, Pods: 2, RacksPerPod: 2, HostsPerRack: 2, LeavesPerPod: 2, Spines: 2, BaseAddr: DefaultHostBase})
+	topo, err := topology.Generate(topology.GenSpec{DCs: 1, Pods: 2, RacksPerPod: 2, HostsPerRack: 2, LeavesPerPod: 2, Spines: 2, BaseAddr: DefaultHostBase, SwitchBaseAddr: DefaultSwitchBase})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,10 +141,13 @@ func TestAddressesUniqueAndInRange(t *testing.T) {
 	for i, l := range p.Topo.Links {
 		for _, end := range []struct{ e, peer string }{{l.A, l.B}, {l.B, l.A}} {
 			a, ok := p.InterfaceAddr(end.e, end.peer)
+			if h := p.Topo.Host(end.e); h != nil {
+				a, ok = h.Addr, true // a host's one address serves its link
+			}
 			if !ok {
 				t.Fatalf("link %d: no address for %s", i, end.e)
 			}
-			if !LinkPrefix.Contains(a) {
+			if p.Topo.Switch(end.e) != nil && !LinkPrefix.Contains(a) {
 				t.Errorf("%s facing %s: %s outside %s", end.e, end.peer, a, LinkPrefix)
 			}
 			if other, dup := seen[a]; dup {
@@ -173,7 +176,7 @@ func TestNewPlanRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good, err := topology.Generate(topology.GenSpec{DCs: 1, Pods: 1, RacksPerPod: 1, HostsPerRack: 1, LeavesPerPod: 1, Spines: 1, BaseAddr: DefaultHostBase})
+	good, err := topology.Generate(topology.GenSpec{DCs: 1, Pods: 1, RacksPerPod: 1, HostsPerRack: 1, LeavesPerPod: 1, Spines: 1, BaseAddr: DefaultHostBase, SwitchBaseAddr: DefaultSwitchBase})
 	if err != nil {
 		t.Fatal(err)
 	}
