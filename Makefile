@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 20s
 
-.PHONY: build demo test lint unit fuzz proto proto-check bench bench-localize bench-agent clean
+.PHONY: build demo lab test lint unit fuzz proto proto-check bench bench-localize bench-agent clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/meshlens ./cmd/meshlens
@@ -15,6 +15,21 @@ build:
 # real agents on loopback; prints the UI URL.
 demo: build
 	./bin/meshlens demo
+
+# The demo on real packets: a 12-host Clos fabric of network namespaces
+# with the server and real agents in it, healthy for a minute, then a
+# leaf-spine link drops 20%. Needs root. Ctrl-C takes the lab down.
+LAB_DIR ?= meshlens-lab
+lab: build
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "make lab needs root: it creates network namespaces, veth links and nftables rules (run: sudo make lab)"; exit 1; fi
+	@trap './bin/meshlens lab down --dir $(LAB_DIR)' EXIT; trap 'exit 0' INT TERM; \
+	  ./bin/meshlens lab up --dir $(LAB_DIR) --pods 2 --racks-per-pod 2 --hosts-per-rack 3 && \
+	  echo "Healthy for a minute, then dc1-pod1-leaf1--dc1-spine1 drops 20%. Press Ctrl-C to take the lab down." && \
+	  sleep 60 && \
+	  ./bin/meshlens lab fault add link_loss dc1-pod1-leaf1--dc1-spine1 --rate 0.2 --dir $(LAB_DIR) && \
+	  ./bin/meshlens lab status --dir $(LAB_DIR) && \
+	  while :; do sleep 3600; done
 
 # Everything CI runs: lint, every test with the race detector (end-to-end
 # suites included: they need root, Chromium, Prometheus, Alertmanager —

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/meshlens/meshlens/internal/agent"
+	"github.com/meshlens/meshlens/internal/probe"
 )
 
 func newAgentCmd() *cobra.Command {
@@ -45,6 +46,9 @@ func newAgentCmd() *cobra.Command {
 			cfg.Logger = logger.With("host", cfg.Host)
 			cfg.Registerer = reg
 			cfg.Version = version
+			if cfg.TraceRate <= 0 {
+				cfg.TraceRate = -1 // the flag's 0 is "off", the Config's "default"
+			}
 			if err := sec.apply(&cfg); err != nil {
 				return err
 			}
@@ -57,7 +61,7 @@ func newAgentCmd() *cobra.Command {
 			g, ctx := errgroup.WithContext(ctx)
 			g.Go(func() error { return a.Run(ctx) })
 			if metricsAddr != "" {
-				g.Go(func() error { return serveMetrics(ctx, metricsAddr, reg) })
+				g.Go(func() error { return serveMetrics(ctx, metricsAddr, reg, a.TraceHandler()) })
 			}
 			return g.Wait()
 		},
@@ -71,19 +75,27 @@ func newAgentCmd() *cobra.Command {
 	f.Int64Var(&cfg.SpoolMaxBytes, "spool-max-bytes", 256<<20, "spool size cap; the oldest batches are dropped first")
 	f.IntVar(&cfg.BatchMaxResults, "batch-max-results", 5000, "seal a batch at this many results")
 	f.DurationVar(&cfg.BatchMaxAge, "batch-max-age", 5*time.Second, "seal a batch at this age")
-	f.StringVar(&metricsAddr, "metrics-addr", "", "serve the agent's own metrics at http://ADDR/metrics")
+	f.StringVar(&metricsAddr, "metrics-addr", "", "serve the agent's own metrics at http://ADDR/metrics, and on-demand traces at /trace (meshlens trace)")
+	f.Float64Var(&cfg.TraceRate, "trace-rate", agent.DefaultTraceRate, "path discovery budget: traces of lost or slow probes per second (0: no tracing)")
+	f.IntVar(&cfg.TraceBurst, "trace-burst", agent.DefaultTraceBurst, "path discovery budget: traces at once after a quiet spell")
+	f.IntVar(&cfg.TraceMaxTTL, "trace-max-ttl", probe.DefaultTraceMaxTTL, "highest TTL a trace sends: the fabric's diameter in hops (host to host)")
+	f.DurationVar(&cfg.TraceFlush, "trace-flush", agent.DefaultTraceFlush, "publish traced probes this often")
 	sec.addFlags(cmd)
 	return cmd
 }
 
-// serveMetrics exposes a registry until ctx ends.
-func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry) error {
+// serveMetrics exposes a registry, and trace if not nil at /trace, until
+// ctx ends.
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, trace http.Handler) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("metrics listener %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if trace != nil {
+		mux.Handle("GET /trace", trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
 	go func() {
 		<-ctx.Done()

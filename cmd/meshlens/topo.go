@@ -50,6 +50,7 @@ func newTopoGenCmd() *cobra.Command {
 	f.IntVar(&spec.LeavesPerPod, "leaves-per-pod", 2, "leaf switches per pod")
 	f.IntVar(&spec.Spines, "spines", 2, "spine switches per datacenter")
 	f.IntVar(&spec.WANs, "wans", 0, "WAN routers joining datacenters (default 2 when --dcs > 1)")
+	f.StringVar(&spec.SwitchBaseAddr, "switch-base-addr", "", "give switches addresses counting up from this IPv4 address: loopbacks, a /31 per switch link, a /32 per ToR port facing a host (its gateway); must not reach host addresses")
 	f.StringVar(&spec.BaseAddr, "base-addr", topology.DefaultBaseAddr, "first host address; later hosts count up, skipping .0 and .255")
 	f.IntVar(&spec.ResponderPort, "responder-port", topology.DefaultResponderPort, "the fleet's TCP/UDP responder port")
 	return cmd
@@ -69,8 +70,15 @@ func newTopoCheckCmd() *cobra.Command {
 					failed++
 					continue
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok: %d DCs, %d pods, %d racks, %d hosts, %d switches, %d links\n",
-					file, len(topo.DCs), len(topo.Pods), len(topo.Racks), len(topo.Hosts), len(topo.Switches), len(topo.Links))
+				addrs := 0
+				for _, s := range topo.Switches {
+					addrs += len(s.Interfaces)
+					if s.Loopback.IsValid() {
+						addrs++
+					}
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok: %d DCs, %d pods, %d racks, %d hosts, %d switches, %d links, %d switch addresses\n",
+					file, len(topo.DCs), len(topo.Pods), len(topo.Racks), len(topo.Hosts), len(topo.Switches), len(topo.Links), addrs)
 			}
 			if failed > 0 {
 				return fmt.Errorf("%d of %d topology files invalid", failed, len(args))

@@ -1,6 +1,7 @@
 // Package agent is the per-host runtime: it watches its pinglist on the
 // bus, runs the responder and the probes, batches the results, spools
-// them to disk and publishes them to JetStream exactly once.
+// them to disk and publishes them to JetStream exactly once. It traces
+// the paths of lost and slow probes and publishes them, best effort.
 //
 // It imports probe, wire, bus names, pinglist and clock; nothing from the
 // server side.
@@ -64,10 +65,19 @@ type Config struct {
 	// Responder limits (see probe.ResponderConfig); zero takes its defaults.
 	ResponderRatePerSource  float64
 	ResponderBurstPerSource int
-	Version                 string
-	Logger                  *slog.Logger
-	Registerer              prometheus.Registerer
-	Clock                   clock.Clock
+	// Path discovery: TraceRate traces per second at most (default
+	// DefaultTraceRate; negative: no tracing), bursts of TraceBurst
+	// (default DefaultTraceBurst); TTLs up to TraceMaxTTL (the fabric's
+	// diameter in hops; default probe.DefaultTraceMaxTTL); reports
+	// published every TraceFlush (default DefaultTraceFlush).
+	TraceRate   float64
+	TraceBurst  int
+	TraceMaxTTL int
+	TraceFlush  time.Duration
+	Version     string
+	Logger      *slog.Logger
+	Registerer  prometheus.Registerer
+	Clock       clock.Clock
 }
 
 const (
@@ -94,6 +104,7 @@ type Agent struct {
 	batch   []*wire.ProbeResult
 	batchSz int
 	sched   *probe.Scheduler // current runtime's, for lag
+	paths   paths
 	// partition is the last pinglist's: batches keep going there even
 	// if the pinglist is deleted.
 	partition int
@@ -129,9 +140,32 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
+	if cfg.TraceRate == 0 {
+		cfg.TraceRate = DefaultTraceRate
+	}
+	if cfg.TraceBurst <= 0 {
+		cfg.TraceBurst = DefaultTraceBurst
+	}
+	if cfg.TraceMaxTTL <= 0 {
+		cfg.TraceMaxTTL = probe.DefaultTraceMaxTTL
+	}
+	if cfg.TraceMaxTTL > wire.MaxHops {
+		return nil, fmt.Errorf("agent %s: trace max TTL %d above %d", cfg.Host, cfg.TraceMaxTTL, wire.MaxHops)
+	}
+	if cfg.TraceFlush <= 0 {
+		cfg.TraceFlush = DefaultTraceFlush
+	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
+	}
+	tm := newTraceMetrics()
+	if cfg.Registerer != nil {
+		for _, c := range tm.collectors() {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("agent: register metrics: %w", err)
+			}
+		}
 	}
 	sp, err := openSpool(cfg.SpoolDir, cfg.SpoolMaxBytes, m)
 	if err != nil {
@@ -141,6 +175,10 @@ func New(cfg Config) (*Agent, error) {
 		cfg: cfg, log: cfg.Logger.With("agent", cfg.Host), m: m, spool: sp,
 		changed: make(chan struct{}, 1),
 	}
+	now := cfg.Clock.Now()
+	a.paths = paths{m: tm, queue: make(chan traceJob, traceQueueLen), maxTTL: cfg.TraceMaxTTL, enabled: cfg.TraceRate > 0,
+		budget: probe.NewTokenBucket(cfg.TraceRate, cfg.TraceBurst, now), onDemand: probe.NewTokenBucket(onDemandRate, 5, now),
+		mins: make(map[pairKey]*pairMin)}
 	if b, err := os.ReadFile(filepath.Join(cfg.SpoolDir, pinglistFile)); err == nil {
 		if pl, err := pinglist.Decode(b); err == nil && pl.Host == cfg.Host {
 			a.pl, a.partition = pl, pl.Partition
@@ -224,7 +262,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	sctx, stopSeal := context.WithCancel(context.Background())
 	go func() { defer close(sealDone); a.sealLoop(sctx) }()
 
+	tctx, stopTrace := context.WithCancel(context.Background())
+	traceDone := make(chan struct{})
+	go func() { defer close(traceDone); a.tracePaths(tctx, nc) }()
+
 	a.runProbes(ctx) // until ctx ends, every probe reported
+	stopTrace()
+	<-traceDone
 	stopSeal()
 	<-sealDone
 	a.seal() // the partial batch, into the spool for the next start
@@ -393,6 +437,7 @@ func (a *Agent) runProbes(ctx context.Context) {
 	var rt *probeRuntime
 	defer func() {
 		if rt != nil {
+			a.setTracer(nil, netip.Addr{})
 			rt.stop()
 		}
 	}()
@@ -415,6 +460,7 @@ func (a *Agent) reconcile(ctx context.Context, rt *probeRuntime) *probeRuntime {
 	a.mu.Unlock()
 	if pl == nil {
 		if rt != nil {
+			a.setTracer(nil, netip.Addr{})
 			rt.stop()
 		}
 		a.setSched(nil)
@@ -432,6 +478,7 @@ func (a *Agent) reconcile(ctx context.Context, rt *probeRuntime) *probeRuntime {
 	}
 	icmp := slices.Contains(pl.Protocols, "icmp")
 	if rt != nil && (rt.respAddr != respAddr || rt.source != source || rt.icmp != icmp) {
+		a.setTracer(nil, netip.Addr{})
 		rt.stop()
 		rt = nil
 	}
@@ -473,8 +520,14 @@ func (a *Agent) startRuntime(ctx context.Context, respAddr string, source netip.
 		return nil, fmt.Errorf("agent %s: %w", a.cfg.Host, err)
 	}
 	rt.udp = udp
+	if tr := a.startTracer(udp); tr != nil {
+		rt.wg.Add(1)
+		go func() { defer rt.wg.Done(); tr.Run(rctx) }()
+		a.setTracer(tr, source)
+	}
 	tcp, err := probe.NewTCPProber(probe.TCPProberConfig{Local: source, Clock: a.cfg.Clock})
 	if err != nil {
+		a.setTracer(nil, netip.Addr{})
 		cancel()
 		return nil, fmt.Errorf("agent %s: %w", a.cfg.Host, err)
 	}

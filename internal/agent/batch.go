@@ -24,6 +24,7 @@ func (a *Agent) report(r *wire.ProbeResult) {
 		return
 	}
 	a.m.probes.WithLabelValues(r.Protocol.String(), r.Outcome.String()).Inc()
+	a.observe(r)
 	size := proto.Size(r) + 4 // field tag and length prefix
 	a.mu.Lock()
 	a.batch = append(a.batch, r)

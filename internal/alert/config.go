@@ -78,7 +78,7 @@ type fileRule struct {
 
 // LoadConfig reads an alerting file.
 func LoadConfig(path string) (*FileConfig, error) {
-	data, err := os.ReadFile(path)
+	data, err := yamlfile.ReadFile(path, yamlfile.MaxConfigBytes)
 	if err != nil {
 		return nil, fmt.Errorf("alert: read %q: %w", path, err)
 	}
@@ -192,7 +192,7 @@ func (c *configParser) secret(path []any, e fileEndpoint) []byte {
 		}
 		return []byte(v)
 	case e.SecretFile != "":
-		b, err := os.ReadFile(e.SecretFile)
+		b, err := yamlfile.ReadFile(e.SecretFile, yamlfile.MaxConfigBytes)
 		if err != nil {
 			c.p.Addf(at(path, "secret_file"), "%v", err)
 		}

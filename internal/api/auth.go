@@ -11,10 +11,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/meshlens/meshlens/internal/yamlfile"
 )
 
 // Role is what a caller may do. Roles are ordered: each includes the ones
@@ -97,7 +98,7 @@ type tokenEntry struct {
 
 // LoadTokens reads a tokens file.
 func LoadTokens(path string) ([]Token, error) {
-	b, err := os.ReadFile(path)
+	b, err := yamlfile.ReadFile(path, yamlfile.MaxConfigBytes)
 	if err != nil {
 		return nil, fmt.Errorf("api: read tokens file: %w", err)
 	}

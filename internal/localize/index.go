@@ -55,6 +55,21 @@ func NewIndex(t *topology.Topology) (*Index, error) {
 		x.nodeID[s.Name] = int32(len(x.Names))
 		x.Names = append(x.Names, s.Name)
 	}
+	// Switch addresses: a traceroute hop answering from one names the
+	// switch, and for an interface the neighbour the probe came from.
+	for _, s := range t.Switches {
+		node := x.nodeID[s.Name]
+		if s.Loopback.IsValid() {
+			x.addrIface[s.Loopback.Unmap()] = ifaceAddr{node: node, peer: -1}
+		}
+		for _, in := range s.Interfaces {
+			peer, ok := x.nodeID[in.Peer]
+			if !ok {
+				return nil, fmt.Errorf("localize: switch %s: interface %s faces an unknown element %s", s.Name, in.Addr, in.Peer)
+			}
+			x.addrIface[in.Addr.Addr().Unmap()] = ifaceAddr{node: node, peer: peer}
+		}
+	}
 	n := len(x.Names)
 	x.ToRSlot = make([]int32, n)
 	for i := range x.ToRSlot {

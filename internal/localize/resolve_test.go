@@ -70,3 +70,87 @@ func TestResolveTrace(t *testing.T) {
 		t.Errorf("a switch as source: %v", err)
 	}
 }
+
+// A real agent's trace names hops by the interface address each
+// time-exceeded came from; each also names the link the probe arrived
+// over, which fills in a silent hop before it.
+func TestResolveTraceSwitchAddresses(t *testing.T) {
+	topo, err := topology.Generate(topology.GenSpec{DCs: 1, Pods: 2, RacksPerPod: 2, HostsPerRack: 2, LeavesPerPod: 2, Spines: 2,
+		BaseAddr: "198.18.0.1", SwitchBaseAddr: "198.19.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := NewIndex(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const src, dst = "dc1-pod1-rack1-h01", "dc1-pod2-rack1-h02"
+	path := []string{src, "dc1-pod1-rack1-tor", "dc1-pod1-leaf2", "dc1-spine1", "dc1-pod2-leaf1", "dc1-pod2-rack1-tor", dst}
+	// ingress is the address of path[i]'s interface facing path[i-1].
+	ingress := func(i int) string {
+		in, ok := topo.Switch(path[i]).Interface(path[i-1])
+		if !ok {
+			t.Fatalf("%s has no interface to %s", path[i], path[i-1])
+		}
+		return in.Addr.Addr().String()
+	}
+	ids := func(names ...string) []int32 {
+		var out []int32
+		for _, n := range names {
+			if n == "*" {
+				out = append(out, UnknownHop)
+				continue
+			}
+			id, ok := x.Node(n)
+			if !ok {
+				t.Fatalf("no node %s", n)
+			}
+			out = append(out, id)
+		}
+		return out
+	}
+	dstAddr := topo.Host(dst).Addr.String()
+	for _, tc := range []struct {
+		name string
+		hops []string
+		want []int32
+		err  error
+	}{
+		{"every hop by interface", []string{ingress(1), ingress(2), ingress(3), ingress(4), ingress(5), dstAddr},
+			ids(path[1:]...), nil},
+		// A loopback names the switch only: the hop before it stays unknown.
+		{"IPv4-mapped and loopbacks", []string{"::ffff:" + ingress(1), topo.Switch("dc1-pod1-leaf2").Loopback.String(), ingress(3), "*", topo.Switch(path[5]).Loopback.String(), dstAddr},
+			ids("dc1-pod1-rack1-tor", "dc1-pod1-leaf2", "dc1-spine1", "*", "dc1-pod2-rack1-tor", dst), nil},
+		// The spine and the far leaf did not answer; the far leaf is known
+		// from the interface the far ToR answered from (it faces it).
+		{"silent hop filled from the ingress interface", []string{ingress(1), ingress(2), "*", "*", ingress(5), dstAddr},
+			ids("dc1-pod1-rack1-tor", "dc1-pod1-leaf2", "*", "dc1-pod2-leaf1", "dc1-pod2-rack1-tor", dst), nil},
+		// The first leaf's answer says the probe came from the ToR, which
+		// did not answer.
+		{"silent first hop", []string{"*", ingress(2)}, ids("dc1-pod1-rack1-tor", "dc1-pod1-leaf2"), nil},
+		// An interface facing leaf1 answered right after leaf2: the probe
+		// cannot have come that way.
+		{"ingress contradicts the previous hop", []string{ingress(1), ingress(2), func() string {
+			in, _ := topo.Switch("dc1-spine1").Interface("dc1-pod1-leaf1")
+			return in.Addr.Addr().String()
+		}()}, nil, ErrNotAdjacent},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, err := x.ResolveTrace(src, &wire.TracedProbe{Dst: dst, Lost: true, Hops: tc.hops})
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("err = %v, want %v", err, tc.err)
+			}
+			if err != nil {
+				return
+			}
+			if len(tr.Hops) != len(tc.want) {
+				t.Fatalf("hops %v, want %v", tr.Hops, tc.want)
+			}
+			for i := range tc.want {
+				if tr.Hops[i] != tc.want[i] {
+					t.Errorf("hop %d = %d, want %d (%v)", i+1, tr.Hops[i], tc.want[i], tc.hops)
+				}
+			}
+		})
+	}
+}

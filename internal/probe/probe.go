@@ -1,6 +1,7 @@
 // Package probe measures the network between hosts: probers for tcp, udp
 // (signed echoes), http and icmp, the responder that answers tcp and udp
-// probes, and the scheduler that spreads probes over their interval.
+// probes, the scheduler that spreads probes over their interval, and the
+// Paris tracer that follows one probe's 5-tuple hop by hop.
 //
 // It is the agent's lower room: it imports wire and clock, never agent,
 // bus or anything of the server side.

@@ -464,9 +464,15 @@ func (r *Responder) allow(src netip.Addr, now time.Time) bool {
 		b = &tokenBucket{tokens: float64(r.cfg.BurstPerSource), last: now}
 		r.buckets[src] = b
 	}
-	b.tokens += now.Sub(b.last).Seconds() * r.cfg.RatePerSource
-	if b.tokens > float64(r.cfg.BurstPerSource) {
-		b.tokens = float64(r.cfg.BurstPerSource)
+	return b.take(now, r.cfg.RatePerSource, float64(r.cfg.BurstPerSource))
+}
+
+// take refills the bucket for the time since its last use and takes one
+// token if there is one.
+func (b *tokenBucket) take(now time.Time, rate, burst float64) bool {
+	b.tokens += now.Sub(b.last).Seconds() * rate
+	if b.tokens > burst {
+		b.tokens = burst
 	}
 	b.last = now
 	if b.tokens < 1 {
@@ -475,6 +481,23 @@ func (r *Responder) allow(src netip.Addr, now time.Time) bool {
 	b.tokens--
 	return true
 }
+
+// TokenBucket admits rate events per second on average, burst at once:
+// the responder's per-source limit, and the agent's trace budget. Not safe
+// for concurrent use.
+type TokenBucket struct {
+	b           tokenBucket
+	rate, burst float64
+}
+
+// NewTokenBucket returns a full bucket.
+func NewTokenBucket(rate float64, burst int, now time.Time) *TokenBucket {
+	burst = max(burst, 1)
+	return &TokenBucket{b: tokenBucket{tokens: float64(burst), last: now}, rate: rate, burst: float64(burst)}
+}
+
+// Allow takes a token if there is one.
+func (t *TokenBucket) Allow(now time.Time) bool { return t.b.take(now, t.rate, t.burst) }
 
 type replayKey struct {
 	dst    netip.Addr

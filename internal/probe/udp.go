@@ -216,6 +216,30 @@ func (p *UDPProber) Start(ctx context.Context, t Target, done func(*wire.ProbeRe
 	p.mu.Unlock()
 }
 
+// TraceStream implements UDPEcho: trace requests are their own echo
+// stream, so their replies are never taken for a probe's.
+func (p *UDPProber) TraceStream() uint64 { return p.stream ^ 1 }
+
+// TraceRequest implements UDPEcho: a signed echo request of the trace
+// stream, of the probes' size (the same packet length on the same path).
+func (p *UDPProber) TraceRequest(dst netip.Addr, seq uint64) ([]byte, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.signer == nil {
+		return nil, ErrNoKey
+	}
+	b := appendRequest(nil, p.TraceStream(), seq, p.clock.Now().UnixNano(), p.size)
+	p.signer.sign(dst, b)
+	return b, nil
+}
+
+// VerifyReply implements UDPEcho.
+func (p *UDPProber) VerifyReply(from netip.Addr, pkt []byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.signer != nil && p.signer.verify(from, pkt)
+}
+
 // Probe runs one probe and waits for its result (tests, one-off use).
 func (p *UDPProber) Probe(ctx context.Context, t Target) *wire.ProbeResult {
 	ch := make(chan *wire.ProbeResult, 1)
@@ -317,6 +341,9 @@ func (p *UDPProber) readLoop() error {
 
 func (p *UDPProber) onReply(pkt []byte, from netip.AddrPort, now time.Time) {
 	h, err := DecodePacket(pkt)
+	if err == nil && h.Reply && h.Stream == p.TraceStream() {
+		return // a trace reached the responder; the tracer takes it
+	}
 	if err != nil || !h.Reply || h.Stream != p.stream {
 		p.bogus.Inc()
 		return

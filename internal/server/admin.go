@@ -15,6 +15,7 @@ import (
 	"github.com/meshlens/meshlens/internal/api"
 	"github.com/meshlens/meshlens/internal/slo"
 	"github.com/meshlens/meshlens/internal/topology"
+	"github.com/meshlens/meshlens/internal/yamlfile"
 )
 
 // The routes that change things: operators acknowledge incidents, admins
@@ -126,7 +127,7 @@ func (s *Server) ackIncident(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getTopologyFile(w http.ResponseWriter, _ *http.Request) {
 	s.topoMu.Lock()
-	data, err := os.ReadFile(s.cfg.TopologyFile)
+	data, err := yamlfile.ReadFile(s.cfg.TopologyFile, topology.MaxFileBytes)
 	s.topoMu.Unlock()
 	if err != nil {
 		writeAPIError(w, http.StatusInternalServerError, "internal", fmt.Errorf("read the topology file: %w", err))
@@ -191,7 +192,7 @@ func (s *Server) getSLOFile(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	s.sloMu.Lock()
-	data, err := os.ReadFile(file)
+	data, err := yamlfile.ReadFile(file, yamlfile.MaxConfigBytes)
 	s.sloMu.Unlock()
 	if err != nil {
 		writeAPIError(w, http.StatusInternalServerError, "internal", fmt.Errorf("read the SLO file: %w", err))

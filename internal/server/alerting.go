@@ -13,6 +13,7 @@ import (
 	"github.com/meshlens/meshlens/internal/analyze"
 	"github.com/meshlens/meshlens/internal/api"
 	"github.com/meshlens/meshlens/internal/slo"
+	"github.com/meshlens/meshlens/internal/yamlfile"
 )
 
 // AlertingConfig is the SLO and alerting part of Config.
@@ -80,7 +81,7 @@ func (s *Server) buildAlerting() (*alerting, error) {
 		a.remSource = "none"
 	}
 	override := filepath.Join(s.cfg.DataDir, RemediationPolicyFile)
-	if data, err := os.ReadFile(override); err == nil {
+	if data, err := yamlfile.ReadFile(override, yamlfile.MaxConfigBytes); err == nil {
 		p, err := alert.ParseRemediation(override, data, os.Getenv)
 		if err != nil {
 			return nil, fmt.Errorf("server: the remediation policy set through the API: %w", err)

@@ -29,7 +29,6 @@ package sim
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"time"
@@ -219,7 +218,7 @@ type fileFault struct {
 // Load reads and validates a scenario file. A topology file it names is
 // read relative to the scenario's directory.
 func Load(path string) (*Scenario, error) {
-	data, err := os.ReadFile(path)
+	data, err := yamlfile.ReadFile(path, yamlfile.MaxConfigBytes)
 	if err != nil {
 		return nil, fmt.Errorf("sim: cannot read scenario %q: %w", path, err)
 	}
@@ -227,7 +226,7 @@ func Load(path string) (*Scenario, error) {
 		if !filepath.IsAbs(name) {
 			name = filepath.Join(filepath.Dir(path), name)
 		}
-		return os.ReadFile(name)
+		return yamlfile.ReadFile(name, topology.MaxFileBytes)
 	})
 }
 

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -29,7 +28,7 @@ type File struct {
 func Load(paths ...string) ([]SLO, error) {
 	var files []File
 	for _, p := range paths {
-		b, err := os.ReadFile(p)
+		b, err := yamlfile.ReadFile(p, yamlfile.MaxConfigBytes)
 		if err != nil {
 			return nil, fmt.Errorf("slo: read %q: %w", p, err)
 		}

@@ -10,16 +10,20 @@ import (
 // ToR to every leaf of its pod, each leaf to every spine of its DC, and with
 // several DCs every WAN router to every spine of every DC.
 type GenSpec struct {
-	Name          string
-	DCs           int
-	Pods          int // per DC
-	RacksPerPod   int
-	HostsPerRack  int
-	LeavesPerPod  int
-	Spines        int // per DC
-	WANs          int // 0: two when DCs > 1
-	BaseAddr      string
-	ResponderPort int
+	Name         string
+	DCs          int
+	Pods         int // per DC
+	RacksPerPod  int
+	HostsPerRack int
+	LeavesPerPod int
+	Spines       int // per DC
+	WANs         int // 0: two when DCs > 1
+	BaseAddr     string
+	// SwitchBaseAddr, when set, gives switches addresses counting up from
+	// it (see assignSwitchAddrs for the scheme); it must be IPv4 and the
+	// range it starts must not reach a host address.
+	SwitchBaseAddr string
+	ResponderPort  int
 }
 
 // DefaultBaseAddr puts generated hosts on loopback, where meshlens demo and
@@ -114,6 +118,11 @@ func Generate(spec GenSpec) (*Topology, error) {
 			}
 		}
 	}
+	if spec.SwitchBaseAddr != "" {
+		if err := t.assignSwitchAddrs(spec.SwitchBaseAddr); err != nil {
+			return nil, fmt.Errorf("topology: generate: %w", err)
+		}
+	}
 	t.index()
 	return t, nil
 }
@@ -153,14 +162,28 @@ func (t *Topology) MarshalYAML() ([]byte, error) {
 	for _, s := range t.Switches {
 		switch s.Role {
 		case RoleToR:
-			fmt.Fprintf(&b, "  - {name: %s, role: tor, rack: %s}\n", s.Name, s.Rack)
+			fmt.Fprintf(&b, "  - {name: %s, role: tor, rack: %s", s.Name, s.Rack)
 		case RoleLeaf:
-			fmt.Fprintf(&b, "  - {name: %s, role: leaf, pod: %s}\n", s.Name, s.Pod)
+			fmt.Fprintf(&b, "  - {name: %s, role: leaf, pod: %s", s.Name, s.Pod)
 		case RoleSpine:
-			fmt.Fprintf(&b, "  - {name: %s, role: spine, dc: %s}\n", s.Name, s.DC)
+			fmt.Fprintf(&b, "  - {name: %s, role: spine, dc: %s", s.Name, s.DC)
 		default:
-			fmt.Fprintf(&b, "  - {name: %s, role: %s}\n", s.Name, s.Role)
+			fmt.Fprintf(&b, "  - {name: %s, role: %s", s.Name, s.Role)
 		}
+		if s.Loopback.IsValid() {
+			fmt.Fprintf(&b, ", loopback: %s", s.Loopback)
+		}
+		if len(s.Interfaces) > 0 {
+			b.WriteString(", interfaces: [")
+			for i, in := range s.Interfaces {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				fmt.Fprintf(&b, "{peer: %s, addr: %s}", in.Peer, in.Addr)
+			}
+			b.WriteString("]")
+		}
+		b.WriteString("}\n")
 	}
 	b.WriteString("hosts:\n")
 	for _, h := range t.Hosts {

@@ -92,6 +92,40 @@ type Switch struct {
 	DC   string `json:"dc,omitempty"`
 	Pod  string `json:"pod,omitempty"`
 	Rack string `json:"rack,omitempty"`
+	// Loopback is the switch's own address, not tied to a link (zero: none).
+	Loopback netip.Addr `json:"loopback,omitzero"`
+	// Interfaces are the addressed ends of the switch's links, at most one
+	// per link, in file order (generated: link order). A link end without
+	// an address is not listed.
+	Interfaces []Interface `json:"interfaces,omitempty"`
+}
+
+// Interface is a switch's end of one link: the address a time-exceeded
+// answer carries when a probe arrives over the link from Peer (with
+// net.ipv4.icmp_errors_use_inbound_ifaddr=1 on a Linux router), so a hop
+// names both the switch and the link the probe came over.
+//
+// Addr's prefix length says how the link is configured:
+//   - shorter than the address (a /31 or /127 between two switches, or any
+//     subnet): both ends are in that subnet, configured as Addr on the
+//     switch's end;
+//   - a single address (/32, /128) is a point-to-point address: the other
+//     end is the peer's own address (its interface facing this switch, or a
+//     host's addr), configured as `ip addr add ADDR/32 peer PEER-ADDR`; a
+//     host uses its ToR's address facing it as its default gateway.
+type Interface struct {
+	Peer string       `json:"peer"`
+	Addr netip.Prefix `json:"addr"`
+}
+
+// Interface returns the switch's interface facing peer.
+func (s *Switch) Interface(peer string) (Interface, bool) {
+	for _, i := range s.Interfaces {
+		if i.Peer == peer {
+			return i, true
+		}
+	}
+	return Interface{}, false
 }
 
 // Link joins two elements, both directions. A and B are in file order.
@@ -140,8 +174,13 @@ type Topology struct {
 	switches map[string]*Switch
 	links    map[Link]bool // both orientations
 	adj      map[string][]string
+	byAddr   map[netip.Addr]addrOwner
 	paths    pathCache
 }
+
+// addrOwner is who answers from an address: a host or switch, and for a
+// switch interface the neighbour it faces.
+type addrOwner struct{ element, peer string }
 
 func (t *Topology) DC(name string) *DC         { return t.dcs[name] }
 func (t *Topology) Pod(name string) *Pod       { return t.pods[name] }
@@ -185,14 +224,43 @@ func (t *Topology) Lookup(name string) (Kind, bool) {
 	return "", false
 }
 
-// HostByAddr finds the host with address addr.
+// HostByAddr finds the host with address addr (an IPv4-mapped IPv6
+// address is its IPv4 address).
 func (t *Topology) HostByAddr(addr netip.Addr) *Host {
-	for _, h := range t.Hosts {
-		if h.Addr == addr {
-			return h
-		}
+	if o, ok := t.byAddr[addr.Unmap()]; ok {
+		return t.hosts[o.element]
 	}
 	return nil
+}
+
+// ElementByAddr finds the host or switch that owns address a: a host's
+// addr, a switch's loopback or one of its interfaces. For an interface,
+// peer is the neighbour it faces, so a time-exceeded answer from it means
+// the probe arrived over the link peer->element; peer is "" otherwise. An
+// IPv4-mapped IPv6 address is its IPv4 address; an address with a zone
+// belongs to no element.
+func (t *Topology) ElementByAddr(a netip.Addr) (element, peer string, ok bool) {
+	o, ok := t.byAddr[a.Unmap()]
+	return o.element, o.peer, ok
+}
+
+// EndAddr is the address of element's end of its link to peer: a switch's
+// interface facing peer, or a host's own address as a single-address
+// prefix. ok is false when that end has no address or there is no such
+// link.
+func (t *Topology) EndAddr(element, peer string) (netip.Prefix, bool) {
+	if !t.HasLink(element, peer) {
+		return netip.Prefix{}, false
+	}
+	if h := t.hosts[element]; h != nil {
+		return netip.PrefixFrom(h.Addr, h.Addr.BitLen()), true
+	}
+	if s := t.switches[element]; s != nil {
+		if i, ok := s.Interface(peer); ok {
+			return i.Addr, true
+		}
+	}
+	return netip.Prefix{}, false
 }
 
 // index builds the look-up maps and derived lists. It assumes validate has
@@ -205,6 +273,7 @@ func (t *Topology) index() {
 	t.switches = make(map[string]*Switch, len(t.Switches))
 	t.links = make(map[Link]bool, 2*len(t.Links))
 	t.adj = make(map[string][]string)
+	t.byAddr = make(map[netip.Addr]addrOwner, len(t.Hosts))
 	for _, d := range t.DCs {
 		d.Pods, d.Spines = nil, nil
 		t.dcs[d.Name] = d
@@ -222,6 +291,12 @@ func (t *Topology) index() {
 	}
 	for _, s := range t.Switches {
 		t.switches[s.Name] = s
+		if s.Loopback.IsValid() {
+			t.byAddr[s.Loopback] = addrOwner{element: s.Name}
+		}
+		for _, i := range s.Interfaces {
+			t.byAddr[i.Addr.Addr()] = addrOwner{element: s.Name, peer: i.Peer}
+		}
 		switch s.Role {
 		case RoleToR:
 			r := t.racks[s.Rack]
@@ -239,6 +314,7 @@ func (t *Topology) index() {
 		r := t.racks[h.Rack]
 		h.Pod, h.DC = r.Pod, r.DC
 		t.hosts[h.Name] = h
+		t.byAddr[h.Addr] = addrOwner{element: h.Name}
 		r.Hosts = append(r.Hosts, h.Name)
 	}
 	for _, l := range t.Links {

@@ -201,6 +201,16 @@ func FuzzParse(f *testing.F) {
 	data, _ := gen.MarshalYAML()
 	f.Add(data)
 	f.Add([]byte("hosts: [{name: a}]\nlinks: [a--a, x->y]"))
+	// Switch addresses: a hand-written file (IPv6 /127, a rack subnet, a
+	// point-to-point /32) and a generated one.
+	f.Add([]byte(addrFile))
+	addrGen, _ := Generate(GenSpec{DCs: 2, Pods: 1, RacksPerPod: 1, HostsPerRack: 2, LeavesPerPod: 1, Spines: 1,
+		BaseAddr: "198.18.0.1", SwitchBaseAddr: "198.19.0.0"})
+	data, _ = addrGen.MarshalYAML()
+	f.Add(data)
+	for _, bad := range []string{"'::ffff:10.0.0.1'", "'fe80::1%eth0'", "224.0.0.1", "10.0.0.0/24", "10.1.1.2/33"} {
+		f.Add([]byte(strings.Replace(addrFile, "10.1.1.2", bad, 1)))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		topo, err := Parse("fuzz.yaml", data)
 		if err != nil {
@@ -216,6 +226,19 @@ func FuzzParse(f *testing.F) {
 		}
 		if _, err := Parse("again.yaml", out); err != nil {
 			t.Fatalf("valid topology does not reload: %v\n%s", err, out)
+		}
+		// Every address has one owner, and an interface names its peer.
+		for _, s := range topo.Switches {
+			for _, in := range s.Interfaces {
+				if el, peer, ok := topo.ElementByAddr(in.Addr.Addr()); !ok || el != s.Name || peer != in.Peer || !topo.HasLink(el, peer) {
+					t.Fatalf("interface %s of %s to %s owned by %q facing %q", in.Addr, s.Name, in.Peer, el, peer)
+				}
+			}
+		}
+		for _, h := range topo.Hosts {
+			if el, _, ok := topo.ElementByAddr(h.Addr); !ok || el != h.Name {
+				t.Fatalf("host %s's address %s owned by %q", h.Name, h.Addr, el)
+			}
 		}
 		if len(topo.Hosts) > 1 {
 			topo.Paths(topo.Hosts[0].Name, topo.Hosts[len(topo.Hosts)-1].Name)

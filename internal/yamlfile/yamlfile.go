@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -27,46 +29,171 @@ var lineRE = regexp.MustCompile(`line (\d+): `)
 
 // Decode strictly decodes data (unknown keys, wrong types and trailing
 // documents are errors) into v and returns the document for line look-ups.
+// A scalar with a control character (other than tab and line breaks) is an
+// error too: no name, address or setting has one, and an escaped NUL
+// ("\0") would otherwise reach logs, metrics and file names. (yaml.v3
+// itself refuses invalid UTF-8 and escapes that would make it.)
 func Decode(file string, data []byte, v any) (*Doc, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, rewrite(file, data, err)
+	}
+	if err := checkScalars(file, &root, 0); err != nil {
+		return nil, err
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%s: empty document", file)
 		}
-		return nil, rewrite(file, err)
+		return nil, rewrite(file, data, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
 		return nil, fmt.Errorf("%s:%d: a second YAML document is not allowed", file, extra.Line)
 	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, rewrite(file, err)
-	}
 	return &Doc{File: file, root: &root}, nil
 }
 
+// checkScalars refuses the first scalar (key or value) holding a control
+// character. yaml.v3 bounds the depth of what it parsed,
+// so the recursion is bounded too.
+func checkScalars(file string, n *yaml.Node, depth int) error {
+	if n == nil || depth > 20000 {
+		return nil
+	}
+	if n.Kind == yaml.ScalarNode {
+		for _, r := range n.Value {
+			if unicode.IsControl(r) && r != '\t' && r != '\n' && r != '\r' {
+				return fmt.Errorf("%s:%d: %s holds the control character %U", file, n.Line, Quote(n.Value), r)
+			}
+		}
+	}
+	for _, c := range n.Content {
+		if err := checkScalars(file, c, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // rewrite turns yaml.v3's "yaml: line 3: ..." messages into "file:3: ...",
-// one line per problem.
-func rewrite(file string, err error) error {
+// one line per problem. yaml.v3 gives no line for some problems (too deep
+// nesting, an unknown anchor, anything found on the first line); the line
+// is then found from data.
+func rewrite(file string, data []byte, err error) error {
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
 		var errs []error
 		for _, msg := range te.Errors {
-			errs = append(errs, oneLine(file, msg))
+			errs = append(errs, oneLine(file, data, msg))
 		}
 		return errors.Join(errs...)
 	}
-	return oneLine(file, strings.TrimPrefix(err.Error(), "yaml: "))
+	return oneLine(file, data, strings.TrimPrefix(err.Error(), "yaml: "))
 }
 
-func oneLine(file, msg string) error {
+// maxMessage bounds one problem's text: yaml.v3 echoes keys whole.
+const maxMessage = 300
+
+func oneLine(file string, data []byte, msg string) error {
 	if m := lineRE.FindStringSubmatchIndex(msg); m != nil {
 		line := msg[m[2]:m[3]]
-		return fmt.Errorf("%s:%s: %s", file, line, msg[:m[0]]+msg[m[1]:])
+		return fmt.Errorf("%s:%s: %s", file, line, shorten(msg[:m[0]]+msg[m[1]:]))
 	}
-	return fmt.Errorf("%s: %s", file, msg)
+	if line := findLine(data, msg); line > 0 {
+		return fmt.Errorf("%s:%d: %s", file, line, shorten(msg))
+	}
+	return fmt.Errorf("%s: %s", file, shorten(msg))
+}
+
+// maxProblem bounds one semantic problem's text.
+const maxProblem = 1024
+
+func shorten(msg string) string { return shortenTo(msg, maxMessage) }
+
+func shortenTo(msg string, max int) string {
+	if len(msg) <= max {
+		return msg
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", msg[:cut], len(msg))
+}
+
+var anchorRE = regexp.MustCompile(`^unknown anchor '(.*)' referenced$`)
+
+// findLine finds the line of a problem yaml.v3 reported without one, 0 if
+// it cannot. An unknown anchor is at its first alias not preceded by the
+// anchor's definition; for anything else the line is the first at which
+// the document up to and including that line fails with the same message
+// (a binary search over prefixes: yaml.v3 reads left to right, so a prefix
+// holding the culprit fails as the whole does, a shorter one does not).
+func findLine(data []byte, msg string) int {
+	if m := anchorRE.FindStringSubmatch(msg); m != nil {
+		alias := regexp.MustCompile(`\*` + regexp.QuoteMeta(m[1]) + `($|[\s,\]}])`)
+		if i := alias.FindIndex(data); i != nil {
+			return 1 + bytes.Count(data[:i[0]], []byte("\n"))
+		}
+		return 0
+	}
+	if len(data) > maxSearch {
+		return 0
+	}
+	ends := lineEnds(data)
+	fails := func(k int) bool { // the first k lines fail like the whole
+		var n yaml.Node
+		err := yaml.Unmarshal(data[:ends[k-1]], &n)
+		return err != nil && strings.TrimPrefix(err.Error(), "yaml: ") == msg
+	}
+	lo, hi := 1, len(ends)
+	if hi == 0 || !fails(hi) {
+		return 0
+	}
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
+}
+
+// maxSearch bounds the documents findLine searches by parsing: each probe
+// parses a prefix again, about log2(lines) of them.
+const maxSearch = 4 << 20
+
+// lineEnds gives, for each line, the offset just past it.
+func lineEnds(data []byte) []int {
+	var ends []int
+	for i, c := range data {
+		if c == '\n' {
+			ends = append(ends, i+1)
+		}
+	}
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		ends = append(ends, len(data))
+	}
+	return ends
+}
+
+// Quote renders a value from a file for an error message, cut short when
+// long: a 1 MB name must not be echoed whole into logs and API answers.
+func Quote(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return strconv.Quote(s)
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:cut]), len(s))
 }
 
 // Line returns the line of the node at path (map keys as strings, list
@@ -156,7 +283,9 @@ func (p *Problems) Addf(path []any, format string, args ...any) {
 		file = p.doc.File
 	}
 	line := p.doc.Line(path...)
-	msg := fmt.Sprintf(format, args...)
+	// Callers should quote values with Quote; this bounds the ones that
+	// do not (a 1 MB name must not reach logs and API answers whole).
+	msg := shortenTo(fmt.Sprintf(format, args...), maxProblem)
 	var err error
 	if fp := FieldPath(path...); fp != "" {
 		err = fmt.Errorf("%s:%d: %s: %s", file, line, fp, msg)
