@@ -95,9 +95,6 @@ type Trace struct {
 	// Src, UnknownHop where none answered; Reached says the last is Dst.
 	Hops    []int32
 	Reached bool
-	// Links: the link directions the probe crossed, forward then back.
-	// Deprecated: only complete traces have them; being replaced by Hops.
-	Links []int32
 }
 
 // UnknownHop marks a hop of Trace.Hops that did not answer.

@@ -137,7 +137,14 @@ func (f *fixture) crossing(must string, lost bool) []Trace {
 func (f *fixture) trace(src, dst string, lost bool, pick func(int32, []Hop) Hop) Trace {
 	s, _ := f.x.Node(src)
 	d, _ := f.x.Node(dst)
-	t := Trace{Src: s, Dst: d, Proto: wire.Protocol_PROTOCOL_TCP, Lost: lost, Links: f.path(src, dst, pick)}
+	// A complete forward trace: every hop answered.
+	t := Trace{Src: s, Dst: d, Proto: wire.Protocol_PROTOCOL_TCP, Lost: lost, Reached: true}
+	for _, l := range f.path(src, dst, pick) {
+		t.Hops = append(t.Hops, f.x.To[l])
+		if f.x.To[l] == d {
+			break
+		}
+	}
 	if !lost {
 		t.Excess = 2 * time.Millisecond
 	}

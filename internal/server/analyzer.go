@@ -110,7 +110,7 @@ func (a *analyzer) onPathReport(subject string, data []byte) {
 	}
 	for _, p := range rep.Probes {
 		start := time.Unix(0, p.StartUnixNano).Truncate(a.window).UnixNano()
-		p.Hops = append([]string{rep.Agent}, p.Hops[1:]...) // the source is the reporting agent
+		p.Hops = append([]string{rep.Agent}, p.Hops...) // the source is the reporting agent, kept first until resolved
 		a.paths[start] = append(a.paths[start], p)
 	}
 	a.pathsN += len(rep.Probes)
@@ -131,31 +131,14 @@ func (a *analyzer) tracesFor(start time.Time, x *localize.Index) []localize.Trac
 	a.pathMu.Unlock()
 	var out []localize.Trace
 	for _, p := range probes {
-		src, ok1 := x.Node(p.Hops[0])
-		dst, ok2 := x.Node(p.Dst)
-		if !ok1 || !ok2 {
-			a.pathReports.WithLabelValues("unknown_element").Inc()
+		src := p.Hops[0]
+		p.Hops = p.Hops[1:]
+		t, err := x.ResolveTrace(src, p)
+		if err != nil {
+			a.pathReports.WithLabelValues(localize.Reason(err)).Inc()
 			continue
 		}
-		links := make([]int32, 0, len(p.Hops)-1)
-		ok := true
-		for i := 1; i < len(p.Hops) && ok; i++ {
-			from, okA := x.Node(p.Hops[i-1])
-			to, okB := x.Node(p.Hops[i])
-			var l int32
-			if okA && okB {
-				l, ok = x.Link(from, to)
-			} else {
-				ok = false
-			}
-			links = append(links, l)
-		}
-		if !ok {
-			a.pathReports.WithLabelValues("unknown_element").Inc()
-			continue
-		}
-		out = append(out, localize.Trace{Src: src, Dst: dst, Proto: p.Protocol, Lost: p.Lost, BothLost: p.BothLost,
-			Excess: time.Duration(p.ExcessNs), Links: links})
+		out = append(out, t)
 	}
 	return out
 }

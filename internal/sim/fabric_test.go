@@ -122,7 +122,7 @@ func TestFabricFollowsPinglists(t *testing.T) {
 // TestECMPSpread: a TCP pair's probes (fresh source port each) cross
 // different spines; a UDP pair's (one socket) always the same path.
 func TestECMPSpread(t *testing.T) {
-	sc := mustParse(t, "name: ecmp\n"+fabric16)
+	sc := mustParse(t, "name: ecmp\ntracing: {ideal: true}\n"+fabric16)
 	f := newTestFabric(t, sc)
 	src, _ := f.x.Node("dc1-pod1-rack1-h01")
 	dst, _ := f.x.Node("dc1-pod2-rack1-h01")
@@ -137,7 +137,9 @@ func TestECMPSpread(t *testing.T) {
 		var res wire.ProbeResult
 		for i := 0; i < 64; i++ {
 			f.probe(src, dst, tc.proto, 0, &r, &res)
-			paths[fmt.Sprint(f.path)] = true
+			// The forward path, as an ideal trace of the probe's 5-tuple.
+			q := traceReq{src: src, dst: dst, proto: tc.proto, sport: f.lastSport, flow: f.lastFlow}
+			paths[fmt.Sprint(f.traceOne(&q, &r).Hops)] = true
 		}
 		if len(paths) < tc.min || len(paths) > tc.max {
 			t.Errorf("%v: %d distinct paths over 64 probes, want %d..%d", tc.proto, len(paths), tc.min, tc.max)

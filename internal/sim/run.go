@@ -9,6 +9,7 @@ import (
 	"github.com/meshlens/meshlens/internal/clock"
 	"github.com/meshlens/meshlens/internal/localize"
 	"github.com/meshlens/meshlens/internal/wire"
+	"google.golang.org/protobuf/proto"
 )
 
 // Epoch is where every run's virtual clock starts: fixed, so reports and
@@ -77,7 +78,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	}
 	vc := clock.NewVirtual(Epoch)
 	rounds := fab.Rounds()
-	var rejected int
+	var rejected, badTraces int
 	for r := 0; r < rounds; r++ {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("sim: %s: round %d: %w", sc.Name, r, err)
@@ -107,7 +108,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 			// just sealed; an older window (none in a normal run) has no
 			// traces left.
 			if sw.Start.Equal(fab.RoundStart(r)) {
-				w.Traces = fab.Traces()
+				w.Traces = ResolveReports(x, fab.PathReports(), &badTraces)
 			}
 			at := vc.Now().Sub(Epoch)
 			for i, lz := range lzs {
@@ -125,11 +126,39 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	rep := &Report{
 		Scenario: sc.Name, File: sc.File, Seed: sc.Seed, Hosts: len(sc.Topology.Hosts),
 		Duration: secs(sc.Duration), Interval: secs(sc.Interval), Rounds: rounds, Probes: fab.Probes(),
-		RejectedBatches: rejected, RollupsOnly: opts.RollupsOnly,
+		RejectedBatches: rejected, RejectedTraces: badTraces, RollupsOnly: opts.RollupsOnly,
 	}
 	for i, lz := range lzs {
 		rep.Results = append(rep.Results, score(sc, x, lz.Name(), timelines[i]))
 	}
 	rep.WallSeconds = time.Since(wall).Seconds()
 	return rep, nil
+}
+
+// ResolveReports is what the analyzer does with the agents' path reports:
+// each traced probe through the wire codec and localize.ResolveTrace, the
+// one conversion, so the localizer sees exactly what a server would.
+// Refused ones are counted in bad.
+func ResolveReports(x *localize.Index, reps []*wire.PathReport, bad *int) []localize.Trace {
+	var out []localize.Trace
+	for _, rep := range reps {
+		data, err := proto.Marshal(rep)
+		var got wire.PathReport
+		if err == nil {
+			err = proto.Unmarshal(data, &got)
+		}
+		if err != nil {
+			*bad += len(rep.Probes)
+			continue
+		}
+		for _, p := range got.Probes {
+			t, err := x.ResolveTrace(got.Agent, p)
+			if err != nil {
+				*bad++
+				continue
+			}
+			out = append(out, t)
+		}
+	}
+	return out
 }

@@ -174,7 +174,7 @@ func TestRemediationEndsBurn(t *testing.T) {
 		for _, sw := range sealed {
 			w := &localize.Window{Sealed: sw}
 			if sw.Start.Equal(fab.RoundStart(r)) {
-				w.Traces = fab.Traces()
+				w.Traces = sim.ResolveReports(fab.Index(), fab.PathReports(), new(int))
 			}
 			sus, err := lz.Localize(w)
 			if err != nil {
