@@ -143,6 +143,7 @@ type meshlens struct {
 	// expected anomalous probes crossing each candidate, and per trace the
 	// probability its probe crossed it, forward and back
 	count  []float64
+	supp   []float64 // the same, counting every trace that may have crossed it in full
 	fw, rv []float64
 	stamp  []int32
 	epoch  int32
@@ -178,7 +179,7 @@ type wcand struct {
 // cable, and both are the host.
 func newMeshlens(x *Index, cfg Config) *meshlens {
 	c := 2*x.NumLinks() + x.NumNodes()
-	return &meshlens{x: x, cfg: cfg, ev: newEvidence(x, cfg.Horizon), count: make([]float64, c),
+	return &meshlens{x: x, cfg: cfg, ev: newEvidence(x, cfg.Horizon), count: make([]float64, c), supp: make([]float64, c),
 		fw: make([]float64, c), rv: make([]float64, c), stamp: make([]int32, c),
 		downSeen: map[int32]bool{}, excluded: map[int32]bool{}, once: fanout(x)}
 }
@@ -521,10 +522,13 @@ func (m *meshlens) refine(c int32, score, lambda, u float64) (int32, float64, fl
 // than kid, an element inside it: what parent explains beyond kid, among
 // the anomalies kid leaves, against the share of the remaining link
 // crossings that parent adds to kid. It is a nested test of one more
-// parameter, so it gets half the bar of a new suspect.
+// parameter, so it gets half the bar of a new suspect. An anomaly whose
+// probe may have crossed kid (a silent hop, an untraced reverse path)
+// counts for kid here: were kid at fault, it would be the explanation, so
+// it is no evidence that parent does more than kid.
 func (m *meshlens) nestedSignificant(parent, kid int32, u float64) bool {
-	eR := m.count[parent] - m.count[kid]
-	uR := u - m.count[kid]
+	eR := m.supp[parent] - m.supp[kid]
+	uR := u - m.supp[kid]
 	rest := m.ev.crossings - m.exposure(kid)
 	if eR < float64(m.cfg.MinAnomalies) || rest <= 0 {
 		return false
@@ -563,10 +567,11 @@ func (m *meshlens) explain(traces []observed, latency bool) []Suspect {
 		}
 		nmem[wc.c]++
 		m.count[wc.c] += wc.w
+		m.supp[wc.c]++
 	}
 	defer func() {
 		for _, c := range active {
-			m.count[c] = 0
+			m.count[c], m.supp[c] = 0, 0
 		}
 	}()
 	members := make(map[int32][]member, len(active))
@@ -585,6 +590,7 @@ func (m *meshlens) explain(traces []observed, latency bool) []Suspect {
 		mass[i] = 1
 	}
 	unexplained := float64(len(traces))
+	blamedRho := map[int32]float64{}
 	var out []Suspect
 	for len(out) < m.cfg.MaxSuspects && unexplained >= float64(m.cfg.MinAnomalies) {
 		u := unexplained
@@ -609,9 +615,26 @@ func (m *meshlens) explain(traces []observed, latency bool) []Suspect {
 		pairs := map[[2]int32]bool{}
 		var excess []time.Duration
 		var tcpLost, tcpBoth float64
+		// Explaining away: best is at fault at rho times the rate of the
+		// crossings its anomalies cannot have crossed, so a trace that may
+		// have crossed it (weight w) most likely did, unless the trace
+		// surely crossed an element already blamed: its posterior is
+		// w*rho against (1-w) times that element's rho (or the
+		// background's 1).
+		rho := m.rho(best, u)
+		blamedRho[best] = rho
 		for _, mb := range members[best] {
 			i := mb.trace
-			d := mass[i] * mb.w
+			alt := 1.0
+			if mb.w < 1 {
+				for _, wc := range flat[offs[i]:offs[i+1]] {
+					if r, ok := blamedRho[wc.c]; ok && wc.w >= 0.999 && wc.c != best && !m.related(best, wc.c) {
+						alt = max(alt, r)
+					}
+				}
+			}
+			post := mb.w * rho / (mb.w*rho + (1-mb.w)*alt)
+			d := mass[i] * post
 			if d <= 0 {
 				continue
 			}
@@ -630,6 +653,7 @@ func (m *meshlens) explain(traces []observed, latency bool) []Suspect {
 			}
 			for _, wc := range flat[offs[i]:offs[i+1]] {
 				m.count[wc.c] -= d * wc.w
+				m.supp[wc.c] -= d
 			}
 		}
 		m.count[best] = 0
@@ -656,6 +680,45 @@ func (m *meshlens) explain(traces []observed, latency bool) []Suspect {
 		out = append(out, sus)
 	}
 	return out
+}
+
+// rho is how many times the rate of the link crossings its anomalies
+// cannot have crossed the probes crossing candidate c were anomalous, at
+// least 1: the anomalies that may have crossed c (a silent hop, an
+// untraced reverse path) do not count for elsewhere.
+func (m *meshlens) rho(c int32, u float64) float64 {
+	exp := m.exposure(c)
+	rest := m.ev.crossings - exp
+	if m.count[c] <= 0 || exp <= 0 {
+		return 1
+	}
+	if rest <= 0 {
+		return 1e6
+	}
+	outside := max(u-m.supp[c], 1)
+	return min(1e6, max(1, (m.count[c]/exp)/(outside/rest)))
+}
+
+// related reports whether candidates a and b are one element or nested
+// (a switch and its links, a link and its directions or its ends).
+func (m *meshlens) related(a, b int32) bool {
+	x := m.x
+	L := int32(x.NumLinks())
+	ends := func(c int32) (int32, int32, int32) { // physical link id and its end nodes, or -1
+		switch {
+		case c < L:
+			return min(c, x.Reverse[c]), x.From[c], x.To[c]
+		case c < 2*L:
+			return c - L, x.From[c-L], x.To[c-L]
+		}
+		return -1, c - 2*L, c - 2*L
+	}
+	pa, a1, a2 := ends(a)
+	pb, b1, b2 := ends(b)
+	if pa >= 0 && pb >= 0 {
+		return pa == pb
+	}
+	return a1 == b1 || a1 == b2 || a2 == b1 || a2 == b2
 }
 
 // samplePairs names up to MaxSamplePairs of pairs, in name order.
