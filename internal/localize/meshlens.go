@@ -487,7 +487,7 @@ func (m *meshlens) children(c int32) []int32 {
 // itself significant against the outside rate. A device is blamed when its
 // links fail together, not when one link's losses plus a little background
 // make it look worse than the link.
-func (m *meshlens) refine(c int32, score, lambda, u float64) (int32, float64, float64) {
+func (m *meshlens) refine(c int32, score, lambda, u float64, beyond func(parent, a, b int32) float64) (int32, float64, float64) {
 	// A link direction first looks up to its link: when the other
 	// direction is lossy too, blaming one direction would leave the other's
 	// anomalies to be pinned on whatever else their probes crossed.
@@ -511,11 +511,48 @@ func (m *meshlens) refine(c int32, score, lambda, u float64) (int32, float64, fl
 		if kid < 0 || kidScore < m.cfg.MinScore {
 			return c, score, lambda
 		}
-		if m.nestedSignificant(c, kid, u) {
+		if m.nestedSignificant(c, kid, u) && !m.twoKidsExplain(c, kid, u, beyond) {
 			return c, score, lambda
 		}
 		c, score, lambda = kid, kidScore, kidLambda
 	}
+}
+
+// twoKidsExplain reports whether kid and one other child of parent
+// explain what parent does beyond kid: parent's anomalies that can have
+// crossed neither are not significant against the crossings parent adds
+// to both. Then what parent adds is concentrated in one more element, a
+// second fault (blamed on its own when its evidence suffices), not a sick
+// parent: a sick server and its ToR's uplink are two faults, not a sick
+// ToR; a sick ToR loses probes on all its ports, also between its own
+// hosts, which no two of its children explain. Two links of a switch are
+// never taken for two faults here: a switch's links together carry all
+// its traffic, so with the few traces an agent's budget allows they mimic
+// the switch, and one faulty switch is the likelier story.
+func (m *meshlens) twoKidsExplain(parent, kid int32, u float64, beyond func(parent, a, b int32) float64) bool {
+	if beyond == nil {
+		return false
+	}
+	for _, k := range m.children(parent) {
+		L := int32(m.x.NumLinks())
+		if k == kid || m.related(k, kid) || (k < 2*L && kid < 2*L) {
+			continue
+		}
+		if m.count[k] < float64(m.cfg.MinAnomalies) {
+			continue
+		}
+		eR := beyond(parent, kid, k)
+		rest := m.ev.crossings - m.exposure(kid) - m.exposure(k)
+		add := m.exposure(parent) - m.exposure(kid) - m.exposure(k)
+		if rest <= 0 || add <= 0 {
+			return true
+		}
+		uR := u - (m.supp[parent] - eR)
+		if llr, _ := binomialLLR(eR, uR, add/rest); eR < float64(m.cfg.MinAnomalies) || llr < m.cfg.MinScore/2 {
+			return true
+		}
+	}
+	return false
 }
 
 // nestedSignificant reports whether parent explains significantly more
@@ -590,6 +627,28 @@ func (m *meshlens) explain(traces []observed, latency bool) []Suspect {
 		mass[i] = 1
 	}
 	unexplained := float64(len(traces))
+	// beyond is the unexplained anomalies that may have crossed parent
+	// but neither a nor b.
+	beyond := func(parent, a, b int32) float64 {
+		var sum float64
+		for _, mb := range members[parent] {
+			i := mb.trace
+			if mass[i] <= 0 {
+				continue
+			}
+			hit := false
+			for _, wc := range flat[offs[i]:offs[i+1]] {
+				if wc.c == a || wc.c == b {
+					hit = true
+					break
+				}
+			}
+			if !hit {
+				sum += mass[i]
+			}
+		}
+		return sum
+	}
 	blamedRho := map[int32]float64{}
 	var out []Suspect
 	for len(out) < m.cfg.MaxSuspects && unexplained >= float64(m.cfg.MinAnomalies) {
@@ -602,7 +661,7 @@ func (m *meshlens) explain(traces []observed, latency bool) []Suspect {
 			}
 		}
 		if best >= 0 && bestScore >= m.cfg.MinScore {
-			best, bestScore, bestLambda = m.refine(best, bestScore, bestLambda, u)
+			best, bestScore, bestLambda = m.refine(best, bestScore, bestLambda, u, beyond)
 		}
 		if best < 0 || bestScore < m.cfg.MinScore {
 			break
