@@ -325,59 +325,6 @@ func TestRoutesAvoidDown(t *testing.T) {
 	}
 }
 
-// BenchmarkLocalizeWindow10k is one window of a 10,000-host fabric (the
-// rack-pair and host rollups of full Pingmesh pinglists, 10,000 traced
-// probes) through the meshlens localizer.
-func BenchmarkLocalizeWindow10k(b *testing.B) {
-	spec := topology.GenSpec{DCs: 1, Pods: 10, RacksPerPod: 50, HostsPerRack: 20, LeavesPerPod: 4, Spines: 16}
-	topo, err := topology.Generate(spec)
-	if err != nil {
-		b.Fatal(err)
-	}
-	x, err := NewIndex(topo)
-	if err != nil {
-		b.Fatal(err)
-	}
-	f := &fixture{t: b, x: x, routes: x.Routes(nil, nil)}
-	sw := &aggregate.SealedWindow{Hosts: map[aggregate.HostKey]*aggregate.Rollup{}, RackPairs: map[aggregate.LocationPair]*aggregate.Rollup{}}
-	for _, h := range topo.Hosts {
-		// ~(19 + 499) peers x 2 protocols, out and in.
-		sw.Hosts[aggregate.HostKey{Host: h.Name, Direction: aggregate.Out}] = &aggregate.Rollup{Sent: 1036}
-		sw.Hosts[aggregate.HostKey{Host: h.Name, Direction: aggregate.In}] = &aggregate.Rollup{Sent: 1036}
-	}
-	for _, a := range topo.Racks {
-		for _, c := range topo.Racks {
-			for _, p := range []wire.Protocol{wire.Protocol_PROTOCOL_TCP, wire.Protocol_PROTOCOL_UDP} {
-				sw.RackPairs[aggregate.LocationPair{Src: a.Name, Dst: c.Name, Proto: p}] = &aggregate.Rollup{Sent: uint64(len(a.Hosts))}
-			}
-		}
-	}
-	var traces []Trace
-	for i := 0; i < 10000; i++ {
-		a, c := topo.Hosts[(i*7919)%len(topo.Hosts)], topo.Hosts[(i*104729+13)%len(topo.Hosts)]
-		if a == c {
-			continue
-		}
-		n := i
-		traces = append(traces, f.trace(a.Name, c.Name, true, func(_ int32, hops []Hop) Hop { n = n*31 + 7; return hops[n%len(hops)] }))
-	}
-	for _, name := range []string{NameMeshlens, NameVote} {
-		b.Run(name, func(b *testing.B) {
-			lz, err := New(name, x, Config{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			w := &Window{Sealed: sw, Traces: traces}
-			b.ResetTimer()
-			for b.Loop() {
-				if _, err := lz.Localize(w); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
-
 // TestTrafficConserved: every inter-pod probe crosses one leaf->spine link
 // going out and one coming back, and every probe both directions of its
 // hosts' access links.

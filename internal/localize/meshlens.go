@@ -434,6 +434,14 @@ func (m *meshlens) score(c int32, u float64) (score, expected float64) {
 	return binomialLLR(e, u, m.exposure(c)/m.ev.crossings)
 }
 
+// scoreSupp is score counting every anomaly that may have crossed c.
+func (m *meshlens) scoreSupp(c int32, u float64) (score, expected float64) {
+	if m.supp[c] < float64(m.cfg.MinAnomalies) {
+		return 0, 0
+	}
+	return binomialLLR(m.supp[c], u, m.exposure(c)/m.ev.crossings)
+}
+
 // binomialLLR is the log-likelihood ratio of e successes in u trials
 // against success probability q, when e exceeds u*q.
 func binomialLLR(e, u, q float64) (llr, expected float64) {
@@ -503,9 +511,21 @@ func (m *meshlens) refine(c int32, score, lambda, u float64, beyond func(parent,
 	for {
 		var kid int32 = -1
 		var kidScore, kidLambda float64
+		// The kid its expected anomalies point at; it qualifies when
+		// significant counting every anomaly that may have crossed it:
+		// were it the fault, they would be its (a probe's reverse path is
+		// a guess while its ToR is certain, so a ToR outscores its
+		// uplinks on expected counts alone).
+		var kidCount float64
 		for _, k := range m.children(c) {
-			if s, l := m.score(k, u); s > kidScore {
-				kid, kidScore, kidLambda = k, s, l
+			if m.count[k] > kidCount {
+				kid, kidCount = k, m.count[k]
+			}
+		}
+		if kid >= 0 {
+			kidScore, kidLambda = m.score(kid, u)
+			if kidScore < m.cfg.MinScore {
+				kidScore, kidLambda = m.scoreSupp(kid, u)
 			}
 		}
 		if kid < 0 || kidScore < m.cfg.MinScore {

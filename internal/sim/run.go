@@ -28,6 +28,9 @@ type Options struct {
 	Localizers []string
 	// Config of the localizers.
 	Config localize.Config
+	// Tracing, when set, replaces every scenario's tracing: the suite run
+	// again with ideal or harsher path discovery.
+	Tracing *Tracing
 	// RollupsOnly runs the aggregator without per-pair state
 	// (aggregate.Config.RollupsOnly): the localizers see the same rollups,
 	// so the verdicts are the same, and a fabric of 50,000 hosts fits in
@@ -45,6 +48,11 @@ type Options struct {
 // what they blamed is scored against the faults.
 func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	wall := time.Now()
+	if opts.Tracing != nil {
+		c := *sc
+		c.Tracing = *opts.Tracing
+		sc = &c
+	}
 	if len(opts.Localizers) == 0 {
 		opts.Localizers = []string{localize.NameMeshlens, localize.NameVote}
 	}
