@@ -201,9 +201,14 @@ func TestLocalizeDiscriminates(t *testing.T) {
 		{
 			name: "flow-consistent drops are a blackhole", element: "dc1-pod2-leaf2", kind: KindDevice, symptom: SymptomBlackhole,
 			traces: func() []Trace {
+				// A blackholed flow's trace (same 5-tuple) dies at the
+				// blackholing switch: it answers, nothing after it does.
+				leaf, _ := f.x.Node("dc1-pod2-leaf2")
 				ts := f.crossing("dc1-pod2-leaf2", true)
 				for i := range ts {
 					ts[i].BothLost = true
+					ts[i].Hops = ts[i].Hops[:slices.Index(ts[i].Hops, leaf)+1]
+					ts[i].Reached = false
 				}
 				return ts
 			},
@@ -238,6 +243,19 @@ func TestLocalizeDiscriminates(t *testing.T) {
 				var ts []Trace
 				for _, peer := range []string{host(1, 1, 1), host(2, 1, 2), host(2, 2, 3), host(1, 2, 4)} {
 					ts = append(ts, f.trace(host(1, 1, 2), peer, false, nil))
+				}
+				return ts
+			},
+		},
+		{
+			// Its timeouts read as losses of its own probes: still only
+			// agent_slow, never also a sick host.
+			name: "a starved agent's timeouts are not a sick host", element: host(2, 1, 3), kind: KindHost, symptom: SymptomAgentSlow,
+			lag: map[string]time.Duration{host(2, 1, 3): 80 * time.Millisecond},
+			traces: func() []Trace {
+				var ts []Trace
+				for i, peer := range []string{host(1, 1, 1), host(1, 2, 2), host(2, 2, 3), host(1, 1, 4), host(2, 1, 1)} {
+					ts = append(ts, f.trace(host(2, 1, 3), peer, true, f.through(i, "")), f.trace(host(2, 1, 3), peer, false, f.through(i+7, "")))
 				}
 				return ts
 			},

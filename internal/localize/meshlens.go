@@ -434,6 +434,10 @@ func (m *meshlens) score(c int32, u float64) (score, expected float64) {
 	return binomialLLR(e, u, m.exposure(c)/m.ev.crossings)
 }
 
+// dominantKid is the share of its parent's expected anomalies a child
+// needs to be scored on every anomaly that may have crossed it (refine).
+const dominantKid = 0.75
+
 // scoreSupp is score counting every anomaly that may have crossed c.
 func (m *meshlens) scoreSupp(c int32, u float64) (score, expected float64) {
 	if m.supp[c] < float64(m.cfg.MinAnomalies) {
@@ -511,11 +515,11 @@ func (m *meshlens) refine(c int32, score, lambda, u float64, beyond func(parent,
 	for {
 		var kid int32 = -1
 		var kidScore, kidLambda float64
-		// The kid its expected anomalies point at; it qualifies when
-		// significant counting every anomaly that may have crossed it:
-		// were it the fault, they would be its (a probe's reverse path is
-		// a guess while its ToR is certain, so a ToR outscores its
-		// uplinks on expected counts alone).
+		// The kid its expected anomalies point at; when it holds most of
+		// them, it qualifies when significant counting every anomaly that
+		// may have crossed it: were it the fault, they would be its (a
+		// probe's reverse path is a guess while its ToR is certain, so a
+		// ToR outscores its uplinks on expected counts alone).
 		var kidCount float64
 		for _, k := range m.children(c) {
 			if m.count[k] > kidCount {
@@ -524,7 +528,7 @@ func (m *meshlens) refine(c int32, score, lambda, u float64, beyond func(parent,
 		}
 		if kid >= 0 {
 			kidScore, kidLambda = m.score(kid, u)
-			if kidScore < m.cfg.MinScore {
+			if kidScore < m.cfg.MinScore && kidCount >= dominantKid*m.count[c] {
 				kidScore, kidLambda = m.scoreSupp(kid, u)
 			}
 		}
