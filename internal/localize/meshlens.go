@@ -40,8 +40,13 @@ type slot struct {
 	alive alive
 }
 
-// tracePath is what one trace says about the links its probe crossed.
-type tracePath struct{ fwd, rev []wlink }
+// tracePath is what one trace says about the links its probe crossed;
+// cands caches the meshlens candidates of those links (they do not change
+// while the trace stays in the horizon).
+type tracePath struct {
+	fwd, rev []wlink
+	cands    []wcand
+}
 
 func newEvidence(x *Index, horizon int) *evidence {
 	tr := newTraffic(x)
@@ -143,6 +148,8 @@ type meshlens struct {
 	// expected anomalous probes crossing each candidate, and per trace the
 	// probability its probe crossed it, forward and back
 	count  []float64
+	nmem   []int32 // explain's inverted lists: lengths and starts
+	mstart []int32
 	supp   []float64 // the same, counting every trace that may have crossed it in full
 	fw, rv []float64
 	stamp  []int32
@@ -166,6 +173,12 @@ type observed struct {
 	p *tracePath
 }
 
+// member is a trace of a candidate's inverted list.
+type member struct {
+	trace int32
+	w     float64
+}
+
 // wcand is a candidate that a trace's probe crossed with probability w.
 type wcand struct {
 	c int32
@@ -179,7 +192,7 @@ type wcand struct {
 // cable, and both are the host.
 func newMeshlens(x *Index, cfg Config) *meshlens {
 	c := 2*x.NumLinks() + x.NumNodes()
-	return &meshlens{x: x, cfg: cfg, ev: newEvidence(x, cfg.Horizon), count: make([]float64, c), supp: make([]float64, c),
+	return &meshlens{x: x, cfg: cfg, ev: newEvidence(x, cfg.Horizon), count: make([]float64, c), supp: make([]float64, c), nmem: make([]int32, c), mstart: make([]int32, c),
 		fw: make([]float64, c), rv: make([]float64, c), stamp: make([]int32, c),
 		downSeen: map[int32]bool{}, excluded: map[int32]bool{}, once: fanout(x)}
 }
@@ -609,41 +622,50 @@ func (m *meshlens) explain(traces []observed, latency bool) []Suspect {
 	if len(traces) == 0 || m.ev.crossings <= 0 {
 		return nil
 	}
-	// Inverted lists: candidate -> (trace, probability).
-	var flat []wcand
+	// Inverted lists: candidate -> (trace, probability). A link gives at
+	// most four candidates: size flat once, it is the largest array here.
+	n := 0
+	for _, o := range traces {
+		if o.p.cands == nil {
+			o.p.cands = m.candidates(o.p, make([]wcand, 0, 4*(len(o.p.fwd)+len(o.p.rev))))
+		}
+		n += len(o.p.cands)
+	}
+	flat := make([]wcand, 0, n)
 	offs := make([]int, len(traces)+1)
 	for i, o := range traces {
-		flat = m.candidates(o.p, flat)
+		flat = append(flat, o.p.cands...)
 		offs[i+1] = len(flat)
 	}
-	type member struct {
-		trace int32
-		w     float64
-	}
 	var active []int32
-	nmem := map[int32]int{}
 	for _, wc := range flat {
-		if nmem[wc.c] == 0 {
+		if m.nmem[wc.c] == 0 {
 			active = append(active, wc.c)
 		}
-		nmem[wc.c]++
+		m.nmem[wc.c]++
 		m.count[wc.c] += wc.w
 		m.supp[wc.c]++
 	}
-	defer func() {
-		for _, c := range active {
-			m.count[c], m.supp[c] = 0, 0
-		}
-	}()
-	members := make(map[int32][]member, len(active))
+	// members[mstart[c]:mstart[c]+nmem[c]] are candidate c's traces.
+	pos := int32(0)
+	for _, c := range active {
+		m.mstart[c] = pos
+		pos += m.nmem[c]
+		m.nmem[c] = 0 // refilled below
+	}
+	all := make([]member, pos)
 	for i := range traces {
 		for _, wc := range flat[offs[i]:offs[i+1]] {
-			if members[wc.c] == nil {
-				members[wc.c] = make([]member, 0, nmem[wc.c])
-			}
-			members[wc.c] = append(members[wc.c], member{int32(i), wc.w})
+			all[m.mstart[wc.c]+m.nmem[wc.c]] = member{int32(i), wc.w}
+			m.nmem[wc.c]++
 		}
 	}
+	members := func(c int32) []member { return all[m.mstart[c] : m.mstart[c]+m.nmem[c]] }
+	defer func() {
+		for _, c := range active {
+			m.count[c], m.supp[c], m.nmem[c] = 0, 0, 0
+		}
+	}()
 	// mass[i]: how much of trace i is still unexplained. Blaming c
 	// explains each of its traces as far as that trace's probe crossed c.
 	mass := make([]float64, len(traces))
@@ -655,7 +677,7 @@ func (m *meshlens) explain(traces []observed, latency bool) []Suspect {
 	// but neither a nor b.
 	beyond := func(parent, a, b int32) float64 {
 		var sum float64
-		for _, mb := range members[parent] {
+		for _, mb := range members(parent) {
 			i := mb.trace
 			if mass[i] <= 0 {
 				continue
@@ -706,7 +728,7 @@ func (m *meshlens) explain(traces []observed, latency bool) []Suspect {
 		// background's 1).
 		rho := m.rho(best, u)
 		blamedRho[best] = rho
-		for _, mb := range members[best] {
+		for _, mb := range members(best) {
 			i := mb.trace
 			alt := 1.0
 			if mb.w < 1 {

@@ -232,6 +232,11 @@ func getP(s []nodeP, n int32) float64 {
 	return 0
 }
 
+// minSpread is the least probability of a reverse link worth counting:
+// on a large fabric the reverse paths fan out over every spine, and those
+// thin shares are most of the work and next to no evidence.
+const minSpread = 1.0 / 32
+
 // reverse appends the link directions the probe's answer may have taken
 // from t.Dst back to t.Src, spread as per-hop ECMP hashing spreads it.
 func (pm *pathModel) reverse(t *Trace, out []wlink) []wlink {
@@ -249,7 +254,9 @@ func (pm *pathModel) reverse(t *Trace, out []wlink) []wlink {
 			next := pm.routes.Next(a.n, slot)
 			for _, h := range next {
 				w := a.p / float64(len(next))
-				out = append(out, wlink{h.Link, w})
+				if w >= minSpread {
+					out = append(out, wlink{h.Link, w})
+				}
 				pm.nextLevel = addP(pm.nextLevel, h.Node, w)
 			}
 		}
