@@ -95,9 +95,9 @@ func (pm *pathModel) next(n, dst int32) []Hop {
 // forward appends t's forward link directions with the probability the
 // probe crossed each, given its answered hops; for a trace that stopped
 // short, the link it most likely died on (see the file comment; al is the
-// window's alive set, nil for none). ok is false when the hops fit no
-// path of the routing (it changed; then only the links between answered
-// neighbours are certain, and those are what is appended).
+// window's alive set, nil for none). When the hops fit no path of the
+// routing (it changed), only the links between answered neighbours are
+// certain, and those are what is appended.
 func (pm *pathModel) forward(t *Trace, al *alive, out []wlink) []wlink {
 	x := pm.x
 	// k: positions 1..k are the hops up to the last one that answered.
