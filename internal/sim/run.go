@@ -151,9 +151,9 @@ func ResolveReports(x *localize.Index, reps []*wire.PathReport, bad *int) []loca
 	var out []localize.Trace
 	for _, rep := range reps {
 		data, err := proto.Marshal(rep)
-		var got wire.PathReport
+		var got *wire.PathReport
 		if err == nil {
-			err = proto.Unmarshal(data, &got)
+			got, err = wire.DecodePathReport(data) // the server's decoder, with its limits
 		}
 		if err != nil {
 			*bad += len(rep.Probes)
