@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshlens/meshlens/internal/localize"
 	"github.com/meshlens/meshlens/internal/pinglist"
@@ -365,6 +366,12 @@ func TestPathReports(t *testing.T) {
 					budget := sc.Tracing.Budget
 					if sc.Tracing.Ideal {
 						budget = idealTraces
+					}
+					// The server's decoder takes every report as published.
+					if data, err := proto.Marshal(rep); err != nil {
+						t.Fatal(err)
+					} else if _, err := wire.DecodePathReport(data); err != nil {
+						t.Errorf("%s: %v", rep.Agent, err)
 					}
 					if len(rep.Probes) > budget {
 						t.Errorf("%s traced %d probes in a round, budget %d", rep.Agent, len(rep.Probes), budget)

@@ -79,7 +79,8 @@ func (f *Fabric) trace(r int) {
 // packet got to the hop (through the faults on the way), the hop answers
 // (a switch with probability HopAnswer, within its ICMP rate limits; the
 // destination always), and the answer survives its own way back. Trailing
-// silence is cut: the report ends at the last hop that answered.
+// silence is cut: the report ends at the last hop that answered (one "*"
+// when none did).
 func (f *Fabric) traceOne(q *traceReq, rng *rng) *wire.TracedProbe {
 	x := f.x
 	ideal := f.sc.Tracing.Ideal
@@ -135,6 +136,11 @@ func (f *Fabric) traceOne(q *traceReq, rng *rng) *wire.TracedProbe {
 		return tp
 	}
 	tp.Hops = tp.Hops[:answered]
+	if answered == 0 {
+		// Not even the first hop answered: the wire form still says so
+		// with one silent TTL (a traced probe has at least one hop).
+		tp.Hops = append(tp.Hops, wire.UnknownHop)
+	}
 	return tp
 }
 
