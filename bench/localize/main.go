@@ -3,7 +3,7 @@
 // F1 over significant faults, false positives, median detection and
 // localization time, then the pooled score of each scenario class.
 //
-//	go run ./bench/localize [-suite 'test/scenarios/*.yaml'] [-workers 2] [-json]
+//	go run ./bench/localize [-suite 'test/scenarios/*.yaml'] [-workers 2] [-json] [-tracing ideal|hop_answer=0.7,budget=1]
 //	go run ./bench/localize -run bench/localize/scale-10k.yaml
 //	go run ./bench/localize -run bench/localize/scale-50k.yaml -rollups-only
 //
@@ -20,6 +20,8 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,7 +40,13 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	memProfile := flag.String("memprofile", "", "write a heap profile (in use at the peak window) to this file")
 	rollupsOnly := flag.Bool("rollups-only", false, "with -run: aggregate without per-pair state (50,000 hosts fit in memory)")
+	tracing := flag.String("tracing", "", "replace every scenario's tracing: \"ideal\", or hop_answer=F,budget=N (unset fields take the defaults)")
 	flag.Parse()
+	tr, err := parseTracing(*tracing)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench-localize:", err)
+		os.Exit(2)
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err == nil {
@@ -52,14 +60,14 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *suite, *one, *workers, *asJSON, *memProfile, *rollupsOnly); err != nil {
+	if err := run(ctx, *suite, *one, *workers, *asJSON, *memProfile, *rollupsOnly, tr); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-localize:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, suite, one string, workers int, asJSON bool, memProfile string, rollupsOnly bool) error {
+func run(ctx context.Context, suite, one string, workers int, asJSON bool, memProfile string, rollupsOnly bool, tr *sim.Tracing) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	if one != "" {
@@ -67,7 +75,7 @@ func run(ctx context.Context, suite, one string, workers int, asJSON bool, memPr
 		if err != nil {
 			return err
 		}
-		opts := sim.Options{RollupsOnly: rollupsOnly}
+		opts := sim.Options{RollupsOnly: rollupsOnly, Tracing: tr}
 		var heapErr error
 		start := time.Now()
 		opts.Observe = func(at time.Duration, _ *aggregate.SealedWindow, v analyze.Verdict) {
@@ -100,7 +108,7 @@ func run(ctx context.Context, suite, one string, workers int, asJSON bool, memPr
 		}
 		return enc.Encode(rep)
 	}
-	entries, err := sim.RunSuite(ctx, suite, sim.Options{}, workers)
+	entries, err := sim.RunSuite(ctx, suite, sim.Options{Tracing: tr}, workers)
 	if err != nil {
 		return err
 	}
@@ -121,4 +129,36 @@ func writeHeapProfile(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// parseTracing reads the -tracing flag; nil when empty.
+func parseTracing(s string) (*sim.Tracing, error) {
+	if s == "" {
+		return nil, nil
+	}
+	tr := &sim.Tracing{HopAnswer: sim.DefaultHopAnswer, Budget: sim.DefaultBudget}
+	if s == "ideal" {
+		tr.Ideal = true
+		return tr, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "hop_answer":
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || !(f > 0 && f <= 1) {
+				return nil, fmt.Errorf("-tracing: hop_answer %q: want a number in (0, 1]", v)
+			}
+			tr.HopAnswer = f
+		case "budget":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1000 {
+				return nil, fmt.Errorf("-tracing: budget %q: want 1..1000", v)
+			}
+			tr.Budget = n
+		default:
+			return nil, fmt.Errorf("-tracing: unknown %q (want ideal, hop_answer=F, budget=N)", kv)
+		}
+	}
+	return tr, nil
 }

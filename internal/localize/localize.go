@@ -1,9 +1,10 @@
 // Package localize says which link, switch or server explains what the
 // probes of a window saw. Its input is a sealed aggregation window (per-pair
 // and per-rack-pair counts, host rollups), the agents' scheduling lag, and
-// path discovery of anomalous probes (the links a lost or slow probe's
-// 5-tuple crossed, as 007 traces them); its output is a ranked list of
-// Suspects with an estimate, a confidence and the evidence.
+// path discovery of anomalous probes as a real Paris traceroute from the
+// source gets it (forward hops only, some silent, maybe stopping short:
+// Trace, read as probabilities in paths.go); its output is a ranked list
+// of Suspects with an estimate, a confidence and the evidence.
 //
 // Two localizers share that interface: "meshlens" (this package's method:
 // Poisson likelihood of each candidate element's losses against the
@@ -95,9 +96,6 @@ type Trace struct {
 	// Src, UnknownHop where none answered; Reached says the last is Dst.
 	Hops    []int32
 	Reached bool
-	// Links: the link directions the probe crossed, forward then back.
-	// Deprecated: only complete traces have them; being replaced by Hops.
-	Links []int32
 }
 
 // UnknownHop marks a hop of Trace.Hops that did not answer.

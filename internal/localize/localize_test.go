@@ -137,7 +137,14 @@ func (f *fixture) crossing(must string, lost bool) []Trace {
 func (f *fixture) trace(src, dst string, lost bool, pick func(int32, []Hop) Hop) Trace {
 	s, _ := f.x.Node(src)
 	d, _ := f.x.Node(dst)
-	t := Trace{Src: s, Dst: d, Proto: wire.Protocol_PROTOCOL_TCP, Lost: lost, Links: f.path(src, dst, pick)}
+	// A complete forward trace: every hop answered.
+	t := Trace{Src: s, Dst: d, Proto: wire.Protocol_PROTOCOL_TCP, Lost: lost, Reached: true}
+	for _, l := range f.path(src, dst, pick) {
+		t.Hops = append(t.Hops, f.x.To[l])
+		if f.x.To[l] == d {
+			break
+		}
+	}
 	if !lost {
 		t.Excess = 2 * time.Millisecond
 	}
@@ -194,9 +201,14 @@ func TestLocalizeDiscriminates(t *testing.T) {
 		{
 			name: "flow-consistent drops are a blackhole", element: "dc1-pod2-leaf2", kind: KindDevice, symptom: SymptomBlackhole,
 			traces: func() []Trace {
+				// A blackholed flow's trace (same 5-tuple) dies at the
+				// blackholing switch: it answers, nothing after it does.
+				leaf, _ := f.x.Node("dc1-pod2-leaf2")
 				ts := f.crossing("dc1-pod2-leaf2", true)
 				for i := range ts {
 					ts[i].BothLost = true
+					ts[i].Hops = ts[i].Hops[:slices.Index(ts[i].Hops, leaf)+1]
+					ts[i].Reached = false
 				}
 				return ts
 			},
@@ -231,6 +243,19 @@ func TestLocalizeDiscriminates(t *testing.T) {
 				var ts []Trace
 				for _, peer := range []string{host(1, 1, 1), host(2, 1, 2), host(2, 2, 3), host(1, 2, 4)} {
 					ts = append(ts, f.trace(host(1, 1, 2), peer, false, nil))
+				}
+				return ts
+			},
+		},
+		{
+			// Its timeouts read as losses of its own probes: still only
+			// agent_slow, never also a sick host.
+			name: "a starved agent's timeouts are not a sick host", element: host(2, 1, 3), kind: KindHost, symptom: SymptomAgentSlow,
+			lag: map[string]time.Duration{host(2, 1, 3): 80 * time.Millisecond},
+			traces: func() []Trace {
+				var ts []Trace
+				for i, peer := range []string{host(1, 1, 1), host(1, 2, 2), host(2, 2, 3), host(1, 1, 4), host(2, 1, 1)} {
+					ts = append(ts, f.trace(host(2, 1, 3), peer, true, f.through(i, "")), f.trace(host(2, 1, 3), peer, false, f.through(i+7, "")))
 				}
 				return ts
 			},
@@ -315,59 +340,6 @@ func TestRoutesAvoidDown(t *testing.T) {
 	}
 	if got := f.routes.Next(leaf, f.x.ToRSlot[tor]); len(got) != 2 {
 		t.Errorf("full routes: %d next hops, want 2", len(got))
-	}
-}
-
-// BenchmarkLocalizeWindow10k is one window of a 10,000-host fabric (the
-// rack-pair and host rollups of full Pingmesh pinglists, 10,000 traced
-// probes) through the meshlens localizer.
-func BenchmarkLocalizeWindow10k(b *testing.B) {
-	spec := topology.GenSpec{DCs: 1, Pods: 10, RacksPerPod: 50, HostsPerRack: 20, LeavesPerPod: 4, Spines: 16}
-	topo, err := topology.Generate(spec)
-	if err != nil {
-		b.Fatal(err)
-	}
-	x, err := NewIndex(topo)
-	if err != nil {
-		b.Fatal(err)
-	}
-	f := &fixture{t: b, x: x, routes: x.Routes(nil, nil)}
-	sw := &aggregate.SealedWindow{Hosts: map[aggregate.HostKey]*aggregate.Rollup{}, RackPairs: map[aggregate.LocationPair]*aggregate.Rollup{}}
-	for _, h := range topo.Hosts {
-		// ~(19 + 499) peers x 2 protocols, out and in.
-		sw.Hosts[aggregate.HostKey{Host: h.Name, Direction: aggregate.Out}] = &aggregate.Rollup{Sent: 1036}
-		sw.Hosts[aggregate.HostKey{Host: h.Name, Direction: aggregate.In}] = &aggregate.Rollup{Sent: 1036}
-	}
-	for _, a := range topo.Racks {
-		for _, c := range topo.Racks {
-			for _, p := range []wire.Protocol{wire.Protocol_PROTOCOL_TCP, wire.Protocol_PROTOCOL_UDP} {
-				sw.RackPairs[aggregate.LocationPair{Src: a.Name, Dst: c.Name, Proto: p}] = &aggregate.Rollup{Sent: uint64(len(a.Hosts))}
-			}
-		}
-	}
-	var traces []Trace
-	for i := 0; i < 10000; i++ {
-		a, c := topo.Hosts[(i*7919)%len(topo.Hosts)], topo.Hosts[(i*104729+13)%len(topo.Hosts)]
-		if a == c {
-			continue
-		}
-		n := i
-		traces = append(traces, f.trace(a.Name, c.Name, true, func(_ int32, hops []Hop) Hop { n = n*31 + 7; return hops[n%len(hops)] }))
-	}
-	for _, name := range []string{NameMeshlens, NameVote} {
-		b.Run(name, func(b *testing.B) {
-			lz, err := New(name, x, Config{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			w := &Window{Sealed: sw, Traces: traces}
-			b.ResetTimer()
-			for b.Loop() {
-				if _, err := lz.Localize(w); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
 	}
 }
 

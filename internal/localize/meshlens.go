@@ -9,10 +9,12 @@ import (
 )
 
 // evidence pools the last Horizon windows: traffic per link direction,
-// probes sent, and traces (copied: callers may reuse theirs).
+// probes sent, and traces (copied: callers may reuse theirs) with what
+// each says about the links its probe crossed (paths.go).
 type evidence struct {
 	x      *Index
 	tr     *traffic
+	pm     *pathModel
 	slots  []slot
 	pos    int
 	T      []float64 // summed over the horizon
@@ -30,11 +32,25 @@ type slot struct {
 	probes    float64
 	crossings float64
 	traces    []Trace
-	links     []int32
+	hops      []int32
+	// paths[i]: trace i's forward and reverse link probabilities, slices
+	// of pool.
+	paths []tracePath
+	pool  []wlink
+	alive alive
+}
+
+// tracePath is what one trace says about the links its probe crossed;
+// cands caches the meshlens candidates of those links (they do not change
+// while the trace stays in the horizon).
+type tracePath struct {
+	fwd, rev []wlink
+	cands    []wcand
 }
 
 func newEvidence(x *Index, horizon int) *evidence {
-	e := &evidence{x: x, tr: newTraffic(x), slots: make([]slot, horizon),
+	tr := newTraffic(x)
+	e := &evidence{x: x, tr: tr, pm: newPathModel(x, x.Routes(nil, nil)), slots: make([]slot, horizon),
 		T: make([]float64, x.NumLinks()), TL: make([]float64, x.NumLinks()),
 		in: make([]float64, x.NumNodes()), inL: make([]float64, x.NumNodes())}
 	for i := range e.slots {
@@ -42,6 +58,20 @@ func newEvidence(x *Index, horizon int) *evidence {
 		e.slots[i].TL = make([]float64, x.NumLinks())
 	}
 	return e
+}
+
+// validTrace reports whether t names hosts and nodes of this index.
+func (e *evidence) validTrace(t *Trace) bool {
+	n := int32(e.x.NumHosts)
+	if t.Src < 0 || t.Src >= n || t.Dst < 0 || t.Dst >= n || t.Src == t.Dst || len(t.Hops) > e.x.MaxHops() {
+		return false
+	}
+	for _, h := range t.Hops {
+		if h != UnknownHop && (h < 0 || int(h) >= e.x.NumNodes()) {
+			return false
+		}
+	}
+	return true
 }
 
 // add replaces the oldest window with w and re-sums the horizon.
@@ -55,19 +85,38 @@ func (e *evidence) add(w *Window) {
 		s.probes, s.crossings = e.tr.window(w.Sealed, s.T, s.TL)
 	}
 	s.traces = s.traces[:0]
-	s.links = s.links[:0]
+	s.hops = s.hops[:0]
+	s.alive.reset()
 	for _, t := range w.Traces {
-		if t.Src < 0 || int(t.Src) >= e.x.NumHosts || t.Dst < 0 || int(t.Dst) >= e.x.NumHosts {
-			continue // not a host of this index: nothing to say about it
+		if !e.validTrace(&t) {
+			continue // not a path of this index: nothing to say about it
 		}
-		start := len(s.links)
-		for _, l := range t.Links {
-			if l >= 0 && int(l) < e.x.NumLinks() {
-				s.links = append(s.links, l)
-			}
-		}
-		t.Links = s.links[start:len(s.links):len(s.links)]
+		start := len(s.hops)
+		s.hops = append(s.hops, t.Hops...)
+		t.Hops = s.hops[start:len(s.hops):len(s.hops)]
 		s.traces = append(s.traces, t)
+	}
+	// s.hops may have moved while growing: re-slice.
+	pos := 0
+	for i := range s.traces {
+		n := len(s.traces[i].Hops)
+		s.traces[i].Hops = s.hops[pos : pos+n : pos+n]
+		pos += n
+		s.alive.see(e.x, &s.traces[i])
+	}
+	s.pool = s.pool[:0]
+	type span struct{ a, b, c int }
+	spans := make([]span, len(s.traces))
+	for i := range s.traces {
+		a := len(s.pool)
+		s.pool = e.pm.forward(&s.traces[i], &s.alive, s.pool)
+		b := len(s.pool)
+		s.pool = e.pm.reverse(&s.traces[i], s.pool)
+		spans[i] = span{a, b, len(s.pool)}
+	}
+	s.paths = s.paths[:0]
+	for _, sp := range spans {
+		s.paths = append(s.paths, tracePath{fwd: s.pool[sp.a:sp.b:sp.b], rev: s.pool[sp.b:sp.c:sp.c]})
 	}
 	clear(e.T)
 	clear(e.TL)
@@ -95,10 +144,16 @@ type meshlens struct {
 	x   *Index
 	cfg Config
 	ev  *evidence
-	// scratch, indexed by candidate id (see candidate ids below)
-	count []int32
-	stamp []int32
-	epoch int32
+	// scratch, indexed by candidate id (see candidate ids below): the
+	// expected anomalous probes crossing each candidate, and per trace the
+	// probability its probe crossed it, forward and back
+	count  []float64
+	nmem   []int32 // explain's inverted lists: lengths and starts
+	mstart []int32
+	supp   []float64 // the same, counting every trace that may have crossed it in full
+	fw, rv []float64
+	stamp  []int32
+	epoch  int32
 	// downSeen: switches and links blamed as dead; excluded: those of them
 	// that have since stopped losing probes, which means routing converged
 	// around them. The traffic model routes around excluded elements until
@@ -112,6 +167,24 @@ type meshlens struct {
 	once []float64
 }
 
+// observed is one trace with what it says about its probe's links.
+type observed struct {
+	t *Trace
+	p *tracePath
+}
+
+// member is a trace of a candidate's inverted list.
+type member struct {
+	trace int32
+	w     float64
+}
+
+// wcand is a candidate that a trace's probe crossed with probability w.
+type wcand struct {
+	c int32
+	w float64
+}
+
 // Candidate ids: a switch-to-switch link direction l is l, the physical
 // link of l is L+min(l, reverse(l)), a node n (host or switch) is 2L+n.
 // Host access links are never candidates of their own: every probe of a
@@ -119,7 +192,8 @@ type meshlens struct {
 // cable, and both are the host.
 func newMeshlens(x *Index, cfg Config) *meshlens {
 	c := 2*x.NumLinks() + x.NumNodes()
-	return &meshlens{x: x, cfg: cfg, ev: newEvidence(x, cfg.Horizon), count: make([]int32, c), stamp: make([]int32, c),
+	return &meshlens{x: x, cfg: cfg, ev: newEvidence(x, cfg.Horizon), count: make([]float64, c), supp: make([]float64, c), nmem: make([]int32, c), mstart: make([]int32, c),
+		fw: make([]float64, c), rv: make([]float64, c), stamp: make([]int32, c),
 		downSeen: map[int32]bool{}, excluded: map[int32]bool{}, once: fanout(x)}
 }
 
@@ -145,23 +219,37 @@ func (m *meshlens) Localize(w *Window) ([]Suspect, error) {
 			Evidence: Evidence{Probes: m.ev.T[m.x.HostUp[h]]},
 		})
 	}
-	var lost, slowTraces []*Trace
+	// A starved agent's lag explains its own measurements, late answers
+	// and timeouts alike: its traces are not held against anything, and
+	// it is not also blamed as a sick host.
+	var lost, slowTraces []observed
 	for i := range m.ev.slots {
 		s := &m.ev.slots[i]
 		for j := range s.traces {
 			t := &s.traces[j]
-			switch {
-			case t.Lost:
-				lost = append(lost, t)
-			case !slow[t.Src]:
-				slowTraces = append(slowTraces, t)
+			if slow[t.Src] {
+				continue
+			}
+			o := observed{t, &s.paths[j]}
+			if t.Lost {
+				lost = append(lost, o)
+			} else {
+				slowTraces = append(slowTraces, o)
 			}
 		}
 	}
 	lossSuspects := m.explain(lost, false)
-	m.trackDown(w, lossSuspects)
+	m.trackDown(lossSuspects)
 	out = append(out, lossSuspects...)
 	out = append(out, m.explain(slowTraces, true)...)
+	kept := out[:0]
+	for _, s := range out {
+		if s.Symptom != SymptomAgentSlow && s.Kind == KindHost && slow[s.cand-2*int32(m.x.NumLinks())] {
+			continue
+		}
+		kept = append(kept, s)
+	}
+	out = kept
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Score > out[j].Score })
 	if len(out) > m.cfg.MaxSuspects {
 		out = out[:m.cfg.MaxSuspects]
@@ -171,7 +259,7 @@ func (m *meshlens) Localize(w *Window) ([]Suspect, error) {
 
 // trackDown updates the elements the traffic model routes around; see
 // meshlens.excluded.
-func (m *meshlens) trackDown(w *Window, loss []Suspect) {
+func (m *meshlens) trackDown(loss []Suspect) {
 	x := m.x
 	L := int32(x.NumLinks())
 	blamed := map[int32]bool{}
@@ -191,13 +279,17 @@ func (m *meshlens) trackDown(w *Window, loss []Suspect) {
 		}
 	}
 	if len(m.excluded) > 0 {
-		var buf []int32
-		for i := range w.Traces {
-			buf = m.candidates(&w.Traces[i], buf[:0])
-			for _, c := range buf {
-				if m.excluded[c] {
-					delete(m.excluded, c)
-					delete(m.downSeen, c)
+		// A trace of the newest window that surely crossed an excluded
+		// element (its hops answered on both sides) says routing uses it
+		// again.
+		s := &m.ev.slots[(m.ev.pos+len(m.ev.slots)-1)%len(m.ev.slots)]
+		var buf []wcand
+		for i := range s.traces {
+			buf = m.candidates(&s.paths[i], buf[:0])
+			for _, wc := range buf {
+				if m.excluded[wc.c] && m.fw[wc.c] >= 0.999 {
+					delete(m.excluded, wc.c)
+					delete(m.downSeen, wc.c)
 					changed = true
 				}
 			}
@@ -222,31 +314,47 @@ func (m *meshlens) trackDown(w *Window, loss []Suspect) {
 
 func confidence(score, min float64) float64 { return 1 - math.Exp(-score/min) }
 
-// candidates appends trace t's candidate ids, each once.
-func (m *meshlens) candidates(t *Trace, buf []int32) []int32 {
+// candidates appends, once each, the candidates a trace's probe crossed
+// with the probability it did: the most likely of the ways its forward
+// path (or its reply's reverse path) crossed each, the two ways combined
+// as independent. m.fw holds the forward probability until the next call.
+func (m *meshlens) candidates(p *tracePath, buf []wcand) []wcand {
 	x := m.x
 	L := int32(x.NumLinks())
 	m.epoch++
-	add := func(c int32) {
+	start := len(buf)
+	add := func(c int32, w float64, into []float64) {
 		if m.stamp[c] != m.epoch {
 			m.stamp[c] = m.epoch
-			buf = append(buf, c)
+			m.fw[c], m.rv[c] = 0, 0
+			buf = append(buf, wcand{c, 0})
+		}
+		into[c] = max(into[c], w)
+	}
+	for _, dir := range []struct {
+		links []wlink
+		into  []float64
+	}{{p.fwd, m.fw}, {p.rev, m.rv}} {
+		for _, wl := range dir.links {
+			l, w := wl.link, wl.w
+			if h := x.AccessHost(l); h >= 0 {
+				add(2*L+h, w, dir.into)
+				if x.IsSwitch(x.From[l]) {
+					add(2*L+x.From[l], w, dir.into)
+				} else {
+					add(2*L+x.To[l], w, dir.into)
+				}
+				continue
+			}
+			add(l, w, dir.into)
+			add(L+min(l, x.Reverse[l]), w, dir.into)
+			add(2*L+x.From[l], w, dir.into)
+			add(2*L+x.To[l], w, dir.into)
 		}
 	}
-	for _, l := range t.Links {
-		if h := x.AccessHost(l); h >= 0 {
-			add(2*L + h)
-			if x.IsSwitch(x.From[l]) {
-				add(2*L + x.From[l])
-			} else {
-				add(2*L + x.To[l])
-			}
-			continue
-		}
-		add(l)
-		add(L + min(l, x.Reverse[l]))
-		add(2*L + x.From[l])
-		add(2*L + x.To[l])
+	for i := start; i < len(buf); i++ {
+		c := buf[i].c
+		buf[i].w = min(1, 1-(1-m.fw[c])*(1-m.rv[c]))
 	}
 	return buf
 }
@@ -332,11 +440,23 @@ func (m *meshlens) describe(c int32) (string, Kind) {
 // rate estimated from a handful of events is accounted for. Zero when c
 // does not qualify; expected is the null's count.
 func (m *meshlens) score(c int32, u float64) (score, expected float64) {
-	e := float64(m.count[c])
-	if int(m.count[c]) < m.cfg.MinAnomalies {
+	e := m.count[c]
+	if e < float64(m.cfg.MinAnomalies) {
 		return 0, 0
 	}
 	return binomialLLR(e, u, m.exposure(c)/m.ev.crossings)
+}
+
+// dominantKid is the share of its parent's expected anomalies a child
+// needs to be scored on every anomaly that may have crossed it (refine).
+const dominantKid = 0.75
+
+// scoreSupp is score counting every anomaly that may have crossed c.
+func (m *meshlens) scoreSupp(c int32, u float64) (score, expected float64) {
+	if m.supp[c] < float64(m.cfg.MinAnomalies) {
+		return 0, 0
+	}
+	return binomialLLR(m.supp[c], u, m.exposure(c)/m.ev.crossings)
 }
 
 // binomialLLR is the log-likelihood ratio of e successes in u trials
@@ -392,7 +512,7 @@ func (m *meshlens) children(c int32) []int32 {
 // itself significant against the outside rate. A device is blamed when its
 // links fail together, not when one link's losses plus a little background
 // make it look worse than the link.
-func (m *meshlens) refine(c int32, score, lambda, u float64) (int32, float64, float64) {
+func (m *meshlens) refine(c int32, score, lambda, u float64, beyond func(parent, a, b int32) float64) (int32, float64, float64) {
 	// A link direction first looks up to its link: when the other
 	// direction is lossy too, blaming one direction would leave the other's
 	// anomalies to be pinned on whatever else their probes crossed.
@@ -408,29 +528,81 @@ func (m *meshlens) refine(c int32, score, lambda, u float64) (int32, float64, fl
 	for {
 		var kid int32 = -1
 		var kidScore, kidLambda float64
+		// The kid its expected anomalies point at; when it holds most of
+		// them, it qualifies when significant counting every anomaly that
+		// may have crossed it: were it the fault, they would be its (a
+		// probe's reverse path is a guess while its ToR is certain, so a
+		// ToR outscores its uplinks on expected counts alone).
+		var kidCount float64
 		for _, k := range m.children(c) {
-			if s, l := m.score(k, u); s > kidScore {
-				kid, kidScore, kidLambda = k, s, l
+			if m.count[k] > kidCount {
+				kid, kidCount = k, m.count[k]
+			}
+		}
+		if kid >= 0 {
+			kidScore, kidLambda = m.score(kid, u)
+			if kidScore < m.cfg.MinScore && kidCount >= dominantKid*m.count[c] {
+				kidScore, kidLambda = m.scoreSupp(kid, u)
 			}
 		}
 		if kid < 0 || kidScore < m.cfg.MinScore {
 			return c, score, lambda
 		}
-		if m.nestedSignificant(c, kid, u) {
+		if m.nestedSignificant(c, kid, u) && !m.twoKidsExplain(c, kid, u, beyond) {
 			return c, score, lambda
 		}
 		c, score, lambda = kid, kidScore, kidLambda
 	}
 }
 
+// twoKidsExplain reports whether kid and one other child of parent
+// explain what parent does beyond kid: parent's anomalies that can have
+// crossed neither are not significant against the crossings parent adds
+// to both. Then what parent adds is concentrated in one more element, a
+// second fault (blamed on its own when its evidence suffices), not a sick
+// parent: a sick server and its ToR's uplink are two faults, not a sick
+// ToR; a sick ToR loses probes on all its ports, also between its own
+// hosts, which no two of its children explain. Two links of a switch are
+// never taken for two faults here: a switch's links together carry all
+// its traffic, so with the few traces an agent's budget allows they mimic
+// the switch, and one faulty switch is the likelier story.
+func (m *meshlens) twoKidsExplain(parent, kid int32, u float64, beyond func(parent, a, b int32) float64) bool {
+	if beyond == nil {
+		return false
+	}
+	for _, k := range m.children(parent) {
+		L := int32(m.x.NumLinks())
+		if k == kid || m.related(k, kid) || (k < 2*L && kid < 2*L) {
+			continue
+		}
+		if m.count[k] < float64(m.cfg.MinAnomalies) {
+			continue
+		}
+		eR := beyond(parent, kid, k)
+		rest := m.ev.crossings - m.exposure(kid) - m.exposure(k)
+		add := m.exposure(parent) - m.exposure(kid) - m.exposure(k)
+		if rest <= 0 || add <= 0 {
+			return true
+		}
+		uR := u - (m.supp[parent] - eR)
+		if llr, _ := binomialLLR(eR, uR, add/rest); eR < float64(m.cfg.MinAnomalies) || llr < m.cfg.MinScore/2 {
+			return true
+		}
+	}
+	return false
+}
+
 // nestedSignificant reports whether parent explains significantly more
 // than kid, an element inside it: what parent explains beyond kid, among
 // the anomalies kid leaves, against the share of the remaining link
 // crossings that parent adds to kid. It is a nested test of one more
-// parameter, so it gets half the bar of a new suspect.
+// parameter, so it gets half the bar of a new suspect. An anomaly whose
+// probe may have crossed kid (a silent hop, an untraced reverse path)
+// counts for kid here: were kid at fault, it would be the explanation, so
+// it is no evidence that parent does more than kid.
 func (m *meshlens) nestedSignificant(parent, kid int32, u float64) bool {
-	eR := float64(m.count[parent] - m.count[kid])
-	uR := u - float64(m.count[kid])
+	eR := m.supp[parent] - m.supp[kid]
+	uR := u - m.supp[kid]
 	rest := m.ev.crossings - m.exposure(kid)
 	if eR < float64(m.cfg.MinAnomalies) || rest <= 0 {
 		return false
@@ -446,50 +618,87 @@ func (m *meshlens) nestedSignificant(parent, kid int32, u float64) bool {
 // NetBouncer does, so that busy elements are not blamed for their share of
 // the background and a device is preferred only when its links together
 // are worse than any one of them.
-func (m *meshlens) explain(traces []*Trace, latency bool) []Suspect {
+func (m *meshlens) explain(traces []observed, latency bool) []Suspect {
 	if len(traces) == 0 || m.ev.crossings <= 0 {
 		return nil
 	}
-	// Inverted lists: candidate -> traces.
-	var flat []int32
+	// Inverted lists: candidate -> (trace, probability). A link gives at
+	// most four candidates: size flat once, it is the largest array here.
+	n := 0
+	for _, o := range traces {
+		if o.p.cands == nil {
+			o.p.cands = m.candidates(o.p, make([]wcand, 0, 4*(len(o.p.fwd)+len(o.p.rev))))
+		}
+		n += len(o.p.cands)
+	}
+	flat := make([]wcand, 0, n)
 	offs := make([]int, len(traces)+1)
-	for i, t := range traces {
-		flat = m.candidates(t, flat)
+	for i, o := range traces {
+		flat = append(flat, o.p.cands...)
 		offs[i+1] = len(flat)
 	}
 	var active []int32
-	for _, c := range flat {
-		if m.count[c] == 0 {
-			active = append(active, c)
+	for _, wc := range flat {
+		if m.nmem[wc.c] == 0 {
+			active = append(active, wc.c)
 		}
-		m.count[c]++
+		m.nmem[wc.c]++
+		m.count[wc.c] += wc.w
+		m.supp[wc.c]++
 	}
+	// members[mstart[c]:mstart[c]+nmem[c]] are candidate c's traces.
+	pos := int32(0)
+	for _, c := range active {
+		m.mstart[c] = pos
+		pos += m.nmem[c]
+		m.nmem[c] = 0 // refilled below
+	}
+	all := make([]member, pos)
+	for i := range traces {
+		for _, wc := range flat[offs[i]:offs[i+1]] {
+			all[m.mstart[wc.c]+m.nmem[wc.c]] = member{int32(i), wc.w}
+			m.nmem[wc.c]++
+		}
+	}
+	members := func(c int32) []member { return all[m.mstart[c] : m.mstart[c]+m.nmem[c]] }
 	defer func() {
 		for _, c := range active {
-			m.count[c] = 0
+			m.count[c], m.supp[c], m.nmem[c] = 0, 0, 0
 		}
 	}()
-	start := make(map[int32]int, len(active))
-	length := make(map[int32]int, len(active))
-	pos := 0
-	for _, c := range active {
-		start[c] = pos
-		length[c] = int(m.count[c])
-		pos += int(m.count[c])
+	// mass[i]: how much of trace i is still unexplained. Blaming c
+	// explains each of its traces as far as that trace's probe crossed c.
+	mass := make([]float64, len(traces))
+	for i := range mass {
+		mass[i] = 1
 	}
-	members := make([]int32, pos)
-	fill := make(map[int32]int, len(active))
-	for i := range traces {
-		for _, c := range flat[offs[i]:offs[i+1]] {
-			members[start[c]+fill[c]] = int32(i)
-			fill[c]++
+	unexplained := float64(len(traces))
+	// beyond is the unexplained anomalies that may have crossed parent
+	// but neither a nor b.
+	beyond := func(parent, a, b int32) float64 {
+		var sum float64
+		for _, mb := range members(parent) {
+			i := mb.trace
+			if mass[i] <= 0 {
+				continue
+			}
+			hit := false
+			for _, wc := range flat[offs[i]:offs[i+1]] {
+				if wc.c == a || wc.c == b {
+					hit = true
+					break
+				}
+			}
+			if !hit {
+				sum += mass[i]
+			}
 		}
+		return sum
 	}
-	explained := make([]bool, len(traces))
-	unexplained := len(traces)
+	blamedRho := map[int32]float64{}
 	var out []Suspect
-	for len(out) < m.cfg.MaxSuspects && unexplained > 0 {
-		u := float64(unexplained)
+	for len(out) < m.cfg.MaxSuspects && unexplained >= float64(m.cfg.MinAnomalies) {
+		u := unexplained
 		best, bestScore, bestLambda := int32(-1), 0.0, 0.0
 		for _, c := range active {
 			score, lambda := m.score(c, u)
@@ -498,52 +707,76 @@ func (m *meshlens) explain(traces []*Trace, latency bool) []Suspect {
 			}
 		}
 		if best >= 0 && bestScore >= m.cfg.MinScore {
-			best, bestScore, bestLambda = m.refine(best, bestScore, bestLambda, u)
+			best, bestScore, bestLambda = m.refine(best, bestScore, bestLambda, u, beyond)
 		}
 		if best < 0 || bestScore < m.cfg.MinScore {
 			break
 		}
-		e := float64(m.count[best])
+		e := m.count[best]
 		touch := m.touches(best)
 		name, kind := m.describe(best)
 		sus := Suspect{cand: best, Element: name, Kind: kind, Score: bestScore, Confidence: confidence(bestScore, m.cfg.MinScore),
-			Evidence: Evidence{Probes: touch, Anomalous: int(e), Expected: bestLambda}}
+			Evidence: Evidence{Probes: touch, Anomalous: int(math.Round(e)), Expected: bestLambda}}
 		pairs := map[[2]int32]bool{}
 		var excess []time.Duration
-		var tcpLost, tcpBoth int
-		// Walk the best candidate's full member list; explain what is left.
-		for _, i := range members[start[best] : start[best]+length[best]] {
-			if explained[i] {
-				continue
-			}
-			explained[i] = true
-			unexplained--
-			t := traces[i]
-			pairs[[2]int32{t.Src, t.Dst}] = true
-			excess = append(excess, t.Excess)
-			if t.Lost && t.Proto == wire.Protocol_PROTOCOL_TCP {
-				tcpLost++
-				if t.BothLost {
-					tcpBoth++
+		var tcpLost, tcpBoth float64
+		// Explaining away: best is at fault at rho times the rate of the
+		// crossings its anomalies cannot have crossed, so a trace that may
+		// have crossed it (weight w) most likely did, unless the trace
+		// surely crossed an element already blamed: its posterior is
+		// w*rho against (1-w) times that element's rho (or the
+		// background's 1).
+		rho := m.rho(best, u)
+		blamedRho[best] = rho
+		for _, mb := range members(best) {
+			i := mb.trace
+			alt := 1.0
+			if mb.w < 1 {
+				for _, wc := range flat[offs[i]:offs[i+1]] {
+					if r, ok := blamedRho[wc.c]; ok && wc.w >= 0.999 && wc.c != best && !m.related(best, wc.c) {
+						alt = max(alt, r)
+					}
 				}
 			}
-			for _, c := range flat[offs[i]:offs[i+1]] {
-				m.count[c]--
+			post := mb.w * rho / (mb.w*rho + (1-mb.w)*alt)
+			d := mass[i] * post
+			if d <= 0 {
+				continue
+			}
+			mass[i] -= d
+			unexplained -= d
+			t := traces[i].t
+			if mb.w >= 0.5 {
+				pairs[[2]int32{t.Src, t.Dst}] = true
+				excess = append(excess, t.Excess)
+			}
+			if t.Lost && t.Proto == wire.Protocol_PROTOCOL_TCP {
+				tcpLost += d
+				if t.BothLost {
+					tcpBoth += d
+				}
+			}
+			for _, wc := range flat[offs[i]:offs[i+1]] {
+				m.count[wc.c] -= d * wc.w
+				m.supp[wc.c] -= d
 			}
 		}
+		m.count[best] = 0
 		sus.Evidence.Pairs = len(pairs)
 		sus.Evidence.SamplePairs = m.samplePairs(pairs)
 		rate := (e - bestLambda) / touch
 		if latency {
 			sus.Symptom = SymptomLatency
-			sort.Slice(excess, func(a, b int) bool { return excess[a] < excess[b] })
-			sus.Estimate = excess[len(excess)/2].Seconds()
+			if len(excess) > 0 {
+				sort.Slice(excess, func(a, b int) bool { return excess[a] < excess[b] })
+				sus.Estimate = excess[len(excess)/2].Seconds()
+			}
 		} else {
 			sus.Estimate = math.Min(1, math.Max(0, rate))
 			switch {
 			case sus.Estimate >= 0.5:
 				sus.Symptom = SymptomDown
-			case tcpLost >= 3 && float64(tcpBoth) >= 0.7*float64(tcpLost):
+			case tcpLost >= 3 && tcpBoth >= 0.7*tcpLost:
 				sus.Symptom = SymptomBlackhole
 			default:
 				sus.Symptom = SymptomLoss
@@ -552,6 +785,45 @@ func (m *meshlens) explain(traces []*Trace, latency bool) []Suspect {
 		out = append(out, sus)
 	}
 	return out
+}
+
+// rho is how many times the rate of the link crossings its anomalies
+// cannot have crossed the probes crossing candidate c were anomalous, at
+// least 1: the anomalies that may have crossed c (a silent hop, an
+// untraced reverse path) do not count for elsewhere.
+func (m *meshlens) rho(c int32, u float64) float64 {
+	exp := m.exposure(c)
+	rest := m.ev.crossings - exp
+	if m.count[c] <= 0 || exp <= 0 {
+		return 1
+	}
+	if rest <= 0 {
+		return 1e6
+	}
+	outside := max(u-m.supp[c], 1)
+	return min(1e6, max(1, (m.count[c]/exp)/(outside/rest)))
+}
+
+// related reports whether candidates a and b are one element or nested
+// (a switch and its links, a link and its directions or its ends).
+func (m *meshlens) related(a, b int32) bool {
+	x := m.x
+	L := int32(x.NumLinks())
+	ends := func(c int32) (int32, int32, int32) { // physical link id and its end nodes, or -1
+		switch {
+		case c < L:
+			return min(c, x.Reverse[c]), x.From[c], x.To[c]
+		case c < 2*L:
+			return c - L, x.From[c-L], x.To[c-L]
+		}
+		return -1, c - 2*L, c - 2*L
+	}
+	pa, a1, a2 := ends(a)
+	pb, b1, b2 := ends(b)
+	if pa >= 0 && pb >= 0 {
+		return pa == pb
+	}
+	return a1 == b1 || a1 == b2 || a2 == b1 || a2 == b2
 }
 
 // samplePairs names up to MaxSamplePairs of pairs, in name order.

@@ -139,6 +139,14 @@ func (x *Index) ResolveTrace(src string, p *wire.TracedProbe) (Trace, error) {
 		}
 		prev = n
 	}
+	// No hop at all answered: the trace died at the source's own link or
+	// first switch, which says something too.
+	if len(t.Hops) == 0 {
+		if t.Reached {
+			return Trace{}, fmt.Errorf("localize: trace %s -> %s: no hops: %w", src, p.Dst, ErrWrongEndpoint)
+		}
+		return t, nil
+	}
 	last := t.Hops[len(t.Hops)-1]
 	if last == d {
 		t.Reached = true
@@ -150,25 +158,5 @@ func (x *Index) ResolveTrace(src string, p *wire.TracedProbe) (Trace, error) {
 			return Trace{}, fmt.Errorf("localize: trace %s -> %s: hop %d is the destination before the end: %w", src, p.Dst, i+1, ErrLoop)
 		}
 	}
-	t.Links = x.forwardLinks(s, t)
 	return t, nil
-}
-
-// forwardLinks are the link directions of a complete trace, nil when a hop
-// is unknown or the trace stopped short.
-func (x *Index) forwardLinks(src int32, t Trace) []int32 {
-	if !t.Reached {
-		return nil
-	}
-	links := make([]int32, 0, len(t.Hops))
-	prev := src
-	for _, n := range t.Hops {
-		l, ok := x.Link(prev, n)
-		if n == UnknownHop || !ok {
-			return nil
-		}
-		links = append(links, l)
-		prev = n
-	}
-	return links
 }

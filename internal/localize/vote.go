@@ -26,11 +26,12 @@ func (v *vote) Localize(w *Window) ([]Suspect, error) {
 	v.ev.add(w)
 	var out []Suspect
 	for _, latency := range []bool{false, true} {
-		var flows []*Trace
+		var flows []observed
 		for i := range v.ev.slots {
-			for j := range v.ev.slots[i].traces {
-				if t := &v.ev.slots[i].traces[j]; t.Lost != latency && len(t.Links) > 0 {
-					flows = append(flows, t)
+			s := &v.ev.slots[i]
+			for j := range s.traces {
+				if t := &s.traces[j]; t.Lost != latency && len(s.paths[j].fwd) > 0 {
+					flows = append(flows, observed{t, &s.paths[j]})
 				}
 			}
 		}
@@ -52,25 +53,32 @@ func (v *vote) key(l int32) int32 {
 
 // blame is 007's greedy: the most voted link is blamed, the flows through
 // it are removed, and the votes recounted, until no link holds voteMin
-// votes from MinAnomalies flows.
-func (v *vote) blame(flows []*Trace, latency bool) []Suspect {
+// votes from MinAnomalies flows. A flow votes for the links of its traced
+// (forward) path; where hops were silent, its vote is split over the
+// links the path may have taken, by their probability (paths.go), as for
+// meshlens.
+func (v *vote) blame(flows []observed, latency bool) []Suspect {
 	var out []Suspect
 	gone := make([]bool, len(flows))
 	for len(out) < v.cfg.MaxSuspects {
 		votes := map[int32]float64{}
 		counts := map[int32]int{}
 		var total float64
-		for i, t := range flows {
+		for i, o := range flows {
 			if gone[i] {
 				continue
 			}
-			share := 1 / float64(len(t.Links))
+			var sum float64
+			for _, wl := range o.p.fwd {
+				sum += wl.w
+			}
 			seen := map[int32]bool{}
-			for _, l := range t.Links {
-				k := v.key(l)
+			for _, wl := range o.p.fwd {
+				k := v.key(wl.link)
+				share := wl.w / sum
 				votes[k] += share
 				total += share
-				if !seen[k] {
+				if !seen[k] && wl.w >= 0.5 {
 					seen[k] = true
 					counts[k]++
 				}
@@ -101,9 +109,9 @@ func (v *vote) blame(flows []*Trace, latency bool) []Suspect {
 			s.Estimate = min(1, float64(counts[best])/s.Evidence.Probes)
 		}
 		out = append(out, s)
-		for i, t := range flows {
-			for _, l := range t.Links {
-				if v.key(l) == best {
+		for i, o := range flows {
+			for _, wl := range o.p.fwd {
+				if v.key(wl.link) == best {
 					gone[i] = true
 					break
 				}

@@ -24,11 +24,23 @@ const (
 	tailCap       = 20e6 // ns
 	synRetransmit = time.Second
 	// Path discovery: an agent traces a probe whose RTT exceeds its pair's
-	// lowest RTT seen by max(slowMargin, that lowest RTT), at most
-	// maxTracesPerRound per agent and round (as 007 bounds its traceroutes).
-	slowMargin        = 300 * time.Microsecond
-	maxTracesPerRound = 16
-	maxHops           = 32
+	// lowest RTT seen by max(slowMargin, that lowest RTT), and lost probes,
+	// at most Tracing.Budget per agent and round (idealTraces with ideal
+	// tracing), as 007 bounds its traceroutes.
+	slowMargin  = 300 * time.Microsecond
+	idealTraces = 16
+	maxHops     = 32
+	// A lost probe is known lost after its timeout; a slow one when its
+	// answer comes: the trace runs that much later, plus up to as much again.
+	lostTraceDelay = time.Second
+	slowTraceDelay = 100 * time.Millisecond
+	// ICMP time-exceeded rate limits of a Linux router: per destination
+	// (net.ipv4.icmp_ratelimit 1000 ms, burst XRLIM_BURST_FACTOR 6) and per
+	// router (net.ipv4.icmp_msgs_per_sec 1000, icmp_msgs_burst 50).
+	icmpPerDestRate  = 1.0
+	icmpPerDestBurst = 6.0
+	icmpRouterRate   = 1000.0
+	icmpRouterBurst  = 50.0
 )
 
 // Fabric is the synthetic fabric: one agent per host following its real
@@ -73,10 +85,50 @@ type Fabric struct {
 	ptrs    []*wire.ProbeResult
 	batch   wire.Batch
 	lag     wire.SchedulingLag
-	traces  []localize.Trace
-	pool    []int32
-	path    []int32
 	probes  uint64
+	// Path discovery of the last round (see Tracing).
+	want    []traceReq // this agent's anomalous probes of the round
+	reqs    []traceReq // the round's traces, all agents
+	reports []*wire.PathReport
+	// ICMP rate limiters of the switches: per (router, source host) and
+	// per router.
+	icmpDest   map[[2]int32]*bucket
+	icmpRouter map[int32]*bucket
+	// of the probe just simulated, for its trace
+	lastSport uint32
+	lastFlow  uint64
+}
+
+// traceReq is an anomalous probe an agent traces.
+type traceReq struct {
+	src, dst        int32
+	proto           wire.Protocol
+	sport           uint32
+	flow            uint64
+	probeAt, at     int64 // offsets from the scenario start, ns
+	lost, bothLost  bool
+	excess          time.Duration
+	round, agentSeq int
+}
+
+// bucket is a token bucket.
+type bucket struct {
+	tokens float64
+	last   int64 // ns offset of the last refill
+}
+
+// take refills b to time t at rate per second up to burst and takes a
+// token if there is one.
+func (b *bucket) take(t int64, rate, burst float64) bool {
+	if t > b.last {
+		b.tokens = min(burst, b.tokens+float64(t-b.last)/1e9*rate)
+		b.last = t
+	}
+	if b.tokens >= 1 {
+		b.tokens--
+		return true
+	}
+	return false
 }
 
 // NewFabric builds the synthetic fabric of sc over x (an index of
@@ -152,6 +204,8 @@ func NewFabric(sc *Scenario, x *localize.Index, start time.Time) (*Fabric, error
 		f.salt[i] = mix(sc.Seed ^ uint64(i)*0x9e3779b97f4a7c15)
 		f.bhSalt[i] = mix(f.salt[i] ^ 0x5bd1e995)
 	}
+	f.icmpDest = map[[2]int32]*bucket{}
+	f.icmpRouter = map[int32]*bucket{}
 	f.linkFx = make([][]int32, x.NumLinks())
 	f.nodeFx = make([][]int32, x.NumNodes())
 	f.slowFx = make([][]int32, n)
@@ -200,9 +254,11 @@ func (f *Fabric) RoundStart(r int) time.Time { return f.start.Add(time.Duration(
 // Probes counts the probes simulated so far.
 func (f *Fabric) Probes() uint64 { return f.probes }
 
-// Traces are the path discoveries of the last round's lost and slow
-// probes. They are valid until the next Step.
-func (f *Fabric) Traces() []localize.Trace { return f.traces }
+// PathReports are the path discoveries of the last round's lost and slow
+// probes as the agents publish them, one report per agent that traced, in
+// host order: only what a Paris traceroute from the source learns (see
+// Tracing). They are valid until the next Step.
+func (f *Fabric) PathReports() []*wire.PathReport { return f.reports }
 
 // Step simulates round r: every agent probes every peer of its pinglist
 // once per protocol, at a per-pair phase plus jitter inside the round, and
@@ -212,15 +268,14 @@ func (f *Fabric) Traces() []localize.Trace { return f.traces }
 func (f *Fabric) Step(r int, emit func(*wire.Batch) error) error {
 	t0 := int64(r) * int64(f.sc.Interval)
 	f.updateRoutes(time.Duration(t0))
-	f.traces = f.traces[:0]
-	f.pool = f.pool[:0]
+	f.reqs = f.reqs[:0]
 	interval := int64(f.sc.Interval)
 	startNs := f.start.UnixNano()
 	np := len(f.protos)
 	for h := range f.peers {
 		var rng rng
 		rng.seed(mix(f.sc.Seed ^ uint64(r)*0x2545f4914f6cdd1d ^ uint64(h)*0x9e3779b97f4a7c15))
-		traced := 0
+		f.want = f.want[:0]
 		n := 0
 		for k, g := range f.peers[h] {
 			for j, proto := range f.protos {
@@ -246,14 +301,11 @@ func (f *Fabric) Step(r int, emit func(*wire.Batch) error) error {
 						slow, excess = true, time.Duration(rtt-m)
 					}
 				}
-				if (lost || slow) && traced < maxTracesPerRound {
-					traced++
-					start := len(f.pool)
-					f.pool = append(f.pool, f.path...)
-					f.traces = append(f.traces, localize.Trace{
-						Src: int32(h), Dst: g, Proto: proto, Lost: lost,
-						BothLost: res.Outcome == wire.Outcome_OUTCOME_LOST, Excess: excess,
-						Links: f.pool[start:len(f.pool):len(f.pool)],
+				if lost || slow {
+					f.want = append(f.want, traceReq{
+						src: int32(h), dst: g, proto: proto, sport: f.lastSport, flow: f.lastFlow,
+						probeAt: t0 + off, lost: lost, bothLost: res.Outcome == wire.Outcome_OUTCOME_LOST, excess: excess,
+						round: r,
 					})
 				}
 			}
@@ -281,15 +333,9 @@ func (f *Fabric) Step(r int, emit func(*wire.Batch) error) error {
 		if err := emit(b); err != nil {
 			return fmt.Errorf("sim: round %d, agent %s: %w", r, b.Agent, err)
 		}
+		f.chooseTraces(&rng)
 	}
-	// The traces' Links point into f.pool, which may have moved while
-	// growing; re-slice them now that it is final.
-	pos := 0
-	for i := range f.traces {
-		l := len(f.traces[i].Links)
-		f.traces[i].Links = f.pool[pos : pos+l : pos+l]
-		pos += l
-	}
+	f.trace(r)
 	return nil
 }
 
@@ -301,8 +347,8 @@ type walk struct {
 }
 
 // probe fills res with the outcome of one probe from h to g sent at offset
-// t (ns from the scenario start). f.path receives its links, forward then
-// back.
+// t (ns from the scenario start); f.lastSport and f.lastFlow receive its
+// source port and forward flow hash.
 func (f *Fabric) probe(h, g int32, proto wire.Protocol, t int64, rng *rng, res *wire.ProbeResult) {
 	var sport uint32
 	if proto == wire.Protocol_PROTOCOL_TCP {
@@ -318,7 +364,7 @@ func (f *Fabric) probe(h, g int32, proto wire.Protocol, t int64, rng *rng, res *
 	dport := uint32(f.x.Topo.ResponderPort)
 	fwdFlow := mix(uint64(h)*0x100000001b3 + uint64(g) ^ uint64(sport)<<40 ^ uint64(dport)<<20 ^ uint64(proto))
 	revFlow := mix(uint64(g)*0x100000001b3 + uint64(h) ^ uint64(dport)<<40 ^ uint64(sport)<<20 ^ uint64(proto) ^ 0x77)
-	f.path = f.path[:0]
+	f.lastSport, f.lastFlow = sport, fwdFlow
 	fwd := f.walk(h, g, fwdFlow, t, rng)
 	rev := f.walk(g, h, revFlow, t, rng)
 	keep := fwd.keep * rev.keep
@@ -365,26 +411,42 @@ func (f *Fabric) walk(src, dst int32, flow uint64, t int64, rng *rng) walk {
 	w := walk{keep: 1}
 	f.link(x.HostUp[src], t, rng, &w)
 	cur := x.HostToR[src]
-	f.node(cur, flow, t, &w)
-	target := x.HostToR[dst]
-	slot := x.ToRSlot[target]
-	for hops := 0; cur != target; hops++ {
-		next := f.routes.Next(cur, slot)
-		if len(next) == 0 || hops > maxHops {
-			w.dead = true // no route: the rest of the path does not exist
-			return w
-		}
-		hop := next[mix(flow^f.salt[cur])%uint64(len(next))]
-		f.link(hop.Link, t, rng, &w)
-		cur = hop.Node
-		f.node(cur, flow, t, &w)
-	}
-	f.link(x.HostDown[dst], t, rng, &w)
+	f.nodeIn(cur, t, &w)
+	f.nodeOut(cur, flow, t, &w)
+	f.walkFrom(cur, dst, flow, t, rng, &w)
 	return w
 }
 
+// walkFrom continues a walk at switch cur (already crossed) to host dst.
+func (f *Fabric) walkFrom(cur, dst int32, flow uint64, t int64, rng *rng, w *walk) {
+	x := f.x
+	target := x.HostToR[dst]
+	slot := x.ToRSlot[target]
+	for hops := 0; cur != target; hops++ {
+		hop, ok := f.nextHop(cur, slot, flow, hops)
+		if !ok {
+			w.dead = true // no route: the rest of the path does not exist
+			return
+		}
+		f.link(hop.Link, t, rng, w)
+		cur = hop.Node
+		f.nodeIn(cur, t, w)
+		f.nodeOut(cur, flow, t, w)
+	}
+	f.link(x.HostDown[dst], t, rng, w)
+}
+
+// nextHop is the equal-cost next hop the flow's hash picks at switch cur
+// towards the ToR in slot, the hops-th of its walk.
+func (f *Fabric) nextHop(cur, slot int32, flow uint64, hops int) (localize.Hop, bool) {
+	next := f.routes.Next(cur, slot)
+	if len(next) == 0 || hops > maxHops {
+		return localize.Hop{}, false
+	}
+	return next[mix(flow^f.salt[cur])%uint64(len(next))], true
+}
+
 func (f *Fabric) link(l int32, t int64, rng *rng, w *walk) {
-	f.path = append(f.path, l)
 	w.keep *= f.bgKeep
 	w.latencyNs += f.base
 	if f.jitter > 0 {
@@ -410,7 +472,10 @@ func (f *Fabric) link(l int32, t int64, rng *rng, w *walk) {
 	}
 }
 
-func (f *Fabric) node(n int32, flow uint64, t int64, w *walk) {
+// nodeIn is what switch n does to a packet arriving: a down switch takes
+// nothing in, a lossy one drops a share. A packet that got in is one n can
+// answer (a trace's TTL expiring there).
+func (f *Fabric) nodeIn(n int32, t int64, w *walk) {
 	for _, fi := range f.nodeFx[n] {
 		ft := &f.sc.Faults[fi]
 		if !ft.ActiveAt(time.Duration(t)) {
@@ -421,11 +486,22 @@ func (f *Fabric) node(n int32, flow uint64, t int64, w *walk) {
 			w.keep *= 1 - ft.Rate
 		case DeviceDown:
 			w.dead = true
-		case Blackhole:
-			// The same flows every time: the hash decides, not chance.
-			if unit(mix(flow^f.bhSalt[n])) < ft.Fraction {
-				w.dead = true
-			}
+		}
+	}
+}
+
+// nodeOut is what switch n does to a packet it forwards: a blackhole drops
+// whole flows at forwarding (a bad FIB or ECMP member entry), after the
+// TTL check, so the blackholing switch still answers a trace's TTL.
+func (f *Fabric) nodeOut(n int32, flow uint64, t int64, w *walk) {
+	for _, fi := range f.nodeFx[n] {
+		ft := &f.sc.Faults[fi]
+		if ft.Kind != Blackhole || !ft.ActiveAt(time.Duration(t)) {
+			continue
+		}
+		// The same flows every time: the hash decides, not chance.
+		if unit(mix(flow^f.bhSalt[n])) < ft.Fraction {
+			w.dead = true
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshlens/meshlens/internal/localize"
 	"github.com/meshlens/meshlens/internal/pinglist"
@@ -122,7 +123,7 @@ func TestFabricFollowsPinglists(t *testing.T) {
 // TestECMPSpread: a TCP pair's probes (fresh source port each) cross
 // different spines; a UDP pair's (one socket) always the same path.
 func TestECMPSpread(t *testing.T) {
-	sc := mustParse(t, "name: ecmp\n"+fabric16)
+	sc := mustParse(t, "name: ecmp\ntracing: {ideal: true}\n"+fabric16)
 	f := newTestFabric(t, sc)
 	src, _ := f.x.Node("dc1-pod1-rack1-h01")
 	dst, _ := f.x.Node("dc1-pod2-rack1-h01")
@@ -137,7 +138,9 @@ func TestECMPSpread(t *testing.T) {
 		var res wire.ProbeResult
 		for i := 0; i < 64; i++ {
 			f.probe(src, dst, tc.proto, 0, &r, &res)
-			paths[fmt.Sprint(f.path)] = true
+			// The forward path, as an ideal trace of the probe's 5-tuple.
+			q := traceReq{src: src, dst: dst, proto: tc.proto, sport: f.lastSport, flow: f.lastFlow}
+			paths[fmt.Sprint(f.traceOne(&q, &r).Hops)] = true
 		}
 		if len(paths) < tc.min || len(paths) > tc.max {
 			t.Errorf("%v: %d distinct paths over 64 probes, want %d..%d", tc.proto, len(paths), tc.min, tc.max)
@@ -317,5 +320,126 @@ duration: 1m
 	}
 	if len(levels) != 3 {
 		t.Errorf("the fabric's lists have levels %v, want all three", levels)
+	}
+}
+
+// TestPathReports: traces hold only what a Paris traceroute from the
+// source learns, and what the faults let through.
+func TestPathReports(t *testing.T) {
+	const spine = "dc1-spine1"
+	tests := []struct {
+		name, extra string
+		check       func(t *testing.T, f *Fabric, agent string, p *wire.TracedProbe)
+	}{
+		{"ideal traces are complete", "tracing: {ideal: true}\nfaults:\n  - {kind: device_down, device: " + spine + "}\n",
+			func(t *testing.T, f *Fabric, _ string, p *wire.TracedProbe) {
+				if !p.Reached || slices.Contains(p.Hops, wire.UnknownHop) || p.TracedUnixNano != p.StartUnixNano {
+					t.Errorf("ideal trace %v reached %v", p.Hops, p.Reached)
+				}
+			}},
+		{"a down switch never answers; its flows' traces stop before it", "faults:\n  - {kind: device_down, device: " + spine + "}\n",
+			func(t *testing.T, f *Fabric, _ string, p *wire.TracedProbe) {
+				if slices.Contains(p.Hops, spine) {
+					t.Errorf("down %s answered in %v", spine, p.Hops)
+				}
+				if p.TracedUnixNano <= p.StartUnixNano {
+					t.Errorf("traced at %d, before or at the probe %d", p.TracedUnixNano, p.StartUnixNano)
+				}
+			}},
+		{"a blackholed flow's trace ends at the blackholing switch", "tracing: {hop_answer: 1}\nfaults:\n  - {kind: blackhole, device: " + spine + ", fraction: 1}\n",
+			func(t *testing.T, f *Fabric, _ string, p *wire.TracedProbe) {
+				if i := slices.Index(p.Hops, spine); i >= 0 && (i != len(p.Hops)-1 || p.Reached) {
+					t.Errorf("trace %v goes past the blackhole", p.Hops)
+				}
+			}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := mustParse(t, "name: paths\nseed: 3\n"+fabric16+tc.extra)
+			f := newTestFabric(t, sc)
+			traces := 0
+			for r := 0; r < 4; r++ {
+				if err := f.Step(r, func(*wire.Batch) error { return nil }); err != nil {
+					t.Fatal(err)
+				}
+				for _, rep := range f.PathReports() {
+					budget := sc.Tracing.Budget
+					if sc.Tracing.Ideal {
+						budget = idealTraces
+					}
+					// The server's decoder takes every report as published.
+					if data, err := proto.Marshal(rep); err != nil {
+						t.Fatal(err)
+					} else if _, err := wire.DecodePathReport(data); err != nil {
+						t.Errorf("%s: %v", rep.Agent, err)
+					}
+					if len(rep.Probes) > budget {
+						t.Errorf("%s traced %d probes in a round, budget %d", rep.Agent, len(rep.Probes), budget)
+					}
+					for _, p := range rep.Probes {
+						traces++
+						// The one conversion accepts every simulated trace.
+						if _, err := f.Index().ResolveTrace(rep.Agent, p); err != nil {
+							t.Errorf("%s: %v", rep.Agent, err)
+						}
+						if slices.Contains(p.Hops, rep.Agent) {
+							t.Errorf("%s lists itself in %v", rep.Agent, p.Hops)
+						}
+						tc.check(t, f, rep.Agent, p)
+					}
+				}
+			}
+			if traces == 0 {
+				t.Fatal("no traces")
+			}
+		})
+	}
+}
+
+// TestTraceSilence: with hops that answer half the time, traces have
+// silent hops, and an ideal trace of the same fabric has none.
+func TestTraceSilence(t *testing.T) {
+	for _, tc := range []struct {
+		tracing    string
+		wantSilent bool
+	}{{"{hop_answer: 0.5}", true}, {"{ideal: true}", false}} {
+		sc := mustParse(t, "name: silence\nseed: 5\n"+fabric16+"tracing: "+tc.tracing+"\nfaults:\n  - {kind: link_loss, link: \"dc1-pod1-leaf1--dc1-spine1\", rate: 0.2}\n")
+		f := newTestFabric(t, sc)
+		silent, hops := 0, 0
+		for r := 0; r < 3; r++ {
+			if err := f.Step(r, func(*wire.Batch) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+			for _, rep := range f.PathReports() {
+				for _, p := range rep.Probes {
+					hops += len(p.Hops)
+					for _, h := range p.Hops {
+						if h == wire.UnknownHop {
+							silent++
+						}
+					}
+				}
+			}
+		}
+		if hops == 0 || (silent > 0) != tc.wantSilent {
+			t.Errorf("tracing %s: %d of %d hops silent", tc.tracing, silent, hops)
+		}
+	}
+}
+
+// TestICMPBucket: a router answers a burst, then one per second.
+func TestICMPBucket(t *testing.T) {
+	b := bucket{tokens: icmpPerDestBurst}
+	n := 0
+	for i := 0; i < 20; i++ {
+		if b.take(int64(i)*int64(time.Millisecond), icmpPerDestRate, icmpPerDestBurst) {
+			n++
+		}
+	}
+	if n != int(icmpPerDestBurst) {
+		t.Errorf("%d answers in 20 ms, want the burst %v", n, icmpPerDestBurst)
+	}
+	if !b.take(int64(1100*time.Millisecond), icmpPerDestRate, icmpPerDestBurst) || b.take(int64(1101*time.Millisecond), icmpPerDestRate, icmpPerDestBurst) {
+		t.Error("not one answer a second after the burst")
 	}
 }

@@ -99,7 +99,7 @@ func RunLive(ctx context.Context, sc *Scenario, cfg LiveConfig) error {
 			// Path discoveries of the round's lost and slow probes, as
 			// agents doing 007-style tracing would report them, in the
 			// wire codec the analyzer decodes.
-			for _, rep := range PathReports(x, fab.Traces(), fab.RoundStart(r).UnixNano()) {
+			for _, rep := range fab.PathReports() {
 				data, err := rep.MarshalVT()
 				if err != nil {
 					return fmt.Errorf("sim live: path report of %s: %w", rep.Agent, err)

@@ -1,58 +1,177 @@
 package sim
 
 import (
-	"github.com/meshlens/meshlens/internal/localize"
+	"sort"
+
 	"github.com/meshlens/meshlens/internal/wire"
 )
 
-// PathReports turns a round's path discoveries into the reports the agents
-// would publish, one per source agent with traces: the forward hops of each
-// traced probe, as element names. start is the round's start (probe times
-// are approximate: within the round).
-func PathReports(x *localize.Index, traces []localize.Trace, startUnixNano int64) []*wire.PathReport {
-	byAgent := map[int32]*wire.PathReport{}
-	var order []int32
-	for _, tr := range traces {
-		if len(tr.Links) == 0 || !contiguous(x, tr.Links) {
-			// A probe with no route stops short: real path discovery would
-			// not get past the failing hop either, so there is no path to
-			// report.
-			continue
+// chooseTraces picks, of the anomalous probes the agent just stepped saw
+// (f.want), the ones it traces: the first Budget in probe time, as an agent
+// that traces when it notices an anomaly and stops at its budget. Each
+// gets the time its trace runs.
+func (f *Fabric) chooseTraces(rng *rng) {
+	want := f.want
+	if f.sc.Tracing.Ideal {
+		// Today's complete traces: pinglist order, at the probe's time.
+		for i := range want[:min(len(want), idealTraces)] {
+			want[i].at = want[i].probeAt
+			want[i].agentSeq = i
+			f.reqs = append(f.reqs, want[i])
 		}
-		r := byAgent[tr.Src]
-		if r == nil {
-			r = &wire.PathReport{Agent: x.Names[tr.Src]}
-			byAgent[tr.Src] = r
-			order = append(order, tr.Src)
-		}
-		// Forward only: the links up to the destination.
-		var hops []string
-		reached := false
-		for _, l := range tr.Links {
-			hops = append(hops, x.Names[x.To[l]])
-			if x.To[l] == tr.Dst {
-				reached = true
-				break
-			}
-		}
-		r.Probes = append(r.Probes, &wire.TracedProbe{
-			Dst: x.Names[tr.Dst], Protocol: tr.Proto, StartUnixNano: startUnixNano, TracedUnixNano: startUnixNano,
-			Lost: tr.Lost, BothLost: tr.BothLost, ExcessNs: int64(tr.Excess), Hops: hops, Reached: reached,
-		})
+		return
 	}
-	out := make([]*wire.PathReport, 0, len(order))
-	for _, src := range order {
-		out = append(out, byAgent[src])
+	sort.Slice(want, func(i, j int) bool { return want[i].probeAt < want[j].probeAt })
+	for i := range want[:min(len(want), f.sc.Tracing.Budget)] {
+		q := want[i]
+		delay := slowTraceDelay
+		if q.lost {
+			delay = lostTraceDelay
+		}
+		q.at = q.probeAt + int64(float64(delay)*(1+rng.float()))
+		q.agentSeq = i
+		f.reqs = append(f.reqs, q)
 	}
-	return out
 }
 
-// contiguous reports whether each link starts where the previous one ends.
-func contiguous(x *localize.Index, links []int32) bool {
-	for i := 1; i < len(links); i++ {
-		if x.To[links[i-1]] != x.From[links[i]] {
-			return false
+// trace runs the round's traces in the order they happen (the routers'
+// ICMP rate limits see them in that order) and groups them into reports.
+func (f *Fabric) trace(r int) {
+	sort.SliceStable(f.reqs, func(i, j int) bool { return f.reqs[i].at < f.reqs[j].at })
+	byAgent := map[int32]*wire.PathReport{}
+	var agents []int32
+	for i := range f.reqs {
+		q := &f.reqs[i]
+		var rg rng
+		rg.seed(mix(f.sc.Seed ^ uint64(r)*0x51a3ed6b1c7d0f4b ^ uint64(q.src)*0x9e3779b97f4a7c15 ^ uint64(q.agentSeq)*0xd6e8feb86659fd93))
+		tp := f.traceOne(q, &rg)
+		rep := byAgent[q.src]
+		if rep == nil {
+			rep = &wire.PathReport{Agent: f.x.Names[q.src]}
+			byAgent[q.src] = rep
+			agents = append(agents, q.src)
+		}
+		rep.Probes = append(rep.Probes, tp)
+	}
+	sort.Slice(agents, func(i, j int) bool { return agents[i] < agents[j] })
+	f.reports = f.reports[:0]
+	for _, a := range agents {
+		f.reports = append(f.reports, byAgent[a])
+	}
+	// Forget rate limiters that are full again by the next round: they
+	// hold no state.
+	end := int64(r+1) * int64(f.sc.Interval)
+	for k, b := range f.icmpDest {
+		if b.tokens+float64(end-b.last)/1e9*icmpPerDestRate >= icmpPerDestBurst {
+			delete(f.icmpDest, k)
 		}
 	}
-	return true
+	for k, b := range f.icmpRouter {
+		if b.tokens+float64(end-b.last)/1e9*icmpRouterRate >= icmpRouterBurst {
+			delete(f.icmpRouter, k)
+		}
+	}
+}
+
+// traceOne is one Paris traceroute of q's 5-tuple from its source at
+// q.at: TTL 1, 2, ... follow the probe's own ECMP path (same hash) through
+// the fabric's state at that time. A TTL's answer comes back when its
+// packet got to the hop (through the faults on the way), the hop answers
+// (a switch with probability HopAnswer, within its ICMP rate limits; the
+// destination always), and the answer survives its own way back. Trailing
+// silence is cut: the report ends at the last hop that answered (one "*"
+// when none did).
+func (f *Fabric) traceOne(q *traceReq, rng *rng) *wire.TracedProbe {
+	x := f.x
+	ideal := f.sc.Tracing.Ideal
+	t := q.at
+	tp := &wire.TracedProbe{
+		Dst: x.Names[q.dst], Protocol: q.proto, StartUnixNano: f.start.UnixNano() + q.probeAt,
+		TracedUnixNano: f.start.UnixNano() + q.at, Lost: q.lost, BothLost: q.bothLost, ExcessNs: int64(q.excess),
+		SrcPort: q.sport, DstPort: uint32(x.Topo.ResponderPort),
+	}
+	answered := 0
+	hop := func(n int32, ok bool) {
+		if ok {
+			tp.Hops = append(tp.Hops, x.Names[n])
+			answered = len(tp.Hops)
+		} else {
+			tp.Hops = append(tp.Hops, wire.UnknownHop)
+		}
+	}
+	fwd := walk{keep: 1}
+	f.link(x.HostUp[q.src], t, rng, &fwd)
+	cur := x.HostToR[q.src]
+	target := x.HostToR[q.dst]
+	slot := x.ToRSlot[target]
+	for hops := 0; ; hops++ {
+		f.nodeIn(cur, t, &fwd)
+		hop(cur, ideal || f.switchAnswers(cur, q, t, fwd, rng))
+		f.nodeOut(cur, q.flow, t, &fwd)
+		if cur == target {
+			break
+		}
+		next, ok := f.nextHop(cur, slot, q.flow, hops)
+		if !ok {
+			break // no route: every later TTL is lost
+		}
+		f.link(next.Link, t, rng, &fwd)
+		cur = next.Node
+	}
+	if cur == target {
+		f.link(x.HostDown[q.dst], t, rng, &fwd)
+		reached := ideal
+		if !reached && !fwd.dead && rng.float() < fwd.keep {
+			// The destination answers over the reverse path of the same
+			// 5-tuple, as the probe's own answer does.
+			revFlow := mix(uint64(q.dst)*0x100000001b3 + uint64(q.src) ^ uint64(tp.DstPort)<<40 ^ uint64(q.sport)<<20 ^ uint64(q.proto) ^ 0x77)
+			back := f.walk(q.dst, q.src, revFlow, t, rng)
+			reached = !back.dead && rng.float() < back.keep
+		}
+		hop(q.dst, reached)
+		tp.Reached = reached
+	}
+	if ideal {
+		tp.Reached = cur == target
+		return tp
+	}
+	tp.Hops = tp.Hops[:answered]
+	if answered == 0 {
+		// Not even the first hop answered: the wire form still says so
+		// with one silent TTL (a traced probe has at least one hop).
+		tp.Hops = append(tp.Hops, wire.UnknownHop)
+	}
+	return tp
+}
+
+// switchAnswers decides whether switch n answers the TTL that expires at
+// it: the packet got there (fwd: its way so far), n answers this time and
+// within its rate limits, and the time-exceeded makes it back to the
+// source.
+func (f *Fabric) switchAnswers(n int32, q *traceReq, t int64, fwd walk, rng *rng) bool {
+	if fwd.dead || rng.float() >= fwd.keep {
+		return false
+	}
+	if rng.float() >= f.sc.Tracing.HopAnswer {
+		return false
+	}
+	rb := f.icmpRouter[n]
+	if rb == nil {
+		rb = &bucket{tokens: icmpRouterBurst, last: t}
+		f.icmpRouter[n] = rb
+	}
+	k := [2]int32{n, q.src}
+	db := f.icmpDest[k]
+	if db == nil {
+		db = &bucket{tokens: icmpPerDestBurst, last: t}
+		f.icmpDest[k] = db
+	}
+	if !db.take(t, icmpPerDestRate, icmpPerDestBurst) || !rb.take(t, icmpRouterRate, icmpRouterBurst) {
+		return false
+	}
+	// The time-exceeded is a packet of its own flow back to the source.
+	back := walk{keep: 1}
+	icmpFlow := mix(uint64(n)<<32 ^ uint64(q.src) ^ q.flow<<7 ^ 0x1c3)
+	f.walkFrom(n, q.src, icmpFlow, t, rng, &back)
+	return !back.dead && rng.float() < back.keep
 }

@@ -38,6 +38,9 @@ type Options struct {
 	Localizers []string
 	// Config of the localizers.
 	Config localize.Config
+	// Tracing, when set, replaces every scenario's tracing: the suite run
+	// again with ideal or harsher path discovery.
+	Tracing *Tracing
 	// RollupsOnly runs the aggregator without per-pair state
 	// (aggregate.Config.RollupsOnly): the localizers see the same rollups,
 	// so the verdicts are the same, and a fabric of 50,000 hosts fits in
@@ -77,6 +80,11 @@ type Drainer interface {
 // blamed is scored against the faults.
 func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	wall := time.Now()
+	if opts.Tracing != nil {
+		c := *sc
+		c.Tracing = *opts.Tracing
+		sc = &c
+	}
 	if len(opts.Localizers) == 0 {
 		opts.Localizers = []string{localize.NameMeshlens, localize.NameVote}
 	}
@@ -108,7 +116,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	}
 	vc := clock.NewVirtual(start)
 	rounds := fab.Rounds()
-	var rejected int
+	var rejected, badTraces int
 	var drainVersion uint64
 	for r := 0; r < rounds; r++ {
 		if err := ctx.Err(); err != nil {
@@ -135,12 +143,14 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 		// The round's path reports reach the analyzer as the server gets
 		// them: encoded, from their agent's subject, decoded and checked
 		// by the analyzer; one it refuses is counted there, like on the bus.
-		for _, rep := range PathReports(x, fab.Traces(), fab.RoundStart(r).UnixNano()) {
+		for _, rep := range fab.PathReports() {
 			data, err := rep.MarshalVT()
 			if err != nil {
 				return nil, fmt.Errorf("sim: %s: round %d: path report of %s: %w", sc.Name, r, rep.Agent, err)
 			}
-			_ = an.IngestPathData(rep.Agent, data, arrival)
+			if err := an.IngestPathData(rep.Agent, data, arrival); err != nil {
+				badTraces += len(rep.Probes)
+			}
 		}
 		vc.Set(arrival)
 		sealed, err := agg.Advance(ctx, vc.Now())
@@ -172,7 +182,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	rep := &Report{
 		Scenario: sc.Name, File: sc.File, Seed: sc.Seed, Hosts: len(sc.Topology.Hosts),
 		Duration: secs(sc.Duration), Interval: secs(sc.Interval), Rounds: rounds, Probes: fab.Probes(),
-		RejectedBatches: rejected, RollupsOnly: opts.RollupsOnly,
+		RejectedBatches: rejected, RejectedTraces: badTraces, RollupsOnly: opts.RollupsOnly,
 	}
 	for _, name := range an.Localizers() {
 		rep.Results = append(rep.Results, score(sc, x, name, timelines[name]))

@@ -10,10 +10,12 @@
 //     interval) and seal 1 s after the round ends; a verdict's time is its
 //     window's sealing time, so "localized after 11 s" means the first
 //     window that ended after onset already blamed the right element.
-//   - Path discovery: agents trace every lost probe and every probe whose
-//     RTT exceeds its pair's lowest by max(300 µs, that RTT), at most 16
-//     per agent and round (as 007 traces failed flows); the traces reach
-//     the localizer beside the aggregated windows (localize.Trace).
+//   - Path discovery: agents trace lost probes and probes whose RTT
+//     exceeds their pair's lowest by max(300 µs, that RTT), as 007 traces
+//     failed flows, with what a real Paris traceroute learns (see
+//     Tracing): forward hops only, some silent, after the probe. The
+//     fabric publishes them as wire.PathReports (Fabric.PathReports); the
+//     ground truth of the probes' paths never leaves the fabric.
 //   - Routing steers around a down link or device Convergence after onset,
 //     at the first round boundary after that; a flap never converges.
 //   - Agents behind a dead ToR still deliver their batches (spooling is not
@@ -78,7 +80,11 @@ const (
 	DefaultFlapPeriod  = 20 * time.Second
 	DefaultSlowAdd     = 5 * time.Millisecond
 	DefaultSlowLag     = 50 * time.Millisecond
-	maxDuration        = 24 * time.Hour
+	// Path discovery as a real agent gets it (see Tracing).
+	DefaultHopAnswer = 0.9
+	DefaultBudget    = 4
+	maxBudget        = 1000
+	maxDuration      = 24 * time.Hour
 )
 
 // Scenario is a validated scenario file.
@@ -96,7 +102,28 @@ type Scenario struct {
 	BackgroundLoss float64
 	BaseLatency    time.Duration // per link and direction
 	Jitter         time.Duration // per link and direction, uniform 0..Jitter
+	Tracing        Tracing
 	Faults         []Fault
+}
+
+// Tracing is how the simulated agents discover the paths of their
+// anomalous probes. By default as a real agent does: a Paris traceroute of
+// the probe's 5-tuple from the source, run after the probe was found lost
+// (1–2 s later) or slow (0.1–0.2 s later), through the fabric's state at
+// that time; each of its TTL probes meets the faults like any packet, and
+// a switch answers with probability HopAnswer, within the ICMP rate limits
+// of Linux routers (a token bucket per router and destination: 1 per second,
+// burst 6; and per router: 1000 per second, burst 50); the destination
+// answers when the trace reaches it. An agent traces at most Budget
+// anomalous probes per probe round, the first it sees.
+//
+// Ideal, for comparison only, is what no agent can have: every hop of the
+// forward path known at the probe's own time, at most 16 traces per agent
+// and round.
+type Tracing struct {
+	Ideal     bool
+	HopAnswer float64
+	Budget    int
 }
 
 // Fault is one injected fault with its ground truth.
@@ -164,7 +191,14 @@ type fileScenario struct {
 	Duration   string         `yaml:"duration"`
 	Routing    fileRouting    `yaml:"routing"`
 	Background fileBackground `yaml:"background"`
+	Tracing    fileTracing    `yaml:"tracing"`
 	Faults     []fileFault    `yaml:"faults"`
+}
+
+type fileTracing struct {
+	Ideal     bool     `yaml:"ideal"`
+	HopAnswer *float64 `yaml:"hop_answer"`
+	Budget    *int     `yaml:"budget"`
 }
 
 type fileTopology struct {
@@ -357,6 +391,26 @@ func (f *fileScenario) build(doc *yamlfile.Doc, file string, read ReadFunc) (*Sc
 	}
 	s.BaseLatency = dur(at("background", "latency", "base"), f.Background.Latency.Base, DefaultBaseLatency, 0)
 	s.Jitter = dur(at("background", "latency", "jitter"), f.Background.Latency.Jitter, DefaultJitter, 0)
+
+	// Tracing.
+	s.Tracing = Tracing{Ideal: f.Tracing.Ideal, HopAnswer: DefaultHopAnswer, Budget: DefaultBudget}
+	if f.Tracing.Ideal && (f.Tracing.HopAnswer != nil || f.Tracing.Budget != nil) {
+		p.Addf(at("tracing", "ideal"), "ideal tracing has no hop_answer or budget")
+	}
+	if v := f.Tracing.HopAnswer; v != nil {
+		if !(*v > 0 && *v <= 1) { // also refuses NaN
+			p.Addf(at("tracing", "hop_answer"), "hop_answer %v outside (0, 1]", *v)
+		} else {
+			s.Tracing.HopAnswer = *v
+		}
+	}
+	if v := f.Tracing.Budget; v != nil {
+		if *v < 1 || *v > maxBudget {
+			p.Addf(at("tracing", "budget"), "budget %d outside 1..%d traces per agent and round", *v, maxBudget)
+		} else {
+			s.Tracing.Budget = *v
+		}
+	}
 
 	// Faults.
 	for i, ff := range f.Faults {

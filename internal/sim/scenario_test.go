@@ -108,6 +108,11 @@ func TestParseTopLevel(t *testing.T) {
 		{"interval too short", "name: x\n" + smallFabric + "probing: {interval: 10ms}\n", "probing.interval: duration 10ms outside"},
 		{"onset after end", "name: x\n" + smallFabric + "duration: 1m\nfaults:\n  - {kind: device_down, device: dc1-spine1, at: 2m}\n", "faults[0].at: onset 2m0s is not before the end"},
 		{"topology file unreadable", "name: x\ntopology: {file: none.yaml}\n", "topology.file: topology files cannot be read here"},
+		{"hop_answer zero", "name: x\n" + smallFabric + "tracing: {hop_answer: 0}\n", "bad.yaml:3: tracing.hop_answer: hop_answer 0 outside (0, 1]"},
+		{"hop_answer above 1", "name: x\n" + smallFabric + "tracing: {hop_answer: 1.5}\n", "tracing.hop_answer: hop_answer 1.5 outside"},
+		{"budget zero", "name: x\n" + smallFabric + "tracing: {budget: 0}\n", "tracing.budget: budget 0 outside 1..1000"},
+		{"ideal with knobs", "name: x\n" + smallFabric + "tracing: {ideal: true, budget: 3}\n", "tracing.ideal: ideal tracing has no hop_answer or budget"},
+		{"unknown tracing key", "name: x\n" + smallFabric + "tracing: {queries: 3}\n", "queries"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -116,6 +121,26 @@ func TestParseTopLevel(t *testing.T) {
 				t.Fatalf("error %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestParseTracing(t *testing.T) {
+	for _, tc := range []struct {
+		src  string
+		want Tracing
+	}{
+		{"", Tracing{HopAnswer: DefaultHopAnswer, Budget: DefaultBudget}},
+		{"tracing: {hop_answer: 0.7}\n", Tracing{HopAnswer: 0.7, Budget: DefaultBudget}},
+		{"tracing: {budget: 1}\n", Tracing{HopAnswer: DefaultHopAnswer, Budget: 1}},
+		{"tracing: {ideal: true}\n", Tracing{Ideal: true, HopAnswer: DefaultHopAnswer, Budget: DefaultBudget}},
+	} {
+		sc, err := Parse("t.yaml", []byte("name: x\n"+smallFabric+tc.src), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.src, err)
+		}
+		if sc.Tracing != tc.want {
+			t.Errorf("%q: tracing %+v, want %+v", tc.src, sc.Tracing, tc.want)
+		}
 	}
 }
 

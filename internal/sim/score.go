@@ -25,6 +25,9 @@ type Report struct {
 	Rounds          int     `json:"rounds"`
 	Probes          uint64  `json:"probes"`
 	RejectedBatches int     `json:"rejected_batches"`
+	// RejectedTraces: traced probes the analyzer's conversion refused (none
+	// expected: the simulator reports only paths of its fabric).
+	RejectedTraces int `json:"rejected_traces"`
 	// RollupsOnly: the aggregator kept no per-pair state (Options).
 	RollupsOnly bool    `json:"rollups_only,omitempty"`
 	WallSeconds float64 `json:"wall_seconds"`
