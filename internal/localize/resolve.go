@@ -83,6 +83,39 @@ func (x *Index) resolveHop(s string) (node, peer int32, ok bool) {
 // neighbour its interface faces (-1 for a loopback).
 type ifaceAddr struct{ node, peer int32 }
 
+// collapseBeforeDst drops the silent hops just before a destination that
+// answered, where they can only have been the destination itself: a TTL
+// that reached it but whose answer was lost (the tracer sends several TTLs
+// at once, so a later one answers instead). That is so when the hop before
+// them is the destination's ToR (a host has no other neighbour), and for as
+// many as make the trace longer than any path of the fabric.
+func (x *Index) collapseBeforeDst(d int32, hops []string) []string {
+	n := len(hops)
+	if n < 2 || hops[n-1] == wire.UnknownHop {
+		return hops
+	}
+	if last, _, ok := x.resolveHop(hops[n-1]); !ok || last != d {
+		return hops
+	}
+	i := n - 1 // the silent run before the destination is hops[i:n-1]
+	for i > 0 && hops[i-1] == wire.UnknownHop {
+		i--
+	}
+	if i == n-1 {
+		return hops
+	}
+	out := append(make([]string, 0, n), hops[:n-1]...)
+	if i > 0 {
+		if prev, _, ok := x.resolveHop(hops[i-1]); ok && prev == x.HostToR[d] {
+			out = out[:i] // the ToR answered: every silent hop after it was the destination
+		}
+	}
+	for len(out)+1 > x.MaxHops() && len(out) > i {
+		out = out[:len(out)-1]
+	}
+	return append(out, hops[n-1])
+}
+
 // ResolveTrace turns one traced probe, as agent src published it, into a
 // Trace of this index, or says why it cannot be one of this fabric's
 // paths. A hop that answered from an interface address also names the
@@ -93,12 +126,13 @@ func (x *Index) ResolveTrace(src string, p *wire.TracedProbe) (Trace, error) {
 	if !ok1 || !ok2 || x.IsSwitch(s) || x.IsSwitch(d) || s == d {
 		return Trace{}, fmt.Errorf("localize: trace %s -> %s: %w", src, p.Dst, ErrUnknownHost)
 	}
-	if len(p.Hops) > x.MaxHops() {
-		return Trace{}, fmt.Errorf("localize: trace %s -> %s: %d hops, at most %d: %w", src, p.Dst, len(p.Hops), x.MaxHops(), ErrTooLong)
+	hops := x.collapseBeforeDst(d, p.Hops)
+	if len(hops) > x.MaxHops() {
+		return Trace{}, fmt.Errorf("localize: trace %s -> %s: %d hops, at most %d: %w", src, p.Dst, len(hops), x.MaxHops(), ErrTooLong)
 	}
 	t := Trace{Src: s, Dst: d, Proto: p.Protocol, Lost: p.Lost, BothLost: p.BothLost, Excess: time.Duration(p.ExcessNs),
-		Hops: make([]int32, len(p.Hops)), Reached: p.Reached}
-	for i, h := range p.Hops {
+		Hops: make([]int32, len(hops)), Reached: p.Reached}
+	for i, h := range hops {
 		if h == wire.UnknownHop {
 			t.Hops[i] = UnknownHop
 			continue

@@ -23,27 +23,42 @@ func TestResolveTrace(t *testing.T) {
 		t.Fatalf("MaxHops = %d, want %d", got, len(full))
 	}
 	dstAddr := topo.Host(dst).Addr.String()
+	silentThen := func(prefix []string, silent int) []string {
+		out := append([]string{}, prefix...)
+		for range silent {
+			out = append(out, "*")
+		}
+		return append(out, dst)
+	}
 	cases := []struct {
 		name    string
 		hops    []string
 		reached bool
 		want    error
+		// resolved, when set, are the hops after silent ones that can only
+		// have been the destination were dropped (its answer to an earlier
+		// TTL was lost; a later TTL answered).
+		resolved []string
 	}{
-		{"complete", full, true, nil},
-		{"reached is inferred", full, false, nil},
-		{"destination by address", append(append([]string{}, full[:5]...), dstAddr), true, nil},
-		{"silent hops", []string{"dc1-pod1-rack1-tor", "*", "dc1-spine2", "*", "*", dst}, true, nil},
-		{"stopped short", []string{"dc1-pod1-rack1-tor", "dc1-pod1-leaf1", "*", "*"}, false, nil},
-		{"unknown hop", []string{"dc1-pod1-rack1-tor", "198.51.100.7"}, false, ErrUnknownHop},
-		{"zoned address", []string{"dc1-pod1-rack1-tor", "fe80::1%eth0"}, false, ErrUnknownHop},
-		{"loop", []string{"dc1-pod1-rack1-tor", "dc1-pod1-leaf1", "dc1-pod1-rack1-tor"}, false, ErrLoop},
-		{"source in path", []string{"dc1-pod1-rack1-tor", src}, false, ErrLoop},
-		{"too long", append(append([]string{}, full...), "*"), false, ErrTooLong},
-		{"not linked", []string{"dc1-pod1-rack1-tor", "dc1-spine2"}, false, ErrNotAdjacent},
-		{"first hop not the source's ToR", []string{"dc1-pod1-leaf1"}, false, ErrNotAdjacent},
-		{"reached elsewhere", []string{"dc1-pod1-rack1-tor", "dc1-pod1-leaf1"}, true, ErrWrongEndpoint},
-		{"nothing answered", nil, false, nil},
-		{"nothing answered yet reached", nil, true, ErrWrongEndpoint},
+		{"complete", full, true, nil, nil},
+		{"reached is inferred", full, false, nil, nil},
+		{"destination by address", append(append([]string{}, full[:5]...), dstAddr), true, nil, nil},
+		{"silent hops", []string{"dc1-pod1-rack1-tor", "*", "dc1-spine2", "*", "*", dst}, true, nil, nil},
+		{"stopped short", []string{"dc1-pod1-rack1-tor", "dc1-pod1-leaf1", "*", "*"}, false, nil, nil},
+		{"unknown hop", []string{"dc1-pod1-rack1-tor", "198.51.100.7"}, false, ErrUnknownHop, nil},
+		{"zoned address", []string{"dc1-pod1-rack1-tor", "fe80::1%eth0"}, false, ErrUnknownHop, nil},
+		{"loop", []string{"dc1-pod1-rack1-tor", "dc1-pod1-leaf1", "dc1-pod1-rack1-tor"}, false, ErrLoop, nil},
+		{"source in path", []string{"dc1-pod1-rack1-tor", src}, false, ErrLoop, nil},
+		{"too long", append(append([]string{}, full...), "*"), false, ErrTooLong, nil},
+		{"not linked", []string{"dc1-pod1-rack1-tor", "dc1-spine2"}, false, ErrNotAdjacent, nil},
+		{"first hop not the source's ToR", []string{"dc1-pod1-leaf1"}, false, ErrNotAdjacent, nil},
+		{"reached elsewhere", []string{"dc1-pod1-rack1-tor", "dc1-pod1-leaf1"}, true, ErrWrongEndpoint, nil},
+		{"the destination's first answer lost", silentThen(full[:5], 1), true, nil, full},
+		{"two of its answers lost", silentThen(full[:5], 2), true, nil, full},
+		{"silent hops past the diameter", silentThen(full[:4], 2), true, nil, silentThen(full[:4], 1)},
+		{"silence before the destination's ToR is kept", silentThen(full[:4], 1), true, nil, nil},
+		{"nothing answered", nil, false, nil, nil},
+		{"nothing answered yet reached", nil, true, ErrWrongEndpoint, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -57,10 +72,14 @@ func TestResolveTrace(t *testing.T) {
 				}
 				return
 			}
-			if len(tr.Hops) != len(tc.hops) {
-				t.Fatalf("hops %v", tr.Hops)
+			want := tc.hops
+			if tc.resolved != nil {
+				want = tc.resolved
 			}
-			for i, h := range tc.hops {
+			if len(tr.Hops) != len(want) {
+				t.Fatalf("hops %v, want %d of them", tr.Hops, len(want))
+			}
+			for i, h := range want {
 				if (h == wire.UnknownHop) != (tr.Hops[i] == UnknownHop) {
 					t.Errorf("hop %d: %q resolved to %d", i, h, tr.Hops[i])
 				}
