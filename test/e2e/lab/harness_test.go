@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/meshlens/meshlens/internal/lab"
+	"github.com/meshlens/meshlens/internal/localize"
 	"github.com/meshlens/meshlens/test/e2e/e2eutil"
 )
 
@@ -448,26 +449,80 @@ func (l *Lab) eventuallyLoss(t *testing.T, what string, host string, dst netip.A
 	return loss
 }
 
-var errNotBlamed = errors.New("not blamed yet")
+// suspects reads the server's latest verdict.
+func (l *Lab) suspects() (verdict, error) {
+	var doc struct {
+		Data verdict `json:"data"`
+	}
+	err := e2eutil.GetJSON(l.ServerURL()+"api/v1/suspects", &doc)
+	return doc.Data, err
+}
 
-// WaitBlamed polls the server's suspects until one names element, for the
-// detection tests added when the agent traces paths: it returns the
-// suspects document it saw.
-func (l *Lab) WaitBlamed(t *testing.T, element string, within time.Duration) map[string]any {
+// verdict is what /api/v1/suspects serves.
+type verdict struct {
+	Start, End time.Time
+	Suspects   []localize.Suspect
+}
+
+// blamed lists the verdict's suspects that blame the network or a host,
+// not an agent starved of CPU.
+func (v verdict) blamed() []localize.Suspect {
+	var out []localize.Suspect
+	for _, s := range v.Suspects {
+		if s.Symptom != localize.SymptomAgentSlow {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (v verdict) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "window %s..%s:", v.Start.Format(time.TimeOnly), v.End.Format(time.TimeOnly))
+	for _, s := range v.Suspects {
+		fmt.Fprintf(&b, " %s (%s %s %.3g, %d anomalies)", s.Element, s.Kind, s.Symptom, s.Estimate, s.Evidence.Anomalous)
+	}
+	if len(v.Suspects) == 0 {
+		b.WriteString(" nothing blamed")
+	}
+	return b.String()
+}
+
+// WaitBlamed polls the server's verdicts until one blames any of elements
+// (a link may be blamed as a whole or in the direction that failed) and
+// returns that suspect.
+func (l *Lab) WaitBlamed(t *testing.T, elements []string, within time.Duration) localize.Suspect {
 	t.Helper()
-	var doc map[string]any
+	var got localize.Suspect
 	e2eutil.Eventually(t, within, time.Second, func() error {
-		doc = nil
-		if err := e2eutil.GetJSON(l.ServerURL()+"api/v1/suspects", &doc); err != nil {
+		v, err := l.suspects()
+		if err != nil {
 			return err
 		}
-		raw, _ := json.Marshal(doc)
-		if !strings.Contains(string(raw), fmt.Sprintf("%q", element)) {
-			return fmt.Errorf("%w: %s: %s", errNotBlamed, element, tailOf(string(raw), 500))
+		for _, s := range v.blamed() {
+			if slices.Contains(elements, s.Element) {
+				got = s
+				return nil
+			}
+		}
+		return fmt.Errorf("none of %v blamed yet; latest %v", elements, v)
+	})
+	return got
+}
+
+// WaitClean polls until a verdict blames nothing.
+func (l *Lab) WaitClean(t *testing.T, within time.Duration) {
+	t.Helper()
+	e2eutil.Eventually(t, within, time.Second, func() error {
+		v, err := l.suspects()
+		if err != nil {
+			return err
+		}
+		if b := v.blamed(); len(b) > 0 || v.End.IsZero() {
+			return fmt.Errorf("still blamed: %v", v)
 		}
 		return nil
 	})
-	return doc
 }
 
 // hop sends one UDP datagram from host to dst with the given source port

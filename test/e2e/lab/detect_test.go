@@ -1,0 +1,159 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshlens/meshlens/internal/localize"
+	"github.com/meshlens/meshlens/internal/sim"
+	"github.com/meshlens/meshlens/test/e2e/e2eutil"
+)
+
+// The detection suite's timing: 1 s probes pooled in 5 s windows, sealed
+// 5 s after their end. "Within three windows" of an onset is then the
+// window the onset falls in, three more, and the sealing delay.
+const (
+	detectWindow   = 5 * time.Second
+	detectLateness = 5 * time.Second
+	withinWindows  = 3
+)
+
+var detectFabric = []string{"--dcs", "1", "--pods", "2", "--leaves-per-pod", "2", "--spines", "2", "--racks-per-pod", "2", "--hosts-per-rack", "3",
+	"--probe-interval", "1s", "--probe-timeout", "500ms",
+	"--server-arg=--window=5s", "--server-arg=--lateness=5s"}
+
+// within is how long a verdict may take to follow a change of the fabric.
+func within() time.Duration { return (1+withinWindows)*detectWindow + detectLateness + 5*time.Second }
+
+// TestDetect runs every fault kind through real agents, real traceroutes
+// and the server's localizer in a lab: the right element is blamed within
+// three windows of the onset and cleared within three windows of the end,
+// and a healthy fabric is blamed for nothing.
+func TestDetect(t *testing.T) {
+	l := upLab(t, detectFabric...)
+	e2eutil.WaitHTTP(t, l.ServerURL()+"readyz", 30*time.Second)
+	// Settled: the agents have their pinglists and a verdict has been made.
+	e2eutil.Eventually(t, 90*time.Second, time.Second, func() error {
+		v, err := l.suspects()
+		if err == nil && v.End.IsZero() {
+			err = fmt.Errorf("no window localized yet")
+		}
+		return err
+	})
+	l.WaitClean(t, 60*time.Second)
+
+	t.Run("healthy fabric blames nothing for three minutes", func(t *testing.T) {
+		end := time.Now().Add(3 * time.Minute)
+		windows := map[time.Time]bool{}
+		for time.Now().Before(end) {
+			v, err := l.suspects()
+			if err != nil {
+				t.Fatal(err)
+			}
+			windows[v.End] = true
+			if b := v.blamed(); len(b) > 0 {
+				t.Fatalf("healthy fabric: %v", v)
+			}
+			time.Sleep(detectWindow / 2) // sample every window twice
+		}
+		if len(windows) < 30 {
+			t.Errorf("only %d windows localized in three minutes", len(windows))
+		}
+	})
+
+	const (
+		leafSpine = "dc1-pod1-leaf1--dc1-spine1"
+		torLeaf   = "dc1-pod2-rack2-tor--dc1-pod2-leaf2"
+	)
+	cases := []struct {
+		kind, element string
+		args          []string
+		simFault      string // the same fault in a scenario file
+		// blamed are the names that count as the right answer: a link as a
+		// whole or the direction that fails, a device, a host.
+		blamed  []string
+		symptom []localize.Symptom
+	}{
+		{"link_loss", leafSpine, []string{"--rate", "0.3"}, `{kind: link_loss, link: "` + leafSpine + `", rate: 0.3}`,
+			[]string{leafSpine, "dc1-pod1-leaf1->dc1-spine1", "dc1-spine1->dc1-pod1-leaf1"}, []localize.Symptom{localize.SymptomLoss}},
+		{"device_down", "dc1-spine2", nil, `{kind: device_down, device: dc1-spine2}`, []string{"dc1-spine2"},
+			[]localize.Symptom{localize.SymptomDown, localize.SymptomBlackhole, localize.SymptomLoss}},
+		{"blackhole", "dc1-spine1", []string{"--fraction", "0.5"}, `{kind: blackhole, device: dc1-spine1, fraction: 0.5}`, []string{"dc1-spine1"},
+			[]localize.Symptom{localize.SymptomBlackhole, localize.SymptomLoss, localize.SymptomDown}},
+		{"device_loss", "dc1-pod2-leaf2", []string{"--rate", "0.2"}, `{kind: device_loss, device: dc1-pod2-leaf2, rate: 0.2}`, []string{"dc1-pod2-leaf2"},
+			[]localize.Symptom{localize.SymptomLoss, localize.SymptomBlackhole}},
+		{"host_nic", "dc1-pod2-rack1-h03", []string{"--rate", "0.2"}, `{kind: host_nic, host: dc1-pod2-rack1-h03, rate: 0.2}`, []string{"dc1-pod2-rack1-h03"},
+			[]localize.Symptom{localize.SymptomLoss}},
+		// A host's only link: routing cannot go around it.
+		{"link_down", "dc1-pod1-rack2-h02--dc1-pod1-rack2-tor", nil, `{kind: link_down, link: "dc1-pod1-rack2-h02--dc1-pod1-rack2-tor"}`, []string{"dc1-pod1-rack2-h02"},
+			[]localize.Symptom{localize.SymptomDown, localize.SymptomLoss, localize.SymptomBlackhole}},
+		{"link_latency", torLeaf, []string{"--add", "5ms"}, `{kind: link_latency, link: "` + torLeaf + `", add: 5ms}`,
+			[]string{torLeaf, "dc1-pod2-rack2-tor->dc1-pod2-leaf2", "dc1-pod2-leaf2->dc1-pod2-rack2-tor"}, []localize.Symptom{localize.SymptomLatency}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.kind, func(t *testing.T) {
+			simAfter := simBlames(t, tc.simFault)
+			onset := time.Now()
+			l.Fault(t, append([]string{tc.kind, tc.element}, tc.args...)...)
+			cleared := false
+			defer func() {
+				if !cleared {
+					l.Clear(t, tc.element)
+				}
+			}()
+			s := l.WaitBlamed(t, tc.blamed, within())
+			t.Logf("%s %s: lab blamed %s (%s %s, estimate %.3g, %d anomalous probes from %d pairs) %.1f s after the onset; sim run %.0f s",
+				tc.kind, tc.element, s.Element, s.Kind, s.Symptom, s.Estimate, s.Evidence.Anomalous, s.Evidence.Pairs, time.Since(onset).Seconds(), simAfter)
+			if !containsSymptom(tc.symptom, s.Symptom) {
+				t.Errorf("blamed for %s, want one of %v", s.Symptom, tc.symptom)
+			}
+			l.Clear(t, tc.element)
+			cleared = true
+			end := time.Now()
+			l.WaitClean(t, within())
+			t.Logf("%s %s: clean %.1f s after the end", tc.kind, tc.element, time.Since(end).Seconds())
+		})
+	}
+}
+
+// simBlames runs the same fabric and fault through `sim run`'s code (the
+// simulator's evidence, the same analyzer and localizer) and returns how
+// long after the onset it blamed the fault's element: the lab and the
+// simulator must agree on what is broken.
+func simBlames(t *testing.T, fault string) float64 {
+	t.Helper()
+	doc := `name: lab-twin
+seed: 7
+topology: {generate: {dcs: 1, pods: 2, racks_per_pod: 2, hosts_per_rack: 3, leaves_per_pod: 2, spines: 2}}
+probing: {interval: 1s, protocols: [tcp, udp]}
+duration: 60s
+routing: {convergence: 10m}   # lab faults leave routes alone, as a gray failure does
+faults:
+  - ` + strings.TrimSuffix(fault, "}") + `, at: 10s}
+`
+	sc, err := sim.Parse("lab-twin.yaml", []byte(doc), nil)
+	if err != nil {
+		t.Fatalf("scenario: %v\n%s", err, doc)
+	}
+	rep, err := sim.Run(context.Background(), sc, sim.Options{Localizers: []string{localize.NameMeshlens}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := rep.Results[0].Faults[0]
+	if f.Localized == nil {
+		t.Fatalf("sim run of the same fault never blamed %s; blamed %v", f.Element, f.Blamed)
+	}
+	return float64(*f.Localized)
+}
+
+func containsSymptom(list []localize.Symptom, s localize.Symptom) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
