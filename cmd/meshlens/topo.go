@@ -14,6 +14,7 @@ import (
 	"github.com/meshlens/meshlens/internal/bus"
 	"github.com/meshlens/meshlens/internal/pinglist"
 	"github.com/meshlens/meshlens/internal/topology"
+	"github.com/meshlens/meshlens/internal/wire"
 )
 
 func newTopoCmd() *cobra.Command {
@@ -121,7 +122,7 @@ func addPinglistFlags(cmd *cobra.Command, s *pinglist.Settings) {
 	f := cmd.Flags()
 	f.DurationVar(&s.Interval, "probe-interval", 10*time.Second, "interval between probes of one peer")
 	f.DurationVar(&s.Timeout, "probe-timeout", 3*time.Second, "a probe unanswered for this long is lost")
-	f.StringSliceVar(&s.Protocols, "probe-protocols", []string{"tcp", "udp"}, "protocols every agent runs against its peers: tcp, udp, icmp")
+	f.StringSliceVar(&s.Protocols, "probe-protocols", wire.DefaultPeerProtocols(), "protocols every agent runs against its peers: "+strings.Join(wire.PeerProtocolNames(), ", "))
 	f.IntVar(&s.InterDCRepresentatives, "inter-dc-representatives", 2, "hosts per DC that probe other DCs")
 	f.IntVar(&s.Partitions, "partitions", 1, "partitions of the results stream (aggregator scale-out)")
 	f.Var(&httpTargetsFlag{&s.HTTPTargets}, "http-target", "a service every agent probes with GET: NAME=URL[,status=CODE][,body=SUBSTRING] (repeatable)")

@@ -476,7 +476,7 @@ func (a *Agent) reconcile(ctx context.Context, rt *probeRuntime) *probeRuntime {
 			source = ip
 		}
 	}
-	icmp := slices.Contains(pl.Protocols, "icmp")
+	icmp := slices.Contains(pl.Protocols, wire.Protocol_PROTOCOL_ICMP.Name())
 	if rt != nil && (rt.respAddr != respAddr || rt.source != source || rt.icmp != icmp) {
 		a.setTracer(nil, netip.Addr{})
 		rt.stop()
@@ -615,19 +615,17 @@ func (a *Agent) targets(pl *pinglist.Pinglist) []probe.Target {
 			continue
 		}
 		for _, proto := range pl.Protocols {
-			t := probe.Target{Name: p.Host, Addr: netip.AddrPortFrom(ip.Unmap(), uint16(pl.ResponderPort)), Timeout: timeout}
-			switch proto {
-			case "tcp":
-				t.Protocol = wire.Protocol_PROTOCOL_TCP
-			case "udp":
-				t.Protocol = wire.Protocol_PROTOCOL_UDP
-			case "icmp":
-				t.Protocol = wire.Protocol_PROTOCOL_ICMP
-				t.Addr = netip.AddrPortFrom(ip.Unmap(), 0)
-			default:
-				continue
+			pr, err := wire.ParsePeerProtocol(proto)
+			if err != nil {
+				continue // pinglist.Validate refused it already
 			}
-			out = append(out, t)
+			// Only the responder listens on a port; the kernel answers
+			// the others (icmp echo) at the bare address.
+			var port uint16
+			if pr.NeedsResponder() {
+				port = uint16(pl.ResponderPort)
+			}
+			out = append(out, probe.Target{Name: p.Host, Protocol: pr, Addr: netip.AddrPortFrom(ip.Unmap(), port), Timeout: timeout})
 		}
 	}
 	for _, h := range pl.HTTPTargets {

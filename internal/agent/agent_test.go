@@ -2,17 +2,16 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,8 +19,10 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/meshlens/meshlens/internal/bus"
+	"github.com/meshlens/meshlens/internal/bus/bustest"
 	"github.com/meshlens/meshlens/internal/pinglist"
 	"github.com/meshlens/meshlens/internal/probe"
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/internal/wire"
 )
 
@@ -29,37 +30,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var fleetKey = []byte("fleet key for the agent tests, 32+")
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// natsServer runs an in-process NATS server with JetStream; port -1 picks
-// one, and a restart reuses port and store.
-func natsServer(t *testing.T, port int, store string) *server.Server {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: store, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	return s
-}
-
 type fixture struct {
 	t     *testing.T
-	srv   *server.Server
+	srv   *bus.Embedded
 	store string
-	port  int
+	url   string // the server's, read back after the kernel picked its port
 	nc    *nats.Conn
 	js    jetstream.JetStream
 	pls   jetstream.KeyValue
@@ -67,9 +42,8 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	f := &fixture{t: t, store: t.TempDir()}
-	f.srv = natsServer(t, -1, f.store)
-	f.port = f.srv.Addr().(*net.TCPAddr).Port
-	t.Cleanup(func() { f.srv.Shutdown(); f.srv.WaitForShutdown() })
+	f.srv = bustest.StartNATS(t, bus.EmbeddedConfig{StoreDir: f.store})
+	f.url = f.srv.ClientURL()
 	f.connect()
 	ctx := context.Background()
 	if _, err := f.js.CreateStream(ctx, jetstream.StreamConfig{Name: bus.ResultsStream,
@@ -91,7 +65,7 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func (f *fixture) connect() {
-	nc, err := nats.Connect(f.url())
+	nc, err := nats.Connect(f.url)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -102,12 +76,13 @@ func (f *fixture) connect() {
 	}
 }
 
-func (f *fixture) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", f.port) }
+func (f *fixture) stop() { f.srv.Shutdown() }
 
-func (f *fixture) stop() { f.srv.Shutdown(); f.srv.WaitForShutdown() }
-
+// restart brings the server back where the agents expect it: its old
+// address (bound until stop, so only a process racing for that exact port
+// in between could take it, and StartNATS then fails the test) and store.
 func (f *fixture) restart() {
-	f.srv = natsServer(f.t, f.port, f.store)
+	f.srv = bustest.StartNATS(f.t, bus.EmbeddedConfig{Addr: strings.TrimPrefix(f.url, "nats://"), StoreDir: f.store})
 	f.connect()
 	var err error
 	if f.pls, err = f.js.KeyValue(context.Background(), bus.PinglistBucket); err != nil {
@@ -157,36 +132,6 @@ func (f *fixture) batches() []*wire.Batch {
 		out = append(out, b)
 	}
 	return out
-}
-
-// freePort finds a port free for TCP and UDP on the given addresses,
-// below the kernel's ephemeral range, so that no socket another test (or
-// the kernel) opens on port 0 can take it between here and the agent's
-// bind.
-func freePort(t *testing.T, ips ...string) int {
-	t.Helper()
-	for range 100 {
-		port := 20000 + rand.IntN(10000)
-		ok := true
-		for _, ip := range ips {
-			addr := fmt.Sprintf("%s:%d", ip, port)
-			if l, err := net.Listen("tcp4", addr); err == nil {
-				l.Close()
-			} else {
-				ok = false
-			}
-			if pc, err := net.ListenPacket("udp4", addr); err == nil {
-				pc.Close()
-			} else {
-				ok = false
-			}
-		}
-		if ok {
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
 }
 
 func testPinglist(host, addr string, port int, version uint64, peers ...pinglist.Peer) *pinglist.Pinglist {
@@ -264,21 +209,24 @@ func checkBatches(t *testing.T, bs []*wire.Batch) map[string]int {
 
 func TestAgentsProbeEachOtherAndPublishOnce(t *testing.T) {
 	f := newFixture(t)
-	port := freePort(t, "127.0.1.1", "127.0.1.2", "127.0.1.3")
+	port := testkit.FixedPort(t, "127.0.1.1", "127.0.1.2", "127.0.1.3")
 	peerA := pinglist.Peer{Host: "a", Addr: "127.0.1.1", Level: 1}
 	peerB := pinglist.Peer{Host: "b", Addr: "127.0.1.2", Level: 1}
 	f.putPinglist(testPinglist("a", "127.0.1.1", port, 1, peerB))
 	f.putPinglist(testPinglist("b", "127.0.1.2", port, 1, peerA))
-	a := startAgent(t, Config{Host: "a", NATSURL: f.url(), SpoolDir: t.TempDir()})
-	b := startAgent(t, Config{Host: "b", NATSURL: f.url(), SpoolDir: t.TempDir()})
+	a := startAgent(t, Config{Host: "a", NATSURL: f.url, SpoolDir: t.TempDir()})
+	b := startAgent(t, Config{Host: "b", NATSURL: f.url, SpoolDir: t.TempDir()})
 
 	ok := func(counts map[string]int, key string) bool { return counts[key] >= 3 }
 	t0 := time.Now()
 	defer func() { t.Logf("took %v", time.Since(t0)) }()
-	waitFor(t, "both agents' tcp and udp results", func() bool {
+	testkit.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		c := checkBatches(t, f.batches())
-		return ok(c, "a>b PROTOCOL_TCP OUTCOME_OK") && ok(c, "a>b PROTOCOL_UDP OUTCOME_OK") &&
-			ok(c, "b>a PROTOCOL_TCP OUTCOME_OK") && ok(c, "b>a PROTOCOL_UDP OUTCOME_OK")
+		if !(ok(c, "a>b PROTOCOL_TCP OUTCOME_OK") && ok(c, "a>b PROTOCOL_UDP OUTCOME_OK") &&
+			ok(c, "b>a PROTOCOL_TCP OUTCOME_OK") && ok(c, "b>a PROTOCOL_UDP OUTCOME_OK")) {
+			return errors.New("waiting for both agents' tcp and udp results")
+		}
+		return nil
 	})
 
 	// Live update: a also probes c, a responder of the test's own.
@@ -292,9 +240,12 @@ func TestAgentsProbeEachOtherAndPublishOnce(t *testing.T) {
 	defer func() { cancel(); <-cdone }()
 	f.putPinglist(testPinglist("a", "127.0.1.1", port, 2, peerB, pinglist.Peer{Host: "c", Addr: "127.0.1.3"}))
 	t.Logf("first results after %v", time.Since(t0))
-	waitFor(t, "a's results for c", func() bool {
+	testkit.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		c := checkBatches(t, f.batches())
-		return ok(c, "a>c PROTOCOL_TCP OUTCOME_OK") && ok(c, "a>c PROTOCOL_UDP OUTCOME_OK")
+		if !(ok(c, "a>c PROTOCOL_TCP OUTCOME_OK") && ok(c, "a>c PROTOCOL_UDP OUTCOME_OK")) {
+			return errors.New("waiting for a's results for c")
+		}
+		return nil
 	})
 	t.Logf("results for c after %v", time.Since(t0))
 	var v2 bool
@@ -312,7 +263,12 @@ func TestAgentsProbeEachOtherAndPublishOnce(t *testing.T) {
 	if _, err := f.pls.Put(context.Background(), "b", []byte(`{"host":"b","interval":"-1s"}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the rejection", func() bool { return testutil.ToFloat64(b.m.pinglistRejected) == 1 })
+	testkit.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if testutil.ToFloat64(b.m.pinglistRejected) != 1 {
+			return errors.New("waiting for the rejection")
+		}
+		return nil
+	})
 	a.stop()
 	b.stop()
 	checkBatches(t, f.batches())
@@ -329,7 +285,7 @@ func TestAgentsProbeEachOtherAndPublishOnce(t *testing.T) {
 // with seqs continuing across the restart.
 func TestAgentSurvivesBusOutageAndRestart(t *testing.T) {
 	f := newFixture(t)
-	port := freePort(t, "127.0.1.11", "127.0.1.12")
+	port := testkit.FixedPort(t, "127.0.1.11", "127.0.1.12")
 	r, err := probe.NewResponder(probe.ResponderConfig{Addr: fmt.Sprintf("127.0.1.12:%d", port), Keys: [][]byte{fleetKey}})
 	if err != nil {
 		t.Fatal(err)
@@ -340,29 +296,54 @@ func TestAgentSurvivesBusOutageAndRestart(t *testing.T) {
 	defer func() { cancel(); <-rdone }()
 	f.putPinglist(testPinglist("h1", "127.0.1.11", port, 1, pinglist.Peer{Host: "h2", Addr: "127.0.1.12"}))
 	spoolDir := t.TempDir()
-	cfg := Config{Host: "h1", NATSURL: f.url(), SpoolDir: spoolDir}
+	cfg := Config{Host: "h1", NATSURL: f.url, SpoolDir: spoolDir}
 	a := startAgent(t, cfg)
-	waitFor(t, "first batches", func() bool { return len(f.batches()) >= 2 })
+	testkit.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if len(f.batches()) < 2 {
+			return errors.New("waiting for first batches")
+		}
+		return nil
+	})
 	epoch := a.Epoch()
 
 	f.stop()
-	waitFor(t, "batches to pile up in the spool", func() bool { return a.spool.pending() >= 3 })
+	testkit.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if a.spool.pending() < 3 {
+			return errors.New("waiting for batches to pile up in the spool")
+		}
+		return nil
+	})
 	a.stop()
 	a2 := startAgent(t, cfg)
 	if a2.Epoch() != epoch {
 		t.Fatalf("epoch changed across restart: %d -> %d", epoch, a2.Epoch())
 	}
 	before := a2.spool.pending()
-	waitFor(t, "the restarted agent to probe from its cached pinglist", func() bool { return a2.spool.pending() >= before+3 })
+	testkit.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if a2.spool.pending() < before+3 {
+			return errors.New("waiting for the restarted agent to probe from its cached pinglist")
+		}
+		return nil
+	})
 	if testutil.ToFloat64(a2.m.spoolBytes) <= 0 {
 		t.Error("spool bytes gauge is zero")
 	}
 
 	f.restart()
-	waitFor(t, "the spool to drain", func() bool { return a2.spool.pending() == 0 && testutil.ToFloat64(a2.m.batchesPublished) > 0 })
+	testkit.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if a2.spool.pending() != 0 || testutil.ToFloat64(a2.m.batchesPublished) == 0 {
+			return errors.New("waiting for the spool to drain")
+		}
+		return nil
+	})
 	// The pinglist watch came back with the bus: a new version applies.
 	f.putPinglist(testPinglist("h1", "127.0.1.11", port, 2, pinglist.Peer{Host: "h2", Addr: "127.0.1.12"}))
-	waitFor(t, "pinglist version 2", func() bool { return testutil.ToFloat64(a2.m.pinglistVersion) == 2 })
+	testkit.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if testutil.ToFloat64(a2.m.pinglistVersion) != 2 {
+			return errors.New("waiting for pinglist version 2")
+		}
+		return nil
+	})
 	a2.stop()
 	bs := f.batches()
 	counts := checkBatches(t, bs)
@@ -422,24 +403,30 @@ func TestAgentICMPAndHTTPTargets(t *testing.T) {
 	f := newFixture(t)
 	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) }))
 	defer svc.Close()
-	port := freePort(t, "127.0.1.21")
+	port := testkit.FixedPort(t, "127.0.1.21")
 	pl := testPinglist("h", "127.0.1.21", port, 1, pinglist.Peer{Host: "lo", Addr: "127.0.1.22"})
 	pl.Protocols = []string{"icmp"}
 	pl.HTTPTargets = []pinglist.HTTPTarget{{Name: "svc", URL: svc.URL, ExpectBody: "ok"}}
 	f.putPinglist(pl)
-	a := startAgent(t, Config{Host: "h", NATSURL: f.url(), SpoolDir: t.TempDir()})
-	waitFor(t, "icmp and http results", func() bool {
+	a := startAgent(t, Config{Host: "h", NATSURL: f.url, SpoolDir: t.TempDir()})
+	testkit.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		c := checkBatches(t, f.batches())
-		return c["h>lo PROTOCOL_ICMP OUTCOME_OK"] >= 2 && c["h>svc PROTOCOL_HTTP OUTCOME_OK"] >= 2
+		if c["h>lo PROTOCOL_ICMP OUTCOME_OK"] < 2 || c["h>svc PROTOCOL_HTTP OUTCOME_OK"] < 2 {
+			return errors.New("waiting for icmp and http results")
+		}
+		return nil
 	})
 	// Deleting the pinglist stops probing.
 	if err := f.pls.Delete(context.Background(), "h"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "probing to stop", func() bool {
+	testkit.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		return a.pl == nil && a.sched == nil
+		if a.pl != nil || a.sched != nil {
+			return errors.New("waiting for probing to stop")
+		}
+		return nil
 	})
 }
 
@@ -471,10 +458,15 @@ func TestAgentPublishesBatchesLeftByACrash(t *testing.T) {
 	if _, err := f.js.Publish(context.Background(), bus.ResultsSubject(0, "h"), data, jetstream.WithMsgID(bus.BatchMsgID("h", sp.epoch, 1))); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t, "127.0.1.31")
+	port := testkit.FixedPort(t, "127.0.1.31")
 	f.putPinglist(testPinglist("h", "127.0.1.31", port, 1, pinglist.Peer{Host: "p", Addr: "127.0.1.32"}))
-	a := startAgent(t, Config{Host: "h", NATSURL: f.url(), SpoolDir: dir})
-	waitFor(t, "the crashed run's batches and new ones", func() bool { return len(f.batches()) >= 5 })
+	a := startAgent(t, Config{Host: "h", NATSURL: f.url, SpoolDir: dir})
+	testkit.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if len(f.batches()) < 5 {
+			return errors.New("waiting for the crashed run's batches and new ones")
+		}
+		return nil
+	})
 	a.stop()
 	bs := f.batches()
 	checkBatches(t, bs)

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -425,15 +426,15 @@ func (a *Agent) TraceHandler() http.Handler {
 			protoName = "tcp"
 		}
 		job := traceJob{trigger: "on_demand", probe: &wire.TracedProbe{Dst: dstName}}
-		switch protoName {
-		case "tcp":
-			job.flow.Protocol = wire.Protocol_PROTOCOL_TCP
-		case "udp":
-			job.flow.Protocol = wire.Protocol_PROTOCOL_UDP
-		default:
-			fail(http.StatusBadRequest, "protocol %q: tcp or udp", protoName)
+		proto, err := wire.ParsePeerProtocol(protoName)
+		if err == nil && !proto.NeedsResponder() {
+			err = fmt.Errorf("protocol %q: traces follow flows to the responder (%s)", protoName, strings.Join(tracedProtocols(), " or "))
+		}
+		if err != nil {
+			fail(http.StatusBadRequest, "%v", err)
 			return
 		}
+		job.flow.Protocol = proto
 		port := func(name string, def uint16) (uint16, bool) {
 			s := q.Get(name)
 			if s == "" {
@@ -511,4 +512,16 @@ func (a *Agent) TraceHandler() http.Handler {
 			TracedUnixNano: job.probe.TracedUnixNano,
 		})
 	})
+}
+
+// tracedProtocols names the protocols a trace can follow: those whose
+// probes are flows with ports to the responder, the 5-tuple ECMP hashes.
+func tracedProtocols() []string {
+	var out []string
+	for _, r := range wire.Protocols() {
+		if r.Peer && r.Responder {
+			out = append(out, r.Name)
+		}
+	}
+	return out
 }

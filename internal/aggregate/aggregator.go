@@ -492,7 +492,7 @@ func (a *Aggregator) locateLocked(host string) (location, bool) {
 func (a *Aggregator) newPairLocked(k PairKey, src location) (p *pair, full bool) {
 	var dst location
 	var targetCount *counter
-	target := k.Proto == wire.Protocol_PROTOCOL_HTTP
+	target := k.Proto.IsTarget()
 	if target {
 		if targetCount = a.targetCounterLocked(k.Dst); targetCount == nil {
 			return nil, true

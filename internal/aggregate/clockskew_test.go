@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/meshlens/meshlens/internal/bus"
 	"github.com/meshlens/meshlens/internal/clock"
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/internal/wire"
 )
 
@@ -56,17 +58,12 @@ func TestIngesterRejectsAgentClockOff(t *testing.T) {
 
 	e.waitCounters(r)
 	want := float64(len(behind.Results) + len(ahead.Results))
-	deadline := time.Now().Add(30 * time.Second) // generous: -race on a loaded 2-core machine
-	for {
-		got := testutil.ToFloat64(r.agg.m.rejected.WithLabelValues("clock_skew"))
-		if got == want {
-			break
+	testkit.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+		if got := testutil.ToFloat64(r.agg.m.rejected.WithLabelValues("clock_skew")); got != want {
+			return fmt.Errorf("clock_skew rejections %v, want %v", got, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("clock_skew rejections %v, want %v", got, want)
-		}
-		<-time.After(5 * time.Millisecond)
-	}
+		return nil
+	})
 	for _, st := range r.agg.Agents() {
 		if (st.Agent == agents[0] || st.Agent == agents[1]) && st.Results != 0 {
 			t.Errorf("agent %s with a bad clock has %d results aggregated", st.Agent, st.Results)

@@ -165,7 +165,7 @@ const (
 // checkpointCounter converts one counter to its checkpoint form.
 func checkpointCounter(k counterKey, c *counter) CheckpointCounter {
 	cc := CheckpointCounter{
-		Level: counterKindNames[k.kind], Src: k.Src, Dst: k.Dst, Proto: ProtoName(k.Proto),
+		Level: counterKindNames[k.kind], Src: k.Src, Dst: k.Dst, Proto: k.Proto.Name(),
 		Probes: c.Probes, Lost: c.Lost,
 	}
 	if c.answered() > 0 {
@@ -180,7 +180,7 @@ func (cc *CheckpointCounter) parse() (counterKey, *counter, error) {
 	if !ok {
 		return counterKey{}, nil, fmt.Errorf("level %q: %w", cc.Level, ErrBadCheckpoint)
 	}
-	p, err := ParseProto(cc.Proto)
+	p, err := wire.ParseProtocol(cc.Proto)
 	if err != nil {
 		return counterKey{}, nil, fmt.Errorf("%w: %w", ErrBadCheckpoint, err)
 	}

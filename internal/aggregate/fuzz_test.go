@@ -131,7 +131,7 @@ func FuzzCounterSeries(f *testing.F) {
 			back = append(back, "direction", "in")
 		}
 		if cs.proto {
-			back = append(back, "proto", ProtoName(k.Proto))
+			back = append(back, "proto", k.Proto.Name())
 		}
 		if field == fieldBucket {
 			back = append(back, "le", leLabels[bucket])

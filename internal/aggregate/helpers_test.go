@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/meshlens/meshlens/internal/wire"
@@ -68,20 +67,4 @@ func batch(agent string, epoch, seq uint64, rs ...*wire.ProbeResult) *wire.Batch
 // aligned returns a window-aligned time in the recent past of the wall clock.
 func aligned(w time.Duration, ago time.Duration) time.Time {
 	return time.Now().Add(-ago).Truncate(w)
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		select {
-		case <-time.After(5 * time.Millisecond):
-		case <-t.Context().Done():
-			t.Fatalf("test ended waiting for %s", what)
-		}
-	}
 }

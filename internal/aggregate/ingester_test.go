@@ -3,6 +3,7 @@ package aggregate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"math/rand/v2"
 	"strings"
@@ -10,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -18,7 +18,9 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 
 	"github.com/meshlens/meshlens/internal/bus"
+	"github.com/meshlens/meshlens/internal/bus/bustest"
 	"github.com/meshlens/meshlens/internal/clock"
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/internal/wire"
 )
 
@@ -53,16 +55,7 @@ var checkpointModes = []struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := nats.Connect(srv.ClientURL())
+	nc, err := nats.Connect(bustest.StartNATS(t, bus.EmbeddedConfig{}).ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,38 +214,41 @@ func (r *running) window(start time.Time) *SealedWindow {
 
 func (e *env) waitCounters(r *running) {
 	e.t.Helper()
-	deadline := time.Now().Add(30 * time.Second) // generous: -race on a loaded 2-core machine
-	for !maps.Equal(r.agg.Counters("rack"), e.expected) || !maps.Equal(allCounters(r.agg), e.expectedAll) {
-		if time.Now().After(deadline) {
-			got := allCounters(r.agg)
-			n := 0
-			for k, c := range e.expectedAll {
-				if got[k] != c && n < 5 {
-					e.t.Errorf("%s %v: %+v, want %+v", counterKindNames[k.kind], k.LocationPair, got[k], c)
-					n++
-				}
-			}
-			racks := r.agg.Counters("rack")
-			for k, c := range e.expected {
-				if racks[k] != c && n < 10 {
-					e.t.Errorf("rack %v: %+v, want %+v", k, racks[k], c)
-					n++
-				}
-			}
-			for k, c := range racks {
-				if _, ok := e.expected[k]; !ok && n < 10 {
-					e.t.Errorf("rack %v: %+v, not expected", k, c)
-					n++
-				}
-			}
-			e.t.Fatalf("timed out waiting for exact counters: %d counters, want %d; %d rack counters, want %d", len(got), len(e.expectedAll), len(racks), len(e.expected))
-		}
+	testkit.CheckFor(e.t, 30*time.Second, 5*time.Millisecond, func() error {
 		select {
 		case err := <-r.done:
 			e.t.Fatalf("ingester stopped while waiting for exact counters: %v", err)
-		case <-time.After(5 * time.Millisecond):
+		default:
+		}
+		return e.counterDiff(r)
+	})
+}
+
+// counterDiff says how the aggregator's counters differ from the expected
+// ones (the first ten differences), or nil when they are exact.
+func (e *env) counterDiff(r *running) error {
+	got, racks := allCounters(r.agg), r.agg.Counters("rack")
+	if maps.Equal(racks, e.expected) && maps.Equal(got, e.expectedAll) {
+		return nil
+	}
+	var diffs []string
+	for k, c := range e.expectedAll {
+		if got[k] != c && len(diffs) < 5 {
+			diffs = append(diffs, fmt.Sprintf("%s %v: %+v, want %+v", counterKindNames[k.kind], k.LocationPair, got[k], c))
 		}
 	}
+	for k, c := range e.expected {
+		if racks[k] != c && len(diffs) < 10 {
+			diffs = append(diffs, fmt.Sprintf("rack %v: %+v, want %+v", k, racks[k], c))
+		}
+	}
+	for k, c := range racks {
+		if _, ok := e.expected[k]; !ok && len(diffs) < 10 {
+			diffs = append(diffs, fmt.Sprintf("rack %v: %+v, not expected", k, c))
+		}
+	}
+	return fmt.Errorf("counters not exact: %d counters, want %d; %d rack counters, want %d:\n%s",
+		len(got), len(e.expectedAll), len(racks), len(e.expected), strings.Join(diffs, "\n"))
 }
 
 func (e *env) checkpoint() *Checkpoint {
@@ -274,9 +270,12 @@ func (e *env) checkpoint() *Checkpoint {
 
 func (e *env) waitSealed(until time.Time) []byte {
 	e.t.Helper()
-	waitFor(e.t, "checkpoint sealed until "+until.String(), 10*time.Second, func() bool {
+	testkit.CheckFor(e.t, 10*time.Second, 5*time.Millisecond, func() error {
 		c := e.checkpoint()
-		return c != nil && c.SealedUntil == until.UnixNano()
+		if c == nil || c.SealedUntil != until.UnixNano() {
+			return fmt.Errorf("waiting for checkpoint sealed until %s", until.String())
+		}
+		return nil
 	})
 	kv, _ := e.js.KeyValue(e.t.Context(), bus.StateBucket)
 	ent, err := kv.Get(e.t.Context(), CheckpointKey(0))
@@ -427,7 +426,12 @@ func testIngesterExactlyOnce(t *testing.T, tsdbCounters bool) {
 	ing2 := e.start(vc)
 	e.waitCounters(ing2)
 	vc.Advance(time.Second) // let it seal B again
-	waitFor(t, "B re-sealed", 10*time.Second, func() bool { return ing2.window(base.Add(w)) != nil })
+	testkit.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if ing2.window(base.Add(w)) == nil {
+			return errors.New("waiting for B re-sealed")
+		}
+		return nil
+	})
 	sealedB2 := ing2.window(base.Add(w))
 	if len(sealedB2.Pairs) != len(sealedB1.Pairs) {
 		t.Fatalf("re-sealed B has %d pairs, first seal %d", len(sealedB2.Pairs), len(sealedB1.Pairs))
@@ -447,7 +451,7 @@ func testIngesterExactlyOnce(t *testing.T, tsdbCounters bool) {
 	}
 	endB := base.Add(2 * w).UnixMilli()
 	for k, r := range sealedB2.RackPairs {
-		series := querySeries(t, e.db, "meshlens_rack_pair_loss_ratio", "src_rack", k.Src, "dst_rack", k.Dst, "proto", ProtoName(k.Proto))
+		series := querySeries(t, e.db, "meshlens_rack_pair_loss_ratio", "src_rack", k.Src, "dst_rack", k.Dst, "proto", k.Proto.Name())
 		for _, ss := range series {
 			for _, s := range ss {
 				if s.ts == endB && s.v != r.LossRatio() {
@@ -462,8 +466,11 @@ func testIngesterExactlyOnce(t *testing.T, tsdbCounters bool) {
 		// ing2's differ (phase 3 counted before the re-seal) and are
 		// refused, so the TSDB does not hold ing2's values: its checkpoint
 		// must wait for a clean seal.
-		waitFor(t, "a deferred checkpoint", 10*time.Second, func() bool {
-			return testutil.ToFloat64(ing2.agg.m.checkpoints.WithLabelValues("deferred")) > 0
+		testkit.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+			if testutil.ToFloat64(ing2.agg.m.checkpoints.WithLabelValues("deferred")) <= 0 {
+				return errors.New("waiting for a deferred checkpoint")
+			}
+			return nil
 		})
 	}
 
@@ -536,9 +543,12 @@ func testIngesterRestartEveryStep(t *testing.T, tsdbCounters bool) {
 	// Seal the last window. The clock moves on while polling: the
 	// ingester may take its first reading of it only after this starts.
 	until := vc.Now().Add(time.Minute - DefaultLateness).Truncate(w)
-	waitFor(t, "sealed until "+until.String(), 10*time.Second, func() bool {
+	testkit.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		vc.Advance(time.Second)
-		return !r.agg.SealedUntil().Before(until)
+		if got := r.agg.SealedUntil(); got.Before(until) {
+			return fmt.Errorf("sealed until %v, waiting for %v", got, until)
+		}
+		return nil
 	})
 	r.kill(t)
 	e.checkTSDBCounters(r.agg.SealedUntil())
@@ -617,7 +627,7 @@ func (e *env) checkTSDBCounters(until time.Time) {
 			kv = append(kv, "direction", "in")
 		}
 		if cs.proto {
-			kv = append(kv, "proto", ProtoName(k.Proto))
+			kv = append(kv, "proto", k.Proto.Name())
 		}
 		name := func(metric string, more ...string) string {
 			return labels.FromStrings(append(append([]string{"__name__", metric}, kv...), more...)...).String()

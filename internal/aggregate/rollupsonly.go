@@ -86,7 +86,7 @@ func newRollupsOnly() *rollupsOnly {
 // new HTTP target, if there are MaxTargets already (full).
 func (a *Aggregator) routeLocked(src string, srcLoc location, dst string, proto wire.Protocol) (p *pair, full bool) {
 	ro := a.ro
-	if proto == wire.Protocol_PROTOCOL_HTTP {
+	if proto.IsTarget() {
 		// An HTTP pair feeds only its target's counter (see newPairLocked):
 		// one route per target, not per prober.
 		t := ro.targets[dst]

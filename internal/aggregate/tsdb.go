@@ -76,7 +76,7 @@ func (a *Aggregator) writeTSDB(ctx context.Context, sw *SealedWindow, counters [
 			if r.Sent == 0 {
 				continue // no fake zeros
 			}
-			proto := ProtoName(k.Proto)
+			proto := k.Proto.Name()
 			add(r.LossRatio(), "__name__", loss, srcL, k.Src, dstL, k.Dst, "proto", proto)
 			for i, q := range Quantiles {
 				if v, ok := r.Quantile(q); ok {
@@ -118,7 +118,7 @@ func (a *Aggregator) writeTSDB(ctx context.Context, sw *SealedWindow, counters [
 			kv = append(kv, "direction", string(In))
 		}
 		if cs.proto {
-			kv = append(kv, "proto", ProtoName(c.key.Proto))
+			kv = append(kv, "proto", c.key.Proto.Name())
 		}
 		add(float64(c.Probes), kv...)
 		kv[1] = cs.lost
@@ -306,7 +306,7 @@ func (a *Aggregator) parseCounterSeries(lset labels.Labels) (k counterKey, field
 	}
 	k.Proto = wire.Protocol_PROTOCOL_HTTP
 	if cs.proto {
-		p, err := ParseProto(lset.Get("proto"))
+		p, err := wire.ParseProtocol(lset.Get("proto"))
 		if err != nil {
 			return k, 0, 0, false
 		}

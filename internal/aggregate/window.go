@@ -64,7 +64,7 @@ type PairKey struct {
 }
 
 func (k PairKey) String() string {
-	return fmt.Sprintf("%s->%s/%s", k.Src, k.Dst, ProtoName(k.Proto))
+	return fmt.Sprintf("%s->%s/%s", k.Src, k.Dst, k.Proto.Name())
 }
 
 // FiveTuple of a probe, as the agent sent it, so the localizer can infer the
@@ -476,31 +476,6 @@ func (w *SealedWindow) SortPairs() {
 		}
 		return a.Proto < b.Proto
 	})
-}
-
-// ProtoName is the label value of a protocol: tcp, udp, http, icmp.
-func ProtoName(p wire.Protocol) string {
-	switch p {
-	case wire.Protocol_PROTOCOL_TCP:
-		return "tcp"
-	case wire.Protocol_PROTOCOL_UDP:
-		return "udp"
-	case wire.Protocol_PROTOCOL_HTTP:
-		return "http"
-	case wire.Protocol_PROTOCOL_ICMP:
-		return "icmp"
-	}
-	return "unspecified"
-}
-
-// ParseProto is the inverse of ProtoName.
-func ParseProto(s string) (wire.Protocol, error) {
-	for _, p := range []wire.Protocol{wire.Protocol_PROTOCOL_TCP, wire.Protocol_PROTOCOL_UDP, wire.Protocol_PROTOCOL_HTTP, wire.Protocol_PROTOCOL_ICMP} {
-		if ProtoName(p) == s {
-			return p, nil
-		}
-	}
-	return 0, fmt.Errorf("aggregate: unknown protocol %q (want tcp, udp, http or icmp)", s)
 }
 
 func ratio(num, den uint64) float64 {

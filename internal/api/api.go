@@ -331,6 +331,7 @@ func (s *Server) registerJSONAPI() {
 	s.handle("GET /api/v1/agents", RoleViewer, false, http.HandlerFunc(s.agents))
 	s.handle("GET /api/v1/pairs", RoleViewer, false, http.HandlerFunc(s.pairs))
 	s.handle("GET /api/v1/suspects", RoleViewer, false, http.HandlerFunc(s.suspects))
+	s.handle("GET /api/v1/protocols", RoleViewer, false, http.HandlerFunc(s.protocols))
 	s.handle("GET /api/v1/audit", RoleAdmin, false, http.HandlerFunc(s.auditEntries))
 	// Health endpoints answer without a token: load balancers and
 	// orchestrators probe them.

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/meshlens/meshlens/internal/wire"
 )
 
 // meshlens's own JSON endpoints, in the same envelope as the Prometheus API
@@ -27,6 +29,12 @@ func validName(s string) bool {
 		}
 	}
 	return true
+}
+
+// protocols serves wire's protocol table, so the UI lists the protocols
+// the server knows instead of a copy of their names.
+func (s *Server) protocols(w http.ResponseWriter, _ *http.Request) {
+	writeData(w, wire.Protocols(), nil, nil)
 }
 
 func (s *Server) topology(w http.ResponseWriter, _ *http.Request) {
@@ -141,8 +149,10 @@ func (s *Server) parsePairQuery(r *http.Request) (PairQuery, error) {
 			return q, fmt.Errorf("invalid parameter %q: %q is not a host name", name, val)
 		}
 	}
-	if q.Proto != "" && !validName(q.Proto) {
-		return q, fmt.Errorf("invalid parameter \"proto\": %q", q.Proto)
+	if q.Proto != "" {
+		if _, err := wire.ParseProtocol(q.Proto); err != nil {
+			return q, fmt.Errorf("invalid parameter \"proto\": %w", err)
+		}
 	}
 	if q.SrcRack != "" {
 		return q, nil

@@ -77,6 +77,8 @@ func TestJSONAPI(t *testing.T) {
 		{"pinglist of a bad host name", call{path: "/api/v1/pinglists/" + url.PathEscape("a b")}, 400, `invalid host name`},
 		{"agents", call{path: "/api/v1/agents"}, 200, `"state":"up"`},
 		{"pairs", call{path: "/api/v1/pairs", form: url.Values{"src": {"dc1-pod1-rack1-h01"}, "dst": {"dc1-pod1-rack2-h01"}, "proto": {"tcp"}}}, 200, `"loss_ratio":0.01`},
+		{"pairs of an unknown protocol", call{path: "/api/v1/pairs", form: url.Values{"src": {"a"}, "dst": {"b"}, "proto": {"sctp"}}}, 400, `unknown protocol \"sctp\"`},
+		{"protocols", call{path: "/api/v1/protocols"}, 200, `{"status":"success","data":[{"name":"tcp","peer":true,"target":false,"responder":true},{"name":"udp",`},
 		{"pairs without dst", call{path: "/api/v1/pairs", form: url.Values{"src": {"dc1-pod1-rack1-h01"}}}, 400, `invalid parameter \"dst\"`},
 		{"pairs with a bad since", call{path: "/api/v1/pairs", form: url.Values{"src": {"a"}, "dst": {"b"}, "since": {"soon"}}}, 400, `cannot parse \"soon\"`},
 		{"pairs over a huge range", call{path: "/api/v1/pairs", form: url.Values{"src": {"a"}, "dst": {"b"}, "since": {"0"}}}, 400, `exceeds the limit`},

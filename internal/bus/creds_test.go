@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -120,19 +122,15 @@ func (b *securedBus) asAgent(t *testing.T, host string) *agentConn {
 // sawViolation polls for the server's permission error naming subject.
 func (a *agentConn) sawViolation(t *testing.T, subject string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testkit.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		a.mu.Lock()
 		errs := strings.Join(a.errs, "\n")
 		a.mu.Unlock()
 		if strings.Contains(errs, "Permissions Violation") && strings.Contains(errs, subject) {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no permissions violation for %q; errors seen: %q", subject, errs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("no permissions violation for %q; errors seen: %q", subject, errs)
+	})
 }
 
 func TestAgentCredentialsDoOwnWork(t *testing.T) {
@@ -488,13 +486,12 @@ func TestRevokedAgentIsDisconnected(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("revoke h1: %d keys, %v", n, err)
 	}
-	deadline := time.Now().Add(30 * time.Second) // generous: -race on a loaded 2-core machine
-	for h1.nc.IsConnected() {
-		if time.Now().After(deadline) {
-			t.Fatal("revoked agent still connected")
+	testkit.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if h1.nc.IsConnected() {
+			return errors.New("revoked agent still connected")
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if nc, err := nats.Connect(b.emb.ClientURL(), nats.UserCredentials(h1.creds)); err == nil {
 		nc.Close()
 		t.Error("revoked credentials connect again")

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
@@ -101,22 +102,6 @@ func leaderOf(cs []*contender) (*contender, error) {
 	return found, nil
 }
 
-// waitFor polls cond until it holds or total passes.
-func waitFor(t *testing.T, total time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %v", total, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestLeaseHandover(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	const ttl = 2 * time.Second
@@ -148,7 +133,7 @@ func TestLeaseHandover(t *testing.T) {
 			}
 			maxLeaders, stopWatch := overlapWatch(cs)
 			var first *contender
-			waitFor(t, 15*time.Second, func() error {
+			testkit.CheckFor(t, 15*time.Second, 10*time.Millisecond, func() error {
 				first, err = leaderOf(cs)
 				return err
 			})
@@ -161,7 +146,7 @@ func TestLeaseHandover(t *testing.T) {
 			}
 			// The bound for an analyzer handover: 15 s.
 			var next *contender
-			waitFor(t, 15*time.Second, func() error {
+			testkit.CheckFor(t, 15*time.Second, 10*time.Millisecond, func() error {
 				next, err = leaderOf(rest)
 				return err
 			})

@@ -6,6 +6,8 @@
 package clock
 
 import (
+	"context"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -45,6 +47,7 @@ type Virtual struct {
 	mu      sync.Mutex
 	now     time.Time
 	waiters []*waiter
+	armed   chan struct{} // closed (and replaced) when a timer or ticker is made
 }
 
 type waiter struct {
@@ -67,7 +70,7 @@ func (v *Virtual) After(d time.Duration) <-chan time.Time {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	w := &waiter{at: v.now.Add(d), ch: make(chan time.Time, 1)}
-	v.waiters = append(v.waiters, w)
+	v.addLocked(w)
 	return w.ch
 }
 
@@ -78,8 +81,47 @@ func (v *Virtual) NewTicker(d time.Duration) Ticker {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	w := &waiter{at: v.now.Add(d), period: d, ch: make(chan time.Time, 1)}
-	v.waiters = append(v.waiters, w)
+	v.addLocked(w)
 	return &virtualTicker{v: v, w: w}
+}
+
+func (v *Virtual) addLocked(w *waiter) {
+	v.waiters = append(v.waiters, w)
+	if v.armed != nil {
+		close(v.armed)
+		v.armed = nil
+	}
+}
+
+// BlockUntil returns once at least n timers and tickers wait on the clock,
+// or with ctx's error. A test calls it before Advance, so that the
+// goroutine under test has armed its timer when the clock moves: advancing
+// on a real timer instead races with that goroutine and fires ticks it may
+// not have asked for yet, or more than one.
+func (v *Virtual) BlockUntil(ctx context.Context, n int) error {
+	for {
+		v.mu.Lock()
+		if len(v.waiters) >= n {
+			v.mu.Unlock()
+			return nil
+		}
+		if v.armed == nil {
+			v.armed = make(chan struct{})
+		}
+		armed := v.armed
+		v.mu.Unlock()
+		select {
+		case <-armed:
+		case <-ctx.Done():
+			return fmt.Errorf("clock: %d of %d timers armed: %w", v.pending(), n, ctx.Err())
+		}
+	}
+}
+
+func (v *Virtual) pending() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return len(v.waiters)
 }
 
 // Advance moves the clock forward by d, firing what falls due.

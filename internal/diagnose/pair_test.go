@@ -122,6 +122,11 @@ func serveFabric(t *testing.T, f fabric, now time.Time) *Client {
 	if f.agents != nil {
 		src.Agents = agentSource(f.agents)
 	}
+	suspects := f.suspects
+	if suspects == nil {
+		suspects = []Suspect{}
+	}
+	src.Suspects = suspectSource(suspects)
 	srv, err := api.New(api.Config{AllowAnonymous: api.RoleViewer, Registerer: prometheus.NewRegistry()}, src)
 	if err != nil {
 		t.Fatal(err)
@@ -132,14 +137,6 @@ func serveFabric(t *testing.T, f fabric, now time.Time) *Client {
 			_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": m.Incidents()})
 		}))
 	}
-	suspects := f.suspects
-	if suspects == nil {
-		suspects = []Suspect{}
-	}
-	srv.Handle("GET /api/v1/suspects", api.RoleViewer, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": map[string]any{"suspects": suspects}})
-	}))
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	c, err := NewClient(hs.URL, "", nil)
@@ -197,3 +194,8 @@ func TestDiagnosePairUnknownHost(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// suspectSource serves a fixed verdict as the analyzer's would be served.
+type suspectSource []Suspect
+
+func (s suspectSource) SuspectsAt(time.Time) any { return map[string]any{"suspects": []Suspect(s)} }

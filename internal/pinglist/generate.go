@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/meshlens/meshlens/internal/topology"
+	"github.com/meshlens/meshlens/internal/wire"
 )
 
 // Settings are the fleet-wide knobs of pinglist generation.
@@ -29,7 +30,7 @@ func (s Settings) withDefaults() Settings {
 		s.Timeout = 3 * time.Second
 	}
 	if len(s.Protocols) == 0 {
-		s.Protocols = []string{"tcp", "udp"}
+		s.Protocols = wire.DefaultPeerProtocols()
 	}
 	if s.InterDCRepresentatives <= 0 {
 		s.InterDCRepresentatives = 2
@@ -53,8 +54,8 @@ func Generate(t *topology.Topology, s Settings, version uint64, now time.Time, p
 		return nil, fmt.Errorf("pinglist: timeout %v must be shorter than the interval %v", s.Timeout, s.Interval)
 	}
 	for _, p := range s.Protocols {
-		if p != "tcp" && p != "udp" && p != "icmp" {
-			return nil, fmt.Errorf("pinglist: unknown protocol %q (want tcp, udp or icmp)", p)
+		if _, err := wire.ParsePeerProtocol(p); err != nil {
+			return nil, fmt.Errorf("pinglist: %w", err)
 		}
 	}
 	peers := Peers(t, s.InterDCRepresentatives)

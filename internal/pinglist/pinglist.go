@@ -1,12 +1,14 @@
 // Package pinglist turns a topology into per-host pinglists, Pingmesh
 // style, in three levels (within a rack, across racks of a DC, across DCs),
-// and versions them. It imports only topology.
+// and versions them. It imports only topology, and wire for the protocol table.
 package pinglist
 
 import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/meshlens/meshlens/internal/wire"
 )
 
 // Levels of the Pingmesh design.
@@ -92,10 +94,8 @@ func Decode(b []byte) (*Pinglist, error) {
 		return nil, fmt.Errorf("pinglist of %s: responder port %d out of range", p.Host, p.ResponderPort)
 	}
 	for _, proto := range p.Protocols {
-		switch proto {
-		case "tcp", "udp", "icmp":
-		default:
-			return nil, fmt.Errorf("pinglist of %s: unknown protocol %q", p.Host, proto)
+		if _, err := wire.ParsePeerProtocol(proto); err != nil {
+			return nil, fmt.Errorf("pinglist of %s: %w", p.Host, err)
 		}
 	}
 	return &p, nil

@@ -100,7 +100,7 @@ func newResult(t Target, start time.Time) *wire.ProbeResult {
 	}
 	if t.Addr.IsValid() {
 		r.DstAddr = t.Addr.Addr().String()
-		if t.Protocol == wire.Protocol_PROTOCOL_TCP || t.Protocol == wire.Protocol_PROTOCOL_UDP {
+		if t.Protocol.NeedsResponder() {
 			r.DstPort = uint32(t.Addr.Port())
 		}
 	}

@@ -2,6 +2,8 @@ package probe
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -12,24 +14,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/internal/wire"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var testKey = []byte("0123456789abcdef0123456789abcdef")
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second) // generous: -race on a loaded 2-core machine
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // startResponder runs a responder until the test ends.
 func startResponder(t *testing.T, cfg ResponderConfig) (*Responder, *prometheus.Registry) {
@@ -112,7 +103,12 @@ func TestUDPEchoThroughResponder(t *testing.T) {
 				}
 			}
 			if tc.want == wire.Outcome_OUTCOME_LOST {
-				waitFor(t, "bad_mac drops", func() bool { return dropped(r, DropBadMAC) == 3 })
+				testkit.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+					if dropped(r, DropBadMAC) != 3 {
+						return errors.New("waiting for bad_mac drops")
+					}
+					return nil
+				})
 			}
 		})
 	}
@@ -242,7 +238,12 @@ func TestResponderRefuses(t *testing.T) {
 				}
 			}
 			want := float64(len(bad) - answered)
-			waitFor(t, tc.reason+" drops", func() bool { return dropped(r, tc.reason) == want })
+			testkit.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+				if dropped(r, tc.reason) != want {
+					return fmt.Errorf("waiting for %s drops: %v", tc.reason, dropped(r, tc.reason))
+				}
+				return nil
+			})
 			if tc.reason == DropRateLimited {
 				// Dropped, so nothing more comes back.
 				c.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
@@ -373,10 +374,13 @@ func TestResponderTCPConnectionCaps(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
-	waitFor(t, "two held connections", func() bool {
+	testkit.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		return len(r.conns) == 2
+		if len(r.conns) != 2 {
+			return errors.New("waiting for two held connections")
+		}
+		return nil
 	})
 	// The third is accepted by the kernel, then reset by the responder:
 	// the reset may even beat the end of the client's connect.
@@ -388,7 +392,12 @@ func TestResponderTCPConnectionCaps(t *testing.T) {
 			t.Fatal("third connection from one source was served")
 		}
 	}
-	waitFor(t, "source limit drop", func() bool { return dropped(r, DropTCPSourceLimit) == 1 })
+	testkit.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+		if dropped(r, DropTCPSourceLimit) != 1 {
+			return errors.New("waiting for source limit drop")
+		}
+		return nil
+	})
 }
 
 func TestResponderClosesIdleConnections(t *testing.T) {

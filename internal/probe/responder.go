@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/ipv6"
 
 	"github.com/meshlens/meshlens/internal/clock"
+	"github.com/meshlens/meshlens/internal/wire"
 )
 
 // Drop reasons of meshlens_responder_dropped_total.
@@ -365,7 +366,7 @@ func (r *Responder) serveUDP() error {
 			r.dropped.WithLabelValues("send_error").Inc()
 			continue
 		}
-		r.replies.WithLabelValues("udp").Inc()
+		r.replies.WithLabelValues(wire.Protocol_PROTOCOL_UDP.Name()).Inc()
 	}
 }
 
@@ -580,7 +581,7 @@ func (r *Responder) serveTCP() error {
 			r.dropped.WithLabelValues(reason).Inc()
 			continue
 		}
-		r.replies.WithLabelValues("tcp").Inc()
+		r.replies.WithLabelValues(wire.Protocol_PROTOCOL_TCP.Name()).Inc()
 		go r.holdTCP(c, src)
 	}
 }

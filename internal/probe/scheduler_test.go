@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meshlens/meshlens/internal/clock"
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/internal/wire"
 )
 
@@ -90,7 +92,12 @@ func TestSchedulerProbesEachTargetOncePerInterval(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	waitFor(t, "the scheduler to arm its first timer", func() bool { return clk.armed.Load() > 0 })
+	testkit.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+		if clk.armed.Load() <= 0 {
+			return errors.New("waiting for the scheduler to arm its first timer")
+		}
+		return nil
+	})
 
 	// step advances the clock and waits until the scheduler has fired
 	// everything due and is waiting again.
@@ -98,8 +105,11 @@ func TestSchedulerProbesEachTargetOncePerInterval(t *testing.T) {
 		t.Helper()
 		armed := clk.armed.Load()
 		clk.Advance(d)
-		waitFor(t, fmt.Sprintf("%d probes at %v", want, clk.Now().Sub(t0)), func() bool {
-			return p.count() == want && clk.armed.Load() > armed
+		testkit.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+			if p.count() != want || clk.armed.Load() <= armed {
+				return fmt.Errorf("waiting for %d probes at %v", want, clk.Now().Sub(t0))
+			}
+			return nil
 		})
 	}
 	for i := 1; i <= 30; i++ { // three intervals in steps of one second
@@ -132,7 +142,12 @@ func TestSchedulerProbesEachTargetOncePerInterval(t *testing.T) {
 	second := append(append([]Target(nil), first[:100]...), targets("b", 50)...)
 	armed := clk.armed.Load()
 	s.SetTargets(second, interval)
-	waitFor(t, "the scheduler to take the update", func() bool { return clk.armed.Load() > armed })
+	testkit.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+		if clk.armed.Load() <= armed {
+			return errors.New("waiting for the scheduler to take the update")
+		}
+		return nil
+	})
 	base, at := p.count(), clk.Now()
 	for i := 1; i <= 10; i++ {
 		step(time.Second, base+expected(second, interval, at, at.Add(time.Duration(i)*time.Second)))
@@ -163,12 +178,22 @@ func TestSchedulerLagWhenLate(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	waitFor(t, "the first timer", func() bool { return clk.armed.Load() > 0 })
+	testkit.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+		if clk.armed.Load() <= 0 {
+			return errors.New("waiting for the first timer")
+		}
+		return nil
+	})
 	// A starved agent: the clock jumps 25 s at once. Each target fires
 	// once (missed rounds are skipped, not burst), late by up to 25 s.
 	armed := clk.armed.Load()
 	clk.Advance(25 * time.Second)
-	waitFor(t, "catch-up", func() bool { return p.count() == len(ts) && clk.armed.Load() > armed })
+	testkit.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+		if p.count() != len(ts) || clk.armed.Load() <= armed {
+			return errors.New("waiting for catch-up")
+		}
+		return nil
+	})
 	lag := s.TakeLag()
 	if lag.Samples != uint32(len(ts)) || lag.MaxNs < int64(15*time.Second) || lag.P50Ns <= 0 || lag.P99Ns > lag.MaxNs {
 		t.Errorf("lag %v", lag)
@@ -187,7 +212,12 @@ func TestSchedulerNoProber(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	waitFor(t, "the first timer", func() bool { return clk.armed.Load() > 0 })
+	testkit.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+		if clk.armed.Load() <= 0 {
+			return errors.New("waiting for the first timer")
+		}
+		return nil
+	})
 	clk.Advance(time.Second)
 	if r := <-got; r.Outcome != wire.Outcome_OUTCOME_ERROR {
 		t.Errorf("%v", r)

@@ -5,6 +5,7 @@ package probe
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/internal/wire"
 )
 
@@ -182,7 +184,12 @@ func TestTCPSynRetransmit(t *testing.T) {
 	go func() {
 		done <- p.Probe(context.Background(), Target{Name: "peer", Protocol: wire.Protocol_PROTOCOL_TCP, Addr: l.addr, Timeout: 5 * time.Second})
 	}()
-	waitFor(t, "the first SYN to be dropped", func() bool { return listenDrops(t) > before })
+	testkit.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+		if listenDrops(t) <= before {
+			return errors.New("waiting for the first SYN to be dropped")
+		}
+		return nil
+	})
 	l.acceptOne(t)
 	res := <-done
 	if res.Outcome != wire.Outcome_OUTCOME_SYN_RETRANSMIT || res.RttNs < int64(time.Second) {

@@ -21,6 +21,7 @@ import (
 	"github.com/meshlens/meshlens/internal/bus"
 	"github.com/meshlens/meshlens/internal/diagnose"
 	"github.com/meshlens/meshlens/internal/slo"
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/internal/testpki"
 	"github.com/meshlens/meshlens/internal/topology"
 )
@@ -115,7 +116,7 @@ func startServer(t *testing.T, dir string, opts ...func(*Config, *running)) *run
 		})
 	}
 	t.Cleanup(r.stop)
-	eventually(t, 30*time.Second, func() error {
+	testkit.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		resp, err := r.client.Get(r.url + "/readyz")
 		if err != nil {
 			return err
@@ -127,26 +128,6 @@ func startServer(t *testing.T, dir string, opts ...func(*Config, *running)) *run
 		return nil
 	})
 	return r
-}
-
-// eventually polls cond until it holds, failing the test with cond's last
-// error after within.
-func eventually(t *testing.T, within time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.After(within)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		select {
-		case <-deadline:
-			t.Fatalf("not within %v: %v", within, err)
-		case <-tick.C:
-		}
-	}
 }
 
 // do sends a request as role ("" for none) and returns status and body.
@@ -273,7 +254,7 @@ func TestChangesNeedTheirRole(t *testing.T) {
 		}
 	}
 	var got []entry
-	eventually(t, 10*time.Second, func() error {
+	testkit.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if got = readAudit[entry](t, filepath.Join(r.dir, "audit.jsonl")); len(got) != changes {
 			return fmt.Errorf("audit log has %d entries, want %d: %+v", len(got), changes, got)
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/meshlens/meshlens/internal/bus"
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/internal/wire"
 )
 
@@ -55,7 +56,7 @@ func TestPathReportsReachTheAnalyzer(t *testing.T) {
 		`meshlens_path_reports_rejected_total{reason="unknown_hop"}`:      1,
 		"meshlens_path_traces_buffered":                                   1,
 	}
-	eventually(t, 10*time.Second, func() error {
+	testkit.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		mfs, err := r.s.Registry().Gather()
 		if err != nil {
 			return err

@@ -11,18 +11,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/meshlens/meshlens/internal/bus"
+	"github.com/meshlens/meshlens/internal/bus/bustest"
 	"github.com/meshlens/meshlens/internal/pinglist"
 	"github.com/meshlens/meshlens/internal/topology"
 )
 
 func startBus(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	nc, err := bus.Connect(e.ClientURL(), "test")
+	nc, err := bus.Connect(bustest.StartNATS(t, bus.EmbeddedConfig{}).ClientURL(), "test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/meshlens/meshlens/internal/aggregate"
@@ -145,23 +144,16 @@ func agentState(silent time.Duration) string {
 // pairSource answers pair queries from the aggregators' recent windows.
 type pairSource struct{ s *Server }
 
-var protocols = map[string]wire.Protocol{
-	"tcp": wire.Protocol_PROTOCOL_TCP, "udp": wire.Protocol_PROTOCOL_UDP,
-	"http": wire.Protocol_PROTOCOL_HTTP, "icmp": wire.Protocol_PROTOCOL_ICMP,
-}
-
-func protoName(p wire.Protocol) string {
-	return strings.ToLower(strings.TrimPrefix(p.String(), "PROTOCOL_"))
-}
-
 func (p pairSource) PairWindows(_ context.Context, q api.PairQuery) ([]api.PairWindow, error) {
 	var protos []wire.Protocol
 	if q.Proto == "" {
-		protos = []wire.Protocol{wire.Protocol_PROTOCOL_TCP, wire.Protocol_PROTOCOL_UDP, wire.Protocol_PROTOCOL_ICMP, wire.Protocol_PROTOCOL_HTTP}
-	} else if pr, ok := protocols[q.Proto]; ok {
+		for _, r := range wire.Protocols() {
+			protos = append(protos, r.Protocol)
+		}
+	} else if pr, err := wire.ParseProtocol(q.Proto); err == nil {
 		protos = []wire.Protocol{pr}
 	} else {
-		return nil, fmt.Errorf("unknown protocol %q (want tcp, udp, icmp or http)", q.Proto)
+		return nil, err
 	}
 	until := q.Until
 	if until.IsZero() {
@@ -171,7 +163,7 @@ func (p pairSource) PairWindows(_ context.Context, q api.PairQuery) ([]api.PairW
 	for _, agg := range p.s.aggs {
 		for _, pr := range protos {
 			for _, w := range agg.PairWindows(q.Src, q.Dst, pr, q.Since, until) {
-				pw := api.PairWindow{Start: w.Start, End: w.End, Proto: protoName(pr), Sent: w.Sent, Lost: w.Lost, LossRatio: w.LossRatio}
+				pw := api.PairWindow{Start: w.Start, End: w.End, Proto: pr.Name(), Sent: w.Sent, Lost: w.Lost, LossRatio: w.LossRatio}
 				for _, qv := range w.LatencySeconds {
 					switch qv.Q {
 					case 0.5:

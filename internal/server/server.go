@@ -201,6 +201,13 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.start(ctx); err != nil {
 		return err
 	}
+	// Listen before announcing: with port 0 the kernel picks the port and
+	// "meshlens server running" names it (tests start servers that way, so
+	// no port is chosen first and bound later by someone else).
+	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("server: listen on %q: %w", s.cfg.HTTPAddr, err)
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.store.Run(ctx) })
 	for _, in := range s.ingesters {
@@ -209,14 +216,14 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.watchTopology(ctx) })
 	g.Go(func() error { return s.runAnalyzer(ctx) })
 	g.Go(func() error { return s.runAlerting(ctx) })
-	g.Go(func() error { return s.serveAPI(ctx) })
+	g.Go(func() error { return s.serveAPI(ctx, ln) })
 	if s.authority != nil {
 		// meshlens creds revoke takes effect without a restart.
 		g.Go(func() error { return s.authority.WatchRevocations(ctx, s.embedded, 2*time.Second, s.logger) })
 	}
 	s.ready.Store(true)
-	s.logger.Info("meshlens server running", "http", s.cfg.HTTPAddr, "nats", s.natsURL, "hosts", len(s.Topology().Hosts))
-	err := g.Wait()
+	s.logger.Info("meshlens server running", "http", ln.Addr().String(), "nats", s.natsURL, "hosts", len(s.Topology().Hosts))
+	err = g.Wait()
 	s.ready.Store(false)
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -501,14 +508,10 @@ func (s *Server) busSecurity() (func(*natsserver.Options), []nats.Option, error)
 	return bus.SecureEmbedded(auth, tc), own, nil
 }
 
-// serveAPI serves the API on HTTPAddr, over TLS when configured.
-func (s *Server) serveAPI(ctx context.Context) error {
+// serveAPI serves the API on ln (HTTPAddr), over TLS when configured.
+func (s *Server) serveAPI(ctx context.Context, ln net.Listener) error {
 	if s.httpTLS == nil {
-		return s.api.Run(ctx)
-	}
-	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("server: listen on %q: %w", s.cfg.HTTPAddr, err)
+		return s.api.Serve(ctx, ln)
 	}
 	return s.api.Serve(ctx, tls.NewListener(ln, s.httpTLS))
 }

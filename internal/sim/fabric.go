@@ -136,14 +136,7 @@ func (b *bucket) take(t int64, rate, burst float64) bool {
 func NewFabric(sc *Scenario, x *localize.Index, start time.Time) (*Fabric, error) {
 	t := sc.Topology
 	f := &Fabric{sc: sc, x: x, start: start, bgKeep: 1 - sc.BackgroundLoss, base: int64(sc.BaseLatency), jitter: int64(sc.Jitter)}
-	for _, p := range sc.Protocols {
-		switch p {
-		case "tcp":
-			f.protos = append(f.protos, wire.Protocol_PROTOCOL_TCP)
-		case "udp":
-			f.protos = append(f.protos, wire.Protocol_PROTOCOL_UDP)
-		}
-	}
+	f.protos = sc.Protocols
 	n := x.NumHosts
 	f.peers = make([][]int32, n)
 	f.slotOff = make([]int32, n+1)

@@ -33,9 +33,11 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/meshlens/meshlens/internal/topology"
+	"github.com/meshlens/meshlens/internal/wire"
 	"github.com/meshlens/meshlens/internal/yamlfile"
 )
 
@@ -89,12 +91,15 @@ const (
 
 // Scenario is a validated scenario file.
 type Scenario struct {
-	File      string
-	Name      string
-	Seed      uint64
-	Topology  *topology.Topology
-	Interval  time.Duration
-	Protocols []string
+	File     string
+	Name     string
+	Seed     uint64
+	Topology *topology.Topology
+	Interval time.Duration
+	// Protocols are the peer protocols every agent probes with; the
+	// simulator models those answered by the responder (flows with ports,
+	// hashed by ECMP on the 5-tuple).
+	Protocols []wire.Protocol
 	Duration  time.Duration
 	// Convergence is how long routing takes to steer around a down link or
 	// device (see Fault).
@@ -369,19 +374,24 @@ func (f *fileScenario) build(doc *yamlfile.Doc, file string, read ReadFunc) (*Sc
 	if s.Interval > time.Minute {
 		p.Addf(at("probing", "interval"), "interval %v is longer than 1m", s.Interval)
 	}
-	s.Protocols = f.Probing.Protocols
-	if len(s.Protocols) == 0 {
-		s.Protocols = []string{"tcp", "udp"}
+	names := f.Probing.Protocols
+	if len(names) == 0 {
+		names = wire.DefaultPeerProtocols()
 	}
-	seen := map[string]bool{}
-	for i, proto := range s.Protocols {
-		if proto != "tcp" && proto != "udp" {
-			p.Addf(at("probing", "protocols", i), "protocol %q: the simulator probes tcp and udp", proto)
+	seen := map[wire.Protocol]bool{}
+	for i, name := range names {
+		proto, err := wire.ParsePeerProtocol(name)
+		switch {
+		case err != nil:
+			p.Addf(at("probing", "protocols", i), "%s", strings.TrimPrefix(err.Error(), "wire: "))
+		case !proto.NeedsResponder():
+			p.Addf(at("probing", "protocols", i), "protocol %q: the simulator models probes to the responder (flows with ports), not %s", name, name)
+		case seen[proto]:
+			p.Addf(at("probing", "protocols", i), "protocol %q listed twice", name)
+		default:
+			seen[proto] = true
+			s.Protocols = append(s.Protocols, proto)
 		}
-		if seen[proto] {
-			p.Addf(at("probing", "protocols", i), "protocol %q listed twice", proto)
-		}
-		seen[proto] = true
 	}
 	s.Duration = dur(at("duration"), f.Duration, DefaultDuration, time.Second)
 	s.Convergence = dur(at("routing", "convergence"), f.Routing.Convergence, DefaultConvergence, 0)

@@ -84,5 +84,5 @@
 // window for the budget (burn-rate alerts are identical).
 //
 // This package imports the store's interfaces (Prometheus storage and
-// PromQL) and clock, never the aggregator, localizer or alerting.
+// PromQL), clock and wire's protocol table, never the aggregator, localizer or alerting.
 package slo

@@ -221,21 +221,28 @@ func TestEngineRunVirtualClock(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
-	// The ticker is created by Run: advance until an evaluation happens.
-	deadline := time.Now().Add(30 * time.Second) // generous: -race on a loaded 2-core machine
-	var at time.Time
-	for at.IsZero() {
-		vc.Advance(time.Minute)
-		select {
-		case at = <-got:
-		case <-time.After(10 * time.Millisecond):
-			if time.Now().After(deadline) {
-				t.Fatal("no evaluation")
-			}
-		}
+	// Run creates its ticker: move the clock only once it is armed, by
+	// exactly one interval. Then exactly one evaluation happens, at a
+	// known time, and nothing else moves the clock under it. (Advancing on
+	// a real timer until an evaluation showed up let further ticks in
+	// under load, so Statuses already held a later evaluation.)
+	armed, cancelArmed := context.WithTimeout(ctx, 30*time.Second) // generous: -race on a loaded 2-core machine
+	defer cancelArmed()
+	if err := vc.BlockUntil(armed, 1); err != nil {
+		t.Fatalf("the engine never armed its ticker: %v", err)
 	}
-	if at.Before(t0.Add(3*time.Hour+time.Minute)) || e.Statuses()[0].At != at {
-		t.Errorf("evaluated at %v, statuses at %v", at, e.Statuses()[0].At)
+	vc.Advance(time.Minute)
+	var at time.Time
+	select {
+	case at = <-got:
+	case <-armed.Done():
+		t.Fatal("no evaluation after one interval")
+	}
+	if want := t0.Add(3*time.Hour + time.Minute); !at.Equal(want) || !e.Statuses()[0].At.Equal(at) {
+		t.Errorf("evaluated at %v, statuses at %v; want both %v", at, e.Statuses()[0].At, want)
+	}
+	if len(got) != 0 {
+		t.Errorf("%d more evaluations without the clock moving", len(got))
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
 
+	"github.com/meshlens/meshlens/internal/wire"
 	"github.com/meshlens/meshlens/internal/yamlfile"
 )
 
@@ -359,8 +360,6 @@ func parseDuration(v string) (time.Duration, error) {
 	return time.Duration(d), nil
 }
 
-var protocols = map[string]bool{"tcp": true, "udp": true, "http": true, "icmp": true}
-
 var scopeValueRE = regexp.MustCompile(`^[A-Za-z0-9._:/-]+$`)
 
 func (sc Scope) validate(p *yamlfile.Problems, base []any) {
@@ -383,11 +382,12 @@ func (sc Scope) validate(p *yamlfile.Problems, base []any) {
 	if sc.Target != "" && strings.ContainsAny(sc.Target, "\"\\\n") {
 		p.Addf(at(base, "target"), "%q: quotes, backslashes and newlines are not allowed", sc.Target)
 	}
-	if sc.Proto != "" && !protocols[sc.Proto] {
-		p.Addf(at(base, "proto"), "%q: want tcp, udp, http or icmp", sc.Proto)
-	}
-	if sc.Target != "" && sc.Proto != "" && sc.Proto != "http" {
-		p.Addf(at(base, "proto"), "%q: service targets are probed over http", sc.Proto)
+	if sc.Proto != "" {
+		if proto, err := wire.ParseProtocol(sc.Proto); err != nil {
+			p.Addf(at(base, "proto"), "%q: want one of %s", sc.Proto, strings.Join(wire.ProtocolNames(), ", "))
+		} else if sc.Target != "" && !proto.IsTarget() {
+			p.Addf(at(base, "proto"), "%q: service targets are not probed with it", sc.Proto)
+		}
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
@@ -132,7 +133,7 @@ func TestRemoteWrite(t *testing.T) {
 			appendAll(t, s, in)
 
 			m := s.RemoteWriter().samples
-			pollUntil(t, 10*time.Second, func() error {
+			testkit.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 				handled := testutil.ToFloat64(m.WithLabelValues("sent")) + testutil.ToFloat64(m.WithLabelValues("failed")) + testutil.ToFloat64(m.WithLabelValues("dropped"))
 				if handled < float64(tc.samples) {
 					return fmt.Errorf("%v of %d samples handled", handled, tc.samples)
@@ -231,7 +232,7 @@ func TestRemoteWriteToPrometheus(t *testing.T) {
 		}
 	}()
 	promURL := "http://" + addr
-	pollUntil(t, 30*time.Second, func() error {
+	testkit.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		resp, err := http.Get(promURL + "/-/ready")
 		if err != nil {
 			return err
@@ -266,7 +267,7 @@ func TestRemoteWriteToPrometheus(t *testing.T) {
 	appendAll(t, s, in)
 
 	// 10 samples per series were written; ask Prometheus to count them.
-	pollUntil(t, 30*time.Second, func() error {
+	testkit.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 		q := url.Values{"query": {`count_over_time(meshlens_dcpair_loss_ratio[5m])`}, "time": {fmt.Sprint(now.Unix())}}
 		resp, err := http.Get(promURL + "/api/v1/query?" + q.Encode())
 		if err != nil {
@@ -297,7 +298,7 @@ func TestRemoteWriteToPrometheus(t *testing.T) {
 	})
 	// The writer counts a request as sent once it has read the response,
 	// a moment after Prometheus stored its samples.
-	pollUntil(t, 10*time.Second, func() error {
+	testkit.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if got := testutil.ToFloat64(s.RemoteWriter().samples.WithLabelValues("sent")); got != 30 {
 			return fmt.Errorf("sent = %v, want 30", got)
 		}

@@ -26,22 +26,6 @@ func TestMain(m *testing.M) {
 	)
 }
 
-// pollUntil retries fn until it succeeds or the deadline passes.
-func pollUntil(t *testing.T, within time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	var err error
-	for {
-		if err = fn(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %v", within, err)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval, not a wait for an outcome
-	}
-}
-
 func openStore(t *testing.T, dir string, opts Options) *Store {
 	t.Helper()
 	s, err := Open(dir, opts)

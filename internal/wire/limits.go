@@ -104,7 +104,7 @@ func Validate(b *Batch) error {
 			return fmt.Errorf("wire: batch %d of %q result %d is empty: %w", b.Seq, b.Agent, i, ErrInvalidField)
 		case r.Dst == "" || len(r.Dst) > MaxNameLen:
 			return fmt.Errorf("wire: batch %d of %q result %d: dst of %d bytes: %w", b.Seq, b.Agent, i, len(r.Dst), ErrInvalidField)
-		case r.Protocol == Protocol_PROTOCOL_UNSPECIFIED || r.Protocol > Protocol_PROTOCOL_ICMP:
+		case !r.Protocol.Known():
 			return fmt.Errorf("wire: batch %d of %q result %d: protocol %d: %w", b.Seq, b.Agent, i, r.Protocol, ErrInvalidField)
 		case r.Outcome == Outcome_OUTCOME_UNSPECIFIED || r.Outcome > Outcome_OUTCOME_ERROR:
 			return fmt.Errorf("wire: batch %d of %q result %d: outcome %d: %w", b.Seq, b.Agent, i, r.Outcome, ErrInvalidField)

@@ -125,6 +125,19 @@ export async function topology(opts) {
   return t;
 }
 
+// The probe protocols the server knows: its protocol table (internal/wire),
+// never a copy of their names here. It does not change while the server
+// runs, so one answer is kept.
+let protoCache = null;
+export async function protocols(opts) {
+  if (!protoCache) {
+    protoCache = list(await request('api/v1/protocols', opts)).map(p => ({
+      name: String(p.name), peer: !!p.peer, target: !!p.target, responder: !!p.responder,
+    }));
+  }
+  return protoCache;
+}
+
 // Agents report a cumulative probe count; the rate is derived from two
 // successive polls.
 const lastProbes = new Map();

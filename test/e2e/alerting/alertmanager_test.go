@@ -19,6 +19,7 @@ import (
 	"github.com/meshlens/meshlens/internal/alert"
 	"github.com/meshlens/meshlens/internal/slo"
 	"github.com/meshlens/meshlens/internal/store"
+	"github.com/meshlens/meshlens/internal/testkit"
 )
 
 const amSLO = `
@@ -152,7 +153,7 @@ func TestAlertmanagerDelivery(t *testing.T) {
 	if !sts[0].Tiers[0].Firing {
 		t.Fatalf("page tier not firing: %+v", sts[0].Tiers[0])
 	}
-	pollUntil(t, 30*time.Second, func() error {
+	testkit.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		alerts, err := amtoolQuery(t, amURL)
 		if err != nil {
 			return err
@@ -178,7 +179,7 @@ func TestAlertmanagerDelivery(t *testing.T) {
 	if sts[0].Tiers[0].Firing {
 		t.Fatalf("page tier still firing: %+v", sts[0].Tiers[0])
 	}
-	pollUntil(t, 30*time.Second, func() error {
+	testkit.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		alerts, err := amtoolQuery(t, amURL)
 		if err != nil {
 			return err
@@ -191,7 +192,7 @@ func TestAlertmanagerDelivery(t *testing.T) {
 		return nil
 	})
 	// The webhook heard the page fire and resolve, signed.
-	pollUntil(t, 30*time.Second, func() error {
+	testkit.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		var firing, resolved bool

@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,35 +15,15 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/meshlens/meshlens/internal/testkit"
 )
 
-// pollUntil retries fn until it returns nil or the deadline passes.
-func pollUntil(t *testing.T, within time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %v", within, err)
-		}
-		<-time.After(50 * time.Millisecond)
-	}
-}
-
+// freeLoopbackAddr is a 127.0.0.1 address for a peer process (Prometheus,
+// Alertmanager) that must be told its listen address before it starts.
 func freeLoopbackAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
+	return fmt.Sprintf("127.0.0.1:%d", testkit.FixedPort(t))
 }
 
 // startProcess runs a real server binary until the test ends, logging to a
@@ -74,7 +53,7 @@ func startProcess(t *testing.T, name, readyURL string, args ...string) {
 		}
 		logf.Close()
 	})
-	pollUntil(t, 60*time.Second, func() error {
+	testkit.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
 		resp, err := http.Get(readyURL)
 		if err != nil {
 			return err

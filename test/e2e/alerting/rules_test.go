@@ -19,6 +19,7 @@ import (
 	"github.com/meshlens/meshlens/internal/analyze"
 	"github.com/meshlens/meshlens/internal/slo"
 	"github.com/meshlens/meshlens/internal/store"
+	"github.com/meshlens/meshlens/internal/testkit"
 )
 
 // Two SLOs: rack 1 with custom tiers, rack 3 with the SRE Workbook's
@@ -210,7 +211,7 @@ func TestRulesFireWithMeshlens(t *testing.T) {
 	t.Logf("fed %d instants in %v", n, time.Since(t0))
 
 	// Wait until Prometheus holds every sample.
-	pollUntil(t, 60*time.Second, func() error {
+	testkit.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
 		var data struct {
 			Result []struct {
 				Value [2]any `json:"value"`
@@ -261,7 +262,7 @@ func TestRulesFireWithMeshlens(t *testing.T) {
 	if !sts[0].Tiers[0].Firing {
 		t.Fatalf("meshlens fast tier not firing now: %+v", sts[0].Tiers[0])
 	}
-	pollUntil(t, 30*time.Second, func() error {
+	testkit.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		var res struct {
 			Alerts []struct {
 				Labels      map[string]string `json:"labels"`

@@ -23,6 +23,7 @@ import (
 	"github.com/meshlens/meshlens/internal/sim"
 	"github.com/meshlens/meshlens/internal/slo"
 	"github.com/meshlens/meshlens/internal/store"
+	"github.com/meshlens/meshlens/internal/testkit"
 )
 
 const faultLink = "dc1-pod1-rack3-tor--dc1-pod1-leaf1"
@@ -185,7 +186,7 @@ func TestScenarioAlertsAndRemediation(t *testing.T) {
 	if !strings.Contains(inc.Blamed.Element, "dc1-pod1-rack3-tor") {
 		t.Errorf("blamed %s, the fault is on %s", inc.Blamed.Element, faultLink)
 	}
-	pollUntil(t, 30*time.Second, func() error {
+	testkit.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		alerts, err := amtoolQueryFor(t, amURL, "rack3-availability")
 		if err != nil {
 			return err
@@ -224,7 +225,7 @@ func TestScenarioAlertsAndRemediation(t *testing.T) {
 	if len(inc.SLOs) != 1 || inc.SLOs[0].Consumed <= 0 {
 		t.Errorf("SLO burn not recorded: %+v", inc.SLOs)
 	}
-	pollUntil(t, 30*time.Second, func() error {
+	testkit.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		alerts, err := amtoolQueryFor(t, amURL, "rack3-availability")
 		if err != nil {
 			return err

@@ -1,23 +1,33 @@
 // Package e2eutil holds what the end-to-end suites share: building the
-// real binary once, free loopback ports, processes that are stopped with
-// the test, and polling for a condition instead of sleeping.
+// real binary once, processes that are stopped with the test, the fabric
+// harness's parts (a generated topology read with topology.Parse, a
+// `meshlens server` on ports the kernel picked and read back from its
+// announcement). Polling is internal/testkit's CheckFor; a port that must
+// be known before anything binds it (the fleet's responder port, NATS
+// routes) is testkit.FixedPort.
 package e2eutil
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshlens/meshlens/internal/testkit"
+	"github.com/meshlens/meshlens/internal/topology"
 )
 
 var (
@@ -67,15 +77,71 @@ func Binary(t testing.TB) string {
 	return binPath
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func FreePort(t testing.TB) int {
+// Topology runs `meshlens topo gen` (or any subcommand printing a topology
+// file, e.g. `sim topology`) with args, writes its output to path and
+// returns it parsed by topology.Parse: the one reading of a topology file,
+// never string splitting.
+func Topology(t testing.TB, path, bin string, args ...string) *topology.Topology {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	out, err := Run(context.Background(), bin, args...)
 	if err != nil {
+		t.Fatalf("meshlens %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	topo, err := topology.Parse(path, []byte(out))
+	if err != nil {
+		t.Fatalf("meshlens %s printed no valid topology: %v", strings.Join(args, " "), err)
+	}
+	return topo
+}
+
+// Server is a running `meshlens server`.
+type Server struct {
+	*Process
+	HTTPAddr, NATSAddr string // as bound, host:port
+	HTTPURL, NATSURL   string // http://HTTPAddr; the URL agents are given
+}
+
+// serverRunning is the server's announcement once every part runs: it
+// names the addresses it bound.
+var serverRunning = regexp.MustCompile(`msg="meshlens server running" http=(\S+) nats=(\S+)`)
+
+// StartServer runs `meshlens server` with args and waits for its
+// announcement. Without --http-addr and --nats-addr (or --nats-url) in
+// args it binds
+// 127.0.0.1:0 and 127.0.0.1:-1: the kernel picks both ports and the
+// announcement names them, so no port is chosen here and bound later by
+// whoever came first. A restart passes the first run's HTTPAddr and
+// NATSAddr so clients find it again (those ports were bound until the
+// stop; a process taking one in between makes the restart fail loudly).
+// Readiness (/readyz) is the caller's to wait for: it may need TLS.
+func StartServer(t testing.TB, env []string, bin string, args ...string) *Server {
+	t.Helper()
+	args = append([]string{"server"}, args...)
+	if !slices.Contains(args, "--http-addr") {
+		args = append(args, "--http-addr", "127.0.0.1:0")
+	}
+	if !slices.Contains(args, "--nats-addr") && !slices.Contains(args, "--nats-url") {
+		args = append(args, "--nats-addr", "127.0.0.1:-1")
+	}
+	s := &Server{Process: Start(t, "server", env, bin, args...)}
+	testkit.CheckFor(t, 2*time.Minute, 50*time.Millisecond, func() error {
+		if m := serverRunning.FindStringSubmatch(s.Output()); m != nil {
+			s.HTTPAddr, s.NATSURL = m[1], m[2]
+			return nil
+		}
+		if exited, err := s.Exited(); exited {
+			t.Fatalf("server exited before it ran: %v\n%s", err, tail(s.Output(), 6000))
+		}
+		return errors.New("no \"meshlens server running\" line yet")
+	})
+	s.HTTPURL = "http://" + s.HTTPAddr
+	if u, err := url.Parse(s.NATSURL); err == nil {
+		s.NATSAddr = u.Host
+	}
+	return s
 }
 
 // Process is a child process whose output is kept for failure reports.
@@ -145,27 +211,10 @@ func (p *Process) Exited() (bool, error) {
 // Output is what the process printed so far.
 func (p *Process) Output() string { return p.out.String() }
 
-// Eventually polls cond every interval until it returns nil or total has
-// passed, then fails the test with cond's last error.
-func Eventually(t testing.TB, total, interval time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %v", total, err)
-		}
-		time.Sleep(interval)
-	}
-}
-
 // WaitHTTP waits until url answers 200.
 func WaitHTTP(t testing.TB, url string, total time.Duration) {
 	t.Helper()
-	Eventually(t, total, 200*time.Millisecond, func() error {
+	testkit.CheckFor(t, total, 200*time.Millisecond, func() error {
 		resp, err := http.Get(url)
 		if err != nil {
 			return err

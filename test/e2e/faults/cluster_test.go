@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshlens/meshlens/internal/bus"
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/internal/testpki"
 	"github.com/meshlens/meshlens/test/e2e/e2eutil"
 )
@@ -72,14 +73,17 @@ func startCluster(t *testing.T, dir, name string, tls *clusterTLS, clientOpts ..
 	}
 	var nodes []*natsNode
 	var routes []string
+	// The nodes' routes name each other before any of them binds: ports
+	// known in advance (see testkit.FixedPort), client and monitor ports
+	// too, since nats-server does not announce what it bound.
 	clientPorts := make([]int, 3)
 	for i := range 3 {
-		clientPorts[i] = e2eutil.FreePort(t)
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", e2eutil.FreePort(t)))
+		clientPorts[i] = testkit.FixedPort(t)
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", testkit.FixedPort(t)))
 	}
 	for i := range 3 {
 		n := &natsNode{name: fmt.Sprintf("n%d", i+1), url: fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i])}
-		monitorPort := e2eutil.FreePort(t)
+		monitorPort := testkit.FixedPort(t)
 		n.monitor = fmt.Sprintf("http://127.0.0.1:%d", monitorPort)
 		n.conf = filepath.Join(dir, n.name+".conf")
 		conf := fmt.Sprintf(`server_name: %s
@@ -100,7 +104,7 @@ cluster { name: %s, listen: %s, routes: [%s] }
 	}
 	// Ready when JetStream answers through every node (meta leader elected).
 	for _, n := range nodes {
-		e2eutil.Eventually(t, time.Minute, 250*time.Millisecond, func() error {
+		testkit.CheckFor(t, time.Minute, 250*time.Millisecond, func() error {
 			nc, err := nats.Connect(n.url, append(clientOpts, nats.Timeout(2*time.Second))...)
 			if err != nil {
 				return err
@@ -167,7 +171,7 @@ func waitMetaHealthy(t *testing.T, nodes []*natsNode) {
 	for _, n := range nodes {
 		byName[n.name] = n
 	}
-	e2eutil.Eventually(t, time.Minute, 250*time.Millisecond, func() error {
+	testkit.CheckFor(t, time.Minute, 250*time.Millisecond, func() error {
 		m, err := metaCluster(nodes[0])
 		if err != nil {
 			return err
@@ -299,7 +303,7 @@ func natsNodeKilled(t *testing.T, base string, victim func(*testing.T, jetstream
 	f.natsURL = clusterURLs(rest)
 
 	// Agents keep publishing through the survivors.
-	e2eutil.Eventually(t, 2*time.Minute, 500*time.Millisecond, func() error {
+	testkit.CheckFor(t, 2*time.Minute, 500*time.Millisecond, func() error {
 		for _, h := range f.hosts {
 			s, err := f.agentState(h)
 			if err != nil {

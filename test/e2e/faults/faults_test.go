@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshlens/meshlens/test/e2e/e2eutil"
+	"github.com/meshlens/meshlens/internal/testkit"
 )
 
 // countedBy is every host's own count of measurements it produced.
@@ -41,7 +41,7 @@ func TestBusDownThenBack(t *testing.T) {
 	}
 	// The outage is the fault itself: it lasts 2 minutes, during which every
 	// agent must keep probing and spool what it cannot publish.
-	e2eutil.Eventually(t, 3*time.Minute, time.Second, func() error {
+	testkit.CheckFor(t, 3*time.Minute, time.Second, func() error {
 		for _, h := range f.hosts {
 			st, err := f.agentState(h)
 			if err != nil {
@@ -85,7 +85,7 @@ func TestServerKilledDuringBurst(t *testing.T) {
 
 	// A backlog: every agent spools some 50 batches.
 	f.server.Stop(t)
-	e2eutil.Eventually(t, time.Minute, 500*time.Millisecond, func() error {
+	testkit.CheckFor(t, time.Minute, 500*time.Millisecond, func() error {
 		for _, h := range f.hosts {
 			st, err := f.agentState(h)
 			if err != nil {
@@ -99,7 +99,7 @@ func TestServerKilledDuringBurst(t *testing.T) {
 	})
 	f.startServer()
 	// SIGKILL as soon as the burst is being ingested.
-	e2eutil.Eventually(t, time.Minute, 20*time.Millisecond, func() error {
+	testkit.CheckFor(t, time.Minute, 20*time.Millisecond, func() error {
 		n, err := f.serverMetric("meshlens_ingest_batches_total")
 		if err != nil {
 			return err
@@ -123,7 +123,7 @@ func TestServerKilledDuringBurst(t *testing.T) {
 	f.startServer()
 	f.waitProbing(f.hosts...)
 	// Once more in steady state, right after a batch was ingested.
-	e2eutil.Eventually(t, time.Minute, 20*time.Millisecond, func() error {
+	testkit.CheckFor(t, time.Minute, 20*time.Millisecond, func() error {
 		n, err := f.serverMetric("meshlens_ingest_batches_total")
 		if err != nil {
 			return err
@@ -166,7 +166,7 @@ func agentRestart(t *testing.T, base string, end func(*agentProc)) {
 	end(a)
 	epoch1, seq1 := spoolState(t, a.spool)
 	f.startAgent(h)
-	e2eutil.Eventually(t, time.Minute, 500*time.Millisecond, func() error {
+	testkit.CheckFor(t, time.Minute, 500*time.Millisecond, func() error {
 		st, err := f.agentState(h)
 		if err != nil {
 			return err
@@ -231,7 +231,7 @@ func TestAgentClockSkew(t *testing.T) {
 	want := countedBy(final)
 	want[ahead], want[behind] = 0, 0 // nothing of theirs in any rollup
 	f.requireExactlyOnce(want)
-	e2eutil.Eventually(t, 30*time.Second, 500*time.Millisecond, func() error {
+	testkit.CheckFor(t, 30*time.Second, 500*time.Millisecond, func() error {
 		n, err := f.serverMetric("meshlens_ingest_rejected_total", `reason="clock_skew"`)
 		if err != nil {
 			return err
@@ -256,7 +256,7 @@ func TestSpoolFull(t *testing.T) {
 	f.waitProbing(f.hosts...)
 
 	f.server.Stop(t)
-	e2eutil.Eventually(t, time.Minute, 500*time.Millisecond, func() error {
+	testkit.CheckFor(t, time.Minute, 500*time.Millisecond, func() error {
 		for _, h := range f.hosts {
 			st, err := f.agentState(h)
 			if err != nil {
@@ -333,7 +333,7 @@ func TestSpoolDiskFull(t *testing.T) {
 	f.waitProbing(f.hosts...)
 
 	f.server.Stop(t)
-	e2eutil.Eventually(t, 2*time.Minute, 500*time.Millisecond, func() error {
+	testkit.CheckFor(t, 2*time.Minute, 500*time.Millisecond, func() error {
 		for _, h := range f.hosts {
 			st, err := f.agentState(h)
 			if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshlens/meshlens/internal/slo"
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/test/e2e/e2eutil"
 )
 
@@ -125,7 +126,9 @@ func TestAnalyzerHandover(t *testing.T) {
 	if err := os.WriteFile(amConf, []byte("route: {receiver: blackhole, group_wait: 1s}\nreceivers: [{name: blackhole}]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	amAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
+	// Alertmanager does not announce its address: a port known in advance
+	// (see testkit.FixedPort).
+	amAddr := fmt.Sprintf("127.0.0.1:%d", testkit.FixedPort(t))
 	amURL := "http://" + amAddr
 	e2eutil.Require(t, "prometheus-alertmanager")
 	e2eutil.Start(t, "alertmanager", nil, "prometheus-alertmanager", "--config.file="+amConf,
@@ -181,14 +184,13 @@ alerting:
 	servers := map[string]*haServer{}
 	for _, id := range []string{"a", "b"} {
 		s := &haServer{id: id}
-		httpAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
-		s.httpURL = "http://" + httpAddr
-		s.p = e2eutil.Start(t, "server "+id, nil, bin, "server", "--topology", topoPath,
-			"--data-dir", filepath.Join(dir, "data-"+id), "--http-addr", httpAddr,
+		srv := e2eutil.StartServer(t, nil, bin, "--topology", topoPath,
+			"--data-dir", filepath.Join(dir, "data-"+id),
 			"--nats-url", natsURLs, "--server-id", id, "--stream-replicas", "3",
 			"--window", "2s", "--lateness", "2s", "--slo", sloPath, "--slo-interval", "2s", "--alerting", alertingPath, "--log-level", "debug")
+		s.p, s.httpURL = srv.Process, srv.HTTPURL
 		servers[id] = s
-		e2eutil.Eventually(t, time.Minute, 200*time.Millisecond, func() error {
+		testkit.CheckFor(t, time.Minute, 200*time.Millisecond, func() error {
 			if exited, err := s.p.Exited(); exited {
 				t.Fatalf("server %s exited: %v", id, err)
 			}
@@ -207,7 +209,7 @@ alerting:
 	if err != nil {
 		t.Fatal(err)
 	}
-	e2eutil.Eventually(t, 2*time.Minute, time.Second, func() error {
+	testkit.CheckFor(t, 2*time.Minute, time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		kv, err := js.KeyValue(ctx, "meshlens-state")
@@ -227,7 +229,7 @@ alerting:
 
 	// The page reaches Alertmanager, once.
 	var before amAlert
-	e2eutil.Eventually(t, 4*time.Minute, time.Second, func() error {
+	testkit.CheckFor(t, 4*time.Minute, time.Second, func() error {
 		for _, p := range []*e2eutil.Process{servers["a"].p, servers["b"].p, sim} {
 			if exited, err := p.Exited(); exited {
 				t.Fatalf("%s exited early: %v", p.Name, err)
@@ -247,7 +249,7 @@ alerting:
 
 	// Exactly one leader.
 	var leader, survivor *haServer
-	e2eutil.Eventually(t, 30*time.Second, 250*time.Millisecond, func() error {
+	testkit.CheckFor(t, 30*time.Second, 250*time.Millisecond, func() error {
 		var leaders []string
 		leader, survivor = nil, nil
 		for _, id := range []string{"a", "b"} {
@@ -277,7 +279,7 @@ alerting:
 	t.Logf("killed server %s, the analyzer leader", leader.id)
 	var handover time.Duration
 	staleChecks := 0
-	e2eutil.Eventually(t, handoverBound, 100*time.Millisecond, func() error {
+	testkit.CheckFor(t, handoverBound, 100*time.Millisecond, func() error {
 		// Meanwhile the alert stays active, one of it, same labels.
 		if a, err := oneActiveAlert(amURL); err != nil {
 			t.Fatalf("during the handover: %v", err)
@@ -319,7 +321,7 @@ alerting:
 
 	// The survivor now refreshes the very same alert.
 	tookOver := killedAt.Add(handover)
-	e2eutil.Eventually(t, time.Minute, 250*time.Millisecond, func() error {
+	testkit.CheckFor(t, time.Minute, 250*time.Millisecond, func() error {
 		a, err := oneActiveAlert(amURL)
 		if err != nil {
 			t.Fatalf("after the handover: %v", err)
@@ -334,7 +336,7 @@ alerting:
 	})
 	// And keeps doing so: still one alert, still active, a few resends on.
 	deadline := time.Now().Add(10 * time.Second)
-	e2eutil.Eventually(t, 30*time.Second, 500*time.Millisecond, func() error {
+	testkit.CheckFor(t, 30*time.Second, 500*time.Millisecond, func() error {
 		a, err := oneActiveAlert(amURL)
 		if err != nil {
 			t.Fatalf("after the handover: %v", err)

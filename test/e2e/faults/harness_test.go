@@ -30,6 +30,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshlens/meshlens/internal/bus"
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/internal/wire"
 	"github.com/meshlens/meshlens/test/e2e/e2eutil"
 )
@@ -39,8 +40,12 @@ type fabric struct {
 	t                  *testing.T
 	bin, dir, topoFile string
 	hosts, racks       []string
+	// Set by the first startServer from the server's announcement (the
+	// kernel picks the ports), unless a test sets natsURL (an external
+	// bus, with --nats-url in serverArgs); restarts reuse them.
 	httpURL, natsURL   string
 	httpAddr, natsAddr string
+	tls                bool // https:// and tls:// URLs
 	serverArgs         []string
 	httpClient         *http.Client
 	// natsOpts connect the test itself to the bus (privileged creds, TLS).
@@ -61,37 +66,18 @@ func newFabric(t *testing.T, base string, n int) *fabric {
 	t.Helper()
 	f := &fabric{t: t, bin: e2eutil.Binary(t), dir: t.TempDir(), agents: map[string]*agentProc{}, httpClient: http.DefaultClient}
 	f.topoFile = filepath.Join(f.dir, "fabric.yaml")
-	out, err := e2eutil.Run(context.Background(), f.bin, "topo", "gen", "--dcs", "1", "--pods", "1", "--racks-per-pod", strconv.Itoa(n),
+	// Every agent binds the responder port on its own address from base:
+	// it must be known before they start (see testkit.FixedPort).
+	topo := e2eutil.Topology(t, f.topoFile, f.bin, "topo", "gen", "--dcs", "1", "--pods", "1", "--racks-per-pod", strconv.Itoa(n),
 		"--hosts-per-rack", "1", "--leaves-per-pod", "1", "--spines", "1", "--base-addr", base,
-		"--responder-port", strconv.Itoa(e2eutil.FreePort(t)))
-	if err != nil {
-		t.Fatalf("topo gen: %v\n%s", err, out)
+		"--responder-port", strconv.Itoa(testkit.FixedPort(t, base)))
+	for _, h := range topo.Hosts {
+		f.hosts = append(f.hosts, h.Name)
+		f.racks = append(f.racks, h.Rack)
 	}
-	if err := os.WriteFile(f.topoFile, []byte(out), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(out, "\n") {
-		// - {name: dc1-pod1-rack1-h01, addr: 127.6.0.1, rack: dc1-pod1-rack1}
-		if !strings.Contains(line, "addr:") {
-			continue
-		}
-		fields := strings.Fields(strings.NewReplacer("{", " ", "}", " ", ",", " ").Replace(line))
-		for i := 0; i+1 < len(fields); i++ {
-			switch fields[i] {
-			case "name:":
-				f.hosts = append(f.hosts, fields[i+1])
-			case "rack:":
-				f.racks = append(f.racks, fields[i+1])
-			}
-		}
-	}
-	if len(f.hosts) != n || len(f.racks) != n {
+	if len(f.hosts) != n {
 		t.Fatalf("generated hosts %v racks %v, want %d of each", f.hosts, f.racks, n)
 	}
-	f.httpAddr = fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
-	f.natsAddr = fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
-	f.httpURL = "http://" + f.httpAddr
-	f.natsURL = "nats://" + f.natsAddr
 	return f
 }
 
@@ -99,16 +85,33 @@ func newFabric(t *testing.T, base string, n int) *fabric {
 // waits until it is ready.
 func (f *fabric) startServer() {
 	f.t.Helper()
-	args := append([]string{"server", "--topology", f.topoFile, "--data-dir", filepath.Join(f.dir, "data"),
-		"--http-addr", f.httpAddr, "--nats-addr", f.natsAddr,
-		"--window", "2s", "--lateness", "2s", "--probe-interval", "1s", "--probe-timeout", "500ms", "--log-level", "debug"}, f.serverArgs...)
-	f.server = e2eutil.Start(f.t, "server", nil, f.bin, args...)
+	args := []string{"--topology", f.topoFile, "--data-dir", filepath.Join(f.dir, "data"),
+		"--window", "2s", "--lateness", "2s", "--probe-interval", "1s", "--probe-timeout", "500ms", "--log-level", "debug"}
+	// A restart comes back where agents and the test expect it.
+	if f.httpAddr != "" {
+		args = append(args, "--http-addr", f.httpAddr)
+	}
+	if f.natsAddr != "" {
+		args = append(args, "--nats-addr", f.natsAddr)
+	}
+	s := e2eutil.StartServer(f.t, nil, f.bin, append(args, f.serverArgs...)...)
+	f.server = s.Process
+	httpScheme, natsScheme := "http://", "nats://"
+	if f.tls {
+		httpScheme, natsScheme = "https://", "tls://"
+	}
+	if f.httpAddr == "" {
+		f.httpAddr, f.httpURL = s.HTTPAddr, httpScheme+s.HTTPAddr
+	}
+	if f.natsURL == "" {
+		f.natsAddr, f.natsURL = s.NATSAddr, natsScheme+s.NATSAddr
+	}
 	f.waitReady()
 }
 
 func (f *fabric) waitReady() {
 	f.t.Helper()
-	e2eutil.Eventually(f.t, time.Minute, 200*time.Millisecond, func() error {
+	testkit.CheckFor(f.t, time.Minute, 200*time.Millisecond, func() error {
 		if exited, err := f.server.Exited(); exited {
 			return fmt.Errorf("server exited: %v", err)
 		}
@@ -127,12 +130,14 @@ func (f *fabric) startAgent(host string, extra ...string) *agentProc {
 	if extra != nil {
 		a.args = extra
 	}
-	metricsAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(f.t))
+	// The agent does not announce its metrics address: a port known in
+	// advance (see testkit.FixedPort).
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testkit.FixedPort(f.t))
 	a.metricsURL = "http://" + metricsAddr + "/metrics"
 	args := append([]string{"agent", "--host", host, "--nats-url", f.natsURL, "--spool-dir", a.spool,
 		"--batch-max-age", "1s", "--metrics-addr", metricsAddr}, a.args...)
 	a.p = e2eutil.Start(f.t, "agent "+host, nil, f.bin, args...)
-	e2eutil.Eventually(f.t, 30*time.Second, 100*time.Millisecond, func() error {
+	testkit.CheckFor(f.t, 30*time.Second, 100*time.Millisecond, func() error {
 		if exited, err := a.p.Exited(); exited {
 			return fmt.Errorf("agent %s exited: %v", host, err)
 		}
@@ -294,7 +299,7 @@ func (f *fabric) stopProbing(hosts ...string) map[string]agentState {
 	for _, h := range hosts {
 		var last agentState
 		stable := 0
-		e2eutil.Eventually(f.t, time.Minute, 500*time.Millisecond, func() error {
+		testkit.CheckFor(f.t, time.Minute, 500*time.Millisecond, func() error {
 			st, err := f.agentState(h)
 			if err != nil {
 				return err
@@ -364,7 +369,7 @@ func (f *fabric) requireExactlyOnce(want map[string]float64) {
 		}
 	}()
 	var got map[string]float64
-	e2eutil.Eventually(f.t, time.Minute, 500*time.Millisecond, func() error {
+	testkit.CheckFor(f.t, time.Minute, 500*time.Millisecond, func() error {
 		var err error
 		if got, err = f.serverProbes(); err != nil {
 			return err
@@ -496,7 +501,7 @@ func spoolState(t *testing.T, dir string) (epoch, seq uint64) {
 func (f *fabric) waitProbing(hosts ...string) {
 	f.t.Helper()
 	for _, h := range hosts {
-		e2eutil.Eventually(f.t, time.Minute, 500*time.Millisecond, func() error {
+		testkit.CheckFor(f.t, time.Minute, 500*time.Millisecond, func() error {
 			st, err := f.agentState(h)
 			if err != nil {
 				return err
@@ -518,7 +523,7 @@ func (f *fabric) waitDrained(hosts ...string) {
 	f.t.Helper()
 	for _, h := range hosts {
 		var drainedAt float64 = -1
-		e2eutil.Eventually(f.t, 2*time.Minute, 250*time.Millisecond, func() error {
+		testkit.CheckFor(f.t, 2*time.Minute, 250*time.Millisecond, func() error {
 			st, err := f.agentState(h)
 			if err != nil {
 				return err

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/meshlens/meshlens/internal/bus"
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/internal/testpki"
 	"github.com/meshlens/meshlens/test/e2e/e2eutil"
 )
@@ -28,8 +29,7 @@ func TestSecuredFabric(t *testing.T) {
 	f.serverArgs = []string{"--creds-dir", credsDir,
 		"--nats-tls-cert", srvCert, "--nats-tls-key", srvKey, "--nats-tls-client-ca", p.File,
 		"--tls-cert", srvCert, "--tls-key", srvKey}
-	f.httpURL = "https://" + f.httpAddr
-	f.natsURL = "tls://" + f.natsAddr
+	f.tls = true
 	clientTLS, err := bus.ClientTLSConfig(bus.TLSFiles{CA: p.File})
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +97,7 @@ func TestSecuredFabric(t *testing.T) {
 	if out, err := e2eutil.Run(context.Background(), f.bin, "creds", "revoke", gone, "--creds-dir", credsDir); err != nil {
 		t.Fatalf("creds revoke: %v\n%s", err, out)
 	}
-	e2eutil.Eventually(t, 30*time.Second, 200*time.Millisecond, func() error {
+	testkit.CheckFor(t, 30*time.Second, 200*time.Millisecond, func() error {
 		nc, err := nats.Connect("nats://"+f.natsAddr, agentTLS[gone], nats.UserCredentials(agentCreds[gone]), nats.Timeout(5*time.Second))
 		if err == nil {
 			nc.Close()
@@ -133,9 +133,9 @@ func TestPlaintextRefusedOffLoopback(t *testing.T) {
 		args []string
 	}{
 		{"server API on every interface", []string{"server", "--topology", topo, "--data-dir", filepath.Join(dir, "d1"),
-			"--http-addr", fmt.Sprintf("0.0.0.0:%d", e2eutil.FreePort(t)), "--nats-addr", fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))}},
+			"--http-addr", "0.0.0.0:0", "--nats-addr", "127.0.0.1:-1"}},
 		{"server bus on every interface", []string{"server", "--topology", topo, "--data-dir", filepath.Join(dir, "d2"),
-			"--http-addr", fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t)), "--nats-addr", fmt.Sprintf(":%d", e2eutil.FreePort(t))}},
+			"--http-addr", "127.0.0.1:0", "--nats-addr", ":-1"}},
 		{"agent to a remote bus", []string{"agent", "--host", "dc1-pod1-rack1-h01", "--nats-url", "nats://192.0.2.1:4222",
 			"--spool-dir", filepath.Join(dir, "spool")}},
 	} {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/meshlens/meshlens/internal/localize"
 	"github.com/meshlens/meshlens/internal/sim"
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/test/e2e/e2eutil"
 )
 
@@ -38,7 +39,7 @@ func TestDetect(t *testing.T) {
 	l := upLab(t, detectFabric...)
 	e2eutil.WaitHTTP(t, l.ServerURL()+"readyz", 30*time.Second)
 	// Settled: the agents have their pinglists and a verdict has been made.
-	e2eutil.Eventually(t, 90*time.Second, time.Second, func() error {
+	testkit.CheckFor(t, 90*time.Second, time.Second, func() error {
 		v, err := l.suspects()
 		if err == nil && v.End.IsZero() {
 			err = fmt.Errorf("no window localized yet")

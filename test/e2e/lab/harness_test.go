@@ -25,6 +25,7 @@ import (
 
 	"github.com/meshlens/meshlens/internal/lab"
 	"github.com/meshlens/meshlens/internal/localize"
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/test/e2e/e2eutil"
 )
 
@@ -439,7 +440,7 @@ func (l *Lab) spineCounters(t *testing.T, spines []string) func() map[string]int
 func (l *Lab) eventuallyLoss(t *testing.T, what string, host string, dst netip.AddrPort, n int, ok func(float64) bool) float64 {
 	t.Helper()
 	var loss float64
-	e2eutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
+	testkit.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
 		loss = lossOf(l.probe(t, host, dst, make([]int, n), time.Second))
 		if !ok(loss) {
 			return fmt.Errorf("%s: loss %.3f", what, loss)
@@ -494,7 +495,7 @@ func (v verdict) String() string {
 func (l *Lab) WaitBlamed(t *testing.T, elements []string, within time.Duration) localize.Suspect {
 	t.Helper()
 	var got localize.Suspect
-	e2eutil.Eventually(t, within, time.Second, func() error {
+	testkit.CheckFor(t, within, time.Second, func() error {
 		v, err := l.suspects()
 		if err != nil {
 			return err
@@ -513,7 +514,7 @@ func (l *Lab) WaitBlamed(t *testing.T, elements []string, within time.Duration) 
 // WaitClean polls until a verdict blames nothing.
 func (l *Lab) WaitClean(t *testing.T, within time.Duration) {
 	t.Helper()
-	e2eutil.Eventually(t, within, time.Second, func() error {
+	testkit.CheckFor(t, within, time.Second, func() error {
 		v, err := l.suspects()
 		if err != nil {
 			return err

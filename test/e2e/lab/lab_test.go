@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/meshlens/meshlens/internal/lab"
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/internal/topology"
 	"github.com/meshlens/meshlens/test/e2e/e2eutil"
 )
@@ -60,7 +61,7 @@ func TestLab(t *testing.T) {
 			t.Errorf("processes %v, want %v", got, want)
 		}
 		// The agents' results reach the server over the management network.
-		e2eutil.Eventually(t, 60*time.Second, time.Second, func() error {
+		testkit.CheckFor(t, 60*time.Second, time.Second, func() error {
 			resp, err := http.Get(l.ServerURL() + "metrics")
 			if err != nil {
 				return err
@@ -242,7 +243,7 @@ func TestLab(t *testing.T) {
 		healthy(t)
 		l.Fault(t, "link_latency", hostLink, "--add", "20ms")
 		var rs []probeResult
-		e2eutil.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
+		testkit.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
 			rs = l.probe(t, h1, dst, make([]int, 100), time.Second)
 			if loss := lossOf(rs); loss > 0 {
 				return fmt.Errorf("loss %.3f through the relay", loss)

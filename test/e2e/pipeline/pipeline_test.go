@@ -8,20 +8,19 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/test/e2e/e2eutil"
 )
 
 type fabric struct {
 	bin, dir, topoFile string
-	httpURL, natsURL   string
-	httpPort, natsPort int
+	httpURL, natsURL   string // set by startServer, as the server bound them
 	hosts              []string
 }
 
@@ -29,36 +28,26 @@ func newFabric(t *testing.T, base string) *fabric {
 	t.Helper()
 	f := &fabric{bin: e2eutil.Binary(t), dir: t.TempDir()}
 	f.topoFile = filepath.Join(f.dir, "fabric.yaml")
-	out, err := e2eutil.Run(context.Background(), f.bin, "topo", "gen", "--dcs", "1", "--pods", "2", "--racks-per-pod", "2",
+	// Every agent binds the responder port on its own address from base:
+	// it must be known before they start (see testkit.FixedPort).
+	topo := e2eutil.Topology(t, f.topoFile, f.bin, "topo", "gen", "--dcs", "1", "--pods", "2", "--racks-per-pod", "2",
 		"--hosts-per-rack", "3", "--leaves-per-pod", "2", "--spines", "2", "--base-addr", base,
-		"--responder-port", strconv.Itoa(e2eutil.FreePort(t)))
-	if err != nil {
-		t.Fatalf("topo gen: %v\n%s", err, out)
-	}
-	if err := os.WriteFile(f.topoFile, []byte(out), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(out, "\n") {
-		if strings.Contains(line, "addr:") {
-			name := strings.TrimPrefix(strings.Fields(line)[2], "")
-			f.hosts = append(f.hosts, strings.TrimSuffix(name, ","))
-		}
+		"--responder-port", strconv.Itoa(testkit.FixedPort(t, base)))
+	for _, h := range topo.Hosts {
+		f.hosts = append(f.hosts, h.Name)
 	}
 	if len(f.hosts) != 12 {
 		t.Fatalf("generated %d hosts, want 12", len(f.hosts))
 	}
-	f.httpPort, f.natsPort = e2eutil.FreePort(t), e2eutil.FreePort(t)
-	f.httpURL = fmt.Sprintf("http://127.0.0.1:%d", f.httpPort)
-	f.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", f.natsPort)
 	return f
 }
 
-func (f *fabric) startServer(t *testing.T) *e2eutil.Process {
-	p := e2eutil.Start(t, "server", nil, f.bin, "server", "--topology", f.topoFile, "--data-dir", filepath.Join(f.dir, "data"),
-		"--http-addr", fmt.Sprintf("127.0.0.1:%d", f.httpPort), "--nats-addr", fmt.Sprintf("127.0.0.1:%d", f.natsPort),
+func (f *fabric) startServer(t *testing.T) *e2eutil.Server {
+	s := e2eutil.StartServer(t, nil, f.bin, "--topology", f.topoFile, "--data-dir", filepath.Join(f.dir, "data"),
 		"--window", "2s", "--lateness", "2s", "--probe-interval", "1s", "--probe-timeout", "500ms", "--log-level", "debug")
+	f.httpURL, f.natsURL = s.HTTPURL, s.NATSURL
 	e2eutil.WaitHTTP(t, f.httpURL+"/readyz", time.Minute)
-	return p
+	return s
 }
 
 func (f *fabric) startAgents(t *testing.T) {
@@ -83,7 +72,7 @@ func TestAgentsToRollups(t *testing.T) {
 	// 4 racks: every ordered rack pair (4 within a rack, 12 across) is
 	// probed over tcp and udp, so 32 rack-pair loss series must appear.
 	var lastOut string
-	e2eutil.Eventually(t, 2*time.Minute, time.Second, func() error {
+	testkit.CheckFor(t, 2*time.Minute, time.Second, func() error {
 		out, err := f.promtool(t, "instant", f.httpURL, `count(meshlens_rack_pair_loss_ratio)`)
 		lastOut = out
 		if err != nil {
@@ -99,7 +88,7 @@ func TestAgentsToRollups(t *testing.T) {
 	// Loopback loses nothing once every agent's responder is up (probes
 	// sent before a peer started are rightly lost), and answers in well
 	// under 100 ms at p99.
-	e2eutil.Eventually(t, time.Minute, time.Second, func() error {
+	testkit.CheckFor(t, time.Minute, time.Second, func() error {
 		out, err := f.promtool(t, "instant", f.httpURL, `max(meshlens_rack_pair_loss_ratio)`)
 		if err != nil || !strings.Contains(out, "=> 0 @") {
 			return fmt.Errorf("loss on loopback: %v %s", err, out)
@@ -168,7 +157,7 @@ func TestAgentsToRollups(t *testing.T) {
 			"--end", strconv.FormatInt(time.Now().Unix(), 10), "--step", "2s", f.httpURL, `count(meshlens_rack_pair_loss_ratio)`)
 	}
 	var before string
-	e2eutil.Eventually(t, time.Minute, time.Second, func() error {
+	testkit.CheckFor(t, time.Minute, time.Second, func() error {
 		before, err = rangeQuery()
 		if err != nil {
 			return fmt.Errorf("range query: %v %s", err, before)
@@ -183,7 +172,7 @@ func TestAgentsToRollups(t *testing.T) {
 		t.Fatalf("server did not exit cleanly on SIGTERM: exited=%v err=%v", exited, err)
 	}
 	f.startServer(t)
-	e2eutil.Eventually(t, time.Minute, time.Second, func() error {
+	testkit.CheckFor(t, time.Minute, time.Second, func() error {
 		after, err := rangeQuery()
 		if err != nil {
 			return fmt.Errorf("%v %s", err, after)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/test/e2e/e2eutil"
 )
 
@@ -21,7 +22,9 @@ import (
 // least that old when alerting sees it, and must still name the culprit
 // and be fresh enough to act on.
 func TestRemediationDrainEndsBurn(t *testing.T) {
-	hookAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
+	// The server's alerting file names the drain listener before sim live
+	// (which needs the server's bus) starts: a port known in advance.
+	hookAddr := fmt.Sprintf("127.0.0.1:%d", testkit.FixedPort(t))
 	const link = "dc1-pod1-leaf2--dc1-spine1"
 	alerting := fmt.Sprintf(`remediation:
   execute: true
@@ -61,7 +64,7 @@ func TestRemediationDrainEndsBurn(t *testing.T) {
 		return inc.Blamed != nil && strings.Contains(inc.Blamed.Element, "dc1-pod1-leaf2") && strings.Contains(inc.Blamed.Element, "dc1-spine1")
 	}
 	var id string
-	e2eutil.Eventually(t, 3*time.Minute, time.Second, func() error {
+	testkit.CheckFor(t, 3*time.Minute, time.Second, func() error {
 		if err := e2eutil.GetJSON(url+"/api/v1/incidents", &incidents); err != nil {
 			return err
 		}
@@ -83,7 +86,7 @@ func TestRemediationDrainEndsBurn(t *testing.T) {
 			Reason  string `json:"reason"`
 		} `json:"data"`
 	}
-	e2eutil.Eventually(t, time.Minute, time.Second, func() error {
+	testkit.CheckFor(t, time.Minute, time.Second, func() error {
 		if err := e2eutil.GetJSON(url+"/api/v1/remediations", &decisions); err != nil {
 			return err
 		}
@@ -94,7 +97,7 @@ func TestRemediationDrainEndsBurn(t *testing.T) {
 		}
 		return fmt.Errorf("no drain taken: %+v", decisions.Data)
 	})
-	e2eutil.Eventually(t, 30*time.Second, time.Second, func() error {
+	testkit.CheckFor(t, 30*time.Second, time.Second, func() error {
 		if !strings.Contains(simLive.Output(), "routing around drained elements") || !strings.Contains(simLive.Output(), link) {
 			return fmt.Errorf("sim live does not route around %s yet", link)
 		}
@@ -104,7 +107,7 @@ func TestRemediationDrainEndsBurn(t *testing.T) {
 	// With the link out of the paths, the burn stops: the incident
 	// resolves, its timeline showing the mitigation.
 	var inc incident
-	e2eutil.Eventually(t, 3*time.Minute, 2*time.Second, func() error {
+	testkit.CheckFor(t, 3*time.Minute, 2*time.Second, func() error {
 		if err := e2eutil.GetJSON(url+"/api/v1/incidents/"+id, &struct{ Data *incident }{&inc}); err != nil {
 			return err
 		}

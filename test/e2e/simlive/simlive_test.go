@@ -6,7 +6,6 @@
 package simlive
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/test/e2e/e2eutil"
 )
 
@@ -59,23 +59,14 @@ func startLive(t *testing.T, files map[string]string, env []string, serverArgs f
 		}
 	}
 	scFile := filepath.Join(l.dir, "scenario.yaml")
-	topo, err := e2eutil.Run(context.Background(), bin, "sim", "topology", scFile)
-	if err != nil {
-		t.Fatalf("sim topology: %v\n%s", err, topo)
-	}
 	topoFile := filepath.Join(l.dir, "topology.yaml")
-	if err := os.WriteFile(topoFile, []byte(topo), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
-	natsAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
+	e2eutil.Topology(t, topoFile, bin, "sim", "topology", scFile)
 	l.dataDir = filepath.Join(l.dir, "data")
-	args := append([]string{"server", "--topology", topoFile, "--data-dir", l.dataDir,
-		"--http-addr", httpAddr, "--nats-addr", natsAddr}, serverArgs(l.dir)...)
-	e2eutil.Start(t, "server", env, bin, args...)
-	l.url = "http://" + httpAddr
+	args := append([]string{"--topology", topoFile, "--data-dir", l.dataDir}, serverArgs(l.dir)...)
+	srv := e2eutil.StartServer(t, env, bin, args...)
+	l.url = srv.HTTPURL
 	e2eutil.WaitHTTP(t, l.url+"/readyz", time.Minute)
-	l.sim = e2eutil.Start(t, "sim live", env, bin, append([]string{"sim", "live", scFile, "--nats-url", "nats://" + natsAddr}, simArgs...)...)
+	l.sim = e2eutil.Start(t, "sim live", env, bin, append([]string{"sim", "live", scFile, "--nats-url", srv.NATSURL}, simArgs...)...)
 	return l
 }
 
@@ -96,7 +87,7 @@ func TestSimLiveFaultIsLocalizedAndPaged(t *testing.T) {
 			} `json:"suspects"`
 		} `json:"data"`
 	}
-	e2eutil.Eventually(t, time.Minute, time.Second, func() error {
+	testkit.CheckFor(t, time.Minute, time.Second, func() error {
 		if err := e2eutil.GetJSON(url+"/api/v1/suspects", &verdict); err != nil {
 			return err
 		}
@@ -110,7 +101,7 @@ func TestSimLiveFaultIsLocalizedAndPaged(t *testing.T) {
 	}
 
 	// After it: the link (either direction) is blamed.
-	e2eutil.Eventually(t, 2*time.Minute, time.Second, func() error {
+	testkit.CheckFor(t, 2*time.Minute, time.Second, func() error {
 		if err := e2eutil.GetJSON(url+"/api/v1/suspects", &verdict); err != nil {
 			return err
 		}
@@ -132,7 +123,7 @@ func TestSimLiveFaultIsLocalizedAndPaged(t *testing.T) {
 			} `json:"blamed"`
 		} `json:"data"`
 	}
-	e2eutil.Eventually(t, 2*time.Minute, time.Second, func() error {
+	testkit.CheckFor(t, 2*time.Minute, time.Second, func() error {
 		if err := e2eutil.GetJSON(url+"/api/v1/incidents", &incidents); err != nil {
 			return err
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/meshlens/meshlens/internal/bus"
 	"github.com/meshlens/meshlens/internal/pinglist"
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/internal/wire"
 	"github.com/meshlens/meshlens/test/e2e/e2eutil"
 )
@@ -72,7 +73,7 @@ func TestAgentTracesLostProbes(t *testing.T) {
 	e2eutil.Start(t, "nats-server", nil, "ip", "netns", "exec", e.ns["h1"], "nats-server", "-js", "-a", "127.0.0.1", "-p", "4222",
 		"-sd", filepath.Join(dir, "nats"))
 	var nc *nats.Conn
-	e2eutil.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
+	testkit.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		var err error
 		// Dialled on a thread inside h1: the connection lives there.
 		e.in(t, "h1", func() error {
@@ -121,7 +122,7 @@ func TestAgentTracesLostProbes(t *testing.T) {
 
 	want := hops(r1h1, r2r1, netip.Addr{})
 	var seen []string
-	e2eutil.Eventually(t, time.Minute, 10*time.Millisecond, func() error {
+	testkit.CheckFor(t, time.Minute, 10*time.Millisecond, func() error {
 		m, err := reports.NextMsg(time.Second)
 		if err != nil {
 			return fmt.Errorf("no path report with a lost udp probe traced to %q yet (%v; seen %q)", want, err, seen)
@@ -212,7 +213,7 @@ func TestAgentWithoutRawSockets(t *testing.T) {
 	if err := os.MkdirAll(spool, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	port := e2eutil.FreePort(t)
+	port := testkit.FixedPort(t)
 	pl, err := pinglist.Encode(&pinglist.Pinglist{Host: "h1", Addr: "127.0.0.1", Version: 1, Generated: time.Now(),
 		Interval: pinglist.Duration(200 * time.Millisecond), Timeout: pinglist.Duration(100 * time.Millisecond), Protocols: []string{"udp"},
 		ResponderPort: port, Peers: []pinglist.Peer{{Host: "h2", Addr: "127.0.0.2"}}})
@@ -224,13 +225,13 @@ func TestAgentWithoutRawSockets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	metricsAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testkit.FixedPort(t))
 	agent := e2eutil.Start(t, "agent h1 without CAP_NET_RAW", nil, "setpriv", "--bounding-set=-net_raw", "--inh-caps=-net_raw", "--",
-		bin, "agent", "--host", "h1", "--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", e2eutil.FreePort(t)),
+		bin, "agent", "--host", "h1", "--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", testkit.FixedPort(t)),
 		"--spool-dir", spool, "--metrics-addr", metricsAddr)
 	e2eutil.WaitHTTP(t, "http://"+metricsAddr+"/metrics", 30*time.Second)
 	var metrics string
-	e2eutil.Eventually(t, 30*time.Second, 200*time.Millisecond, func() error {
+	testkit.CheckFor(t, 30*time.Second, 200*time.Millisecond, func() error {
 		out, err := e2eutil.Run(context.Background(), "curl", "-sf", "http://"+metricsAddr+"/metrics")
 		if err != nil {
 			return err

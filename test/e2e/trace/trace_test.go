@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/meshlens/meshlens/internal/probe"
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/internal/wire"
 	"github.com/meshlens/meshlens/test/e2e/e2eutil"
 )
@@ -349,7 +350,7 @@ func TestTraceDroppedForwarding(t *testing.T) {
 		done := make(chan out, 1)
 		go func() { r, err := e.trace(proto, 40123, h2, responderPort); done <- out{r, err} }()
 		// TTLs 3.. wait for their timeout: spoof them meanwhile.
-		e2eutil.Eventually(t, 5*time.Second, time.Millisecond, func() error {
+		testkit.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
 			if e.tracer.Pending() < 2 {
 				return fmt.Errorf("%d trace packets pending", e.tracer.Pending())
 			}
@@ -366,7 +367,7 @@ func TestTraceDroppedForwarding(t *testing.T) {
 		}
 		o := <-done
 		check(t, fmt.Sprintf("%v through the dropping r2", proto), o.res, o.err, hops(r1h1, r2r1, netip.Addr{}), false)
-		e2eutil.Eventually(t, 5*time.Second, 10*time.Millisecond, func() error {
+		testkit.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 			m, u := e.dropped(t, probe.DropMismatched)-mismatched, e.dropped(t, probe.DropUnmatched)-unmatched
 			if m < 1 || m+u < spoofs {
 				return fmt.Errorf("%v: %v spoofs counted mismatched, %v unmatched; want >= 1 mismatched, %d in all", proto, m, u, spoofs)

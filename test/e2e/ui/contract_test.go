@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/meshlens/meshlens/internal/localize"
 	"github.com/meshlens/meshlens/internal/slo"
 	"github.com/meshlens/meshlens/internal/topology"
+	"github.com/meshlens/meshlens/internal/wire"
 	"github.com/meshlens/meshlens/web"
 )
 
@@ -65,6 +67,7 @@ func TestAPIContract(t *testing.T) {
 	mux.Handle("GET /api/v1/topology", envelope(topo))
 	mux.Handle("GET /api/v1/agents", envelope(agents))
 	mux.Handle("GET /api/v1/pairs", envelope(windows))
+	mux.Handle("GET /api/v1/protocols", envelope(wire.Protocols()))
 	mux.Handle("GET /api/v1/suspects", envelope(verdict))
 	mux.Handle("GET /api/v1/slos", envelope(slos))
 	mux.Handle("GET /api/v1/remediations", envelope([]alert.Decision{
@@ -151,6 +154,23 @@ func TestAPIContract(t *testing.T) {
 		if g.Proto != w.Proto || g.End != "2026-11-24T04:00:10.000Z" || g.Sent != 60 || g.Lost != 3 || !near(g.LossRatio, w.LossRatio) ||
 			!near(g.P50, w.P50) || !near(g.P90, w.P90) || !near(g.P99, w.P99) || !near(g.P999, w.P999) {
 			t.Errorf("window %+v from %+v", g, w)
+		}
+	})
+
+	// The heatmap's protocol choice is the server's protocol table.
+	t.Run("protocols", func(t *testing.T) {
+		if err := b.Navigate(srv.URL + "/#/heatmap"); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.WaitFor(`document.querySelectorAll('#hm-proto option').length > 1`, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		got, err := Eval[[]string](b, `[...document.querySelectorAll('#hm-proto option')].map(o => o.value)`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := append([]string{""}, wire.ProtocolNames()...); !slices.Equal(got, want) {
+			t.Errorf("heatmap protocol options %q, want %q", got, want)
 		}
 	})
 

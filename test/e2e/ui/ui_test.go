@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
+	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/test/e2e/e2eutil"
 )
 
@@ -42,13 +43,10 @@ func startFabric(t *testing.T) *fabric {
 	t.Helper()
 	bin := e2eutil.Binary(t)
 	dir := t.TempDir()
-	topoYAML, err := e2eutil.Run(t.Context(), bin, "topo", "gen", "--dcs", "1",
+	topoPath := filepath.Join(dir, "topo.yaml")
+	e2eutil.Topology(t, topoPath, bin, "topo", "gen", "--dcs", "1",
 		"--pods", strconv.Itoa(pods), "--racks-per-pod", strconv.Itoa(racksPerPod),
 		"--hosts-per-rack", strconv.Itoa(hostsPerRack), "--leaves-per-pod", "2", "--spines", "2")
-	if err != nil {
-		t.Fatalf("meshlens topo gen: %v\n%s", err, topoYAML)
-	}
-	topoPath := filepath.Join(dir, "topo.yaml")
 	scenarioPath := filepath.Join(dir, "scenario.yaml")
 	scenario := fmt.Sprintf(`name: ui-e2e
 seed: 7
@@ -72,21 +70,20 @@ alerting:
   tiers:
     - {name: fast, burn_rate: 14.4, long: 1m, short: 20s, severity: page}
 `, faultyRack)
-	for path, data := range map[string]string{topoPath: topoYAML, scenarioPath: scenario, sloPath: slos} {
+	for path, data := range map[string]string{scenarioPath: scenario, sloPath: slos} {
 		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
-	natsAddr := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(t))
-	server := e2eutil.Start(t, "server", nil, bin, "server", "--topology", topoPath, "--data-dir", filepath.Join(dir, "data"),
-		"--http-addr", httpAddr, "--nats-addr", natsAddr, "--lateness", "2s", "--slo", sloPath, "--slo-interval", "5s")
-	f := &fabric{base: "http://" + httpAddr, dir: dir}
+	srv := e2eutil.StartServer(t, nil, bin, "--topology", topoPath, "--data-dir", filepath.Join(dir, "data"),
+		"--lateness", "2s", "--slo", sloPath, "--slo-interval", "5s")
+	server := srv.Process
+	f := &fabric{base: srv.HTTPURL, dir: dir}
 	e2eutil.WaitHTTP(t, f.base+"/readyz", time.Minute)
-	sim := e2eutil.Start(t, "sim", nil, bin, "sim", "live", scenarioPath, "--nats-url", "nats://"+natsAddr)
+	sim := e2eutil.Start(t, "sim", nil, bin, "sim", "live", scenarioPath, "--nats-url", srv.NATSURL)
 	// Wait until the fault is in the TSDB: the faulty rack pair's loss
 	// rollup is there and clearly above the background.
-	e2eutil.Eventually(t, 4*time.Minute, time.Second, func() error {
+	testkit.CheckFor(t, 4*time.Minute, time.Second, func() error {
 		for _, p := range []*e2eutil.Process{server, sim} {
 			if done, err := p.Exited(); done {
 				t.Fatalf("%s exited early (%v):\n%s", p.Name, err, p.Output())

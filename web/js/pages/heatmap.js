@@ -13,7 +13,7 @@ const SCRUB_SPAN_S = 3600; // the scrubber covers the last hour, window by windo
 const LOOKBACK = '1m'; // a window's sample is written when the window seals
 const LOSS_RANGE = '1m'; // loss is pooled over a minute of probes (see api.lossQuery)
 
-let root, ctx, hm, els, topo, seq = 0, lastKey = '';
+let root, ctx, hm, els, topo, protoNames = [], seq = 0, lastKey = '';
 
 function state(params) {
   const metric = metrics[params.get('metric')] ? params.get('metric') : 'p99';
@@ -132,7 +132,7 @@ function toolbar(st) {
       onclick: () => set({ metric: k, customThresholds: false }),
     }, m.label.replace(' latency', ''))));
   const proto = h('select', { id: 'hm-proto', onchange: e => set({ proto: e.target.value }) },
-    ['', 'tcp', 'udp', 'http', 'icmp'].map(p => h('option', { value: p, selected: p === st.proto }, p || 'all')));
+    ['', ...protoNames].map(p => h('option', { value: p, selected: p === st.proto }, p || 'all')));
   const pal = h('select', { id: 'hm-pal', onchange: e => { applyPalette(e.target.value, { remember: true }); set({ pal: e.target.value }); } },
     Object.entries(palettes).map(([k, p]) => h('option', { value: k, selected: k === st.pal }, p.label)));
   const levelSet = h('fieldset', {}, h('legend', {}, 'Level'),
@@ -260,7 +260,7 @@ async function load(st, { poll }) {
   const my = ++seq;
   if (poll && st.t) return; // a past window does not change
   try {
-    topo = await api.topologyCached();
+    [topo, protoNames] = await Promise.all([api.topologyCached(), api.protocols().then(ps => ps.map(p => p.name))]);
   } catch (err) {
     fill(els.body, stateMessage(err));
     ctx.reportError(err);
