@@ -148,16 +148,25 @@ func (l *Lab) up(ctx context.Context, cfg Config) error {
 		return err
 	}
 	for _, h := range p.Topo.Hosts {
-		if err := writeSysctls(p.NS(h.Name), Sysctls(false, cfg.ICMP)); err != nil {
+		if err := writeSysctls(p.NS(h.Name), Sysctls(false, cfg.ICMP, 0)); err != nil {
 			return err
 		}
+	}
+	seeds := true
+	if _, err := os.Stat("/proc/sys/" + strings.ReplaceAll(hashSeedSysctl, ".", "/")); err != nil {
+		seeds = false
+		l.logf("kernel check: no %s (Linux before 6.11): every switch hashes flows alike, so ECMP choices of successive tiers are correlated (polarized) and fewer paths are used", hashSeedSysctl)
 	}
 	for _, sw := range p.Topo.Switches {
-		if err := writeSysctls(p.NS(sw.Name), Sysctls(true, cfg.ICMP)); err != nil {
+		var seed uint32
+		if seeds {
+			seed = HashSeed(sw.Name)
+		}
+		if err := writeSysctls(p.NS(sw.Name), Sysctls(true, cfg.ICMP, seed)); err != nil {
 			return err
 		}
 	}
-	if err := writeSysctls(p.MgmtNS(), Sysctls(false, cfg.ICMP)); err != nil {
+	if err := writeSysctls(p.MgmtNS(), Sysctls(false, cfg.ICMP, 0)); err != nil {
 		return err
 	}
 

@@ -12,6 +12,7 @@ package lab
 
 import (
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"slices"
 	"strings"
@@ -333,7 +334,14 @@ func (p *Plan) ConfigBatch(element string, down map[int]bool) (string, error) {
 // traceroute from the inbound interface and rate-limit ICMP as the lab
 // says; nobody filters by reverse path; IPv6 is off so that nothing but
 // the lab's IPv4 traffic crosses the links.
-func Sysctls(isSwitch bool, icmp ICMPLimits) []string {
+//
+// hashSeed, when not 0, is the switch's own ECMP hash seed. Without one
+// every namespace hashes a flow alike, so a flow that took the first next
+// hop at one tier takes the first at the next (ECMP polarization): the
+// paths of a fabric collapse to a few, and links of different tiers always
+// carry the same flows. Datacenter switches are given different seeds for
+// that reason, and so are the lab's.
+func Sysctls(isSwitch bool, icmp ICMPLimits, hashSeed uint32) []string {
 	out := []string{
 		"net.ipv6.conf.all.disable_ipv6=1",
 		"net.ipv6.conf.default.disable_ipv6=1",
@@ -350,8 +358,22 @@ func Sysctls(isSwitch bool, icmp ICMPLimits) []string {
 			"net.ipv4.conf.default.ignore_routes_with_linkdown=1",
 			"net.ipv4.icmp_errors_use_inbound_ifaddr=1",
 		)
+		if hashSeed != 0 {
+			out = append(out, fmt.Sprintf("%s=%d", hashSeedSysctl, hashSeed))
+		}
 	}
 	return out
+}
+
+// hashSeedSysctl is the ECMP hash seed of a namespace (Linux 6.11 on).
+const hashSeedSysctl = "net.ipv4.fib_multipath_hash_seed"
+
+// HashSeed is switch name's ECMP hash seed: stable across runs of the lab,
+// different from switch to switch, never 0 (the kernel's "no seed").
+func HashSeed(name string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return h.Sum32() | 1
 }
 
 // ICMPLimits are the kernel's ICMP rate limits in every lab namespace

@@ -3,9 +3,11 @@ package lab
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -287,5 +289,35 @@ func TestResolve(t *testing.T) {
 				t.Errorf("got %+v, want %+v", got, c.want)
 			}
 		})
+	}
+}
+
+// TestHashSeeds: every switch of the fabric hashes with a seed of its own
+// (no ECMP polarization), stable from run to run; hosts and the
+// management namespace set none.
+func TestHashSeeds(t *testing.T) {
+	p := small(t)
+	seen := map[uint32]string{}
+	for _, sw := range p.Topo.Switches {
+		seed := HashSeed(sw.Name)
+		if seed == 0 {
+			t.Errorf("%s: seed 0 is the kernel's own", sw.Name)
+		}
+		if other, dup := seen[seed]; dup {
+			t.Errorf("%s and %s hash alike (seed %d)", sw.Name, other, seed)
+		}
+		seen[seed] = sw.Name
+		if HashSeed(sw.Name) != seed {
+			t.Errorf("%s: seed not stable", sw.Name)
+		}
+		want := fmt.Sprintf("%s=%d", hashSeedSysctl, seed)
+		if got := Sysctls(true, ICMPLimits{}, seed); !slices.Contains(got, want) {
+			t.Errorf("%s: sysctls %v lack %s", sw.Name, got, want)
+		}
+	}
+	for _, s := range append(Sysctls(false, ICMPLimits{}, 0), Sysctls(true, ICMPLimits{}, 0)...) {
+		if strings.HasPrefix(s, hashSeedSysctl) {
+			t.Errorf("seed set without one: %s", s)
+		}
 	}
 }

@@ -137,9 +137,13 @@ func TestLab(t *testing.T) {
 		}
 	})
 
-	t.Run("traceroute names the interface each probe arrived on", func(t *testing.T) {
+	// Every switch hashes with a seed of its own: a flow's leaf does not
+	// decide its spine (no ECMP polarization), so the traced flows of one
+	// pair use every leaf-spine pair of the source's pod.
+	t.Run("traceroute names the interface each probe arrived on; tiers hash independently", func(t *testing.T) {
 		plan := l.plan(t)
-		for _, sport := range []int{40000, 40001, 40002, 40003} {
+		combos := map[[2]string]int{}
+		for _, sport := range ports(40000, 16) {
 			path := []string{h1}
 			for ttl := 1; ttl <= 5; ttl++ {
 				addr := l.hop(t, h1, dst, sport, ttl)
@@ -159,6 +163,13 @@ func TestLab(t *testing.T) {
 			if path[1] != tor1 || path[5] != "dc1-pod2-rack1-tor" || !strings.HasPrefix(path[3], "dc1-spine") {
 				t.Errorf("sport %d: path %v is not h1 > its ToR > a leaf > a spine > a leaf > the far ToR", sport, path)
 			}
+			combos[[2]string{path[2], path[3]}]++
+		}
+		t.Logf("16 flows by (leaf, spine): %v", combos)
+		// Polarized, a leaf decides the spine: 2 pairs. Independent, 16
+		// flows miss two of the 4 with odds of 1 in 10,000.
+		if len(combos) < 3 {
+			t.Errorf("16 flows took %d of the 4 leaf-spine pairs: %v (the tiers hash alike: polarized)", len(combos), combos)
 		}
 	})
 
