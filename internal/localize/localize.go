@@ -60,6 +60,10 @@ type Suspect struct {
 	Evidence   Evidence `json:"evidence"`
 
 	cand int32 // the meshlens localizer's candidate id
+	// tracedRate is a loss suspect's rate among traced probes (Estimate
+	// scales it to all probes): what its symptom and the routing model
+	// were tuned on.
+	tracedRate float64
 }
 
 // Evidence is what a suspect was blamed on.

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/meshlens/meshlens/internal/aggregate"
 	"github.com/meshlens/meshlens/internal/wire"
 )
 
@@ -12,15 +13,18 @@ import (
 // probes sent, and traces (copied: callers may reuse theirs) with what
 // each says about the links its probe crossed (paths.go).
 type evidence struct {
-	x      *Index
-	tr     *traffic
-	pm     *pathModel
-	slots  []slot
-	pos    int
-	T      []float64 // summed over the horizon
-	TL     []float64 // T weighted by each probe's number of links
-	in     []float64 // per node: probes entering it
-	inL    []float64 // per node: TL entering it
+	x     *Index
+	tr    *traffic
+	pm    *pathModel
+	slots []slot
+	pos   int
+	T     []float64 // summed over the horizon
+	TL    []float64 // T weighted by each probe's number of links
+	in    []float64 // per node: probes entering it
+	inL   []float64 // per node: TL entering it
+	// sample[h]: how many lost probes of host h each of its lost traces
+	// stands for over the horizon (>= 1; 1 when none was traced).
+	sample []float64
 	probes float64
 	// crossings: link crossings of all probes, the denominator of the
 	// background rate per link crossed.
@@ -31,8 +35,11 @@ type slot struct {
 	T, TL     []float64
 	probes    float64
 	crossings float64
-	traces    []Trace
-	hops      []int32
+	// lost[h] and tracedLost[h]: the probes host h sent that were lost,
+	// and how many of them its agent traced (a budget's sample).
+	lost, tracedLost []float64
+	traces           []Trace
+	hops             []int32
 	// paths[i]: trace i's forward and reverse link probabilities, slices
 	// of pool.
 	paths []tracePath
@@ -52,10 +59,12 @@ func newEvidence(x *Index, horizon int) *evidence {
 	tr := newTraffic(x)
 	e := &evidence{x: x, tr: tr, pm: newPathModel(x, x.Routes(nil, nil)), slots: make([]slot, horizon),
 		T: make([]float64, x.NumLinks()), TL: make([]float64, x.NumLinks()),
-		in: make([]float64, x.NumNodes()), inL: make([]float64, x.NumNodes())}
+		in: make([]float64, x.NumNodes()), inL: make([]float64, x.NumNodes()), sample: make([]float64, x.NumHosts)}
 	for i := range e.slots {
 		e.slots[i].T = make([]float64, x.NumLinks())
 		e.slots[i].TL = make([]float64, x.NumLinks())
+		e.slots[i].lost = make([]float64, x.NumHosts)
+		e.slots[i].tracedLost = make([]float64, x.NumHosts)
 	}
 	return e
 }
@@ -81,8 +90,15 @@ func (e *evidence) add(w *Window) {
 	clear(s.T)
 	clear(s.TL)
 	s.probes, s.crossings = 0, 0
+	clear(s.lost)
+	clear(s.tracedLost)
 	if w.Sealed != nil {
 		s.probes, s.crossings = e.tr.window(w.Sealed, s.T, s.TL)
+		for k, r := range w.Sealed.Hosts {
+			if h, ok := e.x.Node(k.Host); ok && !e.x.IsSwitch(h) && k.Direction == aggregate.Out {
+				s.lost[h] += float64(r.Lost)
+			}
+		}
 	}
 	s.traces = s.traces[:0]
 	s.hops = s.hops[:0]
@@ -90,6 +106,9 @@ func (e *evidence) add(w *Window) {
 	for _, t := range w.Traces {
 		if !e.validTrace(&t) {
 			continue // not a path of this index: nothing to say about it
+		}
+		if t.Lost {
+			s.tracedLost[t.Src]++
 		}
 		start := len(s.hops)
 		s.hops = append(s.hops, t.Hops...)
@@ -132,6 +151,17 @@ func (e *evidence) add(w *Window) {
 		}
 		e.probes += e.slots[i].probes
 		e.crossings += e.slots[i].crossings
+	}
+	for h := range e.sample {
+		var lost, traced float64
+		for i := range e.slots {
+			lost += e.slots[i].lost[h]
+			traced += e.slots[i].tracedLost[h]
+		}
+		e.sample[h] = 1
+		if traced > 0 && lost > traced {
+			e.sample[h] = lost / traced
+		}
 	}
 	for l, v := range e.T {
 		e.in[e.x.To[l]] += v
@@ -270,7 +300,7 @@ func (m *meshlens) trackDown(loss []Suspect) {
 	for _, s := range loss {
 		blamed[s.cand] = true
 		if s.cand < 2*L || x.IsSwitch(s.cand-2*L) {
-			if (s.Symptom == SymptomDown || s.Symptom == SymptomBlackhole) && s.Estimate >= 0.3 {
+			if (s.Symptom == SymptomDown || s.Symptom == SymptomBlackhole) && s.tracedRate >= 0.3 {
 				m.downSeen[s.cand] = true
 			}
 		}
@@ -858,6 +888,9 @@ func (m *meshlens) explain(traces []observed, latency bool) []Suspect {
 		pairs := map[[2]int32]bool{}
 		var excess []time.Duration
 		var tcpLost, tcpBoth float64
+		// explained and sampled: the trace mass best explains, and the
+		// lost probes that mass stands for (each agent traces a sample).
+		var explained, sampled float64
 		// Explaining away: best is at fault at rho times the rate of the
 		// crossings its anomalies cannot have crossed, so a trace that may
 		// have crossed it (weight w) most likely did, unless the trace
@@ -884,6 +917,8 @@ func (m *meshlens) explain(traces []observed, latency bool) []Suspect {
 			mass[i] -= d
 			unexplained -= d
 			t := traces[i].t
+			explained += d
+			sampled += d * m.ev.sample[t.Src]
 			if mb.w >= 0.5 {
 				pairs[[2]int32{t.Src, t.Dst}] = true
 				excess = append(excess, t.Excess)
@@ -910,9 +945,18 @@ func (m *meshlens) explain(traces []observed, latency bool) []Suspect {
 				sus.Estimate = excess[len(excess)/2].Seconds()
 			}
 		} else {
-			sus.Estimate = math.Min(1, math.Max(0, rate))
+			// The symptom reads the traced rate, as it was tuned; the
+			// estimate scales it by how many lost probes each explained
+			// trace stands for, so that it is a drop rate and not a
+			// rate of traces.
+			scale := 1.0
+			if explained > 0 {
+				scale = sampled / explained
+			}
+			sus.Estimate = math.Min(1, math.Max(0, rate*scale))
+			sus.tracedRate = rate
 			switch {
-			case sus.Estimate >= 0.5:
+			case rate >= 0.5:
 				sus.Symptom = SymptomDown
 			case tcpLost >= 3 && tcpBoth >= 0.7*tcpLost:
 				sus.Symptom = SymptomBlackhole

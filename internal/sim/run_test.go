@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/meshlens/meshlens/internal/aggregate"
 	"github.com/meshlens/meshlens/internal/analyze"
+	"github.com/meshlens/meshlens/internal/localize"
 )
 
 // TestRunGoesThroughStage2: a run's path reports reach the analyzer in
@@ -70,5 +72,51 @@ faults:
 	}
 	if accepted == 0 || rejected != 0 {
 		t.Errorf("path reports: %v accepted, %v refused (%s); want some, none refused", accepted, rejected, strings.Join(reasons, ", "))
+	}
+}
+
+// TestLossEstimateFromASample: an agent traces a budget of its lost probes,
+// not all of them, yet a suspect's estimate is a drop rate of probes: each
+// explained trace stands for the lost probes of its source it was drawn
+// from. With one trace per agent and round, far fewer than the probes a
+// 30% uplink loss loses, the estimate stays near 0.3 (read off the traces
+// alone it was 0.19 here).
+func TestLossEstimateFromASample(t *testing.T) {
+	for _, tracing := range []string{"{budget: 1}", "{ideal: true}"} {
+		t.Run(tracing, func(t *testing.T) {
+			sc, err := Parse("estimate.yaml", []byte(`name: estimate
+seed: 4
+topology: {generate: {dcs: 1, pods: 2, racks_per_pod: 2, hosts_per_rack: 3, leaves_per_pod: 2, spines: 2}}
+probing: {interval: 2s, protocols: [tcp, udp]}
+tracing: `+tracing+`
+duration: 60s
+faults:
+  - {kind: link_loss, link: "dc1-pod1-rack1-tor--dc1-pod1-leaf2", rate: 0.3, at: 10s}
+`), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var est []float64
+			_, err = Run(context.Background(), sc, Options{Localizers: []string{localize.NameMeshlens},
+				Observe: func(at time.Duration, _ *aggregate.SealedWindow, v analyze.Verdict) {
+					for _, s := range v.Suspects {
+						if strings.HasPrefix(s.Element, "dc1-pod1-rack1-tor--dc1-pod1-leaf2") || s.Element == "dc1-pod1-rack1-tor->dc1-pod1-leaf2" || s.Element == "dc1-pod1-leaf2->dc1-pod1-rack1-tor" {
+							est = append(est, s.Estimate)
+						}
+					}
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(est) < 5 {
+				t.Fatalf("the lossy uplink was blamed in %d windows", len(est))
+			}
+			sort.Float64s(est)
+			med := est[len(est)/2]
+			t.Logf("%d windows blame the uplink, median estimate %.3f (range %.3f..%.3f)", len(est), med, est[0], est[len(est)-1])
+			if med < 0.22 || med > 0.4 {
+				t.Errorf("median estimate %.3f for a 0.3 loss", med)
+			}
+		})
 	}
 }
