@@ -594,8 +594,11 @@ func waitLogLine(ctx context.Context, p Proc, prefix string, total time.Duration
 				return line, nil
 			}
 		}
-		if !p.alive() || time.Now().After(deadline) {
-			return "", fmt.Errorf("lab: %s did not start: %s", p.Name, bytes.TrimSpace(data))
+		if !p.alive() {
+			return "", fmt.Errorf("lab: %s exited before it was ready: %s", p.Name, bytes.TrimSpace(data))
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("lab: %s not ready after %s: %s", p.Name, total, bytes.TrimSpace(data))
 		}
 		select {
 		case <-ctx.Done():

@@ -101,24 +101,37 @@ func lockDir(dir string) (func(), error) {
 }
 
 // alive says whether pid runs and is the lab's process (its command line
-// holds the marker); a zombie counts as gone.
+// holds the marker); a zombie counts as gone. A process in the middle of
+// execve — every lab process is `ip netns exec … meshlens`, so two execs
+// just after it starts — reads an empty command line for a moment; that
+// is read again, not taken for a stranger.
 func (p Proc) alive() bool {
 	if p.Pid <= 0 {
 		return false
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid))
-	if err != nil {
-		return false
+	for try := 0; ; try++ {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid))
+		if err != nil {
+			return false
+		}
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+			return false
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.Pid))
+		if err != nil {
+			return false
+		}
+		if len(cmdline) > 0 || try == execRereads {
+			return p.Marker != "" && strings.Contains(string(cmdline), p.Marker)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-		return false
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.Pid))
-	if err != nil {
-		return false
-	}
-	return p.Marker != "" && strings.Contains(string(cmdline), p.Marker)
 }
+
+// execRereads bounds how long alive waits out an exec (10 ms each): far
+// longer than loading a binary takes, and an empty command line that
+// lasts is a kernel thread, never the lab's.
+const execRereads = 100
 
 // stopProcs ends the lab's processes by pid: SIGTERM, then SIGKILL for
 // those still running after grace.
