@@ -728,6 +728,13 @@ func (m *meshlens) twoKidsExplain(parent, kid int32, u float64, beyond func(pare
 		eR := beyond(parent, kid, k)
 		rest := m.ev.crossings - m.exposure(kid) - m.exposure(k)
 		add := m.exposure(parent) - m.exposure(kid) - m.exposure(k)
+		if add <= 0 {
+			// kid and k share probes (a small ToR: its uplink carries
+			// most of its hosts' probes), so subtracting both counts
+			// those twice. What parent adds is at most what it adds to
+			// the larger of the two: the bound that favours two faults.
+			add = m.exposure(parent) - max(m.exposure(kid), m.exposure(k))
+		}
 		if rest <= 0 || add <= 0 {
 			return true
 		}

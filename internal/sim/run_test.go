@@ -120,3 +120,45 @@ faults:
 		})
 	}
 }
+
+// TestHeavyLossOfASmallToR: a ToR of 4 hosts dropping a share of all it
+// forwards is the ToR, not one of its uplinks. Each uplink carries most of
+// its hosts' probes, so "an uplink and a host" once passed for two faults
+// (their probes were subtracted from the ToR's twice, leaving it nothing
+// of its own), and the incidents of TestUI blamed an uplink.
+func TestHeavyLossOfASmallToR(t *testing.T) {
+	for _, rate := range []string{"0.2", "0.5"} {
+		t.Run(rate, func(t *testing.T) {
+			sc, err := Parse("tor.yaml", []byte(`name: tor
+seed: 7
+topology: {generate: {dcs: 1, pods: 2, racks_per_pod: 4, hosts_per_rack: 4, leaves_per_pod: 2, spines: 2}}
+probing: {interval: 10s, protocols: [tcp, udp]}
+duration: 6m
+background: {loss: 0, latency: {base: 40us, jitter: 20us}}
+faults:
+  - {kind: device_loss, device: dc1-pod1-rack2-tor, rate: `+rate+`, at: 40s}
+`), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var windows, tor int
+			_, err = Run(context.Background(), sc, Options{Localizers: []string{localize.NameMeshlens},
+				Observe: func(at time.Duration, _ *aggregate.SealedWindow, v analyze.Verdict) {
+					if at < 70*time.Second { // the first windows of the fault are its onset
+						return
+					}
+					windows++
+					if len(v.Suspects) > 0 && v.Suspects[0].Element == "dc1-pod1-rack2-tor" {
+						tor++
+					}
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("the ToR is the first suspect in %d of %d windows", tor, windows)
+			if tor < windows*3/4 {
+				t.Errorf("the ToR is the first suspect in %d of %d windows, want three in four", tor, windows)
+			}
+		})
+	}
+}
