@@ -234,6 +234,82 @@ func TestIncidentTimeline(t *testing.T) {
 	}
 }
 
+// TestIncidentFollowsTheLocalizer: the localizer's first verdict on a
+// fault is its least informed (a lossy ToR's first window can read as one
+// of its uplinks). An incident keeps a culprit the localizer still names
+// now and then, and takes the localizer's new answer once the old one has
+// gone stale, saying so in its timeline.
+func TestIncidentFollowsTheLocalizer(t *testing.T) {
+	const uplink, tor = "dc1-pod1-rack3-tor--dc1-pod1-leaf2", "dc1-pod1-rack3-tor"
+	board := NewBoard(0.5, 30*time.Second)
+	m := newManager(t, Config{Blamer: board})
+	rack := &slo.Scope{Rack: "dc1-pod1-rack3"}
+	burn := func(b float64) *float64 { return &b }
+	status := []slo.Status{{Name: "rack3", Scope: rack, BudgetRemaining: burn(0.9),
+		Tiers: []slo.TierStatus{{Name: "fast", Severity: "page", Factor: 14.4, Long: "1m", Short: "20s", Firing: true, LongBurn: burn(30), ShortBurn: burn(40)}}}}
+	verdict := func(at time.Time, names ...string) {
+		var cs []Culprit
+		for _, n := range names {
+			cs = append(cs, Culprit{Element: n, Kind: "x", Confidence: 0.99, At: at})
+		}
+		board.Update(cs)
+	}
+	blamed := func() string {
+		inc := m.Incidents()[0]
+		if inc.Blamed == nil {
+			return ""
+		}
+		return inc.Blamed.Element
+	}
+	step := 10 * time.Second
+	at := t0
+	verdict(at, uplink)
+	m.ObserveSLOs(at, status)
+	if got := blamed(); got != uplink {
+		t.Fatalf("blamed %q at detection, want %q", got, uplink)
+	}
+	// The uplink is named every other window, beside the ToR: it stays.
+	for i := range 6 {
+		at = at.Add(step)
+		if i%2 == 0 {
+			verdict(at, tor, uplink)
+		} else {
+			verdict(at, tor)
+		}
+		m.ObserveSLOs(at, status)
+		if got := blamed(); got != uplink {
+			t.Fatalf("window %d: blamed %q, want %q kept while it is still named", i, got, uplink)
+		}
+	}
+	// Then only the ToR: once the uplink is more than MaxAge old, the
+	// incident blames the ToR.
+	var switched time.Duration
+	for i := range 8 {
+		at = at.Add(step)
+		verdict(at, tor)
+		m.ObserveSLOs(at, status)
+		if blamed() == tor {
+			switched = time.Duration(i+1) * step
+			break
+		}
+	}
+	if switched == 0 || switched > 40*time.Second {
+		t.Fatalf("blamed %q after the uplink went unnamed for 80s, want %q within MaxAge and a window", blamed(), tor)
+	}
+	var events []string
+	for _, e := range m.Incidents()[0].Timeline {
+		if e.Kind == EventLocalization {
+			events = append(events, e.Detail)
+		}
+	}
+	if len(events) != 3 || !strings.Contains(events[0], uplink) || !strings.Contains(events[1], "no longer names "+uplink) || !strings.Contains(events[2], "blamed x "+tor) {
+		t.Errorf("localization events %q", events)
+	}
+	if a := m.Alerts()[0]; a.Annotations["blamed_element"] != tor {
+		t.Errorf("the alert says blamed_element=%q", a.Annotations["blamed_element"])
+	}
+}
+
 // recorder is a webhook endpoint on a real loopback socket.
 type recorder struct {
 	mu       sync.Mutex

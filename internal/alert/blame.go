@@ -58,6 +58,9 @@ type Board struct {
 
 	mu       sync.Mutex
 	suspects []Culprit
+	// seen: when each element was last a suspect of MinConfidence, kept
+	// while that is within MaxAge (see Fresh).
+	seen map[string]time.Time
 }
 
 // NewBoard returns a Board blaming suspects of at least minConfidence not
@@ -71,8 +74,36 @@ func (b *Board) Update(suspects []Culprit) {
 	s := append([]Culprit(nil), suspects...)
 	sort.SliceStable(s, func(i, j int) bool { return s[i].Confidence > s[j].Confidence })
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.suspects = s
-	b.mu.Unlock()
+	if b.seen == nil {
+		b.seen = map[string]time.Time{}
+	}
+	var newest time.Time
+	for _, c := range s {
+		if c.Confidence >= b.MinConfidence && c.At.After(b.seen[c.Element]) {
+			b.seen[c.Element] = c.At
+		}
+		if c.At.After(newest) {
+			newest = c.At
+		}
+	}
+	for el, at := range b.seen {
+		if b.MaxAge > 0 && newest.Sub(at) > b.MaxAge {
+			delete(b.seen, el)
+		}
+	}
+}
+
+// Fresh reports whether element was a suspect of MinConfidence within
+// MaxAge before at (counted as Blame counts it): an incident keeps a
+// culprit that the localizer still names now and then, and drops one it
+// has stopped naming.
+func (b *Board) Fresh(element string, at time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	seen, ok := b.seen[element]
+	return ok && (b.MaxAge <= 0 || at.Sub(seen)-b.Delay <= b.MaxAge)
 }
 
 // Blame returns the most confident fresh suspect that touches the scope

@@ -301,14 +301,24 @@ func evidenceSuffix(e string) string {
 }
 
 // blameLocked asks the Blamer about open incidents that have no culprit
-// yet: the localizer often concludes a window or two after detection.
+// yet (the localizer often concludes a window or two after detection),
+// and about those whose culprit the localizer has stopped naming: its
+// first verdict on a fault is the least informed, so an incident follows
+// it to a better one rather than keeping the first. A culprit still named
+// now and then stays; a Blamer that cannot tell (no Fresh) keeps it.
 func (m *Manager) blameLocked(at time.Time) {
 	if m.cfg.Blamer == nil {
 		return
 	}
+	fresh, canRevise := m.cfg.Blamer.(interface {
+		Fresh(element string, at time.Time) bool
+	})
 	for _, id := range m.order {
 		inc := m.incidents[id]
-		if inc == nil || inc.State != IncidentOpen || inc.Blamed != nil {
+		if inc == nil || inc.State != IncidentOpen {
+			continue
+		}
+		if inc.Blamed != nil && (!canRevise || fresh.Fresh(inc.Blamed.Element, at)) {
 			continue
 		}
 		scopes := inc.Scopes
@@ -324,9 +334,13 @@ func (m *Manager) blameLocked(at time.Time) {
 				break
 			}
 		}
-		if found != nil {
-			m.setCulpritLocked(inc, found, at)
+		if found == nil || (inc.Blamed != nil && found.Element == inc.Blamed.Element) {
+			continue
 		}
+		if inc.Blamed != nil {
+			inc.event(at, EventLocalization, "the localizer no longer names %s", inc.Blamed.Element)
+		}
+		m.setCulpritLocked(inc, found, at)
 	}
 }
 
