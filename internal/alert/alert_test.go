@@ -310,6 +310,66 @@ func TestIncidentFollowsTheLocalizer(t *testing.T) {
 	}
 }
 
+// TestIncidentKeepsItsCulprit: the localizer's silence is no reason to
+// revise a culprit that was mitigated (a drained link stops losing probes
+// because the drain worked) or to narrow a link to one of its directions.
+func TestIncidentKeepsItsCulprit(t *testing.T) {
+	const link = "dc1-pod1-rack3-tor--dc1-pod1-leaf1"
+	for _, tc := range []struct {
+		name     string
+		later    string // all the localizer names after detection
+		mitigate bool
+	}{
+		{"mitigated", "dc1-pod1-rack3-tor", true},
+		{"a direction of it", "dc1-pod1-leaf1->dc1-pod1-rack3-tor", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			board := NewBoard(0.5, 30*time.Second)
+			m := newManager(t, Config{Blamer: board})
+			burn := func(b float64) *float64 { return &b }
+			status := []slo.Status{{Name: "rack3", Scope: &slo.Scope{Rack: "dc1-pod1-rack3"}, BudgetRemaining: burn(0.9),
+				Tiers: []slo.TierStatus{{Name: "fast", Severity: "page", Factor: 14.4, Long: "1m", Short: "20s", Firing: true, LongBurn: burn(30), ShortBurn: burn(40)}}}}
+			at := t0
+			board.Update([]Culprit{{Element: link, Kind: "link", Confidence: 0.9, At: at}})
+			m.ObserveSLOs(at, status)
+			if tc.mitigate {
+				if err := m.Mitigate(m.Incidents()[0].ID, at, "drained "+link); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for range 12 {
+				at = at.Add(10 * time.Second)
+				board.Update([]Culprit{{Element: tc.later, Kind: "x", Confidence: 0.99, At: at}})
+				m.ObserveSLOs(at, status)
+			}
+			if inc := m.Incidents()[0]; inc.Blamed == nil || inc.Blamed.Element != link {
+				t.Errorf("blamed %+v, want %s kept", inc.Blamed, link)
+			}
+		})
+	}
+}
+
+func TestContains(t *testing.T) {
+	for _, tc := range []struct {
+		outer, inner string
+		want         bool
+	}{
+		{"a--b", "a--b", true},
+		{"a--b", "a->b", true},
+		{"a--b", "b->a", true},
+		{"a->b", "b->a", false},
+		{"a--b", "a--c", false},
+		{"a", "a--b", true},
+		{"b", "a->b", true},
+		{"a", "ab--c", false},
+		{"a--b", "a", false},
+	} {
+		if got := contains(tc.outer, tc.inner); got != tc.want {
+			t.Errorf("contains(%q, %q) = %v, want %v", tc.outer, tc.inner, got, tc.want)
+		}
+	}
+}
+
 // recorder is a webhook endpoint on a real loopback socket.
 type recorder struct {
 	mu       sync.Mutex

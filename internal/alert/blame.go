@@ -178,6 +178,22 @@ func splitLink(e string) []string {
 	return []string{e}
 }
 
+// contains says whether element outer holds element inner: itself, a
+// link's directions ("A->B" in "A--B"), a switch's or host's links.
+func contains(outer, inner string) bool {
+	if outer == inner {
+		return true
+	}
+	ends := splitLink(inner)
+	if len(ends) != 2 {
+		return false
+	}
+	if o := splitLink(outer); len(o) == 2 {
+		return strings.Contains(outer, "--") && (ends[0] == o[0] && ends[1] == o[1] || ends[0] == o[1] && ends[1] == o[0])
+	}
+	return ends[0] == outer || ends[1] == outer
+}
+
 // within: name is el or below it (dc1-pod2-rack5-tor is within dc1-pod2).
 func within(name, el string) bool {
 	return name == el || strings.HasPrefix(name, el+"-")

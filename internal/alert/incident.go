@@ -118,6 +118,15 @@ func (inc *Incident) event(at time.Time, kind, format string, args ...any) {
 	sort.SliceStable(inc.Timeline, func(i, j int) bool { return inc.Timeline[i].At.Before(inc.Timeline[j].At) })
 }
 
+func (inc *Incident) mitigated() bool {
+	for _, e := range inc.Timeline {
+		if e.Kind == EventMitigation {
+			return true
+		}
+	}
+	return false
+}
+
 func (inc *Incident) overlaps(a *Alert) bool {
 	for i := range inc.Scopes {
 		if scopesOverlap(&inc.Scopes[i], a.Scope) {
@@ -305,7 +314,10 @@ func evidenceSuffix(e string) string {
 // and about those whose culprit the localizer has stopped naming: its
 // first verdict on a fault is the least informed, so an incident follows
 // it to a better one rather than keeping the first. A culprit still named
-// now and then stays; a Blamer that cannot tell (no Fresh) keeps it.
+// now and then stays; a Blamer that cannot tell (no Fresh) keeps it. So
+// does a mitigated incident (a drained culprit stops losing probes
+// because the drain worked), and the culprit gives way only to an element
+// it does not contain (a link is not revised to one of its directions).
 func (m *Manager) blameLocked(at time.Time) {
 	if m.cfg.Blamer == nil {
 		return
@@ -318,7 +330,7 @@ func (m *Manager) blameLocked(at time.Time) {
 		if inc == nil || inc.State != IncidentOpen {
 			continue
 		}
-		if inc.Blamed != nil && (!canRevise || fresh.Fresh(inc.Blamed.Element, at)) {
+		if inc.Blamed != nil && (!canRevise || inc.mitigated() || fresh.Fresh(inc.Blamed.Element, at)) {
 			continue
 		}
 		scopes := inc.Scopes
@@ -334,7 +346,7 @@ func (m *Manager) blameLocked(at time.Time) {
 				break
 			}
 		}
-		if found == nil || (inc.Blamed != nil && found.Element == inc.Blamed.Element) {
+		if found == nil || (inc.Blamed != nil && contains(inc.Blamed.Element, found.Element)) {
 			continue
 		}
 		if inc.Blamed != nil {
