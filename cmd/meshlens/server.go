@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshlens/meshlens/internal/alert"
 	"github.com/meshlens/meshlens/internal/server"
 )
 
@@ -46,7 +47,13 @@ func addServerFlags(cmd *cobra.Command, cfg *server.Config) {
 	f.StringVar(&cfg.NATSURL, "nats-url", "", "use this external NATS JetStream cluster instead of the embedded server")
 	f.StringVar(&cfg.ServerID, "server-id", "", "with --nats-url: this server's name among those sharing the cluster, keying its own aggregator checkpoints (default: host name)")
 	f.DurationVar(&cfg.Aggregate.Window, "window", 10*time.Second, "aggregation window")
-	f.DurationVar(&cfg.Aggregate.Lateness, "lateness", 30*time.Second, "how long after its end a window waits for late results before it is sealed")
+	f.DurationVar(&cfg.Aggregate.Lateness, "lateness", 30*time.Second, "the longest a window waits after its end for late results before it is sealed; it is sealed sooner, as soon as every live agent has marked its data for it in")
+	f.StringVar(&cfg.Alerting.ExternalURL, "external-url", "", "where users reach this server's UI, for the links in alerts (default http://HTTP-ADDR)")
+	f.Float64Var(&cfg.Alerting.Faults.MinConfidence, "fault-confidence", alert.DefaultFaultConfidence, "confidence the localizer needs in an element for it to count toward an incident of its own")
+	f.IntVar(&cfg.Alerting.Faults.Windows, "fault-windows", alert.DefaultFaultWindows, "consecutive windows an element must be blamed in before it opens an incident (SLOs or not)")
+	f.IntVar(&cfg.Alerting.Faults.ClearWindows, "fault-clear-windows", alert.DefaultFaultClearWindows, "consecutive windows without an element that resolve its incident")
+	f.StringVar(&cfg.Alerting.Faults.Severity, "fault-severity", alert.DefaultFaultSeverity, "severity label of the localizer's own alerts")
+	f.BoolVar(&cfg.Aggregate.IgnoreMarks, "ignore-agent-marks", false, "seal windows only after --lateness, ignoring the agents' marks of where their data ends (the behaviour of servers before marks; for comparison)")
 	f.DurationVar(&cfg.Aggregate.Recent, "recent", time.Hour, "how long pair-level detail is kept in memory")
 	f.DurationVar(&cfg.Store.Retention, "retention", 15*24*time.Hour, "how long the TSDB keeps rollups")
 	f.StringVar(&cfg.Store.RemoteWrite.URL, "remote-write-url", "", "also send every rollup to this Prometheus remote-write endpoint")

@@ -103,8 +103,13 @@ type Agent struct {
 	changed chan struct{}
 	batch   []*wire.ProbeResult
 	batchSz int
-	sched   *probe.Scheduler // current runtime's, for lag
-	paths   paths
+	sched   *probe.Scheduler // current runtime's, for lag and marks
+	// sealWake tells the seal loop the pinglist changed (its window).
+	sealWake chan struct{}
+	// sealMu serializes seals; lastMark is the last mark sealed (Unix ns).
+	sealMu   sync.Mutex
+	lastMark int64
+	paths    paths
 	// partition is the last pinglist's: batches keep going there even
 	// if the pinglist is deleted.
 	partition int
@@ -173,12 +178,13 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger.With("agent", cfg.Host), m: m, spool: sp,
-		changed: make(chan struct{}, 1),
+		changed:  make(chan struct{}, 1),
+		sealWake: make(chan struct{}, 1),
 	}
 	now := cfg.Clock.Now()
 	a.paths = paths{m: tm, queue: make(chan traceJob, traceQueueLen), maxTTL: cfg.TraceMaxTTL, enabled: cfg.TraceRate > 0,
 		budget: probe.NewTokenBucket(cfg.TraceRate, cfg.TraceBurst, now), onDemand: probe.NewTokenBucket(onDemandRate, 5, now),
-		mins: make(map[pairKey]*pairMin)}
+		mins: make(map[pairKey]*pairMin), held: make(map[int64]int)}
 	if b, err := os.ReadFile(filepath.Join(cfg.SpoolDir, pinglistFile)); err == nil {
 		if pl, err := pinglist.Decode(b); err == nil && pl.Host == cfg.Host {
 			a.pl, a.partition = pl, pl.Partition
@@ -405,11 +411,15 @@ func (a *Agent) onFleetKey(e jetstream.KeyValueEntry) {
 }
 
 func (a *Agent) notify() {
-	select {
-	case a.changed <- struct{}{}:
-	default:
+	for _, c := range []chan struct{}{a.changed, a.sealWake} {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
 	}
 }
+
+func (a *Agent) plChanged() <-chan struct{} { return a.sealWake }
 
 // probeRuntime is one incarnation of responder + probers + scheduler,
 // rebuilt when the addresses they bind change.

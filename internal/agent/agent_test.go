@@ -137,7 +137,7 @@ func (f *fixture) batches() []*wire.Batch {
 func testPinglist(host, addr string, port int, version uint64, peers ...pinglist.Peer) *pinglist.Pinglist {
 	return &pinglist.Pinglist{
 		Host: host, Addr: addr, Version: version, Generated: time.Now(),
-		Interval: pinglist.Duration(100 * time.Millisecond), Timeout: pinglist.Duration(500 * time.Millisecond),
+		Interval: pinglist.Duration(100 * time.Millisecond), Timeout: pinglist.Duration(500 * time.Millisecond), Window: pinglist.Duration(time.Second),
 		Protocols: []string{"tcp", "udp"}, ResponderPort: port, Peers: peers,
 	}
 }
@@ -185,6 +185,7 @@ func checkBatches(t *testing.T, bs []*wire.Batch) map[string]int {
 	t.Helper()
 	seen := map[string]bool{}
 	last := map[string]uint64{}
+	mark := map[string]int64{} // the mark sealed so far, per agent and epoch
 	counts := map[string]int{}
 	for _, b := range bs {
 		id := bus.BatchMsgID(b.Agent, b.Epoch, b.Seq)
@@ -202,6 +203,17 @@ func checkBatches(t *testing.T, bs []*wire.Batch) map[string]int {
 		}
 		for _, r := range b.Results {
 			counts[fmt.Sprintf("%s>%s %s %s", b.Agent, r.Dst, r.Protocol, r.Outcome)]++
+			// The promise of the marks: every result started before an
+			// earlier batch's mark was in that batch or before it.
+			if r.StartUnixNano < mark[k] {
+				t.Errorf("batch %s holds a result started at %d, before the mark %d of an earlier batch", id, r.StartUnixNano, mark[k])
+			}
+		}
+		if m := b.CompleteBeforeUnixNano; m != 0 {
+			if m < mark[k] {
+				t.Errorf("batch %s marks %d, below the earlier %d", id, m, mark[k])
+			}
+			mark[k] = m
 		}
 	}
 	return counts
@@ -266,6 +278,23 @@ func TestAgentsProbeEachOtherAndPublishOnce(t *testing.T) {
 	testkit.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		if testutil.ToFloat64(b.m.pinglistRejected) != 1 {
 			return errors.New("waiting for the rejection")
+		}
+		return nil
+	})
+	// Each agent marked where its data ends past every window boundary
+	// it lived through (checkBatches holds them to what they promise).
+	testkit.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		boundaries := map[string]map[int64]bool{}
+		for _, bt := range f.batches() {
+			if boundaries[bt.Agent] == nil {
+				boundaries[bt.Agent] = map[int64]bool{}
+			}
+			if m := bt.CompleteBeforeUnixNano; m > 0 {
+				boundaries[bt.Agent][m/int64(time.Second)] = true
+			}
+		}
+		if len(boundaries["a"]) < 3 || len(boundaries["b"]) < 3 {
+			return fmt.Errorf("marks past %d and %d window boundaries, want 3 each", len(boundaries["a"]), len(boundaries["b"]))
 		}
 		return nil
 	})

@@ -29,43 +29,51 @@ func (a *Agent) report(r *wire.ProbeResult) {
 	a.mu.Lock()
 	a.batch = append(a.batch, r)
 	a.batchSz += size
-	var full []*wire.ProbeResult
-	if len(a.batch) >= a.cfg.BatchMaxResults || a.batchSz >= maxBatchBytes {
-		full = a.takeBatchLocked()
-	}
+	full := len(a.batch) >= a.cfg.BatchMaxResults || a.batchSz >= maxBatchBytes
 	a.mu.Unlock()
-	if full != nil {
-		a.sealResults(full)
+	if full {
+		a.sealBatch(false)
 	}
 }
 
-func (a *Agent) takeBatchLocked() []*wire.ProbeResult {
-	b := a.batch
+// seal seals whatever the current batch holds, with the mark of where
+// this agent's data ends (see sealBatch).
+func (a *Agent) seal() { a.sealBatch(true) }
+
+// sealBatch numbers the current batch, encodes it and puts it in the
+// spool, from where the publisher takes it. With mark, the batch says
+// where this agent's data ends (wire.Batch.complete_before_unix_nano),
+// read before the batch is taken so that every result it promises is in
+// this batch or an earlier one; a batch with no results goes out only to
+// carry a mark past a window boundary. Seals are serialized, so batch
+// seqs follow the order batches were taken in and marks never run ahead
+// of a result still to be sealed.
+func (a *Agent) sealBatch(mark bool) {
+	a.sealMu.Lock()
+	defer a.sealMu.Unlock()
+	var before int64
+	if mark {
+		before = a.completeBefore().UnixNano()
+	}
+	a.mu.Lock()
+	results := a.batch
 	a.batch, a.batchSz = nil, 0
-	return b
-}
-
-// seal seals whatever the current batch holds.
-func (a *Agent) seal() {
-	a.mu.Lock()
-	b := a.takeBatchLocked()
-	a.mu.Unlock()
-	a.sealResults(b)
-}
-
-// sealResults numbers a batch, encodes it and puts it in the spool, from
-// where the publisher takes it.
-func (a *Agent) sealResults(results []*wire.ProbeResult) {
-	if len(results) == 0 {
-		return
-	}
-	a.mu.Lock()
 	sched := a.sched
 	var plVersion uint64
+	var window time.Duration
 	if a.pl != nil {
-		plVersion = a.pl.Version
+		plVersion, window = a.pl.Version, time.Duration(a.pl.Window)
 	}
 	a.mu.Unlock()
+	switch {
+	case before < a.lastMark:
+		before = 0 // the clock stepped back: say nothing until it is past the last mark
+	case before > 0 && len(results) == 0 && (window <= 0 || before/int64(window) <= a.lastMark/int64(window)):
+		return // no results and no boundary passed: nothing to say
+	}
+	if before == 0 && len(results) == 0 {
+		return
+	}
 	lag := &wire.SchedulingLag{}
 	if sched != nil {
 		lag = sched.TakeLag()
@@ -73,14 +81,15 @@ func (a *Agent) sealResults(results []*wire.ProbeResult) {
 	a.m.lagP99.Set(time.Duration(lag.P99Ns).Seconds())
 	_, err := a.spool.seal(func(epoch, seq uint64) ([]byte, error) {
 		return wire.Encode(&wire.Batch{
-			Agent:           a.cfg.Host,
-			Epoch:           epoch,
-			Seq:             seq,
-			CreatedUnixNano: a.cfg.Clock.Now().UnixNano(),
-			AgentVersion:    a.cfg.Version,
-			PinglistVersion: plVersion,
-			SchedulingLag:   lag,
-			Results:         results,
+			Agent:                  a.cfg.Host,
+			Epoch:                  epoch,
+			Seq:                    seq,
+			CreatedUnixNano:        a.cfg.Clock.Now().UnixNano(),
+			AgentVersion:           a.cfg.Version,
+			PinglistVersion:        plVersion,
+			SchedulingLag:          lag,
+			Results:                results,
+			CompleteBeforeUnixNano: before,
 		})
 	})
 	if err != nil {
@@ -88,21 +97,87 @@ func (a *Agent) sealResults(results []*wire.ProbeResult) {
 		// batch is lost and says so.
 		a.m.spoolErrors.Inc()
 		a.log.Error("cannot encode a batch; its results are lost", "results", len(results), "err", err)
+		return
+	}
+	if before > 0 {
+		a.lastMark = before
+		a.m.completeBefore.Set(float64(before) / 1e9)
 	}
 }
 
-// sealLoop seals the current batch every BatchMaxAge.
+// completeBefore is where this agent's data ends: its scheduler's mark
+// (a runtime being replaced is stopped, every probe reported, before the
+// next one starts; now when nothing probes), held back to the earliest
+// lost or slow probe whose trace is not yet published (observe takes the
+// hold while the scheduler still counts the probe in flight).
+func (a *Agent) completeBefore() time.Time {
+	a.mu.Lock()
+	sched := a.sched
+	a.mu.Unlock()
+	mark := a.cfg.Clock.Now()
+	if sched != nil {
+		mark = sched.CompleteBefore()
+	}
+	return time.Unix(0, a.paths.heldBefore(mark.UnixNano()))
+}
+
+// sealLoop seals the current batch every BatchMaxAge, and after each
+// boundary of the server's window (the pinglist's) as soon as every probe
+// started before it has reported: that batch's mark tells the aggregator
+// this agent's part of the window is in, so it need not wait out its
+// lateness. A probe still unanswered holds the seal until its timeout,
+// and a lost one until its trace is published; the wait is bounded by
+// the pinglist's timeout and boundaryTraceWait.
 func (a *Agent) sealLoop(ctx context.Context) {
 	t := a.cfg.Clock.NewTicker(a.cfg.BatchMaxAge)
 	defer t.Stop()
 	for {
+		var boundary <-chan time.Time
+		var next time.Time
+		window, timeout := a.windowAndTimeout()
+		if window > 0 {
+			now := a.cfg.Clock.Now()
+			next = time.Unix(0, (now.UnixNano()/int64(window)+1)*int64(window))
+			boundary = a.cfg.Clock.After(next.Sub(now))
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C():
 			a.seal()
+		case <-a.plChanged():
+			// A new window width: compute the next boundary again.
+		case <-boundary:
+			deadline := next.Add(timeout + boundaryTraceWait)
+			for a.completeBefore().Before(next) && a.cfg.Clock.Now().Before(deadline) {
+				select {
+				case <-ctx.Done():
+					return
+				case <-a.cfg.Clock.After(boundaryPoll):
+				}
+			}
+			a.seal()
 		}
 	}
+}
+
+// boundaryPoll is how often the seal after a window boundary looks again
+// for the probes it waits for: a few dozen looks per window at most.
+// boundaryTraceWait bounds the wait for their traces past the probes'
+// timeout; a seal that gives up carries the mark it has, and the next
+// regular seal a later one.
+const (
+	boundaryPoll      = 50 * time.Millisecond
+	boundaryTraceWait = 3 * time.Second
+)
+
+func (a *Agent) windowAndTimeout() (window, timeout time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pl == nil {
+		return 0, 0
+	}
+	return time.Duration(a.pl.Window), time.Duration(a.pl.Timeout)
 }
 
 // publishLoop publishes spooled batches oldest first, one at a time, each

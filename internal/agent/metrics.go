@@ -20,6 +20,7 @@ type metrics struct {
 	pinglistVersion  prometheus.Gauge
 	responderErrors  prometheus.Counter
 	lagP99           prometheus.Gauge
+	completeBefore   prometheus.Gauge
 }
 
 func newMetrics(r prometheus.Registerer) (*metrics, error) {
@@ -57,12 +58,15 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 		lagP99: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "meshlens_agent_scheduling_lag_p99_seconds", Help: "99th percentile of probe start lag in the last sealed batch.",
 		}),
+		completeBefore: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshlens_agent_complete_before_seconds", Help: "The last mark sealed: every probe started before this Unix time is in a batch.",
+		}),
 	}
 	if r == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.probes, m.batchesPublished, m.batchesSpooled, m.spoolDropped,
-		m.spoolErrors, m.spoolBytes, m.publishErrors, m.pinglistRejected, m.pinglistVersion, m.responderErrors, m.lagP99} {
+		m.spoolErrors, m.spoolBytes, m.publishErrors, m.pinglistRejected, m.pinglistVersion, m.responderErrors, m.lagP99, m.completeBefore} {
 		if err := r.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

@@ -157,6 +157,32 @@ type paths struct {
 	onDemand *probe.TokenBucket
 	mins     map[pairKey]*pairMin
 	pending  []*wire.TracedProbe
+	// held counts, by probe start (Unix ns), the traces queued, running or
+	// waiting to be published: the agent's mark of where its data ends
+	// stays before them, so that a window is not sealed (and localized)
+	// before the traces of its lost probes are in.
+	held map[int64]int
+}
+
+// holdLocked and releaseLocked count a trace of the probe started at start
+// in and out of held.
+func (p *paths) holdLocked(start int64) { p.held[start]++ }
+
+func (p *paths) releaseLocked(start int64) {
+	if p.held[start]--; p.held[start] <= 0 {
+		delete(p.held, start)
+	}
+}
+
+// heldBefore is the earliest start of a probe whose trace is not yet
+// published, or mark when there is none before it.
+func (p *paths) heldBefore(mark int64) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for start := range p.held {
+		mark = min(mark, start)
+	}
+	return mark
 }
 
 func (a *Agent) setTracer(t *probe.Tracer, source netip.Addr) {
@@ -241,11 +267,15 @@ func (a *Agent) observe(r *wire.ProbeResult) {
 	}
 	job := traceJob{trigger: trigger, probe: tp, flow: probe.TraceFlow{Protocol: r.Protocol,
 		Src: netip.AddrPortFrom(src.Unmap(), uint16(r.SrcPort)), Dst: netip.AddrPortFrom(dst.Unmap(), uint16(r.DstPort))}}
+	p.mu.Lock()
+	p.holdLocked(tp.StartUnixNano)
 	select {
 	case p.queue <- job:
 	default:
+		p.releaseLocked(tp.StartUnixNano)
 		p.m.skipped.WithLabelValues(skipQueueFull).Inc()
 	}
+	p.mu.Unlock()
 }
 
 // anomalyLocked says why r is traced ("lost", "slow"), or "" when it is
@@ -338,13 +368,20 @@ func (a *Agent) tracePaths(ctx context.Context, nc *nats.Conn) {
 						if ctx.Err() == nil {
 							a.log.Debug("trace", "dst", job.probe.Dst, "err", err)
 						}
+						a.paths.mu.Lock()
+						a.paths.releaseLocked(job.probe.StartUnixNano)
+						a.paths.mu.Unlock()
 						continue
 					}
+					window, _ := a.windowAndTimeout()
 					a.paths.mu.Lock()
 					a.paths.pending = append(a.paths.pending, job.probe)
 					full := len(a.paths.pending) >= wire.MaxTracedPerReport
 					a.paths.mu.Unlock()
-					if full {
+					// A trace of a window that has ended goes out at once:
+					// the window's seal waits for it.
+					ended := window > 0 && job.probe.StartUnixNano < a.cfg.Clock.Now().UnixNano()/int64(window)*int64(window)
+					if full || ended {
 						a.publishPaths(nc)
 					}
 				}
@@ -380,6 +417,12 @@ func (a *Agent) publishPaths(nc *nats.Conn) {
 	if err == nil {
 		err = nc.Publish(bus.PathsSubject(a.cfg.Host), data)
 	}
+	// Published or dropped, these traces no longer hold the mark.
+	a.paths.mu.Lock()
+	for _, tp := range probes {
+		a.paths.releaseLocked(tp.StartUnixNano)
+	}
+	a.paths.mu.Unlock()
 	if err != nil {
 		a.paths.m.reportErrors.Inc()
 		a.log.Debug("path report dropped", "probes", len(probes), "err", err)

@@ -52,8 +52,15 @@ type Config struct {
 	// Window is the width W of event-time windows, aligned to multiples of W
 	// since the Unix epoch.
 	Window time.Duration
-	// Lateness L: a window is sealed once the clock passes its end + L.
+	// Lateness L: a window is sealed once the clock passes its end + L, or
+	// before, as soon as every live agent has marked its data complete
+	// past the window's end (wire.Batch.complete_before_unix_nano): L is
+	// then only the bound for stragglers. An agent is live while it has
+	// delivered within L; one that never marks holds windows to the bound.
 	Lateness time.Duration
+	// IgnoreMarks seals only by Lateness, as before agents marked where
+	// their data ends (benchmarks compare the two).
+	IgnoreMarks bool
 	// Recent is how long sealed pair-level detail is kept for PairWindows;
 	// results older than this (by arrival time) are rejected as too old.
 	Recent time.Duration
@@ -292,7 +299,11 @@ type Aggregator struct {
 	// flushed: Advance wrote the counters without a window (see Advance).
 	flushed bool
 	agents  map[string]*AgentStatus
-	subs    []func(*SealedWindow)
+	// firstAdvance is the clock at the first Advance (Unix ns): marks seal
+	// windows only once this process has listened for a lateness, so
+	// that every live agent has been heard from (see marksCutLocked).
+	firstAdvance int64
+	subs         []func(*SealedWindow)
 	// ro is the state of rollups-only mode (Config.RollupsOnly), else nil.
 	ro *rollupsOnly
 
@@ -452,6 +463,24 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 		as = &AgentStatus{Agent: b.Agent}
 		a.agents[b.Agent] = as
 	}
+	if mark := b.CompleteBeforeUnixNano; mark > 0 {
+		// A mark says where the agent's data ends; one that goes back
+		// within an epoch, or lies beyond the allowed skew, is not
+		// believed (the results are kept): it could only seal windows
+		// before their data is in.
+		switch {
+		case mark > newest:
+			if count {
+				a.m.marksRejected.WithLabelValues("from_future").Inc()
+			}
+		case as.Epoch == b.Epoch && as.Batches > 0 && mark < as.CompleteBefore.UnixNano():
+			if count {
+				a.m.marksRejected.WithLabelValues("backwards").Inc()
+			}
+		default:
+			as.CompleteBefore = time.Unix(0, mark).UTC()
+		}
+	}
 	as.LastSeen = arrival
 	as.Version = b.AgentVersion
 	as.PinglistVersion = b.PinglistVersion
@@ -600,6 +629,9 @@ func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindo
 	a.mu.Lock()
 	nowNs := now.UnixNano()
 	cut := floorTo(nowNs-a.l, a.w)
+	if marks, ok := a.marksCutLocked(nowNs); ok && marks > cut {
+		cut = marks
+	}
 	var sealed []*SealedWindow
 	var snap []counterSample
 	writeCounters := false // this call commits a counter snapshot
@@ -615,6 +647,7 @@ func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindo
 		for _, s := range starts {
 			sealed = append(sealed, a.sealLocked(a.open[s]))
 			delete(a.open, s)
+			a.m.sealDelay.Observe(float64(nowNs-(s+a.w)) / 1e9)
 		}
 		if writeCounters = (len(sealed) > 0 || a.dirty) && a.cfg.Appendable != nil; writeCounters {
 			snap = a.counterSnapshotLocked()
@@ -667,6 +700,36 @@ func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindo
 		a.mu.Unlock()
 	}
 	return sealed, errors.Join(errs...)
+}
+
+// marksCutLocked is how far the agents' marks let windows be sealed at
+// now: the least mark of the live agents (heard from within the
+// lateness), floored to a window boundary and never past now. Not ok —
+// wait for the lateness — until this process has listened for a
+// lateness (an agent not yet heard from would be left out), when no
+// agent is live, or when a live agent has never marked (an older agent).
+func (a *Aggregator) marksCutLocked(now int64) (int64, bool) {
+	if a.firstAdvance == 0 {
+		a.firstAdvance = now
+	}
+	if a.cfg.IgnoreMarks || now-a.firstAdvance < a.l {
+		return 0, false
+	}
+	least, live := now, 0
+	for _, as := range a.agents {
+		if now-as.LastSeen.UnixNano() > a.l {
+			continue // silent for a lateness: it no longer holds windows
+		}
+		if as.CompleteBefore.IsZero() {
+			return 0, false
+		}
+		live++
+		least = min(least, as.CompleteBefore.UnixNano())
+	}
+	if live == 0 {
+		return 0, false
+	}
+	return floorTo(least, a.w), true
 }
 
 // takeFlushed reports whether Advance wrote the counters alone since the
@@ -850,6 +913,9 @@ type AgentStatus struct {
 	// RejectedBatches: subject mismatch (whole batch refused).
 	RejectedBatches  uint64        `json:"rejected_batches"`
 	SchedulingLagP99 time.Duration `json:"scheduling_lag_p99_ns"`
+	// CompleteBefore is the agent's last believed mark: every probe it
+	// started before then is in (zero: it never said).
+	CompleteBefore time.Time `json:"complete_before"`
 }
 
 // Agents returns every known agent's status, sorted by name.

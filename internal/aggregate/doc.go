@@ -8,9 +8,12 @@
 // agent, destination, protocol): sent and lost counts (wire.Counts,
 // wire.Lost), a DDSketch of OK RTTs with 1% relative accuracy, SYN
 // retransmits, the first few lost 5-tuples and the agent's scheduling lag. A
-// window is sealed when the clock passes its end plus the allowed lateness L;
-// sealing builds the host, rack-pair, pod-pair and DC-pair rollups by summing
-// counts and merging sketches, writes them and the exact cumulative counters
+// window is sealed as soon as every live agent has marked its data in past
+// the window's end (wire.Batch.complete_before_unix_nano; see
+// Config.Lateness), and at the latest when the clock passes its end plus
+// the allowed lateness L; sealing builds the host, rack-pair, pod-pair and
+// DC-pair rollups by summing counts and merging sketches, writes them and
+// the exact cumulative counters
 // to the TSDB (one commit per window, at the window's end), keeps the pair
 // detail for PairWindows for the recent horizon, and hands the SealedWindow
 // to subscribers (analyzer, localizer, simulator). The core has no

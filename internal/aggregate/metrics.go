@@ -22,6 +22,10 @@ type metrics struct {
 	// consumerRestarts: the stream consumer re-created, by reason.
 	consumerRestarts *prometheus.CounterVec
 	counterFlushes   prometheus.Counter
+	// marksRejected: agents' marks not believed, by reason.
+	marksRejected *prometheus.CounterVec
+	// sealDelay: how long after its end each window was sealed.
+	sealDelay prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -64,6 +68,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "meshlens_aggregate_counter_flushes_total",
 			Help: "Counters written without a sealed window: late results changed them and no window was due (a backlog that arrived after the fleet went quiet).",
 		}),
+		marksRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshlens_ingest_marks_rejected_total",
+			Help: "Agents' marks of where their data ends that were not believed (the batch's results were kept), by reason: backwards (below the agent's last mark in its epoch), from_future (beyond the allowed clock skew).",
+		}, []string{"reason"}),
+		sealDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "meshlens_aggregate_seal_delay_seconds",
+			Help:    "How long after its end a window was sealed: about a probe timeout when every agent marked its data in, the lateness when one did not.",
+			Buckets: []float64{0.5, 1, 2, 3, 5, 10, 20, 30, 45, 60, 120},
+		}),
 		consumerRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshlens_ingest_consumer_restarts_total",
 			Help: "Stream consumer re-created from the last message aggregated, by reason: error (consumer gone, heartbeats missing, connection closed), gap (a delivery lost in flight), stalled (nothing delivered while the stream held newer batches).",
@@ -72,6 +85,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{"error", "gap", "stalled"} {
 		m.consumerRestarts.WithLabelValues(r)
 	}
+	for _, r := range []string{"backwards", "from_future"} {
+		m.marksRejected.WithLabelValues(r)
+	}
 	for _, r := range []string{"clock_skew", "too_old", "unknown_host", "too_many_targets", "malformed", "too_large", "invalid_field", "subject_mismatch"} {
 		m.rejected.WithLabelValues(r)
 	}
@@ -79,7 +95,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.batches, m.results, m.late, m.duplicates, m.rejected, m.sealed,
-		m.openWindows, m.tsdbErrors, m.tsdbSkipped, m.checkpoints, m.dedupGaps, m.consumerRestarts, m.counterFlushes} {
+		m.openWindows, m.tsdbErrors, m.tsdbSkipped, m.checkpoints, m.dedupGaps, m.consumerRestarts, m.counterFlushes, m.marksRejected, m.sealDelay} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("aggregate: register self-metrics: %w", err)
 		}

@@ -47,6 +47,13 @@ type Condition struct {
 	// appeared, before the condition held (e.g. when the short window began
 	// to burn, while the long one had not caught up yet).
 	SymptomSince time.Time
+	// Culprit, when the condition is itself about an element (the
+	// localizer's own faults), is its incident's culprit: the Blamer is
+	// not asked.
+	Culprit *Culprit
+	// GeneratorURL links the alert to where it is seen (default
+	// Config.GeneratorURL).
+	GeneratorURL string
 }
 
 // Alert is one alert, de-duplicated by its labels.
@@ -66,8 +73,14 @@ type Alert struct {
 	ResolvedAt time.Time `json:"resolved_at,omitzero"`
 	LastSeen   time.Time `json:"last_seen"`
 	IncidentID string    `json:"incident_id,omitempty"`
+	// GeneratorURL is where the alert is seen in meshlens's UI.
+	GeneratorURL string `json:"generator_url,omitempty"`
 
 	forDur time.Duration
+	// source is who observes it (see ObserveSource); culprit its
+	// condition's.
+	source  string
+	culprit *Culprit
 }
 
 // Fingerprint identifies a label set.
@@ -315,7 +328,13 @@ func describeScope(s *slo.Scope) string {
 
 // Observe runs one step of the lifecycle at time at: conds are every
 // condition that holds now; alerts not among them end.
-func (m *Manager) Observe(at time.Time, conds []Condition) {
+func (m *Manager) Observe(at time.Time, conds []Condition) { m.ObserveSource(at, "", conds) }
+
+// ObserveSource is Observe for one source of conditions (the SLO engine
+// is "", the localizer SourceLocalizer): only that source's alerts not
+// among conds end, so sources observed at their own cadences do not end
+// each other's alerts.
+func (m *Manager) ObserveSource(at time.Time, source string, conds []Condition) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	seen := map[string]bool{}
@@ -332,8 +351,12 @@ func (m *Manager) Observe(at time.Time, conds []Condition) {
 		seen[fp] = true
 		a, ok := m.alerts[fp]
 		if !ok || a.State == StateResolved {
-			a = &Alert{Fingerprint: fp, Labels: maps.Clone(c.Labels), State: StatePending, ActiveAt: at, SymptomAt: at}
+			a = &Alert{Fingerprint: fp, Labels: maps.Clone(c.Labels), State: StatePending, ActiveAt: at, SymptomAt: at, source: source}
 			m.alerts[fp] = a
+		}
+		a.culprit, a.GeneratorURL = c.Culprit, c.GeneratorURL
+		if a.GeneratorURL == "" {
+			a.GeneratorURL = m.cfg.GeneratorURL
 		}
 		if !c.SymptomSince.IsZero() && c.SymptomSince.Before(a.SymptomAt) {
 			a.SymptomAt = c.SymptomSince
@@ -357,7 +380,7 @@ func (m *Manager) Observe(at time.Time, conds []Condition) {
 		}
 	}
 	for fp, a := range m.alerts {
-		if seen[fp] {
+		if seen[fp] || (a.source != source && a.State != StateResolved) {
 			continue
 		}
 		switch a.State {

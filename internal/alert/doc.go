@@ -12,7 +12,23 @@
 // the same labels, is one alert. A new condition is pending; it fires once
 // it has held for its For duration (immediately when For is 0); when it no
 // longer holds, a pending alert is dropped and a firing one resolves.
-// Resolved alerts and incidents are kept for Config.Retention.
+// Resolved alerts and incidents are kept for Config.Retention. Sources
+// observed at their own cadences (the SLO engine, the localizer) report
+// through ObserveSource, so that one's evaluation never ends the other's
+// alerts.
+//
+// # The localizer's own alerts
+//
+// A FaultWatch reads the localizer's verdicts window by window: an element
+// blamed with FaultConfig.MinConfidence in Windows consecutive windows
+// holds a MeshlensFaultSuspected condition (labels element, kind, symptom,
+// severity; annotations summary, description with the evidence in words,
+// sample_pairs, element_url) until it has been clean for ClearWindows
+// windows, SLOs or not. The condition names its own culprit (its element),
+// so an SLO alert whose Blamer names the same element joins its incident,
+// and the other way round. meshlens_fault_suspected{element,kind,symptom}
+// is the estimate of each element blamed, 0 once it is not (the series
+// is dropped an hour later), for rules of the users' own.
 //
 // # Incidents
 //

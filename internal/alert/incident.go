@@ -198,8 +198,8 @@ func alertTitle(a *Alert) string {
 
 // fireLocked files a newly firing alert into an incident.
 func (m *Manager) fireLocked(a *Alert, at time.Time) {
-	var culprit *Culprit
-	if m.cfg.Blamer != nil {
+	culprit := a.culprit
+	if culprit == nil && m.cfg.Blamer != nil {
 		if c, ok := m.cfg.Blamer.Blame(a.Scope, at); ok {
 			culprit = &c
 		}

@@ -60,7 +60,10 @@ type postableAlert struct {
 func (am *Alertmanager) Send(ctx context.Context, n Notification) error {
 	out := make([]postableAlert, 0, len(n.Alerts))
 	for _, a := range n.Alerts {
-		p := postableAlert{Labels: a.Labels, Annotations: maps.Clone(a.Annotations), StartsAt: a.ActiveAt, GeneratorURL: am.generatorURL}
+		p := postableAlert{Labels: a.Labels, Annotations: maps.Clone(a.Annotations), StartsAt: a.ActiveAt, GeneratorURL: a.GeneratorURL}
+		if am.generatorURL != "" {
+			p.GeneratorURL = am.generatorURL
+		}
 		if p.Annotations == nil {
 			p.Annotations = map[string]string{}
 		}

@@ -20,6 +20,10 @@ type Settings struct {
 	// its name.
 	Partitions  int
 	HTTPTargets []HTTPTarget
+	// Window is the servers' aggregation window: agents mark where their
+	// data ends at its boundaries, so windows seal as soon as it is in.
+	// 0: not said (agents then mark only on their regular seals).
+	Window time.Duration
 }
 
 func (s Settings) withDefaults() Settings {
@@ -69,6 +73,7 @@ func Generate(t *topology.Topology, s Settings, version uint64, now time.Time, p
 			Partition:     partition(h.Name, s.Partitions),
 			Interval:      Duration(s.Interval),
 			Timeout:       Duration(s.Timeout),
+			Window:        Duration(s.Window),
 			Protocols:     append([]string(nil), s.Protocols...),
 			ResponderPort: t.ResponderPort,
 			Peers:         peers[h.Name],

@@ -48,6 +48,10 @@ type Pinglist struct {
 	Interval Duration `json:"interval"`
 	// Timeout after which an unanswered probe is lost.
 	Timeout Duration `json:"timeout"`
+	// Window is the servers' aggregation window, whose boundaries the
+	// agent marks in its batches (wire.Batch.complete_before_unix_nano);
+	// absent from lists of older servers.
+	Window Duration `json:"window,omitempty"`
 	// Protocols run against every peer: tcp, udp, icmp.
 	Protocols []string `json:"protocols"`
 	// ResponderPort is the fleet's TCP and UDP responder port.
@@ -90,6 +94,8 @@ func Decode(b []byte) (*Pinglist, error) {
 		return nil, fmt.Errorf("pinglist of %s: interval %v must be positive", p.Host, time.Duration(p.Interval))
 	case p.Timeout <= 0:
 		return nil, fmt.Errorf("pinglist of %s: timeout %v must be positive", p.Host, time.Duration(p.Timeout))
+	case p.Window < 0 || (p.Window > 0 && time.Duration(p.Window) < time.Second):
+		return nil, fmt.Errorf("pinglist of %s: window %v must be at least 1s", p.Host, time.Duration(p.Window))
 	case p.ResponderPort <= 0 || p.ResponderPort > 65535:
 		return nil, fmt.Errorf("pinglist of %s: responder port %d out of range", p.Host, p.ResponderPort)
 	}

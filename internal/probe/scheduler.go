@@ -57,6 +57,11 @@ type Scheduler struct {
 	interval time.Duration
 	lag      lagRecorder
 	inflight sync.WaitGroup
+
+	// started counts the probes in flight by start time (Unix ns, read
+	// before the prober reads its own): CompleteBefore's minimum.
+	startMu sync.Mutex
+	started map[int64]int
 }
 
 // NewScheduler returns a scheduler with no targets.
@@ -73,6 +78,7 @@ func NewScheduler(cfg SchedulerConfig) *Scheduler {
 	return &Scheduler{
 		cfg:     cfg,
 		updates: make(chan struct{}, 1),
+		started: make(map[int64]int),
 		lagHist: register(cfg.Registerer, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "meshlens_probe_scheduling_lag_seconds",
 			Help:    "How late probes started against their scheduled time.",
@@ -174,7 +180,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		var wake <-chan time.Time
 		if len(h) > 0 {
 			wait := h[0].due.Sub(s.cfg.Clock.Now())
-			if wait <= 0 {
+			if wait <= 0 && ctx.Err() == nil { // (fireDue does nothing once ctx ends)
 				s.fireDue(ctx, &h, interval)
 				continue
 			}
@@ -214,18 +220,56 @@ func (s *Scheduler) fireDue(ctx context.Context, h *slotHeap, interval time.Dura
 }
 
 func (s *Scheduler) start(ctx context.Context, t Target) {
+	at := s.begin()
 	p := s.cfg.Probers[t.Protocol]
 	if p == nil {
 		r := newResult(t, s.cfg.Clock.Now())
 		r.Outcome, r.Error = wire.Outcome_OUTCOME_ERROR, "no prober for "+t.Protocol.String()
 		s.cfg.Report(r)
+		s.end(at)
 		return
 	}
 	s.inflight.Add(1)
 	p.Start(ctx, t, func(r *wire.ProbeResult) {
 		s.cfg.Report(r)
+		s.end(at)
 		s.inflight.Done()
 	})
+}
+
+// begin notes a probe in flight from now, before its prober reads the
+// clock for the result's start.
+func (s *Scheduler) begin() int64 {
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
+	at := s.cfg.Clock.Now().UnixNano()
+	s.started[at]++
+	return at
+}
+
+// end notes that the probe begun at at has been reported.
+func (s *Scheduler) end(at int64) {
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
+	if s.started[at]--; s.started[at] <= 0 {
+		delete(s.started, at)
+	}
+}
+
+// CompleteBefore is where this scheduler's data ends: every probe it
+// started before the time returned has been reported (Report returned),
+// and every probe it starts later starts at or after it. A batcher reads
+// it before taking what was reported, so its batch holds every result
+// the mark promises. Probes in flight are few (those of the last
+// timeout), so the scan is short.
+func (s *Scheduler) CompleteBefore() time.Time {
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
+	mark := s.cfg.Clock.Now().UnixNano()
+	for at := range s.started {
+		mark = min(mark, at)
+	}
+	return time.Unix(0, mark)
 }
 
 // TakeLag returns the lag of the probes started since the previous call

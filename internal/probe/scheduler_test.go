@@ -241,3 +241,67 @@ func TestNextDue(t *testing.T) {
 		}
 	}
 }
+
+// heldProber keeps every probe in flight until released.
+type heldProber struct {
+	clk     clock.Clock
+	started chan func()
+}
+
+func (p *heldProber) Start(_ context.Context, t Target, done func(*wire.ProbeResult)) {
+	r := newResult(t, p.clk.Now())
+	p.started <- func() { r.Outcome = wire.Outcome_OUTCOME_OK; done(r) }
+}
+
+// TestSchedulerCompleteBefore: the mark of where the data ends stays at
+// the start of the oldest probe in flight, and moves to now once it has
+// reported; a result reported is never after the mark read before it.
+func TestSchedulerCompleteBefore(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	clk := &armCountingClock{Virtual: clock.NewVirtual(t0)}
+	p := &heldProber{clk: clk, started: make(chan func(), 10)}
+	var reported []*wire.ProbeResult
+	var mu sync.Mutex
+	s := NewScheduler(SchedulerConfig{Clock: clk, Probers: map[wire.Protocol]Prober{wire.Protocol_PROTOCOL_TCP: p},
+		Report: func(r *wire.ProbeResult) { mu.Lock(); reported = append(reported, r); mu.Unlock() }})
+	if got := s.CompleteBefore(); !got.Equal(t0) {
+		t.Fatalf("idle: mark %v, want now %v", got, t0)
+	}
+	s.SetTargets(targets("t", 2), time.Minute)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	testkit.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+		if clk.armed.Load() <= 0 {
+			return errors.New("waiting for the first timer")
+		}
+		return nil
+	})
+	clk.Advance(time.Minute) // both probes start in (t0, t0+1m]
+	first, second := <-p.started, <-p.started
+	clk.Advance(5 * time.Second)
+	mark := s.CompleteBefore()
+	if !mark.After(t0) || mark.After(t0.Add(time.Minute)) {
+		t.Fatalf("mark %v with two probes in flight since the first minute", mark)
+	}
+	first()
+	if got := s.CompleteBefore(); got.Before(mark) || got.After(t0.Add(time.Minute)) {
+		t.Errorf("one probe still in flight: mark %v, want between %v and its start", got, mark)
+	}
+	second()
+	if got := s.CompleteBefore(); !got.Equal(clk.Now()) {
+		t.Errorf("nothing in flight: mark %v, want now %v", got, clk.Now())
+	}
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reported) != 2 {
+		t.Fatalf("%d results reported", len(reported))
+	}
+	for _, r := range reported {
+		if r.StartUnixNano < mark.UnixNano() {
+			t.Errorf("a result started at %v, before the mark %v read while it was in flight", time.Unix(0, r.StartUnixNano), mark)
+		}
+	}
+}

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/meshlens/meshlens/internal/alert"
@@ -24,6 +26,12 @@ type AlertingConfig struct {
 	File string
 	// EvaluateEvery is the SLO engine's cadence.
 	EvaluateEvery time.Duration
+	// Faults says when the localizer's verdicts raise incidents of their
+	// own (its ElementURL and Registerer are set by the server).
+	Faults alert.FaultConfig
+	// ExternalURL is where users reach this server's UI (alerts link to
+	// it); default http://HTTP-ADDR.
+	ExternalURL string
 }
 
 // alerting is stage 2's second half: SLIs and burn rates from the store,
@@ -32,6 +40,7 @@ type alerting struct {
 	engine *slo.Engine // nil without SLOs
 	mgr    *alert.Manager
 	board  *alert.Board
+	faults *alert.FaultWatch
 	rem    *alert.Remediator
 	// remAudit is the remediation decisions' log file in the data dir.
 	remAudit *os.File
@@ -63,16 +72,27 @@ func (s *Server) buildAlerting() (*alerting, error) {
 		}
 		fileCfg = *c
 	}
+	external := strings.TrimRight(s.cfg.Alerting.ExternalURL, "/")
+	if external == "" {
+		external = "http://" + s.cfg.HTTPAddr
+	} else if u, err := url.Parse(external); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("server: external URL %q: want http(s)://HOST[:PORT][/PATH]", s.cfg.Alerting.ExternalURL)
+	}
 	mgr, err := alert.NewManager(alert.Config{
 		Receivers: fileCfg.Receivers, Blamer: a.board,
 		ResendInterval: fileCfg.ResendInterval, GroupWindow: fileCfg.GroupWindow,
-		GeneratorURL: "http://" + s.cfg.HTTPAddr + "/#/incidents",
+		GeneratorURL: external + "/#/incidents",
 		Registerer:   s.registry, Logger: s.logger,
 	})
 	if err != nil {
 		return nil, err
 	}
 	a.mgr = mgr
+	fc := s.cfg.Alerting.Faults
+	fc.ElementURL, fc.Registerer = alert.UIElementURL(external), s.registry
+	if a.faults, err = alert.NewFaultWatch(fc); err != nil {
+		return nil, err
+	}
 	// Always a remediator, so that an admin can give it rules through the
 	// API; with none it decides nothing.
 	rc := fileCfg.Remediation
@@ -152,8 +172,15 @@ func (a *alerting) Run(ctx context.Context) error {
 	return err
 }
 
-// blame hands the localizer's verdict to the incidents' culprit board.
-func (a *alerting) blame(v analyze.Verdict) { a.board.Update(analyze.Culprits(v)) }
+// blame hands the localizer's verdict to the incidents' culprit board,
+// and raises or ends the localizer's own alerts (an element blamed in
+// consecutive windows opens an incident, SLOs or not).
+func (a *alerting) blame(v analyze.Verdict) {
+	culprits := analyze.Culprits(v)
+	a.board.Update(culprits)
+	now := time.Now()
+	a.mgr.ObserveSource(now, alert.SourceLocalizer, a.faults.Observe(now, culprits))
+}
 
 func (a *alerting) register(srv *api.Server) {
 	srv.Handle("GET /api/v1/slos", api.RoleViewer, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

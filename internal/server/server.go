@@ -293,7 +293,11 @@ func (s *Server) start(ctx context.Context) error {
 		return err
 	}
 
-	s.controller = NewController(s.cfg.Pinglists, s.registry, s.logger)
+	pl := s.cfg.Pinglists
+	if pl.Window == 0 {
+		pl.Window = windowOf(s.cfg.Aggregate) // agents mark this server's window boundaries
+	}
+	s.controller = NewController(pl, s.registry, s.logger)
 	if err := s.controller.Apply(setupCtx, s.js, s.Topology()); err != nil {
 		return err
 	}
@@ -361,6 +365,9 @@ func (s *Server) start(ctx context.Context) error {
 		})
 		s.aggs = append(s.aggs, agg)
 		s.ingesters = append(s.ingesters, in)
+	}
+	if err := s.registry.Register(newAgentsCollector(s)); err != nil {
+		return fmt.Errorf("server: register agent metrics: %w", err)
 	}
 	// Path discoveries come as best-effort core NATS messages.
 	if _, err := s.nc.Subscribe(bus.PathsSubjects, func(m *nats.Msg) {

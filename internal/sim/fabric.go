@@ -319,6 +319,9 @@ func (f *Fabric) Step(r int, emit func(*wire.Batch) error) error {
 		b.Epoch = 1
 		b.Seq = f.seq[h]
 		b.CreatedUnixNano = startNs + t0 + interval
+		// The round's probes are all in: the agent's data ends at the
+		// round's end (the round is published then, its traces first).
+		b.CompleteBeforeUnixNano = startNs + t0 + interval
 		b.AgentVersion = "sim"
 		b.PinglistVersion = 1
 		b.SchedulingLag = &f.lag

@@ -78,19 +78,22 @@ func RunLive(ctx context.Context, sc *Scenario, cfg LiveConfig) error {
 					cfg.Logger.Info("sim live: routing around drained elements", "drained", names, "round", r)
 				}
 			}
-			var acks []jetstream.PubAckFuture
+			// Encoded now (Step reuses its batch), published after the
+			// round's path reports: an agent's batch marks its data
+			// complete only once the traces of its lost probes are out,
+			// so that the window they join is the one they belong to.
+			type pending struct {
+				subj, id string
+				data     []byte
+			}
+			var batches []pending
 			err := fab.Step(r, func(b *wire.Batch) error {
 				b.Epoch = epoch + uint64(loop)
 				data, err := wire.Encode(b)
 				if err != nil {
 					return err
 				}
-				subj := bus.ResultsSubject(bus.Partition(b.Agent, cfg.Partitions), b.Agent)
-				ack, err := cfg.JetStream.PublishAsync(subj, data, jetstream.WithMsgID(bus.BatchMsgID(b.Agent, b.Epoch, b.Seq)))
-				if err != nil {
-					return fmt.Errorf("publish: %w", err)
-				}
-				acks = append(acks, ack)
+				batches = append(batches, pending{bus.ResultsSubject(bus.Partition(b.Agent, cfg.Partitions), b.Agent), bus.BatchMsgID(b.Agent, b.Epoch, b.Seq), data})
 				return nil
 			})
 			if err != nil {
@@ -107,6 +110,14 @@ func RunLive(ctx context.Context, sc *Scenario, cfg LiveConfig) error {
 				if err := cfg.JetStream.Conn().Publish(bus.PathsSubject(rep.Agent), data); err != nil {
 					return fmt.Errorf("sim live: path report of %s: %w", rep.Agent, err)
 				}
+			}
+			var acks []jetstream.PubAckFuture
+			for _, b := range batches {
+				ack, err := cfg.JetStream.PublishAsync(b.subj, b.data, jetstream.WithMsgID(b.id))
+				if err != nil {
+					return fmt.Errorf("sim live: %s: publish: %w", sc.Name, err)
+				}
+				acks = append(acks, ack)
 			}
 			for _, a := range acks {
 				select {

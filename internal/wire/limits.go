@@ -95,6 +95,9 @@ func Validate(b *Batch) error {
 	if b.Seq == 0 {
 		return fmt.Errorf("wire: batch of %q has seq 0: %w", b.Agent, ErrInvalidField)
 	}
+	if b.CompleteBeforeUnixNano < 0 {
+		return fmt.Errorf("wire: batch %d of %q: negative complete_before: %w", b.Seq, b.Agent, ErrInvalidField)
+	}
 	if len(b.Results) > MaxResultsPerBatch {
 		return fmt.Errorf("wire: batch %d of %q has %d results: %w", b.Seq, b.Agent, len(b.Results), ErrTooLarge)
 	}

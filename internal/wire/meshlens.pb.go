@@ -477,8 +477,14 @@ type Batch struct {
 	PinglistVersion uint64         `protobuf:"varint,6,opt,name=pinglist_version,json=pinglistVersion,proto3" json:"pinglist_version,omitempty"`
 	SchedulingLag   *SchedulingLag `protobuf:"bytes,7,opt,name=scheduling_lag,json=schedulingLag,proto3" json:"scheduling_lag,omitempty"`
 	Results         []*ProbeResult `protobuf:"bytes,8,rep,name=results,proto3" json:"results,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Every probe this agent started before this time (Unix ns) has its
+	// result in this batch or an earlier one of the epoch: where its data
+	// ends. Batches after a window boundary carry it (one with no results
+	// too), and the aggregator seals a window once every live agent is past
+	// its end. Never decreases within an epoch; 0: not said.
+	CompleteBeforeUnixNano int64 `protobuf:"varint,9,opt,name=complete_before_unix_nano,json=completeBeforeUnixNano,proto3" json:"complete_before_unix_nano,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *Batch) Reset() {
@@ -565,6 +571,13 @@ func (x *Batch) GetResults() []*ProbeResult {
 		return x.Results
 	}
 	return nil
+}
+
+func (x *Batch) GetCompleteBeforeUnixNano() int64 {
+	if x != nil {
+		return x.CompleteBeforeUnixNano
+	}
+	return 0
 }
 
 // TracedProbe is path discovery of one anomalous (lost or slow) probe, as a
@@ -798,7 +811,7 @@ const file_internal_wire_meshlens_proto_rawDesc = "" +
 	"\x06p50_ns\x18\x01 \x01(\x03R\x05p50Ns\x12\x15\n" +
 	"\x06p99_ns\x18\x02 \x01(\x03R\x05p99Ns\x12\x15\n" +
 	"\x06max_ns\x18\x03 \x01(\x03R\x05maxNs\x12\x18\n" +
-	"\asamples\x18\x04 \x01(\rR\asamples\"\xc2\x02\n" +
+	"\asamples\x18\x04 \x01(\rR\asamples\"\xfd\x02\n" +
 	"\x05Batch\x12\x14\n" +
 	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x10\n" +
@@ -807,7 +820,8 @@ const file_internal_wire_meshlens_proto_rawDesc = "" +
 	"\ragent_version\x18\x05 \x01(\tR\fagentVersion\x12)\n" +
 	"\x10pinglist_version\x18\x06 \x01(\x04R\x0fpinglistVersion\x12F\n" +
 	"\x0escheduling_lag\x18\a \x01(\v2\x1f.meshlens.wire.v1.SchedulingLagR\rschedulingLag\x127\n" +
-	"\aresults\x18\b \x03(\v2\x1d.meshlens.wire.v1.ProbeResultR\aresults\"\xdb\x02\n" +
+	"\aresults\x18\b \x03(\v2\x1d.meshlens.wire.v1.ProbeResultR\aresults\x129\n" +
+	"\x19complete_before_unix_nano\x18\t \x01(\x03R\x16completeBeforeUnixNano\"\xdb\x02\n" +
 	"\vTracedProbe\x12\x10\n" +
 	"\x03dst\x18\x01 \x01(\tR\x03dst\x126\n" +
 	"\bprotocol\x18\x02 \x01(\x0e2\x1a.meshlens.wire.v1.ProtocolR\bprotocol\x12&\n" +
