@@ -59,10 +59,13 @@ type FaultWatch struct {
 }
 
 type faultState struct {
-	c             Culprit
-	symptom       string // of the alert: the symptom it was raised with
-	streak, clean int
-	active        bool
+	c Culprit
+	// element and symptom of the alert: those it was raised with (a
+	// link's blame moves between it and its directions from window to
+	// window, and an alert keeps its labels).
+	element, symptom string
+	streak, clean    int
+	active           bool
 	// gauge: the label values of its gauge series, and when it was last
 	// named (for dropping the series).
 	gauge     [3]string
@@ -105,19 +108,23 @@ func NewFaultWatch(cfg FaultConfig) (*FaultWatch, error) {
 // Observe takes one window's culprits (what analyze.Culprits makes of a
 // verdict) at time at and returns the conditions that hold now.
 func (w *FaultWatch) Observe(at time.Time, culprits []Culprit) []Condition {
+	// By element, a link and its directions as one: the localizer may
+	// name the link in one window and the direction that failed in the
+	// next.
 	named := map[string]Culprit{}
 	for _, c := range culprits {
-		if prev, ok := named[c.Element]; !ok || c.Confidence > prev.Confidence {
-			named[c.Element] = c
+		k := faultKey(c.Element)
+		if prev, ok := named[k]; !ok || c.Confidence > prev.Confidence {
+			named[k] = c
 		}
 	}
-	for el, c := range named {
-		st := w.state[el]
+	for k, c := range named {
+		st := w.state[k]
 		if st == nil {
 			st = &faultState{}
-			w.state[el] = st
+			w.state[k] = st
 		}
-		if g := [3]string{el, c.Kind, c.Symptom}; st.gauge != g {
+		if g := [3]string{c.Element, c.Kind, c.Symptom}; st.gauge != g {
 			if st.gauge[0] != "" {
 				w.gauge.DeleteLabelValues(st.gauge[:]...)
 			}
@@ -134,11 +141,11 @@ func (w *FaultWatch) Observe(at time.Time, culprits []Culprit) []Condition {
 		st.c, st.clean = c, 0
 		st.streak++
 		if !st.active && st.streak >= w.cfg.Windows {
-			st.active, st.symptom = true, c.Symptom
+			st.active, st.element, st.symptom = true, c.Element, c.Symptom
 		}
 	}
-	for el, st := range w.state {
-		if _, ok := named[el]; ok {
+	for k, st := range w.state {
+		if _, ok := named[k]; ok {
 			continue
 		}
 		st.streak = 0
@@ -152,18 +159,18 @@ func (w *FaultWatch) Observe(at time.Time, culprits []Culprit) []Condition {
 		}
 		if !st.active && at.Sub(st.lastNamed) > faultGaugeKeep {
 			w.gauge.DeleteLabelValues(st.gauge[:]...)
-			delete(w.state, el)
+			delete(w.state, k)
 		}
 	}
 	var out []Condition
-	for el, st := range w.state {
+	for _, st := range w.state {
 		if !st.active {
 			continue
 		}
-		c := st.c
+		el, c := st.element, st.c
 		c.Pairs = append([]string(nil), st.c.Pairs...)
 		ann := map[string]string{
-			"summary": fmt.Sprintf("meshlens blames %s %s: %s (%s, confidence %.2f)", c.Kind, el, c.Symptom, describeEstimate(c), c.Confidence),
+			"summary": fmt.Sprintf("meshlens blames %s %s: %s (%s, confidence %.2f)", c.Kind, c.Element, c.Symptom, describeEstimate(c), c.Confidence),
 		}
 		if c.Evidence != "" {
 			ann["description"] = c.Evidence
@@ -183,6 +190,20 @@ func (w *FaultWatch) Observe(at time.Time, culprits []Culprit) []Condition {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Labels["element"] < out[j].Labels["element"] })
 	return out
+}
+
+// faultKey is element, or for a link ("A--B", "A->B") its two ends in
+// order: one key for the link and both its directions.
+func faultKey(element string) string {
+	ends := splitLink(element)
+	if len(ends) != 2 {
+		return element
+	}
+	a, b := ends[0], ends[1]
+	if b < a {
+		a, b = b, a
+	}
+	return a + "--" + b
 }
 
 func describeEstimate(c Culprit) string {

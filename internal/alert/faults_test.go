@@ -91,6 +91,30 @@ func TestLocalizerRaisesIncidents(t *testing.T) {
 	}
 }
 
+// TestFaultWatchOneLink: the localizer names a link in one window and the
+// direction that failed in the next; that is two windows of one fault.
+func TestFaultWatchOneLink(t *testing.T) {
+	w, err := NewFaultWatch(FaultConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := t0
+	for i, el := range []string{"a--b", "b->a"} {
+		conds := w.Observe(at, []Culprit{{Element: el, Kind: "link", Symptom: "latency", Estimate: 0.005, Confidence: 0.99}})
+		if i == 0 && len(conds) != 0 {
+			t.Fatalf("conditions after one window: %v", conds)
+		}
+		if i == 1 && (len(conds) != 1 || conds[0].Labels["element"] != "b->a") {
+			t.Fatalf("conditions after the link and its direction: %+v", conds)
+		}
+		at = at.Add(10 * time.Second)
+	}
+	// Its label stays while the blame moves back to the link.
+	if conds := w.Observe(at, []Culprit{{Element: "a--b", Kind: "link", Symptom: "latency", Confidence: 0.99}}); len(conds) != 1 || conds[0].Labels["element"] != "b->a" {
+		t.Fatalf("conditions %+v", conds)
+	}
+}
+
 func TestFaultConfigErrors(t *testing.T) {
 	for _, cfg := range []FaultConfig{{MinConfidence: 1.5}, {MinConfidence: -0.1}, {Windows: -1}, {ClearWindows: -2}} {
 		if _, err := NewFaultWatch(cfg); err == nil {

@@ -33,8 +33,10 @@ func within() time.Duration { return (1+withinWindows)*detectWindow + detectLate
 
 // TestDetect runs every fault kind through real agents, real traceroutes
 // and the server's localizer in a lab: the right element is blamed within
-// three windows of the onset and cleared within three windows of the end,
-// and a healthy fabric is blamed for nothing.
+// three windows of the onset, its incident (the localizer's own: the lab
+// has no SLO) opens, the element is cleared within three windows of the
+// end and its incident resolves three windows after that, and a healthy
+// fabric is blamed for nothing.
 func TestDetect(t *testing.T) {
 	l := upLab(t, detectFabric...)
 	e2eutil.WaitHTTP(t, l.ServerURL()+"readyz", 30*time.Second)
@@ -125,11 +127,18 @@ func TestDetect(t *testing.T) {
 			if !containsSymptom(tc.symptom, s.Symptom) {
 				t.Errorf("blamed for %s, want one of %v", s.Symptom, tc.symptom)
 			}
+			// No SLO in the lab: the localizer opens the incident itself
+			// once the element is blamed two windows running.
+			inc := l.WaitIncident(t, tc.blamed, "open", onset, within())
+			t.Logf("%s %s: incident %s open %.1f s after the onset", tc.kind, tc.element, inc.ID, time.Since(onset).Seconds())
 			l.Clear(t, tc.element)
 			cleared = true
 			end := time.Now()
 			l.WaitClean(t, within())
 			t.Logf("%s %s: clean %.1f s after the end", tc.kind, tc.element, time.Since(end).Seconds())
+			// And resolves it after three clean windows.
+			l.WaitIncident(t, tc.blamed, "resolved", onset, (1+withinWindows)*detectWindow+5*time.Second)
+			t.Logf("%s %s: incident %s resolved %.1f s after the end", tc.kind, tc.element, inc.ID, time.Since(end).Seconds())
 		})
 	}
 }

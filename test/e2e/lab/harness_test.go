@@ -526,6 +526,47 @@ func (l *Lab) WaitClean(t *testing.T, within time.Duration) {
 	})
 }
 
+// incident is what /api/v1/incidents serves of one incident.
+type incident struct {
+	ID     string `json:"id"`
+	State  string `json:"state"`
+	Blamed *struct {
+		Element string `json:"element"`
+	} `json:"blamed"`
+	Alerts []map[string]string `json:"alerts"`
+}
+
+// WaitIncident polls until the localizer's own incident (no SLO in the
+// lab) on any of elements is in state (open, resolved), and returns it;
+// only incidents detected after since count.
+func (l *Lab) WaitIncident(t *testing.T, elements []string, state string, since time.Time, within time.Duration) incident {
+	t.Helper()
+	var got incident
+	testkit.CheckFor(t, within, time.Second, func() error {
+		var doc struct {
+			Data []struct {
+				incident
+				Detected time.Time `json:"detected"`
+			} `json:"data"`
+		}
+		if err := e2eutil.GetJSON(l.ServerURL()+"api/v1/incidents", &doc); err != nil {
+			return err
+		}
+		for _, inc := range doc.Data {
+			if inc.Blamed != nil && slices.Contains(elements, inc.Blamed.Element) && !inc.Detected.Before(since) &&
+				len(inc.Alerts) > 0 && inc.Alerts[0]["alertname"] == "MeshlensFaultSuspected" {
+				if inc.State != state {
+					return fmt.Errorf("incident %s on %s is %s, want %s", inc.ID, inc.Blamed.Element, inc.State, state)
+				}
+				got = inc.incident
+				return nil
+			}
+		}
+		return fmt.Errorf("no incident of the localizer's on %v since %s", elements, since.Format(time.TimeOnly))
+	})
+	return got
+}
+
 // hop sends one UDP datagram from host to dst with the given source port
 // and TTL, and returns the address that answered time-exceeded (read from
 // the socket's error queue, as a Paris traceroute does), or an invalid
