@@ -85,6 +85,7 @@ type Analyzer struct {
 	traces  map[int64][]localize.Trace
 	nTraces int
 	lags    map[string]time.Duration
+	silent  map[string]bool
 
 	histMu  sync.RWMutex
 	history []Verdict // the first localizer's, oldest first, bounded by Keep
@@ -192,6 +193,14 @@ func (a *Analyzer) SetAgentLags(lags map[string]time.Duration) {
 	a.lags = lags
 }
 
+// SetSilentAgents records the hosts whose agents stopped delivering
+// (localize.Window.Silent), for the windows localized from now on.
+func (a *Analyzer) SetSilentAgents(silent map[string]bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.silent = silent
+}
+
 // IngestWindow takes one partition's half of a sealed window. It only
 // files it: Advance localizes. The window must not be modified afterwards.
 func (a *Analyzer) IngestWindow(partition int, w *aggregate.SealedWindow) {
@@ -253,6 +262,7 @@ type ready struct {
 	halves []*aggregate.SealedWindow
 	traces []localize.Trace
 	lags   map[string]time.Duration
+	silent map[string]bool
 }
 
 // Advance localizes every complete window, oldest first, with every
@@ -271,7 +281,7 @@ func (a *Analyzer) Advance(now time.Time) ([]Verdict, error) {
 		w := aggregate.MergeWindows(r.halves...)
 		for i, lz := range a.lzs {
 			began := time.Now()
-			sus, err := lz.Localize(&localize.Window{Sealed: w, AgentLag: r.lags, Traces: r.traces})
+			sus, err := lz.Localize(&localize.Window{Sealed: w, AgentLag: r.lags, Traces: r.traces, Silent: r.silent})
 			a.m.duration.WithLabelValues(lz.Name()).Observe(time.Since(began).Seconds())
 			if err != nil {
 				errs = append(errs, fmt.Errorf("analyze: window %s: %s: %w", w.Start.UTC().Format(time.RFC3339), lz.Name(), err))
@@ -319,7 +329,7 @@ func (a *Analyzer) takeReady(now time.Time) []ready {
 		for i, part := range parts {
 			halves[i] = p.halves[part]
 		}
-		todo = append(todo, ready{halves: halves, traces: a.joinLocked(p), lags: a.lags})
+		todo = append(todo, ready{halves: halves, traces: a.joinLocked(p), lags: a.lags, silent: a.silent})
 	}
 	return todo
 }

@@ -38,6 +38,9 @@ const (
 	CauseNetwork = "network"
 	CauseHost    = "host"
 	CauseUnknown = "unknown"
+	// CausePeerDown: the destination's agent is not delivering and its
+	// probes are lost: the host is gone, not the network.
+	CausePeerDown = "peer_down"
 )
 
 // Stats summarize a pair's windows. Ratios and latencies are nil without
@@ -129,17 +132,20 @@ type PairReport struct {
 	Reverse  Stats     `json:"reverse_recent"`
 	// RackPairLoss and PodPairLoss: the recent loss of every probe from
 	// the source's rack (pod) to the destination's.
-	RackPairLoss *float64      `json:"rack_pair_loss"`
-	PodPairLoss  *float64      `json:"pod_pair_loss"`
-	SrcHost      HostHealth    `json:"src_host"`
-	DstHost      HostHealth    `json:"dst_host"`
-	Paths        int           `json:"paths"`
-	Elements     []string      `json:"elements"`
-	OnPath       []PathSuspect `json:"suspects_on_path"`
-	Degraded     bool          `json:"degraded"`
-	Cause        string        `json:"cause"`
-	Verdict      string        `json:"verdict"`
-	Evidence     []string      `json:"evidence"`
+	RackPairLoss *float64   `json:"rack_pair_loss"`
+	PodPairLoss  *float64   `json:"pod_pair_loss"`
+	SrcHost      HostHealth `json:"src_host"`
+	DstHost      HostHealth `json:"dst_host"`
+	// DstAgent is the destination agent's state (up, stale, missing; ""
+	// when the server lists no agents).
+	DstAgent string        `json:"dst_agent_state,omitempty"`
+	Paths    int           `json:"paths"`
+	Elements []string      `json:"elements"`
+	OnPath   []PathSuspect `json:"suspects_on_path"`
+	Degraded bool          `json:"degraded"`
+	Cause    string        `json:"cause"`
+	Verdict  string        `json:"verdict"`
+	Evidence []string      `json:"evidence"`
 }
 
 func lossQuery(level, side, name string, span time.Duration) string {
@@ -207,6 +213,15 @@ func Pair(ctx context.Context, c *Client, src, dst string, since time.Duration, 
 		}
 	}
 
+	// The server may list no agents (an API without them): then the
+	// diagnosis goes without.
+	if agents, err := c.Agents(ctx); err == nil {
+		for _, a := range agents {
+			if a.Host == dst {
+				r.DstAgent = a.State
+			}
+		}
+	}
 	paths := topo.Paths(src, dst)
 	r.Paths = len(paths)
 	suspects, err := c.Suspects(ctx)
@@ -323,6 +338,9 @@ func (r *PairReport) judge() {
 	for _, h := range []HostHealth{r.SrcHost, r.DstHost} {
 		ev("host %s: loss out %s, in %s; its rack %s: out %s, in %s", h.Host, pct(h.LossOut), pct(h.LossIn), h.Rack, pct(h.RackLossOut), pct(h.RackLossIn))
 	}
+	if r.DstAgent != "" {
+		ev("agent of %s: %s", r.Dst, r.DstAgent)
+	}
 	for _, s := range r.OnPath {
 		ev("suspect on %d of %d paths: %s %s (%s, estimate %.3g, confidence %.0f%%)", s.Paths, r.Paths, s.Kind, s.Element, s.Symptom, s.Estimate, s.Confidence*100)
 	}
@@ -347,6 +365,9 @@ func (r *PairReport) judge() {
 		if len(r.OnPath) > 0 {
 			r.Verdict += fmt.Sprintf(" %s on %d of its %d paths is suspected; ECMP keeps this pair's flows off it so far.", r.OnPath[0].Element, r.OnPath[0].Paths, r.Paths)
 		}
+	case lossBad && r.DstAgent != "" && r.DstAgent != "up":
+		r.Cause = CausePeerDown
+		r.Verdict = fmt.Sprintf("Not the network: the peer's agent is down (%s is %s) and %s -> %s is degraded (%s): a host whose agent and responder are gone loses every probe sent to it, whatever the network does (see meshlens diagnose host %s).", r.Dst, r.DstAgent, r.Src, r.Dst, what, r.Dst)
 	case r.SrcHost.Sick || r.DstHost.Sick:
 		r.Cause = CauseHost
 		h := r.SrcHost

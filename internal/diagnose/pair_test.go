@@ -165,6 +165,12 @@ func TestDiagnosePair(t *testing.T) {
 		{"rack pair lossy, nothing blamed", fabric{pairLoss: 0.02, rackLoss: 0.02}, CauseNetwork, 0, "", "the whole rack pair loses"},
 		{"pair alone", fabric{pairLoss: 0.02}, CauseUnknown, 0, "", "flow-specific"},
 		{"too few probes", fabric{perWindow: 2, rackLoss: 0.004, suspects: []Suspect{tor}}, CauseUnknown, 1, "", "Only 60 probes"},
+		// The peer's host is gone: its agent stopped delivering and every
+		// probe to it is lost, its ToR's links blamed or not.
+		{"peer's agent down", fabric{pairLoss: 1, rackLoss: 0.3, suspects: []Suspect{tor}, agents: []api.AgentStatus{{Host: srcHost, State: "up"}, {Host: dstHost, State: "stale"}}},
+			CausePeerDown, 1, "", "the peer's agent is down (dc1-pod2-rack1-h01 is stale)"},
+		{"peer's agent up", fabric{pairLoss: 0.02, rackLoss: 0.01, suspects: []Suspect{tor}, agents: []api.AgentStatus{{Host: dstHost, State: "up"}}},
+			CauseNetwork, 1, "", "It is the network"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -42,6 +42,7 @@ const (
 	SymptomBlackhole Symptom = "blackhole"  // drops whole flows, chosen by hash: retransmits die too
 	SymptomLatency   Symptom = "latency"    // adds delay
 	SymptomAgentSlow Symptom = "agent_slow" // the measuring agent is starved: not the network
+	SymptomHostDown  Symptom = "host_down"  // the host is gone: its agent silent, probes to it lost
 )
 
 // Suspect is one element blamed for a window.
@@ -113,6 +114,11 @@ type Window struct {
 	// Traces of the window's anomalous probes; may be empty when no path
 	// discovery runs (then only host-level conclusions are possible).
 	Traces []Trace
+	// Silent are the hosts whose agents stopped delivering (stale or
+	// missing). A probe lost on its way to one is no evidence against the
+	// network: the host itself is likely gone (its responder runs in its
+	// agent, and a live host without them refuses, it does not drop).
+	Silent map[string]bool
 }
 
 // Localizer turns windows into suspects. It keeps state across windows

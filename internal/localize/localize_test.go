@@ -377,3 +377,59 @@ func TestTrafficConserved(t *testing.T) {
 		t.Errorf("access traffic %v, want %v", access, want)
 	}
 }
+
+// TestHostDown: a host whose agent went silent and whose probes are lost
+// is down, and is the only suspect: the probes lost on their way to it are
+// not held against its ToR or links. A silent host that still answers is
+// not down (its agent stopped; the host lives).
+func TestHostDown(t *testing.T) {
+	gone := host(1, 2, 3)
+	window := func(t *testing.T, silent map[string]bool, lostIn uint64) []Suspect {
+		f := newFixture(t, spec)
+		f.sw.Hosts[aggregate.HostKey{Host: gone, Direction: aggregate.In}].Lost = lostIn
+		// Every peer's probe to it dies at its ToR's last hop, traced.
+		var ts []Trace
+		for _, peer := range []string{host(1, 1, 1), host(2, 1, 2), host(2, 2, 3), host(1, 1, 4), host(2, 1, 1), host(1, 2, 1), host(2, 2, 4)} {
+			tr := f.trace(peer, gone, true, f.through(len(ts), ""))
+			tr.Hops[len(tr.Hops)-1] = UnknownHop
+			tr.Reached = false
+			ts = append(ts, tr)
+		}
+		lz, err := New(NameMeshlens, f.x, Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sus, err := lz.Localize(&Window{Sealed: f.sw, Traces: ts, Silent: silent})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sus
+	}
+	t.Run("silent and dropping", func(t *testing.T) {
+		sus := window(t, map[string]bool{gone: true}, 300)
+		if len(sus) != 1 || sus[0].Element != gone || sus[0].Symptom != SymptomHostDown || sus[0].Kind != KindHost || sus[0].Confidence < 0.9 {
+			t.Fatalf("suspects %v, want %s host_down alone", sus, gone)
+		}
+		if sus[0].Estimate < 0.9 {
+			t.Errorf("estimate %v for a host that lost all it was sent", sus[0].Estimate)
+		}
+	})
+	t.Run("agent up", func(t *testing.T) {
+		// The same traces with its agent delivering: a host (or its
+		// link) that drops, not a host that is gone.
+		for _, s := range window(t, nil, 300) {
+			if s.Symptom == SymptomHostDown {
+				t.Fatalf("host_down without a silent agent: %v", s)
+			}
+		}
+	})
+	t.Run("silent but mostly answering", func(t *testing.T) {
+		// Its agent stopped; the host lost 7 of 600 probes sent to it:
+		// alive, so not down (what the traces say is judged as usual).
+		for _, s := range window(t, map[string]bool{gone: true}, 7) {
+			if s.Symptom == SymptomHostDown {
+				t.Fatalf("host_down for a host that answers 593 of 600: %v", s)
+			}
+		}
+	})
+}

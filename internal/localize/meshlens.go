@@ -253,6 +253,14 @@ func (m *meshlens) Localize(w *Window) ([]Suspect, error) {
 			Evidence: Evidence{Probes: m.ev.T[m.x.HostUp[h]]},
 		})
 	}
+	// A host whose agent went silent and whose probes are lost is down:
+	// blamed as such, and the probes to it are held against nothing else
+	// (its ToR and links are not at fault for a host that is gone).
+	down := map[int32]bool{}
+	for _, sus := range m.hostsDown(w) {
+		down[sus.cand-2*int32(m.x.NumLinks())] = true
+		out = append(out, sus)
+	}
 	// A starved agent's lag explains its own measurements, late answers
 	// and timeouts alike: its traces are not held against anything, and
 	// it is not also blamed as a sick host.
@@ -261,7 +269,7 @@ func (m *meshlens) Localize(w *Window) ([]Suspect, error) {
 		s := &m.ev.slots[i]
 		for j := range s.traces {
 			t := &s.traces[j]
-			if slow[t.Src] {
+			if slow[t.Src] || down[t.Dst] || down[t.Src] {
 				continue
 			}
 			o := observed{t, &s.paths[j]}
@@ -278,7 +286,8 @@ func (m *meshlens) Localize(w *Window) ([]Suspect, error) {
 	out = append(out, m.explain(slowTraces, true)...)
 	kept := out[:0]
 	for _, s := range out {
-		if s.Symptom != SymptomAgentSlow && s.Kind == KindHost && slow[s.cand-2*int32(m.x.NumLinks())] {
+		h := s.cand - 2*int32(m.x.NumLinks())
+		if s.Kind == KindHost && ((s.Symptom != SymptomAgentSlow && s.Symptom != SymptomHostDown && (slow[h] || down[h])) || (s.Symptom == SymptomAgentSlow && down[h])) {
 			continue
 		}
 		kept = append(kept, s)
@@ -289,6 +298,36 @@ func (m *meshlens) Localize(w *Window) ([]Suspect, error) {
 		out = out[:m.cfg.MaxSuspects]
 	}
 	return out, nil
+}
+
+// hostsDown are the window's silent hosts (Window.Silent) that lost at
+// least half of the probes sent to them, and at least MinAnomalies: down,
+// not merely with a stopped agent (whose host would refuse, not drop).
+func (m *meshlens) hostsDown(w *Window) []Suspect {
+	if len(w.Silent) == 0 || w.Sealed == nil {
+		return nil
+	}
+	var out []Suspect
+	for name := range w.Silent {
+		h, ok := m.x.Node(name)
+		if !ok || m.x.IsSwitch(h) {
+			continue
+		}
+		r := w.Sealed.Hosts[aggregate.HostKey{Host: name, Direction: aggregate.In}]
+		if r == nil || r.Lost < uint64(m.cfg.MinAnomalies) || 2*r.Lost < r.Sent {
+			continue
+		}
+		// As sure as its lost probes are many: each is a chance for a
+		// live host to have answered.
+		score := m.cfg.MinScore * float64(r.Lost) / float64(m.cfg.MinAnomalies)
+		out = append(out, Suspect{
+			cand: 2*int32(m.x.NumLinks()) + h, Element: name, Kind: KindHost, Symptom: SymptomHostDown,
+			Estimate: r.LossRatio(), Score: score, Confidence: confidence(score, m.cfg.MinScore),
+			Evidence: Evidence{Probes: float64(r.Sent), Anomalous: int(r.Lost)},
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Element < out[j].Element })
+	return out
 }
 
 // trackDown updates the elements the traffic model routes around; see

@@ -15,7 +15,7 @@ type agentsCollector struct {
 func newAgentsCollector(s *Server) *agentsCollector {
 	return &agentsCollector{
 		src:    agentSource{s},
-		agents: prometheus.NewDesc("meshlens_agents", "Agents of the topology by state: up, stale (silent for a minute), missing (silent for five, or never heard).", []string{"state"}, nil),
+		agents: prometheus.NewDesc("meshlens_agents", "Agents of the topology by state: up, stale (silent for three windows, at least 30 s), missing (silent for five minutes, or never heard).", []string{"state"}, nil),
 		up:     prometheus.NewDesc("meshlens_agent_up", "1 while the host's agent delivers, 0 when it is stale or missing.", []string{"host"}, nil),
 	}
 }

@@ -26,12 +26,16 @@ type HTTPConfig struct {
 	AuditLogFile string
 }
 
-// Agent freshness: an agent publishes at least every few seconds, so a
-// minute of silence means trouble and five minutes means it is gone.
+// Agent freshness: an agent seals a batch after every window boundary,
+// results or not (and every few seconds while it probes), so three
+// windows of silence, at least 30 s, make it stale, and five minutes
+// missing.
 const (
-	agentStaleAfter   = time.Minute
+	agentStaleMin     = 30 * time.Second
 	agentMissingAfter = 5 * time.Minute
 )
+
+func agentStaleAfter(window time.Duration) time.Duration { return max(agentStaleMin, 3*window) }
 
 func (s *Server) buildAPI() (*api.Server, error) {
 	cfg := api.Config{
@@ -122,7 +126,7 @@ func (a agentSource) Agents() []api.AgentStatus {
 				ProbesTotal:             st.Results,
 				ResultsRejected:         st.RejectedResults,
 				SchedulingLagP99Seconds: st.SchedulingLagP99.Seconds(),
-				State:                   agentState(now.Sub(st.LastSeen)),
+				State:                   agentState(now.Sub(st.LastSeen), agentStaleAfter(windowOf(a.s.cfg.Aggregate))),
 			}
 		}
 		out = append(out, as)
@@ -131,14 +135,27 @@ func (a agentSource) Agents() []api.AgentStatus {
 	return out
 }
 
-func agentState(silent time.Duration) string {
+func agentState(silent, staleAfter time.Duration) string {
 	switch {
 	case silent > agentMissingAfter:
 		return "missing"
-	case silent > agentStaleAfter:
+	case silent > staleAfter:
 		return "stale"
 	}
 	return "up"
+}
+
+// silentAgents are the hosts whose agents are stale or missing: probes
+// lost on their way to one are no evidence against the network
+// (localize.Window.Silent).
+func (a agentSource) silentAgents() map[string]bool {
+	out := map[string]bool{}
+	for _, st := range a.Agents() {
+		if st.State != "up" {
+			out[st.Host] = true
+		}
+	}
+	return out
 }
 
 // pairSource answers pair queries from the aggregators' recent windows.

@@ -557,6 +557,7 @@ func (s *Server) runAnalyzer(ctx context.Context) error {
 			topo = t
 		}
 		s.analyzer.SetAgentLags(s.agentLags())
+		s.analyzer.SetSilentAgents(agentSource{s}.silentAgents())
 		verdicts, err := s.analyzer.Advance(time.Now())
 		if err != nil {
 			s.logger.Error("analyzer: localize", "err", err)
