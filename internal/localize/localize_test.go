@@ -433,3 +433,39 @@ func TestHostDown(t *testing.T) {
 		}
 	})
 }
+
+// TestBlackholeNeedsEvidence: "their retransmissions died too" reads as a
+// blackhole only from enough lost connects; 3 of 4 happens one time in
+// seven to a host losing 20 % of its packets (the lab's host_nic, named a
+// blackhole in its first window by CI), 5 of 6 one time in forty; 9 of
+// 10 hardly ever.
+func TestBlackholeNeedsEvidence(t *testing.T) {
+	sick := host(1, 2, 3)
+	peers := []string{host(1, 1, 1), host(2, 1, 2), host(2, 2, 3), host(1, 1, 4), host(2, 1, 1), host(1, 2, 1), host(2, 2, 4), host(1, 1, 2), host(2, 1, 4), host(2, 2, 1)}
+	for _, tc := range []struct {
+		tcp, both int // of 10 lost probes traced, tcp are connects
+		want      Symptom
+	}{{6, 5, SymptomLoss}, {10, 9, SymptomBlackhole}} {
+		f := newFixture(t, spec)
+		var ts []Trace
+		for i := range peers {
+			tr := f.trace(sick, peers[i], true, f.through(i, ""))
+			if i >= tc.tcp {
+				tr.Proto = wire.Protocol_PROTOCOL_UDP
+			}
+			tr.BothLost = i < tc.both
+			ts = append(ts, tr)
+		}
+		lz, err := New(NameMeshlens, f.x, Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sus, err := lz.Localize(&Window{Sealed: f.sw, Traces: ts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sus) == 0 || sus[0].Element != sick || sus[0].Symptom != tc.want {
+			t.Errorf("%d of %d lost connects both lost: suspects %v, want %s with %s", tc.both, tc.tcp, sus, sick, tc.want)
+		}
+	}
+}

@@ -1004,7 +1004,7 @@ func (m *meshlens) explain(traces []observed, latency bool) []Suspect {
 			switch {
 			case rate >= 0.5:
 				sus.Symptom = SymptomDown
-			case tcpLost >= 3 && tcpBoth >= 0.7*tcpLost:
+			case tcpLost >= minBlackholeEvidence && tcpBoth >= 0.7*tcpLost:
 				sus.Symptom = SymptomBlackhole
 			default:
 				sus.Symptom = SymptomLoss
@@ -1014,6 +1014,14 @@ func (m *meshlens) explain(traces []observed, latency bool) []Suspect {
 	}
 	return out
 }
+
+// minBlackholeEvidence is how many lost TCP probes a suspect needs before
+// "their retransmissions died too" reads as a blackhole (whole flows
+// dropped) rather than heavy random loss: a host losing 20 % of packets
+// loses a connect's first SYN-and-answer 36 % of the time and its
+// retransmission as often, so 3 of 4 both lost happens one time in seven;
+// 6 of 8, one in fifty.
+const minBlackholeEvidence = 8
 
 // rho is how many times the rate of the link crossings its anomalies
 // cannot have crossed the probes crossing candidate c were anomalous, at
