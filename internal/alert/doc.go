@@ -20,8 +20,9 @@
 // # The localizer's own alerts
 //
 // A FaultWatch reads the localizer's verdicts window by window: an element
-// blamed with FaultConfig.MinConfidence in Windows consecutive windows
-// holds a MeshlensFaultSuspected condition (labels element, kind, symptom,
+// blamed with FaultConfig.MinConfidence in Windows consecutive windows (a
+// switch and one of its links named in turn do not break the run) holds a
+// MeshlensFaultSuspected condition (labels element, kind, symptom,
 // severity; annotations summary, description with the evidence in words,
 // sample_pairs, element_url) until it has been clean for ClearWindows
 // windows, SLOs or not. The condition names its own culprit (its element),

@@ -19,7 +19,10 @@ const FaultAlertName = "MeshlensFaultSuspected"
 
 // Defaults of FaultConfig.
 const (
-	DefaultFaultConfidence   = 0.9
+	// DefaultFaultConfidence takes every suspect the localizer reports
+	// (it reports none below 1-1/e ≈ 0.63): significance is its job, and
+	// two windows running guard against a fluke.
+	DefaultFaultConfidence   = 0.6
 	DefaultFaultWindows      = 2
 	DefaultFaultClearWindows = 3
 	DefaultFaultSeverity     = "page"
@@ -148,6 +151,12 @@ func (w *FaultWatch) Observe(at time.Time, culprits []Culprit) []Condition {
 		if _, ok := named[k]; ok {
 			continue
 		}
+		if relatedNamed(st.c.Element, named) {
+			// The localizer names a switch in one window and one of its
+			// links in the next as its evidence firms up: not a clean
+			// window for either, nor a break in their streaks.
+			continue
+		}
 		st.streak = 0
 		if st.gauge[0] != "" {
 			w.gauge.WithLabelValues(st.gauge[:]...).Set(0)
@@ -190,6 +199,20 @@ func (w *FaultWatch) Observe(at time.Time, culprits []Culprit) []Condition {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Labels["element"] < out[j].Labels["element"] })
 	return out
+}
+
+// relatedNamed says whether a culprit named now holds element or is held
+// by it (a switch and its links, a host and its link).
+func relatedNamed(element string, named map[string]Culprit) bool {
+	if element == "" {
+		return false
+	}
+	for _, c := range named {
+		if contains(c.Element, element) || contains(element, c.Element) {
+			return true
+		}
+	}
+	return false
 }
 
 // faultKey is element, or for a link ("A--B", "A->B") its two ends in

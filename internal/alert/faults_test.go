@@ -115,6 +115,34 @@ func TestFaultWatchOneLink(t *testing.T) {
 	}
 }
 
+// TestFaultWatchSwitchAndItsLink: a switch named, then one of its links,
+// then the switch again is no clean window for the switch: its incident
+// opens at the third window (two of its own, unbroken).
+func TestFaultWatchSwitchAndItsLink(t *testing.T) {
+	w, err := NewFaultWatch(FaultConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := t0
+	var conds []Condition
+	for _, el := range []string{"dc1-pod2-leaf2", "dc1-pod2-leaf2--dc1-spine1", "dc1-pod2-leaf2"} {
+		conds = w.Observe(at, []Culprit{{Element: el, Kind: "device", Symptom: "loss", Confidence: 0.7}})
+		at = at.Add(10 * time.Second)
+	}
+	if len(conds) != 1 || conds[0].Labels["element"] != "dc1-pod2-leaf2" {
+		t.Fatalf("conditions %+v, want the leaf's", conds)
+	}
+	// An unrelated element in between does break the streak.
+	w, _ = NewFaultWatch(FaultConfig{})
+	for _, el := range []string{"dc1-pod2-leaf2", "dc1-pod1-rack1-h01", "dc1-pod2-leaf2"} {
+		conds = w.Observe(at, []Culprit{{Element: el, Kind: "device", Symptom: "loss", Confidence: 0.7}})
+		at = at.Add(10 * time.Second)
+	}
+	if len(conds) != 0 {
+		t.Fatalf("conditions %+v after a break", conds)
+	}
+}
+
 func TestFaultConfigErrors(t *testing.T) {
 	for _, cfg := range []FaultConfig{{MinConfidence: 1.5}, {MinConfidence: -0.1}, {Windows: -1}, {ClearWindows: -2}} {
 		if _, err := NewFaultWatch(cfg); err == nil {
