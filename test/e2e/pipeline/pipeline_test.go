@@ -118,19 +118,27 @@ func TestAgentsToRollups(t *testing.T) {
 			LossRatio float64 `json:"loss_ratio"`
 		} `json:"data"`
 	}
+	// Windows are sealed as soon as every agent has marked them, so the
+	// rack pairs above can all be in before this one host pair has been
+	// probed over both protocols in a sealed window: wait for it.
 	src, dst := f.hosts[0], f.hosts[1]
-	if err := e2eutil.GetJSON(f.httpURL+"/api/v1/pairs?src="+src+"&dst="+dst, &pairs); err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]uint64{}
+	testkit.CheckFor(t, time.Minute, time.Second, func() error {
+		if err := e2eutil.GetJSON(f.httpURL+"/api/v1/pairs?src="+src+"&dst="+dst, &pairs); err != nil {
+			return err
+		}
+		seen := map[string]uint64{}
+		for _, w := range pairs.Data {
+			seen[w.Proto] += w.Sent
+		}
+		if seen["tcp"] == 0 || seen["udp"] == 0 {
+			return fmt.Errorf("pair %s->%s: probes per protocol %v", src, dst, seen)
+		}
+		return nil
+	})
 	for _, w := range pairs.Data {
-		seen[w.Proto] += w.Sent
 		if w.Sent > 0 && (w.P99 <= 0 || w.P99 > 0.1) {
 			t.Errorf("pair window %+v: implausible p99", w)
 		}
-	}
-	if seen["tcp"] == 0 || seen["udp"] == 0 {
-		t.Errorf("pair %s->%s: probes per protocol %v", src, dst, seen)
 	}
 	var agents struct {
 		Data []struct {
