@@ -114,6 +114,43 @@ func TestUDPEchoThroughResponder(t *testing.T) {
 	}
 }
 
+// TestUDPProbesRotatePorts: a peer's probes take the prober's source
+// ports in turn, each a flow of its own for ECMP, and every reply is
+// matched to its probe whichever socket it came back to.
+func TestUDPProbesRotatePorts(t *testing.T) {
+	r, _ := startResponder(t, ResponderConfig{Addr: "127.0.0.16:0", Keys: [][]byte{testKey}})
+	p := startUDPProber(t, UDPProberConfig{Local: netip.MustParseAddr("127.0.0.17"), Key: testKey, Ports: 4})
+	ports := map[uint32]bool{}
+	for _, port := range p.Ports() {
+		ports[port] = true
+	}
+	if len(ports) != 4 {
+		t.Fatalf("ports %v, want 4 distinct", p.Ports())
+	}
+	target := Target{Name: "peer", Protocol: wire.Protocol_PROTOCOL_UDP, Addr: r.Addr(), Timeout: 300 * time.Millisecond}
+	used := map[uint32]int{}
+	var last uint32
+	for seq := uint64(1); seq <= 8; seq++ {
+		res := p.Probe(context.Background(), target)
+		if res.Outcome != wire.Outcome_OUTCOME_OK || res.Seq != seq || res.Duplicates != 0 {
+			t.Fatalf("probe %d: %v", seq, res)
+		}
+		if !ports[res.SrcPort] || res.SrcPort == last {
+			t.Errorf("probe %d from port %d after %d; ports %v", seq, res.SrcPort, last, p.Ports())
+		}
+		last = res.SrcPort
+		used[res.SrcPort]++
+	}
+	for port, n := range used {
+		if n != 2 {
+			t.Errorf("8 probes over 4 ports: %v (port %d)", used, port)
+		}
+	}
+	if _, err := NewUDPProber(UDPProberConfig{Ports: MaxUDPPorts + 1}); err == nil {
+		t.Errorf("%d ports accepted", MaxUDPPorts+1)
+	}
+}
+
 // rawClient sends hand-made packets and reads whatever comes back.
 type rawClient struct {
 	t    *testing.T

@@ -27,21 +27,33 @@ type UDPProberConfig struct {
 	Key []byte
 	// Size of each probe packet, MinPacketLen..MaxPacketLen (default
 	// MinPacketLen).
-	Size       int
+	Size int
+	// Ports is how many sockets, so source ports, the probes rotate over
+	// (default DefaultUDPPorts, at most MaxUDPPorts).
+	Ports      int
 	Clock      clock.Clock
 	Registerer prometheus.Registerer
 }
 
-// UDPProber sends signed echoes to peers' responders from one socket and
-// matches replies by (peer, seq). Each peer is one echo stream with its
-// own sequence numbers, so loss, duplicates and reordering are per stream.
-// A probe's result is reported at its deadline (sent + timeout), not at the
-// first reply, so that duplicates arriving within the timeout are counted
-// on the echo they copy.
+// UDPProber sends signed echoes to peers' responders and matches replies
+// by (peer, seq). Each peer is one echo stream with its own sequence
+// numbers, so loss, duplicates and reordering are per stream. A probe's
+// result is reported at its deadline (sent + timeout), not at the first
+// reply, so that duplicates arriving within the timeout are counted on the
+// echo they copy.
+//
+// A peer's probes rotate over a few sockets, each its own source port: a
+// flow of its own that ECMP hashes onto its own path, there and back. From
+// one socket every probe of a pair takes the same two paths for as long as
+// routing stands, so a lossy link is seen only by the pairs whose one flow
+// happens to cross it, and a pair whose flow goes up a healthy link and
+// comes back over the lossy one loses probes that all point at the healthy
+// link (the lab's lossy uplink was blamed on its healthy sibling so). TCP
+// probes get a fresh port per connection anyway.
 type UDPProber struct {
-	conn    *net.UDPConn
+	conns   []*net.UDPConn
+	ports   []uint32
 	srcAddr string
-	srcPort uint32
 	stream  uint64
 	size    int
 	// kernelRx: replies carry the kernel's arrival time (real clock only).
@@ -68,6 +80,7 @@ type udpKey struct {
 
 type udpStream struct {
 	next       uint64 // next seq to send
+	first      int    // the socket of seq 0: streams start apart
 	maxReplied uint64 // highest seq answered so far
 	lastUsed   time.Time
 }
@@ -96,7 +109,15 @@ func (h *udpHeap) Pop() any {
 	return p
 }
 
-// NewUDPProber opens the prober's socket. Call Run to receive replies and
+// DefaultUDPPorts is how many source ports a UDP prober rotates over by
+// default: with 2 to 4 equal-cost choices per tier, 8 flows cover a
+// pair's paths well, for 8 sockets per agent.
+const DefaultUDPPorts = 8
+
+// MaxUDPPorts bounds UDPProberConfig.Ports.
+const MaxUDPPorts = 64
+
+// NewUDPProber opens the prober's sockets. Call Run to receive replies and
 // report results.
 func NewUDPProber(cfg UDPProberConfig) (*UDPProber, error) {
 	if cfg.Clock == nil {
@@ -108,21 +129,37 @@ func NewUDPProber(cfg UDPProberConfig) (*UDPProber, error) {
 	if cfg.Size < MinPacketLen || cfg.Size > MaxPacketLen {
 		return nil, fmt.Errorf("probe: udp probe size %d outside %d..%d", cfg.Size, MinPacketLen, MaxPacketLen)
 	}
+	if cfg.Ports == 0 {
+		cfg.Ports = DefaultUDPPorts
+	}
+	if cfg.Ports < 1 || cfg.Ports > MaxUDPPorts {
+		return nil, fmt.Errorf("probe: %d udp source ports outside 1..%d", cfg.Ports, MaxUDPPorts)
+	}
 	var laddr *net.UDPAddr
 	if cfg.Local.IsValid() {
 		laddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.Local, 0))
 	}
-	conn, err := net.ListenUDP("udp", laddr)
-	if err != nil {
-		return nil, fmt.Errorf("probe: udp prober socket on %v: %w", cfg.Local, err)
+	var conns []*net.UDPConn
+	closeAll := func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	for range cfg.Ports {
+		conn, err := net.ListenUDP("udp", laddr)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("probe: udp prober socket on %v: %w", cfg.Local, err)
+		}
+		conns = append(conns, conn)
 	}
 	var sb [8]byte
 	if _, err := rand.Read(sb[:]); err != nil {
-		conn.Close()
+		closeAll()
 		return nil, fmt.Errorf("probe: udp stream id: %w", err)
 	}
 	p := &UDPProber{
-		conn:   conn,
+		conns:  conns,
 		stream: binary.BigEndian.Uint64(sb[:]),
 		size:   cfg.Size,
 		clock:  cfg.Clock,
@@ -137,24 +174,31 @@ func NewUDPProber(cfg UDPProberConfig) (*UDPProber, error) {
 		peers:   make(map[netip.AddrPort]*udpStream),
 		pending: make(map[udpKey]*udpPending),
 	}
-	local := p.LocalAddr()
-	p.srcAddr, p.srcPort = local.Addr().String(), uint32(local.Port())
-	if _, real := cfg.Clock.(clock.Real); real {
-		p.kernelRx = enableRxTimestamps(conn)
+	p.srcAddr = p.LocalAddr().Addr().String()
+	_, real := cfg.Clock.(clock.Real)
+	p.kernelRx = real
+	for _, c := range conns {
+		p.ports = append(p.ports, uint32(c.LocalAddr().(*net.UDPAddr).Port))
+		if real {
+			p.kernelRx = enableRxTimestamps(c) && p.kernelRx
+		}
 	}
 	if cfg.Key != nil {
 		if err := p.SetKey(cfg.Key); err != nil {
-			conn.Close()
+			closeAll()
 			return nil, err
 		}
 	}
 	return p, nil
 }
 
-// LocalAddr is the prober's socket address.
+// LocalAddr is the address of the prober's first socket.
 func (p *UDPProber) LocalAddr() netip.AddrPort {
-	return p.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	return p.conns[0].LocalAddr().(*net.UDPAddr).AddrPort()
 }
+
+// Ports are the source ports the probes rotate over.
+func (p *UDPProber) Ports() []uint32 { return append([]uint32(nil), p.ports...) }
 
 // SetKey sets the fleet key probes are signed with. Safe for concurrent use.
 func (p *UDPProber) SetKey(key []byte) error {
@@ -172,7 +216,7 @@ func (p *UDPProber) SetKey(key []byte) error {
 func (p *UDPProber) Start(ctx context.Context, t Target, done func(*wire.ProbeResult)) {
 	now := p.clock.Now()
 	res := newResult(t, now)
-	res.SrcAddr, res.SrcPort = p.srcAddr, p.srcPort
+	res.SrcAddr = p.srcAddr
 	timeout := t.Timeout
 	if timeout <= 0 {
 		timeout = time.Second
@@ -192,18 +236,21 @@ func (p *UDPProber) Start(ctx context.Context, t Target, done func(*wire.ProbeRe
 	}
 	st := p.peers[t.Addr]
 	if st == nil {
-		st = &udpStream{next: 1}
+		st = &udpStream{next: 1, first: len(p.peers) % len(p.conns)}
 		p.peers[t.Addr] = st
 	}
 	st.lastUsed = now
 	seq := st.next
 	st.next++
 	res.Seq = seq
+	// Each peer's probes take the sockets in turn.
+	c := (st.first + int(seq%uint64(len(p.conns)))) % len(p.conns)
+	res.SrcPort = p.ports[c]
 	p.buf = appendRequest(p.buf, p.stream, seq, now.UnixNano(), p.size)
 	p.signer.sign(t.Addr.Addr(), p.buf)
 	// Send under the lock: the buffer is shared, and a reply must not be
 	// able to arrive before its pending entry exists.
-	_, err := p.conn.WriteToUDPAddrPort(p.buf, t.Addr)
+	_, err := p.conns[c].WriteToUDPAddrPort(p.buf, t.Addr)
 	if err != nil {
 		p.mu.Unlock()
 		res.Outcome, res.Error = wire.Outcome_OUTCOME_ERROR, shortError(fmt.Errorf("probe: udp send to %v: %w", t.Addr, err))
@@ -249,10 +296,13 @@ func (p *UDPProber) Probe(ctx context.Context, t Target) *wire.ProbeResult {
 
 // Run receives replies and reports results at their deadlines until ctx
 // ends; then it reports every probe still pending as an error (they were
-// cut short, not lost) and closes the socket.
+// cut short, not lost) and closes the sockets.
 func (p *UDPProber) Run(ctx context.Context) error {
-	readDone := make(chan error, 1)
-	go func() { readDone <- p.readLoop() }()
+	readDone := make(chan error, len(p.conns))
+	for _, c := range p.conns {
+		go func() { readDone <- p.readLoop(c) }()
+	}
+	running := len(p.conns)
 	tick := p.clock.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	var err error
@@ -262,7 +312,7 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case err = <-readDone:
-			readDone = nil
+			running--
 			break loop
 		case <-tick.C():
 			p.reap(p.clock.Now())
@@ -280,8 +330,10 @@ loop:
 		pd.res.Outcome, pd.res.Error, pd.res.RttNs = wire.Outcome_OUTCOME_ERROR, "prober stopped", 0
 		pd.done(pd.res)
 	}
-	p.conn.Close()
-	if readDone != nil {
+	for _, c := range p.conns {
+		c.Close()
+	}
+	for ; running > 0; running-- {
 		<-readDone
 	}
 	return err
@@ -314,11 +366,11 @@ func (p *UDPProber) reap(now time.Time) {
 	}
 }
 
-func (p *UDPProber) readLoop() error {
+func (p *UDPProber) readLoop(conn *net.UDPConn) error {
 	buf := make([]byte, MaxPacketLen+1)
 	oob := make([]byte, 128)
 	for {
-		n, oobn, _, from, err := p.conn.ReadMsgUDPAddrPort(buf, oob)
+		n, oobn, _, from, err := conn.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil

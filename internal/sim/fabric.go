@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshlens/meshlens/internal/localize"
 	"github.com/meshlens/meshlens/internal/pinglist"
+	"github.com/meshlens/meshlens/internal/probe"
 	"github.com/meshlens/meshlens/internal/wire"
 )
 
@@ -355,7 +356,10 @@ func (f *Fabric) probe(h, g int32, proto wire.Protocol, t int64, rng *rng, res *
 			f.tcpPort[h] = 32768
 		}
 	} else {
-		sport = f.udpPort[h]
+		// The agent's UDP probes to a peer take its sockets in turn
+		// (probe.UDPProber): a round's probe to g is from one of them.
+		k := (t/int64(f.sc.Interval) + int64(g)) % probe.DefaultUDPPorts
+		sport = f.udpPort[h] + uint32(k)
 	}
 	dport := uint32(f.x.Topo.ResponderPort)
 	fwdFlow := mix(uint64(h)*0x100000001b3 + uint64(g) ^ uint64(sport)<<40 ^ uint64(dport)<<20 ^ uint64(proto))
