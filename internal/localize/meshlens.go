@@ -123,11 +123,6 @@ func (e *evidence) add(w *Window) {
 		pos += n
 		s.alive.see(e.x, &s.traces[i])
 	}
-	// Whose silences the window's silent hops were: one pass reading them
-	// evenly over the switches each may be, then the paths read with them.
-	for i := range s.traces {
-		e.pm.silences(&s.traces[i], &s.alive, nil)
-	}
 	s.pool = s.pool[:0]
 	type span struct{ a, b, c int }
 	spans := make([]span, len(s.traces))

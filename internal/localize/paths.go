@@ -9,10 +9,9 @@ package localize
 //
 //   - forward, up to the last hop that answered: the ECMP paths of the
 //     routing (Index.Routes with nothing down) that agree with every
-//     answered hop, each as likely as per-hop hashing makes it and as
-//     each switch's silences in the window make a silent hop its (a
-//     forward-backward pass over the hops); a link is certain where both
-//     its ends answered;
+//     answered hop, each as likely as per-hop hashing makes it (a forward-
+//     backward pass over the hops); a link is certain where both its ends
+//     answered;
 //   - a trace that stopped answering after hop k (not reached): the probe
 //     went on from hop k over one of its next hops, and that one is dead
 //     for this flow; next hops that other traces of the same window saw
@@ -48,41 +47,18 @@ func newPathModel(x *Index, routes *Routes) *pathModel {
 }
 
 // alive is what the traces of one window saw answering: switches and
-// hosts, and the link directions between two consecutive answered hops;
-// and how often each switch answered the TTLs that expired at it, and how
-// often it was (likely) the silent hop.
+// hosts, and the link directions between two consecutive answered hops.
 type alive struct {
 	nodes map[int32]bool
 	links map[int32]bool
-	// answered[n]: the window's hops n answered; silent[n]: its expected
-	// silent hops, the silences' posteriors (see silences).
-	answered, silent map[int32]float64
 }
 
 func (a *alive) reset() {
 	if a.nodes == nil {
 		a.nodes, a.links = map[int32]bool{}, map[int32]bool{}
-		a.answered, a.silent = map[int32]float64{}, map[int32]float64{}
 	}
 	clear(a.nodes)
 	clear(a.links)
-	clear(a.answered)
-	clear(a.silent)
-}
-
-// silence is how likely switch n is to leave a TTL that expired at it
-// unanswered, as the window saw it: (silent+1)/(answered+silent+2), a
-// half when the window says nothing. A switch behind a lossy link loses
-// many of its answers, a healthy one next to it almost none, so a silent
-// hop between two answered ones is the lossy side's more often than ECMP
-// alone would make it; read evenly, the silences of a lossy uplink's
-// traces were shared with its healthy sibling, and the two looked alike.
-func (a *alive) silence(n int32) float64 {
-	if a == nil || a.answered == nil {
-		return 0.5
-	}
-	s := a.silent[n]
-	return (s + 1) / (a.answered[n] + s + 2)
 }
 
 // see records what trace t saw answering.
@@ -94,7 +70,6 @@ func (a *alive) see(x *Index, t *Trace) {
 			continue
 		}
 		a.nodes[n] = true
-		a.answered[n]++
 		if prev != UnknownHop {
 			if l, ok := x.Link(prev, n); ok {
 				a.links[l] = true
@@ -136,7 +111,7 @@ func (pm *pathModel) forward(t *Trace, al *alive, out []wlink) []wlink {
 	}
 	if k > 0 {
 		var ok bool
-		if out, ok = pm.posterior(t, k, al, out); !ok {
+		if out, ok = pm.posterior(t, k, out); !ok {
 			prev := t.Src
 			for _, n := range t.Hops[:k] {
 				if n != UnknownHop && prev != UnknownHop {
@@ -175,75 +150,8 @@ func (pm *pathModel) forward(t *Trace, al *alive, out []wlink) []wlink {
 
 // posterior is the forward-backward pass over positions 0 (the source)
 // to k (the last answered hop): each link's probability of being on the
-// path given the answered hops, under per-hop ECMP hashing, a silent hop
-// weighted by how silent each switch it may be was in the window (al;
-// evenly when nil).
-func (pm *pathModel) posterior(t *Trace, k int, al *alive, out []wlink) ([]wlink, bool) {
-	z, ok := pm.pass(t, k, al)
-	if !ok {
-		return out, false
-	}
-	for j := 0; j < k; j++ {
-		for _, a := range pm.alpha[j] {
-			if a.n == t.Dst {
-				continue
-			}
-			next := pm.next(a.n, t.Dst)
-			for _, h := range next {
-				if w := a.p / float64(len(next)) * pm.emit(t, j+1, h.Node, al) * getP(pm.beta[j+1], h.Node) / z; w > 0 {
-					out = append(out, wlink{h.Link, w})
-				}
-			}
-		}
-	}
-	return out, true
-}
-
-// silences adds to al.silent, for each silent hop of t up to its last
-// answered one, the probability that each switch was that hop, with the
-// silences weighted as al weighs them (the first pass: evenly).
-func (pm *pathModel) silences(t *Trace, al, weigh *alive) {
-	k := len(t.Hops)
-	for k > 0 && t.Hops[k-1] == UnknownHop {
-		k--
-	}
-	silent := false
-	for _, n := range t.Hops[:k] {
-		silent = silent || n == UnknownHop
-	}
-	if !silent {
-		return
-	}
-	z, ok := pm.pass(t, k, weigh)
-	if !ok {
-		return
-	}
-	for j := 1; j < k; j++ {
-		if t.Hops[j-1] != UnknownHop {
-			continue
-		}
-		for _, a := range pm.alpha[j] {
-			if pm.x.IsSwitch(a.n) {
-				al.silent[a.n] += a.p * getP(pm.beta[j], a.n) / z
-			}
-		}
-	}
-}
-
-// emit is how likely node n is to have been what position j of t shows:
-// 1 for the answered hop itself (paths through any other node are not
-// considered), a switch's silence where the hop was silent.
-func (pm *pathModel) emit(t *Trace, j int, n int32, al *alive) float64 {
-	if t.Hops[j-1] != UnknownHop {
-		return 1
-	}
-	return al.silence(n)
-}
-
-// pass runs the forward (alpha) and backward (beta) recursions over
-// positions 0..k and returns the paths' total weight z; not ok when the
-// answered hops fit no path of the routing.
-func (pm *pathModel) pass(t *Trace, k int, al *alive) (float64, bool) {
+// path given the answered hops, under per-hop ECMP hashing.
+func (pm *pathModel) posterior(t *Trace, k int, out []wlink) ([]wlink, bool) {
 	for len(pm.alpha) <= k {
 		pm.alpha = append(pm.alpha, nil)
 		pm.beta = append(pm.beta, nil)
@@ -261,12 +169,12 @@ func (pm *pathModel) pass(t *Trace, k int, al *alive) (float64, bool) {
 				if obs != UnknownHop && h.Node != obs {
 					continue
 				}
-				cur = addP(cur, h.Node, a.p/float64(len(next))*pm.emit(t, j, h.Node, al))
+				cur = addP(cur, h.Node, a.p/float64(len(next)))
 			}
 		}
 		pm.alpha[j] = cur
 		if len(cur) == 0 {
-			return 0, false
+			return out, false
 		}
 	}
 	pm.beta[k] = pm.beta[k][:0]
@@ -275,9 +183,6 @@ func (pm *pathModel) pass(t *Trace, k int, al *alive) (float64, bool) {
 		pm.beta[k] = append(pm.beta[k], nodeP{a.n, 1})
 		z += a.p
 	}
-	if z <= 0 {
-		return 0, false
-	}
 	for j := k - 1; j >= 0; j-- {
 		cur := pm.beta[j][:0]
 		for _, a := range pm.alpha[j] {
@@ -285,14 +190,27 @@ func (pm *pathModel) pass(t *Trace, k int, al *alive) (float64, bool) {
 			if a.n != t.Dst {
 				next := pm.next(a.n, t.Dst)
 				for _, h := range next {
-					b += getP(pm.beta[j+1], h.Node) / float64(len(next)) * pm.emit(t, j+1, h.Node, al)
+					b += getP(pm.beta[j+1], h.Node) / float64(len(next))
 				}
 			}
 			cur = append(cur, nodeP{a.n, b})
 		}
 		pm.beta[j] = cur
 	}
-	return z, true
+	for j := 0; j < k; j++ {
+		for _, a := range pm.alpha[j] {
+			if a.n == t.Dst {
+				continue
+			}
+			next := pm.next(a.n, t.Dst)
+			for _, h := range next {
+				if w := a.p / float64(len(next)) * getP(pm.beta[j+1], h.Node) / z; w > 0 {
+					out = append(out, wlink{h.Link, w})
+				}
+			}
+		}
+	}
+	return out, true
 }
 
 func addP(s []nodeP, n int32, p float64) []nodeP {
