@@ -34,6 +34,8 @@ func TestAbuseLeavesOthersAnswered(t *testing.T) {
 		{"body over the limit", call{method: http.MethodPost, path: "/api/v1/query", form: url.Values{"query": {strings.Repeat("y", 2<<20)}}}, 413},
 		{"malformed form body", call{method: http.MethodPost, path: "/api/v1/query", form: url.Values{"query": {"%%%"}}}, 400},
 		{"bad host name", call{path: "/api/v1/pairs", form: url.Values{"src": {"../../etc"}, "dst": {"b"}}}, 400},
+		// Took the server to 7.3 GB before subqueries were bounded.
+		{"subquery bomb", call{path: "/api/v1/query", form: url.Values{"query": {"count_over_time(vector(1)[10y:1s])"}}}, 400},
 	}
 	good := call{path: "/api/v1/query", form: url.Values{"query": {"sum(meshlens_rackpair_loss_ratio)"}, "time": {fmt.Sprint(base.Unix())}}}
 

@@ -33,8 +33,11 @@ const (
 	DefaultMaxQueryRange        = 32 * 24 * time.Hour
 	DefaultQueryTimeout         = 2 * time.Minute
 	DefaultMaxConcurrentQueries = 20 // Prometheus's --query.max-concurrency
-	DefaultAuditRingSize        = 1000
-	DefaultShutdownTimeout      = 10 * time.Second
+	// DefaultMaxSubquerySteps: a subquery's steps over the whole span it
+	// covers, 16 MB of points per series it evaluates.
+	DefaultMaxSubquerySteps = 1_000_000
+	DefaultAuditRingSize    = 1000
+	DefaultShutdownTimeout  = 10 * time.Second
 )
 
 // Config configures the API server. The zero value serves on nothing
@@ -57,6 +60,10 @@ type Config struct {
 	MaxPointsPerSeries int
 	// MaxQueryRange bounds end-start of a range query.
 	MaxQueryRange time.Duration
+	// MaxSubquerySteps bounds the steps a subquery is evaluated at over
+	// the span it covers (the outer query's and its enclosing subqueries');
+	// MaxPointsPerSeries bounds its range/step (checkSubqueries).
+	MaxSubquerySteps int
 	// QueryTimeout bounds a PromQL query; a request's ?timeout may only
 	// shorten it.
 	QueryTimeout time.Duration
@@ -93,6 +100,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxQueryRange <= 0 {
 		c.MaxQueryRange = DefaultMaxQueryRange
+	}
+	if c.MaxSubquerySteps <= 0 {
+		c.MaxSubquerySteps = DefaultMaxSubquerySteps
 	}
 	if c.QueryTimeout <= 0 {
 		c.QueryTimeout = DefaultQueryTimeout

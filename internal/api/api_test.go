@@ -202,6 +202,15 @@ func TestPrometheusAPI(t *testing.T) {
 		{"range too long", call{path: "/api/v1/query_range", form: url.Values{"query": {`1`}, "start": {"0"}, "end": {at(0)}, "step": {"1w"}}}, 400, ""},
 		{"range absurd bounds", call{path: "/api/v1/query_range", form: url.Values{"query": {`1`}, "start": {"-9e18"}, "end": {"9e18"}, "step": {"1e15"}}}, 400, ""},
 		{"NaN time", call{path: "/api/v1/query", form: url.Values{"query": {`1`}, "time": {"NaN"}}}, 400, ""},
+		// A subquery's steps are bounded before the engine evaluates them:
+		// this one is 315 M steps from a 40-byte query.
+		{"subquery too fine", call{path: "/api/v1/query", form: url.Values{"query": {`count_over_time(vector(1)[10y:1s])`}}}, 400,
+			`{"status":"error","errorType":"bad_data","error":"subquery vector(1)[10y:1s]: 315360000 steps, at most 11000: use a coarser step ([range:step])"}`},
+		{"subquery without a step", call{path: "/api/v1/query", form: url.Values{"query": {`max_over_time(vector(1)[1y:])`}}}, 400, ""},
+		{"nested subqueries", call{path: "/api/v1/query", form: url.Values{"query": {`max_over_time(max_over_time(vector(1)[10d:1m])[10d:1m])`}}}, 400, ""},
+		{"subquery over a long range query", call{path: "/api/v1/query_range", form: url.Values{"query": {`max_over_time(vector(1)[1h:1s])`}, "start": {at(-30 * 24 * time.Hour)}, "end": {at(0)}, "step": {"1h"}}}, 400, ""},
+		{"subquery within bounds", call{path: "/api/v1/query", form: url.Values{"query": {`count_over_time(vector(1)[1d:1m])`}, "time": {at(0)}}}, 200,
+			`{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[` + fmt.Sprint(base.Unix()) + `,"1440"]}]}}`},
 		{"series without match", call{path: "/api/v1/series"}, 400,
 			`{"status":"error","errorType":"bad_data","error":"no match[] parameter provided"}`},
 		{"series with a bad selector", call{path: "/api/v1/series", form: url.Values{"match[]": {`{}`}}}, 400, ""},

@@ -135,6 +135,10 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorBadData, err)
 		return
 	}
+	if err := checkSubqueries(expr, 0, s.cfg.MaxPointsPerSeries, s.cfg.MaxSubquerySteps); err != nil {
+		writeError(w, errorBadData, err)
+		return
+	}
 	st := s.src.Store
 	qry, err := st.Engine().NewInstantQuery(ctx, st, opts, expr, ts)
 	if err != nil {
@@ -199,6 +203,10 @@ func (s *Server) queryRange(w http.ResponseWriter, r *http.Request) {
 	}
 	expr := r.Form.Get("query")
 	if err := checkQueryLength(expr); err != nil {
+		writeError(w, errorBadData, err)
+		return
+	}
+	if err := checkSubqueries(expr, span, s.cfg.MaxPointsPerSeries, s.cfg.MaxSubquerySteps); err != nil {
 		writeError(w, errorBadData, err)
 		return
 	}
@@ -536,4 +544,52 @@ func checkQueryLength(expr string) error {
 		return fmt.Errorf("query of %d bytes, at most %d", len(expr), MaxQueryLength)
 	}
 	return nil
+}
+
+// noStepSubquery is the step of a subquery written without one ([1h:]):
+// store's NoStepSubqueryIntervalFn, Prometheus's default evaluation
+// interval.
+const noStepSubquery = time.Minute
+
+// checkSubqueries bounds what the subqueries of expr make the engine
+// evaluate, before it does. A subquery evaluates its inner expression at
+// every step of its range, over the whole span of the outer query (and of
+// any subquery around it), whatever data exists: count_over_time(
+// vector(1)[10y:1s]) is 315 M steps from a 40-byte query, and took the
+// server to 7.3 GB before max-samples stopped it (a range's cap never saw
+// it). So, per subquery, range/step is at most maxPoints, as a range
+// query's points are, and the steps over the whole span at most maxSteps.
+// span is the outer query's end minus start (0 for an instant query).
+func checkSubqueries(expr string, span time.Duration, maxPoints, maxSteps int) error {
+	e, err := exprParser.ParseExpr(expr)
+	if err != nil {
+		return nil // the engine reports it, as Prometheus words it
+	}
+	var bad error
+	parser.Inspect(e, func(node parser.Node, path []parser.Node) error {
+		sq, ok := node.(*parser.SubqueryExpr)
+		if !ok || bad != nil {
+			return nil
+		}
+		step := sq.Step
+		if step <= 0 {
+			step = noStepSubquery
+		}
+		// The span this subquery's inner expression covers: the outer
+		// query's, plus every enclosing subquery's range and its own.
+		total := span + sq.Range
+		for _, n := range path {
+			if outer, ok := n.(*parser.SubqueryExpr); ok {
+				total += outer.Range
+			}
+		}
+		switch {
+		case sq.Range/step > time.Duration(maxPoints):
+			bad = fmt.Errorf("subquery %s: %d steps, at most %d: use a coarser step ([range:step])", sq.String(), sq.Range/step, maxPoints)
+		case total/step > time.Duration(maxSteps):
+			bad = fmt.Errorf("subquery %s: %d steps over the query's span, at most %d: use a coarser step or a shorter range", sq.String(), total/step, maxSteps)
+		}
+		return nil
+	})
+	return bad
 }
