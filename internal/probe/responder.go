@@ -62,9 +62,13 @@ type ResponderConfig struct {
 }
 
 const (
-	maxRateSources   = 1 << 16
-	maxReplayEntries = 1 << 18
-	maxTCPRead       = 4096
+	maxRateSources = 1 << 16
+	// The replay cache holds replayShared entries for everyone; beyond
+	// that a source gets at most its fair share (replayShared over the
+	// sources holding entries), and nobody beyond replayHard.
+	replayShared = 1 << 18
+	replayHard   = 2 * replayShared
+	maxTCPRead   = 4096
 )
 
 // Responder answers TCP connects and signed UDP echoes on one address.
@@ -95,6 +99,8 @@ type Responder struct {
 	replay      replayCache
 	buckets     map[netip.Addr]*tokenBucket
 	lastSweep   time.Time
+	// lastFullSweep: when a full bucket map was last swept.
+	lastFullSweep time.Time
 
 	// TCP state.
 	mu       sync.Mutex
@@ -371,9 +377,15 @@ func (r *Responder) serveUDP() error {
 }
 
 // admitUDP decides whether a datagram gets a reply; it returns the drop
-// reason, or "" to answer. Checks run cheapest first; the rate limit comes
-// last so that forged packets with a spoofed source cannot spend a genuine
-// peer's reply budget.
+// reason, or "" to answer. Checks run cheapest first, and the source's
+// rate limit before any state shared with other sources is spent: a
+// source can only put into the replay cache what its rate allows (12,200
+// entries at most in an entry's lifetime by default), and a flood from one
+// source is that source's loss alone. (Replay-cache first, one holder of
+// the fleet key filled the cache from one address and every other peer's
+// probes were refused for two minutes.) Packets without the fleet key's
+// MAC spend nothing, so only a key holder can spend a source's budget,
+// and it can spoof only sources it can send as.
 func (r *Responder) admitUDP(pkt []byte, dst netip.Addr, src net.Addr) string {
 	p, err := DecodePacket(pkt)
 	if err != nil || !dst.IsValid() {
@@ -401,15 +413,15 @@ func (r *Responder) admitUDP(pkt []byte, dst netip.Addr, src net.Addr) string {
 	if r.signerIndex < 0 {
 		return DropBadMAC
 	}
-	switch r.replay.add(replayKey{dst: dst, stream: p.Stream, seq: p.Seq}, now, 2*r.cfg.ReplayWindow) {
+	srcAddr := addrOf(src)
+	if !r.allow(srcAddr, now) {
+		return DropRateLimited
+	}
+	switch r.replay.add(replayKey{dst: dst, stream: p.Stream, seq: p.Seq}, srcAddr, now, 2*r.cfg.ReplayWindow) {
 	case replaySeen:
 		return DropReplay
 	case replayFull:
 		return DropReplayFull
-	}
-	srcAddr := addrOf(src)
-	if !r.allow(srcAddr, now) {
-		return DropRateLimited
 	}
 	return ""
 }
@@ -448,17 +460,18 @@ type tokenBucket struct {
 
 func (r *Responder) allow(src netip.Addr, now time.Time) bool {
 	if now.Sub(r.lastSweep) > time.Minute {
-		// Forget sources whose bucket has refilled: they cost nothing to
-		// recreate, and the map stays as small as the set of active peers.
-		for a, b := range r.buckets {
-			if now.Sub(b.last).Seconds()*r.cfg.RatePerSource >= float64(r.cfg.BurstPerSource) {
-				delete(r.buckets, a)
-			}
-		}
+		r.sweepBuckets(now)
 		r.lastSweep = now
 	}
 	b := r.buckets[src]
 	if b == nil {
+		if len(r.buckets) >= maxRateSources && now.Sub(r.lastFullSweep) >= time.Second {
+			// Full, perhaps of spoofed sources that sent once: forget
+			// the refilled buckets now, not at the next minute, so that
+			// holding the map needs a flood of every source, all the time.
+			r.lastFullSweep = now
+			r.sweepBuckets(now)
+		}
 		if len(r.buckets) >= maxRateSources {
 			return false
 		}
@@ -466,6 +479,17 @@ func (r *Responder) allow(src netip.Addr, now time.Time) bool {
 		r.buckets[src] = b
 	}
 	return b.take(now, r.cfg.RatePerSource, float64(r.cfg.BurstPerSource))
+}
+
+// sweepBuckets forgets sources whose bucket has refilled: they cost
+// nothing to recreate, and the map stays as small as the set of active
+// peers.
+func (r *Responder) sweepBuckets(now time.Time) {
+	for a, b := range r.buckets {
+		if now.Sub(b.last).Seconds()*r.cfg.RatePerSource+b.tokens >= float64(r.cfg.BurstPerSource) {
+			delete(r.buckets, a)
+		}
+	}
 }
 
 // take refills the bucket for the time since its last use and takes one
@@ -515,18 +539,27 @@ const (
 // replayCache remembers the probes answered recently, in two generations
 // rotated every retention period, so an entry lives between one and two
 // periods. With a retention of twice the replay window, a probe is
-// remembered for as long as its timestamp would be accepted.
+// remembered for as long as its timestamp would be accepted. Each entry
+// remembers its source, and each source's share is counted: past
+// replayShared entries a source gets no more than its fair share, so no
+// source, or few, can take the room of the others.
 type replayCache struct {
-	cur, prev map[replayKey]struct{}
+	cur, prev map[replayKey]netip.Addr
+	held      map[netip.Addr]int // entries in cur and prev, by source
 	rotated   time.Time
 }
 
-func (c *replayCache) add(k replayKey, now time.Time, retention time.Duration) int {
+func (c *replayCache) add(k replayKey, src netip.Addr, now time.Time, retention time.Duration) int {
 	if c.cur == nil {
-		c.cur, c.prev, c.rotated = make(map[replayKey]struct{}), make(map[replayKey]struct{}), now
+		c.cur, c.prev, c.held, c.rotated = map[replayKey]netip.Addr{}, map[replayKey]netip.Addr{}, map[netip.Addr]int{}, now
 	}
 	if now.Sub(c.rotated) >= retention {
-		c.prev, c.cur, c.rotated = c.cur, make(map[replayKey]struct{}, len(c.cur)), now
+		for _, a := range c.prev {
+			if c.held[a]--; c.held[a] <= 0 {
+				delete(c.held, a)
+			}
+		}
+		c.prev, c.cur, c.rotated = c.cur, make(map[replayKey]netip.Addr, len(c.cur)), now
 	}
 	if _, ok := c.cur[k]; ok {
 		return replaySeen
@@ -534,12 +567,16 @@ func (c *replayCache) add(k replayKey, now time.Time, retention time.Duration) i
 	if _, ok := c.prev[k]; ok {
 		return replaySeen
 	}
-	if len(c.cur)+len(c.prev) >= maxReplayEntries {
-		// Fail closed: an unanswered probe is a measured loss, a forgotten
-		// replay is a reflector.
-		return replayFull
+	if n := len(c.cur) + len(c.prev); n >= replayShared {
+		// Fail closed, for the sources over their share only: an
+		// unanswered probe is a measured loss, a forgotten replay is a
+		// reflector.
+		if n >= replayHard || c.held[src] >= replayShared/max(1, len(c.held)) {
+			return replayFull
+		}
 	}
-	c.cur[k] = struct{}{}
+	c.cur[k] = src
+	c.held[src]++
 	return replayNew
 }
 
