@@ -74,6 +74,12 @@ type Config struct {
 	// probes, which are service names, not topology hosts); results for
 	// more are rejected as too_many_targets. Default DefaultMaxTargets.
 	MaxTargets int
+	// Targets, when set, says which HTTP target names exist (the server's
+	// --http-target): results for any other are refused as
+	// unknown_target. Target names come from agents, so without it one
+	// host could fill MaxTargets with names of its own and lock the real
+	// targets out. Nil accepts any name (tests, the simulator).
+	Targets func(name string) bool
 	// HostRTTBuckets adds RTT histograms to the host counters
 	// (meshlens_host_rtt_seconds_bucket, for host-scope latency SLIs): 14
 	// more series per host, direction and protocol, written at every seal,
@@ -288,7 +294,7 @@ type Aggregator struct {
 	recentSince int64
 	recent      map[int64]*recentWindow
 	counters    map[counterKey]*counter
-	targets     int // distinct HTTP targets
+	targetNames map[string]int // HTTP targets: their counters, by name
 	// dirty: counters changed since the last snapshot written to the TSDB.
 	// snapAt (unix ms) is when the last snapshot was committed, snapOK
 	// whether all its counter samples went in: together they say whether
@@ -320,16 +326,17 @@ func New(cfg Config) (*Aggregator, error) {
 		return nil, err
 	}
 	a := &Aggregator{
-		cfg:       cfg,
-		w:         int64(cfg.Window),
-		l:         int64(cfg.Lateness),
-		pairs:     make(map[string]agentPairs),
-		rollIndex: make(map[rollKey]int32),
-		open:      make(map[int64]*window),
-		recent:    make(map[int64]*recentWindow),
-		counters:  make(map[counterKey]*counter),
-		agents:    make(map[string]*AgentStatus),
-		m:         m,
+		cfg:         cfg,
+		w:           int64(cfg.Window),
+		l:           int64(cfg.Lateness),
+		pairs:       make(map[string]agentPairs),
+		rollIndex:   make(map[rollKey]int32),
+		open:        make(map[int64]*window),
+		recent:      make(map[int64]*recentWindow),
+		counters:    make(map[counterKey]*counter),
+		targetNames: map[string]int{},
+		agents:      make(map[string]*AgentStatus),
+		m:           m,
 	}
 	if cfg.RollupsOnly {
 		a.ro = newRollupsOnly()
@@ -372,7 +379,7 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 	now := arrival.UnixNano()
 	oldest, newest := now-int64(a.cfg.Recent), now+int64(a.cfg.MaxFuture)
 
-	var skew, old, unknown, tooMany, late, accepted int
+	var skew, old, unknown, unknownTarget, tooMany, late, accepted int
 	var win *window
 	mine := a.pairs[b.Agent]
 	if mine == nil && a.ro == nil {
@@ -387,6 +394,10 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 		}
 		if t < oldest {
 			old++
+			continue
+		}
+		if r.Protocol.IsTarget() && a.cfg.Targets != nil && !a.cfg.Targets(r.Dst) {
+			unknownTarget++
 			continue
 		}
 		var p *pair
@@ -488,7 +499,7 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 	as.SchedulingLagP99 = lag
 	as.Batches++
 	as.Results += uint64(accepted)
-	as.RejectedResults += uint64(skew + old + unknown + tooMany)
+	as.RejectedResults += uint64(skew + old + unknown + unknownTarget + tooMany)
 	if count {
 		a.m.batches.Inc()
 		a.m.results.Add(float64(accepted))
@@ -497,6 +508,7 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 		a.m.rejected.WithLabelValues("too_old").Add(float64(old))
 		a.m.rejected.WithLabelValues("unknown_host").Add(float64(unknown))
 		a.m.rejected.WithLabelValues("too_many_targets").Add(float64(tooMany))
+		a.m.rejected.WithLabelValues("unknown_target").Add(float64(unknownTarget))
 	}
 	return nil
 }
@@ -523,7 +535,7 @@ func (a *Aggregator) newPairLocked(k PairKey, src location) (p *pair, full bool)
 	var targetCount *counter
 	target := k.Proto.IsTarget()
 	if target {
-		if targetCount = a.targetCounterLocked(k.Dst); targetCount == nil {
+		if targetCount = a.targetCounterLocked(k.Dst, k.Src); targetCount == nil {
 			return nil, true
 		}
 	} else {
@@ -563,17 +575,19 @@ func (a *Aggregator) newPairLocked(k PairKey, src location) (p *pair, full bool)
 	return p, false
 }
 
-// targetCounterLocked returns an HTTP target's counter, or nil if it is
-// new and there are MaxTargets already.
-func (a *Aggregator) targetCounterLocked(target string) *counter {
-	k := counterKey{targetCounter, LocationPair{Src: target, Proto: wire.Protocol_PROTOCOL_HTTP}}
+// targetCounterLocked returns the counter of an HTTP target as host probes
+// it, or nil if the target is new and there are MaxTargets already. Each
+// prober has its own series ({target, host}): which hosts see a service
+// fail says whether it is the service or their network.
+func (a *Aggregator) targetCounterLocked(target, host string) *counter {
+	k := counterKey{targetCounter, LocationPair{Src: target, Dst: host, Proto: wire.Protocol_PROTOCOL_HTTP}}
 	if c := a.counters[k]; c != nil {
 		return c
 	}
-	if a.targets >= a.cfg.MaxTargets {
+	if a.targetNames[target] == 0 && len(a.targetNames) >= a.cfg.MaxTargets {
 		return nil
 	}
-	a.targets++
+	a.targetNames[target]++
 	return a.counterForLocked(k)
 }
 
@@ -1023,14 +1037,17 @@ type HostCounterKey struct {
 }
 
 // TargetCounters returns the exact cumulative probe counts of HTTP targets
-// by target name.
+// by target name, summed over the hosts probing them.
 func (a *Aggregator) TargetCounters() map[string]Count {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := make(map[string]Count)
 	for k, c := range a.counters {
 		if k.kind == targetCounter {
-			out[k.Src] = c.Count
+			sum := out[k.Src]
+			sum.Probes += c.Count.Probes
+			sum.Lost += c.Count.Lost
+			out[k.Src] = sum
 		}
 	}
 	return out

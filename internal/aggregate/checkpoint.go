@@ -207,7 +207,7 @@ func (a *Aggregator) restore(c *Checkpoint) error {
 // setCounterLocked installs a restored counter.
 func (a *Aggregator) setCounterLocked(k counterKey, c *counter) {
 	if k.kind == targetCounter && a.counters[k] == nil {
-		a.targets++
+		a.targetNames[k.Src]++
 	}
 	a.counters[k] = c
 }

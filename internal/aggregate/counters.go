@@ -147,7 +147,7 @@ var seriesOf = func() [numCounterKinds]counterSeries {
 	}
 	host := counterSeries{probes: metricHostProbes, lost: metricHostLost, bucket: metricHostRTTBucket, srcLabel: "host", proto: true}
 	out[hostOutCounter], out[hostInCounter] = host, host
-	out[targetCounter] = counterSeries{probes: metricTargetProbes, lost: metricTargetLost, bucket: metricTargetRTTBucket, srcLabel: "target"}
+	out[targetCounter] = counterSeries{probes: metricTargetProbes, lost: metricTargetLost, bucket: metricTargetRTTBucket, srcLabel: "target", dstLabel: "host"}
 	return out
 }()
 

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/meshlens/meshlens/internal/wire"
 )
@@ -231,4 +234,61 @@ func joinUints(v []uint64) string {
 		s += fmt.Sprint(x)
 	}
 	return s
+}
+
+// TestOnlyConfiguredTargets: target names come from agents, so one host
+// once filled the target cap with names of its own and every host's
+// results for the real targets were refused from then on, restarts
+// included. With the server's targets configured, invented names are
+// refused and counted, the real ones never, and each prober has its own
+// series.
+func TestOnlyConfiguredTargets(t *testing.T) {
+	w := 10 * time.Second
+	t0 := aligned(w, time.Minute)
+	const rogue, honest = "dc1-pod1-rack1-h01", "dc1-pod1-rack1-h02"
+	db := openTSDB(t)
+	agg, _ := newTestAggregator(t, Config{Window: w, MaxTargets: 2, Appendable: db,
+		Targets: func(name string) bool { return name == "web" || name == "db" }})
+	var junk []*wire.ProbeResult
+	for i := range 1000 {
+		junk = append(junk, res(fmt.Sprintf("junk%d", i), http, ok, t0, time.Millisecond))
+	}
+	if err := agg.Ingest(batch(rogue, 1, 1, junk...), t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := agg.Ingest(batch(honest, 1, 1, res("web", http, ok, t0, 1), res("db", http, ok, t0, 1)), t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := agg.Ingest(batch(rogue, 1, 2, res("web", http, ok, t0, 1)), t0); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(agg.m.rejected.WithLabelValues("unknown_target")); got != 1000 {
+		t.Errorf("unknown_target = %v, want 1000", got)
+	}
+	if got := testutil.ToFloat64(agg.m.rejected.WithLabelValues("too_many_targets")); got != 0 {
+		t.Errorf("too_many_targets = %v, want 0", got)
+	}
+	want := map[string]Count{"web": {2, 0}, "db": {1, 0}}
+	if got := agg.TargetCounters(); !maps.Equal(got, want) {
+		t.Errorf("targets %v, want %v", got, want)
+	}
+	if _, err := agg.Advance(t.Context(), t0.Add(w+time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	// One series per target and prober.
+	q, err := db.Querier(0, math.MaxInt64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	set := q.Select(t.Context(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "meshlens_target_probes_total"))
+	var got []string
+	for set.Next() {
+		l := set.At().Labels()
+		got = append(got, l.Get("target")+"@"+l.Get("host"))
+	}
+	slices.Sort(got)
+	if w := []string{"db@" + honest, "web@" + rogue, "web@" + honest}; !slices.Equal(got, w) {
+		t.Errorf("target series %v, want %v", got, w)
+	}
 }

@@ -45,9 +45,11 @@
 // destination is a target, whatever its name. They feed only the target
 // counters and the pair detail, never host or location rollups or counters
 // (a failing service must not make its prober look like a sick host), and a
-// bad response counts as lost for the target. Target names come from agents,
-// so Config.MaxTargets bounds them; results beyond are rejected as
-// too_many_targets.
+// bad response counts as lost for the target, in one series per target and
+// probing host. Target names come from agents, so only those of
+// Config.Targets (the server's --http-target) are counted, others rejected
+// as unknown_target, and Config.MaxTargets bounds them; results beyond are
+// rejected as too_many_targets.
 //
 // # Exactly once from JetStream
 //

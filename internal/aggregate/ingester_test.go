@@ -119,7 +119,7 @@ func (e *env) expect(b *wire.Batch) {
 			e.expectedAll[k] = c
 		}
 		if r.Protocol == wire.Protocol_PROTOCOL_HTTP {
-			add(counterKey{targetCounter, LocationPair{Src: r.Dst, Proto: r.Protocol}})
+			add(counterKey{targetCounter, LocationPair{Src: r.Dst, Dst: b.Agent, Proto: r.Protocol}})
 			continue
 		}
 		sr, sp, sd, _ := e.fab.Locate(b.Agent)

@@ -59,7 +59,7 @@ type rollupsOnly struct {
 	// destination rack and protocol (dst rack × protoSlots + protocol).
 	rows    [][]int32
 	routes  []route
-	targets map[string]*pair // HTTP targets: counters only, no rollups
+	targets map[[2]string]*pair // HTTP targets by (target, prober): counters only, no rollups
 	// last is the source host resolved last (index in hosts, -1: none):
 	// a batch is one agent's.
 	last struct {
@@ -74,7 +74,7 @@ func newRollupsOnly() *rollupsOnly {
 	ro := &rollupsOnly{
 		hostIdx: make(map[string]int32),
 		rackIDs: make(map[string]int32),
-		targets: make(map[string]*pair),
+		targets: make(map[[2]string]*pair),
 	}
 	ro.last.i = -1
 	return ro
@@ -87,17 +87,17 @@ func newRollupsOnly() *rollupsOnly {
 func (a *Aggregator) routeLocked(src string, srcLoc location, dst string, proto wire.Protocol) (p *pair, full bool) {
 	ro := a.ro
 	if proto.IsTarget() {
-		// An HTTP pair feeds only its target's counter (see newPairLocked):
-		// one route per target, not per prober.
-		t := ro.targets[dst]
+		// An HTTP pair feeds only its target's counter for this prober
+		// (see newPairLocked).
+		t := ro.targets[[2]string{dst, src}]
 		if t == nil {
-			c := a.targetCounterLocked(dst)
+			c := a.targetCounterLocked(dst, src)
 			if c == nil {
 				return nil, true
 			}
 			t = &pair{target: true, bucketed: 1, rollups: [numRollups]int32{-1, -1, -1, -1, -1}}
 			t.counts[0] = c
-			ro.targets[dst] = t
+			ro.targets[[2]string{dst, src}] = t
 		}
 		return t, false
 	}

@@ -107,6 +107,7 @@ func TestCheckpointRestoreFromTSDB(t *testing.T) {
 		case rackCounter, podCounter, dcCounter:
 			k.Dst = fmt.Sprintf("b%d", n)
 		case targetCounter:
+			k.Dst = fmt.Sprintf("h%d", n) // the probing host
 			k.Proto = wire.Protocol_PROTOCOL_HTTP
 		}
 		agg.counters[k] = c

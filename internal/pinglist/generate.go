@@ -57,6 +57,9 @@ func Generate(t *topology.Topology, s Settings, version uint64, now time.Time, p
 	if s.Timeout >= s.Interval {
 		return nil, fmt.Errorf("pinglist: timeout %v must be shorter than the interval %v", s.Timeout, s.Interval)
 	}
+	if s.Timeout > time.Duration(wire.MaxRTTNs) {
+		return nil, fmt.Errorf("pinglist: timeout %v is over %v, the longest RTT the server accepts", s.Timeout, time.Duration(wire.MaxRTTNs))
+	}
 	for _, p := range s.Protocols {
 		if _, err := wire.ParsePeerProtocol(p); err != nil {
 			return nil, fmt.Errorf("pinglist: %w", err)

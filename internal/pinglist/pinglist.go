@@ -92,8 +92,8 @@ func Decode(b []byte) (*Pinglist, error) {
 		return nil, fmt.Errorf("pinglist: no host")
 	case p.Interval <= 0:
 		return nil, fmt.Errorf("pinglist of %s: interval %v must be positive", p.Host, time.Duration(p.Interval))
-	case p.Timeout <= 0:
-		return nil, fmt.Errorf("pinglist of %s: timeout %v must be positive", p.Host, time.Duration(p.Timeout))
+	case p.Timeout <= 0 || p.Timeout > Duration(wire.MaxRTTNs):
+		return nil, fmt.Errorf("pinglist of %s: timeout %v must be positive and at most %v", p.Host, time.Duration(p.Timeout), time.Duration(wire.MaxRTTNs))
 	case p.Window < 0 || (p.Window > 0 && time.Duration(p.Window) < time.Second):
 		return nil, fmt.Errorf("pinglist of %s: window %v must be at least 1s", p.Host, time.Duration(p.Window))
 	case p.ResponderPort <= 0 || p.ResponderPort > 65535:

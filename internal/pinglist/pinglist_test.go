@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/meshlens/meshlens/internal/topology"
+	"github.com/meshlens/meshlens/internal/wire"
 )
 
 func fixedPartition(string, int) int { return 0 }
@@ -133,6 +134,7 @@ func TestGenerateRejectsBadSettings(t *testing.T) {
 	topo, _ := topology.Generate(topology.GenSpec{DCs: 1, Pods: 1, RacksPerPod: 1, HostsPerRack: 2, LeavesPerPod: 1, Spines: 1})
 	for _, s := range []Settings{
 		{Interval: time.Second, Timeout: 2 * time.Second},
+		{Interval: 3 * time.Hour, Timeout: 2 * time.Hour}, // over wire.MaxRTTNs
 		{Protocols: []string{"sctp"}},
 	} {
 		if _, err := Generate(topo, s, 1, time.Now(), fixedPartition); err == nil {
@@ -144,12 +146,13 @@ func TestGenerateRejectsBadSettings(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"host":"h","interval":"10s","timeout":"1s","responder_port":7100,"protocols":["tcp"]}`))
 	f.Add([]byte(`{"host":"h","interval":"-1s"}`))
+	f.Add([]byte(`{"host":"h","interval":"3h","timeout":"2h","responder_port":7100,"protocols":["tcp"]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Decode(data)
 		if err != nil {
 			return
 		}
-		if p.Host == "" || p.Interval <= 0 || p.Timeout <= 0 {
+		if p.Host == "" || p.Interval <= 0 || p.Timeout <= 0 || p.Timeout > Duration(wire.MaxRTTNs) {
 			t.Fatalf("accepted invalid pinglist %+v", p)
 		}
 	})

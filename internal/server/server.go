@@ -326,8 +326,15 @@ func (s *Server) start(ctx context.Context) error {
 	s.analyzeWake = make(chan struct{}, 1)
 	// One registry can hold a metric name once: partitions share the
 	// aggregator's collectors through a wrapping registerer per partition.
+	// Only the targets this server configured are counted: their names
+	// come from agents (docs/security.md, persona 1).
+	targets := map[string]bool{}
+	for _, t := range s.cfg.Pinglists.HTTPTargets {
+		targets[t.Name] = true
+	}
 	for _, p := range partitions {
 		aggCfg := s.cfg.Aggregate
+		aggCfg.Targets = func(name string) bool { return targets[name] }
 		aggCfg.Locator = aggregate.LocatorFunc(func(host string) (string, string, string, bool) {
 			return s.Topology().Locate(host)
 		})

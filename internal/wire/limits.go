@@ -21,6 +21,10 @@ const (
 	MaxResultsPerBatch = 20000
 	MaxNameLen         = 253 // host names, targets, addresses
 	MaxErrorLen        = 256
+	// MaxRTTNs bounds a result's RTT: a probe is lost at its timeout,
+	// shorter than its interval, and no agent probes less often than
+	// hourly. 1e18 ns was once accepted into the latency sketches.
+	MaxRTTNs = int64(3600e9)
 )
 
 // Reasons a batch is rejected; they are the `reason` label of
@@ -111,8 +115,8 @@ func Validate(b *Batch) error {
 			return fmt.Errorf("wire: batch %d of %q result %d: protocol %d: %w", b.Seq, b.Agent, i, r.Protocol, ErrInvalidField)
 		case r.Outcome == Outcome_OUTCOME_UNSPECIFIED || r.Outcome > Outcome_OUTCOME_ERROR:
 			return fmt.Errorf("wire: batch %d of %q result %d: outcome %d: %w", b.Seq, b.Agent, i, r.Outcome, ErrInvalidField)
-		case r.RttNs < 0:
-			return fmt.Errorf("wire: batch %d of %q result %d: negative rtt: %w", b.Seq, b.Agent, i, ErrInvalidField)
+		case r.RttNs < 0 || r.RttNs > MaxRTTNs:
+			return fmt.Errorf("wire: batch %d of %q result %d: rtt %d ns outside 0..%d: %w", b.Seq, b.Agent, i, r.RttNs, MaxRTTNs, ErrInvalidField)
 		case len(r.Error) > MaxErrorLen || len(r.SrcAddr) > MaxNameLen || len(r.DstAddr) > MaxNameLen:
 			return fmt.Errorf("wire: batch %d of %q result %d: oversized string: %w", b.Seq, b.Agent, i, ErrInvalidField)
 		}

@@ -49,6 +49,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"unknown protocol", func(b *Batch) { b.Results[0].Protocol = 99 }, "invalid_field"},
 		{"no outcome", func(b *Batch) { b.Results[0].Outcome = 0 }, "invalid_field"},
 		{"negative rtt", func(b *Batch) { b.Results[0].RttNs = -1 }, "invalid_field"},
+		{"rtt of 31 years", func(b *Batch) { b.Results[0].RttNs = 1e18 }, "invalid_field"},
+		{"rtt just over an hour", func(b *Batch) { b.Results[0].RttNs = MaxRTTNs + 1 }, "invalid_field"},
 		{"huge error", func(b *Batch) { b.Results[1].Error = strings.Repeat("x", MaxErrorLen+1) }, "invalid_field"},
 		{"too many results", func(b *Batch) {
 			for len(b.Results) <= MaxResultsPerBatch {

@@ -8,6 +8,8 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -42,9 +44,9 @@ func newFabric(t *testing.T, base string) *fabric {
 	return f
 }
 
-func (f *fabric) startServer(t *testing.T) *e2eutil.Server {
-	s := e2eutil.StartServer(t, nil, f.bin, "--topology", f.topoFile, "--data-dir", filepath.Join(f.dir, "data"),
-		"--window", "2s", "--lateness", "2s", "--probe-interval", "1s", "--probe-timeout", "500ms", "--log-level", "debug")
+func (f *fabric) startServer(t *testing.T, extra ...string) *e2eutil.Server {
+	s := e2eutil.StartServer(t, nil, f.bin, append([]string{"--topology", f.topoFile, "--data-dir", filepath.Join(f.dir, "data"),
+		"--window", "2s", "--lateness", "2s", "--probe-interval", "1s", "--probe-timeout", "500ms", "--log-level", "debug"}, extra...)...)
 	f.httpURL, f.natsURL = s.HTTPURL, s.NATSURL
 	e2eutil.WaitHTTP(t, f.httpURL+"/readyz", time.Minute)
 	return s
@@ -66,7 +68,10 @@ func (f *fabric) promtool(t *testing.T, args ...string) (string, error) {
 func TestAgentsToRollups(t *testing.T) {
 	e2eutil.Require(t, "promtool")
 	f := newFabric(t, "127.3.0.1")
-	server := f.startServer(t)
+	// A service every agent probes with GET: one series per prober.
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }))
+	t.Cleanup(web.Close)
+	server := f.startServer(t, "--http-target", "web="+web.URL+"/")
 	f.startAgents(t)
 
 	// 4 racks: every ordered rack pair (4 within a rack, 12 across) is
@@ -101,6 +106,13 @@ func TestAgentsToRollups(t *testing.T) {
 	if err != nil || !strings.Contains(out, "=>") {
 		t.Errorf("p99 latency on loopback not below 100ms: %v %s", err, out)
 	}
+	testkit.CheckFor(t, time.Minute, time.Second, func() error {
+		out, err := f.promtool(t, "instant", f.httpURL, `count(meshlens_target_probes_total{target="web",host=~".+"})`)
+		if err != nil || !strings.Contains(out, fmt.Sprintf("=> %d @", len(f.hosts))) {
+			return fmt.Errorf("target series, want one per host: %v %s", err, out)
+		}
+		return nil
+	})
 	for _, q := range []string{`count(meshlens_pod_pair_loss_ratio)`, `count(meshlens_dc_pair_latency_seconds{quantile="0.999"})`, `count(meshlens_host_loss_ratio)`} {
 		out, err := f.promtool(t, "instant", f.httpURL, q)
 		if err != nil || !strings.Contains(out, "=>") || strings.Contains(out, "=> 0 @") {
@@ -179,7 +191,7 @@ func TestAgentsToRollups(t *testing.T) {
 	if exited, err := server.Exited(); !exited || err != nil {
 		t.Fatalf("server did not exit cleanly on SIGTERM: exited=%v err=%v", exited, err)
 	}
-	f.startServer(t)
+	f.startServer(t, "--http-target", "web="+web.URL+"/")
 	testkit.CheckFor(t, time.Minute, time.Second, func() error {
 		after, err := rangeQuery()
 		if err != nil {
