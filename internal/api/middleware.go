@@ -136,7 +136,8 @@ func (s *Server) instrument(pattern string, role Role, mutating bool, next http.
 			return
 		case p.Role < role:
 			s.metrics.denied.WithLabelValues("forbidden").Inc()
-			writeError(w, errorForbidden, fmt.Errorf("%s %s needs role %s; %q has %s", r.Method, pattern, role, p.Name, p.Role))
+			// The route's pattern already names its method ("PUT /api/...").
+			writeError(w, errorForbidden, fmt.Errorf("%s needs role %s; %q has %s", pattern, role, p.Name, p.Role))
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p)))

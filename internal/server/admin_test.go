@@ -192,7 +192,7 @@ func TestChangesNeedTheirRole(t *testing.T) {
 		{"anonymous cannot read", "", "GET", "/api/v1/topology", "", 401, ""},
 		{"viewer reads", "viewer", "GET", "/api/v1/config/topology", "", 200, "dc1-pod1-rack2-h02"},
 		{"viewer cannot acknowledge", "viewer", "POST", ack, "", 403, "needs role operator"},
-		{"viewer cannot replace the topology", "viewer", "PUT", "/api/v1/config/topology", string(biggerYAML), 403, "needs role admin"},
+		{"viewer cannot replace the topology", "viewer", "PUT", "/api/v1/config/topology", string(biggerYAML), 403, `PUT /api/v1/config/topology needs role admin; \"viewer-user\" has viewer`},
 		{"operator cannot replace the SLOs", "operator", "PUT", "/api/v1/config/slos", twoSLOs, 403, "needs role admin"},
 		{"malformed JSON", "operator", "POST", ack, `{"comment": `, 400, "request body"},
 		{"unknown field", "operator", "POST", ack, `{"coment": "typo"}`, 400, "unknown field"},
