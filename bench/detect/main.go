@@ -82,6 +82,19 @@ var kinds = []kind{
 	{"leaf_spine_loss", func(e string) string { return fmt.Sprintf("{kind: link_loss, link: %q, rate: 0.02", e) }, leafSpineLinks, 120 * time.Second, 30 * time.Second},
 }
 
+// Modes a kind runs in, side by side: the server's defaults; without
+// evidence on demand (a fixed probe rate); and without agents' marks
+// either (windows sealed after --lateness), the behaviour before issue 12.
+const (
+	modeEvidence = "evidence"
+	modeFixed    = "fixed-rate"
+	modeLateness = "lateness"
+)
+
+var modes = []string{modeEvidence, modeFixed, modeLateness}
+
+var simOnly bool
+
 // warmup is the clean time before the first fault: longer than the
 // default lateness, which a new server listens for before it seals on
 // the agents' marks.
@@ -108,6 +121,7 @@ func main() {
 	parallel := flag.Int("parallel", 8, "runs at once (a server and a simulator each)")
 	seed := flag.Uint64("seed", 1, "seed of the phases")
 	asJSON := flag.Bool("json", false, "print the onsets as JSON")
+	flag.BoolVar(&simOnly, "sim-only", false, "only sim run, in each mode: no live server")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -173,15 +187,17 @@ func run(ctx context.Context, n int, names []string, parallel int, seed uint64, 
 		if err := os.WriteFile(scenario, []byte(text), 0o644); err != nil {
 			return err
 		}
-		sims, err := simTimes(ctx, bin, scenario, ons)
-		if err != nil {
-			return fmt.Errorf("%s: %w", k.name, err)
-		}
-		for j := range ons {
-			ons[j].Sim = sims[j]
-		}
-		for _, mode := range []string{"marks", "lateness"} {
-			jobs = append(jobs, job{k, scenario, slices.Clone(ons), mode})
+		for _, mode := range modes {
+			sims, err := simTimes(ctx, bin, scenario, ons, mode != modeEvidence)
+			if err != nil {
+				return fmt.Errorf("%s: %w", k.name, err)
+			}
+			mine := slices.Clone(ons)
+			for j := range mine {
+				mine[j].Sim = sims[j]
+				mine[j].Live = -1
+			}
+			jobs = append(jobs, job{k, scenario, mine, mode})
 		}
 	}
 	results := make([]result, len(jobs))
@@ -194,6 +210,10 @@ func run(ctx context.Context, n int, names []string, parallel int, seed uint64, 
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			r := result{Kind: j.k.name, Mode: j.mode, Onsets: j.onsets}
+			if simOnly {
+				results[i] = r
+				return
+			}
 			if err := live(ctx, bin, filepath.Join(dir, fmt.Sprintf("%s-%s", j.k.name, j.mode)), topoFile, j.scenario, j.mode, r.Onsets); err != nil {
 				r.Err = err.Error()
 			}
@@ -212,8 +232,8 @@ func run(ctx context.Context, n int, names []string, parallel int, seed uint64, 
 
 // simTimes runs the scenario through `sim run` and reads each fault's
 // localization time (its LOCALIZED column).
-func simTimes(ctx context.Context, bin, scenario string, ons []onset) ([]float64, error) {
-	out, err := exec.CommandContext(ctx, bin, "sim", "run", scenario, "--json").Output()
+func simTimes(ctx context.Context, bin, scenario string, ons []onset, fixed bool) ([]float64, error) {
+	out, err := exec.CommandContext(ctx, bin, "sim", "run", scenario, "--json", fmt.Sprintf("--evidence=%t", !fixed)).Output()
 	if err != nil {
 		return nil, fmt.Errorf("sim run: %w", err)
 	}
@@ -265,8 +285,11 @@ func live(ctx context.Context, bin, dir, topoFile, scenario, mode string, ons []
 		return err
 	}
 	args := []string{"server", "--topology", topoFile, "--data-dir", filepath.Join(dir, "data"), "--http-addr", httpAddr, "--nats-addr", natsAddr}
-	if mode == "lateness" {
-		args = append(args, "--ignore-agent-marks")
+	switch mode {
+	case modeFixed:
+		args = append(args, "--evidence=false")
+	case modeLateness:
+		args = append(args, "--evidence=false", "--ignore-agent-marks")
 	}
 	srv, err := start(bin, filepath.Join(dir, "server.log"), args...)
 	if err != nil {
@@ -441,7 +464,7 @@ func (p *proc) stop() {
 // from onset to blame, and the median overhead over sim run.
 func report(w io.Writer, results []result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "KIND\tMODE\tNAMED\tMEDIAN\tP95\tSIM RUN MEDIAN\tOVERHEAD (median live - sim)")
+	fmt.Fprintln(tw, "KIND\tMODE\tNAMED\tMEDIAN\tP95\tSIM RUN NAMED\tSIM RUN MEDIAN\tSIM RUN P95\tOVERHEAD (median live - sim)")
 	for _, r := range results {
 		if r.Err != "" {
 			fmt.Fprintf(tw, "%s\t%s\terror: %s\n", r.Kind, r.Mode, r.Err)
@@ -459,8 +482,8 @@ func report(w io.Writer, results []result) {
 				over = append(over, o.Live-o.Sim)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\n", r.Kind, r.Mode, len(live), len(r.Onsets),
-			secs(quantile(live, 0.5)), secs(quantile(live, 0.95)), secs(quantile(sim, 0.5)), secs(quantile(over, 0.5)))
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", r.Kind, r.Mode, len(live), len(r.Onsets),
+			secs(quantile(live, 0.5)), secs(quantile(live, 0.95)), len(sim), len(r.Onsets), secs(quantile(sim, 0.5)), secs(quantile(sim, 0.95)), secs(quantile(over, 0.5)))
 	}
 	tw.Flush()
 }

@@ -40,6 +40,7 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	memProfile := flag.String("memprofile", "", "write a heap profile (in use at the peak window) to this file")
 	rollupsOnly := flag.Bool("rollups-only", false, "with -run: aggregate without per-pair state (50,000 hosts fit in memory)")
+	evidence := flag.Bool("evidence", true, "evidence on demand, as the server's default (false: a fixed probe rate)")
 	tracing := flag.String("tracing", "", "replace every scenario's tracing: \"ideal\", or hop_answer=F,budget=N (unset fields take the defaults)")
 	flag.Parse()
 	tr, err := parseTracing(*tracing)
@@ -60,14 +61,14 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *suite, *one, *workers, *asJSON, *memProfile, *rollupsOnly, tr); err != nil {
+	if err := run(ctx, *suite, *one, *workers, *asJSON, *memProfile, *rollupsOnly, tr, analyze.EvidenceConfig{Off: !*evidence}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-localize:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, suite, one string, workers int, asJSON bool, memProfile string, rollupsOnly bool, tr *sim.Tracing) error {
+func run(ctx context.Context, suite, one string, workers int, asJSON bool, memProfile string, rollupsOnly bool, tr *sim.Tracing, ev analyze.EvidenceConfig) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	if one != "" {
@@ -75,7 +76,7 @@ func run(ctx context.Context, suite, one string, workers int, asJSON bool, memPr
 		if err != nil {
 			return err
 		}
-		opts := sim.Options{RollupsOnly: rollupsOnly, Tracing: tr}
+		opts := sim.Options{RollupsOnly: rollupsOnly, Tracing: tr, Evidence: ev}
 		var heapErr error
 		start := time.Now()
 		opts.Observe = func(at time.Duration, _ *aggregate.SealedWindow, v analyze.Verdict) {
@@ -108,7 +109,7 @@ func run(ctx context.Context, suite, one string, workers int, asJSON bool, memPr
 		}
 		return enc.Encode(rep)
 	}
-	entries, err := sim.RunSuite(ctx, suite, sim.Options{Tracing: tr}, workers)
+	entries, err := sim.RunSuite(ctx, suite, sim.Options{Tracing: tr, Evidence: ev}, workers)
 	if err != nil {
 		return err
 	}

@@ -49,6 +49,9 @@ func newAgentCmd() *cobra.Command {
 			if cfg.TraceRate <= 0 {
 				cfg.TraceRate = -1 // the flag's 0 is "off", the Config's "default"
 			}
+			if cfg.MaxExtraProbes <= 0 {
+				cfg.MaxExtraProbes = -1 // likewise
+			}
 			if err := sec.apply(&cfg); err != nil {
 				return err
 			}
@@ -80,6 +83,7 @@ func newAgentCmd() *cobra.Command {
 	f.IntVar(&cfg.TraceBurst, "trace-burst", agent.DefaultTraceBurst, "path discovery budget: traces at once after a quiet spell")
 	f.IntVar(&cfg.TraceMaxTTL, "trace-max-ttl", probe.DefaultTraceMaxTTL, "highest TTL a trace sends: the fabric's diameter in hops (host to host)")
 	f.DurationVar(&cfg.TraceFlush, "trace-flush", agent.DefaultTraceFlush, "publish traced probes this often")
+	f.Float64Var(&cfg.MaxExtraProbes, "max-extra-probes-per-second", agent.DefaultMaxExtraProbes, "evidence on demand: extra probes per second this agent adds at most when the server asks it to probe some peers harder (0: never)")
 	sec.addFlags(cmd)
 	return cmd
 }

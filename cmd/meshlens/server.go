@@ -3,12 +3,14 @@ package main
 import (
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/meshlens/meshlens/internal/alert"
+	"github.com/meshlens/meshlens/internal/analyze"
 	"github.com/meshlens/meshlens/internal/server"
 )
 
@@ -53,11 +55,17 @@ func addServerFlags(cmd *cobra.Command, cfg *server.Config) {
 	f.IntVar(&cfg.Alerting.Faults.Windows, "fault-windows", alert.DefaultFaultWindows, "consecutive windows an element must be blamed in before it opens an incident (SLOs or not)")
 	f.IntVar(&cfg.Alerting.Faults.ClearWindows, "fault-clear-windows", alert.DefaultFaultClearWindows, "consecutive windows without an element that resolve its incident")
 	f.StringVar(&cfg.Alerting.Faults.Severity, "fault-severity", alert.DefaultFaultSeverity, "severity label of the localizer's own alerts")
+	f.Var((*offFlag)(&cfg.Evidence.Off), "evidence", "evidence on demand: while nothing is blamed but the localizer has a lead (an element its evidence points at, too thin to blame), agents whose probes may cross it probe those peers harder for a while (--evidence=false: a fixed probe rate)")
+	f.Lookup("evidence").NoOptDefVal = "true"
+	f.IntVar(&cfg.Evidence.Probes, "evidence-probes", analyze.DefaultEvidenceProbes, "evidence on demand: probes per interval and protocol on a pair asked for evidence")
+	f.Float64Var(&cfg.Evidence.AgentRate, "evidence-agent-rate", analyze.DefaultEvidenceAgentRate, "evidence on demand: extra probes per second asked of one agent at most")
+	f.Float64Var(&cfg.Evidence.FleetRate, "evidence-fleet-rate", analyze.DefaultEvidenceFleetRate, "evidence on demand: extra probes per second asked of all agents together at most")
 	f.BoolVar(&cfg.Aggregate.IgnoreMarks, "ignore-agent-marks", false, "seal windows only after --lateness, ignoring the agents' marks of where their data ends (the behaviour of servers before marks; for comparison)")
 	f.DurationVar(&cfg.Aggregate.Recent, "recent", time.Hour, "how long pair-level detail is kept in memory")
 	f.DurationVar(&cfg.Store.Retention, "retention", 15*24*time.Hour, "how long the TSDB keeps rollups")
 	f.StringVar(&cfg.Store.RemoteWrite.URL, "remote-write-url", "", "also send every rollup to this Prometheus remote-write endpoint")
 	f.DurationVar(&cfg.Stream.MaxAge, "stream-max-age", 24*time.Hour, "how long raw result batches stay in the JetStream stream")
+	f.Int64Var(&cfg.Stream.MaxBytes, "stream-max-bytes", 0, "cap of the results stream in bytes (0: only --stream-max-age bounds it); when full, agents' new batches are refused and wait in their spools, nobody's unread data is discarded")
 	f.IntVar(&cfg.Stream.Replicas, "stream-replicas", 1, "replicas of the results stream and KV buckets (3 on an external NATS cluster)")
 	f.StringVar(&cfg.HTTP.TokensFile, "tokens-file", "", "API bearer tokens with roles (YAML); without it the API is read-only for everyone")
 	f.StringVar(&cfg.HTTP.AnonymousRole, "anonymous-role", "", "role of requests without a token: none, viewer, operator, admin (default: viewer without --tokens-file, none with it)")
@@ -70,3 +78,15 @@ func addServerFlags(cmd *cobra.Command, cfg *server.Config) {
 }
 
 func init() { extraCommands = append(extraCommands, newServerCmd) }
+
+// offFlag is a boolean flag that turns something on, stored as its Off.
+type offFlag bool
+
+func (o *offFlag) Set(v string) error {
+	on, err := strconv.ParseBool(v)
+	*o = offFlag(!on)
+	return err
+}
+func (o *offFlag) String() string   { return strconv.FormatBool(!bool(*o)) }
+func (o *offFlag) Type() string     { return "bool" }
+func (o *offFlag) IsBoolFlag() bool { return true }

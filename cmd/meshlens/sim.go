@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshlens/meshlens/internal/analyze"
 	"github.com/meshlens/meshlens/internal/localize"
 	"github.com/meshlens/meshlens/internal/sim"
 )
@@ -28,6 +29,7 @@ func newSimCmd() *cobra.Command {
 func newSimRunCmd() *cobra.Command {
 	var asJSON, rollupsOnly bool
 	var lz string
+	evidence := true
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO.yaml",
 		Short: "Run a scenario on a virtual clock and score what was blamed",
@@ -50,7 +52,7 @@ accuracy is reported, not asserted.`,
 			default:
 				return fmt.Errorf("sim run: unknown localizer %q (want %s or %s)", lz, localize.NameMeshlens, localize.NameVote)
 			}
-			rep, err := sim.Run(cmd.Context(), sc, sim.Options{Localizers: names, RollupsOnly: rollupsOnly})
+			rep, err := sim.Run(cmd.Context(), sc, sim.Options{Localizers: names, RollupsOnly: rollupsOnly, Evidence: analyze.EvidenceConfig{Off: !evidence}})
 			if err != nil {
 				return err
 			}
@@ -69,12 +71,13 @@ accuracy is reported, not asserted.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.Flags().StringVar(&lz, "localizer", localize.NameMeshlens, "localizer reported first: meshlens or vote")
 	cmd.Flags().BoolVar(&rollupsOnly, "rollups-only", false, "aggregate without per-pair state: same verdicts, memory for fabrics of 50,000 hosts")
+	cmd.Flags().BoolVar(&evidence, "evidence", true, "evidence on demand, as the server's default: suspected elements' pairs are probed harder (--evidence=false: today's fixed rate)")
 	return cmd
 }
 
 func printSimReport(w io.Writer, rep *sim.Report) error {
-	fmt.Fprintf(w, "scenario %s: %d hosts, %d rounds of %vs, %d probes, wall %.1fs, peak RSS %d MiB\n",
-		rep.Scenario, rep.Hosts, rep.Rounds, float64(rep.Interval), rep.Probes, rep.WallSeconds, rep.PeakRSSBytes>>20)
+	fmt.Fprintf(w, "scenario %s: %d hosts, %d rounds of %vs, %d probes (%d asked for as evidence), wall %.1fs, peak RSS %d MiB\n",
+		rep.Scenario, rep.Hosts, rep.Rounds, float64(rep.Interval), rep.Probes, rep.ExtraProbes, rep.WallSeconds, rep.PeakRSSBytes>>20)
 	for _, r := range rep.Results {
 		fmt.Fprintf(w, "\n%s: precision %.2f recall %.2f F1 %.2f, median detection %s, localization %s\n",
 			r.Localizer, r.Precision, r.Recall, r.F1, secsOrDash(r.MedianDetection), secsOrDash(r.MedianLocalization))

@@ -74,11 +74,19 @@ type Config struct {
 	TraceBurst  int
 	TraceMaxTTL int
 	TraceFlush  time.Duration
-	Version     string
-	Logger      *slog.Logger
-	Registerer  prometheus.Registerer
-	Clock       clock.Clock
+	// MaxExtraProbes bounds the extra probes per second evidence on
+	// demand may add (pinglist.Boost), whatever the server asks (default
+	// DefaultMaxExtraProbes; negative: none).
+	MaxExtraProbes float64
+	Version        string
+	Logger         *slog.Logger
+	Registerer     prometheus.Registerer
+	Clock          clock.Clock
 }
+
+// DefaultMaxExtraProbes is Config.MaxExtraProbes's default: twice the
+// server's default per-agent budget of evidence on demand.
+const DefaultMaxExtraProbes = 20.0
 
 const (
 	defaultSpoolMaxBytes   = 256 << 20
@@ -96,14 +104,18 @@ type Agent struct {
 	m     *metrics
 	spool *spool
 
-	mu      sync.Mutex
-	pl      *pinglist.Pinglist
-	key     []byte
-	prevKey []byte
-	changed chan struct{}
-	batch   []*wire.ProbeResult
-	batchSz int
-	sched   *probe.Scheduler // current runtime's, for lag and marks
+	mu    sync.Mutex
+	pl    *pinglist.Pinglist
+	boost *pinglist.Boost // evidence on demand, nil when none
+	// refusedFor is the request whose refused peers were counted (used
+	// by the probe runtime's goroutine only).
+	refusedFor *pinglist.Boost
+	key        []byte
+	prevKey    []byte
+	changed    chan struct{}
+	batch      []*wire.ProbeResult
+	batchSz    int
+	sched      *probe.Scheduler // current runtime's, for lag and marks
 	// sealWake tells the seal loop the pinglist changed (its window).
 	sealWake chan struct{}
 	// sealMu serializes seals; lastMark is the last mark sealed (Unix ns).
@@ -147,6 +159,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.TraceRate == 0 {
 		cfg.TraceRate = DefaultTraceRate
+	}
+	if cfg.MaxExtraProbes == 0 {
+		cfg.MaxExtraProbes = DefaultMaxExtraProbes
 	}
 	if cfg.TraceBurst <= 0 {
 		cfg.TraceBurst = DefaultTraceBurst
@@ -254,8 +269,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); a.watch(wctx, js, bus.PinglistBucket, a.cfg.Host, a.onPinglist, watchers) }()
+	go func() { defer wg.Done(); a.watch(wctx, js, bus.EvidenceBucket, a.cfg.Host, a.onBoost, watchers) }()
 	go func() {
 		defer wg.Done()
 		a.watch(wctx, js, bus.FleetBucket, bus.ResponderKeyKey, a.onFleetKey, watchers)
@@ -389,6 +405,34 @@ func (a *Agent) onPinglist(e jetstream.KeyValueEntry) {
 	a.notify()
 }
 
+// onBoost takes an evidence request: some peers probed several times an
+// interval until it is withdrawn or lapses. It is not cached: after a
+// restart the server asks again if it still wants it.
+func (a *Agent) onBoost(e jetstream.KeyValueEntry) {
+	var b *pinglist.Boost
+	if e.Operation() == jetstream.KeyValuePut {
+		var err error
+		b, err = pinglist.DecodeBoost(e.Value())
+		if err == nil && b.Host != a.cfg.Host {
+			err = fmt.Errorf("agent %s: evidence request is for host %q", a.cfg.Host, b.Host)
+		}
+		if err != nil {
+			a.m.evidenceRejected.Inc()
+			a.log.Error("rejected evidence request", "revision", e.Revision(), "err", err)
+			return
+		}
+	}
+	a.mu.Lock()
+	a.boost = b
+	a.mu.Unlock()
+	if b.Active(a.cfg.Clock.Now()) {
+		a.log.Info("evidence requested", "peers", len(b.Peers), "probes_per_interval", b.Probes, "until", b.Until, "elements", b.Elements)
+	} else {
+		a.log.Info("evidence request withdrawn")
+	}
+	a.notify()
+}
+
 func (a *Agent) onFleetKey(e jetstream.KeyValueEntry) {
 	if e.Operation() != jetstream.KeyValuePut {
 		return // keep the last key: a deleted key must not stop probing
@@ -455,18 +499,27 @@ func (a *Agent) runProbes(ctx context.Context) {
 	defer retry.Stop()
 	for {
 		rt = a.reconcile(ctx, rt)
+		// An evidence request lapses at its end unless renewed.
+		var lapse <-chan time.Time
+		a.mu.Lock()
+		b := a.boost
+		a.mu.Unlock()
+		if now := a.cfg.Clock.Now(); b.Active(now) {
+			lapse = a.cfg.Clock.After(b.Until.Sub(now))
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.changed:
 		case <-retry.C:
+		case <-lapse:
 		}
 	}
 }
 
 func (a *Agent) reconcile(ctx context.Context, rt *probeRuntime) *probeRuntime {
 	a.mu.Lock()
-	pl, key, prevKey := a.pl, a.key, a.prevKey
+	pl, key, prevKey, boost := a.pl, a.key, a.prevKey, a.boost
 	a.mu.Unlock()
 	if pl == nil {
 		if rt != nil {
@@ -515,7 +568,7 @@ func (a *Agent) reconcile(ctx context.Context, rt *probeRuntime) *probeRuntime {
 			a.log.Error("udp prober key", "err", err)
 		}
 	}
-	targets := a.targets(pl)
+	targets := a.boosted(a.targets(pl), pl, boost)
 	rt.sched.SetTargets(targets, time.Duration(pl.Interval))
 	a.m.pinglistVersion.Set(float64(pl.Version))
 	return rt
@@ -608,6 +661,50 @@ func (a *Agent) setSched(s *probe.Scheduler) {
 	a.mu.Lock()
 	a.sched = s
 	a.mu.Unlock()
+}
+
+// boosted adds the extra probes of an active evidence request to targets:
+// Probes-1 copies of each listed peer's targets, peers taken in the
+// request's order while the extra probes stay within MaxExtraProbes.
+func (a *Agent) boosted(targets []probe.Target, pl *pinglist.Pinglist, b *pinglist.Boost) []probe.Target {
+	now := a.cfg.Clock.Now()
+	if !b.Active(now) || a.cfg.MaxExtraProbes < 0 {
+		a.m.evidencePeers.Set(0)
+		return targets
+	}
+	byPeer := map[string][]probe.Target{}
+	for _, t := range targets {
+		if t.Protocol != wire.Protocol_PROTOCOL_HTTP {
+			byPeer[t.Name] = append(byPeer[t.Name], t)
+		}
+	}
+	probes := min(b.Probes, pinglist.MaxBoostProbes)
+	perPeer := float64(probes-1) / time.Duration(pl.Interval).Seconds()
+	var rate float64
+	var peers, refused int
+	for _, p := range b.Peers {
+		ts := byPeer[p]
+		cost := perPeer * float64(len(ts))
+		if len(ts) == 0 || rate+cost > a.cfg.MaxExtraProbes {
+			refused++
+			continue
+		}
+		delete(byPeer, p) // (a peer listed twice counts once)
+		rate += cost
+		peers++
+		for _, t := range ts {
+			for c := 1; c < probes; c++ {
+				t.Copy, t.Copies = uint8(c), uint8(probes)
+				targets = append(targets, t)
+			}
+		}
+	}
+	a.m.evidencePeers.Set(float64(peers))
+	if a.refusedFor != b { // (reconciled again and again: count once)
+		a.refusedFor = b
+		a.m.evidenceRefused.Add(float64(refused))
+	}
+	return targets
 }
 
 // targets expands a pinglist into what the scheduler probes.

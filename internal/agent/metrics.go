@@ -21,6 +21,9 @@ type metrics struct {
 	responderErrors  prometheus.Counter
 	lagP99           prometheus.Gauge
 	completeBefore   prometheus.Gauge
+	evidencePeers    prometheus.Gauge
+	evidenceRefused  prometheus.Counter
+	evidenceRejected prometheus.Counter
 }
 
 func newMetrics(r prometheus.Registerer) (*metrics, error) {
@@ -49,6 +52,15 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 		pinglistRejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshlens_agent_pinglist_rejected_total", Help: "Pinglists or fleet keys from the bus that were invalid and ignored.",
 		}),
+		evidencePeers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshlens_agent_evidence_peers", Help: "Peers probed several times an interval because the server asked for evidence on demand.",
+		}),
+		evidenceRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshlens_agent_evidence_peers_refused_total", Help: "Peers the server asked to probe harder that the agent left at the regular rate: over --max-extra-probes-per-second or not in the pinglist.",
+		}),
+		evidenceRejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshlens_agent_evidence_rejected_total", Help: "Evidence requests from the bus that were invalid and ignored.",
+		}),
 		pinglistVersion: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "meshlens_agent_pinglist_version", Help: "Version of the pinglist being probed.",
 		}),
@@ -66,7 +78,8 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.probes, m.batchesPublished, m.batchesSpooled, m.spoolDropped,
-		m.spoolErrors, m.spoolBytes, m.publishErrors, m.pinglistRejected, m.pinglistVersion, m.responderErrors, m.lagP99, m.completeBefore} {
+		m.spoolErrors, m.spoolBytes, m.publishErrors, m.pinglistRejected, m.pinglistVersion, m.responderErrors, m.lagP99, m.completeBefore,
+		m.evidencePeers, m.evidenceRefused, m.evidenceRejected} {
 		if err := r.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

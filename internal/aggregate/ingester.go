@@ -23,6 +23,11 @@ const DefaultSealEvery = time.Second
 type IngesterConfig struct {
 	JetStream jetstream.JetStream
 	Partition int
+	// Partitions is how many there are: a batch on this partition's
+	// subject from an agent that belongs to another (bus.Partition) is
+	// refused as wrong_partition, so that no agent is counted in two
+	// partitions' windows (0: not checked).
+	Partitions int
 	// Aggregator must be fresh (nothing ingested): the ingester restores the
 	// partition's checkpoint into it.
 	Aggregator *Aggregator
@@ -251,6 +256,12 @@ func (in *Ingester) process(subject string, data []byte, seq uint64, stored time
 		in.agg.noteRejectedBatch(subjectAgent, "subject_mismatch", count)
 		in.logReject(count, "batch from another agent", seq, subject,
 			fmt.Errorf("aggregate: batch %d names agent %q: %w", b.Seq, b.Agent, ErrSubjectMismatch))
+		return
+	}
+	if in.cfg.Partitions > 0 && bus.Partition(b.Agent, in.cfg.Partitions) != in.cfg.Partition {
+		in.agg.noteRejectedBatch(subjectAgent, "wrong_partition", count)
+		in.logReject(count, "batch on another partition than its agent's", seq, subject,
+			fmt.Errorf("aggregate: batch %d of %s on partition %d, its agent's is %d", b.Seq, b.Agent, in.cfg.Partition, bus.Partition(b.Agent, in.cfg.Partitions)))
 		return
 	}
 	// Unknown agents are refused before de-duplication, so that their names

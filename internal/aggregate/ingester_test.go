@@ -36,6 +36,9 @@ type env struct {
 	tsdbCounters bool
 	// hostRTTBuckets: Config.HostRTTBuckets (set with tsdbCounters).
 	hostRTTBuckets bool
+	// partitions: IngesterConfig.Partitions of the ingesters (of
+	// partition 0).
+	partitions int
 	// expected exact counters by rack pair, from what the test published
 	// and expects to be accepted.
 	expected map[LocationPair]Count
@@ -187,7 +190,7 @@ func (e *env) start(clk clock.Clock) *running {
 		defer r.mu.Unlock()
 		r.sealed[sw.Start.UnixNano()] = sw
 	})
-	ing, err := NewIngester(IngesterConfig{JetStream: e.js, Partition: 0, Aggregator: agg, Clock: clk, SealEvery: 50 * time.Millisecond})
+	ing, err := NewIngester(IngesterConfig{JetStream: e.js, Partition: 0, Partitions: e.partitions, Aggregator: agg, Clock: clk, SealEvery: 50 * time.Millisecond})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -661,4 +664,39 @@ func (e *env) checkTSDBCounters(until time.Time) {
 			e.t.Errorf("TSDB %s = %v, want %v", series, got[series], v)
 		}
 	}
+}
+
+// TestIngesterRefusesOtherPartitionsAgents: on partition 0 of two, a
+// batch from an agent of partition 1 is refused as wrong_partition (it
+// would be counted in both partitions' windows if that agent published
+// to both); its own agents' batches are aggregated.
+func TestIngesterRefusesOtherPartitionsAgents(t *testing.T) {
+	e := newEnv(t)
+	e.partitions = 2
+	r := e.start(clock.Real{})
+	defer r.kill(t)
+	rng := rand.New(rand.NewPCG(3, 4))
+	var mine, theirs []string
+	for _, a := range e.fab.hosts() {
+		if bus.Partition(a, 2) == 0 {
+			mine = append(mine, a)
+		} else {
+			theirs = append(theirs, a)
+		}
+	}
+	if len(mine) == 0 || len(theirs) == 0 {
+		t.Fatalf("partitions of %v: %v / %v", e.fab.hosts(), mine, theirs)
+	}
+	now := time.Now().Add(-5 * time.Second)
+	good := e.probeRound(rng, mine[0], 1, now)
+	e.publish(mine[0], good, "")
+	e.expect(good)
+	e.publish(theirs[0], e.probeRound(rng, theirs[0], 1, now), "")
+	e.waitCounters(r)
+	testkit.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if n := testutil.ToFloat64(r.agg.m.rejected.WithLabelValues("wrong_partition")); n != 1 {
+			return fmt.Errorf("wrong_partition %v, want 1", n)
+		}
+		return nil
+	})
 }

@@ -44,7 +44,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshlens_ingest_rejected_total",
-			Help: "Rejected input. Per result for clock_skew, too_old, unknown_host of a destination, unknown_target (an HTTP target the server did not configure) and too_many_targets (HTTP targets beyond the cap); per batch for malformed, too_large, invalid_field, subject_mismatch and unknown_host of the agent.",
+			Help: "Rejected input. Per result for clock_skew, too_old, unknown_host of a destination, unknown_target (an HTTP target the server did not configure) and too_many_targets (HTTP targets beyond the cap); per batch for malformed, too_large, invalid_field, subject_mismatch, wrong_partition and unknown_host of the agent.",
 		}, []string{"reason"}),
 		sealed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshlens_aggregate_windows_sealed_total", Help: "Windows sealed and handed to the sinks.",
@@ -88,7 +88,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{"backwards", "from_future"} {
 		m.marksRejected.WithLabelValues(r)
 	}
-	for _, r := range []string{"clock_skew", "too_old", "unknown_host", "too_many_targets", "unknown_target", "malformed", "too_large", "invalid_field", "subject_mismatch"} {
+	for _, r := range []string{"clock_skew", "too_old", "unknown_host", "too_many_targets", "unknown_target", "malformed", "too_large", "invalid_field", "subject_mismatch", "wrong_partition"} {
 		m.rejected.WithLabelValues(r)
 	}
 	if reg == nil {

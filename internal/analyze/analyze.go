@@ -49,6 +49,8 @@ type Config struct {
 	StaleAfter time.Duration
 	// MaxPending windows may wait; beyond, the oldest is dropped.
 	MaxPending int
+	// Evidence tunes evidence on demand (evidence.go).
+	Evidence EvidenceConfig
 	// Registerer, if set, receives the analyzer's metrics.
 	Registerer prometheus.Registerer
 }
@@ -68,6 +70,7 @@ type Analyzer struct {
 	horizon int
 	newLz   func(name string, x *localize.Index, cfg localize.Config) (localize.Localizer, error)
 	m       metrics
+	ev      *evidence
 
 	// advMu serializes Advance and Reindex: the localizers are used only
 	// under it, and keep state across windows.
@@ -112,6 +115,9 @@ func newAnalyzer(x *localize.Index, cfg Config, newLz func(string, *localize.Ind
 	if cfg.Window <= 0 {
 		return nil, errors.New("analyze: window width must be positive")
 	}
+	if err := cfg.Evidence.check(); err != nil {
+		return nil, err
+	}
 	if x == nil {
 		return nil, errors.New("analyze: no topology index")
 	}
@@ -139,6 +145,7 @@ func newAnalyzer(x *localize.Index, cfg Config, newLz func(string, *localize.Ind
 		a.horizon = defaultHorizon
 	}
 	a.m = newMetrics(cfg.Registerer)
+	a.ev = newEvidence(cfg.Evidence, cfg.Window, x, cfg.Registerer)
 	if err := a.Reindex(x); err != nil {
 		return nil, err
 	}
@@ -163,6 +170,7 @@ func (a *Analyzer) Reindex(x *localize.Index) error {
 	a.advMu.Lock()
 	defer a.advMu.Unlock()
 	a.lzs = lzs
+	a.ev.reindex(x)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.x = x
@@ -291,6 +299,11 @@ func (a *Analyzer) Advance(now time.Time) ([]Verdict, error) {
 			if i == 0 {
 				a.m.suspects.Set(float64(len(sus)))
 				a.record(v)
+				var leads []localize.Lead
+				if l, ok := lz.(localize.Leader); ok {
+					leads = l.Leads()
+				}
+				a.ev.update(w, sus, leads)
 			}
 			out = append(out, v)
 		}
@@ -478,6 +491,12 @@ func (a *Analyzer) VerdictAt(t time.Time) (Verdict, bool) {
 	}
 	return a.history[i], true
 }
+
+// Evidence is the current plan of evidence on demand (evidence.go).
+func (a *Analyzer) Evidence() Evidence { return a.ev.current() }
+
+// EvidencePlan is what /api/v1/evidence serves (api.EvidenceSource).
+func (a *Analyzer) EvidencePlan() any { return a.Evidence() }
 
 // SuspectsAt is what /api/v1/suspects serves (api.SuspectSource): the
 // verdict of VerdictAt, or an empty one before the first.

@@ -147,6 +147,9 @@ type Sources struct {
 	Pairs     PairSource
 	// Suspects serves /api/v1/suspects: the localizer's verdicts.
 	Suspects SuspectSource
+	// Evidence serves /api/v1/evidence: what evidence on demand asks of
+	// the agents now.
+	Evidence EvidenceSource
 	// Ready reports readiness for /readyz; nil is always ready.
 	Ready func() error
 	// Registry is served at /metrics.
@@ -180,6 +183,12 @@ type AgentStatus struct {
 // verdict before the first. internal/analyze's Analyzer is one.
 type SuspectSource interface {
 	SuspectsAt(at time.Time) any
+}
+
+// EvidenceSource gives the current plan of evidence on demand,
+// JSON-encoded as is (internal/analyze's Evidence).
+type EvidenceSource interface {
+	EvidencePlan() any
 }
 
 // PairSource answers per-pair questions from the aggregator's recent
@@ -341,6 +350,7 @@ func (s *Server) registerJSONAPI() {
 	s.handle("GET /api/v1/agents", RoleViewer, false, http.HandlerFunc(s.agents))
 	s.handle("GET /api/v1/pairs", RoleViewer, false, http.HandlerFunc(s.pairs))
 	s.handle("GET /api/v1/suspects", RoleViewer, false, http.HandlerFunc(s.suspects))
+	s.handle("GET /api/v1/evidence", RoleViewer, false, http.HandlerFunc(s.evidence))
 	s.handle("GET /api/v1/protocols", RoleViewer, false, http.HandlerFunc(s.protocols))
 	s.handle("GET /api/v1/audit", RoleAdmin, false, http.HandlerFunc(s.auditEntries))
 	// Health endpoints answer without a token: load balancers and

@@ -97,6 +97,16 @@ func (s *Server) suspects(w http.ResponseWriter, r *http.Request) {
 	writeData(w, s.src.Suspects.SuspectsAt(at), nil, nil)
 }
 
+// evidence answers GET /api/v1/evidence: the elements evidence is being
+// gathered on, the peers each agent probes harder, the extra probes/s.
+func (s *Server) evidence(w http.ResponseWriter, _ *http.Request) {
+	if s.src.Evidence == nil {
+		writeError(w, errorUnavailable, errors.New("evidence on demand is not available"))
+		return
+	}
+	writeData(w, s.src.Evidence.EvidencePlan(), nil, nil)
+}
+
 func (s *Server) pairs(w http.ResponseWriter, r *http.Request) {
 	q, err := s.parsePairQuery(r)
 	if err != nil {

@@ -111,8 +111,18 @@ type StreamSettings struct {
 	// MaxAge is how long results stay in the stream: aggregators replay from
 	// it after a restart, so it must exceed their recent horizon.
 	MaxAge time.Duration
-	// MaxBytes caps the stream (0: unlimited).
+	// MaxBytes caps the stream (0: unlimited). When full, new batches
+	// are refused, never old ones discarded: agents spool and retry, so a
+	// flood delays everybody's data but destroys nobody's unread data.
 	MaxBytes int64
+	// Partitions: the stream stores the subjects of partitions
+	// 0..Partitions-1 only, so a batch for a partition nobody aggregates
+	// is refused at once instead of kept unread for MaxAge (0: every
+	// subject under the prefix, for tests that pick their own).
+	Partitions int
+	// MaxMsgSize refuses larger batches at the bus (0: the server's
+	// default); the server sets it to wire.MaxBatchBytes and some room.
+	MaxMsgSize int32
 	// Duplicates is JetStream's de-duplication window for batch ids.
 	Duplicates time.Duration
 	// Replicas for clustered JetStream (1 embedded).
@@ -135,23 +145,36 @@ func (s StreamSettings) withDefaults() StreamSettings {
 // EnsureStreams creates or updates the results stream and the KV buckets.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings) error {
 	s = s.withDefaults()
+	subjects := []string{ResultsSubjectPrefix + ".>"}
+	if s.Partitions > 0 {
+		subjects = subjects[:0]
+		for p := range s.Partitions {
+			subjects = append(subjects, PartitionSubjects(p))
+		}
+	}
+	discard := jetstream.DiscardOld // (only MaxAge applies)
+	if s.MaxBytes > 0 {
+		discard = jetstream.DiscardNew
+	}
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        ResultsStream,
 		Description: "meshlens agent probe result batches",
-		Subjects:    []string{ResultsSubjectPrefix + ".>"},
+		Subjects:    subjects,
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		MaxAge:      s.MaxAge,
 		MaxBytes:    s.MaxBytes,
+		MaxMsgSize:  s.MaxMsgSize,
 		Duplicates:  s.Duplicates,
 		Replicas:    s.Replicas,
-		Discard:     jetstream.DiscardOld,
+		Discard:     discard,
 	})
 	if err != nil {
 		return fmt.Errorf("bus: stream %s: %w", ResultsStream, err)
 	}
 	for _, kv := range []jetstream.KeyValueConfig{
 		{Bucket: PinglistBucket, Description: "per-host pinglists", History: 1, Replicas: s.Replicas, Storage: jetstream.FileStorage},
+		{Bucket: EvidenceBucket, Description: "evidence on demand: peers each host probes harder for a while", History: 1, Replicas: s.Replicas, Storage: jetstream.FileStorage},
 		{Bucket: FleetBucket, Description: "fleet-wide agent settings", History: 1, Replicas: s.Replicas, Storage: jetstream.FileStorage},
 		{Bucket: StateBucket, Description: "server state: checkpoints, leases", History: 1, Replicas: s.Replicas, Storage: jetstream.FileStorage},
 	} {

@@ -12,10 +12,10 @@ package bus
 //
 //   - publish only to its own results subject, meshlens.results.*.HOST,
 //     and its own path-discovery subject, meshlens.paths.HOST;
-//   - read only its own pinglist key and the fleet's responder key, through
-//     the JetStream API subjects that name the key (consumer create with a
-//     filter subject, direct get by subject), never the generic ones that
-//     take the filter from the request body;
+//   - read only its own pinglist and evidence keys and the fleet's
+//     responder key, through the JetStream API subjects that name the key
+//     (consumer create with a filter subject, direct get by subject),
+//     never the generic ones that take the filter from the request body;
 //   - receive replies only on its own inbox prefix, _INBOX.agent.HOST, so it
 //     cannot listen to anybody else's replies (which would leak their
 //     pinglists through their watches).
@@ -87,6 +87,7 @@ func AgentPermissions(host string) (pub, sub []string) {
 	}
 	for _, k := range []struct{ bucket, key string }{
 		{PinglistBucket, host},
+		{EvidenceBucket, host},
 		{FleetBucket, ResponderKeyKey},
 	} {
 		stream := "KV_" + k.bucket

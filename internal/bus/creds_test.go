@@ -66,9 +66,13 @@ func startSecuredBus(t *testing.T, extra func(*server.Options)) *securedBus {
 		t.Fatal(err)
 	}
 	pl, _ := js.KeyValue(ctx, PinglistBucket)
+	ev, _ := js.KeyValue(ctx, EvidenceBucket)
 	fleet, _ := js.KeyValue(ctx, FleetBucket)
 	for _, h := range []string{"h1", "h2"} {
 		if _, err := pl.Put(ctx, h, []byte(`{"host":"`+h+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ev.Put(ctx, h, []byte(`{"host":"`+h+`","probes":4}`)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -178,6 +182,7 @@ func agentDoesOwnWork(t *testing.T) {
 
 	for _, tc := range []struct{ bucket, key, want string }{
 		{PinglistBucket, "h1", `{"host":"h1"}`},
+		{EvidenceBucket, "h1", `{"host":"h1","probes":4}`},
 		{FleetBucket, ResponderKeyKey, "0123456789abcdef0123"},
 	} {
 		kv, err := a.js.KeyValue(ctx, tc.bucket)
@@ -275,6 +280,29 @@ func TestAgentCredentialsRefuseOthersWork(t *testing.T) {
 			}
 			return err
 		}, "$JS.API.CONSUMER.CREATE.KV_meshlens-pinglists"},
+		{"watch another host's evidence requests", func(a *agentConn) error {
+			c, cancel := short()
+			defer cancel()
+			kv, err := a.js.KeyValue(c, EvidenceBucket)
+			if err != nil {
+				return err
+			}
+			w, err := kv.Watch(c, "h2")
+			if err == nil {
+				w.Stop()
+			}
+			return err
+		}, "$JS.API.CONSUMER.CREATE.KV_meshlens-evidence"},
+		{"get another host's evidence requests", func(a *agentConn) error {
+			c, cancel := short()
+			defer cancel()
+			kv, err := a.js.KeyValue(c, EvidenceBucket)
+			if err != nil {
+				return err
+			}
+			_, err = kv.Get(c, "h2")
+			return err
+		}, "$JS.API.DIRECT.GET.KV_meshlens-evidence.$KV.meshlens-evidence.h2"},
 		{"watch every pinglist", func(a *agentConn) error {
 			c, cancel := short()
 			defer cancel()

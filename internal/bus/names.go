@@ -13,6 +13,9 @@ const (
 	ResultsSubjectPrefix = "meshlens.results"
 	// PinglistBucket is the KV bucket of pinglists, one key per host name.
 	PinglistBucket = "meshlens-pinglists"
+	// EvidenceBucket holds evidence on demand (pinglist.Boost), one key
+	// per host asked to probe some peers harder.
+	EvidenceBucket = "meshlens-evidence"
 	// FleetBucket holds fleet-wide settings agents read, e.g. the UDP probe key.
 	FleetBucket = "meshlens-fleet"
 	// ResponderKeyKey is the key in FleetBucket of the fleet's UDP probe HMAC key.

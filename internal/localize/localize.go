@@ -121,6 +121,29 @@ type Window struct {
 	Silent map[string]bool
 }
 
+// Lead is an element the window's evidence points at without convicting
+// it: its anomalies stand out from the background, but are fewer or less
+// significant than a suspect needs. It is where more probes would settle
+// the question (evidence on demand, internal/analyze).
+type Lead struct {
+	Element   string  `json:"element"`
+	Kind      Kind    `json:"kind"`
+	Score     float64 `json:"score"`
+	Anomalous float64 `json:"anomalous"` // traced anomalies that crossed it, weighted by how surely
+	// Share is the share of the horizon's probes that crossed it (or
+	// their replies): how well observed it already is.
+	Share float64 `json:"share"`
+}
+
+// Leader is a Localizer that also names leads: those of the last Localize
+// call, strongest first.
+type Leader interface {
+	Leads() []Lead
+}
+
+// MaxLeads bounds what Leader.Leads returns.
+const MaxLeads = 4
+
 // Localizer turns windows into suspects. It keeps state across windows
 // (it is fed every window in order) and is not safe for concurrent use.
 type Localizer interface {
@@ -152,6 +175,11 @@ type Config struct {
 	AgentSlowLag time.Duration
 	// MaxSuspects per window (default 8).
 	MaxSuspects int
+	// LeadScore and LeadAnomalies are what a lead needs (defaults
+	// MinScore/2 and 2): a few anomalies on a quiet element of a clean
+	// fabric qualify, a busy element's share of the background does not.
+	LeadScore     float64
+	LeadAnomalies float64
 }
 
 func (c *Config) setDefaults() {
@@ -169,6 +197,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxSuspects <= 0 {
 		c.MaxSuspects = 8
+	}
+	if c.LeadScore <= 0 {
+		c.LeadScore = c.MinScore / 2
+	}
+	if c.LeadAnomalies <= 0 {
+		c.LeadAnomalies = 2
 	}
 }
 

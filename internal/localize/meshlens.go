@@ -199,6 +199,8 @@ type meshlens struct {
 	// masses while it runs (nil otherwise), for mixtureLLR.
 	members func(c int32) []member
 	mass    []float64
+	// leads of the last Localize call
+	leads []Lead
 }
 
 // observed is one trace with what it says about its probe's links.
@@ -233,8 +235,13 @@ func newMeshlens(x *Index, cfg Config) *meshlens {
 
 func (m *meshlens) Name() string { return NameMeshlens }
 
+// Leads are the elements the last window's unexplained anomalies point at
+// without convicting them.
+func (m *meshlens) Leads() []Lead { return m.leads }
+
 func (m *meshlens) Localize(w *Window) ([]Suspect, error) {
 	m.ev.add(w)
+	m.leads = m.leads[:0]
 	var out []Suspect
 	slow := map[int32]bool{}
 	for agent, lag := range w.AgentLag {
@@ -296,6 +303,10 @@ func (m *meshlens) Localize(w *Window) ([]Suspect, error) {
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Score > out[j].Score })
 	if len(out) > m.cfg.MaxSuspects {
 		out = out[:m.cfg.MaxSuspects]
+	}
+	sort.SliceStable(m.leads, func(i, j int) bool { return m.leads[i].Score > m.leads[j].Score })
+	if len(m.leads) > MaxLeads {
+		m.leads = m.leads[:MaxLeads]
 	}
 	return out, nil
 }
@@ -1020,7 +1031,35 @@ func (m *meshlens) explain(traces []observed, latency bool) []Suspect {
 		}
 		out = append(out, sus)
 	}
+	m.addLeads(active, unexplained, out)
 	return out
+}
+
+// addLeads notes the candidates that what is left unexplained points at
+// (see Lead), scored as suspects are by counts, but below their bar; a
+// candidate related to a suspect just blamed is that suspect's evidence.
+func (m *meshlens) addLeads(active []int32, u float64, blamed []Suspect) {
+	if u < m.cfg.LeadAnomalies {
+		return
+	}
+next:
+	for _, c := range active {
+		e := m.count[c]
+		if e < m.cfg.LeadAnomalies {
+			continue
+		}
+		for _, s := range blamed {
+			if s.cand == c || m.related(s.cand, c) {
+				continue next
+			}
+		}
+		score, _ := binomialLLR(e, u, m.exposure(c)/m.ev.crossings)
+		if score < m.cfg.LeadScore {
+			continue
+		}
+		name, kind := m.describe(c)
+		m.leads = append(m.leads, Lead{Element: name, Kind: kind, Score: score, Anomalous: e, Share: m.touches(c) / max(1, m.ev.probes)})
+	}
 }
 
 // minBlackholeEvidence is how many lost TCP probes a suspect needs before

@@ -30,6 +30,11 @@ type Target struct {
 	// Timeout after which an unanswered probe is lost.
 	Timeout time.Duration
 	HTTP    HTTPCheck
+	// Copy and Copies tell apart the extra probes of a peer whose
+	// evidence was asked for (pinglist.Boost): copy k of n probes the peer
+	// k/n of an interval after the regular probe (copy 0), so the interval
+	// holds n evenly spread probes. Copies 0 and 1 mean one probe.
+	Copy, Copies uint8
 }
 
 // HTTPCheck is what an http probe requests and expects.

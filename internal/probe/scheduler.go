@@ -51,6 +51,7 @@ type Scheduler struct {
 	cfg     SchedulerConfig
 	updates chan struct{}
 	lagHist prometheus.Histogram
+	extra   prometheus.Counter
 
 	mu       sync.Mutex
 	targets  []Target
@@ -83,6 +84,10 @@ func NewScheduler(cfg SchedulerConfig) *Scheduler {
 			Name:    "meshlens_probe_scheduling_lag_seconds",
 			Help:    "How late probes started against their scheduled time.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9), // 100µs .. 6.5s
+		})),
+		extra: register(cfg.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshlens_probe_extra_total",
+			Help: "Probes started beyond one per peer, protocol and interval, because the server asked for evidence on demand.",
 		})),
 	}
 }
@@ -131,7 +136,11 @@ func phaseOf(t Target, interval, resolution time.Duration) time.Duration {
 	h.Write(b)
 	h.Write([]byte(t.HTTP.URL))
 	slots := max(1, uint64(interval/resolution))
-	return time.Duration(h.Sum64()%slots) * (interval / time.Duration(slots))
+	phase := h.Sum64() % slots
+	if t.Copies > 1 && t.Copy > 0 {
+		phase = (phase + uint64(t.Copy)*slots/uint64(t.Copies)) % slots
+	}
+	return time.Duration(phase) * (interval / time.Duration(slots))
 }
 
 // nextDue is the first time after now at phase within the interval grid
@@ -209,6 +218,9 @@ func (s *Scheduler) fireDue(ctx context.Context, h *slotHeap, interval time.Dura
 		s.lag.record(lag)
 		s.lagHist.Observe(lag.Seconds())
 		s.start(ctx, sl.t)
+		if sl.t.Copy > 0 {
+			s.extra.Inc()
+		}
 		sl.due = sl.due.Add(interval)
 		if !sl.due.After(now) {
 			// More than a whole interval late: skip the missed rounds

@@ -305,3 +305,26 @@ func TestSchedulerCompleteBefore(t *testing.T) {
 		}
 	}
 }
+
+// TestCopiesSpreadOverTheInterval: the extra probes of a boosted peer
+// (Target.Copy of Copies) fall evenly between its regular ones, on the
+// scheduler's grid, and the regular probe keeps the phase it had without
+// a boost.
+func TestCopiesSpreadOverTheInterval(t *testing.T) {
+	const interval = 10 * time.Second
+	for _, base := range targets("peer", 20) {
+		p0 := phaseOf(base, interval, DefaultResolution)
+		for _, n := range []uint8{2, 4, 16} {
+			for c := range n {
+				tc := base
+				tc.Copy, tc.Copies = c, n
+				// On the scheduler's grid of slots.
+				slots := int64(interval / DefaultResolution)
+				want := time.Duration((int64(p0/DefaultResolution)+int64(c)*slots/int64(n))%slots) * DefaultResolution
+				if got := phaseOf(tc, interval, DefaultResolution); got != want {
+					t.Errorf("%s copy %d of %d: phase %v, want %v (regular %v)", base.Name, c, n, got, want, p0)
+				}
+			}
+		}
+	}
+}

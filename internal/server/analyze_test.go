@@ -55,6 +55,8 @@ func TestPathReportsReachTheAnalyzer(t *testing.T) {
 		`meshlens_path_reports_rejected_total{reason="malformed"}`:        1,
 		`meshlens_path_reports_rejected_total{reason="unknown_hop"}`:      1,
 		"meshlens_path_traces_buffered":                                   1,
+		// The results stream's usage is read from JetStream.
+		"meshlens_stream_info_up": 1,
 	}
 	testkit.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		mfs, err := r.s.Registry().Gather()
@@ -81,5 +83,9 @@ func TestPathReportsReachTheAnalyzer(t *testing.T) {
 	code, body := r.do(t, "viewer", "GET", "/api/v1/suspects", "")
 	if code != 200 || !strings.Contains(body, `"status":"success"`) || !strings.Contains(body, `"suspects":[]`) {
 		t.Errorf("/api/v1/suspects: %d %s", code, body)
+	}
+	code, body = r.do(t, "viewer", "GET", "/api/v1/evidence", "")
+	if code != 200 || !strings.Contains(body, `"requests":[]`) || !strings.Contains(body, `"agents":{}`) {
+		t.Errorf("/api/v1/evidence: %d %s", code, body)
 	}
 }

@@ -80,6 +80,7 @@ func (s *Server) buildAPI() (*api.Server, error) {
 		Agents:    agentSource{s},
 		Pairs:     pairSource{s},
 		Suspects:  s.analyzer,
+		Evidence:  s.analyzer,
 		Ready: func() error {
 			if !s.ready.Load() {
 				return fmt.Errorf("starting")

@@ -34,6 +34,7 @@ import (
 	"github.com/meshlens/meshlens/internal/pinglist"
 	"github.com/meshlens/meshlens/internal/store"
 	"github.com/meshlens/meshlens/internal/topology"
+	"github.com/meshlens/meshlens/internal/wire"
 )
 
 // Config of a server process.
@@ -75,6 +76,9 @@ type Config struct {
 	Store      store.Options
 	HTTP       HTTPConfig
 	Alerting   AlertingConfig
+	// Evidence tunes evidence on demand (analyze.EvidenceConfig): the
+	// analyzer's requests are published in the evidence bucket.
+	Evidence analyze.EvidenceConfig
 
 	// TopologyPoll is how often the topology file is checked for changes.
 	TopologyPoll time.Duration
@@ -107,6 +111,10 @@ type Server struct {
 	ingesters    []*aggregate.Ingester
 	api          *api.Server
 	analyzer     *analyze.Analyzer
+	// leading: this server is the analyzer (alerts, evidence requests).
+	leading atomic.Bool
+	// evidence publishes the analyzer's evidence requests while leading.
+	evidence *evidencePublisher
 	// analyzeWake tells the analyzer's loop that a window half came in.
 	analyzeWake chan struct{}
 	alerting    *alerting
@@ -279,9 +287,15 @@ func (s *Server) start(ctx context.Context) error {
 	}
 	setupCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := bus.EnsureStreams(setupCtx, s.js, s.cfg.Stream); err != nil {
+	stream := s.cfg.Stream
+	// Only the partitions agents are told to use are stored, and no batch
+	// larger than the ingester would accept (docs/security.md, persona 1).
+	stream.Partitions = max(1, s.cfg.Pinglists.Partitions)
+	stream.MaxMsgSize = wire.MaxBatchBytes + 64<<10 // (headers)
+	if err := bus.EnsureStreams(setupCtx, s.js, stream); err != nil {
 		return err
 	}
+	s.registry.MustRegister(&streamUsage{js: s.js, maxBytes: stream.MaxBytes})
 	if err := EnsureFleetKey(setupCtx, s.js); err != nil {
 		return err
 	}
@@ -319,10 +333,11 @@ func (s *Server) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
-	s.analyzer, err = analyze.New(x, analyze.Config{Window: windowOf(s.cfg.Aggregate), Partitions: partitions, Registerer: s.registry})
+	s.analyzer, err = analyze.New(x, analyze.Config{Window: windowOf(s.cfg.Aggregate), Partitions: partitions, Evidence: s.cfg.Evidence, Registerer: s.registry})
 	if err != nil {
 		return err
 	}
+	s.evidence = newEvidencePublisher(s.js, windowOf(s.cfg.Aggregate), s.registry)
 	s.analyzeWake = make(chan struct{}, 1)
 	// One registry can hold a metric name once: partitions share the
 	// aggregator's collectors through a wrapping registerer per partition.
@@ -352,7 +367,7 @@ func (s *Server) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		inCfg := aggregate.IngesterConfig{JetStream: s.js, Partition: p, Aggregator: agg, Logger: aggCfg.Logger}
+		inCfg := aggregate.IngesterConfig{JetStream: s.js, Partition: p, Partitions: max(1, s.cfg.Pinglists.Partitions), Aggregator: agg, Logger: aggCfg.Logger}
 		if s.cfg.NATSURL != "" {
 			// Servers sharing an external bus each ingest every partition
 			// into their own TSDB: one checkpoint per server.
@@ -569,6 +584,11 @@ func (s *Server) runAnalyzer(ctx context.Context) error {
 		if err != nil {
 			s.logger.Error("analyzer: localize", "err", err)
 		}
+		if s.leading.Load() {
+			if err := s.evidence.sync(ctx, s.analyzer.Evidence(), time.Now()); err != nil {
+				s.logger.Warn("analyzer: evidence requests not published; retried next window", "err", err)
+			}
+		}
 		for _, v := range verdicts {
 			s.alerting.blame(v)
 		}
@@ -604,6 +624,7 @@ func (s *Server) runAlerting(ctx context.Context) error {
 	s.registry.MustRegister(leaderGauge)
 	if s.cfg.NATSURL == "" {
 		leaderGauge.Set(1)
+		s.leading.Store(true)
 		return s.alerting.Run(ctx)
 	}
 	kv, err := s.js.KeyValue(ctx, bus.StateBucket)
@@ -642,10 +663,12 @@ func (s *Server) runAlerting(ctx context.Context) error {
 					var lctx context.Context
 					lctx, stop = context.WithCancel(ctx)
 					leaderGauge.Set(1)
+					s.leading.Store(true)
 					s.logger.Info("analyzer lease won: evaluating SLOs and sending alerts", "server_id", s.cfg.ServerID)
 					go func() { done <- s.alerting.Run(lctx) }()
 				case !leader && stop != nil:
 					leaderGauge.Set(0)
+					s.leading.Store(false)
 					s.logger.Warn("analyzer lease lost: alerting stopped", "server_id", s.cfg.ServerID)
 					stop()
 					if err := <-done; err != nil {

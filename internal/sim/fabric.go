@@ -73,6 +73,12 @@ type Fabric struct {
 	drainKey  string
 	drained   []string
 
+	// Evidence on demand (SetBoost): boosted[h] are the peers host h
+	// probes boostProbes times a round; nil when nothing is asked.
+	boosted     []map[int32]bool
+	boostProbes int
+	extra       uint64
+
 	linkFx [][]int32 // per link direction: faults acting on it
 	nodeFx [][]int32 // per switch node
 	slowFx [][]int32 // per host: host_slow faults
@@ -272,35 +278,50 @@ func (f *Fabric) Step(r int, emit func(*wire.Batch) error) error {
 		f.want = f.want[:0]
 		n := 0
 		for k, g := range f.peers[h] {
+			copies := 1
+			if f.boosted != nil && f.boosted[h][g] {
+				copies = f.boostProbes
+			}
 			for j, proto := range f.protos {
-				slot := int(f.slotOff[h]) + k*np + j
-				phase := int64(mix(uint64(slot)^f.sc.Seed) % uint64(interval))
-				off := phase + int64((rng.float()-0.5)*float64(interval)/20)
-				off = ((off % interval) + interval) % interval
-				res := f.ptrs[n]
-				n++
-				f.probe(int32(h), g, proto, t0+off, &rng, res)
-				res.StartUnixNano = startNs + t0 + off
-				f.probes++
-				lost := wire.Lost(res)
-				slow := false
-				var excess time.Duration
-				if res.Outcome == wire.Outcome_OUTCOME_OK {
-					rtt := uint32(min(res.RttNs, math.MaxUint32))
-					m := f.minRTT[slot]
-					switch {
-					case m == 0 || rtt < m:
-						f.minRTT[slot] = rtt
-					case int64(rtt-m) > max(int64(slowMargin), int64(m)):
-						slow, excess = true, time.Duration(rtt-m)
+				for c := range copies {
+					slot := int(f.slotOff[h]) + k*np + j
+					phase := int64(mix(uint64(slot)^f.sc.Seed) % uint64(interval))
+					// Extra probes of a boosted peer spread evenly over the
+					// interval (probe.Target.Copy).
+					phase = (phase + int64(c)*interval/int64(copies)) % interval
+					off := phase + int64((rng.float()-0.5)*float64(interval)/20)
+					off = ((off % interval) + interval) % interval
+					if n == len(f.ptrs) {
+						f.grow()
 					}
-				}
-				if lost || slow {
-					f.want = append(f.want, traceReq{
-						src: int32(h), dst: g, proto: proto, sport: f.lastSport, flow: f.lastFlow,
-						probeAt: t0 + off, lost: lost, bothLost: res.Outcome == wire.Outcome_OUTCOME_LOST, excess: excess,
-						round: r,
-					})
+					res := f.ptrs[n]
+					n++
+					f.probe(int32(h), g, proto, t0+off, int64(r)*int64(copies)+int64(c), &rng, res)
+					res.StartUnixNano = startNs + t0 + off
+					f.probes++
+					if c > 0 {
+						f.extra++
+					}
+					lost := wire.Lost(res)
+					slow := false
+					var excess time.Duration
+					if res.Outcome == wire.Outcome_OUTCOME_OK {
+						rtt := uint32(min(res.RttNs, math.MaxUint32))
+						m := f.minRTT[slot]
+						switch {
+						case m == 0 || rtt < m:
+							f.minRTT[slot] = rtt
+						case int64(rtt-m) > max(int64(slowMargin), int64(m)):
+							slow, excess = true, time.Duration(rtt-m)
+						}
+					}
+					if lost || slow {
+						f.want = append(f.want, traceReq{
+							src: int32(h), dst: g, proto: proto, sport: f.lastSport, flow: f.lastFlow,
+							probeAt: t0 + off, lost: lost, bothLost: res.Outcome == wire.Outcome_OUTCOME_LOST, excess: excess,
+							round: r,
+						})
+					}
 				}
 			}
 		}
@@ -344,9 +365,10 @@ type walk struct {
 }
 
 // probe fills res with the outcome of one probe from h to g sent at offset
-// t (ns from the scenario start); f.lastSport and f.lastFlow receive its
-// source port and forward flow hash.
-func (f *Fabric) probe(h, g int32, proto wire.Protocol, t int64, rng *rng, res *wire.ProbeResult) {
+// t (ns from the scenario start), the n-th probe of h to g over UDP;
+// f.lastSport and f.lastFlow receive its source port and forward flow
+// hash.
+func (f *Fabric) probe(h, g int32, proto wire.Protocol, t, n int64, rng *rng, res *wire.ProbeResult) {
 	var sport uint32
 	if proto == wire.Protocol_PROTOCOL_TCP {
 		// A fresh source port per connection, as the kernel picks them.
@@ -358,7 +380,7 @@ func (f *Fabric) probe(h, g int32, proto wire.Protocol, t int64, rng *rng, res *
 	} else {
 		// The agent's UDP probes to a peer take its sockets in turn
 		// (probe.UDPProber): a round's probe to g is from one of them.
-		k := (t/int64(f.sc.Interval) + int64(g)) % probe.DefaultUDPPorts
+		k := (n + int64(g)) % probe.DefaultUDPPorts
 		sport = f.udpPort[h] + uint32(k)
 	}
 	dport := uint32(f.x.Topo.ResponderPort)
@@ -567,3 +589,46 @@ func (r *rng) float() float64 {
 	r.s += 0x9e3779b97f4a7c15
 	return unit(mix(r.s))
 }
+
+// grow makes room for more results in a round (a boosted agent's).
+func (f *Fabric) grow() {
+	results := make([]wire.ProbeResult, max(len(f.ptrs), 64))
+	for i := range results {
+		f.ptrs = append(f.ptrs, &results[i])
+	}
+}
+
+// SetBoost applies evidence on demand from the next round on: agents
+// probe the listed peers probes times a round per protocol, as real
+// agents do with a pinglist.Boost (the peer must be in the agent's
+// pinglist; others are ignored, as agents ignore them). Nil or probes < 2
+// withdraws every boost.
+func (f *Fabric) SetBoost(probes int, agents map[string][]string) {
+	if probes < 2 || len(agents) == 0 {
+		f.boosted, f.boostProbes = nil, 0
+		return
+	}
+	f.boosted = make([]map[int32]bool, f.x.NumHosts)
+	f.boostProbes = min(probes, pinglist.MaxBoostProbes)
+	for agent, peers := range agents {
+		h, ok := f.x.Node(agent)
+		if !ok || f.x.IsSwitch(h) {
+			continue
+		}
+		mine := map[int32]bool{}
+		for _, g := range f.peers[h] {
+			mine[g] = true
+		}
+		for _, p := range peers {
+			if g, ok := f.x.Node(p); ok && mine[g] {
+				if f.boosted[h] == nil {
+					f.boosted[h] = map[int32]bool{}
+				}
+				f.boosted[h][g] = true
+			}
+		}
+	}
+}
+
+// ExtraProbes counts the probes evidence on demand added, over the run.
+func (f *Fabric) ExtraProbes() uint64 { return f.extra }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -11,6 +12,7 @@ import (
 	"github.com/meshlens/meshlens/internal/bus"
 	"github.com/meshlens/meshlens/internal/clock"
 	"github.com/meshlens/meshlens/internal/localize"
+	"github.com/meshlens/meshlens/internal/pinglist"
 	"github.com/meshlens/meshlens/internal/wire"
 )
 
@@ -55,6 +57,10 @@ func RunLive(ctx context.Context, sc *Scenario, cfg LiveConfig) error {
 	// server's de-duplication never mistakes it for a replay of an earlier
 	// run against the same data.
 	epoch := uint64(cfg.Clock.Now().UnixNano())
+	boosts, err := watchBoosts(ctx, cfg.JetStream, cfg.Logger)
+	if err != nil {
+		return fmt.Errorf("sim live: %w", err)
+	}
 	for loop := 0; ; loop++ {
 		start := cfg.Clock.Now().Truncate(sc.Interval).Add(sc.Interval)
 		fab, err := NewFabric(sc, x, start)
@@ -78,6 +84,9 @@ func RunLive(ctx context.Context, sc *Scenario, cfg LiveConfig) error {
 					cfg.Logger.Info("sim live: routing around drained elements", "drained", names, "round", r)
 				}
 			}
+			// Evidence on demand, as agents apply it: the requests in
+			// force at the round's start.
+			fab.SetBoost(boosts.active(fab.RoundStart(r)))
 			// Encoded now (Step reuses its batch), published after the
 			// round's path reports: an agent's batch marks its data
 			// complete only once the traces of its lost probes are out,
@@ -149,4 +158,61 @@ func sleepUntil(ctx context.Context, c clock.Clock, t time.Time) error {
 	case <-c.After(d):
 		return nil
 	}
+}
+
+// boostWatch follows every agent's evidence request in the evidence
+// bucket, as each real agent follows its own.
+type boostWatch struct {
+	mu     sync.Mutex
+	boosts map[string]*pinglist.Boost
+}
+
+func watchBoosts(ctx context.Context, js jetstream.JetStream, log *slog.Logger) (*boostWatch, error) {
+	kv, err := js.KeyValue(ctx, bus.EvidenceBucket)
+	if err != nil {
+		return nil, fmt.Errorf("evidence bucket: %w", err)
+	}
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("evidence bucket: %w", err)
+	}
+	bw := &boostWatch{boosts: map[string]*pinglist.Boost{}}
+	go func() {
+		defer w.Stop()
+		for e := range w.Updates() {
+			if e == nil {
+				continue
+			}
+			var b *pinglist.Boost
+			if e.Operation() == jetstream.KeyValuePut {
+				if b, err = pinglist.DecodeBoost(e.Value()); err != nil {
+					log.Warn("sim live: ignoring an evidence request", "key", e.Key(), "err", err)
+					continue
+				}
+			}
+			bw.mu.Lock()
+			if b == nil {
+				delete(bw.boosts, e.Key())
+			} else {
+				bw.boosts[e.Key()] = b
+			}
+			bw.mu.Unlock()
+		}
+	}()
+	return bw, nil
+}
+
+// active is what the requests in force at t ask: probes per interval and
+// each agent's peers.
+func (bw *boostWatch) active(t time.Time) (int, map[string][]string) {
+	bw.mu.Lock()
+	defer bw.mu.Unlock()
+	probes, agents := 0, map[string][]string{}
+	for host, b := range bw.boosts {
+		if b.Active(t) && b.Host == host {
+			probes = max(probes, b.Probes)
+			agents[host] = b.Peers
+		}
+	}
+	return probes, agents
 }

@@ -59,6 +59,10 @@ type Options struct {
 	// Drains, if set, says which elements are drained: the fabric routes
 	// around them from the next round on.
 	Drains Drainer
+	// Evidence tunes evidence on demand as the server's flags do: the
+	// analyzer's plan is applied to the fabric from the next round on, as
+	// agents apply the server's. Off runs without it.
+	Evidence analyze.EvidenceConfig
 	// Observe, when set, sees every verdict of every localizer as it is
 	// made, with the window it is on: at is the time from the run's start.
 	// It runs before the next round, so it may drive alerting and drains.
@@ -106,7 +110,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sim: %s: %w", sc.Name, err)
 	}
-	an, err := analyze.New(x, analyze.Config{Window: sc.Interval, Localizers: opts.Localizers, Localize: opts.Config, Registerer: opts.Registerer})
+	an, err := analyze.New(x, analyze.Config{Window: sc.Interval, Localizers: opts.Localizers, Localize: opts.Config, Evidence: opts.Evidence, Registerer: opts.Registerer})
 	if err != nil {
 		return nil, fmt.Errorf("sim: %s: %w", sc.Name, err)
 	}
@@ -117,7 +121,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	vc := clock.NewVirtual(start)
 	rounds := fab.Rounds()
 	var rejected, badTraces int
-	var drainVersion uint64
+	var drainVersion, evidenceVersion uint64
 	for r := 0; r < rounds; r++ {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("sim: %s: round %d: %w", sc.Name, r, err)
@@ -171,6 +175,10 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sim: %s: round %d: %w", sc.Name, r, err)
 		}
+		if ev := an.Evidence(); ev.Version != evidenceVersion {
+			fab.SetBoost(ev.Probes, ev.Agents)
+			evidenceVersion = ev.Version
+		}
 		at := vc.Now().Sub(start)
 		for _, v := range verdicts {
 			timelines[v.Localizer].add(at, v.Suspects)
@@ -181,7 +189,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	}
 	rep := &Report{
 		Scenario: sc.Name, File: sc.File, Seed: sc.Seed, Hosts: len(sc.Topology.Hosts),
-		Duration: secs(sc.Duration), Interval: secs(sc.Interval), Rounds: rounds, Probes: fab.Probes(),
+		Duration: secs(sc.Duration), Interval: secs(sc.Interval), Rounds: rounds, Probes: fab.Probes(), ExtraProbes: fab.ExtraProbes(),
 		RejectedBatches: rejected, RejectedTraces: badTraces, RollupsOnly: opts.RollupsOnly,
 	}
 	for _, name := range an.Localizers() {

@@ -16,15 +16,17 @@ func secs(d time.Duration) Seconds { return Seconds(d.Seconds()) }
 // Report is a run's outcome: the ground truth beside what each localizer
 // concluded.
 type Report struct {
-	Scenario        string  `json:"scenario"`
-	File            string  `json:"file,omitempty"`
-	Seed            uint64  `json:"seed"`
-	Hosts           int     `json:"hosts"`
-	Duration        Seconds `json:"duration_seconds"`
-	Interval        Seconds `json:"interval_seconds"`
-	Rounds          int     `json:"rounds"`
-	Probes          uint64  `json:"probes"`
-	RejectedBatches int     `json:"rejected_batches"`
+	Scenario string  `json:"scenario"`
+	File     string  `json:"file,omitempty"`
+	Seed     uint64  `json:"seed"`
+	Hosts    int     `json:"hosts"`
+	Duration Seconds `json:"duration_seconds"`
+	Interval Seconds `json:"interval_seconds"`
+	Rounds   int     `json:"rounds"`
+	Probes   uint64  `json:"probes"`
+	// ExtraProbes of Probes were asked for by evidence on demand.
+	ExtraProbes     uint64 `json:"extra_probes"`
+	RejectedBatches int    `json:"rejected_batches"`
 	// RejectedTraces: traced probes the analyzer's conversion refused (none
 	// expected: the simulator reports only paths of its fabric).
 	RejectedTraces int `json:"rejected_traces"`

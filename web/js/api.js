@@ -258,6 +258,22 @@ export async function suspects(opts) {
   }));
 }
 
+// evidence is internal/analyze's Evidence: the elements whose evidence is
+// thin and gathered on demand, and what it costs.
+export async function evidence(opts) {
+  const d = unwrap(await request('api/v1/evidence', opts)) || {};
+  const agents = d.agents && typeof d.agents === 'object' ? d.agents : {};
+  return {
+    probes: num(d.probes),
+    extraPerSecond: num(d.extra_per_second) ?? 0,
+    agents: Object.keys(agents).length,
+    requests: (Array.isArray(d.requests) ? d.requests : []).map(r => ({
+      element: r.element, kind: r.kind ?? '', since: r.since ? new Date(r.since) : null,
+      pairs: num(r.pairs) ?? 0, overBudget: num(r.over_budget) ?? 0,
+    })),
+  };
+}
+
 // slos accepts internal/slo's Status: target, window, sli and
 // error_budget_remaining (null without events), burn_rates by window, and
 // multiwindow tiers (long/short window, factor, firing).

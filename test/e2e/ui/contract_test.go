@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meshlens/meshlens/internal/alert"
+	"github.com/meshlens/meshlens/internal/analyze"
 	"github.com/meshlens/meshlens/internal/api"
 	"github.com/meshlens/meshlens/internal/localize"
 	"github.com/meshlens/meshlens/internal/slo"
@@ -69,6 +70,9 @@ func TestAPIContract(t *testing.T) {
 	mux.Handle("GET /api/v1/pairs", envelope(windows))
 	mux.Handle("GET /api/v1/protocols", envelope(wire.Protocols()))
 	mux.Handle("GET /api/v1/suspects", envelope(verdict))
+	mux.Handle("GET /api/v1/evidence", envelope(analyze.Evidence{Version: 3, Probes: 2, ExtraPerSecond: 12.8, Window: end,
+		Agents:   map[string][]string{"dc1-pod1-rack1-h01": {"dc1-pod2-rack1-h01"}},
+		Requests: []analyze.EvidenceRequest{{Element: "dc1-pod2-leaf1--dc1-spine1", Kind: localize.KindLink, Score: 9, Since: seen, Renewed: end, Pairs: 64, OverBudget: 2}}}))
 	mux.Handle("GET /api/v1/slos", envelope(slos))
 	mux.Handle("GET /api/v1/remediations", envelope([]alert.Decision{
 		{At: seen, Rule: "drain-lossy-tor", Incident: "inc-7", Element: tor, Kind: "device", Action: "drain", Taken: true},
@@ -203,6 +207,13 @@ func TestAPIContract(t *testing.T) {
 			t.Errorf("acknowledged incident: %v", err)
 		} else if evalT[bool](t, b, `!!document.querySelector('#incident-ack-form')`) {
 			t.Error("an acknowledged incident still offers to acknowledge")
+		}
+		// Evidence on demand is on the topology page, with its cost.
+		if err := b.Navigate(srv.URL + "/#/topology"); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.WaitFor(`(document.querySelector('#topo-evidence li[data-element="dc1-pod2-leaf1--dc1-spine1"]')?.textContent || '').includes('64 pairs, 2 left out by the budget') && document.querySelector('#topo-evidence').textContent.includes('12.8 extra probes/s')`, 30*time.Second); err != nil {
+			t.Errorf("evidence on demand: %v", err)
 		}
 		got, err := Eval[string](b, `import('/js/api.js').then(async m => (await m.suspects())[0].evidence)`)
 		if err != nil || !strings.Contains(got, "360 anomalous") {

@@ -126,7 +126,7 @@ async function refresh(p) {
   let t;
   try { t = await api.topologyCached(); } catch (err) { fill(els.body, stateMessage(err)); ctx.reportError(err); return; }
   if (!t.switches.length) { fill(els.body, h('p', { class: 'empty' }, 'The topology is empty.')); return; }
-  const [susR, incR, remR] = await Promise.allSettled([api.suspects(), api.incidents(), api.remediations()]);
+  const [susR, incR, remR, evR] = await Promise.allSettled([api.suspects(), api.incidents(), api.remediations(), api.evidence()]);
   const list = susR.status === 'fulfilled' ? susR.value : [];
   const sus = new Map(list.map(x => [x.element, x]));
   const blamed = new Set(list.filter(x => x.confidence === null || x.confidence >= 0.5).map(x => x.element));
@@ -142,7 +142,22 @@ async function refresh(p) {
     drained.size ? h('p', { id: 'topo-drained' }, 'Drained: ', [...drained].join(', ')) : null,
     h('h2', {}, 'Blamed elements'),
     blamed.size ? h('ul', { id: 'topo-blamed' }, [...blamed].map(b => h('li', { class: 'sev-red', dataset: { element: b } }, b, ': ', fmtEstimate(sus.get(b)))))
-      : h('p', { class: 'empty', id: 'topo-blamed' }, 'Nothing is blamed: the localizer sees no faulty element.'));
+      : h('p', { class: 'empty', id: 'topo-blamed' }, 'Nothing is blamed: the localizer sees no faulty element.'),
+    evidenceSection(evR));
+}
+
+// evidenceSection says where evidence on demand is probing harder, and
+// what it costs: the extra probes are the fleet's, they should be seen.
+function evidenceSection(r) {
+  if (r.status === 'rejected') return stateMessage(r.reason);
+  const ev = r.value;
+  if (!ev.requests.length) return h('p', { class: 'empty', id: 'topo-evidence' }, 'No evidence is being gathered on demand: the probe rate is the pinglists\' own.');
+  return h('div', { id: 'topo-evidence' },
+    h('h2', {}, 'Gathering evidence'),
+    h('p', {}, `${ev.agents} agents probe ${ev.probes}× as often on the pairs around these elements: ${ev.extraPerSecond.toFixed(1)} extra probes/s over the fleet.`),
+    h('ul', {}, ev.requests.map(q => h('li', { dataset: { element: q.element } }, q.element,
+      ` (${q.kind}): ${q.pairs} pairs`, q.overBudget ? `, ${q.overBudget} left out by the budget` : '',
+      q.since ? `, since ${q.since.toLocaleTimeString()}` : ''))));
 }
 
 export default {
