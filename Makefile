@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 20s
 
-.PHONY: build demo lab test lint unit fuzz proto proto-check bench bench-localize bench-agent clean
+.PHONY: build demo lab test lint unit fuzz proto proto-check bench bench-localize bench-agent bench-detect bench-soak clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/meshlens ./cmd/meshlens
@@ -83,6 +83,16 @@ bench-localize:
 # Agent CPU and memory beside fping at Pingmesh scale (2,500 peers).
 bench-agent:
 	./bench/agent/run.sh
+
+# Live, over the real bus: onset to blame per fault kind beside the
+# behaviour before issue 12 (~45 min), and a 40-minute soak of the server
+# with 1,000 simulated agents (flat memory, goroutines, files, series;
+# every result counted once).
+bench-detect:
+	$(GO) run ./bench/detect -onsets 10 -parallel 8
+
+bench-soak:
+	$(GO) run ./bench/soak
 
 clean:
 	rm -rf bin

@@ -9,6 +9,7 @@
 // pipeline's overhead is live minus sim.
 //
 //	go run ./bench/detect [-onsets 10] [-kinds tor_down,link_down,spine_down,leaf_spine_loss] [-parallel 8] [-json]
+//	go run ./bench/detect -report results.json   # the table of a saved run
 //
 // The fabric is the one of issue 12: 2 pods × 4 racks × 8 hosts, 2 leaves
 // per pod, 4 spines, 10 s probes over tcp and udp. Every process runs on
@@ -18,12 +19,10 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -38,6 +37,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/meshlens/meshlens/bench/internal/benchrun"
 	"github.com/meshlens/meshlens/internal/topology"
 )
 
@@ -122,7 +122,15 @@ func main() {
 	seed := flag.Uint64("seed", 1, "seed of the phases")
 	asJSON := flag.Bool("json", false, "print the onsets as JSON")
 	flag.BoolVar(&simOnly, "sim-only", false, "only sim run, in each mode: no live server")
+	from := flag.String("report", "", "print the table of a saved -json run instead of running")
 	flag.Parse()
+	if *from != "" {
+		if err := reportFile(*from); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-detect:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, *n, strings.Split(*kindList, ","), *parallel, *seed, *asJSON); err != nil {
@@ -137,9 +145,9 @@ func run(ctx context.Context, n int, names []string, parallel int, seed uint64, 
 		return err
 	}
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "meshlens")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/meshlens").CombinedOutput(); err != nil {
-		return fmt.Errorf("build: %v: %s", err, out)
+	bin, err := benchrun.Build(ctx, dir)
+	if err != nil {
+		return err
 	}
 	topoFile := filepath.Join(dir, "topo.yaml")
 	gen := exec.CommandContext(ctx, bin, "topo", "gen", "--dcs", "1", "--pods", "2", "--racks-per-pod", "4", "--hosts-per-rack", "8", "--leaves-per-pod", "2", "--spines", "4")
@@ -280,10 +288,11 @@ func live(ctx context.Context, bin, dir, topoFile, scenario, mode string, ons []
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
-	httpAddr, natsAddr, err := freeAddrs()
+	addrs, err := benchrun.FreeAddrs(2)
 	if err != nil {
 		return err
 	}
+	httpAddr, natsAddr := addrs[0], addrs[1]
 	args := []string{"server", "--topology", topoFile, "--data-dir", filepath.Join(dir, "data"), "--http-addr", httpAddr, "--nats-addr", natsAddr}
 	switch mode {
 	case modeFixed:
@@ -291,37 +300,31 @@ func live(ctx context.Context, bin, dir, topoFile, scenario, mode string, ons []
 	case modeLateness:
 		args = append(args, "--evidence=false", "--ignore-agent-marks")
 	}
-	srv, err := start(bin, filepath.Join(dir, "server.log"), args...)
+	srv, err := benchrun.Start(bin, filepath.Join(dir, "server.log"), args...)
 	if err != nil {
 		return err
 	}
-	defer srv.stop()
+	defer srv.Stop()
 	api := "http://" + httpAddr
-	if err := poll(ctx, time.Minute, func() bool {
-		resp, err := http.Get(api + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == 200
-	}); err != nil {
-		return fmt.Errorf("server not ready: %w (log %s)", err, srv.log)
+	if err := benchrun.WaitReady(ctx, api); err != nil {
+		return fmt.Errorf("server not ready: %w (log %s)", err, srv.Log)
 	}
-	sim, err := start(bin, filepath.Join(dir, "sim.log"), "sim", "live", scenario, "--nats-url", "nats://"+natsAddr)
+	sim, err := benchrun.Start(bin, filepath.Join(dir, "sim.log"), "sim", "live", scenario, "--nats-url", "nats://"+natsAddr)
 	if err != nil {
 		return err
 	}
-	defer sim.stop()
+	defer sim.Stop()
 	var fabricStart time.Time
 	startLine := regexp.MustCompile(`fabric started.*\bstart=(\S+)`)
-	if err := poll(ctx, time.Minute, func() bool {
-		m := startLine.FindSubmatch(sim.output())
+	if err := benchrun.Poll(ctx, time.Minute, func() bool {
+		m := startLine.FindSubmatch(sim.Output())
 		if m == nil {
 			return false
 		}
 		fabricStart, err = time.Parse(time.RFC3339Nano, string(m[1]))
 		return err == nil
 	}); err != nil {
-		return fmt.Errorf("the simulator did not start (log %s)", sim.log)
+		return fmt.Errorf("the simulator did not start (log %s)", sim.Log)
 	}
 	for i := range ons {
 		ons[i].Live = -1
@@ -394,70 +397,18 @@ func suspects(api string) ([]string, error) {
 	return out, nil
 }
 
-func freeAddrs() (string, string, error) {
-	var addrs []string
-	for range 2 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", "", err
-		}
-		addrs = append(addrs, l.Addr().String())
-		l.Close()
-	}
-	return addrs[0], addrs[1], nil
-}
-
-func poll(ctx context.Context, total time.Duration, ok func() bool) error {
-	deadline := time.Now().Add(total)
-	for !ok() {
-		if time.Now().After(deadline) {
-			return errors.New("timed out")
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
-// proc is a started process, ended by its pid.
-type proc struct {
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-}
-
-func start(bin, logFile string, args ...string) (*proc, error) {
-	f, err := os.Create(logFile)
+// reportFile prints the table of a run saved with -json.
+func reportFile(name string) error {
+	data, err := os.ReadFile(name)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, err
+	var results []result
+	if err := json.Unmarshal(data, &results); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
-	p := &proc{cmd: cmd, log: logFile, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
-	return p, nil
-}
-
-func (p *proc) output() []byte {
-	data, _ := os.ReadFile(p.log)
-	return data
-}
-
-func (p *proc) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	report(os.Stdout, results)
+	return nil
 }
 
 // report prints per kind and mode the onsets found, the median and p95

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/meshlens/meshlens/internal/agent"
+	"github.com/meshlens/meshlens/internal/buildinfo"
 	"github.com/meshlens/meshlens/internal/probe"
 )
 
@@ -42,7 +43,8 @@ func newAgentCmd() *cobra.Command {
 				cfg.SpoolDir = filepath.Join("meshlens-spool", cfg.Host)
 			}
 			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+				buildinfo.Collector("agent", version))
 			cfg.Logger = logger.With("host", cfg.Host)
 			cfg.Registerer = reg
 			cfg.Version = version

@@ -28,13 +28,16 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "meshlens",
 		Short:         "Network reliability telemetry: Pingmesh-style probing, fault localization, SLOs",
+		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return flagsFromEnv(cmd.Flags())
 		},
 	}
+	root.SetVersionTemplate("meshlens {{.Version}}\n")
 	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn, error")
+	root.PersistentFlags().String("log-format", "text", "log format: text (logfmt) or json (one object per line)")
 	root.AddCommand(newTopoCmd(), newVersionCmd())
 	for _, add := range extraCommands {
 		root.AddCommand(add())
@@ -70,7 +73,15 @@ func newLogger(cmd *cobra.Command) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: %w", level, err)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch format, _ := cmd.Flags().GetString("log-format"); format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	}
 }
 
 func newVersionCmd() *cobra.Command {

@@ -257,52 +257,10 @@ func TestAgentCredentialsRefuseOthersWork(t *testing.T) {
 		{"publish outside the results subjects", func(a *agentConn) error {
 			return a.nc.Publish("$KV.meshlens-pinglists.h2", []byte("{}"))
 		}, "$KV.meshlens-pinglists.h2"},
-		{"get another host's pinglist", func(a *agentConn) error {
-			c, cancel := short()
-			defer cancel()
-			kv, err := a.js.KeyValue(c, PinglistBucket)
-			if err != nil {
-				return err
-			}
-			_, err = kv.Get(c, "h2")
-			return err
-		}, "$JS.API.DIRECT.GET.KV_meshlens-pinglists.$KV.meshlens-pinglists.h2"},
-		{"watch another host's pinglist", func(a *agentConn) error {
-			c, cancel := short()
-			defer cancel()
-			kv, err := a.js.KeyValue(c, PinglistBucket)
-			if err != nil {
-				return err
-			}
-			w, err := kv.Watch(c, "h2")
-			if err == nil {
-				w.Stop()
-			}
-			return err
-		}, "$JS.API.CONSUMER.CREATE.KV_meshlens-pinglists"},
-		{"watch another host's evidence requests", func(a *agentConn) error {
-			c, cancel := short()
-			defer cancel()
-			kv, err := a.js.KeyValue(c, EvidenceBucket)
-			if err != nil {
-				return err
-			}
-			w, err := kv.Watch(c, "h2")
-			if err == nil {
-				w.Stop()
-			}
-			return err
-		}, "$JS.API.CONSUMER.CREATE.KV_meshlens-evidence"},
-		{"get another host's evidence requests", func(a *agentConn) error {
-			c, cancel := short()
-			defer cancel()
-			kv, err := a.js.KeyValue(c, EvidenceBucket)
-			if err != nil {
-				return err
-			}
-			_, err = kv.Get(c, "h2")
-			return err
-		}, "$JS.API.DIRECT.GET.KV_meshlens-evidence.$KV.meshlens-evidence.h2"},
+		{"get another host's pinglist", getOther(short, PinglistBucket, "h2"), "$JS.API.DIRECT.GET.KV_meshlens-pinglists.$KV.meshlens-pinglists.h2"},
+		{"watch another host's pinglist", watchOther(short, PinglistBucket, "h2"), "$JS.API.CONSUMER.CREATE.KV_meshlens-pinglists"},
+		{"watch another host's evidence requests", watchOther(short, EvidenceBucket, "h2"), "$JS.API.CONSUMER.CREATE.KV_meshlens-evidence"},
+		{"get another host's evidence requests", getOther(short, EvidenceBucket, "h2"), "$JS.API.DIRECT.GET.KV_meshlens-evidence.$KV.meshlens-evidence.h2"},
 		{"watch every pinglist", func(a *agentConn) error {
 			c, cancel := short()
 			defer cancel()
@@ -316,16 +274,7 @@ func TestAgentCredentialsRefuseOthersWork(t *testing.T) {
 			}
 			return err
 		}, "$JS.API.CONSUMER.CREATE.KV_meshlens-pinglists"},
-		{"read another fleet key", func(a *agentConn) error {
-			c, cancel := short()
-			defer cancel()
-			kv, err := a.js.KeyValue(c, FleetBucket)
-			if err != nil {
-				return err
-			}
-			_, err = kv.Get(c, "other-secret")
-			return err
-		}, "$KV.meshlens-fleet.other-secret"},
+		{"read another fleet key", getOther(short, FleetBucket, "other-secret"), "$KV.meshlens-fleet.other-secret"},
 		{"consumer whose subject names its own key but whose config filters another's", func(a *agentConn) error {
 			return forgedConsumer(a, "$JS.API.CONSUMER.CREATE.KV_meshlens-pinglists.x.$KV.meshlens-pinglists.h1", "$KV.meshlens-pinglists.h2")
 		}, ""},
@@ -540,5 +489,35 @@ func TestRevokedAgentIsDisconnected(t *testing.T) {
 	}
 	if len(ac.Revocations) != 1 {
 		t.Errorf("reopened authority revokes %d keys, want 1", len(ac.Revocations))
+	}
+}
+
+// getOther and watchOther try to read key of bucket as agent a.
+func getOther(short func() (context.Context, context.CancelFunc), bucket, key string) func(a *agentConn) error {
+	return func(a *agentConn) error {
+		c, cancel := short()
+		defer cancel()
+		kv, err := a.js.KeyValue(c, bucket)
+		if err != nil {
+			return err
+		}
+		_, err = kv.Get(c, key)
+		return err
+	}
+}
+
+func watchOther(short func() (context.Context, context.CancelFunc), bucket, key string) func(a *agentConn) error {
+	return func(a *agentConn) error {
+		c, cancel := short()
+		defer cancel()
+		kv, err := a.js.KeyValue(c, bucket)
+		if err != nil {
+			return err
+		}
+		w, err := kv.Watch(c, key)
+		if err == nil {
+			w.Stop()
+		}
+		return err
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/meshlens/meshlens/internal/aggregate"
 	"github.com/meshlens/meshlens/internal/analyze"
 	"github.com/meshlens/meshlens/internal/api"
+	"github.com/meshlens/meshlens/internal/buildinfo"
 	"github.com/meshlens/meshlens/internal/bus"
 	"github.com/meshlens/meshlens/internal/localize"
 	"github.com/meshlens/meshlens/internal/pinglist"
@@ -160,7 +161,8 @@ func New(cfg Config) (*Server, error) {
 		Help: "Topology changes applied (from the file or the admin API).",
 	})
 	s.registry.MustRegister(s.topoReloadErrors, s.topoReloads)
-	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildinfo.Collector("server", cfg.Version))
 
 	topo, mod, err := loadTopology(cfg.TopologyFile)
 	if err != nil {

@@ -61,6 +61,12 @@ func RunLive(ctx context.Context, sc *Scenario, cfg LiveConfig) error {
 	if err != nil {
 		return fmt.Errorf("sim live: %w", err)
 	}
+	// What the bus acknowledged, said when the run ends: what a server
+	// must have counted, exactly once (bench/soak checks it).
+	var rounds, sentBatches, sentResults int
+	defer func() {
+		cfg.Logger.Info("sim live: stopped", "rounds", rounds, "batches", sentBatches, "results", sentResults)
+	}()
 	for loop := 0; ; loop++ {
 		start := cfg.Clock.Now().Truncate(sc.Interval).Add(sc.Interval)
 		fab, err := NewFabric(sc, x, start)
@@ -94,6 +100,7 @@ func RunLive(ctx context.Context, sc *Scenario, cfg LiveConfig) error {
 			type pending struct {
 				subj, id string
 				data     []byte
+				results  int
 			}
 			var batches []pending
 			err := fab.Step(r, func(b *wire.Batch) error {
@@ -102,7 +109,7 @@ func RunLive(ctx context.Context, sc *Scenario, cfg LiveConfig) error {
 				if err != nil {
 					return err
 				}
-				batches = append(batches, pending{bus.ResultsSubject(bus.Partition(b.Agent, cfg.Partitions), b.Agent), bus.BatchMsgID(b.Agent, b.Epoch, b.Seq), data})
+				batches = append(batches, pending{bus.ResultsSubject(bus.Partition(b.Agent, cfg.Partitions), b.Agent), bus.BatchMsgID(b.Agent, b.Epoch, b.Seq), data, len(b.Results)})
 				return nil
 			})
 			if err != nil {
@@ -128,15 +135,18 @@ func RunLive(ctx context.Context, sc *Scenario, cfg LiveConfig) error {
 				}
 				acks = append(acks, ack)
 			}
-			for _, a := range acks {
+			for i, a := range acks {
 				select {
 				case <-a.Ok():
+					sentBatches++
+					sentResults += batches[i].results
 				case err := <-a.Err():
 					return fmt.Errorf("sim live: %s: round %d: batch not acknowledged: %w", sc.Name, r, err)
 				case <-ctx.Done():
 					return nil
 				}
 			}
+			rounds++
 			if cfg.OnRound != nil {
 				cfg.OnRound(r, fab.RoundStart(r+1))
 			}

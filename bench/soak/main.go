@@ -1,0 +1,325 @@
+// Command soak runs a real `meshlens server` fed by `meshlens sim live`
+// with 1,000 simulated agents for longer than the server's pair-detail
+// window (--recent), faults coming and going, and watches the server's
+// own /metrics: resident memory, goroutines, open files and TSDB head
+// series must be flat once that window has filled (growth at most 10 %
+// over the rest of the run), and every result the bus acknowledged must
+// be counted once.
+//
+//	go run ./bench/soak [-duration 40m] [-recent 10m] [-sample 30s] [-hosts-per-rack 20] [-json]
+//
+// --recent is the server's own flag (pair detail kept in memory, 1 h by
+// default); the soak shortens it so that a run longer than it fits in an
+// afternoon. Every process runs on loopback and is ended by its pid.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/meshlens/meshlens/bench/internal/benchrun"
+	"github.com/meshlens/meshlens/internal/topology"
+)
+
+// Watched: what must stay flat, and what is counted.
+const (
+	rss        = "process_resident_memory_bytes"
+	goroutines = "go_goroutines"
+	openFDs    = "process_open_fds"
+	headSeries = "meshlens_store_head_series"
+	ingested   = "meshlens_ingest_results_total"
+	duplicates = "meshlens_ingest_duplicates_total"
+	rejected   = "meshlens_ingest_rejected_total"
+)
+
+var flat = []string{rss, goroutines, openFDs, headSeries}
+
+// sample is one scrape of the server.
+type sample struct {
+	At     float64            `json:"at_seconds"` // from the fabric's start
+	Values map[string]float64 `json:"values"`
+}
+
+type outcome struct {
+	Hosts     int      `json:"hosts"`
+	Duration  float64  `json:"duration_seconds"`
+	Recent    float64  `json:"recent_seconds"`
+	Faults    int      `json:"faults"`
+	Samples   []sample `json:"samples"`
+	Published int      `json:"results_published"` // acknowledged by the bus
+	Batches   int      `json:"batches_published"`
+	Ingested  float64  `json:"results_ingested"`
+	Dups      float64  `json:"duplicate_batches"`
+	Rejected  float64  `json:"rejected"`
+}
+
+func main() {
+	duration := flag.Duration("duration", 40*time.Minute, "how long the fabric runs")
+	recent := flag.Duration("recent", 10*time.Minute, "the server's --recent (pair-detail window)")
+	every := flag.Duration("sample", 30*time.Second, "scrape interval")
+	hostsPerRack := flag.Int("hosts-per-rack", 20, "hosts in each of the 5 × 10 racks")
+	asJSON := flag.Bool("json", false, "print the samples as JSON")
+	flag.Parse()
+	if *duration < *recent+5*time.Minute {
+		fmt.Fprintln(os.Stderr, "bench-soak: -duration must exceed -recent by 5 minutes or more: the flat part is what follows the window")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	out, err := run(ctx, *hostsPerRack, *duration, *recent, *every)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench-soak:", err)
+		os.Exit(1)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(out)
+	} else {
+		report(os.Stdout, out)
+	}
+	if !out.passed() {
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, hostsPerRack int, duration, recent, every time.Duration) (*outcome, error) {
+	dir, err := os.MkdirTemp("", "meshlens-bench-soak-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	bin, err := benchrun.Build(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	// 5 pods × 10 racks × 20 hosts by default.
+	topoFile := filepath.Join(dir, "topo.yaml")
+	data, err := exec.CommandContext(ctx, bin, "topo", "gen", "--dcs", "1", "--pods", "5", "--racks-per-pod", "10",
+		"--hosts-per-rack", strconv.Itoa(hostsPerRack), "--leaves-per-pod", "2", "--spines", "4").Output()
+	if err != nil {
+		return nil, fmt.Errorf("topo gen: %w", err)
+	}
+	if err := os.WriteFile(topoFile, data, 0o644); err != nil {
+		return nil, err
+	}
+	topo, err := topology.Load(topoFile)
+	if err != nil {
+		return nil, err
+	}
+	faults := schedule(topo, duration)
+	scenario := filepath.Join(dir, "soak.yaml")
+	text := fmt.Sprintf("name: soak\nseed: 1\ntopology: {file: %q}\nprobing: {interval: 10s, protocols: [tcp, udp]}\nduration: %s\nfaults:\n%s\n",
+		topoFile, duration, strings.Join(faults, "\n"))
+	if err := os.WriteFile(scenario, []byte(text), 0o644); err != nil {
+		return nil, err
+	}
+
+	addrs, err := benchrun.FreeAddrs(2)
+	if err != nil {
+		return nil, err
+	}
+	api := "http://" + addrs[0]
+	srv, err := benchrun.Start(bin, filepath.Join(dir, "server.log"), "server", "--topology", topoFile,
+		"--data-dir", filepath.Join(dir, "data"), "--http-addr", addrs[0], "--nats-addr", addrs[1],
+		"--recent", recent.String())
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Stop()
+	if err := benchrun.WaitReady(ctx, api); err != nil {
+		return nil, fmt.Errorf("server not ready: %w\n%s", err, srv.Output())
+	}
+	sim, err := benchrun.Start(bin, filepath.Join(dir, "sim.log"), "sim", "live", scenario, "--nats-url", "nats://"+addrs[1])
+	if err != nil {
+		return nil, err
+	}
+	defer sim.Stop()
+	var start time.Time
+	startLine := regexp.MustCompile(`fabric started.*\bstart=(\S+)`)
+	if err := benchrun.Poll(ctx, time.Minute, func() bool {
+		m := startLine.FindSubmatch(sim.Output())
+		if m == nil {
+			return false
+		}
+		start, err = time.Parse(time.RFC3339Nano, string(m[1]))
+		return err == nil
+	}); err != nil {
+		return nil, fmt.Errorf("the simulator did not start:\n%s", sim.Output())
+	}
+
+	out := &outcome{Hosts: len(topo.Hosts), Duration: duration.Seconds(), Recent: recent.Seconds(), Faults: len(faults)}
+	names := append(append([]string{}, flat...), ingested, duplicates, rejected)
+	scrape := func() error {
+		v, err := benchrun.Scrape(api+"/metrics", names...)
+		if err != nil {
+			return err
+		}
+		out.Samples = append(out.Samples, sample{At: time.Since(start).Seconds(), Values: v})
+		return nil
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-sim.Done():
+			running = false
+		case <-srv.Done():
+			return nil, fmt.Errorf("the server exited:\n%s", srv.Output())
+		case <-tick.C:
+			if err := scrape(); err != nil {
+				return nil, fmt.Errorf("scrape: %w", err)
+			}
+		}
+	}
+	// The simulator ran its course; the server counts what is still in
+	// the stream, then the counters stop moving.
+	stopped := regexp.MustCompile(`sim live: stopped.*\bbatches=(\d+) results=(\d+)`)
+	m := stopped.FindSubmatch(sim.Output())
+	if m == nil {
+		return nil, fmt.Errorf("the simulator did not end its run:\n%s", sim.Output())
+	}
+	out.Batches, _ = strconv.Atoi(string(m[1]))
+	out.Published, _ = strconv.Atoi(string(m[2]))
+	// Done when the count has not moved for 5 s (2 minutes at most).
+	for last, deadline := -1.0, time.Now().Add(2*time.Minute); time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(5 * time.Second):
+		}
+		v, err := benchrun.Scrape(api+"/metrics", ingested)
+		if err != nil {
+			continue
+		}
+		if v[ingested] == last {
+			break
+		}
+		last = v[ingested]
+	}
+	if err := scrape(); err != nil {
+		return nil, fmt.Errorf("scrape: %w", err)
+	}
+	final := out.Samples[len(out.Samples)-1].Values
+	out.Ingested, out.Dups, out.Rejected = final[ingested], final[duplicates], final[rejected]
+	return out, nil
+}
+
+// schedule is the faults: every four minutes from the second one, a
+// fault of the next kind for two, on rotating elements.
+func schedule(t *topology.Topology, duration time.Duration) []string {
+	var tors, spines, links []string
+	for _, s := range t.Switches {
+		switch s.Role {
+		case topology.RoleToR:
+			tors = append(tors, s.Name)
+		case topology.RoleSpine:
+			spines = append(spines, s.Name)
+		}
+	}
+	for _, l := range t.Links {
+		a, b := t.Switch(l.A), t.Switch(l.B)
+		if a != nil && b != nil && (a.Role == topology.RoleSpine) != (b.Role == topology.RoleSpine) {
+			links = append(links, l.Name())
+		}
+	}
+	kinds := []func(i int) string{
+		func(i int) string { return fmt.Sprintf("{kind: device_down, device: %s", tors[i%len(tors)]) },
+		func(i int) string { return fmt.Sprintf("{kind: link_loss, link: %q, rate: 0.05", links[i%len(links)]) },
+		func(i int) string {
+			return fmt.Sprintf("{kind: host_nic, host: %s, rate: 0.2", t.Hosts[(i*37)%len(t.Hosts)].Name)
+		},
+		func(i int) string { return fmt.Sprintf("{kind: device_down, device: %s", spines[i%len(spines)]) },
+		func(i int) string {
+			return fmt.Sprintf("{kind: link_latency, link: %q, add: 5ms", links[(i*3)%len(links)])
+		},
+	}
+	var out []string
+	for i, at := 0, 2*time.Minute; at+2*time.Minute < duration; i, at = i+1, at+4*time.Minute {
+		out = append(out, fmt.Sprintf("  - %s, at: %s, until: %s}", kinds[i%len(kinds)](i), at, at+2*time.Minute))
+	}
+	return out
+}
+
+// steady is the first sample after the pair-detail window has filled,
+// with a minute for the last window to seal; growth is measured from it.
+func (o *outcome) steady() int {
+	for i, s := range o.Samples {
+		if s.At >= o.Recent+60 {
+			return i
+		}
+	}
+	return len(o.Samples) - 1
+}
+
+func (o *outcome) growth(name string) float64 {
+	if len(o.Samples) == 0 {
+		return 0
+	}
+	from := o.Samples[o.steady()].Values[name]
+	// The end of the fabric's run, before the drain's final scrape.
+	to := o.Samples[len(o.Samples)-1].Values[name]
+	if len(o.Samples) > 1 {
+		to = o.Samples[len(o.Samples)-2].Values[name]
+	}
+	if from == 0 {
+		return 0
+	}
+	return to/from - 1
+}
+
+func (o *outcome) exactlyOnce() bool {
+	return o.Published > 0 && o.Ingested == float64(o.Published) && o.Rejected == 0
+}
+
+func (o *outcome) passed() bool {
+	for _, n := range flat {
+		if o.growth(n) > 0.10 {
+			return false
+		}
+	}
+	return o.exactlyOnce()
+}
+
+func report(w io.Writer, o *outcome) {
+	fmt.Fprintf(w, "%d hosts, %s run, --recent %s, %d faults\n\n", o.Hosts, time.Duration(o.Duration)*time.Second,
+		time.Duration(o.Recent)*time.Second, o.Faults)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	s := o.steady()
+	end := max(s, len(o.Samples)-2)
+	fmt.Fprintf(tw, "METRIC\tAT %.0fs\tMAX AFTER\tAT %.0fs (END)\tGROWTH\n", o.Samples[s].At, o.Samples[end].At)
+	for _, n := range flat {
+		peak := 0.0
+		for _, x := range o.Samples[s : end+1] {
+			peak = max(peak, x.Values[n])
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%+.1f%%\n", n, human(n, o.Samples[s].Values[n]), human(n, peak),
+			human(n, o.Samples[end].Values[n]), 100*o.growth(n))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nresults acknowledged by the bus %d (%d batches), counted by the server %.0f, duplicate batches dropped %.0f, rejected %.0f: exactly once %t\n",
+		o.Published, o.Batches, o.Ingested, o.Dups, o.Rejected, o.exactlyOnce())
+	fmt.Fprintf(w, "flat within 10 %% and exactly once: %t\n", o.passed())
+}
+
+func human(name string, v float64) string {
+	if name == rss {
+		return fmt.Sprintf("%.0f MiB", v/(1<<20))
+	}
+	return fmt.Sprintf("%.0f", v)
+}
