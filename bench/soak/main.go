@@ -43,6 +43,7 @@ const (
 	ingested   = "meshlens_ingest_results_total"
 	duplicates = "meshlens_ingest_duplicates_total"
 	rejected   = "meshlens_ingest_rejected_total"
+	streamed   = "meshlens_stream_bytes"
 )
 
 var flat = []string{rss, goroutines, openFDs, headSeries}
@@ -64,6 +65,9 @@ type outcome struct {
 	Ingested  float64  `json:"results_ingested"`
 	Dups      float64  `json:"duplicate_batches"`
 	Rejected  float64  `json:"rejected"`
+	// StreamBytes is what the results stream held at the end: every
+	// batch, as none is older than --stream-max-age.
+	StreamBytes float64 `json:"stream_bytes"`
 }
 
 func main() {
@@ -162,7 +166,7 @@ func run(ctx context.Context, hostsPerRack int, duration, recent, every time.Dur
 	}
 
 	out := &outcome{Hosts: len(topo.Hosts), Duration: duration.Seconds(), Recent: recent.Seconds(), Faults: len(faults)}
-	names := append(append([]string{}, flat...), ingested, duplicates, rejected)
+	names := append(append([]string{}, flat...), ingested, duplicates, rejected, streamed)
 	scrape := func() error {
 		v, err := benchrun.Scrape(api+"/metrics", names...)
 		if err != nil {
@@ -216,7 +220,7 @@ func run(ctx context.Context, hostsPerRack int, duration, recent, every time.Dur
 		return nil, fmt.Errorf("scrape: %w", err)
 	}
 	final := out.Samples[len(out.Samples)-1].Values
-	out.Ingested, out.Dups, out.Rejected = final[ingested], final[duplicates], final[rejected]
+	out.Ingested, out.Dups, out.Rejected, out.StreamBytes = final[ingested], final[duplicates], final[rejected], final[streamed]
 	return out, nil
 }
 
@@ -314,6 +318,9 @@ func report(w io.Writer, o *outcome) {
 	tw.Flush()
 	fmt.Fprintf(w, "\nresults acknowledged by the bus %d (%d batches), counted by the server %.0f, duplicate batches dropped %.0f, rejected %.0f: exactly once %t\n",
 		o.Published, o.Batches, o.Ingested, o.Dups, o.Rejected, o.exactlyOnce())
+	if o.Published > 0 {
+		fmt.Fprintf(w, "the stream holds %.0f MiB: %.1f bytes per result\n", o.StreamBytes/(1<<20), o.StreamBytes/float64(o.Published))
+	}
 	fmt.Fprintf(w, "flat within 10 %% and exactly once: %t\n", o.passed())
 }
 

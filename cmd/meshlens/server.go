@@ -66,6 +66,7 @@ func addServerFlags(cmd *cobra.Command, cfg *server.Config) {
 	f.StringVar(&cfg.Store.RemoteWrite.URL, "remote-write-url", "", "also send every rollup to this Prometheus remote-write endpoint")
 	f.DurationVar(&cfg.Stream.MaxAge, "stream-max-age", 24*time.Hour, "how long raw result batches stay in the JetStream stream")
 	f.Int64Var(&cfg.Stream.MaxBytes, "stream-max-bytes", 0, "cap of the results stream in bytes (0: only --stream-max-age bounds it); when full, agents' new batches are refused and wait in their spools, nobody's unread data is discarded")
+	f.Int64Var(&cfg.StreamAgentMaxBytes, "stream-agent-max-bytes", 8<<30, "each agent's byte quota in the results stream over --stream-max-age (at most an eighth of --stream-max-bytes); past it, its batches are refused and deleted from the stream (0: none)")
 	f.IntVar(&cfg.Stream.Replicas, "stream-replicas", 1, "replicas of the results stream and KV buckets (3 on an external NATS cluster)")
 	f.StringVar(&cfg.HTTP.TokensFile, "tokens-file", "", "API bearer tokens with roles (YAML); without it the API is read-only for everyone")
 	f.StringVar(&cfg.HTTP.AnonymousRole, "anonymous-role", "", "role of requests without a token: none, viewer, operator, admin (default: viewer without --tokens-file, none with it)")

@@ -38,7 +38,15 @@ type IngesterConfig struct {
 	// partition side by side, each into its own TSDB, need one key each,
 	// or they would overwrite each other's progress.
 	CheckpointKey string
-	Logger        *slog.Logger
+	// AgentQuota bounds the bytes of the batches one agent's subject may
+	// keep in the stream over QuotaSpan (the stream's MaxAge): past it,
+	// its batches are refused (over_quota) and deleted from the stream as
+	// they are read, so that a flooding agent holds its quota of disk, not
+	// the stream (0: no quota). Per partition. Accepted batches are never
+	// deleted: replays after a crash need them.
+	AgentQuota int64
+	QuotaSpan  time.Duration
+	Logger     *slog.Logger
 }
 
 // Ingester consumes one partition of the results stream into an Aggregator,
@@ -49,6 +57,9 @@ type Ingester struct {
 	agg    *Aggregator
 	key    string
 	prefix string // subject prefix before the agent's name
+
+	stream jetstream.Stream
+	quotas *quotas
 
 	dedup        *dedup
 	countedSeq   uint64
@@ -88,11 +99,15 @@ func NewIngester(cfg IngesterConfig) (*Ingester, error) {
 	if key == "" {
 		key = CheckpointKey(cfg.Partition)
 	}
+	if cfg.AgentQuota < 0 {
+		return nil, fmt.Errorf("aggregate: agent quota %d bytes is negative", cfg.AgentQuota)
+	}
 	return &Ingester{
 		cfg:    cfg,
 		agg:    cfg.Aggregator,
 		key:    key,
 		prefix: strings.TrimSuffix(bus.PartitionSubjects(cfg.Partition), ">"),
+		quotas: newQuotas(cfg.AgentQuota, cfg.QuotaSpan),
 	}, nil
 }
 
@@ -119,6 +134,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 	// Whatever was in the stream when we started must be processed before
 	// sealing; under sustained load the consumer may never see an empty
 	// stream, so this is the other way to be caught up.
+	in.stream = stream
 	in.startLastSeq = stream.CachedInfo().State.LastSeq
 	in.replayFrom = replayFrom
 	follow, err := bus.NewFollower(js, bus.FollowConfig{
@@ -243,6 +259,13 @@ func (in *Ingester) process(subject string, data []byte, seq uint64, stored time
 		in.countedSeq = seq
 	}
 	subjectAgent := strings.TrimPrefix(subject, in.prefix)
+	// Before anything is decoded: the quota is of what the subject put on
+	// disk, garbage included, and a flood must cost as little as it can.
+	if !in.quotas.admit(subjectAgent, in.agg.knownHost(subjectAgent), len(data), stored) {
+		in.agg.noteRejectedBatch(subjectAgent, "over_quota", count)
+		in.deleteRefused(subject, seq, count)
+		return
+	}
 	b, err := wire.Decode(data)
 	if err != nil {
 		in.agg.noteRejectedBatch(subjectAgent, wire.Reason(err), count)
@@ -295,6 +318,30 @@ func (in *Ingester) process(subject string, data []byte, seq uint64, stored time
 	// same way the first pass did.
 	if err := in.agg.ingest(b, stored, seq, count); err != nil {
 		in.logReject(count, "batch refused", seq, subject, err)
+	}
+}
+
+// deleteRefused removes a batch refused over its agent's quota from the
+// stream. Only refused batches: a replay must find every accepted one. A
+// crash before the delete leaves it to be judged again on replay, by a
+// quota that starts afresh (a restart forgets usage).
+func (in *Ingester) deleteRefused(subject string, seq uint64, count bool) {
+	if in.stream == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := in.stream.DeleteMsg(ctx, seq)
+	switch {
+	case err == nil:
+		in.agg.m.quotaDeletes.WithLabelValues("ok").Inc()
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		// Another server of the same bus deleted it first.
+	default:
+		in.agg.m.quotaDeletes.WithLabelValues("error").Inc()
+		if count {
+			in.cfg.Logger.Warn("aggregate: a batch over its agent's quota could not be deleted", "partition", in.cfg.Partition, "subject", subject, "stream_seq", seq, "err", err)
+		}
 	}
 }
 

@@ -39,6 +39,8 @@ type env struct {
 	// partitions: IngesterConfig.Partitions of the ingesters (of
 	// partition 0).
 	partitions int
+	// quota: IngesterConfig.AgentQuota.
+	quota int64
 	// expected exact counters by rack pair, from what the test published
 	// and expects to be accepted.
 	expected map[LocationPair]Count
@@ -190,7 +192,7 @@ func (e *env) start(clk clock.Clock) *running {
 		defer r.mu.Unlock()
 		r.sealed[sw.Start.UnixNano()] = sw
 	})
-	ing, err := NewIngester(IngesterConfig{JetStream: e.js, Partition: 0, Partitions: e.partitions, Aggregator: agg, Clock: clk, SealEvery: 50 * time.Millisecond})
+	ing, err := NewIngester(IngesterConfig{JetStream: e.js, Partition: 0, Partitions: e.partitions, Aggregator: agg, Clock: clk, SealEvery: 50 * time.Millisecond, AgentQuota: e.quota})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -699,4 +701,75 @@ func TestIngesterRefusesOtherPartitionsAgents(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestIngesterAgentQuota: an agent that floods its subject is refused past
+// its byte quota (over_quota) and its refused batches deleted from the
+// stream, while another agent's batches are all counted and all kept, and
+// a restart over the stream as it is then counts the same.
+func TestIngesterAgentQuota(t *testing.T) {
+	e := newEnv(t)
+	e.quota = 16 << 10
+	r := e.start(clock.Real{})
+	defer func() { r.kill(t) }() // r is the restarted one by then
+	rng := rand.New(rand.NewPCG(5, 6))
+	hosts := e.fab.hosts()
+	honest, flooder := hosts[0], hosts[1]
+	now := time.Now().Add(-5 * time.Second)
+	var used int64
+	refused := 0
+	const floods = 60
+	for seq := uint64(1); seq <= floods; seq++ {
+		if seq <= 5 {
+			b := e.probeRound(rng, honest, seq, now)
+			e.publish(honest, b, "")
+			e.expect(b)
+		}
+		b := e.probeRound(rng, flooder, seq, now)
+		data, err := wire.Encode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The quota's rule: a batch is taken while the agent's bytes
+		// stay within it; a refused one is not counted against it.
+		if used+int64(len(data)) <= e.quota {
+			used += int64(len(data))
+			e.expect(b)
+		} else {
+			refused++
+		}
+		e.publishRaw(bus.ResultsSubject(0, flooder), data, "")
+	}
+	if refused < floods/2 {
+		t.Fatalf("only %d of %d batches over a %d-byte quota: the test floods too little", refused, floods, e.quota)
+	}
+	e.waitCounters(r)
+	testkit.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if n := testutil.ToFloat64(r.agg.m.rejected.WithLabelValues("over_quota")); n != float64(refused) {
+			return fmt.Errorf("over_quota %v, want %d", n, refused)
+		}
+		if n := testutil.ToFloat64(r.agg.m.quotaDeletes.WithLabelValues("ok")); n != float64(refused) {
+			return fmt.Errorf("%v refused batches deleted, want %d", n, refused)
+		}
+		return nil
+	})
+	st, err := e.js.Stream(t.Context(), bus.ResultsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(t.Context(), jetstream.WithSubjectFilter(bus.ResultsSubjectPrefix+".>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept := info.State.Subjects[bus.ResultsSubject(0, flooder)]; kept != uint64(floods-refused) {
+		t.Errorf("the flooder's subject holds %d of its %d batches, %d refused", kept, floods, refused)
+	}
+	if kept := info.State.Subjects[bus.ResultsSubject(0, honest)]; kept != 5 {
+		t.Errorf("the honest agent's subject holds %d of its 5 batches", kept)
+	}
+	// A restart replays from its checkpoint over the purged stream: the
+	// counters stay exact.
+	r.kill(t)
+	r = e.start(clock.Real{})
+	e.waitCounters(r)
 }

@@ -26,6 +26,9 @@ type metrics struct {
 	marksRejected *prometheus.CounterVec
 	// sealDelay: how long after its end each window was sealed.
 	sealDelay prometheus.Histogram
+	// quotaDeletes: batches over their agent's quota deleted from the
+	// stream, by result.
+	quotaDeletes *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -44,7 +47,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshlens_ingest_rejected_total",
-			Help: "Rejected input. Per result for clock_skew, too_old, unknown_host of a destination, unknown_target (an HTTP target the server did not configure) and too_many_targets (HTTP targets beyond the cap); per batch for malformed, too_large, invalid_field, subject_mismatch, wrong_partition and unknown_host of the agent.",
+			Help: "Rejected input. Per result for clock_skew, too_old, unknown_host of a destination, unknown_target (an HTTP target the server did not configure) and too_many_targets (HTTP targets beyond the cap); per batch for malformed, too_large, invalid_field, subject_mismatch, wrong_partition, over_quota (the agent is past its byte quota in the stream) and unknown_host of the agent.",
 		}, []string{"reason"}),
 		sealed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshlens_aggregate_windows_sealed_total", Help: "Windows sealed and handed to the sinks.",
@@ -77,6 +80,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "How long after its end a window was sealed: about a probe timeout when every agent marked its data in, the lateness when one did not.",
 			Buckets: []float64{0.5, 1, 2, 3, 5, 10, 20, 30, 45, 60, 120},
 		}),
+		quotaDeletes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshlens_ingest_quota_deleted_total",
+			Help: "Batches refused over their agent's byte quota in the stream (--stream-agent-max-bytes) and deleted from it, by result (ok, error).",
+		}, []string{"result"}),
 		consumerRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshlens_ingest_consumer_restarts_total",
 			Help: "Stream consumer re-created from the last message aggregated, by reason: error (consumer gone, heartbeats missing, connection closed), gap (a delivery lost in flight), stalled (nothing delivered while the stream held newer batches).",
@@ -85,17 +92,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{"error", "gap", "stalled"} {
 		m.consumerRestarts.WithLabelValues(r)
 	}
+	for _, r := range []string{"ok", "error"} {
+		m.quotaDeletes.WithLabelValues(r)
+	}
 	for _, r := range []string{"backwards", "from_future"} {
 		m.marksRejected.WithLabelValues(r)
 	}
-	for _, r := range []string{"clock_skew", "too_old", "unknown_host", "too_many_targets", "unknown_target", "malformed", "too_large", "invalid_field", "subject_mismatch", "wrong_partition"} {
+	for _, r := range []string{"clock_skew", "too_old", "unknown_host", "too_many_targets", "unknown_target", "malformed", "too_large", "invalid_field", "subject_mismatch", "wrong_partition", "over_quota"} {
 		m.rejected.WithLabelValues(r)
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.batches, m.results, m.late, m.duplicates, m.rejected, m.sealed,
-		m.openWindows, m.tsdbErrors, m.tsdbSkipped, m.checkpoints, m.dedupGaps, m.consumerRestarts, m.counterFlushes, m.marksRejected, m.sealDelay} {
+		m.openWindows, m.tsdbErrors, m.tsdbSkipped, m.checkpoints, m.dedupGaps, m.consumerRestarts, m.counterFlushes, m.marksRejected, m.sealDelay, m.quotaDeletes} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("aggregate: register self-metrics: %w", err)
 		}

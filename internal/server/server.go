@@ -73,10 +73,14 @@ type Config struct {
 	// Partitions this process aggregates; nil means all of them.
 	Partitions []int
 	Stream     bus.StreamSettings
-	Aggregate  aggregate.Config // Locator, Appendable, Registerer are set by the server
-	Store      store.Options
-	HTTP       HTTPConfig
-	Alerting   AlertingConfig
+	// StreamAgentMaxBytes is each agent's byte quota in the results
+	// stream over Stream.MaxAge (0: none); with Stream.MaxBytes set, at
+	// most an eighth of it, so that one agent cannot fill the stream.
+	StreamAgentMaxBytes int64
+	Aggregate           aggregate.Config // Locator, Appendable, Registerer are set by the server
+	Store               store.Options
+	HTTP                HTTPConfig
+	Alerting            AlertingConfig
 	// Evidence tunes evidence on demand (analyze.EvidenceConfig): the
 	// analyzer's requests are published in the evidence bucket.
 	Evidence analyze.EvidenceConfig
@@ -138,6 +142,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if err := checkSecurity(cfg); err != nil {
 		return nil, err
+	}
+	if cfg.Stream.MaxBytes < 0 || cfg.StreamAgentMaxBytes < 0 {
+		return nil, fmt.Errorf("server: --stream-max-bytes %d, --stream-agent-max-bytes %d: want 0 (none) or a size", cfg.Stream.MaxBytes, cfg.StreamAgentMaxBytes)
 	}
 	if cfg.NATSURL != "" {
 		if cfg.ServerID == "" {
@@ -297,7 +304,7 @@ func (s *Server) start(ctx context.Context) error {
 	if err := bus.EnsureStreams(setupCtx, s.js, stream); err != nil {
 		return err
 	}
-	s.registry.MustRegister(&streamUsage{js: s.js, maxBytes: stream.MaxBytes})
+	s.registry.MustRegister(&streamUsage{js: s.js, maxBytes: stream.MaxBytes, agentQuota: s.agentQuota()})
 	if err := EnsureFleetKey(setupCtx, s.js); err != nil {
 		return err
 	}
@@ -369,7 +376,8 @@ func (s *Server) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		inCfg := aggregate.IngesterConfig{JetStream: s.js, Partition: p, Partitions: max(1, s.cfg.Pinglists.Partitions), Aggregator: agg, Logger: aggCfg.Logger}
+		inCfg := aggregate.IngesterConfig{JetStream: s.js, Partition: p, Partitions: max(1, s.cfg.Pinglists.Partitions), Aggregator: agg, Logger: aggCfg.Logger,
+			AgentQuota: s.agentQuota(), QuotaSpan: s.cfg.Stream.MaxAge}
 		if s.cfg.NATSURL != "" {
 			// Servers sharing an external bus each ingest every partition
 			// into their own TSDB: one checkpoint per server.
