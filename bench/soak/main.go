@@ -7,6 +7,7 @@
 // be counted once.
 //
 //	go run ./bench/soak [-duration 40m] [-recent 10m] [-sample 30s] [-hosts-per-rack 20] [-json]
+//	go run ./bench/soak -report run.json   # the report of a saved run
 //
 // --recent is the server's own flag (pair detail kept in memory, 1 h by
 // default); the soak shortens it so that a run longer than it fits in an
@@ -44,6 +45,7 @@ const (
 	duplicates = "meshlens_ingest_duplicates_total"
 	rejected   = "meshlens_ingest_rejected_total"
 	streamed   = "meshlens_stream_bytes"
+	heapGoal   = "go_memstats_next_gc_bytes" // twice the live heap at the last GC
 )
 
 var flat = []string{rss, goroutines, openFDs, headSeries}
@@ -76,7 +78,21 @@ func main() {
 	every := flag.Duration("sample", 30*time.Second, "scrape interval")
 	hostsPerRack := flag.Int("hosts-per-rack", 20, "hosts in each of the 5 × 10 racks")
 	asJSON := flag.Bool("json", false, "print the samples as JSON")
+	from := flag.String("report", "", "print the report of a saved -json run instead of running")
 	flag.Parse()
+	if *from != "" {
+		var out outcome
+		data, err := os.ReadFile(*from)
+		if err == nil {
+			err = json.Unmarshal(data, &out)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench-soak:", err)
+			os.Exit(1)
+		}
+		report(os.Stdout, &out)
+		return
+	}
 	if *duration < *recent+5*time.Minute {
 		fmt.Fprintln(os.Stderr, "bench-soak: -duration must exceed -recent by 5 minutes or more: the flat part is what follows the window")
 		os.Exit(2)
@@ -166,7 +182,7 @@ func run(ctx context.Context, hostsPerRack int, duration, recent, every time.Dur
 	}
 
 	out := &outcome{Hosts: len(topo.Hosts), Duration: duration.Seconds(), Recent: recent.Seconds(), Faults: len(faults)}
-	names := append(append([]string{}, flat...), ingested, duplicates, rejected, streamed)
+	names := append(append([]string{}, flat...), ingested, duplicates, rejected, streamed, heapGoal)
 	scrape := func() error {
 		v, err := benchrun.Scrape(api+"/metrics", names...)
 		if err != nil {
@@ -271,11 +287,26 @@ func (o *outcome) steady() int {
 	return len(o.Samples) - 1
 }
 
-func (o *outcome) growth(name string) float64 {
+func (o *outcome) growth(name string) float64 { return o.growthFrom(o.steady(), name) }
+
+// headChunksFull is the first sample after the TSDB's head chunks are
+// full (120 samples of a series, 20 minutes of 10 s windows): from then
+// on they are written out and memory-mapped, before that each adds to
+// memory as the run goes on.
+func (o *outcome) headChunksFull() int {
+	for i, s := range o.Samples {
+		if s.At >= 120*10+60 {
+			return i
+		}
+	}
+	return -1
+}
+
+func (o *outcome) growthFrom(i int, name string) float64 {
 	if len(o.Samples) == 0 {
 		return 0
 	}
-	from := o.Samples[o.steady()].Values[name]
+	from := o.Samples[i].Values[name]
 	// The end of the fabric's run, before the drain's final scrape.
 	to := o.Samples[len(o.Samples)-1].Values[name]
 	if len(o.Samples) > 1 {
@@ -316,6 +347,10 @@ func report(w io.Writer, o *outcome) {
 			human(n, o.Samples[end].Values[n]), 100*o.growth(n))
 	}
 	tw.Flush()
+	if i := o.headChunksFull(); i >= 0 && i < end {
+		fmt.Fprintf(w, "\nfrom %.0fs (the TSDB's head chunks full): RSS %+.1f%%, heap goal %s → %s\n", o.Samples[i].At,
+			100*o.growthFrom(i, rss), human(rss, o.Samples[i].Values[heapGoal]), human(rss, o.Samples[end].Values[heapGoal]))
+	}
 	fmt.Fprintf(w, "\nresults acknowledged by the bus %d (%d batches), counted by the server %.0f, duplicate batches dropped %.0f, rejected %.0f: exactly once %t\n",
 		o.Published, o.Batches, o.Ingested, o.Dups, o.Rejected, o.exactlyOnce())
 	if o.Published > 0 {

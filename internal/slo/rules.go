@@ -66,7 +66,11 @@ func withOffset(expr string, d time.Duration) (string, error) {
 	return e.String(), nil
 }
 
-func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+// fmtFloat prints a number of the rules to 12 significant digits: a
+// budget is computed (1 - 0.999 is 0.0010000000000000009 in binary), and
+// the rules must read 0.001 as their author wrote it. SLO targets and
+// factors hold far fewer digits, so nothing is lost.
+func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', 12, 64) }
 
 // BurnCondition is the PromQL of tier t of s: non-empty (one series, no
 // labels) exactly when the tier fires, computed with the same arithmetic

@@ -120,3 +120,30 @@ func TestRulesDataDelay(t *testing.T) {
 		t.Error("a negative delay is accepted")
 	}
 }
+
+// TestRulesPrintCleanNumbers: budgets are computed (1 - 0.999 is
+// 0.0010000000000000009 in binary); the rules print them as written.
+func TestRulesPrintCleanNumbers(t *testing.T) {
+	slos, err := Load("testdata/fabric.yaml", "testdata/openslo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := GenerateRules(slos, RulesOptions{Interval: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range slos {
+		budget := fmtFloat(s.Budget())
+		if strings.Contains(budget, "0000") || strings.Contains(budget, "9999") {
+			t.Errorf("SLO %s (target %v): budget printed %s", s.Name, s.Target, budget)
+		}
+	}
+	for _, ugly := range []string{"00000000", "99999999"} {
+		if i := strings.Index(string(out), ugly); i >= 0 {
+			t.Errorf("the rules print %q: …%s…", ugly, out[max(0, i-40):min(len(out), i+40)])
+		}
+	}
+	if got := fmtFloat(1 - 0.9999*float64(len(slos))/float64(len(slos))); got != "0.0001" {
+		t.Errorf("1 - 0.9999 printed %s", got)
+	}
+}
