@@ -3,7 +3,7 @@
 // F1 over significant faults, false positives, median detection and
 // localization time, then the pooled score of each scenario class.
 //
-//	go run ./bench/localize [-suite 'test/scenarios/*.yaml'] [-workers 2] [-json] [-tracing ideal|hop_answer=0.7,budget=1]
+//	go run ./bench/localize [-suite 'test/scenarios/*.yaml'] [-workers 2] [-json] [-tracing ideal|hop_answer=0.7,queries=1,budget=1]
 //	go run ./bench/localize -run bench/localize/scale-10k.yaml
 //	go run ./bench/localize -run bench/localize/scale-50k.yaml -rollups-only
 //
@@ -29,6 +29,7 @@ import (
 	"github.com/meshlens/meshlens/internal/analyze"
 	"github.com/meshlens/meshlens/internal/localize"
 
+	"github.com/meshlens/meshlens/internal/probe"
 	"github.com/meshlens/meshlens/internal/sim"
 )
 
@@ -41,7 +42,7 @@ func main() {
 	memProfile := flag.String("memprofile", "", "write a heap profile (in use at the peak window) to this file")
 	rollupsOnly := flag.Bool("rollups-only", false, "with -run: aggregate without per-pair state (50,000 hosts fit in memory)")
 	evidence := flag.Bool("evidence", true, "evidence on demand, as the server's default (false: a fixed probe rate)")
-	tracing := flag.String("tracing", "", "replace every scenario's tracing: \"ideal\", or hop_answer=F,budget=N (unset fields take the defaults)")
+	tracing := flag.String("tracing", "", "replace every scenario's tracing: \"ideal\", or hop_answer=F,queries=N,budget=N (unset fields take the defaults)")
 	flag.Parse()
 	tr, err := parseTracing(*tracing)
 	if err != nil {
@@ -137,7 +138,7 @@ func parseTracing(s string) (*sim.Tracing, error) {
 	if s == "" {
 		return nil, nil
 	}
-	tr := &sim.Tracing{HopAnswer: sim.DefaultHopAnswer, Budget: sim.DefaultBudget}
+	tr := &sim.Tracing{HopAnswer: sim.DefaultHopAnswer, Queries: probe.DefaultTraceQueries, Budget: sim.DefaultBudget}
 	if s == "ideal" {
 		tr.Ideal = true
 		return tr, nil
@@ -151,6 +152,12 @@ func parseTracing(s string) (*sim.Tracing, error) {
 				return nil, fmt.Errorf("-tracing: hop_answer %q: want a number in (0, 1]", v)
 			}
 			tr.HopAnswer = f
+		case "queries":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 10 {
+				return nil, fmt.Errorf("-tracing: queries %q: want 1..10", v)
+			}
+			tr.Queries = n
 		case "budget":
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 1000 {
@@ -158,7 +165,7 @@ func parseTracing(s string) (*sim.Tracing, error) {
 			}
 			tr.Budget = n
 		default:
-			return nil, fmt.Errorf("-tracing: unknown %q (want ideal, hop_answer=F, budget=N)", kv)
+			return nil, fmt.Errorf("-tracing: unknown %q (want ideal, hop_answer=F, queries=N, budget=N)", kv)
 		}
 	}
 	return tr, nil

@@ -84,6 +84,7 @@ func newAgentCmd() *cobra.Command {
 	f.Float64Var(&cfg.TraceRate, "trace-rate", agent.DefaultTraceRate, "path discovery budget: traces of lost or slow probes per second (0: no tracing)")
 	f.IntVar(&cfg.TraceBurst, "trace-burst", agent.DefaultTraceBurst, "path discovery budget: traces at once after a quiet spell")
 	f.IntVar(&cfg.TraceMaxTTL, "trace-max-ttl", probe.DefaultTraceMaxTTL, "highest TTL a trace sends: the fabric's diameter in hops (host to host)")
+	f.IntVar(&cfg.TraceQueries, "trace-queries", probe.DefaultTraceQueries, "times a trace sends a silent TTL that a later TTL shows is no dead end, as traceroute's queries per hop: hops behind a lossy link still answer")
 	f.DurationVar(&cfg.TraceFlush, "trace-flush", agent.DefaultTraceFlush, "publish traced probes this often")
 	f.Float64Var(&cfg.MaxExtraProbes, "max-extra-probes-per-second", agent.DefaultMaxExtraProbes, "evidence on demand: extra probes per second this agent adds at most when the server asks it to probe some peers harder (0: never)")
 	sec.addFlags(cmd)

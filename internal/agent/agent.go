@@ -68,12 +68,14 @@ type Config struct {
 	// Path discovery: TraceRate traces per second at most (default
 	// DefaultTraceRate; negative: no tracing), bursts of TraceBurst
 	// (default DefaultTraceBurst); TTLs up to TraceMaxTTL (the fabric's
-	// diameter in hops; default probe.DefaultTraceMaxTTL); reports
-	// published every TraceFlush (default DefaultTraceFlush).
-	TraceRate   float64
-	TraceBurst  int
-	TraceMaxTTL int
-	TraceFlush  time.Duration
+	// diameter in hops; default probe.DefaultTraceMaxTTL), a silent TTL
+	// sent up to TraceQueries times (default probe.DefaultTraceQueries);
+	// reports published every TraceFlush (default DefaultTraceFlush).
+	TraceRate    float64
+	TraceBurst   int
+	TraceMaxTTL  int
+	TraceQueries int
+	TraceFlush   time.Duration
 	// MaxExtraProbes bounds the extra probes per second evidence on
 	// demand may add (pinglist.Boost), whatever the server asks (default
 	// DefaultMaxExtraProbes; negative: none).
@@ -169,6 +171,12 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.TraceMaxTTL <= 0 {
 		cfg.TraceMaxTTL = probe.DefaultTraceMaxTTL
 	}
+	if cfg.TraceQueries <= 0 {
+		cfg.TraceQueries = probe.DefaultTraceQueries
+	}
+	if cfg.TraceQueries > maxTraceQueries {
+		return nil, fmt.Errorf("agent %s: %d trace queries per TTL above %d", cfg.Host, cfg.TraceQueries, maxTraceQueries)
+	}
 	if cfg.TraceMaxTTL > wire.MaxHops {
 		return nil, fmt.Errorf("agent %s: trace max TTL %d above %d", cfg.Host, cfg.TraceMaxTTL, wire.MaxHops)
 	}
@@ -197,7 +205,7 @@ func New(cfg Config) (*Agent, error) {
 		sealWake: make(chan struct{}, 1),
 	}
 	now := cfg.Clock.Now()
-	a.paths = paths{m: tm, queue: make(chan traceJob, traceQueueLen), maxTTL: cfg.TraceMaxTTL, enabled: cfg.TraceRate > 0,
+	a.paths = paths{m: tm, queue: make(chan traceJob, traceQueueLen), maxTTL: cfg.TraceMaxTTL, queries: cfg.TraceQueries, enabled: cfg.TraceRate > 0,
 		budget: probe.NewTokenBucket(cfg.TraceRate, cfg.TraceBurst, now), onDemand: probe.NewTokenBucket(onDemandRate, 5, now),
 		mins: make(map[pairKey]*pairMin), held: make(map[int64]int)}
 	if b, err := os.ReadFile(filepath.Join(cfg.SpoolDir, pinglistFile)); err == nil {

@@ -32,7 +32,8 @@ import (
 const (
 	// DefaultTraceRate is the per-agent trace budget (traces per second)
 	// and DefaultTraceBurst its burst: a fault that loses every probe of
-	// an agent still costs at most ~2 × 8 packets a second.
+	// an agent still costs at most ~2 × (8 + 2 × 6) packets a second
+	// (TTLs, and the queries of silent TTLs before answered ones).
 	DefaultTraceRate  = 2.0
 	DefaultTraceBurst = 10
 	// DefaultTraceFlush is how often traced probes are published.
@@ -47,6 +48,8 @@ const (
 	// traceWorkers run traces at once; traceQueueLen waits behind them.
 	traceWorkers  = 4
 	traceQueueLen = 64
+	// maxTraceQueries bounds --trace-queries: traceroute's most is 10.
+	maxTraceQueries = 10
 	// onDemandRate bounds the traces /trace runs (per second, burst 5).
 	onDemandRate = 1.0
 )
@@ -147,6 +150,7 @@ type paths struct {
 	m       *traceMetrics
 	queue   chan traceJob
 	maxTTL  int
+	queries int
 	enabled bool
 
 	mu       sync.Mutex
@@ -214,7 +218,7 @@ func (a *Agent) startTracer(udp *probe.UDPProber) *probe.Tracer {
 	if !a.paths.enabled {
 		return nil
 	}
-	t, err := probe.NewTracer(probe.TracerConfig{MaxTTL: a.paths.maxTTL, UDPEcho: udp, Registerer: a.cfg.Registerer})
+	t, err := probe.NewTracer(probe.TracerConfig{MaxTTL: a.paths.maxTTL, Queries: a.paths.queries, UDPEcho: udp, Registerer: a.cfg.Registerer})
 	if errors.Is(err, probe.ErrNoRawSocket) {
 		a.paths.mu.Lock()
 		first := !a.paths.noPriv

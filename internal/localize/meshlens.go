@@ -680,7 +680,8 @@ func (m *meshlens) children(c int32) []int32 {
 // long as what the larger element explains beyond the smaller one is not
 // itself significant against the outside rate. A device is blamed when its
 // links fail together, not when one link's losses plus a little background
-// make it look worse than the link.
+// make it look worse than the link. -1 when c is a switch whose links tie
+// (kidsTie).
 func (m *meshlens) refine(c int32, score, lambda, u float64, beyond func(parent, a, b int32) float64) (int32, float64, float64) {
 	L := int32(m.x.NumLinks())
 	if b, _ := m.binomialScore(c, u); c < 2*L && b < m.cfg.MinScore {
@@ -748,9 +749,39 @@ func (m *meshlens) refine(c int32, score, lambda, u float64, beyond func(parent,
 		if m.nestedSignificant(c, kid, u) && !m.twoKidsExplain(c, kid, u, beyond) {
 			return c, score, lambda
 		}
+		if m.kidsTie(c, kid) {
+			// The counts cannot order kid and a sibling: a lossy uplink
+			// hides the hops behind it, so its traces are the uncertain
+			// ones while the replies it lost were traced, surely, over its
+			// healthy sibling. A link's directions tie: the link. A
+			// switch's links tie: not which one, not yet (they stay
+			// leads, and evidence on demand probes them).
+			if c < 2*L {
+				return c, score, lambda
+			}
+			return -1, 0, 0
+		}
 		c, score, lambda = kid, kidScore, kidLambda
 	}
 }
+
+// kidsTie reports whether another child of parent has about as many
+// expected anomalies as kid: less than a quarter of the standard deviation
+// of their difference (as Poisson counts) apart.
+func (m *meshlens) kidsTie(parent, kid int32) bool {
+	for _, k := range m.children(parent) {
+		if k == kid {
+			continue
+		}
+		if d := m.count[kid] - m.count[k]; d < kidsTieZ*math.Sqrt(m.count[kid]+m.count[k]) {
+			return true
+		}
+	}
+	return false
+}
+
+// kidsTieZ: see kidsTie.
+const kidsTieZ = 0.25
 
 // twoKidsExplain reports whether kid and one other child of parent
 // explain what parent does beyond kid: parent's anomalies that can have
@@ -935,6 +966,9 @@ func (m *meshlens) explain(traces []observed, latency bool) []Suspect {
 			best, bestScore, bestLambda = m.refine(best, bestScore, bestLambda, u, beyond)
 		}
 		if best < 0 || bestScore < m.cfg.MinScore {
+			// Nothing qualifies, or the best is a switch whose links tie:
+			// then nothing more is blamed this window, as the anomalies
+			// left would be pinned on whatever else their probes crossed.
 			break
 		}
 		e := m.count[best]

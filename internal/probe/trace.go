@@ -19,6 +19,30 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
+)
+
+// Tracer defaults.
+const (
+	// DefaultTraceMaxTTL covers a folded Clos: host, ToR, leaf, spine,
+	// leaf, ToR, host is 6 hops; 8 leaves room for a WAN hop.
+	DefaultTraceMaxTTL = 8
+	// DefaultTraceHopTimeout: routers answer from their slow path, in
+	// milliseconds when healthy; a second is silence.
+	DefaultTraceHopTimeout = time.Second
+	// DefaultTraceInFlight TTLs are sent at once: a 6-hop trace takes
+	// about two hop round trips, not six.
+	DefaultTraceInFlight = 4
+	// DefaultTraceConcurrency bounds traces in flight (and so memory).
+	DefaultTraceConcurrency = 32
+	// DefaultTraceQueries is how many times a TTL is sent before it counts
+	// as silent, as traceroute's three queries per hop: a lossy link hides
+	// the hops behind it (their packets and answers cross it), so with one
+	// query the traces that crossed it were the uncertain ones and the
+	// traces of replies it lost, over a healthy sibling, the certain ones.
+	// Only a silent TTL before one that answered is sent again: a silent
+	// tail is where a dead path goes dark.
+	DefaultTraceQueries = 3
 )
 
 // Protocol numbers and ICMP types the tracer deals in.

@@ -21,21 +21,6 @@ import (
 	"github.com/meshlens/meshlens/internal/wire"
 )
 
-// Tracer defaults.
-const (
-	// DefaultTraceMaxTTL covers a folded Clos: host, ToR, leaf, spine,
-	// leaf, ToR, host is 6 hops; 8 leaves room for a WAN hop.
-	DefaultTraceMaxTTL = 8
-	// DefaultTraceHopTimeout: routers answer from their slow path, in
-	// milliseconds when healthy; a second is silence.
-	DefaultTraceHopTimeout = time.Second
-	// DefaultTraceInFlight TTLs are sent at once: a 6-hop trace takes
-	// about two hop round trips, not six.
-	DefaultTraceInFlight = 4
-	// DefaultTraceConcurrency bounds traces in flight (and so memory).
-	DefaultTraceConcurrency = 32
-)
-
 var errTracerClosed = errors.New("probe: tracer stopped")
 
 // ErrNoRawSocket is returned by NewTracer without CAP_NET_RAW.
@@ -57,8 +42,10 @@ type UDPEcho interface {
 
 // TracerConfig configures a Tracer. Zero values take the defaults.
 type TracerConfig struct {
-	MaxTTL      int
-	HopTimeout  time.Duration
+	MaxTTL     int
+	HopTimeout time.Duration
+	// Queries: sends of a TTL before it is silent (DefaultTraceQueries).
+	Queries     int
 	InFlight    int
 	Concurrency int
 	UDPEcho     UDPEcho
@@ -175,7 +162,7 @@ type tracePacket struct {
 type traceRun struct {
 	dst    [4]byte
 	echo   UDPEcho
-	events chan traceEvent // cap MaxTTL: one event per TTL at most
+	events chan traceEvent // cap MaxTTL × Queries: one event per packet sent at most
 }
 
 type traceEvent struct {
@@ -204,6 +191,9 @@ func NewTracer(cfg TracerConfig) (*Tracer, error) {
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = DefaultTraceConcurrency
+	}
+	if cfg.Queries <= 0 {
+		cfg.Queries = DefaultTraceQueries
 	}
 	var tb [2]byte
 	if _, err := rand.Read(tb[:]); err != nil {
@@ -395,7 +385,7 @@ func (t *Tracer) deliver(a traceAnswer) {
 		ev.final = true
 		ev.reached = a.from == p.run.dst && a.icmpCode == icmpPortUnreachable
 	}
-	p.run.events <- ev // never blocks: one event per TTL, cap MaxTTL
+	p.run.events <- ev // never blocks: one event per packet sent, at most MaxTTL × Queries
 }
 
 // Trace traces flow with TTLs 1..maxTTL (0: the configured MaxTTL). It
@@ -437,7 +427,7 @@ func (t *Tracer) Trace(ctx context.Context, flow TraceFlow, maxTTL int) (TraceRe
 	}
 	defer func() { <-t.slots }()
 
-	run := &traceRun{dst: dst, events: make(chan traceEvent, maxTTL)}
+	run := &traceRun{dst: dst, events: make(chan traceEvent, maxTTL*t.cfg.Queries)}
 	if proto == ipProtoUDP {
 		run.echo = t.cfg.UDPEcho
 	}
@@ -457,18 +447,49 @@ func (t *Tracer) Trace(ctx context.Context, flow TraceFlow, maxTTL int) (TraceRe
 	}()
 	end := maxTTL // the last TTL of interest: lowered by an answer that ends the path
 	next := 1
+	sends := make([]int, maxTTL+1) // by TTL
+	// silent TTLs wait to be sent again until a later TTL answers: a gap
+	// in the path, where a lossy link may have eaten the packet or its
+	// answer. A silent tail is where the path goes dark (a dead link or
+	// switch): sending it again would only slow every trace of an outage.
+	silent := make([]bool, maxTTL+1)
+	var again []int // silent TTLs with a later answer, to send once more
+	lastAnswered := 0
+	gaps := func() {
+		for ttl := 1; ttl < lastAnswered && ttl <= end; ttl++ {
+			if silent[ttl] {
+				silent[ttl] = false
+				again = append(again, ttl)
+			}
+		}
+	}
+	send := func(ttl int) error {
+		k, err := t.sendProbe(run, proto, src, dst, flow, ttl)
+		if err != nil {
+			return err
+		}
+		res.Sent++
+		sends[ttl]++
+		keys[ttl], deadline[ttl] = k, time.Now().Add(t.cfg.HopTimeout)
+		inFlight++
+		return nil
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		for inFlight < t.cfg.InFlight && next <= end {
-			k, err := t.sendProbe(run, proto, src, dst, flow, next)
-			if err != nil {
+		for inFlight < t.cfg.InFlight && (len(again) > 0 || next <= end) {
+			ttl := next
+			if len(again) > 0 {
+				ttl, again = again[0], again[1:]
+				if ttl > end {
+					continue
+				}
+			} else {
+				next++
+			}
+			if err := send(ttl); err != nil {
 				return res, err
 			}
-			res.Sent++
-			keys[next], deadline[next] = k, time.Now().Add(t.cfg.HopTimeout)
-			inFlight++
-			next++
 		}
 		if inFlight == 0 {
 			break
@@ -490,6 +511,7 @@ func (t *Tracer) Trace(ctx context.Context, flow TraceFlow, maxTTL int) (TraceRe
 			deadline[ev.ttl] = time.Time{}
 			inFlight--
 			hops[ev.ttl-1], answered[ev.ttl-1] = ev.from, true
+			lastAnswered = max(lastAnswered, ev.ttl)
 			if ev.reached || ev.final {
 				switch {
 				case ev.ttl < end:
@@ -515,10 +537,12 @@ func (t *Tracer) Trace(ctx context.Context, flow TraceFlow, maxTTL int) (TraceRe
 					t.retireLocked(keys[ttl])
 					deadline[ttl] = time.Time{}
 					inFlight--
+					silent[ttl] = sends[ttl] < t.cfg.Queries
 				}
 			}
 			t.mu.Unlock()
 		}
+		gaps()
 	}
 	// Keep one silent hop after the last answer: the path goes dark there.
 	last := -1

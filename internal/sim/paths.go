@@ -3,6 +3,7 @@ package sim
 import (
 	"sort"
 
+	"github.com/meshlens/meshlens/internal/probe"
 	"github.com/meshlens/meshlens/internal/wire"
 )
 
@@ -78,7 +79,8 @@ func (f *Fabric) trace(r int) {
 // the fabric's state at that time. A TTL's answer comes back when its
 // packet got to the hop (through the faults on the way), the hop answers
 // (a switch with probability HopAnswer, within its ICMP rate limits; the
-// destination always), and the answer survives its own way back. Trailing
+// destination always), and the answer survives its own way back; a silent
+// TTL before one that answered is sent again, up to Tracing.Queries times. Trailing
 // silence is cut: the report ends at the last hop that answered (one "*"
 // when none did).
 func (f *Fabric) traceOne(q *traceReq, rng *rng) *wire.TracedProbe {
@@ -91,6 +93,14 @@ func (f *Fabric) traceOne(q *traceReq, rng *rng) *wire.TracedProbe {
 		SrcPort: q.sport, DstPort: uint32(x.Topo.ResponderPort),
 	}
 	answered := 0
+	// silent switches of the first query, with the way their TTL's packet
+	// took: sent again if a later TTL answers.
+	type silentHop struct {
+		i   int
+		n   int32
+		fwd walk
+	}
+	var silent []silentHop
 	hop := func(n int32, ok bool) {
 		if ok {
 			tp.Hops = append(tp.Hops, x.Names[n])
@@ -106,7 +116,11 @@ func (f *Fabric) traceOne(q *traceReq, rng *rng) *wire.TracedProbe {
 	slot := x.ToRSlot[target]
 	for hops := 0; ; hops++ {
 		f.nodeIn(cur, t, &fwd)
-		hop(cur, ideal || f.switchAnswers(cur, q, t, fwd, rng))
+		ok := ideal || f.switchAnswersOnce(cur, q, t, fwd, rng)
+		if !ok {
+			silent = append(silent, silentHop{len(tp.Hops), cur, fwd})
+		}
+		hop(cur, ok)
 		f.nodeOut(cur, q.flow, t, &fwd)
 		if cur == target {
 			break
@@ -135,6 +149,19 @@ func (f *Fabric) traceOne(q *traceReq, rng *rng) *wire.TracedProbe {
 		tp.Reached = cur == target
 		return tp
 	}
+	// A silent TTL before one that answered is a gap: the agent sends it
+	// again, a hop timeout later, up to Queries times in all.
+	for _, h := range silent {
+		if h.i >= answered-1 {
+			break
+		}
+		for k := 1; k < f.sc.Tracing.Queries; k++ {
+			if f.switchAnswersOnce(h.n, q, t+int64(k)*int64(probe.DefaultTraceHopTimeout), h.fwd, rng) {
+				tp.Hops[h.i] = x.Names[h.n]
+				break
+			}
+		}
+	}
 	tp.Hops = tp.Hops[:answered]
 	if answered == 0 {
 		// Not even the first hop answered: the wire form still says so
@@ -144,11 +171,11 @@ func (f *Fabric) traceOne(q *traceReq, rng *rng) *wire.TracedProbe {
 	return tp
 }
 
-// switchAnswers decides whether switch n answers the TTL that expires at
-// it: the packet got there (fwd: its way so far), n answers this time and
-// within its rate limits, and the time-exceeded makes it back to the
-// source.
-func (f *Fabric) switchAnswers(n int32, q *traceReq, t int64, fwd walk, rng *rng) bool {
+// switchAnswersOnce decides whether one query of the TTL that expires at
+// switch n is answered: the packet got there (fwd: its way so far), n
+// answers this time and within its rate limits, and the time-exceeded
+// makes it back to the source.
+func (f *Fabric) switchAnswersOnce(n int32, q *traceReq, t int64, fwd walk, rng *rng) bool {
 	if fwd.dead || rng.float() >= fwd.keep {
 		return false
 	}

@@ -36,6 +36,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshlens/meshlens/internal/probe"
 	"github.com/meshlens/meshlens/internal/topology"
 	"github.com/meshlens/meshlens/internal/wire"
 	"github.com/meshlens/meshlens/internal/yamlfile"
@@ -86,6 +87,7 @@ const (
 	DefaultHopAnswer = 0.9
 	DefaultBudget    = 4
 	maxBudget        = 1000
+	maxQueries       = 10
 	maxDuration      = 24 * time.Hour
 )
 
@@ -119,8 +121,10 @@ type Scenario struct {
 // a switch answers with probability HopAnswer, within the ICMP rate limits
 // of Linux routers (a token bucket per router and destination: 1 per second,
 // burst 6; and per router: 1000 per second, burst 50); the destination
-// answers when the trace reaches it. An agent traces at most Budget
-// anomalous probes per probe round, the first it sees.
+// answers when the trace reaches it. A silent TTL before one that
+// answered is sent again, up to Queries times in all, a hop timeout apart
+// (the agent's --trace-queries). An agent traces at most Budget anomalous probes per
+// probe round, the first it sees.
 //
 // Ideal, for comparison only, is what no agent can have: every hop of the
 // forward path known at the probe's own time, at most 16 traces per agent
@@ -128,6 +132,7 @@ type Scenario struct {
 type Tracing struct {
 	Ideal     bool
 	HopAnswer float64
+	Queries   int
 	Budget    int
 }
 
@@ -203,6 +208,7 @@ type fileScenario struct {
 type fileTracing struct {
 	Ideal     bool     `yaml:"ideal"`
 	HopAnswer *float64 `yaml:"hop_answer"`
+	Queries   *int     `yaml:"queries"`
 	Budget    *int     `yaml:"budget"`
 }
 
@@ -403,9 +409,16 @@ func (f *fileScenario) build(doc *yamlfile.Doc, file string, read ReadFunc) (*Sc
 	s.Jitter = dur(at("background", "latency", "jitter"), f.Background.Latency.Jitter, DefaultJitter, 0)
 
 	// Tracing.
-	s.Tracing = Tracing{Ideal: f.Tracing.Ideal, HopAnswer: DefaultHopAnswer, Budget: DefaultBudget}
-	if f.Tracing.Ideal && (f.Tracing.HopAnswer != nil || f.Tracing.Budget != nil) {
-		p.Addf(at("tracing", "ideal"), "ideal tracing has no hop_answer or budget")
+	s.Tracing = Tracing{Ideal: f.Tracing.Ideal, HopAnswer: DefaultHopAnswer, Queries: probe.DefaultTraceQueries, Budget: DefaultBudget}
+	if f.Tracing.Ideal && (f.Tracing.HopAnswer != nil || f.Tracing.Budget != nil || f.Tracing.Queries != nil) {
+		p.Addf(at("tracing", "ideal"), "ideal tracing has no hop_answer, queries or budget")
+	}
+	if v := f.Tracing.Queries; v != nil {
+		if *v < 1 || *v > maxQueries {
+			p.Addf(at("tracing", "queries"), "queries %d outside 1..%d sends of a silent TTL", *v, maxQueries)
+		} else {
+			s.Tracing.Queries = *v
+		}
 	}
 	if v := f.Tracing.HopAnswer; v != nil {
 		if !(*v > 0 && *v <= 1) { // also refuses NaN

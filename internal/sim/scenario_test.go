@@ -2,6 +2,7 @@ package sim
 
 import (
 	"errors"
+	"github.com/meshlens/meshlens/internal/probe"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,8 +114,9 @@ func TestParseTopLevel(t *testing.T) {
 		{"hop_answer zero", "name: x\n" + smallFabric + "tracing: {hop_answer: 0}\n", "bad.yaml:3: tracing.hop_answer: hop_answer 0 outside (0, 1]"},
 		{"hop_answer above 1", "name: x\n" + smallFabric + "tracing: {hop_answer: 1.5}\n", "tracing.hop_answer: hop_answer 1.5 outside"},
 		{"budget zero", "name: x\n" + smallFabric + "tracing: {budget: 0}\n", "tracing.budget: budget 0 outside 1..1000"},
-		{"ideal with knobs", "name: x\n" + smallFabric + "tracing: {ideal: true, budget: 3}\n", "tracing.ideal: ideal tracing has no hop_answer or budget"},
-		{"unknown tracing key", "name: x\n" + smallFabric + "tracing: {queries: 3}\n", "queries"},
+		{"ideal with knobs", "name: x\n" + smallFabric + "tracing: {ideal: true, budget: 3}\n", "tracing.ideal: ideal tracing has no hop_answer, queries or budget"},
+		{"queries zero", "name: x\n" + smallFabric + "tracing: {queries: 0}\n", "tracing.queries: queries 0 outside 1..10"},
+		{"unknown tracing key", "name: x\n" + smallFabric + "tracing: {retries: 3}\n", "retries"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -131,10 +133,11 @@ func TestParseTracing(t *testing.T) {
 		src  string
 		want Tracing
 	}{
-		{"", Tracing{HopAnswer: DefaultHopAnswer, Budget: DefaultBudget}},
-		{"tracing: {hop_answer: 0.7}\n", Tracing{HopAnswer: 0.7, Budget: DefaultBudget}},
-		{"tracing: {budget: 1}\n", Tracing{HopAnswer: DefaultHopAnswer, Budget: 1}},
-		{"tracing: {ideal: true}\n", Tracing{Ideal: true, HopAnswer: DefaultHopAnswer, Budget: DefaultBudget}},
+		{"", Tracing{HopAnswer: DefaultHopAnswer, Queries: probe.DefaultTraceQueries, Budget: DefaultBudget}},
+		{"tracing: {hop_answer: 0.7}\n", Tracing{HopAnswer: 0.7, Queries: probe.DefaultTraceQueries, Budget: DefaultBudget}},
+		{"tracing: {budget: 1}\n", Tracing{HopAnswer: DefaultHopAnswer, Queries: probe.DefaultTraceQueries, Budget: 1}},
+		{"tracing: {queries: 1}\n", Tracing{HopAnswer: DefaultHopAnswer, Queries: 1, Budget: DefaultBudget}},
+		{"tracing: {ideal: true}\n", Tracing{Ideal: true, HopAnswer: DefaultHopAnswer, Queries: probe.DefaultTraceQueries, Budget: DefaultBudget}},
 	} {
 		sc, err := Parse("t.yaml", []byte("name: x\n"+smallFabric+tc.src), nil)
 		if err != nil {

@@ -156,6 +156,12 @@ type env struct {
 }
 
 func newEnv(t testing.TB, hopTimeout time.Duration) *env {
+	return newEnvQueries(t, hopTimeout, 0)
+}
+
+// newEnvQueries is newEnv with the tracer sending a silent TTL up to
+// queries times (0: the default).
+func newEnvQueries(t testing.TB, hopTimeout time.Duration, queries int) *env {
 	c := newChain(t)
 	e := &env{chain: c, reg: prometheus.NewRegistry()}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -181,7 +187,7 @@ func newEnv(t testing.TB, hopTimeout time.Duration) *env {
 			return err
 		}
 		start(e.udp.Run)
-		e.tracer, err = probe.NewTracer(probe.TracerConfig{MaxTTL: 6, HopTimeout: hopTimeout, InFlight: 3, UDPEcho: e.udp, Registerer: e.reg})
+		e.tracer, err = probe.NewTracer(probe.TracerConfig{MaxTTL: 6, HopTimeout: hopTimeout, InFlight: 3, Queries: queries, UDPEcho: e.udp, Registerer: e.reg})
 		if err == nil {
 			start(e.tracer.Run)
 		}
@@ -314,6 +320,36 @@ func TestTraceConcurrent(t *testing.T) {
 	}
 }
 
+// TestTraceQueries: h1 drops every other time-exceeded r2 sends it (an
+// nftables counter), so the first query of TTL 2 goes unanswered. With one
+// query per TTL the hop is silent; with the default three it is answered
+// by the second, as traceroute's queries per hop answer through a lossy
+// link.
+func TestTraceQueries(t *testing.T) {
+	for _, tc := range []struct {
+		queries int
+		want    string
+	}{
+		{1, hops(r1h1, netip.Addr{}, h2)},
+		{0, hops(r1h1, r2r1, h2)}, // the default: DefaultTraceQueries
+	} {
+		t.Run(fmt.Sprintf("queries=%d", tc.queries), func(t *testing.T) {
+			e := newEnvQueries(t, 300*time.Millisecond, tc.queries)
+			table := fmt.Sprintf("mlt%d", os.Getpid())
+			e.exec(t, "h1", "nft", "add", "table", "ip", table)
+			t.Cleanup(func() {
+				if out, err := exec.Command("ip", "netns", "exec", e.ns["h1"], "nft", "delete", "table", "ip", table).CombinedOutput(); err != nil {
+					t.Errorf("nft delete table %s: %v\n%s", table, err, out)
+				}
+			})
+			e.exec(t, "h1", "nft", "add", "chain", "ip", table, "mltin", "{ type filter hook input priority 0 ; policy accept ; }")
+			e.exec(t, "h1", "nft", "add", "rule", "ip", table, "mltin", "ip", "saddr", r2r1.String(), "icmp", "type", "time-exceeded", "numgen", "inc", "mod", "2", "0", "drop")
+			res, err := e.trace(wire.Protocol_PROTOCOL_TCP, 40077, h2, responderPort)
+			check(t, "tcp through r2 answering every other time", res, err, tc.want, true)
+		})
+	}
+}
+
 // TestTraceDroppedForwarding: r2 drops what it should forward to h2 (an
 // nftables rule); the trace goes silent after r2, the last hop that
 // answers. Meanwhile r1 sprays spoofed time-exceeded packets quoting the
@@ -367,6 +403,11 @@ func TestTraceDroppedForwarding(t *testing.T) {
 		}
 		o := <-done
 		check(t, fmt.Sprintf("%v through the dropping r2", proto), o.res, o.err, hops(r1h1, r2r1, netip.Addr{}), false)
+		// The silent tail is where the path goes dark: each TTL sent once,
+		// not the queries of a gap.
+		if o.res.Sent != 6 {
+			t.Errorf("%v: %d trace packets sent, want 6 (TTLs 1..6 once each)", proto, o.res.Sent)
+		}
 		testkit.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 			m, u := e.dropped(t, probe.DropMismatched)-mismatched, e.dropped(t, probe.DropUnmatched)-unmatched
 			if m < 1 || m+u < spoofs {
