@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -60,15 +59,7 @@ func TestAgentTracesLostProbes(t *testing.T) {
 	bin := e2eutil.Binary(t)
 	e := newEnv(t, time.Second)
 	dir := t.TempDir()
-	table := fmt.Sprintf("mlta%d", os.Getpid())
-	e.exec(t, "r2", "nft", "add", "table", "ip", table)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "exec", e.ns["r2"], "nft", "delete", "table", "ip", table).CombinedOutput(); err != nil {
-			t.Errorf("nft delete table %s: %v\n%s", table, err, out)
-		}
-	})
-	e.exec(t, "r2", "nft", "add", "chain", "ip", table, "mltchain", "{ type filter hook forward priority 0 ; policy accept ; }")
-	e.exec(t, "r2", "nft", "add", "rule", "ip", table, "mltchain", "ip", "daddr", h2.String(), "udp", "dport", strconv.Itoa(responderPort), "drop")
+	e.filter(t, "r2", "mlta", "forward", "ip", "daddr", h2.String(), "udp", "dport", strconv.Itoa(responderPort), "drop")
 
 	e2eutil.Start(t, "nats-server", nil, "ip", "netns", "exec", e.ns["h1"], "nats-server", "-js", "-a", "127.0.0.1", "-p", "4222",
 		"-sd", filepath.Join(dir, "nats"))

@@ -101,6 +101,22 @@ func newChain(t testing.TB) *chain {
 	return c
 }
 
+// filter adds an nftables table with one chain on hook (input, forward)
+// to role's namespace, removed when the test ends, and a rule made of
+// match; the table is named after prefix and this process.
+func (c *chain) filter(t testing.TB, role, prefix, hook string, match ...string) {
+	t.Helper()
+	table := fmt.Sprintf("%s%d", prefix, os.Getpid())
+	c.exec(t, role, "nft", "add", "table", "ip", table)
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "exec", c.ns[role], "nft", "delete", "table", "ip", table).CombinedOutput(); err != nil {
+			t.Errorf("nft delete table %s: %v\n%s", table, err, out)
+		}
+	})
+	c.exec(t, role, "nft", "add", "chain", "ip", table, "mltchain", "{ type filter hook "+hook+" priority 0 ; policy accept ; }")
+	c.exec(t, role, append([]string{"nft", "add", "rule", "ip", table, "mltchain"}, match...)...)
+}
+
 func (c *chain) exec(t testing.TB, role string, args ...string) {
 	t.Helper()
 	run(t, "ip", append([]string{"netns", "exec", c.ns[role]}, args...)...)
@@ -335,15 +351,7 @@ func TestTraceQueries(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("queries=%d", tc.queries), func(t *testing.T) {
 			e := newEnvQueries(t, 300*time.Millisecond, tc.queries)
-			table := fmt.Sprintf("mlt%d", os.Getpid())
-			e.exec(t, "h1", "nft", "add", "table", "ip", table)
-			t.Cleanup(func() {
-				if out, err := exec.Command("ip", "netns", "exec", e.ns["h1"], "nft", "delete", "table", "ip", table).CombinedOutput(); err != nil {
-					t.Errorf("nft delete table %s: %v\n%s", table, err, out)
-				}
-			})
-			e.exec(t, "h1", "nft", "add", "chain", "ip", table, "mltin", "{ type filter hook input priority 0 ; policy accept ; }")
-			e.exec(t, "h1", "nft", "add", "rule", "ip", table, "mltin", "ip", "saddr", r2r1.String(), "icmp", "type", "time-exceeded", "numgen", "inc", "mod", "2", "0", "drop")
+			e.filter(t, "h1", "mlt", "input", "ip", "saddr", r2r1.String(), "icmp", "type", "time-exceeded", "numgen", "inc", "mod", "2", "0", "drop")
 			res, err := e.trace(wire.Protocol_PROTOCOL_TCP, 40077, h2, responderPort)
 			check(t, "tcp through r2 answering every other time", res, err, tc.want, true)
 		})
@@ -357,15 +365,7 @@ func TestTraceQueries(t *testing.T) {
 // and the trace is not fooled.
 func TestTraceDroppedForwarding(t *testing.T) {
 	e := newEnv(t, time.Second)
-	table := fmt.Sprintf("mlt%d", os.Getpid())
-	e.exec(t, "r2", "nft", "add", "table", "ip", table)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "exec", e.ns["r2"], "nft", "delete", "table", "ip", table).CombinedOutput(); err != nil {
-			t.Errorf("nft delete table %s: %v\n%s", table, err, out)
-		}
-	})
-	e.exec(t, "r2", "nft", "add", "chain", "ip", table, "mltchain", "{ type filter hook forward priority 0 ; policy accept ; }")
-	e.exec(t, "r2", "nft", "add", "rule", "ip", table, "mltchain", "ip", "daddr", h2.String(), "drop")
+	e.filter(t, "r2", "mlt", "forward", "ip", "daddr", h2.String(), "drop")
 
 	// The spoofer's raw socket lives in r1.
 	var spoofFD int
