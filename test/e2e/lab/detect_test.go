@@ -48,7 +48,7 @@ func TestDetect(t *testing.T) {
 		}
 		return err
 	})
-	l.WaitClean(t, 60*time.Second)
+	l.WaitClean(t, time.Time{}, 60*time.Second)
 
 	t.Run("healthy fabric blames nothing for three minutes", func(t *testing.T) {
 		end := time.Now().Add(3 * time.Minute)
@@ -111,6 +111,7 @@ func TestDetect(t *testing.T) {
 		t.Run(tc.kind, func(t *testing.T) {
 			simAfter := simBlames(t, tc.simFault)
 			onset := time.Now()
+			defer l.LogVerdicts(t, onset.Add(-detectWindow))
 			l.Fault(t, append([]string{tc.kind, tc.element}, tc.args...)...)
 			cleared := false
 			defer func() {
@@ -134,9 +135,10 @@ func TestDetect(t *testing.T) {
 			l.Clear(t, tc.element)
 			cleared = true
 			end := time.Now()
-			l.WaitClean(t, within())
+			l.WaitClean(t, end, within())
 			t.Logf("%s %s: clean %.1f s after the end", tc.kind, tc.element, time.Since(end).Seconds())
-			// And resolves it after three clean windows.
+			// And resolves it after three clean windows: this one and two
+			// more.
 			l.WaitIncident(t, tc.blamed, "resolved", onset, (1+withinWindows)*detectWindow+5*time.Second)
 			t.Logf("%s %s: incident %s resolved %.1f s after the end", tc.kind, tc.element, inc.ID, time.Since(end).Seconds())
 		})

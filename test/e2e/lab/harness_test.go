@@ -33,6 +33,9 @@ import (
 type Lab struct {
 	Bin, Dir, ID string
 	Status       lab.Status
+	// seen are the distinct verdicts the helpers read, oldest first (the
+	// last 64): what a failed wait shows of how the verdicts went.
+	seen []verdict
 }
 
 // requireRoot fails (never skips): the suite is meaningless without root.
@@ -456,7 +459,25 @@ func (l *Lab) suspects() (verdict, error) {
 		Data verdict `json:"data"`
 	}
 	err := e2eutil.GetJSON(l.ServerURL()+"api/v1/suspects", &doc)
+	if err == nil && !doc.Data.End.IsZero() && (len(l.seen) == 0 || !l.seen[len(l.seen)-1].End.Equal(doc.Data.End)) {
+		if l.seen = append(l.seen, doc.Data); len(l.seen) > 64 {
+			l.seen = l.seen[1:]
+		}
+	}
 	return doc.Data, err
+}
+
+// LogVerdicts logs the verdicts read since since (shown with -v or when
+// t fails).
+func (l *Lab) LogVerdicts(t *testing.T, since time.Time) {
+	t.Helper()
+	var b strings.Builder
+	for _, v := range l.seen {
+		if !v.End.Before(since) {
+			fmt.Fprintf(&b, "\n\t%v", v)
+		}
+	}
+	t.Logf("verdicts read since %s:%s", since.Format(time.TimeOnly), b.String())
 }
 
 // verdict is what /api/v1/suspects serves.
@@ -511,15 +532,20 @@ func (l *Lab) WaitBlamed(t *testing.T, elements []string, within time.Duration) 
 	return got
 }
 
-// WaitClean polls until a verdict blames nothing.
-func (l *Lab) WaitClean(t *testing.T, within time.Duration) {
+// WaitClean polls until the verdict of a window that starts at since or
+// later blames nothing (a window sealed early may still be one from
+// before a fault was cleared).
+func (l *Lab) WaitClean(t *testing.T, since time.Time, within time.Duration) {
 	t.Helper()
 	testkit.CheckFor(t, within, time.Second, func() error {
 		v, err := l.suspects()
 		if err != nil {
 			return err
 		}
-		if b := v.blamed(); len(b) > 0 || v.End.IsZero() {
+		if v.End.IsZero() || v.Start.Before(since) {
+			return fmt.Errorf("no window since %s localized yet; latest %v", since.Format(time.TimeOnly), v)
+		}
+		if b := v.blamed(); len(b) > 0 {
 			return fmt.Errorf("still blamed: %v", v)
 		}
 		return nil
