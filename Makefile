@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 FUZZTIME  ?= 20s
 
-.PHONY: build demo lab test lint unit fuzz proto proto-check bench bench-localize bench-agent bench-detect bench-soak clean
+.PHONY: build demo lab test sysdeps tools lint unit fuzz proto proto-check bench bench-localize bench-agent bench-detect bench-soak clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/meshlens ./cmd/meshlens
@@ -32,20 +32,25 @@ lab: build
 	  while :; do sleep 3600; done
 
 # Everything CI runs: lint, every test with the race detector (end-to-end
-# suites included: they need root, Chromium, Prometheus, Alertmanager —
-# .ci/run installs them), then each fuzz target for $(FUZZTIME).
-test: lint proto-check unit fuzz
+# suites included: they need root, Chromium, Prometheus, Alertmanager),
+# then each fuzz target for $(FUZZTIME). Go tools come from go.mod's tool
+# directives; a missing system package stops it at once, naming the
+# apt-get command that installs it (scripts/sysdeps.sh).
+test: sysdeps lint proto-check unit fuzz
+
+sysdeps:
+	@./scripts/sysdeps.sh check --root
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
-	staticcheck ./...
+	$(GO) tool staticcheck ./...
 
 # Unit tests in parallel, then the end-to-end suites (real processes,
 # Chromium, the scenario suite) one package at a time: on a 2-core machine
 # they would otherwise starve each other's timers and browsers.
-unit:
+unit: sysdeps
 	$(GO) test -race -count=1 -timeout 30m $$($(GO) list ./... | grep -v '/test/')
 	$(GO) test -race -count=1 -timeout 60m -p 1 ./test/...
 
@@ -53,17 +58,26 @@ fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)
 
 # protoc-gen-go and protoc-gen-go-vtproto (the fast codec the server and
-# agents use) must be the versions .ci/run installs.
-PROTOC_GEN = --go_opt=module=github.com/meshlens/meshlens \
+# agents use) are the versions go.mod's tool directives pin, built into
+# bin/tools: the generated code names them (proto-check compares it).
+TOOLS = bin/tools
+PROTOC_GEN = --plugin=protoc-gen-go=$(TOOLS)/protoc-gen-go \
+	--plugin=protoc-gen-go-vtproto=$(TOOLS)/protoc-gen-go-vtproto \
+	--go_opt=module=github.com/meshlens/meshlens \
 	--go-vtproto_opt=module=github.com/meshlens/meshlens,features=unmarshal+marshal+size+pool \
 	--go-vtproto_opt=pool=github.com/meshlens/meshlens/internal/wire.Batch \
 	--go-vtproto_opt=pool=github.com/meshlens/meshlens/internal/wire.ProbeResult
 
-proto:
+tools:
+	$(GO) build -o $(TOOLS)/ tool
+
+proto: tools
+	@./scripts/sysdeps.sh check protoc
 	protoc --go_out=. --go-vtproto_out=. $(PROTOC_GEN) internal/wire/meshlens.proto
 
 # The committed generated code must match the schema.
-proto-check:
+proto-check: tools
+	@./scripts/sysdeps.sh check protoc
 	@tmp=$$(mktemp -d); \
 	  protoc --go_out=$$tmp --go-vtproto_out=$$tmp $(PROTOC_GEN) internal/wire/meshlens.proto && \
 	  for f in meshlens.pb.go meshlens_vtproto.pb.go; do \
@@ -96,3 +110,20 @@ bench-soak:
 
 clean:
 	rm -rf bin
+
+# A screenshot of every page, light and dark, of `meshlens demo` with its
+# faults showing, into docs/screenshots/ (real Chromium; about eight
+# minutes: the pictures show the demo seven minutes in). The same test
+# checks that the fault is visible on the overview and in the heatmap's
+# default view.
+.PHONY: screenshots
+screenshots:
+	MESHLENS_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -timeout 20m -run '^TestDemo$$' ./test/e2e/ui
+
+# The container image (FROM scratch: the static binary and a CA bundle),
+# built with buildah and checked by running `meshlens --version` in it.
+# Needs buildah and podman (apt-get install buildah podman).
+IMAGE ?= localhost/meshlens:$(VERSION)
+.PHONY: image
+image:
+	VERSION=$(VERSION) GO=$(GO) ./deploy/container/build.sh $(IMAGE)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -66,7 +67,9 @@ func newAgentCmd() *cobra.Command {
 			g, ctx := errgroup.WithContext(ctx)
 			g.Go(func() error { return a.Run(ctx) })
 			if metricsAddr != "" {
-				g.Go(func() error { return serveMetrics(ctx, metricsAddr, reg, a.TraceHandler()) })
+				g.Go(func() error {
+					return serveMetrics(ctx, cfg.Logger, metricsAddr, reg, a.TraceHandler(), a.Live, a.Ready)
+				})
 			}
 			return g.Wait()
 		},
@@ -80,7 +83,7 @@ func newAgentCmd() *cobra.Command {
 	f.Int64Var(&cfg.SpoolMaxBytes, "spool-max-bytes", 256<<20, "spool size cap; the oldest batches are dropped first")
 	f.IntVar(&cfg.BatchMaxResults, "batch-max-results", 5000, "seal a batch at this many results")
 	f.DurationVar(&cfg.BatchMaxAge, "batch-max-age", 5*time.Second, "seal a batch at this age")
-	f.StringVar(&metricsAddr, "metrics-addr", "", "serve the agent's own metrics at http://ADDR/metrics, and on-demand traces at /trace (meshlens trace)")
+	f.StringVar(&metricsAddr, "metrics-addr", "", "serve the agent's own metrics at http://ADDR/metrics, liveness at /healthz, readiness at /readyz and on-demand traces at /trace (meshlens trace); e.g. :9781 for a scraper on another host")
 	f.Float64Var(&cfg.TraceRate, "trace-rate", agent.DefaultTraceRate, "path discovery budget: traces of lost or slow probes per second (0: no tracing)")
 	f.IntVar(&cfg.TraceBurst, "trace-burst", agent.DefaultTraceBurst, "path discovery budget: traces at once after a quiet spell")
 	f.IntVar(&cfg.TraceMaxTTL, "trace-max-ttl", probe.DefaultTraceMaxTTL, "highest TTL a trace sends: the fabric's diameter in hops (host to host)")
@@ -91,15 +94,18 @@ func newAgentCmd() *cobra.Command {
 	return cmd
 }
 
-// serveMetrics exposes a registry, and trace if not nil at /trace, until
-// ctx ends.
-func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, trace http.Handler) error {
+// serveMetrics exposes a registry at /metrics, live and ready at /healthz
+// and /readyz (200, or 503 with the reason), and trace if not nil at
+// /trace, until ctx ends.
+func serveMetrics(ctx context.Context, logger *slog.Logger, addr string, reg *prometheus.Registry, trace http.Handler, live, ready func() error) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("metrics listener %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /healthz", checkHandler(live))
+	mux.Handle("GET /readyz", checkHandler(ready))
 	if trace != nil {
 		mux.Handle("GET /trace", trace)
 	}
@@ -110,10 +116,24 @@ func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, tr
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
+	logger.Info("serving metrics, health and traces", "addr", ln.Addr().String())
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("metrics server: %w", err)
 	}
 	return nil
+}
+
+// checkHandler answers 200 "ok" when check passes, else 503 and why.
+func checkHandler(check func() error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := check(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, err)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
 }
 
 func init() { extraCommands = append(extraCommands, newAgentCmd) }

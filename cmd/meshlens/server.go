@@ -21,6 +21,11 @@ func newServerCmd() *cobra.Command {
 		Short: "Run the meshlens server: embedded NATS, controller, aggregator, store, API",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if path, _ := cmd.Flags().GetString("config"); path != "" {
+				if err := applyConfigFile(cmd.Flags(), path); err != nil {
+					return err
+				}
+			}
 			logger, err := newLogger(cmd)
 			if err != nil {
 				return err
@@ -42,6 +47,7 @@ func newServerCmd() *cobra.Command {
 
 func addServerFlags(cmd *cobra.Command, cfg *server.Config) {
 	f := cmd.Flags()
+	f.String("config", "", "YAML file of server settings: flag names as keys, dashes as underscores (http_addr: ...); flags and MESHLENS_* variables override it")
 	f.StringVar(&cfg.TopologyFile, "topology", "", "topology YAML file (see meshlens topo gen); re-read when it changes")
 	f.StringVar(&cfg.DataDir, "data-dir", "meshlens-data", "directory for the TSDB and the embedded NATS server's JetStream files")
 	f.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:9780", "address of the HTTP API and UI")
@@ -63,7 +69,14 @@ func addServerFlags(cmd *cobra.Command, cfg *server.Config) {
 	f.BoolVar(&cfg.Aggregate.IgnoreMarks, "ignore-agent-marks", false, "seal windows only after --lateness, ignoring the agents' marks of where their data ends (the behaviour of servers before marks; for comparison)")
 	f.DurationVar(&cfg.Aggregate.Recent, "recent", time.Hour, "how long pair-level detail is kept in memory")
 	f.DurationVar(&cfg.Store.Retention, "retention", 15*24*time.Hour, "how long the TSDB keeps rollups")
-	f.StringVar(&cfg.Store.RemoteWrite.URL, "remote-write-url", "", "also send every rollup to this Prometheus remote-write endpoint")
+	f.StringVar(&cfg.RemoteWrite.URL, "remote-write-url", "", "also send every rollup to this Prometheus remote-write endpoint")
+	f.StringVar(&cfg.RemoteWrite.BearerToken, "remote-write-bearer-token", "", "remote write: bearer token (prefer --remote-write-bearer-token-file or MESHLENS_REMOTE_WRITE_BEARER_TOKEN: a flag shows in ps)")
+	f.StringVar(&cfg.RemoteWrite.BearerTokenFile, "remote-write-bearer-token-file", "", "remote write: file holding the bearer token, re-read at every request")
+	f.StringVar(&cfg.RemoteWrite.BasicAuthUsername, "remote-write-basic-auth-username", "", "remote write: basic auth user name")
+	f.StringVar(&cfg.RemoteWrite.BasicAuthPassword, "remote-write-basic-auth-password", "", "remote write: basic auth password (prefer the -file flag or the env var)")
+	f.StringVar(&cfg.RemoteWrite.BasicAuthPasswordFile, "remote-write-basic-auth-password-file", "", "remote write: file holding the basic auth password, re-read at every request")
+	f.StringArrayVar(&cfg.RemoteWrite.Headers, "remote-write-header", nil, `remote write: "Name: value" header sent with every request, e.g. "X-Scope-OrgID: fabric" (repeatable)`)
+	f.StringArrayVar(&cfg.RemoteWrite.ExternalLabels, "remote-write-external-label", nil, "remote write: name=value label added to every series sent, so that servers writing to one receiver do not collide, e.g. server=dc1-a (repeatable)")
 	f.DurationVar(&cfg.Stream.MaxAge, "stream-max-age", 24*time.Hour, "how long raw result batches stay in the JetStream stream")
 	f.Int64Var(&cfg.Stream.MaxBytes, "stream-max-bytes", 0, "cap of the results stream in bytes (0: only --stream-max-age bounds it); when full, agents' new batches are refused and wait in their spools, nobody's unread data is discarded")
 	f.Int64Var(&cfg.StreamAgentMaxBytes, "stream-agent-max-bytes", 8<<30, "each agent's byte quota in the results stream over --stream-max-age (at most an eighth of --stream-max-bytes); past it, its batches are refused and deleted from the stream (0: none)")

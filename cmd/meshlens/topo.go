@@ -173,3 +173,25 @@ func (f *httpTargetsFlag) Set(v string) error {
 	*f.targets = append(*f.targets, t)
 	return nil
 }
+
+// Append, Replace and GetSlice make --http-target a list in a config
+// file (pflag.SliceValue).
+func (f *httpTargetsFlag) Append(v string) error { return f.Set(v) }
+
+func (f *httpTargetsFlag) Replace(vs []string) error {
+	*f.targets = nil
+	for _, v := range vs {
+		if err := f.Set(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *httpTargetsFlag) GetSlice() []string {
+	var out []string
+	for _, t := range *f.targets {
+		out = append(out, t.Name+"="+t.URL)
+	}
+	return out
+}

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -127,6 +128,11 @@ type Agent struct {
 	// partition is the last pinglist's: batches keep going there even
 	// if the pinglist is deleted.
 	partition int
+	// status is what the agent tells an operator: bus, host, liveness.
+	status *fieldStatus
+	// classes is each peer's class (peerClass), by name, from the
+	// pinglist being probed: the probe counters' class label.
+	classes atomic.Pointer[map[string]string]
 }
 
 // New checks cfg, opens the spool and loads the last pinglist and fleet
@@ -200,7 +206,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{
-		cfg: cfg, log: cfg.Logger.With("agent", cfg.Host), m: m, spool: sp,
+		cfg: cfg, log: cfg.Logger.With("agent", cfg.Host), m: m, spool: sp, status: newFieldStatus(),
 		changed:  make(chan struct{}, 1),
 		sealWake: make(chan struct{}, 1),
 	}
@@ -239,13 +245,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		// and the batch stays in the spool, instead of a hidden second
 		// copy going out on reconnect.
 		nats.ReconnectBufSize(-1),
-		nats.ReconnectHandler(func(*nats.Conn) {
-			select {
-			case reconnected <- struct{}{}:
-			default:
-			}
-		}),
 	}
+	opts = append(opts, a.busOptions(reconnected)...)
 	if a.cfg.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(a.cfg.CredsFile))
 	}
@@ -291,6 +292,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	sealDone := make(chan struct{})
 	sctx, stopSeal := context.WithCancel(context.Background())
 	go func() { defer close(sealDone); a.sealLoop(sctx) }()
+
+	wg.Add(1)
+	go func() { defer wg.Done(); a.helloLoop(wctx, nc) }()
 
 	tctx, stopTrace := context.WithCancel(context.Background())
 	traceDone := make(chan struct{})
@@ -409,6 +413,9 @@ func (a *Agent) onPinglist(e jetstream.KeyValueEntry) {
 	a.mu.Lock()
 	a.pl, a.partition = pl, pl.Partition
 	a.mu.Unlock()
+	if a.status.unknown() { // the topology gained this host
+		a.setKnown(bus.Hello{Known: true})
+	}
 	a.log.Info("pinglist", "version", pl.Version, "peers", len(pl.Peers), "interval", time.Duration(pl.Interval))
 	a.notify()
 }
@@ -503,9 +510,10 @@ func (a *Agent) runProbes(ctx context.Context) {
 			rt.stop()
 		}
 	}()
-	retry := time.NewTicker(10 * time.Second)
+	retry := time.NewTicker(reconcileEvery)
 	defer retry.Stop()
 	for {
+		a.status.heartbeat.Store(time.Now().UnixNano())
 		rt = a.reconcile(ctx, rt)
 		// An evidence request lapses at its end unless renewed.
 		var lapse <-chan time.Time
@@ -715,13 +723,55 @@ func (a *Agent) boosted(targets []probe.Target, pl *pinglist.Pinglist, b *pingli
 	return targets
 }
 
-// targets expands a pinglist into what the scheduler probes.
+// Peer classes, the probe counters' class label: a peer's pinglist level,
+// so an operator sees at a glance whether loss is within racks, across
+// racks or across DCs.
+const (
+	classIntraRack = "intra_rack"
+	classIntraDC   = "intra_dc"
+	classInterDC   = "inter_dc"
+	classHTTP      = "http"  // the pinglist's service targets
+	classOther     = "other" // a level this agent does not know, or a peer no longer listed
+)
+
+func levelClass(level int) string {
+	switch level {
+	case pinglist.LevelIntraRack:
+		return classIntraRack
+	case pinglist.LevelIntraDC:
+		return classIntraDC
+	case pinglist.LevelInterDC:
+		return classInterDC
+	}
+	return classOther
+}
+
+// peerClass is the class of a result's peer in the pinglist being probed.
+func (a *Agent) peerClass(r *wire.ProbeResult) string {
+	if r.Protocol == wire.Protocol_PROTOCOL_HTTP {
+		return classHTTP
+	}
+	if m := a.classes.Load(); m != nil {
+		if c, ok := (*m)[r.Dst]; ok {
+			return c
+		}
+	}
+	return classOther
+}
+
+// targets expands a pinglist into what the scheduler probes, and records
+// each peer's class.
 func (a *Agent) targets(pl *pinglist.Pinglist) []probe.Target {
 	var out []probe.Target
 	timeout := time.Duration(pl.Timeout)
+	classes := make(map[string]string, len(pl.Peers))
+	defer a.classes.Store(&classes)
 	for _, p := range pl.Peers {
 		if p.Host == a.cfg.Host {
 			continue
+		}
+		if _, ok := classes[p.Host]; !ok { // (listed twice: the first level)
+			classes[p.Host] = levelClass(p.Level)
 		}
 		ip, err := netip.ParseAddr(p.Addr)
 		if err != nil {

@@ -260,6 +260,16 @@ func TestAgentsProbeEachOtherAndPublishOnce(t *testing.T) {
 		return nil
 	})
 	t.Logf("results for c after %v", time.Since(t0))
+	// The probe counters tell peers apart by their pinglist level.
+	for _, tc := range []struct {
+		class string
+		min   float64
+	}{{"intra_rack", 3}, {"other", 3}, {"intra_dc", 0}} {
+		got := testutil.ToFloat64(a.m.probes.WithLabelValues("PROTOCOL_TCP", "OUTCOME_OK", tc.class))
+		if (tc.min > 0 && got < tc.min) || (tc.min == 0 && got != 0) {
+			t.Errorf("a's tcp probes of class %s: %v, want %v", tc.class, got, tc.min)
+		}
+	}
 	var v2 bool
 	for _, bt := range f.batches() {
 		v2 = v2 || (bt.Agent == "a" && bt.PinglistVersion == 2)
@@ -504,7 +514,7 @@ func TestAgentPublishesBatchesLeftByACrash(t *testing.T) {
 			t.Errorf("stream position %d holds %d/%d", i, b.Epoch, b.Seq)
 		}
 	}
-	if got := testutil.ToFloat64(a.m.probes.WithLabelValues("PROTOCOL_TCP", "OUTCOME_REFUSED")); got == 0 {
+	if got := testutil.ToFloat64(a.m.probes.WithLabelValues("PROTOCOL_TCP", "OUTCOME_REFUSED", "other")); got == 0 {
 		t.Error("no refused tcp probes counted (nothing listens on the peer)")
 	}
 }

@@ -19,11 +19,11 @@ func (a *Agent) report(r *wire.ProbeResult) {
 	// One malformed result would make the server refuse the whole batch:
 	// check it alone, here, and drop only it.
 	if err := wire.Validate(&wire.Batch{Agent: a.cfg.Host, Seq: 1, Results: []*wire.ProbeResult{r}}); err != nil {
-		a.m.probes.WithLabelValues(r.Protocol.String(), "INVALID").Inc()
+		a.m.probes.WithLabelValues(r.Protocol.String(), "INVALID", a.peerClass(r)).Inc()
 		a.log.Error("dropping an invalid probe result", "dst", r.Dst, "err", err)
 		return
 	}
-	a.m.probes.WithLabelValues(r.Protocol.String(), r.Outcome.String()).Inc()
+	a.m.probes.WithLabelValues(r.Protocol.String(), r.Outcome.String(), a.peerClass(r)).Inc()
 	a.observe(r)
 	size := proto.Size(r) + 4 // field tag and length prefix
 	a.mu.Lock()

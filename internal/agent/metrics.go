@@ -24,13 +24,16 @@ type metrics struct {
 	evidencePeers    prometheus.Gauge
 	evidenceRefused  prometheus.Counter
 	evidenceRejected prometheus.Counter
+	busConnected     prometheus.Gauge
+	// hostKnown has no labels; a vector so it is absent until a server answers.
+	hostKnown *prometheus.GaugeVec
 }
 
 func newMetrics(r prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meshlens_agent_probes_total", Help: "Probes run, by protocol and outcome.",
-		}, []string{"protocol", "outcome"}),
+			Name: "meshlens_agent_probes_total", Help: "Probes run, by protocol, outcome and peer class (the pinglist level: intra_rack, intra_dc, inter_dc; http for service targets).",
+		}, []string{"protocol", "outcome", "class"}),
 		batchesPublished: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshlens_agent_batches_published_total", Help: "Batches acknowledged by JetStream.",
 		}),
@@ -61,6 +64,12 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 		evidenceRejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshlens_agent_evidence_rejected_total", Help: "Evidence requests from the bus that were invalid and ignored.",
 		}),
+		busConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshlens_agent_bus_connected", Help: "1 while the agent is connected to the bus, 0 while it is not (results wait in the spool).",
+		}),
+		hostKnown: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meshlens_agent_host_in_topology", Help: "1 when a server confirmed this agent's --host is in the topology, 0 when it said it is not; absent until one answers.",
+		}, nil),
 		pinglistVersion: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "meshlens_agent_pinglist_version", Help: "Version of the pinglist being probed.",
 		}),
@@ -79,7 +88,7 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.probes, m.batchesPublished, m.batchesSpooled, m.spoolDropped,
 		m.spoolErrors, m.spoolBytes, m.publishErrors, m.pinglistRejected, m.pinglistVersion, m.responderErrors, m.lagP99, m.completeBefore,
-		m.evidencePeers, m.evidenceRefused, m.evidenceRejected} {
+		m.evidencePeers, m.evidenceRefused, m.evidenceRejected, m.busConnected, m.hostKnown} {
 		if err := r.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

@@ -68,7 +68,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "meshlens_ingest_dedup_gaps_total", Help: "Batch sequence numbers skipped to bound de-duplication state: a batch arriving later with one of them is dropped.",
 		}),
 		counterFlushes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "meshlens_aggregate_counter_flushes_total",
+			Name: "meshlens_aggregate_unsealed_flushes_total",
 			Help: "Counters written without a sealed window: late results changed them and no window was due (a backlog that arrived after the fleet went quiet).",
 		}),
 		marksRejected: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -150,6 +150,13 @@ type Sources struct {
 	// Evidence serves /api/v1/evidence: what evidence on demand asks of
 	// the agents now.
 	Evidence EvidenceSource
+	// Rules serves /api/v1/rules and /api/v1/alerts: the rules the server
+	// evaluates and their alerts (none when nil).
+	Rules RuleSource
+	// Metadata is the type, help and unit of the metric families the
+	// store may hold, by family name: /api/v1/metadata lists those the
+	// store does hold.
+	Metadata map[string]MetricMetadata
 	// Ready reports readiness for /readyz; nil is always ready.
 	Ready func() error
 	// Registry is served at /metrics.

@@ -182,7 +182,8 @@ func TestPrometheusAPI(t *testing.T) {
 		{"series", call{path: "/api/v1/series", form: url.Values{"match[]": {`meshlens_rackpair_loss_ratio`, `{kind="nan"}`}, "start": {at(-time.Hour)}, "end": {at(0)}}}, 200,
 			ok(`[{"__name__":"meshlens_odd","kind":"nan"},{"__name__":"meshlens_rackpair_loss_ratio","dst":"dc1-pod1-rack2-tor","src":"dc1-pod1-rack1-tor"},{"__name__":"meshlens_rackpair_loss_ratio","dst":"dc1-pod2-rack1-tor","src":"dc1-pod1-rack1-tor"}]`)},
 		{"series outside the time range", call{path: "/api/v1/series", form: url.Values{"match[]": {`meshlens_odd`}, "start": {at(time.Hour)}, "end": {at(2 * time.Hour)}}}, 200, ok(`[]`)},
-		{"metadata", call{path: "/api/v1/metadata"}, 200, ok(`{}`)},
+		{"metadata of series nothing describes", call{path: "/api/v1/metadata"}, 200,
+			ok(`{"meshlens_odd":[{"type":"unknown","help":"","unit":""}],"meshlens_rackpair_loss_ratio":[{"type":"unknown","help":"","unit":""}]}`)},
 		{"exemplars", call{path: "/api/v1/query_exemplars", form: url.Values{"query": {`up`}}}, 200, ok(`[]`)},
 		{"flags", call{path: "/api/v1/status/flags"}, 200, ok(`{}`)},
 

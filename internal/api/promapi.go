@@ -42,7 +42,9 @@ func (s *Server) registerPrometheusAPI() {
 	read("/api/v1/query_exemplars", s.queryExemplars)
 	read("/api/v1/format_query", s.formatQuery)
 	s.handle("GET /api/v1/label/{name}/values", RoleViewer, false, compressed(s.labelValues))
-	s.handle("GET /api/v1/metadata", RoleViewer, false, http.HandlerFunc(s.metadata))
+	s.handle("GET /api/v1/metadata", RoleViewer, false, compressed(s.metadata))
+	read("/api/v1/rules", s.rules)
+	s.handle("GET /api/v1/alerts", RoleViewer, false, http.HandlerFunc(s.alerts))
 	s.handle("GET /api/v1/status/buildinfo", RoleViewer, false, http.HandlerFunc(s.buildInfo))
 	s.handle("GET /api/v1/status/runtimeinfo", RoleViewer, false, http.HandlerFunc(s.runtimeInfo))
 	s.handle("GET /api/v1/status/flags", RoleViewer, false, http.HandlerFunc(s.flags))
@@ -487,12 +489,6 @@ func (s *Server) formatQuery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeData(w, expr.Pretty(0), nil, nil)
-}
-
-// metadata answers with no metric metadata: the store keeps none. Grafana
-// and promtool tolerate the empty object.
-func (s *Server) metadata(w http.ResponseWriter, _ *http.Request) {
-	writeRawData(w, []byte("{}"), nil, nil)
 }
 
 func (s *Server) buildInfo(w http.ResponseWriter, _ *http.Request) {

@@ -11,7 +11,8 @@ package bus
 // permissions, which the NATS server enforces:
 //
 //   - publish only to its own results subject, meshlens.results.*.HOST,
-//     and its own path-discovery subject, meshlens.paths.HOST;
+//     its own path-discovery subject, meshlens.paths.HOST, and its own
+//     hello, meshlens.hello.HOST;
 //   - read only its own pinglist and evidence keys and the fleet's
 //     responder key, through the JetStream API subjects that name the key
 //     (consumer create with a filter subject, direct get by subject),
@@ -84,6 +85,8 @@ func AgentPermissions(host string) (pub, sub []string) {
 		ResultsSubjectPrefix + ".*." + host,
 		// Path discoveries: core NATS, no reply.
 		PathsSubject(host),
+		// Is this host in the topology? (request-reply to its own inbox)
+		HelloSubject(host),
 	}
 	for _, k := range []struct{ bucket, key string }{
 		{PinglistBucket, host},

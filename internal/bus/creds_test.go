@@ -180,6 +180,19 @@ func agentDoesOwnWork(t *testing.T) {
 	}
 	paths.Unsubscribe()
 
+	// Hello: a request on its own subject, answered to its own inbox.
+	hello, err := b.js.Conn().Subscribe(HelloSubjects, func(m *nats.Msg) { _ = m.Respond([]byte(`{"known":true}`)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.js.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := a.nc.Request(HelloSubject("h1"), nil, 10*time.Second); err != nil || string(m.Data) != `{"known":true}` {
+		t.Errorf("hello: %v %v", m, err)
+	}
+	hello.Unsubscribe()
+
 	for _, tc := range []struct{ bucket, key, want string }{
 		{PinglistBucket, "h1", `{"host":"h1"}`},
 		{EvidenceBucket, "h1", `{"host":"h1","probes":4}`},
@@ -254,6 +267,9 @@ func TestAgentCredentialsRefuseOthersWork(t *testing.T) {
 		{"publish paths as another host", func(a *agentConn) error {
 			return a.nc.Publish(PathsSubject("h2"), []byte("forged"))
 		}, PathsSubject("h2")},
+		{"hello as another host", func(a *agentConn) error {
+			return a.nc.Publish(HelloSubject("h2"), nil)
+		}, HelloSubject("h2")},
 		{"publish outside the results subjects", func(a *agentConn) error {
 			return a.nc.Publish("$KV.meshlens-pinglists.h2", []byte("{}"))
 		}, "$KV.meshlens-pinglists.h2"},

@@ -61,6 +61,23 @@ const (
 	PathsSubjects      = PathsSubjectPrefix + ".>"
 )
 
+// HelloSubject is where an agent asks, request-reply, whether its host is
+// in the topology; a server answers with a Hello. HelloSubjects matches
+// every agent's.
+func HelloSubject(agent string) string { return HelloSubjectPrefix + "." + agent }
+
+const (
+	HelloSubjectPrefix = "meshlens.hello"
+	HelloSubjects      = HelloSubjectPrefix + ".*"
+)
+
+// Hello is a server's answer to an agent's hello: whether its host is in
+// the topology and, when it is not, the closest names that are.
+type Hello struct {
+	Known   bool     `json:"known"`
+	Closest []string `json:"closest,omitempty"`
+}
+
 // AgentClockHeader carries the agent's clock (Unix ns) at the moment it
 // publishes a batch. Compared with the time JetStream stored the message,
 // it exposes an agent whose clock is off in either direction, even for a

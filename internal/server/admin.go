@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/meshlens/meshlens/internal/alert"
@@ -155,6 +157,12 @@ func (s *Server) putTopologyFile(w http.ResponseWriter, r *http.Request) {
 	s.topoMu.Lock()
 	defer s.topoMu.Unlock()
 	if err := writeFileAtomic(s.cfg.TopologyFile, data); err != nil {
+		// A ConfigMap or other read-only mount: its source is the truth,
+		// and the server follows the file when that changes.
+		if errors.Is(err, syscall.EROFS) || errors.Is(err, fs.ErrPermission) {
+			writeAPIError(w, http.StatusConflict, "unavailable", fmt.Errorf("the topology file is read-only to the server (a ConfigMap or read-only mount?): change it where it comes from, the server follows it: %w", err))
+			return
+		}
 		writeAPIError(w, http.StatusInternalServerError, "internal", err)
 		return
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,6 +51,12 @@ type alerting struct {
 	// defaultEvidenceAge is two of the server's windows.
 	defaultEvidenceAge time.Duration
 	ctx                context.Context
+
+	// For /api/v1/rules (rules.go): the settings the rules are evaluated
+	// with, and when the SLOs and the localizer's verdicts last were.
+	sloInterval, sloDataDelay, window time.Duration
+	faultCfg                          alert.FaultConfig
+	sloEval, faultEval                evalRecord
 }
 
 // RemediationPolicyFile is where, in the data dir, a remediation policy
@@ -63,7 +70,9 @@ const RemediationPolicyFile = "remediation-policy.yaml"
 const RemediationAuditFile = "remediation-audit.jsonl"
 
 func (s *Server) buildAlerting() (*alerting, error) {
-	a := &alerting{board: analyze.NewCulpritBoard(s.cfg.Aggregate), ctx: context.Background()}
+	a := &alerting{board: analyze.NewCulpritBoard(s.cfg.Aggregate), ctx: context.Background(),
+		sloInterval: cmp.Or(max(s.cfg.Alerting.EvaluateEvery, 0), slo.DefaultInterval), sloDataDelay: analyze.EvidenceDelay(s.cfg.Aggregate),
+		window: windowOf(s.cfg.Aggregate), faultCfg: faultDefaults(s.cfg.Alerting.Faults)}
 	var fileCfg alert.FileConfig
 	if s.cfg.Alerting.File != "" {
 		c, err := alert.LoadConfig(s.cfg.Alerting.File)
@@ -138,7 +147,7 @@ func (s *Server) buildAlerting() (*alerting, error) {
 			SLOs: slos, Querier: s.store, Appendable: s.store,
 			Interval: s.cfg.Alerting.EvaluateEvery, ConsumedDays: 7,
 			// SLI windows end where the store's data is complete.
-			DataDelay:  analyze.EvidenceDelay(s.cfg.Aggregate),
+			DataDelay:  a.sloDataDelay,
 			OnEvaluate: a.onEvaluate, Registerer: s.registry, Logger: s.logger,
 		})
 		if err != nil {
@@ -150,6 +159,9 @@ func (s *Server) buildAlerting() (*alerting, error) {
 
 // onEvaluate runs after every SLO evaluation, on the engine's goroutine.
 func (a *alerting) onEvaluate(at time.Time, statuses []slo.Status) {
+	// The engine calls this when done: the time since at is what the
+	// evaluation took.
+	a.sloEval.set(at, time.Since(at))
 	a.mgr.ObserveSLOs(at, statuses)
 	if a.rem != nil {
 		a.rem.Consider(a.ctx, at, a.mgr.Incidents())
@@ -180,6 +192,7 @@ func (a *alerting) blame(v analyze.Verdict) {
 	a.board.Update(culprits)
 	now := time.Now()
 	a.mgr.ObserveSource(now, alert.SourceLocalizer, a.faults.Observe(now, culprits))
+	a.faultEval.set(now, time.Since(now))
 }
 
 func (a *alerting) register(srv *api.Server) {
@@ -189,9 +202,6 @@ func (a *alerting) register(srv *api.Server) {
 			statuses = a.engine.Statuses()
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": statuses})
-	}))
-	srv.Handle("GET /api/v1/alerts", api.RoleViewer, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": a.mgr.Alerts()})
 	}))
 	srv.Handle("GET /api/v1/incidents", api.RoleViewer, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": a.mgr.Incidents()})

@@ -81,6 +81,8 @@ func (s *Server) buildAPI() (*api.Server, error) {
 		Pairs:     pairSource{s},
 		Suspects:  s.analyzer,
 		Evidence:  s.analyzer,
+		Rules:     s.alerting,
+		Metadata:  tsdbMetadata,
 		Ready: func() error {
 			if !s.ready.Load() {
 				return fmt.Errorf("starting")

@@ -79,8 +79,11 @@ type Config struct {
 	StreamAgentMaxBytes int64
 	Aggregate           aggregate.Config // Locator, Appendable, Registerer are set by the server
 	Store               store.Options
-	HTTP                HTTPConfig
-	Alerting            AlertingConfig
+	// RemoteWrite, when its URL is set, forwards every sample written to
+	// the TSDB (over Store.RemoteWrite's queue settings).
+	RemoteWrite RemoteWriteConfig
+	HTTP        HTTPConfig
+	Alerting    AlertingConfig
 	// Evidence tunes evidence on demand (analyze.EvidenceConfig): the
 	// analyzer's requests are published in the evidence bucket.
 	Evidence analyze.EvidenceConfig
@@ -143,6 +146,11 @@ func New(cfg Config) (*Server, error) {
 	if err := checkSecurity(cfg); err != nil {
 		return nil, err
 	}
+	rw, err := cfg.RemoteWrite.storeConfig(cfg.Store.RemoteWrite)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Store.RemoteWrite = rw
 	if cfg.Stream.MaxBytes < 0 || cfg.StreamAgentMaxBytes < 0 {
 		return nil, fmt.Errorf("server: --stream-max-bytes %d, --stream-agent-max-bytes %d: want 0 (none) or a size", cfg.Stream.MaxBytes, cfg.StreamAgentMaxBytes)
 	}
@@ -409,6 +417,10 @@ func (s *Server) start(ctx context.Context) error {
 		_ = s.analyzer.IngestPathData(publisher, m.Data, time.Now())
 	}); err != nil {
 		return fmt.Errorf("server: subscribe to path reports: %w", err)
+	}
+	// One server of those sharing a bus answers each agent's hello.
+	if _, err := s.nc.QueueSubscribe(bus.HelloSubjects, "meshlens-hello", s.answerHello); err != nil {
+		return fmt.Errorf("server: subscribe to agents' hellos: %w", err)
 	}
 	s.api, err = s.buildAPI()
 	return err

@@ -8,13 +8,19 @@
 //
 // # Files
 //
-// A file holds one or more YAML documents separated by "---". A document is
-// one SLO, a list of them under slos:, or an OpenSLO openslo/v1 SLO or SLI
-// (ratioMetric of Prometheus queries, Occurrences budgeting, one objective,
-// a rolling or UTC calendar-month window; an SLO may refer to an SLI of
-// any file given, and may carry meshlens's alerting block under
-// x-meshlens-alerting). Unknown keys are errors; every error names
-// file:line: field.
+// A file holds one or more YAML documents separated by "---"; a document
+// is an object or a top-level list of objects. An object is one SLO, a
+// list of them under slos:, or an OpenSLO openslo/v1 object: SLO (one
+// objective, Occurrences budgeting, a rolling or calendar window with its
+// start time and time zone, spec.service as the service label, meshlens's
+// alerting block under x-meshlens-alerting), SLI (a ratioMetric of
+// Prometheus queries), DataSource (gives a metricSourceRef its type),
+// Service (a name), AlertPolicy and AlertCondition (an SLO's burnrate
+// conditions become its tiers, alertpolicy.go); notification targets are
+// ignored with a warning. References resolve across all files given.
+// Unknown keys are errors; every error names file:line: field and what to
+// write instead (decode.go keeps Go type names out of them). Read returns
+// the warnings too.
 //
 //	name: dc1-availability
 //	description: probes inside dc1 are answered
@@ -54,19 +60,38 @@
 //	error rate     e(w)   = bad(w) / total(w)
 //	burn rate      b(w)   = e(w) / (1 - target)
 //	SLI            1 - e(W) over the SLO window W
-//	budget left    1 - bad(W) / ((1 - target) * total(W))     (negative when overspent)
-//	consumed/day   bad(day) / ((1 - target) * total(W))
+//	budget left    1 - bad(W) / ((1 - target) * N(W))         (negative when overspent)
+//	consumed/day   bad(day) / ((1 - target) * N(W))
+//	events         N(W)   = max(total(W), max over tier windows w of total(w) * W / w)
+//
+// N(W) is the events the whole window holds (WindowEvents). While the
+// window is younger than W (a new SLO or server) it would hold minutes of
+// data, and three minutes of 2 % loss would read as a 99.9 % week's budget
+// spent twenty times over; the recent rate stands in for the rest. Once
+// the window is full, N(W) = total(W) at a steady probing rate.
 //
 // # Burn-rate tiers
 //
 // The default tiers are the SRE Workbook's for a 30-day SLO: page at 14.4×
 // over 1h and 5m, page at 6× over 6h and 30m, ticket at 3× over 1d and 2h,
 // ticket at 1× over 3d and 6h. A tier fires when both windows burn faster
-// than its factor. For another SLO window W the factor is scaled by
-// W / 30d, so a tier still means "this share of the whole budget is gone in
-// the long window" (14.4× over 1h on 30d is 2% of the budget; on 7d the same
-// 2% is spent at 3.36×). Windows are kept as written. Tiers can be replaced,
-// disabled one by one, and given other severities per SLO.
+// than its factor; each spends a fixed share of the budget in its long
+// window (14.4× over 1h of 30d is 2%). For a longer SLO window W the
+// factor is scaled by W / 30d and the windows kept. For a shorter one the
+// windows shrink by W / 30d instead and the factors stay (TiersFor): the
+// same share, never a factor below 1× (which would page while the budget
+// outlasts the window) and never a tier longer than W. Tiers can be
+// replaced (burn_rate ≥ 1, long within W), disabled one by one, and given
+// other severities per SLO.
+//
+// # Ratio queries
+//
+// A ratio's queries must count events, or the minimum-events guard would
+// compare requests per second with a number of events. eventsExpr turns
+// rate(x[{{.window}}]) into increase(x[{{.window}}]) (same ratio), reads
+// queries without {{.window}} (rate(x[5m]), a counter with counter: true,
+// under sum and +, -, or) as events over each window, and refuses gauges
+// and other shapes.
 //
 // # Minimum events
 //
@@ -78,10 +103,19 @@
 //
 // # Calendar windows
 //
-// A calendar-month SLO measures from the first instant of the current UTC
-// month; burn-rate factors are scaled as for a 30-day window. The generated
-// Prometheus rules cannot follow calendar months and use a rolling 30d
-// window for the budget (burn-rate alerts are identical).
+// A calendar SLO measures from the start of the period holding now:
+// periods of days, weeks, months or quarters from a start time in a time
+// zone (calendar.go; calendar-month is UTC months from the 1st). Tiers are
+// those of a rolling window of the period's nominal length (a month is
+// 30d). The generated Prometheus rules cannot start a range on a date and
+// use a rolling window of that length for the budget (burn-rate alerts are
+// identical).
+//
+// # Data delay
+//
+// The aggregator's counters trail the clock by the data delay; the engine
+// and the generated rules shift the windows of SLOs that read them
+// (ReadsMeshlensCounters), never those of a user's own metrics.
 //
 // This package imports the store's interfaces (Prometheus storage and
 // PromQL), clock and wire's protocol table, never the aggregator, localizer or alerting.

@@ -57,7 +57,8 @@ type Config struct {
 	// after the window ends. An evaluation at t measures the SLI windows
 	// ending at t - DataDelay, so that a short window (5 m, or less) holds
 	// whole data rather than a tail not yet written. Statuses and the
-	// samples written keep t.
+	// samples written keep t. Only SLOs that read meshlens's counters are
+	// delayed: a ratio of the user's own metrics ends at t.
 	DataDelay time.Duration
 	// OnEvaluate, when set, receives every evaluation's statuses (the
 	// alerting stage), from the evaluating goroutine.
@@ -273,14 +274,13 @@ func (e *Engine) EvaluateAt(ctx context.Context, t time.Time) ([]Status, error) 
 }
 
 // SLOWindow is the window of s evaluated at t: the rolling window, or the
-// time since the start of t's UTC month.
+// time since the start of t's calendar period (in the period's time zone,
+// from its start time).
 func (s *SLO) SLOWindow(t time.Time) time.Duration {
 	if !s.Calendar {
 		return s.Window
 	}
-	u := t.UTC()
-	start := time.Date(u.Year(), u.Month(), 1, 0, 0, 0, 0, time.UTC)
-	if d := u.Sub(start); d >= time.Millisecond {
+	if d := t.Sub(s.Period.PeriodStart(t)); d >= time.Millisecond {
 		return d
 	}
 	return time.Millisecond
@@ -339,14 +339,17 @@ func num(f float64) *float64 {
 }
 
 func (e *Engine) evaluate(ctx context.Context, s *SLO, at time.Time) (Status, error) {
-	t := at.Add(-e.cfg.DataDelay) // the SLI windows end here
+	t := at // the SLI windows end here
+	if s.ReadsMeshlensCounters() {
+		t = at.Add(-e.cfg.DataDelay)
+	}
 	st := Status{
 		Name: s.Name, Description: s.Description, Target: s.Target,
 		Window: promDuration(s.Window), Calendar: s.Calendar, Kind: s.SLI.Kind,
 		Runbook: s.Runbook, At: at, BurnRates: map[string]float64{}, Labels: s.Labels,
 	}
 	if s.Calendar {
-		st.Window = "calendar-month"
+		st.Window = windowLabel(s, t)
 	}
 	if s.SLI.Kind != Ratio {
 		sc := s.SLI.Scope
@@ -370,7 +373,6 @@ func (e *Engine) evaluate(ctx context.Context, s *SLO, at time.Time) (Status, er
 	if r := whole.ErrorRatio(); !math.IsNaN(r) {
 		st.SLI = num(1 - r)
 	}
-	st.BudgetRemaining = num(BudgetRemaining(whole, s.Target))
 	if b := BurnRate(whole, s.Target); !math.IsNaN(b) {
 		st.BurnRates[windowLabel(s, t)] = b
 	}
@@ -384,6 +386,12 @@ func (e *Engine) evaluate(ctx context.Context, s *SLO, at time.Time) (Status, er
 		if b := BurnRate(c, s.Target); !math.IsNaN(b) {
 			st.BurnRates[promDuration(w)] = b
 		}
+	}
+	// The budget is the window's: a window younger than its length is
+	// judged against the events it will hold, not those it holds so far.
+	windowEvents := WindowEvents(whole, win, counts)
+	if whole.Total > 0 {
+		st.BudgetRemaining = num(1 - BudgetConsumed(whole.Bad, windowEvents, s.Target))
 	}
 	for _, tier := range s.Tiers {
 		long, short := counts[tier.Long], counts[tier.Short]
@@ -412,14 +420,17 @@ func (e *Engine) evaluate(ctx context.Context, s *SLO, at time.Time) (Status, er
 		if math.IsNaN(bad) && whole.Total > 0 {
 			bad = 0
 		}
-		st.ConsumedPerDay = append(st.ConsumedPerDay, DayConsumption{End: end, Consumed: num(BudgetConsumed(bad, whole.Total, s.Target))})
+		st.ConsumedPerDay = append(st.ConsumedPerDay, DayConsumption{End: end, Consumed: num(BudgetConsumed(bad, windowEvents, s.Target))})
 	}
 	return st, nil
 }
 
 func windowLabel(s *SLO, t time.Time) string {
-	if s.Calendar {
+	switch {
+	case s.Calendar && s.Period.Months == 1:
 		return "calendar-month"
+	case s.Calendar:
+		return "calendar-" + s.Period.String()
 	}
 	return promDuration(s.Window)
 }

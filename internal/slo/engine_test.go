@@ -129,7 +129,9 @@ func TestEngineEvaluate(t *testing.T) {
 	// Hand-computed for rack1 (either end: 200 probes per 10 s, 10 lost
 	// per 10 s during the fault, i.e. 5%; 99.9% target: burn 50 while it
 	// lasts). Data starts at t0, so windows longer than 3h hold only what
-	// exists.
+	// exists; the 30d budget is that of the events 30 days will hold at
+	// the recent rate (WindowEvents), not of the 3h so far.
+	const month = 30 * 24 * 60 // the SLO window, in minutes
 	tests := []struct {
 		at       time.Duration
 		burn5m   float64
@@ -141,12 +143,12 @@ func TestEngineEvaluate(t *testing.T) {
 		{3 * time.Hour, 0, 0, nil, 1, false},
 		// 1h: 10 of 60 min at 5% -> 8.33x < 14.4; 6h, 1d, 3d: 10 of 190
 		// min -> 2.63x: only the 1x tier.
-		{3*time.Hour + 10*time.Minute, 50, 50.0 / 6, []string{"ticket-3d"}, 1 - 0.05*10/190/0.001, true},
+		{3*time.Hour + 10*time.Minute, 50, 50.0 / 6, []string{"ticket-3d"}, 1 - 0.05*10/month/0.001, true},
 		// 1h: 25x; 6h: 30/210 -> 7.14x > 6 with 30m at 50x; 2h: 12.5x.
-		{3*time.Hour + 30*time.Minute, 50, 25, []string{"page-1h", "page-6h", "ticket-1d", "ticket-3d"}, 1 - 0.05*30/210/0.001, true},
+		{3*time.Hour + 30*time.Minute, 50, 25, []string{"page-1h", "page-6h", "ticket-1d", "ticket-3d"}, 1 - 0.05*30/month/0.001, true},
 		// Recovered 10 min ago: 5m is clean, page-1h resets; 30m still
 		// holds 20 min of fault (33x) and 6h 6.8x: page-6h holds.
-		{3*time.Hour + 40*time.Minute, 0, 25, []string{"page-6h", "ticket-1d", "ticket-3d"}, 1 - 0.05*30/220/0.001, false},
+		{3*time.Hour + 40*time.Minute, 0, 25, []string{"page-6h", "ticket-1d", "ticket-3d"}, 1 - 0.05*30/month/0.001, false},
 	}
 	for _, tc := range tests {
 		at := t0.Add(tc.at)

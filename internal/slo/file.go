@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
 
 	"github.com/meshlens/meshlens/internal/wire"
@@ -25,47 +24,111 @@ type File struct {
 
 // Load reads and validates SLO files. OpenSLO SLOs may refer to SLIs in any
 // of the files. Every problem of every file is reported, each as
-// file:line: field: message.
+// file:line: field: message. Warnings (what was read but not used) are
+// dropped: Read returns them.
 func Load(paths ...string) ([]SLO, error) {
+	r, err := Read(paths...)
+	return r.SLOs, err
+}
+
+// Parse is Load of files already in memory.
+func Parse(files ...File) ([]SLO, error) {
+	r, err := ParseFiles(files...)
+	return r.SLOs, err
+}
+
+// Result is what a set of SLO files defines.
+type Result struct {
+	SLOs []SLO
+	// Warnings are what was read and not used, or used differently from
+	// how it was written (a label renamed), each as file:line: field: what.
+	Warnings []string
+}
+
+// Read is Load with the warnings.
+func Read(paths ...string) (Result, error) {
 	var files []File
 	for _, p := range paths {
 		b, err := yamlfile.ReadFile(p, yamlfile.MaxConfigBytes)
 		if err != nil {
-			return nil, fmt.Errorf("slo: read %q: %w", p, err)
+			return Result{}, fmt.Errorf("slo: read %q: %w", p, err)
 		}
 		files = append(files, File{Name: p, Data: b})
 	}
-	return Parse(files...)
+	return ParseFiles(files...)
 }
 
-// Parse validates SLO files already in memory. A file holds one or more YAML
-// documents separated by "---"; each is a meshlens SLO, a meshlens list
-// (slos: [...]), or an OpenSLO openslo/v1 SLO or SLI.
-func Parse(files ...File) ([]SLO, error) {
+// ParseFiles validates SLO files already in memory. A file holds one or
+// more YAML documents separated by "---"; a document is an object or a
+// list of objects. An object is a meshlens SLO, a meshlens list (slos:
+// [...]), or an OpenSLO openslo/v1 object: SLOs and SLIs are read,
+// DataSources give a metricSourceRef its type, Services are known names,
+// alert policies, conditions and notification targets are ignored with a
+// warning.
+func ParseFiles(files ...File) (Result, error) {
 	var (
 		errs   []error
-		out    []SLO
+		res    Result
+		objs   []object
 		oslos  []pendingOpenSLO
 		oslis  = map[string]*openSLI{}
 		origin = map[string]string{}
 	)
 	for _, f := range files {
 		for _, d := range splitDocuments(f.Data) {
-			res, err := parseDocument(f.Name, d)
+			o, err := splitList(f.Name, d)
 			if err != nil {
 				errs = append(errs, err)
 				continue
 			}
-			out = append(out, res.slos...)
-			oslos = append(oslos, res.openSLOs...)
-			for _, s := range res.openSLIs {
-				if prev, dup := origin["sli/"+s.name]; dup {
-					errs = append(errs, fmt.Errorf("%s: SLI %q already defined at %s", s.source, s.name, prev))
-					continue
-				}
-				origin["sli/"+s.name] = s.source
-				oslis[s.name] = s
+			objs = append(objs, o...)
+		}
+	}
+	// DataSources first: an SLI anywhere may name one.
+	ctx := &parseCtx{dataSources: map[string]string{}, alertPolicies: map[string]*namedObject{}, alertConditions: map[string]*namedObject{}}
+	var alertObjs []*namedObject
+	for _, o := range objs {
+		switch {
+		case o.isOpenSLO("DataSource"):
+			if err := ctx.addDataSource(o); err != nil {
+				errs = append(errs, err)
 			}
+		case o.isOpenSLO("AlertPolicy"), o.isOpenSLO("AlertCondition"):
+			no := &namedObject{o: o}
+			alertObjs = append(alertObjs, no)
+			m := ctx.alertPolicies
+			if o.kind == "AlertCondition" {
+				m = ctx.alertConditions
+			}
+			if n := rawName(o.data); n != "" {
+				m[n] = no
+			}
+		}
+	}
+	for _, o := range objs {
+		if o.isOpenSLO("DataSource") {
+			continue
+		}
+		dr, err := ctx.parseObject(o)
+		res.Warnings = append(res.Warnings, dr.warnings...)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		res.SLOs = append(res.SLOs, dr.slos...)
+		oslos = append(oslos, dr.openSLOs...)
+		for _, s := range dr.openSLIs {
+			if prev, dup := origin["sli/"+s.name]; dup {
+				errs = append(errs, fmt.Errorf("%s: SLI %q already defined at %s", s.source, s.name, prev))
+				continue
+			}
+			origin["sli/"+s.name] = s.source
+			oslis[s.name] = s
+		}
+	}
+	for _, no := range alertObjs {
+		if !no.used {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s:%d: %s %s ignored: no SLO refers to it (spec.alertPolicies)", no.o.file, firstLine(no.o.data), no.o.kind, objectName(no.o.data)))
 		}
 	}
 	for _, p := range oslos {
@@ -74,9 +137,9 @@ func Parse(files ...File) ([]SLO, error) {
 			errs = append(errs, err)
 			continue
 		}
-		out = append(out, s)
+		res.SLOs = append(res.SLOs, s)
 	}
-	for _, s := range out {
+	for _, s := range res.SLOs {
 		if prev, dup := origin["slo/"+s.Name]; dup {
 			errs = append(errs, fmt.Errorf("%s: SLO %q already defined at %s", s.Source, s.Name, prev))
 			continue
@@ -84,16 +147,16 @@ func Parse(files ...File) ([]SLO, error) {
 		origin["slo/"+s.Name] = s.Source
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return Result{Warnings: res.Warnings}, errors.Join(errs...)
 	}
-	if len(out) == 0 {
+	if len(res.SLOs) == 0 {
 		names := make([]string, len(files))
 		for i, f := range files {
 			names[i] = f.Name
 		}
-		return nil, fmt.Errorf("slo: no SLO in %s", strings.Join(names, ", "))
+		return Result{Warnings: res.Warnings}, fmt.Errorf("slo: no SLO in %s", strings.Join(names, ", "))
 	}
-	return out, nil
+	return res, nil
 }
 
 var docSep = regexp.MustCompile(`^---(\s.*)?$`)
@@ -106,25 +169,10 @@ func splitDocuments(data []byte) [][]byte {
 	var docs [][]byte
 	start := 0
 	flush := func(end int) {
-		body := false
-		for _, l := range lines[start:end] {
-			t := strings.TrimSpace(l)
-			if t != "" && !strings.HasPrefix(t, "#") {
-				body = true
-				break
-			}
-		}
-		if !body {
+		if !hasBody(lines[start:end]) {
 			return
 		}
-		var b strings.Builder
-		for i := range lines {
-			if i >= start && i < end {
-				b.WriteString(lines[i])
-			}
-			b.WriteByte('\n')
-		}
-		docs = append(docs, []byte(b.String()))
+		docs = append(docs, blankOutside(lines, start, end))
 	}
 	for i, l := range lines {
 		if docSep.MatchString(strings.TrimRight(l, "\r")) {
@@ -140,47 +188,217 @@ func splitDocuments(data []byte) [][]byte {
 	return docs
 }
 
+func hasBody(lines []string) bool {
+	for _, l := range lines {
+		t := strings.TrimSpace(l)
+		if t != "" && !strings.HasPrefix(t, "#") {
+			return true
+		}
+	}
+	return false
+}
+
+// blankOutside keeps lines [start, end) and blanks the others.
+func blankOutside(lines []string, start, end int) []byte {
+	var b strings.Builder
+	for i := range lines {
+		if i >= start && i < end {
+			b.WriteString(lines[i])
+		}
+		b.WriteByte('\n')
+	}
+	return []byte(b.String())
+}
+
+// object is one YAML object of a file, the file's other lines blanked.
+type object struct {
+	file       string
+	data       []byte
+	apiVersion string
+	kind       string
+}
+
+func (o object) isOpenSLO(kind string) bool {
+	return strings.HasPrefix(o.apiVersion, "openslo/") && o.kind == kind
+}
+
+// splitList returns the objects of a document: itself, or the items of a
+// top-level list (as tools that emit OpenSLO write them), each item
+// dedented in place so that lines stay those of the file.
+func splitList(file string, doc []byte) ([]object, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(doc, &root); err != nil || len(root.Content) != 1 || root.Content[0].Kind != yaml.SequenceNode {
+		// Not a list: the strict decode reports what is wrong.
+		return []object{newObject(file, doc)}, nil
+	}
+	seq := root.Content[0]
+	lines := strings.Split(string(doc), "\n")
+	var out []object
+	for i, item := range seq.Content {
+		if item.Kind != yaml.MappingNode {
+			return nil, fmt.Errorf("%s:%d: [%d]: each item of a top-level list is an object (a mapping: apiVersion, kind, ...), not a %s", file, item.Line, i, nodeKind(item))
+		}
+		start, end := item.Line-1, len(lines)
+		if i+1 < len(seq.Content) {
+			end = seq.Content[i+1].Line - 1
+		}
+		own := append([]string(nil), lines...)
+		// The item's dash, and a next item's dash alone on a line.
+		own[start] = strings.Repeat(" ", item.Column-1) + own[start][min(item.Column-1, len(own[start])):]
+		for j := start + 1; j < end; j++ {
+			if strings.TrimSpace(own[j]) == "-" {
+				own[j] = ""
+			}
+		}
+		out = append(out, newObject(file, blankOutside(own, start, end)))
+	}
+	return out, nil
+}
+
+func nodeKind(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "list"
+	case yaml.ScalarNode:
+		return "scalar"
+	}
+	return "mapping"
+}
+
+// newObject reads the header of an object leniently; the strict decode
+// follows.
+func newObject(file string, data []byte) object {
+	var head struct {
+		APIVersion any `yaml:"apiVersion"`
+		Kind       any `yaml:"kind"`
+	}
+	_ = yaml.Unmarshal(data, &head)
+	s := func(v any) string {
+		if v == nil {
+			return ""
+		}
+		return fmt.Sprint(v)
+	}
+	return object{file: file, data: data, apiVersion: s(head.APIVersion), kind: s(head.Kind)}
+}
+
 type docResult struct {
 	slos     []SLO
 	openSLOs []pendingOpenSLO
 	openSLIs []*openSLI
+	warnings []string
 }
 
-func parseDocument(file string, data []byte) (docResult, error) {
-	var head struct {
-		APIVersion string `yaml:"apiVersion"`
-		Kind       string `yaml:"kind"`
-	}
-	// A lenient look at the header only; the strict decode follows.
-	_ = yaml.Unmarshal(data, &head)
+// parseCtx is what every object may refer to.
+type parseCtx struct {
+	// dataSources maps OpenSLO DataSource names to their type.
+	dataSources map[string]string
+	// alertPolicies and alertConditions by name.
+	alertPolicies, alertConditions map[string]*namedObject
+}
+
+func (c *parseCtx) parseObject(o object) (docResult, error) {
 	var res docResult
+	file, data := o.file, o.data
 	switch {
-	case strings.HasPrefix(head.APIVersion, "openslo/"):
-		if head.APIVersion != "openslo/v1" {
-			return res, fmt.Errorf("%s: apiVersion %q: only openslo/v1 is supported", file, head.APIVersion)
+	case strings.HasPrefix(o.apiVersion, "openslo/"):
+		if o.apiVersion != "openslo/v1" {
+			return res, fmt.Errorf("%s:%d: apiVersion: %q: only openslo/v1 is supported (v1alpha and v2alpha documents: convert them with the oslo tool)", file, keyLine(data, "apiVersion"), o.apiVersion)
 		}
-		switch head.Kind {
+		switch o.kind {
 		case "SLO":
-			p, err := parseOpenSLO(file, data)
+			p, warn, err := c.parseOpenSLO(file, data)
+			res.warnings = warn
 			if err != nil {
 				return res, err
 			}
 			res.openSLOs = append(res.openSLOs, p)
 		case "SLI":
-			s, err := parseOpenSLI(file, data)
+			s, warn, err := c.parseOpenSLI(file, data)
+			res.warnings = warn
 			if err != nil {
 				return res, err
 			}
 			res.openSLIs = append(res.openSLIs, s)
+		case "Service":
+			// A name SLOs give as spec.service; nothing to measure.
+			return res, nil
+		case "AlertPolicy", "AlertCondition":
+			// Read where an SLO refers to them (alertpolicy.go).
+			return res, nil
+		case "AlertNotificationTarget":
+			res.warnings = append(res.warnings, fmt.Sprintf("%s:%d: %s %s ignored: Alertmanager routes meshlens's alerts on their labels (slo, tier, severity, service)", file, firstLine(data), o.kind, objectName(data)))
+			return res, nil
 		default:
-			return res, fmt.Errorf("%s: kind %q: only openslo/v1 SLO and SLI are supported", file, head.Kind)
+			return res, fmt.Errorf("%s:%d: kind: %q: want one of SLO, SLI, Service, DataSource, AlertPolicy, AlertCondition, AlertNotificationTarget", file, keyLine(data, "kind"), o.kind)
 		}
 		return res, nil
+	case o.apiVersion == "pyrra.dev/v1alpha1":
+		return res, fmt.Errorf("%s:%d: a Pyrra ServiceLevelObjective: write it as an openslo/v1 SLO (see docs/configuration.md, SLOs)", file, firstLine(data))
+	case strings.HasPrefix(o.apiVersion, "sloth.slok.dev/"), isSloth(data):
+		return res, fmt.Errorf("%s:%d: a Sloth SLO spec: write it as an openslo/v1 SLO (see docs/configuration.md, SLOs)", file, firstLine(data))
 	default:
 		slos, err := parseNative(file, data)
 		res.slos = slos
 		return res, err
 	}
+}
+
+// isSloth tells a Sloth prometheus/v1 spec (version, service, slos with
+// objective and sli.events) from a meshlens list.
+func isSloth(data []byte) bool {
+	var head struct {
+		Version any `yaml:"version"`
+	}
+	_ = yaml.Unmarshal(data, &head)
+	v, _ := head.Version.(string)
+	return strings.HasPrefix(v, "prometheus/")
+}
+
+// firstLine is the first line of an object's own text.
+func firstLine(data []byte) int {
+	for i, l := range strings.Split(string(data), "\n") {
+		if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "#") {
+			return i + 1
+		}
+	}
+	return 1
+}
+
+// keyLine is the line of an object's top-level key, or its first line.
+func keyLine(data []byte, key string) int {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) == nil && len(root.Content) == 1 && root.Content[0].Kind == yaml.MappingNode {
+		m := root.Content[0]
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			if m.Content[i].Value == key {
+				return m.Content[i].Line
+			}
+		}
+	}
+	return firstLine(data)
+}
+
+// objectName is an OpenSLO object's metadata.name, quoted, for messages.
+func objectName(data []byte) string {
+	if n := rawName(data); n != "" {
+		return yamlfile.Quote(n)
+	}
+	return "(unnamed)"
+}
+
+// rawName is an OpenSLO object's metadata.name, "" if it has none.
+func rawName(data []byte) string {
+	var o struct {
+		Metadata struct {
+			Name any `yaml:"name"`
+		} `yaml:"metadata"`
+	}
+	_ = yaml.Unmarshal(data, &o)
+	if o.Metadata.Name == nil {
+		return ""
+	}
+	return fmt.Sprint(o.Metadata.Name)
 }
 
 // nativeFile is a meshlens SLO document: one SLO at the top level, or a
@@ -244,9 +462,9 @@ type tierYAML struct {
 
 func parseNative(file string, data []byte) ([]SLO, error) {
 	var nf nativeFile
-	doc, err := yamlfile.Decode(file, data, &nf)
+	doc, err := decode(file, data, &nf)
 	if err != nil {
-		return nil, fmt.Errorf("slo: %w", err)
+		return nil, err
 	}
 	p := doc.NewProblems()
 	if nf.APIVersion != "" && nf.APIVersion != "meshlens/v1" {
@@ -290,17 +508,14 @@ func (y *sloYAML) validate(doc *yamlfile.Doc, p *yamlfile.Problems, base []any) 
 	if !nameRE.MatchString(y.Name) {
 		p.Addf(at(base, "name"), "%q: want letters, digits, '.', '_', ':' or '-', at most 128", y.Name)
 	}
-	for k := range y.Labels {
-		if !model.LegacyValidation.IsValidLabelName(k) || k == "slo" || k == "severity" || k == "tier" || k == "alertname" {
-			p.Addf(at(base, "labels", k), "%q is not a usable label name", k)
-		}
-	}
+	checkNativeLabels(y.Labels, p, at(base, "labels"))
 	t, err := parseTarget(y.Target)
 	if err != nil {
 		p.Addf(at(base, "target"), "%v", err)
 	}
 	s.Target = t
-	s.Window, s.Calendar, err = parseWindow(y.Window)
+	s.Window, s.Period, err = parseWindow(y.Window)
+	s.Calendar = s.Period.Months > 0
 	if err != nil {
 		p.Addf(at(base, "window"), "%v", err)
 	}
@@ -331,22 +546,34 @@ func parseTarget(v string) (float64, error) {
 	return f, nil
 }
 
-// parseWindow reads a rolling window (7d, 28d, 30d, ...) or calendar-month.
-func parseWindow(v string) (time.Duration, bool, error) {
+// maxWindow bounds SLO windows: a budget is counted over the store's
+// recent history.
+const maxWindow = 90 * 24 * time.Hour
+
+// parseWindow reads a rolling window (7d, 28d, 30d, ...) or calendar-month
+// (UTC months).
+func parseWindow(v string) (time.Duration, CalendarPeriod, error) {
 	switch v {
 	case "":
-		return 0, false, errors.New("missing (e.g. 30d, 28d, 7d or calendar-month)")
+		return 0, CalendarPeriod{}, errors.New("missing (e.g. 30d, 28d, 7d or calendar-month)")
 	case "calendar-month", "month":
-		return BaseWindow, true, nil
+		return BaseWindow, CalendarPeriod{Months: 1, Start: calendarEpoch}, nil
 	}
 	d, err := parseDuration(v)
 	if err != nil {
-		return 0, false, err
+		return 0, CalendarPeriod{}, err
 	}
-	if d < time.Hour || d > 90*24*time.Hour {
-		return 0, false, fmt.Errorf("%q: a rolling window must be between 1h and 90d", v)
+	if err := checkRolling(d); err != nil {
+		return 0, CalendarPeriod{}, fmt.Errorf("%q: %v", v, err)
 	}
-	return d, false, nil
+	return d, CalendarPeriod{}, nil
+}
+
+func checkRolling(d time.Duration) error {
+	if d < time.Hour || d > maxWindow {
+		return errors.New("a rolling window must be between 1h and 90d")
+	}
+	return nil
 }
 
 func parseDuration(v string) (time.Duration, error) {
@@ -424,8 +651,7 @@ func (y sliYAML) validate(p *yamlfile.Problems, base []any) SLI {
 		n++
 		s.Kind = Ratio
 		rb := at(base, "ratio")
-		s.Good, s.Bad, s.Total = y.Ratio.Good, y.Ratio.Bad, y.Ratio.Total
-		validateRatio(p, rb, s.Good, s.Bad, s.Total)
+		s.Good, s.Bad, s.Total = validateRatio(p, rb, y.Ratio.Good, y.Ratio.Bad, y.Ratio.Total)
 	}
 	if n != 1 {
 		p.Addf(base, "want exactly one of probe_availability, probe_latency, ratio")
@@ -433,39 +659,32 @@ func (y sliYAML) validate(p *yamlfile.Problems, base []any) SLI {
 	return s
 }
 
-func validateRatio(p *yamlfile.Problems, base []any, good, bad, total string) {
+// validateRatio checks a ratio SLI's queries and returns them as event
+// counts over WindowVar (see eventsExpr).
+func validateRatio(p *yamlfile.Problems, base []any, good, bad, total string) (g, b, t string) {
 	if (good == "") == (bad == "") {
 		p.Addf(base, "want exactly one of good and bad, with total")
 	}
 	if total == "" {
 		p.Addf(at(base, "total"), "missing")
 	}
+	out := map[string]string{}
 	for _, q := range []struct{ name, expr string }{{"good", good}, {"bad", bad}, {"total", total}} {
 		if q.expr == "" {
 			continue
 		}
-		if err := checkWindowExpr(q.expr); err != nil {
+		e, err := eventsExpr(q.expr, false)
+		if err != nil {
 			p.Addf(at(base, q.name), "%v", err)
+			continue
 		}
+		out[q.name] = e
 	}
+	return out["good"], out["bad"], out["total"]
 }
 
 // WindowVar is where a Ratio SLI's range goes.
 const WindowVar = "{{.window}}"
-
-func checkWindowExpr(expr string) error {
-	if !strings.Contains(expr, WindowVar) {
-		return fmt.Errorf("%q: must contain %s where the range goes, e.g. sum(increase(x_total[%s]))", expr, WindowVar, WindowVar)
-	}
-	e, err := parser.NewParser(parser.Options{}).ParseExpr(expandWindow(expr, 5*time.Minute))
-	if err != nil {
-		return fmt.Errorf("%q: %w", expr, err)
-	}
-	if e.Type() != parser.ValueTypeVector {
-		return fmt.Errorf("%q: must be an instant vector, not a %s", expr, e.Type())
-	}
-	return nil
-}
 
 func (y *alertingYAML) apply(s *SLO, p *yamlfile.Problems, base []any) {
 	s.Runbook = y.Runbook
@@ -483,13 +702,8 @@ func (y *alertingYAML) apply(s *SLO, p *yamlfile.Problems, base []any) {
 		return
 	}
 	var tiers []Tier
-	if len(y.Tiers) == 0 {
-		for _, t := range DefaultTiers() {
-			if s.Window > 0 {
-				t.Factor = ScaleFactor(t.Factor, s.Window)
-			}
-			tiers = append(tiers, t)
-		}
+	if len(y.Tiers) == 0 && s.Window > 0 {
+		tiers = TiersFor(s.Window)
 	}
 	names := map[string]bool{}
 	for i, ty := range y.Tiers {
@@ -504,6 +718,8 @@ func (y *alertingYAML) apply(s *SLO, p *yamlfile.Problems, base []any) {
 		names[ty.Name] = true
 		if !(ty.BurnRate > 0) || math.IsInf(ty.BurnRate, 0) {
 			p.Addf(at(tb, "burn_rate"), "%v: must be positive", ty.BurnRate)
+		} else if ty.BurnRate < 1 {
+			p.Addf(at(tb, "burn_rate"), "%v: below 1 the tier fires while the budget would outlast the window; want 1 or more", ty.BurnRate)
 		} else if s.Target > 0 && ty.BurnRate*(1-s.Target) > 1 {
 			p.Addf(at(tb, "burn_rate"), "%v: can never fire: an error rate above 100%% would be needed", ty.BurnRate)
 		}
@@ -516,6 +732,9 @@ func (y *alertingYAML) apply(s *SLO, p *yamlfile.Problems, base []any) {
 		}
 		if t.Long > 0 && t.Short > 0 && t.Short >= t.Long {
 			p.Addf(at(tb, "short"), "%s: must be shorter than long (%s)", t.Short, t.Long)
+		}
+		if s.Window > 0 && t.Long > s.Window {
+			p.Addf(at(tb, "long"), "%s: longer than the SLO window (%s); a tier's windows fit inside it", promDuration(t.Long), promDuration(s.Window))
 		}
 		if ty.For != "" {
 			if t.For, err = parseDuration(ty.For); err != nil {

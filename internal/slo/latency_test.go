@@ -96,19 +96,19 @@ func TestEngineLatencyEstimate(t *testing.T) {
 	}
 	// Hand-computed shares: normal 0.99 + 0.009/4 = 0.99225; slow
 	// 0.5 + 0.4*(5-3)/(6-3) = 0.76667. Target 99%: burn = (1-share)/0.01.
-	// Counters lag a minute: the last 5m are all slow, the last hour is
-	// 29 slow and 31 normal minutes.
+	// Counters lag a minute: the last 5m and 14m are all slow, the last
+	// 84m (the 7d SLO's page-6h tier) 29 slow and 55 normal minutes.
 	slowBurn, normalBurn := (1-(0.5+0.4*2/3))/0.01, (1-0.99225)/0.01
 	for _, c := range []struct {
 		w    string
 		want float64
-	}{{"5m", slowBurn}, {"1h", (29*slowBurn + 31*normalBurn) / 60}} {
+	}{{"5m", slowBurn}, {"14m", slowBurn}, {"1h24m", (29*slowBurn + 55*normalBurn) / 84}} {
 		if got := st.BurnRates[c.w]; math.Abs(got-c.want) > 0.03*c.want {
 			t.Errorf("burn %s = %v, want %v", c.w, got, c.want)
 		}
 	}
 	if !st.Tiers[0].Firing {
-		t.Errorf("page-1h (14.4x scaled to 7d: %v) not firing: %+v", st.Tiers[0].Factor, st.Tiers[0])
+		t.Errorf("page-1h (14.4x over 14m and 5m on 7d: %v) not firing: %+v", st.Tiers[0].Factor, st.Tiers[0])
 	}
 	// A restarted engine resumes the counters where they were.
 	last := func(at time.Time) float64 {

@@ -1,6 +1,9 @@
 package slo
 
-import "math"
+import (
+	"math"
+	"time"
+)
 
 // Counts are the events of an SLI over one window.
 type Counts struct {
@@ -30,6 +33,22 @@ func BudgetRemaining(c Counts, target float64) float64 {
 		return math.NaN()
 	}
 	return 1 - c.Bad/((1-target)*c.Total)
+}
+
+// WindowEvents is how many events the whole SLO window holds: what it
+// holds, or, while it is younger than its length (a new SLO or server,
+// data minutes old in a week's window), what it will hold at the recent
+// rate, the highest of the rates over recent (events in the windows
+// shorter than the SLO window, by length). Without it, three minutes of
+// 2 % loss in a 99.9 % week read as a budget spent twenty times over.
+func WindowEvents(whole Counts, window time.Duration, recent map[time.Duration]Counts) float64 {
+	total := whole.Total
+	for w, c := range recent {
+		if w > 0 && w < window && c.Total > 0 {
+			total = math.Max(total, c.Total*float64(window)/float64(w))
+		}
+	}
+	return total
 }
 
 // BudgetConsumed is the share of the whole SLO window's budget that bad

@@ -94,3 +94,35 @@ func TestTierFiring(t *testing.T) {
 		})
 	}
 }
+
+// A window younger than its length is judged against the events it will
+// hold at the recent rate; a full one against what it holds.
+func TestWindowEvents(t *testing.T) {
+	week := 7 * 24 * time.Hour
+	tests := []struct {
+		name   string
+		whole  Counts
+		recent map[time.Duration]Counts
+		want   float64
+	}{
+		{"three minutes into a week", Counts{Total: 360}, map[time.Duration]Counts{time.Minute: {Total: 120}, 5 * time.Minute: {Total: 360}}, 120 * 7 * 24 * 60},
+		{"full window", Counts{Total: 2 * 7 * 24 * 3600}, map[time.Duration]Counts{time.Hour: {Total: 7200}}, 2 * 7 * 24 * 3600},
+		{"no recent windows", Counts{Total: 50}, nil, 50},
+		{"recent windows empty", Counts{Total: 50}, map[time.Duration]Counts{time.Minute: {}}, 50},
+		{"window itself ignored", Counts{Total: 50}, map[time.Duration]Counts{week: {Total: 50}}, 50},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := WindowEvents(tc.whole, week, tc.recent); math.Abs(got-tc.want) > 1e-9 {
+				t.Errorf("WindowEvents = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	// The demo's case: 2% loss for three minutes of a 99.9% week spends
+	// about 1% of the budget, not 1900%.
+	whole := Counts{Bad: 0.02 * 360, Total: 360}
+	used := BudgetConsumed(whole.Bad, WindowEvents(whole, week, map[time.Duration]Counts{time.Minute: {Total: 120}}), 0.999)
+	if used < 0 || used > 0.01 {
+		t.Errorf("three minutes of 2%% loss consumed %v of a week's budget", used)
+	}
+}

@@ -3,22 +3,25 @@ package slo
 import (
 	"fmt"
 	"strings"
+	"time"
 
-	"github.com/prometheus/prometheus/promql/parser"
+	"gopkg.in/yaml.v3"
 
 	"github.com/meshlens/meshlens/internal/yamlfile"
 )
 
-// The OpenSLO subset meshlens accepts: an SLO with one objective, an
-// Occurrences budgeting method, a rolling or calendar-month time window, and
-// an SLI (inline or by indicatorRef) that is a ratioMetric of Prometheus
-// queries. Anything else is reported, not ignored.
+// The OpenSLO subset meshlens measures: an SLO with one objective, an
+// Occurrences budget, a rolling or calendar window (start time and time
+// zone honoured), and an SLI (inline or by indicatorRef) that is a
+// ratioMetric of Prometheus queries (a DataSource may give the type).
+// Anything else is refused saying why, or, where it changes nothing that
+// is measured, read with a warning.
 
 type openMeta struct {
-	Name        string            `yaml:"name"`
-	DisplayName string            `yaml:"displayName"`
-	Labels      map[string]string `yaml:"labels"`
-	Annotations map[string]string `yaml:"annotations"`
+	Name        string                 `yaml:"name"`
+	DisplayName string                 `yaml:"displayName"`
+	Labels      map[string]labelValues `yaml:"labels"`
+	Annotations map[string]string      `yaml:"annotations"`
 }
 
 type openSLOFile struct {
@@ -36,7 +39,7 @@ type openSLOSpec struct {
 	TimeWindow      []openTimeWindow `yaml:"timeWindow"`
 	BudgetingMethod string           `yaml:"budgetingMethod"`
 	Objectives      []openObjective  `yaml:"objectives"`
-	AlertPolicies   []any            `yaml:"alertPolicies"`
+	AlertPolicies   []yaml.Node      `yaml:"alertPolicies"`
 	// Meshlens carries meshlens's alerting block under an extension key.
 	Meshlens *alertingYAML `yaml:"x-meshlens-alerting"`
 }
@@ -51,11 +54,16 @@ type openTimeWindow struct {
 }
 
 type openObjective struct {
-	DisplayName   string   `yaml:"displayName"`
-	Target        *float64 `yaml:"target"`
-	TargetPercent *float64 `yaml:"targetPercent"`
-	Op            string   `yaml:"op"`
-	Value         *float64 `yaml:"value"`
+	DisplayName     string       `yaml:"displayName"`
+	Target          *float64     `yaml:"target"`
+	TargetPercent   *float64     `yaml:"targetPercent"`
+	Op              string       `yaml:"op"`
+	Value           *float64     `yaml:"value"`
+	TimeSliceTarget *float64     `yaml:"timeSliceTarget"`
+	TimeSliceWindow string       `yaml:"timeSliceWindow"`
+	Indicator       *openSLIFile `yaml:"indicator"`
+	IndicatorRef    string       `yaml:"indicatorRef"`
+	CompositeWeight *float64     `yaml:"compositeWeight"`
 }
 
 type openSLIFile struct {
@@ -66,9 +74,9 @@ type openSLIFile struct {
 }
 
 type openSLISpec struct {
-	Description     string     `yaml:"description"`
-	ThresholdMetric any        `yaml:"thresholdMetric"`
-	RatioMetric     *openRatio `yaml:"ratioMetric"`
+	Description     string      `yaml:"description"`
+	ThresholdMetric *openMetric `yaml:"thresholdMetric"`
+	RatioMetric     *openRatio  `yaml:"ratioMetric"`
 }
 
 type openRatio struct {
@@ -77,15 +85,26 @@ type openRatio struct {
 	Bad     *openMetric `yaml:"bad"`
 	Total   *openMetric `yaml:"total"`
 	RawType string      `yaml:"rawType"`
-	Raw     any         `yaml:"raw"`
+	Raw     *openMetric `yaml:"raw"`
 }
 
 type openMetric struct {
 	MetricSource struct {
-		MetricSourceRef string            `yaml:"metricSourceRef"`
-		Type            string            `yaml:"type"`
-		Spec            map[string]string `yaml:"spec"`
+		MetricSourceRef string         `yaml:"metricSourceRef"`
+		Type            string         `yaml:"type"`
+		Spec            map[string]any `yaml:"spec"`
 	} `yaml:"metricSource"`
+}
+
+type openDataSource struct {
+	APIVersion string   `yaml:"apiVersion"`
+	Kind       string   `yaml:"kind"`
+	Metadata   openMeta `yaml:"metadata"`
+	Spec       struct {
+		Description       string `yaml:"description"`
+		Type              string `yaml:"type"`
+		ConnectionDetails any    `yaml:"connectionDetails"`
+	} `yaml:"spec"`
 }
 
 // openSLI is a validated OpenSLO SLI, as a meshlens Ratio SLI.
@@ -108,44 +127,67 @@ func (p pendingOpenSLO) resolve(slis map[string]*openSLI) (SLO, error) {
 	default:
 		sli, ok := slis[p.ref]
 		if !ok {
-			return SLO{}, fmt.Errorf("%s: spec.indicatorRef: no openslo/v1 SLI named %q in the files given", s.Source, p.ref)
+			return SLO{}, fmt.Errorf("%s: spec.indicatorRef: no openslo/v1 SLI named %q in the files given (give its file too, or write the SLI inline under indicator)", s.Source, p.ref)
 		}
 		s.SLI = sli.sli
 	}
 	return s, nil
 }
 
-func parseOpenSLI(file string, data []byte) (*openSLI, error) {
-	var f openSLIFile
-	doc, err := yamlfile.Decode(file, data, &f)
+func (c *parseCtx) addDataSource(o object) error {
+	var f openDataSource
+	doc, err := decode(o.file, o.data, &f)
 	if err != nil {
-		return nil, fmt.Errorf("slo: %w", err)
+		return err
 	}
 	p := doc.NewProblems()
-	s := f.validate(doc, p, nil)
-	if err := p.Err(); err != nil {
-		return nil, err
+	if f.Metadata.Name == "" {
+		p.Addf(yamlfile.Path("metadata", "name"), "missing: SLIs name a DataSource by it (metricSourceRef)")
 	}
-	return s, nil
+	if f.Spec.Type == "" {
+		p.Addf(yamlfile.Path("spec", "type"), "missing (e.g. Prometheus)")
+	}
+	if _, dup := c.dataSources[f.Metadata.Name]; dup {
+		p.Addf(yamlfile.Path("metadata", "name"), "DataSource %q defined twice", f.Metadata.Name)
+	}
+	if err := p.Err(); err != nil {
+		return err
+	}
+	c.dataSources[f.Metadata.Name] = f.Spec.Type
+	return nil
 }
 
-func (f *openSLIFile) validate(doc *yamlfile.Doc, p *yamlfile.Problems, base []any) *openSLI {
+func (c *parseCtx) parseOpenSLI(file string, data []byte) (*openSLI, []string, error) {
+	var f openSLIFile
+	doc, err := decode(file, data, &f)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, w := doc.NewProblems(), doc.NewProblems()
+	s := c.validateSLI(&f, doc, p, w, nil)
+	return s, warnings(w), p.Err()
+}
+
+func (c *parseCtx) validateSLI(f *openSLIFile, doc *yamlfile.Doc, p, w *yamlfile.Problems, base []any) *openSLI {
 	s := &openSLI{name: f.Metadata.Name, source: fmt.Sprintf("%s:%d", doc.File, doc.Line(base...))}
-	if !nameRE.MatchString(f.Metadata.Name) {
+	if base == nil && !nameRE.MatchString(f.Metadata.Name) {
 		p.Addf(at(base, "metadata", "name"), "%q: want letters, digits, '.', '_', ':' or '-'", f.Metadata.Name)
 	}
 	sb := at(base, "spec")
 	if f.Spec.ThresholdMetric != nil {
-		p.Addf(at(sb, "thresholdMetric"), "threshold SLIs are not supported; use ratioMetric")
+		p.Addf(at(sb, "thresholdMetric"), "threshold SLIs (a value compared per data point) are not measured: count good and total events instead, "+
+			"e.g. for latency good: rate(x_bucket{le=\"0.25\"}[5m]), total: rate(x_count[5m]) under ratioMetric")
+		return s
 	}
 	r := f.Spec.RatioMetric
 	if r == nil {
-		p.Addf(sb, "ratioMetric is required")
+		p.Addf(sb, "ratioMetric is required (good or bad, with total)")
 		return s
 	}
 	rb := at(sb, "ratioMetric")
 	if r.Raw != nil || r.RawType != "" {
-		p.Addf(at(rb, "raw"), "raw ratios are not supported; give good or bad with total")
+		p.Addf(at(rb, "raw"), "raw (precomputed) ratios cannot be weighted by events: give good or bad, with total")
+		return s
 	}
 	s.sli.Kind = Ratio
 	conv := func(name string, m *openMetric) string {
@@ -153,104 +195,96 @@ func (f *openSLIFile) validate(doc *yamlfile.Doc, p *yamlfile.Problems, base []a
 			return ""
 		}
 		mb := at(rb, name, "metricSource")
-		if !strings.EqualFold(m.MetricSource.Type, "prometheus") {
-			p.Addf(at(mb, "type"), "%q: only Prometheus metric sources map onto the meshlens store", m.MetricSource.Type)
+		ms := m.MetricSource
+		typ, from := ms.Type, ""
+		if typ == "" && ms.MetricSourceRef != "" {
+			t, ok := c.dataSources[ms.MetricSourceRef]
+			if !ok {
+				p.Addf(at(mb, "metricSourceRef"), "%q: no DataSource of that name in the files given (give its file, or type: Prometheus here)", ms.MetricSourceRef)
+				return ""
+			}
+			typ, from = t, fmt.Sprintf(" (the type of DataSource %q)", ms.MetricSourceRef)
+		}
+		switch {
+		case typ == "":
+			p.Addf(mb, "type missing: want type: Prometheus, or a metricSourceRef naming a Prometheus DataSource")
+			return ""
+		case !strings.EqualFold(typ, "prometheus"):
+			p.Addf(at(mb, "type"), "%q%s: only Prometheus queries can be measured on the meshlens store", typ, from)
 			return ""
 		}
-		for k := range m.MetricSource.Spec {
-			if k != "query" {
-				p.Addf(at(mb, "spec", k), "unknown field (want query)")
+		for k := range ms.Spec {
+			if k != "query" && k != "promql" {
+				w.Addf(at(mb, "spec", k), "ignored: only the query is read")
 			}
 		}
-		q := strings.TrimSpace(m.MetricSource.Spec["query"])
+		qv := ms.Spec["query"]
+		if qv == nil {
+			qv = ms.Spec["promql"]
+		}
+		q, _ := qv.(string)
+		q = strings.TrimSpace(q)
 		if q == "" {
-			p.Addf(at(mb, "spec", "query"), "missing")
+			p.Addf(at(mb, "spec", "query"), "missing: want the PromQL of the %s events", name)
 			return ""
 		}
-		if strings.Contains(q, WindowVar) {
-			return q
-		}
-		// A bare counter selector (counter: true) is counted over the window.
-		e, err := parser.NewParser(parser.Options{}).ParseExpr(q)
+		e, err := eventsExpr(q, r.Counter)
 		if err != nil {
-			p.Addf(at(mb, "spec", "query"), "%q: %v", q, err)
+			p.Addf(at(mb, "spec", "query"), "%v", err)
 			return ""
 		}
-		if _, ok := e.(*parser.VectorSelector); !ok || !r.Counter {
-			p.Addf(at(mb, "spec", "query"), "%q: want a counter selector with counter: true, or an expression with %s", q, WindowVar)
-			return ""
-		}
-		return "sum(increase(" + q + "[" + WindowVar + "]))"
+		return e
 	}
-	s.sli.Good, s.sli.Bad, s.sli.Total = conv("good", r.Good), conv("bad", r.Bad), conv("total", r.Total)
 	if (r.Good == nil) == (r.Bad == nil) || r.Total == nil {
 		p.Addf(rb, "want exactly one of good and bad, with total")
-	} else if s.sli.Good != "" || s.sli.Bad != "" {
-		validateRatio(p, rb, s.sli.Good, s.sli.Bad, s.sli.Total)
+		return s
 	}
+	s.sli.Good, s.sli.Bad, s.sli.Total = conv("good", r.Good), conv("bad", r.Bad), conv("total", r.Total)
 	return s
 }
 
-func parseOpenSLO(file string, data []byte) (pendingOpenSLO, error) {
+func (c *parseCtx) parseOpenSLO(file string, data []byte) (pendingOpenSLO, []string, error) {
 	var f openSLOFile
-	doc, err := yamlfile.Decode(file, data, &f)
+	doc, err := decode(file, data, &f)
 	if err != nil {
-		return pendingOpenSLO{}, fmt.Errorf("slo: %w", err)
+		return pendingOpenSLO{}, nil, err
 	}
-	p := doc.NewProblems()
+	p, w := doc.NewProblems(), doc.NewProblems()
 	s := SLO{
 		Name:        f.Metadata.Name,
 		Description: f.Spec.Description,
-		Labels:      f.Metadata.Labels,
+		Service:     f.Spec.Service,
+		Labels:      openLabels(f.Metadata.Labels, p, w, yamlfile.Path("metadata", "labels")),
 		Source:      fmt.Sprintf("%s:%d", doc.File, doc.Line()),
 	}
 	if !nameRE.MatchString(s.Name) {
 		p.Addf(yamlfile.Path("metadata", "name"), "%q: want letters, digits, '.', '_', ':' or '-'", s.Name)
 	}
-	for k := range s.Labels {
-		if k == "slo" || k == "severity" || k == "tier" || k == "alertname" {
-			p.Addf(yamlfile.Path("metadata", "labels", k), "%q is reserved", k)
-		}
-	}
 	if s.Description == "" {
 		s.Description = f.Metadata.DisplayName
 	}
-	if m := f.Spec.BudgetingMethod; m != "" && m != "Occurrences" {
-		p.Addf(yamlfile.Path("spec", "budgetingMethod"), "%q: only Occurrences (event-weighted) budgets are supported", m)
-	}
-	if len(f.Spec.AlertPolicies) > 0 {
-		p.Addf(yamlfile.Path("spec", "alertPolicies"), "not supported: meshlens alerts on multiwindow burn rates (x-meshlens-alerting configures them)")
-	}
-	switch len(f.Spec.TimeWindow) {
-	case 1:
-		tw := f.Spec.TimeWindow[0]
-		wb := yamlfile.Path("spec", "timeWindow", 0)
-		switch {
-		case tw.IsRolling:
-			if s.Window, _, err = parseWindow(tw.Duration); err != nil {
-				p.Addf(at(wb, "duration"), "%v", err)
-			}
-		case tw.Calendar != nil && (tw.Duration == "1M" || tw.Duration == "1mo" || tw.Duration == "month"):
-			if tz := tw.Calendar.TimeZone; tz != "" && tz != "UTC" && tz != "Etc/UTC" {
-				p.Addf(at(wb, "calendar", "timeZone"), "%q: only UTC calendar months are supported", tz)
-			}
-			s.Window, s.Calendar = BaseWindow, true
-		default:
-			p.Addf(wb, "want a rolling window (isRolling: true) or a calendar month (duration: 1M with calendar)")
-		}
+	switch m := f.Spec.BudgetingMethod; m {
+	case "", "Occurrences":
+	case "Timeslices", "RatioTimeslices":
+		p.Addf(yamlfile.Path("spec", "budgetingMethod"), "%q: not measured by meshlens yet: budgets count events; use Occurrences", m)
 	default:
-		p.Addf(yamlfile.Path("spec", "timeWindow"), "want exactly one time window")
+		p.Addf(yamlfile.Path("spec", "budgetingMethod"), "%q: want Occurrences", m)
 	}
+	parseOpenWindow(&s, f.Spec.TimeWindow, p)
 	switch len(f.Spec.Objectives) {
 	case 1:
 		o := f.Spec.Objectives[0]
 		ob := yamlfile.Path("spec", "objectives", 0)
 		switch {
 		case o.Op != "" || o.Value != nil:
-			p.Addf(ob, "threshold objectives (op, value) are not supported")
+			p.Addf(ob, "threshold objectives (op, value) are not measured: count good and total events with a ratioMetric SLI")
+		case o.TimeSliceTarget != nil || o.TimeSliceWindow != "":
+			p.Addf(ob, "timeSliceTarget and timeSliceWindow belong to Timeslices budgets, which meshlens does not measure yet")
+		case o.Indicator != nil || o.IndicatorRef != "" || o.CompositeWeight != nil:
+			p.Addf(ob, "composite SLOs (an indicator per objective) are not measured: give the SLI under spec")
 		case o.Target != nil && o.TargetPercent == nil:
 			if !(*o.Target > 0 && *o.Target < 1) {
-				p.Addf(at(ob, "target"), "%v: must be strictly between 0 and 1", *o.Target)
+				p.Addf(at(ob, "target"), "%v: must be strictly between 0 and 1 (or use targetPercent)", *o.Target)
 			}
 			s.Target = *o.Target
 		case o.TargetPercent != nil && o.Target == nil:
@@ -262,26 +296,85 @@ func parseOpenSLO(file string, data []byte) (pendingOpenSLO, error) {
 			p.Addf(ob, "want exactly one of target and targetPercent")
 		}
 	default:
-		p.Addf(yamlfile.Path("spec", "objectives"), "want exactly one objective")
+		p.Addf(yamlfile.Path("spec", "objectives"), "want exactly one objective (write one SLO per objective)")
 	}
 	var al alertingYAML
 	if f.Spec.Meshlens != nil {
 		al = *f.Spec.Meshlens
 	}
 	al.apply(&s, p, yamlfile.Path("spec", "x-meshlens-alerting"))
+	if len(f.Spec.AlertPolicies) > 0 {
+		switch {
+		case len(al.Tiers) > 0 || al.Disabled:
+			w.Addf(yamlfile.Path("spec", "alertPolicies"), "ignored: x-meshlens-alerting sets this SLO's tiers")
+		default:
+			if tiers := c.policyTiers(f.Spec.AlertPolicies, p, w); len(tiers) > 0 {
+				for _, t := range tiers {
+					if s.Window > 0 && t.Long > s.Window {
+						p.Addf(yamlfile.Path("spec", "alertPolicies"), "AlertCondition %q: lookbackWindow %s is longer than the SLO window (%s)", t.Name, promDuration(t.Long), promDuration(s.Window))
+					}
+				}
+				s.Tiers = tiers
+			}
+		}
+	}
 	out := pendingOpenSLO{slo: s}
 	switch {
 	case f.Spec.Indicator != nil && f.Spec.IndicatorRef != "":
 		p.Addf(yamlfile.Path("spec", "indicatorRef"), "give indicator or indicatorRef, not both")
 	case f.Spec.Indicator != nil:
-		out.inline = f.Spec.Indicator.validate(doc, p, yamlfile.Path("spec", "indicator"))
+		out.inline = c.validateSLI(f.Spec.Indicator, doc, p, w, yamlfile.Path("spec", "indicator"))
 	case f.Spec.IndicatorRef != "":
 		out.ref = f.Spec.IndicatorRef
 	default:
 		p.Addf(yamlfile.Path("spec"), "indicator or indicatorRef is required")
 	}
 	if err := p.Err(); err != nil {
-		return pendingOpenSLO{}, err
+		return pendingOpenSLO{}, warnings(w), err
 	}
-	return out, nil
+	return out, warnings(w), nil
+}
+
+// parseOpenWindow reads spec.timeWindow into s.
+func parseOpenWindow(s *SLO, tws []openTimeWindow, p *yamlfile.Problems) {
+	if len(tws) != 1 {
+		p.Addf(yamlfile.Path("spec", "timeWindow"), "want exactly one time window")
+		return
+	}
+	tw := tws[0]
+	wb := yamlfile.Path("spec", "timeWindow", 0)
+	switch {
+	case tw.IsRolling && tw.Calendar != nil:
+		p.Addf(wb, "a window is rolling (isRolling: true) or calendar (calendar: {startTime, timeZone}), not both")
+	case tw.IsRolling:
+		n, unit, err := parseOpenDuration(tw.Duration)
+		if err != nil {
+			p.Addf(at(wb, "duration"), "%v", err)
+			return
+		}
+		if unit == 'M' || unit == 'Q' || unit == 'Y' {
+			p.Addf(at(wb, "duration"), "%q: a rolling window is written in days or weeks (e.g. 28d, 30d, 4w); months are calendar windows", tw.Duration)
+			return
+		}
+		d := map[byte]time.Duration{'m': time.Minute, 'h': time.Hour, 'd': 24 * time.Hour, 'w': 7 * 24 * time.Hour}[unit] * time.Duration(n)
+		if err := checkRolling(d); err != nil {
+			p.Addf(at(wb, "duration"), "%q: %v", tw.Duration, err)
+			return
+		}
+		s.Window = d
+	case tw.Calendar != nil:
+		per, err := parseCalendarPeriod(tw.Duration)
+		if err != nil {
+			p.Addf(at(wb, "duration"), "%v", err)
+			return
+		}
+		per.Start, err = parseCalendarStart(tw.Calendar.StartTime, tw.Calendar.TimeZone)
+		if err != nil {
+			p.Addf(at(wb, "calendar"), "%v", err)
+			return
+		}
+		s.Window, s.Calendar, s.Period = per.nominal(), true, per
+	default:
+		p.Addf(wb, "want a rolling window (duration: 28d, isRolling: true) or a calendar one (duration: 1M, calendar: {startTime: 2024-01-01 00:00:00, timeZone: UTC})")
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
 )
 
 // Counters the SLIs are measured on. The pair counters are written by the
@@ -107,6 +109,49 @@ func targetMetric(suffix string) string {
 		return TargetLostMetric
 	}
 	return TargetRTTBucketMetric
+}
+
+// ReadsMeshlensCounters tells whether s reads counters the aggregator
+// writes (probe SLIs, or a ratio over meshlens_ metrics): those trail the
+// clock by the data delay, a user's own metrics do not.
+func (s *SLO) ReadsMeshlensCounters() bool {
+	if s.SLI.Kind != Ratio {
+		return true
+	}
+	for _, q := range []string{s.SLI.Good, s.SLI.Bad, s.SLI.Total} {
+		if q == "" {
+			continue
+		}
+		e, err := parser.NewParser(parser.Options{}).ParseExpr(expandWindow(q, time.Hour))
+		if err != nil {
+			continue
+		}
+		found := false
+		parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+			if vs, ok := n.(*parser.VectorSelector); ok && strings.HasPrefix(selectorName(vs), "meshlens_") {
+				found = true
+			}
+			return nil
+		})
+		if found {
+			return true
+		}
+	}
+	return false
+}
+
+// selectorName is the metric name a selector reads, "" when it matches
+// names by a pattern.
+func selectorName(vs *parser.VectorSelector) string {
+	if vs.Name != "" {
+		return vs.Name
+	}
+	for _, m := range vs.LabelMatchers {
+		if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
+			return m.Value
+		}
+	}
+	return ""
 }
 
 // TotalQuery is the PromQL of the SLI's events over window w.

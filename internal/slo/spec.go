@@ -37,11 +37,17 @@ type SLO struct {
 	Description string
 	// Target is the objective as a ratio in (0, 1), e.g. 0.9995.
 	Target float64
-	// Window is the rolling SLO window; for a calendar month it is
-	// BaseWindow and Calendar is set.
+	// Window is the rolling SLO window; for a calendar window it is the
+	// nominal length of one period (a month is BaseWindow) and Calendar is
+	// set.
 	Window   time.Duration
 	Calendar bool
-	SLI      SLI
+	// Period is the calendar period of a calendar window (zero otherwise).
+	Period CalendarPeriod
+	// Service is the service the SLO belongs to (OpenSLO spec.service); it
+	// is put on alerts and rules as the service label.
+	Service string
+	SLI     SLI
 	// Tiers are the enabled burn-rate tiers, factors already scaled to
 	// Window.
 	Tiers []Tier
@@ -110,6 +116,34 @@ func DefaultTiers() []Tier {
 		{Name: "ticket-3d", Factor: 1, Long: 72 * time.Hour, Short: 6 * time.Hour, Severity: SeverityTicket},
 	}
 }
+
+// TiersFor returns the default tiers for an SLO window w. The SRE
+// Workbook's tiers are written for 30 days: each spends a fixed share of
+// the budget in its long window (2 %, 5 %, 10 %, 10 %). For a longer window
+// the factors are scaled up (ScaleFactor) and the windows kept. For a
+// shorter window scaling the factors down would fire below 1x burn (a tier
+// that pages while the budget would outlast the window) and leave the 3-day
+// tier longer than the window itself; so, as Pyrra does, the windows shrink
+// by w/30d instead and the factors stay: the share of budget each tier
+// stands for is the same, no factor is below 1 and every tier fits inside
+// w. The short windows are at least MinTierWindow (an increase needs a
+// few samples; 5m is the Workbook's shortest window) and each long window at least twice its short one.
+func TiersFor(w time.Duration) []Tier {
+	ts := DefaultTiers()
+	for i := range ts {
+		if w >= BaseWindow {
+			ts[i].Factor = ScaleFactor(ts[i].Factor, w)
+			continue
+		}
+		k := float64(w) / float64(BaseWindow)
+		ts[i].Short = max(time.Duration(float64(ts[i].Short)*k).Round(time.Minute), MinTierWindow)
+		ts[i].Long = max(time.Duration(float64(ts[i].Long)*k).Round(time.Minute), 2*ts[i].Short)
+	}
+	return ts
+}
+
+// MinTierWindow is the shortest window of a default tier.
+const MinTierWindow = 5 * time.Minute
 
 // ScaleFactor turns a factor written for a 30-day window into the factor
 // that spends the same share of the budget in the same long window for an

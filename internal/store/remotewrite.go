@@ -48,6 +48,10 @@ type RemoteWriteConfig struct {
 	BearerToken string
 	// Headers are added to every request (e.g. X-Scope-OrgID for Mimir).
 	Headers map[string]string
+	// ExternalLabels are added to every series sent that lacks the label,
+	// as Prometheus's external_labels: servers writing to one receiver
+	// keep their series apart. The local TSDB does not get them.
+	ExternalLabels labels.Labels
 	// QueueCapacity bounds the samples waiting to be sent. When the receiver
 	// is away longer than the queue lasts, new samples are dropped and
 	// counted: the local TSDB still has them.
@@ -174,6 +178,18 @@ func (w *RemoteWriter) QueueLen() int {
 // is dropped and counted rather than blocking the writer: the aggregator
 // must never stall because a remote TSDB is slow.
 func (w *RemoteWriter) enqueue(batch []pendingSample) {
+	if !w.cfg.ExternalLabels.IsEmpty() {
+		b := labels.NewBuilder(labels.EmptyLabels())
+		for i := range batch {
+			b.Reset(batch[i].lset)
+			w.cfg.ExternalLabels.Range(func(l labels.Label) {
+				if !batch[i].lset.Has(l.Name) {
+					b.Set(l.Name, l.Value)
+				}
+			})
+			batch[i].lset = b.Labels()
+		}
+	}
 	w.mu.Lock()
 	room := w.cfg.QueueCapacity - len(w.queue)
 	dropped := 0

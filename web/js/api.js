@@ -138,11 +138,14 @@ export async function protocols(opts) {
   return protoCache;
 }
 
-// Agents report a cumulative probe count; the rate is derived from two
-// successive polls.
-const lastProbes = new Map();
+// Agents report a cumulative probe count, which grows once per delivered
+// batch (every window). The rate is measured between deliveries, by the
+// server's last_seen of each, over up to RATE_SPAN_MS: measured between
+// two polls instead, it read 0 whenever no batch landed in between (a page
+// opened seconds after another).
+const RATE_SPAN_MS = 120_000;
+const probeSamples = new Map(); // host -> [{n, at}] by delivery, oldest first
 export async function agents(opts) {
-  const now = Date.now();
   return list(await request('api/v1/agents', opts), 'agents').map(a => ({
     host: pick(a, 'host', 'agent', 'name'),
     probesTotal: num(pick(a, 'probes_total', 'probes')),
@@ -154,13 +157,23 @@ export async function agents(opts) {
     resultsRejected: num(pick(a, 'results_rejected')),
     state: String(pick(a, 'state', 'status') ?? 'unknown'),
   })).map(a => {
-    const prev = lastProbes.get(a.host);
-    if (a.probeRate === null && prev && a.probesTotal !== null && now > prev.at && a.probesTotal >= prev.n) {
-      a.probeRate = (a.probesTotal - prev.n) / ((now - prev.at) / 1000);
-    }
-    if (a.probesTotal !== null && (!prev || now - prev.at >= 5000)) lastProbes.set(a.host, { n: a.probesTotal, at: now });
+    if (a.probeRate === null && a.probesTotal !== null && a.lastSeen) a.probeRate = deliveryRate(a.host, a.probesTotal, a.lastSeen.getTime());
     return a;
   });
+}
+
+// deliveryRate records a delivery (n probes in total at at) and returns
+// probes/s over the deliveries seen in the last RATE_SPAN_MS, or null
+// until there are two.
+function deliveryRate(host, n, at) {
+  let ss = probeSamples.get(host) || [];
+  const last = ss[ss.length - 1];
+  if (last && (n < last.n || at < last.at)) ss = [{ n, at }]; // the server restarted
+  else if (!last || at > last.at) ss.push({ n, at });
+  while (ss.length > 2 && ss[ss.length - 1].at - ss[1].at >= RATE_SPAN_MS) ss.shift();
+  probeSamples.set(host, ss);
+  const first = ss[0], newest = ss[ss.length - 1];
+  return newest.at > first.at ? (newest.n - first.n) / ((newest.at - first.at) / 1000) : null;
 }
 
 // rtt reads a latency quantile; 0 means the window had no reply to
@@ -245,7 +258,22 @@ function evidenceText(e) {
 }
 
 export async function suspects(opts) {
-  return list(await request('api/v1/suspects', opts), 'suspects').map(s => ({
+  return (await verdict(opts)).suspects;
+}
+
+// verdict is the localizer's latest verdict: the window it judged (start,
+// end) and its suspects, worst first.
+export async function verdict(opts) {
+  const body = await request('api/v1/suspects', opts);
+  const d = unwrap(body) || {};
+  return {
+    start: date(pick(d, 'start')), end: date(pick(d, 'end')),
+    suspects: list(body, 'suspects').map(suspect),
+  };
+}
+
+function suspect(s) {
+  return ({
     element: pick(s, 'element', 'name'),
     kind: pick(s, 'kind', 'type') ?? '',
     // symptom: loss, down, blackhole (estimate: drop rate), latency,
@@ -255,7 +283,7 @@ export async function suspects(opts) {
     confidence: num(pick(s, 'confidence')),
     evidence: evidenceText(pick(s, 'evidence', 'reason')),
     drained: !!pick(s, 'drained'),
-  }));
+  });
 }
 
 // evidence is internal/analyze's Evidence: the elements whose evidence is
@@ -411,10 +439,15 @@ export async function promRange(query, start, end, stepSeconds, opts) {
 // lossQuery is a level's loss ratio over range from the exact cumulative
 // probe counters: one 10 s window holds only a few probes per pair, too few
 // for a ratio to mean much; a minute of them does.
-export function lossQuery(level, sel = '', range = '1m') {
-  const by = `by (src_${level}, dst_${level})`;
-  return `sum ${by} (increase(meshlens_${level}_pair_probes_lost_total{${sel}}[${range}])) / ` +
-    `sum ${by} (increase(meshlens_${level}_pair_probes_total{${sel}}[${range}]))`;
+// Grouped by the level's pairs, or by the labels in group ("proto").
+export function lossQuery(level, sel = '', range = '1m', group = `src_${level}, dst_${level}`) {
+  return `sum by (${group}) (increase(meshlens_${level}_pair_probes_lost_total{${sel}}[${range}])) / ` +
+    probesQuery(level, sel, range, group);
+}
+
+// probesQuery is how many probes a level's pairs sent over range.
+export function probesQuery(level, sel = '', range = '1m', group = `src_${level}, dst_${level}`) {
+  return `sum by (${group}) (increase(meshlens_${level}_pair_probes_total{${sel}}[${range}]))`;
 }
 
 // Metric names of the rollups (see internal/aggregate/tsdb.go).

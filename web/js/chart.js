@@ -5,6 +5,15 @@ import { h, s } from './dom.js';
 
 export const seriesColors = ['#1f77b4', '#e66101', '#2ca02c', '#9467bd', '#8c564b', '#d62728', '#17becf'];
 
+// timeTicks formats the time axis (UTC): times of day while the span stays
+// within one day, dates with them once it crosses midnight, so a week's
+// axis does not read "15:17:50, 03:17:50, ..." with the days left out.
+export function timeTicks(t0, t1) {
+  const day = t => new Date(t).toISOString().slice(0, 10);
+  if (day(t0) === day(t1)) return t => new Date(t).toISOString().slice(11, 19) + 'Z';
+  return t => new Date(t).toISOString().slice(5, 16).replace('T', ' ') + 'Z';
+}
+
 // lineChart returns a figure with an SVG chart and a legend.
 // series: [{name, points: [[ms, value|null], ...]}]; opts: {format, title,
 // thresholds: [{value, label}], yMin}.
@@ -34,11 +43,10 @@ export function lineChart(series, { format = String, title = '', thresholds = []
     svg.append(s('text', { x: L - 4, y: y(v) + 3, 'text-anchor': 'end' }, format(v)));
     svg.append(s('line', { class: 'axis', x1: L, y1: y(v), x2: W - R, y2: y(v), 'stroke-opacity': 0.3 }));
   }
+  const tick = timeTicks(t0, t1);
   for (let i = 0; i <= 4; i++) {
     const t = t0 + (t1 - t0) * i / 4;
-    const d = new Date(t);
-    svg.append(s('text', { x: x(t), y: H - 6, 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle' },
-      d.toISOString().slice(11, 19)));
+    svg.append(s('text', { x: x(t), y: H - 6, 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle' }, tick(t)));
   }
   for (const th of thresholds) {
     svg.append(s('line', { class: 'threshold', x1: L, y1: y(th.value), x2: W - R, y2: y(th.value) }));

@@ -106,6 +106,13 @@ export function fmtRatio(v, digits = 3) {
   const p = v * 100, a = Math.abs(p); // negative: an overspent error budget
   return (a >= 10 ? p.toFixed(1) : a >= 0.01 ? p.toPrecision(digits) : p.toExponential(1)) + ' %';
 }
+// fmtNines: a ratio near 1 as a percentage with the decimals that tell it
+// from 100 % (an SLI of 99.968 %, a budget of 99.96 % left, not "100.0 %").
+export function fmtNines(v) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '–';
+  const p = v * 100, d = Math.min(4, Math.max(1, Math.ceil(-Math.log10(Math.abs(100 - p) || 1)) + 1));
+  return p.toFixed(d).replace(/\.?0+$/, '') + ' %';
+}
 export function fmtNum(v, digits = 2) {
   if (v === null || v === undefined || !Number.isFinite(v)) return '–';
   return Number.isInteger(v) ? String(v) : v.toFixed(digits);
@@ -113,6 +120,14 @@ export function fmtNum(v, digits = 2) {
 export function fmtTime(d) {
   if (!d) return '–';
   return d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+}
+// fmtWhen is a time of day (UTC, like every time the UI shows), with its
+// date in front when it is not today's.
+export function fmtWhen(d, now = new Date()) {
+  if (!d) return '–';
+  const iso = d.toISOString();
+  const day = iso.slice(0, 10) === now.toISOString().slice(0, 10) ? '' : iso.slice(0, 10) + ' ';
+  return day + iso.slice(11, 19) + 'Z';
 }
 export function fmtAgo(d, now = new Date()) {
   if (!d) return 'never';

@@ -229,7 +229,7 @@ func TestAgentWithoutRawSockets(t *testing.T) {
 		}
 		metrics = out
 		for _, re := range []string{
-			`meshlens_agent_probes_total\{outcome="OUTCOME_LOST",protocol="PROTOCOL_UDP"\} ([3-9]|\d\d)`,
+			`meshlens_agent_probes_total\{class="[a-z_]+",outcome="OUTCOME_LOST",protocol="PROTOCOL_UDP"\} ([3-9]|\d\d)`,
 			`meshlens_agent_traces_skipped_total\{reason="no_privilege"\} ([3-9]|\d\d)`,
 			`meshlens_agent_tracing_enabled 0`,
 			`meshlens_agent_traces_started_total`,

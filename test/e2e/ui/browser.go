@@ -201,9 +201,19 @@ func (b *Browser) Do(actions ...chromedp.Action[chromedp.Void]) error {
 
 // Screenshot saves a PNG of the whole page to path.
 func (b *Browser) Screenshot(path string) error {
+	return b.screenshot(path, chromedp.FullScreenshot(100)) // quality 100: PNG
+}
+
+// ScreenshotViewport saves a PNG of what the viewport shows, for pages
+// too long to photograph whole (256 agents).
+func (b *Browser) ScreenshotViewport(path string) error {
+	return b.screenshot(path, chromedp.CaptureScreenshot())
+}
+
+func (b *Browser) screenshot(path string, shot chromedp.Action[[]byte]) error {
 	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100: PNG
+	png, err := chromedp.Run(ctx, shot)
 	if err != nil {
 		return fmt.Errorf("ui: screenshot %s: %w", path, err)
 	}

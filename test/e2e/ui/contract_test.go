@@ -186,6 +186,8 @@ func TestAPIContract(t *testing.T) {
 			{"#/incidents?id=inc-7", `#incident-detail table`}, // remediation audit: "drain <tor>"
 			{"#/topology", `#topo-svg .node.drained[data-element="` + tor + `"]`},
 			{"#/overview", `#ov-incidents .blamed`},
+			{"#/overview", `#ov-suspects tr[data-element="` + tor + `"]`},
+			{"#/overview", `#ov-card-now .blamed`},
 		} {
 			if err := b.Navigate("about:blank"); err != nil {
 				t.Fatal(err)
@@ -219,6 +221,11 @@ func TestAPIContract(t *testing.T) {
 		if err != nil || !strings.Contains(got, "360 anomalous") {
 			t.Errorf("suspect evidence %q (%v), want the localizer's counts", got, err)
 		}
+		// The window judged: the overview says "in the window … – …".
+		window, err := Eval[string](b, `import('/js/api.js').then(async m => { const v = await m.verdict(); return v.start.toISOString() + ' ' + v.end.toISOString(); })`)
+		if err != nil || window != "2026-11-24T04:00:00.000Z 2026-11-24T04:00:10.000Z" {
+			t.Errorf("verdict window %q (%v), want the localizer's start and end", window, err)
+		}
 	})
 
 	t.Run("slos", func(t *testing.T) {
@@ -237,7 +244,7 @@ func TestAPIContract(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, want := range []string{"99.9 %", "over 28d", "29 bad of 10000", "12.0 %", "14.40×", "15.20× / 16×"} {
+		for _, want := range []string{"99.9 %", "over 28d", "29 bad of 10000", "budget remaining12 %", "14.40×", "15.20× / 16×"} {
 			if !strings.Contains(text, want) {
 				t.Errorf("SLO card lacks %q: %s", want, text)
 			}

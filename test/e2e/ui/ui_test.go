@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -102,17 +101,8 @@ alerting:
 		}
 		return nil
 	})
-	// The simulator logs its start, a window boundary: the fault begins
-	// faultAt later, also on a boundary.
-	m := regexp.MustCompile(`fabric started.*\bstart=(\S+)`).FindStringSubmatch(sim.Output())
-	if m == nil {
-		t.Fatalf("the simulator did not log its start:\n%s", sim.Output())
-	}
-	start, err := time.Parse(time.RFC3339Nano, m[1])
-	if err != nil {
-		t.Fatalf("the simulator's start %q: %v", m[1], err)
-	}
-	f.onset = start.Add(faultAt)
+	// The fault begins faultAt after the fabric's start, on a boundary.
+	f.onset = fabricStart(t, sim).Add(faultAt)
 	return f
 }
 
@@ -278,10 +268,34 @@ func TestUI(t *testing.T) {
 		if n := evalT[int](t, b, `+document.querySelector('#ov-agents .state-up').textContent`); n != pods*racksPerPod*hostsPerRack {
 			t.Errorf("overview shows %d agents up, want %d", n, pods*racksPerPod*hostsPerRack)
 		}
+		// Is anything broken, and where: the verdict, then the localizer's
+		// suspects, naming the faulty ToR.
+		if err := b.WaitFor(fmt.Sprintf(`document.querySelector('#ov-verdict[data-state=broken]') && document.querySelector('#ov-suspects tr[data-element=%q]')`, faultyToR), 3*time.Minute); err != nil {
+			shot(t, b, "FAILED-overview")
+			t.Error(err)
+		}
 		shot(t, b, "overview")
 	})
 
 	racks := rackNames()
+	// The heatmap as it opens, without parameters: loss and latency
+	// together, so the lossy rack's pairs are red in it.
+	t.Run("heatmap default view", func(t *testing.T) {
+		page(t, b, f, "#/heatmap", `document.getElementById('heatmap')?.dataset.metric === 'health' && +document.getElementById('heatmap').dataset.red > 0`, time.Minute)
+		for _, pair := range [][2]string{{faultyRack, otherRack}, {otherRack, faultyRack}} {
+			c := evalT[*cell](t, b, fmt.Sprintf(cellJS, jsList(racks), jsList(racks), pair[0], pair[1]))
+			if c == nil || c.Color != paletteRed {
+				t.Errorf("default view: cell %s → %s is %+v, want %s", pair[0], pair[1], c, paletteRed)
+			}
+		}
+		for _, p := range evalT[[]map[string]string](t, b, `[...document.querySelectorAll('#hm-worst li[data-level=red]')].map(e => ({...e.dataset}))`) {
+			if p["src"] != faultyRack && p["dst"] != faultyRack {
+				t.Errorf("default view: pair %s → %s is red but does not involve %s", p["src"], p["dst"], faultyRack)
+			}
+		}
+		shot(t, b, "heatmap-default")
+	})
+
 	t.Run("heatmap", func(t *testing.T) {
 		page(t, b, f, "#/heatmap?level=rack&metric=loss", `document.getElementById('heatmap')?.dataset.level === 'rack' && +document.getElementById('heatmap').dataset.red > 0`, time.Minute)
 		d := evalT[map[string]string](t, b, `({...document.getElementById('heatmap').dataset})`)
@@ -382,6 +396,16 @@ func TestUI(t *testing.T) {
 			shot(t, b, "FAILED-pair")
 			t.Fatal(err)
 		}
+		// One probe per protocol per 10 s window: the view pools windows
+		// into intervals of about 30 probes and says how many.
+		pooled := evalT[map[string]string](t, b, `({...document.getElementById('pair-pooling')?.dataset, text: document.getElementById('pair-pooling')?.textContent || '',
+			most: String(Math.max(...[...document.querySelectorAll('#pair-windows tbody tr')].map(r => +r.dataset.sent))) })`)
+		if step, _ := strconv.Atoi(pooled["stepMs"]); step < 60_000 || !strings.Contains(pooled["text"], "probes") {
+			t.Errorf("pair view pools %s ms (%q), want intervals of a minute or more, said in words", pooled["stepMs"], pooled["text"])
+		}
+		if most, _ := strconv.Atoi(pooled["most"]); most < 2 {
+			t.Errorf("pair view's intervals hold at most %s probes", pooled["most"])
+		}
 		if !evalT[bool](t, b, fmt.Sprintf(`!!document.querySelector('#pair-elements tr[data-element=%q]')`, faultyToR)) {
 			t.Errorf("pair view does not list %s among the path's elements", faultyToR)
 		}
@@ -473,6 +497,11 @@ func TestUI(t *testing.T) {
 	t.Run("agents", func(t *testing.T) {
 		want := pods * racksPerPod * hostsPerRack
 		page(t, b, f, "#/agents", fmt.Sprintf(`document.querySelectorAll('#agents-table tbody tr[data-state=up]').length === %d`, want), time.Minute)
+		// Probes/s is measured between an agent's deliveries: above zero
+		// for every agent up once two were seen.
+		if err := b.WaitFor(`[...document.querySelectorAll('#agents-table tbody tr[data-state=up]')].every(r => +r.children[6].textContent > 0)`, time.Minute); err != nil {
+			t.Error(err)
+		}
 		shot(t, b, "agents")
 		// A deep link under an unknown path still opens the app, filtered.
 		page(t, b, f, "no/such/page#/agents?state=missing", `document.getElementById('agents-filter')?.value === 'missing'`, 30*time.Second)

@@ -1,12 +1,14 @@
 // Heatmap page: Pingmesh's matrix, DC pair → pod pair → rack pair → host
 // pair. Rows are sources, columns destinations. State lives in the URL:
 // level, a / b (the scopes drilled into), metric, proto, t (unix seconds,
-// absent = live), pal, warn, bad.
+// absent = live), pal, warn, bad. It opens on loss and p99 together
+// (scale.js's health), so neither a lossy link with fast replies nor a slow
+// one without loss hides behind the other.
 
 import * as api from '../api.js';
 import { h, clear, fill, stateMessage, fmtSeconds, fmtRatio, fmtTime } from '../dom.js';
 import { Heatmap } from '../heatmap.js';
-import { metrics, palettes, preferredPalette, applyPalette } from '../scale.js';
+import { metrics, palettes, preferredPalette, applyPalette, DEFAULT_METRIC, health } from '../scale.js';
 
 const LEVELS = ['dc', 'pod', 'rack', 'host'];
 const SCRUB_SPAN_S = 3600; // the scrubber covers the last hour, window by window
@@ -16,7 +18,7 @@ const LOSS_RANGE = '1m'; // loss is pooled over a minute of probes (see api.loss
 let root, ctx, hm, els, topo, protoNames = [], seq = 0, lastKey = '';
 
 function state(params) {
-  const metric = metrics[params.get('metric')] ? params.get('metric') : 'p99';
+  const metric = metrics[params.get('metric')] ? params.get('metric') : DEFAULT_METRIC;
   const m = metrics[metric];
   const num = k => { const v = parseFloat(params.get(k)); return Number.isFinite(v) ? v : null; };
   const t = num('t');
@@ -35,7 +37,7 @@ function paramsOf(st, over = {}) {
   const x = { ...st, ...over };
   const m = metrics[x.metric];
   return {
-    level: x.level, a: x.a, b: x.b, metric: x.metric === 'p99' ? '' : x.metric, proto: x.proto,
+    level: x.level, a: x.a, b: x.b, metric: x.metric === DEFAULT_METRIC ? '' : x.metric, proto: x.proto,
     t: x.t ? Math.round(x.t.getTime() / 1000) : '',
     pal: x.pal === 'pingmesh' ? '' : x.pal,
     warn: x.customThresholds && x.warn !== m.warn ? x.warn : '',
@@ -66,12 +68,24 @@ function axes(t, level, a, b) {
 }
 
 function fmtValue(metric, v) {
-  if (v === null || v === undefined || Number.isNaN(v)) return 'no data';
+  if (v === null || v === undefined || Number.isNaN(v)) return 'no data: nobody probed it';
   return metrics[metric].kind === 'loss' ? fmtRatio(v) : fmtSeconds(v);
 }
 
-function buildQuery(st, rows, cols) {
-  const m = metrics[st.metric];
+// fmtParts says what a health cell is made of: "unreachable" when every
+// probe was lost, else its loss and p99.
+function fmtParts(p) {
+  if (!p || (p.loss === null && p.p99 === null)) return 'no data: nobody probed it';
+  if (p.loss !== null && p.loss >= 1) return 'unreachable: every probe lost';
+  return `loss ${p.loss === null ? '–' : fmtRatio(p.loss)}, p99 ${p.p99 === null ? 'no reply' : fmtSeconds(p.p99)}`;
+}
+
+function cellText(st, info) {
+  return metrics[st.metric].kind === 'health' ? fmtParts(els.parts?.get(info.src + '\n' + info.dst)) : fmtValue(st.metric, info.value);
+}
+
+function buildQuery(st, rows, cols, metric = st.metric) {
+  const m = metrics[metric];
   const lv = st.level;
   const sel = [];
   if (m.kind === 'latency') sel.push(`quantile="${m.quantile}"`);
@@ -85,6 +99,7 @@ function buildQuery(st, rows, cols) {
 }
 
 async function fetchValues(st, rows, cols) {
+  if (metrics[st.metric].kind === 'health') return fetchHealth(st, rows, cols);
   const values = new Float64Array(rows.length * cols.length).fill(NaN);
   const ri = new Map(rows.map((n, i) => [n, i])), ci = new Map(cols.map((n, i) => [n, i]));
   const put = (src, dst, v) => {
@@ -103,6 +118,51 @@ async function fetchValues(st, rows, cols) {
   const res = await api.promQuery(buildQuery(st, rows, cols), st.t || undefined);
   for (const r of res) put(r.labels['src_' + lv], r.labels['dst_' + lv], r.value);
   return { values, detail: null };
+}
+
+// fetchHealth asks for loss and p99 and keeps, per cell, the worse of the
+// two (scale.js's health) and both parts for the tooltip and the list.
+async function fetchHealth(st, rows, cols) {
+  const values = new Float64Array(rows.length * cols.length).fill(NaN);
+  const ri = new Map(rows.map((n, i) => [n, i])), ci = new Map(cols.map((n, i) => [n, i]));
+  const parts = new Map();
+  const part = (src, dst) => {
+    const k = src + '\n' + dst;
+    if (!parts.has(k)) parts.set(k, { loss: null, p99: null });
+    return parts.get(k);
+  };
+  const worse = (a, b) => a === null ? b : b === null ? a : Math.max(a, b);
+  let detail = null;
+  if (st.level === 'host') {
+    const cells = await api.rackPairHosts(st.a, st.b, { at: st.t || undefined, srcHosts: rows, dstHosts: cols });
+    for (const c of cells) {
+      if (st.proto && c.proto !== st.proto) continue;
+      if (!ri.has(c.src) || !ci.has(c.dst)) continue;
+      const p = part(c.src, c.dst);
+      p.loss = worse(p.loss, Number.isFinite(c.lossRatio) ? c.lossRatio : null);
+      p.p99 = worse(p.p99, c.p99);
+    }
+    detail = cells;
+  } else {
+    const lv = st.level;
+    const [loss, lat] = await Promise.all([
+      api.promQuery(buildQuery(st, rows, cols, 'loss'), st.t || undefined),
+      api.promQuery(buildQuery(st, rows, cols, 'p99'), st.t || undefined)]);
+    for (const [res, key] of [[loss, 'loss'], [lat, 'p99']]) {
+      for (const r of res) {
+        const src = r.labels['src_' + lv], dst = r.labels['dst_' + lv];
+        // A window whose probes were all lost has no reply to time: 0.
+        if (!ri.has(src) || !ci.has(dst) || !Number.isFinite(r.value) || (key === 'p99' && r.value <= 0)) continue;
+        part(src, dst)[key] = r.value;
+      }
+    }
+  }
+  for (const [k, p] of parts) {
+    const [src, dst] = k.split('\n');
+    const v = health(p.loss, p.p99);
+    if (v !== null) values[ri.get(src) * cols.length + ci.get(dst)] = v;
+  }
+  return { values, detail, parts };
 }
 
 function crumbs(st) {
@@ -185,6 +245,17 @@ function legend(st) {
   const cols = palettes[st.pal].colors;
   const f = v => fmtValue(st.metric, v);
   const sw = (i, text) => h('span', {}, h('span', { class: 'swatch', dataset: { color: cols[i] } }), text);
+  if (m.kind === 'health') {
+    // Its thresholds are the loss and p99 ones: change them on those views.
+    const l = metrics.loss, p = metrics.p99;
+    const box = h('div', { class: 'legend', id: 'hm-legend' },
+      sw(1, `good: loss < ${fmtRatio(l.warn)} and p99 < ${fmtSeconds(p.warn)}`),
+      sw(2, 'warning: either in between'),
+      sw(3, `bad: loss > ${fmtRatio(l.bad)} or p99 > ${fmtSeconds(p.bad)}, or unreachable`),
+      sw(0, 'no data: nobody probed the pair'));
+    for (const el of box.querySelectorAll('.swatch')) el.style.background = el.dataset.color;
+    return box;
+  }
   const unit = m.kind === 'loss' ? '%' : 'ms';
   const toUnit = v => m.kind === 'loss' ? +(v * 100).toPrecision(4) : +(v * 1e3).toPrecision(4);
   const fromUnit = v => m.kind === 'loss' ? v / 100 : v / 1e3;
@@ -196,7 +267,7 @@ function legend(st) {
     },
   });
   const box = h('div', { class: 'legend', id: 'hm-legend' },
-    sw(1, `good < ${f(st.warn)}`), sw(2, `warning ${f(st.warn)}–${f(st.bad)}`), sw(3, `bad > ${f(st.bad)}`), sw(0, 'no data'),
+    sw(1, `good < ${f(st.warn)}`), sw(2, `warning ${f(st.warn)}–${f(st.bad)}`), sw(3, `bad > ${f(st.bad)}`), sw(0, 'no data: nobody probed it'),
     h('label', {}, 'warn ', thr('hm-warn', st.warn, 'warn'), ' ' + unit),
     h('label', {}, 'bad ', thr('hm-bad', st.bad, 'bad'), ' ' + unit),
     st.customThresholds ? h('button', { type: 'button', onclick: () => ctx.go('heatmap', paramsOf(st, { customThresholds: false })) }, 'Pingmesh defaults') : null);
@@ -220,7 +291,7 @@ function showTooltip(st, info, at) {
   if (!info) { tip.hidden = true; return; }
   clear(tip);
   tip.append(h('div', {}, h('strong', {}, info.src), ' → ', h('strong', {}, info.dst)),
-    h('div', {}, metrics[st.metric].label + ': ', h('span', { class: 'sev-' + info.level }, fmtValue(st.metric, info.value))));
+    h('div', {}, metrics[st.metric].label + ': ', h('span', { class: 'sev-' + info.level }, cellText(st, info))));
   if (els.detail) {
     const d = els.detail.filter(p => p.src === info.src && p.dst === info.dst);
     for (const p of d) {
@@ -244,12 +315,20 @@ function worstList(st) {
       h('span', { class: 'sev-red' }, `${counts[3]} bad`), ', ', h('span', { class: 'sev-yellow' }, `${counts[2]} warning`), ', ',
       h('span', { class: 'sev-green' }, `${counts[1]} good`), ', ', h('span', { class: 'sev-nodata' }, `${counts[0]} no data`)),
     h('h2', {}, 'Worst pairs'));
-  if (!cells.length) { side.append(h('p', { class: 'empty' }, counts[1] ? 'All measured pairs are within the thresholds.' : 'No pair has data at this time.')); return side; }
+  if (!cells.length) {
+    // A single-metric view says which metric it judged: loss can hide
+    // behind a green latency view, and the other way round.
+    const m = metrics[st.metric];
+    side.append(h('p', { class: 'empty' }, !counts[1] ? 'No pair was probed at this time.'
+      : m.kind === 'health' ? 'Every probed pair is within the loss and p99 thresholds.'
+        : `Every probed pair is within the ${m.label} thresholds; this view shows nothing else.`));
+    return side;
+  }
   const ul = h('ul', { id: 'hm-worst' });
   for (const i of cells.slice(0, 25)) {
     const info = hm.cellInfo(Math.floor(i / n), i % n);
     ul.append(h('li', { class: 'sev-' + info.level, dataset: { src: info.src, dst: info.dst, level: info.level } },
-      h('a', { href: drillHref(st, info) }, `${info.src} → ${info.dst}`), ': ', fmtValue(st.metric, info.value)));
+      h('a', { href: drillHref(st, info) }, `${info.src} → ${info.dst}`), ': ', cellText(st, info)));
   }
   if (cells.length > 25) side.append(ul, h('p', { class: 'axis-label' }, `and ${cells.length - 25} more`));
   else side.append(ul);
@@ -292,6 +371,7 @@ async function load(st, { poll }) {
   }
   if (my !== seq) return;
   els.detail = data.detail;
+  els.parts = data.parts || null;
   if (!els.body.contains(hm.canvas)) fill(els.body, els.wrap);
   hm.setData({ rows, cols, values: data.values, warn: st.warn, bad: st.bad, colors: palettes[st.pal].colors });
   hm.canvas.dataset.level = st.level;
@@ -303,9 +383,9 @@ async function load(st, { poll }) {
   hm.render();
   fill(els.side, worstList(st));
   els.caption.textContent = `${rows.length} × ${cols.length} ${st.level} pairs · rows: source, columns: destination · ` +
-    (metrics[st.metric].kind === 'loss' ? 'loss over the minute to ' : 'latency of the window ending ') +
+    { loss: 'loss over the minute to ', health: 'loss over the minute and p99 of the window to ', latency: 'latency of the window ending ' }[metrics[st.metric].kind] +
     (st.t ? fmtTime(st.t) : 'now (live, refreshed every ' + ctx.windowMs / 1000 + ' s)') +
-    (st.proto ? '' : metrics[st.metric].kind === 'loss' ? ' · all protocols pooled' : ' · worst protocol');
+    (st.proto ? '' : metrics[st.metric].kind === 'latency' ? ' · worst protocol' : ' · all protocols pooled');
 }
 
 export default {

@@ -3,9 +3,10 @@
 // its probes can cross with their current estimates, and diagnose's verdict.
 
 import * as api from '../api.js';
-import { h, fill, stateMessage, fmtSeconds, fmtRatio, fmtNum, fmtTime } from '../dom.js';
+import { h, fill, stateMessage, fmtSeconds, fmtRatio, fmtNum, fmtTime, fmtWhen } from '../dom.js';
 import { lineChart } from '../chart.js';
 import { metrics } from '../scale.js';
+import { pool, poolStep, fmtStep, MIN_PROBES } from '../pool.js';
 
 const SPAN_MS = 3600_000;
 let root, ctx, els;
@@ -44,11 +45,12 @@ function chooser(p, topo) {
     list, src, ' → ', dst, h('button', { type: 'submit' }, 'Show'));
 }
 
-function latencyAndLoss(windows) {
-  const protos = [...new Set(windows.map(w => w.proto))].sort();
+// latencyAndLoss makes chart series of pooled intervals (pool.js).
+function latencyAndLoss(intervals) {
+  const protos = [...new Set(intervals.map(w => w.proto))].sort();
   const lat = [], loss = [];
   for (const pr of protos) {
-    const ws = windows.filter(w => w.proto === pr && w.end).sort((a, b) => a.end - b.end);
+    const ws = intervals.filter(w => w.proto === pr);
     for (const q of ['p50', 'p99', 'p999']) lat.push({ name: `${pr} ${metrics[q].label.replace(' latency', '')}`, points: ws.map(w => [w.end.getTime(), w[q]]) });
     loss.push({ name: pr, points: ws.map(w => [w.end.getTime(), w.lossRatio]) });
   }
@@ -83,17 +85,25 @@ async function hostPair(src, dst, t) {
   } else if (!hist.value.length) {
     out.push(h('p', { class: 'empty' }, `No probe results for ${src} → ${dst} in the last hour. Is the pair in the pinglists?`));
   } else {
-    const ws = hist.value;
-    const { protos, lat, loss } = latencyAndLoss(ws);
-    const last = ws.filter(w => w.end).sort((a, b) => b.end - a.end);
+    // Pool the 10 s windows (a probe or two each) into intervals of about
+    // MIN_PROBES probes per protocol, and say so.
+    const { step, probes: per } = poolStep(hist.value, ctx.windowMs);
+    const ivs = pool(hist.value, step);
+    const { protos, lat, loss } = latencyAndLoss(ivs);
+    const last = [...ivs].sort((a, b) => b.end - a.end);
+    const filling = last.length && last[0].end > Date.now() ? ' The newest interval is still filling: its probes are in the table.' : '';
     out.push(h('p', { id: 'pair-protos' }, 'Protocols probed: ', protos.join(', ') || '–'),
-      lineChart(lat, { title: 'Latency quantiles', format: fmtSeconds, thresholds: [{ value: metrics.p99.bad }] }),
-      lineChart(loss, { title: 'Loss ratio', format: v => fmtRatio(v, 2), yMin: 0 }),
-      h('h2', {}, 'Latest windows'),
+      h('p', { id: 'pair-pooling', class: 'axis-label', dataset: { stepMs: step, probes: per } },
+        `Each point pools ${fmtStep(step)} of probes: ${per} per protocol at this pair's probing rate` +
+        (per < MIN_PROBES ? ` (fewer than ${MIN_PROBES}: read single points with care)` : '') +
+        '. Quantiles are pooled from those of the 10 s windows.' + filling),
+      lineChart(lat, { title: `Latency quantiles per ${fmtStep(step)}`, format: fmtSeconds, thresholds: [{ value: metrics.p99.bad }] }),
+      lineChart(loss, { title: `Loss ratio per ${fmtStep(step)}`, format: v => fmtRatio(v, 2), yMin: 0 }),
+      h('h2', {}, 'Latest intervals'),
       h('table', { id: 'pair-windows' },
-        h('thead', {}, h('tr', {}, ['window end', 'proto', 'sent', 'lost', 'loss', 'p50', 'p90', 'p99', 'p99.9'].map((x, i) => h('th', { class: i >= 2 ? 'num' : '' }, x)))),
-        h('tbody', {}, last.slice(0, 12).map(w => h('tr', {},
-          h('td', {}, w.end.toISOString().slice(11, 19)), h('td', {}, w.proto), h('td', { class: 'num' }, fmtNum(w.sent)), h('td', { class: 'num' }, fmtNum(w.lost)),
+        h('thead', {}, h('tr', {}, ['interval', 'proto', 'probes', 'lost', 'loss', 'p50', 'p90', 'p99', 'p99.9'].map((x, i) => h('th', { class: i >= 2 ? 'num' : '' }, x)))),
+        h('tbody', {}, last.slice(0, 12).map(w => h('tr', { dataset: { sent: w.sent } },
+          h('td', {}, fmtWhen(w.start) + ' – ' + w.end.toISOString().slice(11, 19) + 'Z'), h('td', {}, w.proto), h('td', { class: 'num' }, fmtNum(w.sent)), h('td', { class: 'num' }, fmtNum(w.lost)),
           h('td', { class: 'num' }, fmtRatio(w.lossRatio)), ...['p50', 'p90', 'p99', 'p999'].map(q => h('td', { class: 'num' }, fmtSeconds(w[q]))))))));
   }
   out.push(...elementsSection(topo, sus, src, dst), h('h2', {}, 'Diagnosis'), diagnosis(diag, src, dst));
@@ -131,10 +141,12 @@ async function worstHostPair(a, b, t, topo) {
 async function rackPair(a, b, t) {
   const end = t || new Date(), start = new Date(end.getTime() - SPAN_MS);
   const sel = `src_rack="${a}",dst_rack="${b}"`;
-  const [lat, loss, topo, sus] = await Promise.allSettled([
+  const [lat, loss, topo, sus, probes] = await Promise.allSettled([
     api.promRange(`max by (quantile) (${api.metricNames.latency('rack')}{${sel}})`, start, end, 10),
-    api.promRange(`max by (proto) (${api.metricNames.loss('rack')}{${sel}})`, start, end, 10),
-    api.topologyCached(), api.suspects()]);
+    // Loss from the exact probe counters over a minute, not per window.
+    api.promRange(api.lossQuery('rack', sel, '1m', 'proto'), start, end, 10),
+    api.topologyCached(), api.suspects(),
+    api.promQuery(api.probesQuery('rack', sel, '1m', 'proto'), t || undefined)]);
   const out = [];
   if (lat.status === 'rejected' || loss.status === 'rejected') {
     const err = lat.status === 'rejected' ? lat.reason : loss.reason;
@@ -143,12 +155,14 @@ async function rackPair(a, b, t) {
   } else if (!lat.value.length && !loss.value.length) {
     out.push(h('p', { class: 'empty' }, `No rollups for ${a} → ${b} in the last hour. Do the racks probe each other?`));
   } else {
-    // Per-window loss: the chart shows every window, noise included.
     const qn = { '0.5': 'p50', '0.9': 'p90', '0.99': 'p99', '0.999': 'p99.9' };
     const protos = [...new Set(loss.value.map(x => x.labels.proto).filter(Boolean))].sort();
     out.push(h('p', { id: 'pair-protos' }, 'Protocols probed: ', protos.join(', ') || '–'),
       lineChart(lat.value.map(x => ({ name: qn[x.labels.quantile] || x.labels.quantile, points: x.points })), { title: 'Latency quantiles (worst protocol)', format: fmtSeconds, thresholds: [{ value: metrics.p99.bad }] }),
-      lineChart(loss.value.map(x => ({ name: x.labels.proto || 'all', points: x.points })), { title: 'Loss ratio', format: v => fmtRatio(v, 2), yMin: 0 }));
+      h('p', { id: 'pair-pooling', class: 'axis-label' }, 'Each loss point pools the minute of probes before it' +
+        (probes.status === 'fulfilled' && probes.value.length ? ': ' + probes.value.map(x => `${Math.round(x.value)} ${x.labels.proto || ''} probes`).join(', ') + ' in the last minute' : '') +
+        '. Latency: the worst protocol\'s quantiles of each 10 s window, over every host pair of the racks.'),
+      lineChart(loss.value.map(x => ({ name: x.labels.proto || 'all', points: x.points })), { title: 'Loss ratio (per minute)', format: v => fmtRatio(v, 2), yMin: 0 }));
   }
   // The racks' paths are any of their hosts' paths, without the hosts.
   const someHost = r => topo.status === 'fulfilled' ? topo.value.hosts.find(x => x.rack === r)?.name : undefined;

@@ -2,7 +2,7 @@
 // time, and its alert tiers.
 
 import * as api from '../api.js';
-import { h, fill, stateMessage, fmtRatio, fmtNum } from '../dom.js';
+import { h, fill, stateMessage, fmtRatio, fmtNum, fmtNines } from '../dom.js';
 import { lineChart } from '../chart.js';
 
 let ctx, body;
@@ -35,14 +35,6 @@ function windowSeconds(w) {
   return t || Infinity;
 }
 
-// nines: a ratio near 1 as a percentage with the decimals that tell it
-// from 100 % (an SLI of 99.968 %, not "100.0 %").
-function nines(v) {
-  if (v === null || v === undefined || !Number.isFinite(v)) return '–';
-  const p = v * 100, d = Math.min(4, Math.max(1, Math.ceil(-Math.log10(Math.abs(100 - p) || 1)) + 1));
-  return p.toFixed(d).replace(/\.?0+$/, '') + ' %';
-}
-
 const burn = v => v === null || v === undefined ? '–' : fmtNum(v) + '×';
 
 function card(s, p, chart) {
@@ -52,12 +44,12 @@ function card(s, p, chart) {
     h('h2', {}, h('a', { href: '#/slos?' + new URLSearchParams({ slo: s.name }) }, s.name)), s.description ? h('p', {}, s.description) : null,
     s.error ? h('p', { class: 'error-state' }, 'Evaluation failed: ' + s.error) : null,
     h('dl', { class: 'kv' },
-      h('dt', {}, 'objective'), h('dd', {}, nines(s.objective), s.window ? ' over ' + s.window : ''),
+      h('dt', {}, 'objective'), h('dd', {}, fmtNines(s.objective), s.window ? ' over ' + s.window : ''),
       s.events !== null ? [h('dt', {}, 'events'), h('dd', {}, `${fmtNum(s.badEvents)} bad of ${fmtNum(s.events)}`)] : null,
       h('dt', {}, 'SLI now'), h('dd', { dataset: { field: 'sli' }, class: s.sli !== null && s.objective !== null && s.sli < s.objective ? 'sev-red' : '' },
-        s.sli === null ? 'no events in the window yet' : nines(s.sli)),
+        s.sli === null ? 'no events in the window yet' : fmtNines(s.sli)),
       h('dt', {}, 'budget remaining'), h('dd', { dataset: { field: 'budget' } },
-        s.budgetRemaining === null ? 'no events in the window yet' : fmtRatio(s.budgetRemaining, 3), budgetBar(s.budgetRemaining))),
+        s.budgetRemaining === null ? 'no events in the window yet' : fmtNines(s.budgetRemaining), budgetBar(s.budgetRemaining))),
     burns.length ? h('table', { class: 'slo-burns' }, h('thead', {}, h('tr', {}, h('th', {}, 'window'), h('th', { class: 'num' }, 'burn rate'))),
       h('tbody', {}, burns.map(([w, v]) => h('tr', { dataset: { window: w } }, h('td', {}, w), h('td', { class: 'num' + (v > 1 ? ' sev-red' : '') }, burn(v))))))
       : h('p', { class: 'empty' }, 'No burn rates yet: the SLO has not been evaluated.'),
