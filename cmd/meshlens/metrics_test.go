@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,16 +17,6 @@ import (
 	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/internal/topology"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // runCommand runs `meshlens ARGS...` in this process until the test ends.
 func runCommand(t *testing.T, args ...string) {
@@ -96,7 +85,7 @@ func TestSelfMetrics(t *testing.T) {
 	if err := os.WriteFile(topoFile, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	httpAddr, natsAddr, agentAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	httpAddr, natsAddr, agentAddr := testkit.LoopbackAddr(t), testkit.LoopbackAddr(t), testkit.LoopbackAddr(t)
 	runCommand(t, "server", "--log-level=error", "--topology", topoFile, "--data-dir", filepath.Join(dir, "data"),
 		"--http-addr", httpAddr, "--nats-addr", natsAddr, "--window=1s", "--lateness=2s")
 	scrape(t, "http://"+httpAddr+"/readyz")

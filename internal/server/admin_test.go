@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -34,16 +33,6 @@ type running struct {
 	tokens map[string]string // role → secret
 	stop   func()            // stops it (also done at the test's end)
 	client *http.Client
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 const testSLOs = `slos:
@@ -88,7 +77,7 @@ func startServer(t *testing.T, dir string, opts ...func(*Config, *running)) *run
 		r.tokens[role] = secret
 		fmt.Fprintf(&tokens, "- {name: %s-user, role: %s, sha256: %s}\n", role, role, api.HashToken(secret))
 	}
-	httpAddr := freeAddr(t)
+	httpAddr := testkit.LoopbackAddr(t)
 	cfg := Config{
 		TopologyFile: write("topology.yaml", string(data)), DataDir: filepath.Join(dir, "data"),
 		HTTPAddr: httpAddr, NATSAddr: "127.0.0.1:-1",

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -17,11 +16,12 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
-	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/meshlens/meshlens/internal/testkit"
 )
 
 // receiver is a remote-write endpoint that decodes what it gets, checks the
@@ -206,7 +206,7 @@ func TestRemoteWriteToPrometheus(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("global: {scrape_interval: 1m}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeLoopbackAddr(t)
+	addr := testkit.LoopbackAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin,
 		"--config.file="+cfg,
@@ -304,19 +304,6 @@ func TestRemoteWriteToPrometheus(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 func FuzzEncodeWriteRequest(f *testing.F) {

@@ -67,6 +67,14 @@ func FixedPort(t testing.TB, ips ...string) int {
 	return 0
 }
 
+// LoopbackAddr is "127.0.0.1:PORT" with a FixedPort: for a process
+// (meshlens, Prometheus, Alertmanager) that must be told its listen
+// address and cannot report back the port :0 gave it.
+func LoopbackAddr(t testing.TB) string {
+	t.Helper()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FixedPort(t)))
+}
+
 var (
 	handedMu sync.Mutex
 	handed   = map[int]bool{}

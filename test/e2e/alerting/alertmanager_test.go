@@ -67,7 +67,7 @@ func TestAlertmanagerDelivery(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("route: {receiver: blackhole, group_wait: 1s}\nreceivers: [{name: blackhole}]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeLoopbackAddr(t)
+	addr := testkit.LoopbackAddr(t)
 	amURL := "http://" + addr
 	startProcess(t, "prometheus-alertmanager", amURL+"/-/ready",
 		"--config.file="+cfg,

@@ -19,13 +19,6 @@ import (
 	"github.com/meshlens/meshlens/internal/testkit"
 )
 
-// freeLoopbackAddr is a 127.0.0.1 address for a peer process (Prometheus,
-// Alertmanager) that must be told its listen address before it starts.
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	return fmt.Sprintf("127.0.0.1:%d", testkit.FixedPort(t))
-}
-
 // startProcess runs a real server binary until the test ends, logging to a
 // file shown when the test fails, and waits until url answers 200.
 func startProcess(t *testing.T, name, readyURL string, args ...string) {

@@ -24,7 +24,7 @@ func TestLocalizerIncidentReachesAlertmanager(t *testing.T) {
 	const tor = "dc1-pod1-rack2-tor"
 	dir := t.TempDir()
 	amCfg := filepath.Join(dir, "alertmanager.yml")
-	addr := freeLoopbackAddr(t)
+	addr := testkit.LoopbackAddr(t)
 	amURL := "http://" + addr
 	files := map[string]string{
 		amCfg:                               "route: {receiver: blackhole, group_wait: 1s}\nreceivers: [{name: blackhole}]\n",

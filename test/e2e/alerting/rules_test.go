@@ -176,7 +176,7 @@ func TestRulesFireWithMeshlens(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("global: {evaluation_interval: 1s}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeLoopbackAddr(t)
+	addr := testkit.LoopbackAddr(t)
 	promURL := "http://" + addr
 	startProcess(t, "prometheus", promURL+"/-/ready",
 		"--config.file="+cfg,

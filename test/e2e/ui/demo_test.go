@@ -11,7 +11,6 @@ package ui
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -48,22 +47,6 @@ func fabricStart(t *testing.T, p *e2eutil.Process) time.Time {
 	return start
 }
 
-// freeAddr is a loopback address whose port was free a moment ago: the
-// demo's flags want one, and it checks readiness on the address it was
-// given, so the kernel's :0 will not do.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
 func TestDemo(t *testing.T) {
 	bin := e2eutil.Binary(t)
 	out := os.Getenv("MESHLENS_SCREENSHOTS")
@@ -71,7 +54,7 @@ func TestDemo(t *testing.T) {
 	if !docs {
 		out = filepath.Join(artifacts(t), "demo")
 	}
-	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
+	httpAddr, natsAddr := testkit.LoopbackAddr(t), testkit.LoopbackAddr(t)
 	demo := e2eutil.Start(t, "demo", nil, bin, "demo", "--http-addr", httpAddr, "--nats-addr", natsAddr, "--data-dir", t.TempDir())
 	f := &fabric{base: "http://" + httpAddr}
 	e2eutil.WaitHTTP(t, f.base+"/readyz", 2*time.Minute)
