@@ -25,6 +25,9 @@ deps=(
   "ip iproute2"                                      # network namespaces: lab, trace
   "nft nftables"                                     # the lab's real faults
   "fping fping"                                      # the agent footprint baseline
+  "systemd-analyze systemd"                          # the systemd units' check (test/e2e/deploy)
+  "systemd-sysusers systemd"                         # the sysusers file's check
+  "unshare util-linux"                               # a read-only data dir (test/e2e/deploy)
 )
 # Not a command: the Go module proxy is reached over HTTPS.
 extra_packages=(ca-certificates)

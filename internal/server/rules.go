@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
-	"gopkg.in/yaml.v3"
 
 	"github.com/meshlens/meshlens/internal/alert"
 	"github.com/meshlens/meshlens/internal/api"
@@ -39,23 +38,6 @@ func (e *evalRecord) get() (time.Time, time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.at, e.duration
-}
-
-// generatedRules is the subset of a Prometheus rule file GenerateRules
-// writes.
-type generatedRules struct {
-	Groups []struct {
-		Name     string `yaml:"name"`
-		Interval string `yaml:"interval"`
-		Rules    []struct {
-			Record      string            `yaml:"record"`
-			Alert       string            `yaml:"alert"`
-			Expr        string            `yaml:"expr"`
-			For         string            `yaml:"for"`
-			Labels      map[string]string `yaml:"labels"`
-			Annotations map[string]string `yaml:"annotations"`
-		} `yaml:"rules"`
-	} `yaml:"groups"`
 }
 
 // RuleGroups implements api.RuleSource.
@@ -91,13 +73,9 @@ func toActive(al alert.Alert) api.ActiveAlert {
 
 func (a *alerting) sloRuleGroups(active map[string][]alert.Alert) ([]api.RuleGroup, error) {
 	slos := a.engine.SLOs()
-	data, err := slo.GenerateRules(slos, slo.RulesOptions{Interval: a.sloInterval, DataDelay: a.sloDataDelay})
+	f, err := slo.Rules(slos, slo.RulesOptions{Interval: a.sloInterval, DataDelay: a.sloDataDelay})
 	if err != nil {
 		return nil, err
-	}
-	var f generatedRules
-	if err := yaml.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("server: generated SLO rules: %w", err)
 	}
 	files, errs := map[string]string{}, map[string]string{}
 	for _, s := range slos {

@@ -177,11 +177,11 @@ func runBurnCase(t *testing.T, promtool string, tc burnCase) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rf ruleFile
+	var rf RuleFile
 	if err := yaml.Unmarshal(rules, &rf); err != nil {
 		t.Fatal(err)
 	}
-	alerts := map[string]rule{}
+	alerts := map[string]Rule{}
 	for _, g := range rf.Groups {
 		for _, r := range g.Rules {
 			if r.Alert != "" {

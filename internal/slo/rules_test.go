@@ -67,7 +67,7 @@ func TestRulesDataDelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var a, b ruleFile
+	var a, b RuleFile
 	if err := yaml.Unmarshal(plain, &a); err != nil {
 		t.Fatal(err)
 	}
