@@ -29,6 +29,10 @@ var detectFabric = []string{"--dcs", "1", "--pods", "2", "--leaves-per-pod", "2"
 	"--server-arg=--window=5s", "--server-arg=--lateness=5s"}
 
 // within is how long a verdict may take to follow a change of the fabric.
+// clock is how the suite's logs print a moment, to read beside verdicts'
+// windows.
+const clock = "15:04:05.0"
+
 func within() time.Duration { return (1+withinWindows)*detectWindow + detectLateness + 5*time.Second }
 
 // TestDetect runs every fault kind through real agents, real traceroutes
@@ -132,9 +136,11 @@ func TestDetect(t *testing.T) {
 			// once the element is blamed two windows running.
 			inc := l.WaitIncident(t, tc.blamed, "open", onset, within())
 			t.Logf("%s %s: incident %s open %.1f s after the onset", tc.kind, tc.element, inc.ID, time.Since(onset).Seconds())
+			clearing := time.Now()
 			l.Clear(t, tc.element)
 			cleared = true
 			end := time.Now()
+			t.Logf("%s %s: onset %s, cleared %s..%s", tc.kind, tc.element, onset.Format(clock), clearing.Format(clock), end.Format(clock))
 			l.WaitClean(t, end, within())
 			t.Logf("%s %s: clean %.1f s after the end", tc.kind, tc.element, time.Since(end).Seconds())
 			// And resolves it after three clean windows: this one and two
