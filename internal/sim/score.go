@@ -153,8 +153,12 @@ func score(sc *Scenario, x *localize.Index, name string, tl *timeline) Localizer
 			if at <= f.At {
 				continue
 			}
-			// Evidence lingers for the localizer's horizon after the end.
-			during := at <= f.End(sc.Duration)+time.Duration(3)*sc.Interval+batchDelay
+			// Evidence lingers for the localizer's horizon after the end;
+			// a blame after that is not this fault's (the same element
+			// may fail again later in the scenario).
+			if at > f.End(sc.Duration)+time.Duration(3)*sc.Interval+batchDelay {
+				break
+			}
 			for _, s := range tl.suspects[i] {
 				if fr.FirstFlagged == nil {
 					v := secs(at - f.At)
@@ -164,9 +168,7 @@ func score(sc *Scenario, x *localize.Index, name string, tl *timeline) Localizer
 					v := secs(at - f.At)
 					fr.Localized = &v
 				}
-				if during {
-					blamed[s.Element+" ("+string(s.Symptom)+")"]++
-				}
+				blamed[s.Element+" ("+string(s.Symptom)+")"]++
 			}
 		}
 		fr.Blamed = sortedByCount(blamed)
