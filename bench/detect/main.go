@@ -8,7 +8,7 @@
 // same scenario gives the simulator's own time per fault, so that the
 // pipeline's overhead is live minus sim.
 //
-//	go run ./bench/detect [-onsets 10] [-kinds tor_down,link_down,spine_down,leaf_spine_loss] [-parallel 8] [-json]
+//	go run ./bench/detect [-onsets 10] [-kinds tor_down,link_down,spine_down,leaf_spine_loss] [-modes evidence,fixed-rate,lateness] [-parallel 8] [-json]
 //	go run ./bench/detect -report results.json   # the table of a saved run
 //
 // The fabric is the one of issue 12: 2 pods × 4 racks × 8 hosts, 2 leaves
@@ -118,6 +118,7 @@ type result struct {
 func main() {
 	n := flag.Int("onsets", 10, "faults per kind, at random phases of the window")
 	kindList := flag.String("kinds", "tor_down,link_down,spine_down,leaf_spine_loss", "kinds of fault")
+	modeList := flag.String("modes", strings.Join(modes, ","), "modes each kind runs in, side by side")
 	parallel := flag.Int("parallel", 8, "runs at once (a server and a simulator each)")
 	seed := flag.Uint64("seed", 1, "seed of the phases")
 	asJSON := flag.Bool("json", false, "print the onsets as JSON")
@@ -133,6 +134,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	modes = strings.Split(*modeList, ",")
+	for _, m := range modes {
+		if !slices.Contains([]string{modeEvidence, modeFixed, modeLateness}, m) {
+			fmt.Fprintf(os.Stderr, "bench-detect: unknown mode %q (want %s, %s or %s)\n", m, modeEvidence, modeFixed, modeLateness)
+			os.Exit(2)
+		}
+	}
 	if err := run(ctx, *n, strings.Split(*kindList, ","), *parallel, *seed, *asJSON); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-detect:", err)
 		os.Exit(1)
