@@ -6,12 +6,15 @@
 // over the rest of the run), and every result the bus acknowledged must
 // be counted once.
 //
-//	go run ./bench/soak [-duration 40m] [-recent 10m] [-sample 30s] [-hosts-per-rack 20] [-json]
+//	go run ./bench/soak [-duration 40m] [-recent 10m] [-sample 30s] [-hosts-per-rack 20] [-profiles DIR] [-json]
 //	go run ./bench/soak -report run.json   # the report of a saved run
 //
 // --recent is the server's own flag (pair detail kept in memory, 1 h by
 // default); the soak shortens it so that a run longer than it fits in an
-// afternoon. Every process runs on loopback and is ended by its pid.
+// afternoon. With -profiles, the server's heap profile is saved once the
+// window has filled and again at the end, and the report lists what grew
+// between the two (go tool pprof -diff_base). Every process runs on
+// loopback and is ended by its pid.
 package main
 
 import (
@@ -20,6 +23,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -50,6 +54,9 @@ const (
 
 var flat = []string{rss, goroutines, openFDs, headSeries}
 
+// profiles is where the heap profiles go ("": not taken).
+var profiles string
+
 // sample is one scrape of the server.
 type sample struct {
 	At     float64            `json:"at_seconds"` // from the fabric's start
@@ -70,6 +77,9 @@ type outcome struct {
 	// StreamBytes is what the results stream held at the end: every
 	// batch, as none is older than --stream-max-age.
 	StreamBytes float64 `json:"stream_bytes"`
+	// HeapGrowth is go tool pprof's top of the live heap's growth from
+	// the steady state to the end (-profiles).
+	HeapGrowth string `json:"heap_growth,omitempty"`
 }
 
 func main() {
@@ -78,6 +88,7 @@ func main() {
 	every := flag.Duration("sample", 30*time.Second, "scrape interval")
 	hostsPerRack := flag.Int("hosts-per-rack", 20, "hosts in each of the 5 × 10 racks")
 	asJSON := flag.Bool("json", false, "print the samples as JSON")
+	flag.StringVar(&profiles, "profiles", "", "save the server's heap profiles in this directory and report what grew")
 	from := flag.String("report", "", "print the report of a saved -json run instead of running")
 	flag.Parse()
 	if *from != "" {
@@ -153,9 +164,13 @@ func run(ctx context.Context, hostsPerRack int, duration, recent, every time.Dur
 		return nil, err
 	}
 	api := "http://" + addrs[0]
-	srv, err := benchrun.Start(bin, filepath.Join(dir, "server.log"), "server", "--topology", topoFile,
-		"--data-dir", filepath.Join(dir, "data"), "--http-addr", addrs[0], "--nats-addr", addrs[1],
-		"--recent", recent.String())
+	args := []string{"server", "--topology", topoFile, "--data-dir", filepath.Join(dir, "data"),
+		"--http-addr", addrs[0], "--nats-addr", addrs[1], "--recent", recent.String()}
+	if profiles != "" {
+		// Profiles are an admin's; the server listens on loopback only.
+		args = append(args, "--anonymous-role", "admin")
+	}
+	srv, err := benchrun.Start(bin, filepath.Join(dir, "server.log"), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -191,6 +206,7 @@ func run(ctx context.Context, hostsPerRack int, duration, recent, every time.Dur
 		out.Samples = append(out.Samples, sample{At: time.Since(start).Seconds(), Values: v})
 		return nil
 	}
+	steadyProfile := ""
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for running := true; running; {
@@ -204,6 +220,12 @@ func run(ctx context.Context, hostsPerRack int, duration, recent, every time.Dur
 		case <-tick.C:
 			if err := scrape(); err != nil {
 				return nil, fmt.Errorf("scrape: %w", err)
+			}
+			if profiles != "" && steadyProfile == "" && time.Since(start) >= recent+time.Minute {
+				steadyProfile = filepath.Join(profiles, "heap-steady.pb.gz")
+				if err := saveHeap(api, steadyProfile); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}
@@ -237,7 +259,43 @@ func run(ctx context.Context, hostsPerRack int, duration, recent, every time.Dur
 	}
 	final := out.Samples[len(out.Samples)-1].Values
 	out.Ingested, out.Dups, out.Rejected, out.StreamBytes = final[ingested], final[duplicates], final[rejected], final[streamed]
+	if steadyProfile != "" {
+		end := filepath.Join(profiles, "heap-end.pb.gz")
+		if err := saveHeap(api, end); err != nil {
+			return nil, err
+		}
+		top, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount", "15", "-sample_index", "inuse_space",
+			"-diff_base", steadyProfile, end).CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("go tool pprof: %w\n%s", err, top)
+		}
+		out.HeapGrowth = string(top)
+	}
 	return out, nil
+}
+
+// saveHeap writes the server's heap profile, after a GC, to file.
+func saveHeap(api, file string) error {
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	resp, err := http.Get(api + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("heap profile: %s", resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return f.Close()
 }
 
 // schedule is the faults: every four minutes from the second one, a
@@ -357,6 +415,9 @@ func report(w io.Writer, o *outcome) {
 		o.Published, o.Batches, o.Ingested, o.Dups, o.Rejected, o.exactlyOnce())
 	if o.Published > 0 {
 		fmt.Fprintf(w, "the stream holds %.0f MiB: %.1f bytes per result\n", o.StreamBytes/(1<<20), o.StreamBytes/float64(o.Published))
+	}
+	if o.HeapGrowth != "" {
+		fmt.Fprintf(w, "\nthe live heap's growth from the steady state to the end (go tool pprof -diff_base):\n%s", o.HeapGrowth)
 	}
 	fmt.Fprintf(w, "flat within 10 %% and exactly once: %t\n", o.passed())
 }
