@@ -267,10 +267,16 @@ func (m *Manager) ObserveSLOs(at time.Time, sts []slo.Status) {
 			if !t.Firing {
 				continue
 			}
-			labels := map[string]string{"alertname": slo.AlertName, "slo": st.Name, "tier": t.Name, "severity": t.Severity}
-			for k, v := range st.Labels {
-				if _, reserved := labels[k]; !reserved {
-					labels[k] = v
+			name := slo.AlertName
+			if t.Alert != "" {
+				name = t.Alert // an imported SLO's, which its routes match
+			}
+			labels := map[string]string{"alertname": name, "slo": st.Name, "tier": t.Name, "severity": t.Severity}
+			for _, more := range []map[string]string{t.Labels, st.Labels} {
+				for k, v := range more {
+					if _, set := labels[k]; !set {
+						labels[k] = v
+					}
 				}
 			}
 			ann := map[string]string{
@@ -282,6 +288,9 @@ func (m *Manager) ObserveSLOs(at time.Time, sts []slo.Status) {
 			}
 			if st.Scope != nil {
 				ann["scope"] = describeScope(st.Scope)
+			}
+			for k, v := range t.Annotations {
+				ann[k] = v
 			}
 			var forDur time.Duration
 			if t.For != "" {

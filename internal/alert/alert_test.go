@@ -590,3 +590,26 @@ func TestAcknowledge(t *testing.T) {
 		t.Errorf("resolved incident: %v, want ErrIncidentResolved", err)
 	}
 }
+
+// An imported SLO's tier alerts under its tool's name, with its routing
+// labels and annotations, so existing Alertmanager routes keep working;
+// meshlens's own labels win over them, the tier's over the SLO's.
+func TestImportedTierKeepsItsRoutes(t *testing.T) {
+	m := newManager(t, Config{})
+	m.ObserveSLOs(t0, []slo.Status{{Name: "payments-charges", Labels: map[string]string{"team": "payments", "channel": "slo"},
+		Tiers: []slo.TierStatus{{Name: "page-1h", Severity: "pageteam", Factor: 14.4, Long: "1h", Short: "5m", Firing: true,
+			Alert: "PaymentsChargeErrors", Labels: map[string]string{"routing_key": "pay", "channel": "tier", "slo": "nope"}, Annotations: map[string]string{"runbook": "https://rb.example/pay"}}}}})
+	als := m.Alerts()
+	if len(als) != 1 {
+		t.Fatalf("%d alerts", len(als))
+	}
+	want := map[string]string{"alertname": "PaymentsChargeErrors", "slo": "payments-charges", "tier": "page-1h", "severity": "pageteam", "routing_key": "pay", "channel": "tier", "team": "payments"}
+	for k, v := range want {
+		if als[0].Labels[k] != v {
+			t.Errorf("label %s = %q, want %q (all: %v)", k, als[0].Labels[k], v, als[0].Labels)
+		}
+	}
+	if als[0].Annotations["runbook"] != "https://rb.example/pay" {
+		t.Errorf("annotations %v", als[0].Annotations)
+	}
+}

@@ -35,8 +35,10 @@ func unjoin(err error) []error {
 }
 
 var (
-	unknownFieldRE = regexp.MustCompile(`field (.+) not found in type (\S+)`)
-	unmarshalRE    = regexp.MustCompile("cannot unmarshal !!(\\w+)(?: `([^`]*)`)? into (\\S+)")
+	// The type runs to the end of the message: an anonymous struct's
+	// name holds spaces ("struct { Name string ... }").
+	unknownFieldRE = regexp.MustCompile(`field (.+?) not found in type (.+)$`)
+	unmarshalRE    = regexp.MustCompile("cannot unmarshal !!(\\w+)(?: `([^`]*)`)? into (.+)$")
 )
 
 func humanize(msg string, types map[string]reflect.Type) string {

@@ -11,16 +11,18 @@
 // A file holds one or more YAML documents separated by "---"; a document
 // is an object or a top-level list of objects. An object is one SLO, a
 // list of them under slos:, or an OpenSLO openslo/v1 object: SLO (one
-// objective, Occurrences budgeting, a rolling or calendar window with its
-// start time and time zone, spec.service as the service label, meshlens's
-// alerting block under x-meshlens-alerting), SLI (a ratioMetric of
-// Prometheus queries), DataSource (gives a metricSourceRef its type),
-// Service (a name), AlertPolicy and AlertCondition (an SLO's burnrate
-// conditions become its tiers, alertpolicy.go); notification targets are
-// ignored with a warning. References resolve across all files given.
+// objective; Occurrences, Timeslices or RatioTimeslices budgeting; a
+// rolling or calendar window with its start time and time zone,
+// spec.service as the service label, meshlens's alerting block under
+// x-meshlens-alerting), SLI (a ratioMetric of Prometheus queries),
+// DataSource (gives a metricSourceRef its type), Service (a name),
+// AlertPolicy and AlertCondition (an SLO's burnrate conditions become its
+// tiers, alertpolicy.go); notification targets are ignored with a
+// warning. References resolve across all files given.
 // Unknown keys are errors; every error names file:line: field and what to
 // write instead (decode.go keeps Go type names out of them). Read returns
-// the warnings too.
+// the warnings too. A Sloth or Pyrra file is recognised and refused with
+// the import command to run instead (import.go).
 //
 //	name: dc1-availability
 //	description: probes inside dc1 are answered
@@ -36,6 +38,8 @@
 //	  disable: [ticket-3d]      # drop default tiers by name
 //	  severities: {ticket-1d: info}
 //	  # tiers: [{name: fast, burn_rate: 14.4, long: 1h, short: 5m, severity: page, for: 2m}]  # replace the defaults
+//	  #   a tier may also name its alert and add labels and annotations:
+//	  #   {..., alert: PaymentsErrors, labels: {routing_key: pay}, annotations: {runbook: ...}}
 //	labels: {team: netops}
 //
 // A location scope (dc, pod, rack, host) selects every probe with either
@@ -83,6 +87,51 @@
 // outlasts the window) and never a tier longer than W. Tiers can be
 // replaced (burn_rate ≥ 1, long within W), disabled one by one, and given
 // other severities per SLO.
+//
+// # Time slices
+//
+// An OpenSLO Timeslices budget cuts the window into slices of
+// timeSliceWindow; a slice is bad when its good ratio is below
+// timeSliceTarget, and the SLO is met when at least target of the slices
+// (those holding events) are good. RatioTimeslices, as the spec defines
+// it, averages the slices' good ratios instead: every slice weighs the
+// same, busy or quiet. Either way the units of the budget are slices (a
+// bad slice counts 1, or its error ratio) and everything above holds with
+// slices for events: burn rate is the bad share of the slices of a
+// window over 1 - target, the tiers fire on it (the default tiers'
+// windows rounded up to whole slices), and the minimum-events guard still
+// counts events.
+//
+// Prometheus judges the slices with a subquery, (badness)[w:slice], in
+// the generated rules and in the engine alike (slices.go): its steps are
+// aligned to multiples of the slice since the epoch, so both judge the
+// same fixed slices at any evaluation time; it reads history, so a budget
+// is right from the first evaluation (recording each slice's badness
+// would start empty and be wrong for a whole window after the rules are
+// loaded, fall on the rule group's evaluation times rather than slice
+// boundaries, and not be readable by the engine, which queries the store);
+// and the data delay shifts a whole subquery, never the selectors in it.
+// The range is a millisecond short of w so that Prometheus 2 (ranges
+// closed on the left) and 3 (open) count the same slices. The price is
+// cost: a month of 5m slices is 8,640 steps per evaluation of the budget.
+//
+// # Sloth and Pyrra
+//
+// Import (import.go; meshlens slo import --from sloth|pyrra) converts a
+// Sloth prometheus/v1 service spec (or its Kubernetes
+// PrometheusServiceLevel) or Pyrra ServiceLevelObjectives into
+// openslo/v1 SLOs whose tiers keep what Alertmanager routes match: the
+// alert name, per-tier labels (Sloth's page and ticket labels and its
+// sloth_id, sloth_service, sloth_slo and sloth_severity; Pyrra's
+// severity, long, short, exhaustion, pyrra.dev/ labels and the total
+// metric's equality matchers) and annotations; a severity label becomes
+// the tier's severity. Sloth's page and ticket alerts are the Workbook's
+// four tiers over its 30-day default period; Pyrra's four are its own
+// (factors 14, 7, 2, 1 over its 28-day windows scaled to the SLO window,
+// with its for durations). What does not map (precomputed ratios, plugins,
+// native histograms, grouping, absent-metric alerts, labels meshlens sets
+// itself) is listed as file:line: field: why; an SLO whose SLI cannot be
+// measured is left out and the command fails after writing the others.
 //
 // # Ratio queries
 //

@@ -81,7 +81,12 @@ type Status struct {
 	Scope     *Scope    `json:"scope,omitempty"`
 	Runbook   string    `json:"runbook,omitempty"`
 	At        time.Time `json:"at"`
-	// Events and BadEvents over the whole SLO window.
+	// Budgeting is what the budget counts: empty for events, Timeslices
+	// or RatioTimeslices for time slices.
+	Budgeting Budgeting `json:"budgeting,omitempty"`
+	// Events and BadEvents over the whole SLO window: the units the budget
+	// counts (for a time-slice budget, the slices holding events and the
+	// sum of their badness).
 	Events          float64  `json:"events"`
 	BadEvents       float64  `json:"bad_events"`
 	SLI             *float64 `json:"sli"`
@@ -97,16 +102,23 @@ type Status struct {
 
 // TierStatus is a burn-rate tier at an evaluation.
 type TierStatus struct {
-	Name       string   `json:"name"`
-	Severity   string   `json:"severity"`
-	Factor     float64  `json:"factor"`
-	Long       string   `json:"long"`
-	Short      string   `json:"short"`
-	For        string   `json:"for,omitempty"`
-	LongBurn   *float64 `json:"long_burn_rate"`
-	ShortBurn  *float64 `json:"short_burn_rate"`
-	LongEvents float64  `json:"long_events"`
-	Firing     bool     `json:"firing"`
+	Name      string   `json:"name"`
+	Severity  string   `json:"severity"`
+	Factor    float64  `json:"factor"`
+	Long      string   `json:"long"`
+	Short     string   `json:"short"`
+	For       string   `json:"for,omitempty"`
+	LongBurn  *float64 `json:"long_burn_rate"`
+	ShortBurn *float64 `json:"short_burn_rate"`
+	// LongEvents are the events (never slices) in the long window, what
+	// the minimum-events guard counts.
+	LongEvents float64 `json:"long_events"`
+	Firing     bool    `json:"firing"`
+	// Alert, Labels and Annotations are the tier's own (an imported SLO's
+	// alert name and routing labels); empty for meshlens's defaults.
+	Alert       string            `json:"alert,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // DayConsumption is the share of the SLO window's budget spent in the day
@@ -286,20 +298,21 @@ func (s *SLO) SLOWindow(t time.Time) time.Duration {
 	return time.Millisecond
 }
 
-// CountsAt queries the bad and total events of s over window w ending at t.
+// CountsAt queries the bad and total units the budget of s counts
+// (events, or time slices) over window w ending at t.
 func (e *Engine) CountsAt(ctx context.Context, s *SLO, w time.Duration, t time.Time) (Counts, error) {
-	bad, err := e.scalar(ctx, s.BadQuery(w), t)
+	bad, err := e.scalar(ctx, s.BudgetBadQuery(w), t)
 	if err != nil {
 		return Counts{}, fmt.Errorf("slo %s: bad events over %s: %w", s.Name, promDuration(w), err)
 	}
-	total, err := e.scalar(ctx, s.TotalQuery(w), t)
+	total, err := e.scalar(ctx, s.BudgetTotalQuery(w), t)
 	if err != nil {
 		return Counts{}, fmt.Errorf("slo %s: events over %s: %w", s.Name, promDuration(w), err)
 	}
 	if math.IsNaN(total) {
 		return Counts{Bad: math.NaN(), Total: 0}, nil
 	}
-	if math.IsNaN(bad) && (s.SLI.Kind == ProbeAvailability || s.SLI.Bad != "") {
+	if math.IsNaN(bad) && s.countsBadEvents() {
 		// A counter of bad events with no series yet: nothing bad happened.
 		// (A missing count of good events stays unknown, never "all bad".)
 		bad = 0
@@ -347,6 +360,7 @@ func (e *Engine) evaluate(ctx context.Context, s *SLO, at time.Time) (Status, er
 		Name: s.Name, Description: s.Description, Target: s.Target,
 		Window: promDuration(s.Window), Calendar: s.Calendar, Kind: s.SLI.Kind,
 		Runbook: s.Runbook, At: at, BurnRates: map[string]float64{}, Labels: s.Labels,
+		Budgeting: s.Budgeting,
 	}
 	if s.Calendar {
 		st.Window = windowLabel(s, t)
@@ -395,12 +409,23 @@ func (e *Engine) evaluate(ctx context.Context, s *SLO, at time.Time) (Status, er
 	}
 	for _, tier := range s.Tiers {
 		long, short := counts[tier.Long], counts[tier.Short]
+		events := long.Total
+		if s.Budgeting != Occurrences {
+			// The guard counts events, not slices.
+			if events, err = e.scalar(ctx, s.TotalQuery(tier.Long), t); err != nil {
+				return st, fmt.Errorf("slo %s: events over %s: %w", s.Name, promDuration(tier.Long), err)
+			}
+			if math.IsNaN(events) {
+				events = 0
+			}
+		}
 		ts := TierStatus{
 			Name: tier.Name, Severity: tier.Severity, Factor: tier.Factor,
 			Long: promDuration(tier.Long), Short: promDuration(tier.Short),
 			LongBurn: num(BurnRate(long, s.Target)), ShortBurn: num(BurnRate(short, s.Target)),
-			LongEvents: long.Total,
-			Firing:     tier.Firing(long, short, s.Target, s.MinEvents),
+			LongEvents: events,
+			Firing:     tier.Burning(long, short, s.Target) && events >= s.MinEvents,
+			Alert:      tier.Alert, Labels: tier.Labels, Annotations: tier.Annotations,
 		}
 		if tier.For > 0 {
 			ts.For = promDuration(tier.For)
@@ -413,7 +438,7 @@ func (e *Engine) evaluate(ctx context.Context, s *SLO, at time.Time) (Status, er
 	}
 	for k := range days {
 		end := t.Add(-time.Duration(k) * 24 * time.Hour)
-		bad, err := e.scalar(ctx, s.BadQuery(24*time.Hour), end)
+		bad, err := e.scalar(ctx, s.BudgetBadQuery(24*time.Hour), end)
 		if err != nil {
 			return st, fmt.Errorf("slo %s: bad events of day ending %s: %w", s.Name, end.Format(time.RFC3339), err)
 		}

@@ -333,10 +333,12 @@ func (c *parseCtx) parseObject(o object) (docResult, error) {
 			return res, fmt.Errorf("%s:%d: kind: %q: want one of SLO, SLI, Service, DataSource, AlertPolicy, AlertCondition, AlertNotificationTarget", file, keyLine(data, "kind"), o.kind)
 		}
 		return res, nil
-	case o.apiVersion == "pyrra.dev/v1alpha1":
-		return res, fmt.Errorf("%s:%d: a Pyrra ServiceLevelObjective: write it as an openslo/v1 SLO (see docs/configuration.md, SLOs)", file, firstLine(data))
-	case strings.HasPrefix(o.apiVersion, "sloth.slok.dev/"), isSloth(data):
-		return res, fmt.Errorf("%s:%d: a Sloth SLO spec: write it as an openslo/v1 SLO (see docs/configuration.md, SLOs)", file, firstLine(data))
+	case strings.HasPrefix(o.apiVersion, "pyrra.dev/"):
+		return res, fmt.Errorf("%s:%d: apiVersion: a Pyrra ServiceLevelObjective, not a meshlens or OpenSLO SLO: convert it with meshlens slo import --from pyrra %s (its alert names, labels and annotations are kept)", file, keyLine(data, "apiVersion"), file)
+	case strings.HasPrefix(o.apiVersion, "sloth.slok.dev/"):
+		return res, fmt.Errorf("%s:%d: apiVersion: a Sloth %s, not a meshlens or OpenSLO SLO: convert it with meshlens slo import --from sloth %s (its alert names, labels and annotations are kept)", file, keyLine(data, "apiVersion"), o.kind, file)
+	case isSloth(data):
+		return res, fmt.Errorf("%s:%d: version: a Sloth service spec, not a meshlens or OpenSLO SLO: convert it with meshlens slo import --from sloth %s (its alert names, labels and annotations are kept)", file, keyLine(data, "version"), file)
 	default:
 		slos, err := parseNative(file, data)
 		res.slos = slos
@@ -457,7 +459,13 @@ type tierYAML struct {
 	Long     string  `yaml:"long"`
 	Short    string  `yaml:"short"`
 	Severity string  `yaml:"severity"`
-	For      string  `yaml:"for"`
+	For      string  `yaml:"for,omitempty"`
+	// Alert, Labels and Annotations are the tier's alert's own name,
+	// labels and annotations (what routes match: an imported SLO keeps
+	// its tool's).
+	Alert       string            `yaml:"alert,omitempty"`
+	Labels      map[string]string `yaml:"labels,omitempty"`
+	Annotations map[string]string `yaml:"annotations,omitempty"`
 }
 
 func parseNative(file string, data []byte) ([]SLO, error) {
@@ -704,11 +712,23 @@ func (y *alertingYAML) apply(s *SLO, p *yamlfile.Problems, base []any) {
 	var tiers []Tier
 	if len(y.Tiers) == 0 && s.Window > 0 {
 		tiers = TiersFor(s.Window)
+		if s.TimeSlice > 0 {
+			fitSlices(tiers, s.TimeSlice)
+		}
 	}
 	names := map[string]bool{}
 	for i, ty := range y.Tiers {
 		tb := at(base, "tiers", i)
-		t := Tier{Name: ty.Name, Factor: ty.BurnRate, Severity: ty.Severity}
+		t := Tier{Name: ty.Name, Factor: ty.BurnRate, Severity: ty.Severity, Alert: ty.Alert, Labels: ty.Labels, Annotations: ty.Annotations}
+		if ty.Alert != "" && !model.LegacyValidation.IsValidMetricName(ty.Alert) {
+			p.Addf(at(tb, "alert"), "%q: an alert name is letters, digits, '_' and ':', not starting with a digit", ty.Alert)
+		}
+		checkNativeLabels(ty.Labels, p, at(tb, "labels"))
+		for k := range ty.Annotations {
+			if !model.LegacyValidation.IsValidLabelName(k) {
+				p.Addf(at(tb, "annotations", k), "%q is not a Prometheus annotation name; call it %s", k, promLabelName(k))
+			}
+		}
 		if !nameRE.MatchString(ty.Name) {
 			p.Addf(at(tb, "name"), "%q: want a name like page-1h", ty.Name)
 		}
@@ -732,6 +752,9 @@ func (y *alertingYAML) apply(s *SLO, p *yamlfile.Problems, base []any) {
 		}
 		if t.Long > 0 && t.Short > 0 && t.Short >= t.Long {
 			p.Addf(at(tb, "short"), "%s: must be shorter than long (%s)", t.Short, t.Long)
+		}
+		if s.TimeSlice > 0 && t.Short > 0 && t.Short < s.TimeSlice {
+			p.Addf(at(tb, "short"), "%s: shorter than a time slice (%s); a tier's windows hold whole slices", promDuration(t.Short), promDuration(s.TimeSlice))
 		}
 		if s.Window > 0 && t.Long > s.Window {
 			p.Addf(at(tb, "long"), "%s: longer than the SLO window (%s); a tier's windows fit inside it", promDuration(t.Long), promDuration(s.Window))

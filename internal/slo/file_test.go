@@ -118,8 +118,11 @@ func TestParseErrors(t *testing.T) {
 			[]string{"f.yaml:8: window: \"3\""}},
 		{"openslo unresolved", "apiVersion: openslo/v1\nkind: SLO\nmetadata: {name: x}\nspec:\n  indicatorRef: nope\n  timeWindow: [{duration: 7d, isRolling: true}]\n  objectives: [{target: 0.99}]\n",
 			[]string{"f.yaml:1: spec.indicatorRef: no openslo/v1 SLI named \"nope\""}},
-		{"openslo unsupported", "apiVersion: openslo/v1\nkind: SLO\nmetadata: {name: x}\nspec:\n  indicatorRef: nope\n  budgetingMethod: Timeslices\n  timeWindow: [{duration: 7d, isRolling: true}]\n  objectives: [{target: 0.99}]\n",
-			[]string{"f.yaml:6: spec.budgetingMethod: \"Timeslices\": not measured by meshlens yet"}},
+		{"openslo unsupported", "apiVersion: openslo/v1\nkind: SLO\nmetadata: {name: x}\nspec:\n  indicatorRef: nope\n  budgetingMethod: Budgets\n  timeWindow: [{duration: 7d, isRolling: true}]\n  objectives: [{target: 0.99}]\n",
+			[]string{"f.yaml:6: spec.budgetingMethod: \"Budgets\": want Occurrences (events), Timeslices or RatioTimeslices"}},
+		{"timeslices without a slice", "apiVersion: openslo/v1\nkind: SLO\nmetadata: {name: x}\nspec:\n  indicatorRef: nope\n  budgetingMethod: Timeslices\n  timeWindow: [{duration: 7d, isRolling: true}]\n  objectives: [{target: 0.99}]\n",
+			[]string{"f.yaml:8: spec.objectives[0].timeSliceWindow: missing: a Timeslices budget needs the length of a slice, e.g. timeSliceWindow: 5m",
+				"f.yaml:8: spec.objectives[0].timeSliceTarget: missing: the good ratio a slice needs to be good, e.g. timeSliceTarget: 0.95"}},
 		{"openslo threshold sli", "apiVersion: openslo/v1\nkind: SLI\nmetadata: {name: x}\nspec:\n  thresholdMetric:\n    metricSource: {type: Prometheus}\n",
 			[]string{"f.yaml:6: spec.thresholdMetric: threshold SLIs (a value compared per data point) are not measured", "under ratioMetric"}},
 		{"openslo v2", "apiVersion: openslo/v2alpha\nkind: SLO\n", []string{"only openslo/v1"}},
@@ -186,6 +189,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("slos:\n  - {name: a, target: 0.9, window: 7d, sli: {ratio: {bad: 'sum(increase(x[{{.window}}]))', total: 'sum(increase(y[{{.window}}]))'}}}\n---\napiVersion: openslo/v1\nkind: SLI\n"))
 	f.Add([]byte("apiVersion: openslo/v1\nkind: SLO\nmetadata: {name: x}\nspec: {indicatorRef: y, timeWindow: [{duration: 1M, calendar: {startTime: '2020-01-01'}}], objectives: [{targetPercent: 99}]}\n"))
 	f.Add([]byte("- apiVersion: openslo/v1\n  kind: SLI\n  metadata: {name: s}\n  spec: {ratioMetric: {counter: true, good: {metricSource: {type: Prometheus, spec: {query: a}}}, total: {metricSource: {type: Prometheus, spec: {query: b}}}}}\n-\n  apiVersion: openslo/v1\n  kind: SLO\n  metadata: {name: x, labels: {a.b: [c, d]}}\n  spec: {indicatorRef: s, timeWindow: [{duration: 1w, calendar: {timeZone: America/New_York}}], objectives: [{target: 0.9}]}\n"))
+	f.Add([]byte("apiVersion: openslo/v1\nkind: SLO\nmetadata: {name: x}\nspec:\n  budgetingMethod: Timeslices\n  timeWindow: [{duration: 7d, isRolling: true}]\n  objectives: [{target: 0.99, timeSliceTarget: 0.9, timeSliceWindow: 5m}]\n  indicator: {spec: {ratioMetric: {counter: true, bad: {metricSource: {type: Prometheus, spec: {query: a}}}, total: {metricSource: {type: Prometheus, spec: {query: b}}}}}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		slos, err := Parse(File{Name: "fuzz.yaml", Data: data})
 		if err != nil {
@@ -196,7 +200,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("accepted invalid SLO %+v", s)
 			}
 			// Every accepted SLO must yield PromQL that parses.
-			for _, q := range []string{s.BadQuery(time.Hour), s.TotalQuery(time.Hour)} {
+			for _, q := range []string{s.BadQuery(time.Hour), s.TotalQuery(time.Hour), s.BudgetBadQuery(time.Hour), s.BudgetTotalQuery(time.Hour), s.BudgetErrorRatioQuery(time.Hour)} {
 				if err := checkExpr(q); err != nil {
 					t.Fatalf("SLO %s: %v", s.Name, err)
 				}

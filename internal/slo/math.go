@@ -64,7 +64,10 @@ func BudgetConsumed(bad, windowTotal, target float64) float64 {
 // than its factor and the long window holds at least minEvents events. NaN
 // (no events) never fires.
 func (t Tier) Firing(long, short Counts, target, minEvents float64) bool {
-	return BurnRate(long, target) > t.Factor &&
-		BurnRate(short, target) > t.Factor &&
-		long.Total >= minEvents
+	return t.Burning(long, short, target) && long.Total >= minEvents
+}
+
+// Burning says whether both windows of tier t burn faster than its factor.
+func (t Tier) Burning(long, short Counts, target float64) bool {
+	return BurnRate(long, target) > t.Factor && BurnRate(short, target) > t.Factor
 }

@@ -11,9 +11,10 @@ import (
 )
 
 // The OpenSLO subset meshlens measures: an SLO with one objective, an
-// Occurrences budget, a rolling or calendar window (start time and time
-// zone honoured), and an SLI (inline or by indicatorRef) that is a
-// ratioMetric of Prometheus queries (a DataSource may give the type).
+// Occurrences, Timeslices or RatioTimeslices budget (slices.go), a rolling
+// or calendar window (start time and time zone honoured), and an SLI
+// (inline or by indicatorRef) that is a ratioMetric of Prometheus queries
+// (a DataSource may give the type).
 // Anything else is refused saying why, or, where it changes nothing that
 // is measured, read with a warning.
 
@@ -263,23 +264,24 @@ func (c *parseCtx) parseOpenSLO(file string, data []byte) (pendingOpenSLO, []str
 	if s.Description == "" {
 		s.Description = f.Metadata.DisplayName
 	}
-	switch m := f.Spec.BudgetingMethod; m {
-	case "", "Occurrences":
-	case "Timeslices", "RatioTimeslices":
-		p.Addf(yamlfile.Path("spec", "budgetingMethod"), "%q: not measured by meshlens yet: budgets count events; use Occurrences", m)
+	switch m := f.Spec.BudgetingMethod; {
+	case m == "", strings.EqualFold(m, "Occurrences"):
+	case strings.EqualFold(m, string(Timeslices)):
+		s.Budgeting = Timeslices
+	case strings.EqualFold(m, string(RatioTimeslices)):
+		s.Budgeting = RatioTimeslices
 	default:
-		p.Addf(yamlfile.Path("spec", "budgetingMethod"), "%q: want Occurrences", m)
+		p.Addf(yamlfile.Path("spec", "budgetingMethod"), "%q: want Occurrences (events), Timeslices or RatioTimeslices", m)
 	}
 	parseOpenWindow(&s, f.Spec.TimeWindow, p)
 	switch len(f.Spec.Objectives) {
 	case 1:
 		o := f.Spec.Objectives[0]
 		ob := yamlfile.Path("spec", "objectives", 0)
+		parseTimeSlices(&s, o, p, w, ob)
 		switch {
 		case o.Op != "" || o.Value != nil:
 			p.Addf(ob, "threshold objectives (op, value) are not measured: count good and total events with a ratioMetric SLI")
-		case o.TimeSliceTarget != nil || o.TimeSliceWindow != "":
-			p.Addf(ob, "timeSliceTarget and timeSliceWindow belong to Timeslices budgets, which meshlens does not measure yet")
 		case o.Indicator != nil || o.IndicatorRef != "" || o.CompositeWeight != nil:
 			p.Addf(ob, "composite SLOs (an indicator per objective) are not measured: give the SLI under spec")
 		case o.Target != nil && o.TargetPercent == nil:
@@ -313,6 +315,10 @@ func (c *parseCtx) parseOpenSLO(file string, data []byte) (pendingOpenSLO, []str
 					if s.Window > 0 && t.Long > s.Window {
 						p.Addf(yamlfile.Path("spec", "alertPolicies"), "AlertCondition %q: lookbackWindow %s is longer than the SLO window (%s)", t.Name, promDuration(t.Long), promDuration(s.Window))
 					}
+					if s.TimeSlice > 0 && t.Short < s.TimeSlice {
+						p.Addf(yamlfile.Path("spec", "alertPolicies"), "AlertCondition %q: its short window (%s, a twelfth of lookbackWindow) holds no whole %s time slice; use a lookbackWindow of at least %s",
+							t.Name, promDuration(t.Short), promDuration(s.TimeSlice), promDuration(12*s.TimeSlice))
+					}
 				}
 				s.Tiers = tiers
 			}
@@ -333,6 +339,42 @@ func (c *parseCtx) parseOpenSLO(file string, data []byte) (pendingOpenSLO, []str
 		return pendingOpenSLO{}, warnings(w), err
 	}
 	return out, warnings(w), nil
+}
+
+// parseTimeSlices reads an objective's timeSliceTarget and timeSliceWindow
+// into s, after its budgeting method and window.
+func parseTimeSlices(s *SLO, o openObjective, p, w *yamlfile.Problems, ob []any) {
+	if s.Budgeting == Occurrences {
+		if o.TimeSliceTarget != nil || o.TimeSliceWindow != "" {
+			p.Addf(ob, "timeSliceTarget and timeSliceWindow belong to time-slice budgets: set spec.budgetingMethod: Timeslices (or RatioTimeslices), or remove them to count events")
+		}
+		return
+	}
+	switch {
+	case o.TimeSliceWindow == "":
+		p.Addf(at(ob, "timeSliceWindow"), "missing: a %s budget needs the length of a slice, e.g. timeSliceWindow: 5m", s.Budgeting)
+	default:
+		d, err := parseDuration(o.TimeSliceWindow)
+		if err == nil {
+			err = checkTimeSlice(d, s.Window)
+		}
+		if err != nil {
+			p.Addf(at(ob, "timeSliceWindow"), "%v", err)
+			break
+		}
+		s.TimeSlice = d
+	}
+	switch tst := o.TimeSliceTarget; {
+	case s.Budgeting == RatioTimeslices && tst != nil:
+		w.Addf(at(ob, "timeSliceTarget"), "ignored: RatioTimeslices averages the slices' good ratios; a threshold per slice is Timeslices")
+	case s.Budgeting == RatioTimeslices:
+	case tst == nil:
+		p.Addf(at(ob, "timeSliceTarget"), "missing: the good ratio a slice needs to be good, e.g. timeSliceTarget: 0.95")
+	case !(*tst > 0 && *tst <= 1):
+		p.Addf(at(ob, "timeSliceTarget"), "%v: want a ratio above 0 and at most 1 (0.95 for 95 %%)", *tst)
+	default:
+		s.TimeSliceTarget = *tst
+	}
 }
 
 // parseOpenWindow reads spec.timeWindow into s.

@@ -1,6 +1,7 @@
 package slo
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -99,7 +100,7 @@ func TestOpenSLOCorpus(t *testing.T) {
 	// The AlertPolicy's burnrate condition is the tier: 14x over 1h, a
 	// twelfth of it as the short window, alertAfter as for.
 	want := Tier{Name: "checkout-fast-burn", Factor: 14, Long: time.Hour, Short: 5 * time.Minute, Severity: "page", For: 5 * time.Minute}
-	if got := by["checkout-availability"].Tiers; len(got) != 1 || got[0] != want {
+	if got := by["checkout-availability"].Tiers; len(got) != 1 || !reflect.DeepEqual(got[0], want) {
 		t.Errorf("checkout tiers %+v, want [%+v]", got, want)
 	}
 	warns := strings.Join(res.Warnings, "\n")
@@ -135,7 +136,13 @@ func TestOpenSLOErrors(t *testing.T) {
 		{"list of scalars", "- a\n- b\n", []string{"f.yaml:1: [0]: each item of a top-level list is an object (a mapping: apiVersion, kind, ...), not a scalar"}},
 		{"list where a mapping goes", "name: a\ntarget: 99%\nwindow: 30d\nsli: [a]\n", []string{"f.yaml:4: want a mapping (probe_availability, probe_latency, ratio) here, not a list"}},
 		{"unknown objective field", slo + "  timeWindow: [{duration: 7d, isRolling: true}]\n  objectives: [{target: 0.99, colour: red}]\n", []string{"f.yaml:7: unknown field colour (known here: compositeWeight, displayName, indicator, indicatorRef, op, target, targetPercent, timeSliceTarget, timeSliceWindow, value)"}},
-		{"timeslices objective", slo + "  timeWindow: [{duration: 7d, isRolling: true}]\n  objectives: [{target: 0.99, timeSliceTarget: 0.95, timeSliceWindow: 1m}]\n", []string{"f.yaml:7: spec.objectives[0]: timeSliceTarget and timeSliceWindow belong to Timeslices budgets"}},
+		{"timeslices objective", slo + "  timeWindow: [{duration: 7d, isRolling: true}]\n  objectives: [{target: 0.99, timeSliceTarget: 0.95, timeSliceWindow: 1m}]\n", []string{"f.yaml:7: spec.objectives[0]: timeSliceTarget and timeSliceWindow belong to time-slice budgets: set spec.budgetingMethod: Timeslices (or RatioTimeslices), or remove them to count events"}},
+		{"slice too short", slo + "  budgetingMethod: Timeslices\n  timeWindow: [{duration: 7d, isRolling: true}]\n  objectives: [{target: 0.99, timeSliceTarget: 0.95, timeSliceWindow: 30s}]\n", []string{"f.yaml:8: spec.objectives[0].timeSliceWindow: 30s: a slice is at least 1m (increase() needs two samples in one; with a 1m scrape interval, use 5m)"}},
+		{"slice too long", slo + "  budgetingMethod: Timeslices\n  timeWindow: [{duration: 1d, isRolling: true}]\n  objectives: [{target: 0.99, timeSliceTarget: 0.95, timeSliceWindow: 4h}]\n", []string{"f.yaml:8: spec.objectives[0].timeSliceWindow: 4h: the SLO window (1d) must hold at least 12 slices, so that tiers can burn on their share; use at most 2h"}},
+		{"slice target out of range", slo + "  budgetingMethod: Timeslices\n  timeWindow: [{duration: 7d, isRolling: true}]\n  objectives: [{target: 0.99, timeSliceTarget: 95, timeSliceWindow: 5m}]\n", []string{"f.yaml:8: spec.objectives[0].timeSliceTarget: 95: want a ratio above 0 and at most 1 (0.95 for 95 %)"}},
+		{"tier shorter than a slice", slo + "  budgetingMethod: Timeslices\n  timeWindow: [{duration: 7d, isRolling: true}]\n  objectives: [{target: 0.99, timeSliceTarget: 0.95, timeSliceWindow: 10m}]\n  x-meshlens-alerting:\n    tiers: [{name: fast, burn_rate: 10, long: 1h, short: 5m, severity: page}]\n", []string{"f.yaml:10: spec.x-meshlens-alerting.tiers[0].short: 5m: shorter than a time slice (10m); a tier's windows hold whole slices"}},
+		{"tier alert name and labels", "name: a\ntarget: 99%\nwindow: 30d\nsli: {probe_availability: {}}\nalerting:\n  tiers:\n    - {name: f, burn_rate: 2, long: 1h, short: 5m, severity: page, alert: 1bad, labels: {severity: x}, annotations: {a-b: c}}\n",
+			[]string{`f.yaml:7: alerting.tiers[0].alert: "1bad": an alert name is letters, digits, '_' and ':', not starting with a digit`, `alerting.tiers[0].labels.severity: "severity" is set by meshlens on every alert`, `alerting.tiers[0].annotations.a-b: "a-b" is not a Prometheus annotation name; call it a_b`}},
 		{"rolling month", slo + "  timeWindow: [{duration: 1M, isRolling: true}]\n  objectives: [{target: 0.99}]\n", []string{"f.yaml:6: spec.timeWindow[0].duration: \"1M\": a rolling window is written in days or weeks"}},
 		{"bad time zone", slo + "  timeWindow: [{duration: 1w, calendar: {startTime: '2024-01-01 00:00:00', timeZone: Mars/Olympus}}]\n  objectives: [{target: 0.99}]\n", []string{"spec.timeWindow[0].calendar: timeZone \"Mars/Olympus\": want an IANA time zone"}},
 		{"bad start", slo + "  timeWindow: [{duration: 1M, calendar: {startTime: 'next tuesday'}}]\n  objectives: [{target: 0.99}]\n", []string{"startTime \"next tuesday\": want a date and time like 2024-01-15 00:00:00"}},
@@ -153,8 +160,9 @@ func TestOpenSLOErrors(t *testing.T) {
 		{"tier longer than window", "name: a\ntarget: 99%\nwindow: 1d\nsli: {probe_availability: {}}\nalerting:\n  tiers:\n    - {name: slow, burn_rate: 1, long: 3d, short: 6h, severity: ticket}\n", []string{"f.yaml:7: alerting.tiers[0].long: 3d: longer than the SLO window (1d)"}},
 		{"tier below 1x", "name: a\ntarget: 99%\nwindow: 30d\nsli: {probe_availability: {}}\nalerting:\n  tiers:\n    - {name: slow, burn_rate: 0.5, long: 3d, short: 6h, severity: ticket}\n", []string{"alerting.tiers[0].burn_rate: 0.5: below 1 the tier fires while the budget would outlast the window"}},
 		{"dotted native label", "name: a\ntarget: 99%\nwindow: 30d\nsli: {probe_availability: {}}\nlabels: {app.kubernetes.io/name: web}\n", []string{"f.yaml:5: labels.app.kubernetes.io/name: \"app.kubernetes.io/name\" is not a Prometheus label name; call it app_kubernetes_io_name"}},
-		{"sloth", "version: prometheus/v1\nservice: myservice\nslos:\n  - name: requests-availability\n    objective: 99.9\n", []string{"f.yaml:1: a Sloth SLO spec: write it as an openslo/v1 SLO"}},
-		{"pyrra", "apiVersion: pyrra.dev/v1alpha1\nkind: ServiceLevelObjective\nmetadata: {name: x}\n", []string{"f.yaml:1: a Pyrra ServiceLevelObjective"}},
+		{"sloth", "version: prometheus/v1\nservice: myservice\nslos:\n  - name: requests-availability\n    objective: 99.9\n", []string{"f.yaml:1: version: a Sloth service spec, not a meshlens or OpenSLO SLO: convert it with meshlens slo import --from sloth f.yaml"}},
+		{"sloth kubernetes", "apiVersion: sloth.slok.dev/v1\nkind: PrometheusServiceLevel\nmetadata: {name: x}\n", []string{"f.yaml:1: apiVersion: a Sloth PrometheusServiceLevel, not a meshlens or OpenSLO SLO: convert it with meshlens slo import --from sloth f.yaml"}},
+		{"pyrra", "apiVersion: pyrra.dev/v1alpha1\nkind: ServiceLevelObjective\nmetadata: {name: x}\n", []string{"f.yaml:1: apiVersion: a Pyrra ServiceLevelObjective, not a meshlens or OpenSLO SLO: convert it with meshlens slo import --from pyrra f.yaml"}},
 		{"unknown alert policy", slo + "  timeWindow: [{duration: 7d, isRolling: true}]\n  objectives: [{target: 0.99}]\n  alertPolicies: [{alertPolicyRef: nope}]\n", []string{"f.yaml:8: spec.alertPolicies[0].alertPolicyRef: \"nope\": no AlertPolicy of that name"}},
 		{"threshold condition", slo + "  timeWindow: [{duration: 7d, isRolling: true}]\n  objectives: [{target: 0.99}]\n  alertPolicies:\n    - kind: AlertPolicy\n      metadata: {name: p}\n      spec:\n        conditions:\n          - kind: AlertCondition\n            metadata: {name: c}\n            spec: {condition: {kind: threshold, threshold: 3}}\n",
 			[]string{"f.yaml:13: spec.alertPolicies[0].spec.conditions[0]: AlertCondition \"c\": condition kind \"threshold\": only burnrate conditions map onto meshlens's tiers"}},

@@ -51,7 +51,10 @@ type RulesOptions struct {
 	DataDelay time.Duration
 }
 
-// withOffset adds d to the offset of every selector of the PromQL expr.
+// withOffset adds d to the offset of every selector of the PromQL expr,
+// and of every subquery instead of the selectors inside it: a subquery
+// over time slices shifted as a whole judges the slices meshlens judges
+// d earlier, while shifting what it reads would cut other slices.
 func withOffset(expr string, d time.Duration) (string, error) {
 	if d == 0 {
 		return expr, nil
@@ -60,13 +63,23 @@ func withOffset(expr string, d time.Duration) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("slo: rules: %q: %w", expr, err)
 	}
-	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
-		if vs, ok := n.(*parser.VectorSelector); ok {
-			vs.OriginalOffset += d
-		}
-		return nil
-	})
+	if err := parser.Walk(offsetter(d), e, nil); err != nil {
+		return "", fmt.Errorf("slo: rules: %q: %w", expr, err)
+	}
 	return e.String(), nil
+}
+
+type offsetter time.Duration
+
+func (d offsetter) Visit(n parser.Node, _ []parser.Node) (parser.Visitor, error) {
+	switch n := n.(type) {
+	case *parser.SubqueryExpr:
+		n.OriginalOffset += time.Duration(d)
+		return nil, nil
+	case *parser.VectorSelector:
+		n.OriginalOffset += time.Duration(d)
+	}
+	return d, nil
 }
 
 // fmtFloat prints a number of the rules to 12 significant digits: a
@@ -82,24 +95,49 @@ func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', 12, 64) }
 func (s *SLO) BurnCondition(t Tier) string {
 	budget, factor := fmtFloat(s.Budget()), fmtFloat(t.Factor)
 	c := fmt.Sprintf("(%s / %s > %s) and (%s / %s > %s)",
-		s.ErrorRatioQuery(t.Long), budget, factor,
-		s.ErrorRatioQuery(t.Short), budget, factor)
+		s.BudgetErrorRatioQuery(t.Long), budget, factor,
+		s.BudgetErrorRatioQuery(t.Short), budget, factor)
 	if s.MinEvents > 0 {
 		c += fmt.Sprintf(" and (%s >= %s)", s.TotalQuery(t.Long), fmtFloat(s.MinEvents))
 	}
 	return c
 }
 
-// AlertLabels are the labels of tier t's alert for s.
+// AlertLabels are the labels of tier t's alert for s: the SLO's, then the
+// tier's own, then meshlens's (slo, tier, severity), which win.
 func (s *SLO) AlertLabels(t Tier) map[string]string {
-	l := map[string]string{"slo": s.Name, "tier": t.Name, "severity": t.Severity}
+	l := map[string]string{}
 	if s.Service != "" {
 		l["service"] = s.Service
 	}
 	for k, v := range s.Labels {
 		l[k] = v
 	}
+	for k, v := range t.Labels {
+		l[k] = v
+	}
+	l["slo"], l["tier"], l["severity"] = s.Name, t.Name, t.Severity
 	return l
+}
+
+// AlertAnnotations are the annotations of tier t's alert for s: meshlens's
+// summary, description and runbook_url, then the tier's own, which win.
+func (s *SLO) AlertAnnotations(t Tier) map[string]string {
+	what := "error ratio"
+	if s.Budgeting != Occurrences {
+		what = "share of bad " + promDuration(s.TimeSlice) + " time slices"
+	}
+	ann := map[string]string{
+		"summary":     s.Summary(t),
+		"description": fmt.Sprintf("Both the %s and the %s %s exceed %s times the budget (1 - %s).", promDuration(t.Long), promDuration(t.Short), what, fmtFloat(t.Factor), fmtFloat(s.Target)),
+	}
+	if s.Runbook != "" {
+		ann["runbook_url"] = s.Runbook
+	}
+	for k, v := range t.Annotations {
+		ann[k] = v
+	}
+	return ann
 }
 
 // Summary is the one-line summary of tier t's alert.
@@ -151,21 +189,14 @@ func Rules(slos []SLO, opt RulesOptions) (RuleFile, error) {
 			sl["service"] = s.Service
 		}
 		for _, w := range s.Windows() {
-			g.Rules = append(g.Rules, Rule{Record: "slo:sli_error:ratio_rate" + promDuration(w), Expr: s.ErrorRatioQuery(w), Labels: sl})
+			g.Rules = append(g.Rules, Rule{Record: "slo:sli_error:ratio_rate" + promDuration(w), Expr: s.BudgetErrorRatioQuery(w), Labels: sl})
 		}
 		g.Rules = append(g.Rules,
 			Rule{Record: "slo:objective:ratio", Expr: "vector(" + fmtFloat(s.Target) + ")", Labels: sl},
-			Rule{Record: "slo:error_budget_remaining:ratio", Expr: fmt.Sprintf("1 - (%s) / %s", s.ErrorRatioQuery(s.Window), fmtFloat(s.Budget())), Labels: sl},
+			Rule{Record: "slo:error_budget_remaining:ratio", Expr: fmt.Sprintf("1 - (%s) / %s", s.BudgetErrorRatioQuery(s.Window), fmtFloat(s.Budget())), Labels: sl},
 		)
 		for _, t := range s.Tiers {
-			ann := map[string]string{
-				"summary":     s.Summary(t),
-				"description": fmt.Sprintf("Both the %s and the %s error ratio exceed %s times the budget (1 - %s).", promDuration(t.Long), promDuration(t.Short), fmtFloat(t.Factor), fmtFloat(s.Target)),
-			}
-			if s.Runbook != "" {
-				ann["runbook_url"] = s.Runbook
-			}
-			r := Rule{Alert: AlertName, Expr: s.BurnCondition(t), Labels: s.AlertLabels(t), Annotations: ann}
+			r := Rule{Alert: t.AlertName(), Expr: s.BurnCondition(t), Labels: s.AlertLabels(t), Annotations: s.AlertAnnotations(t)}
 			if t.For > 0 {
 				r.For = promDuration(t.For)
 			}

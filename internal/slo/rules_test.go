@@ -160,3 +160,66 @@ func TestRulesPrintCleanNumbers(t *testing.T) {
 		t.Errorf("1 - 0.9999 printed %s", got)
 	}
 }
+
+// A time-slice SLO over meshlens's counters is delayed as a whole: each
+// subquery is shifted (so that it judges the slices meshlens judges) and
+// the selectors inside it are not; the selectors outside are.
+func TestSliceRulesDataDelay(t *testing.T) {
+	slos, err := Parse(File{Name: "f.yaml", Data: []byte(`apiVersion: openslo/v1
+kind: SLO
+metadata: {name: rack-slices}
+spec:
+  budgetingMethod: Timeslices
+  timeWindow: [{duration: 7d, isRolling: true}]
+  objectives: [{target: 0.99, timeSliceTarget: 0.999, timeSliceWindow: 1m}]
+  indicator:
+    spec:
+      ratioMetric:
+        counter: true
+        bad: {metricSource: {type: Prometheus, spec: {query: sum(meshlens_rack_pair_probes_lost_total)}}}
+        total: {metricSource: {type: Prometheus, spec: {query: sum(meshlens_rack_pair_probes_total)}}}
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const delay = 40 * time.Second
+	f, err := Rules(slos, RulesOptions{DataDelay: delay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subqueries, outside := 0, 0
+	for _, r := range f.Groups[0].Rules {
+		e, err := parser.NewParser(parser.Options{}).ParseExpr(r.Expr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parser.Inspect(e, func(n parser.Node, path []parser.Node) error {
+			inSub := false
+			for _, p := range path {
+				if _, ok := p.(*parser.SubqueryExpr); ok {
+					inSub = true
+				}
+			}
+			switch n := n.(type) {
+			case *parser.SubqueryExpr:
+				subqueries++
+				if n.OriginalOffset != delay || n.Step != time.Minute || n.Range%time.Minute != time.Minute-time.Millisecond {
+					t.Errorf("%s: subquery [%v:%v] offset %v", r.Expr, n.Range, n.Step, n.OriginalOffset)
+				}
+			case *parser.VectorSelector:
+				switch {
+				case inSub && n.OriginalOffset != 0:
+					t.Errorf("%s: selector %s inside a subquery has offset %v", r.Expr, n.Name, n.OriginalOffset)
+				case !inSub && n.OriginalOffset != delay:
+					t.Errorf("%s: selector %s has offset %v, want %v", r.Expr, n.Name, n.OriginalOffset, delay)
+				case !inSub:
+					outside++
+				}
+			}
+			return nil
+		})
+	}
+	if subqueries == 0 || outside == 0 {
+		t.Fatalf("%d subqueries, %d selectors outside them", subqueries, outside)
+	}
+}

@@ -60,7 +60,32 @@ type SLO struct {
 	Labels map[string]string
 	// Source is where the SLO was defined ("file:line").
 	Source string
+	// Budgeting is what the budget counts: events (Occurrences, the zero
+	// value) or time slices of TimeSlice (slices.go).
+	Budgeting Budgeting
+	// TimeSlice is the length of a slice of a Timeslices or
+	// RatioTimeslices budget.
+	TimeSlice time.Duration
+	// TimeSliceTarget is the good ratio a slice of a Timeslices budget
+	// needs to be good.
+	TimeSliceTarget float64
 }
+
+// Budgeting is what an SLO's error budget counts (OpenSLO's
+// budgetingMethod).
+type Budgeting string
+
+// Budgeting methods.
+const (
+	// Occurrences counts events: the budget is a share of them.
+	Occurrences Budgeting = ""
+	// Timeslices counts time slices: a slice is bad when its good ratio is
+	// below TimeSliceTarget; the budget is a share of the slices.
+	Timeslices Budgeting = "Timeslices"
+	// RatioTimeslices averages the error ratios of the time slices: each
+	// slice weighs the same, however many events it holds.
+	RatioTimeslices Budgeting = "RatioTimeslices"
+)
 
 // Budget is the share of events allowed to be bad: 1 - Target.
 func (s *SLO) Budget() float64 { return 1 - s.Target }
@@ -105,6 +130,21 @@ type Tier struct {
 	// For is how long the condition must hold before the alert fires
 	// (pending until then).
 	For time.Duration
+	// Alert is the alertname of the tier's alert; empty is AlertName. An
+	// SLO imported from Sloth or Pyrra keeps the names its Alertmanager
+	// routes match.
+	Alert string
+	// Labels and Annotations are added to the tier's alert (an imported
+	// SLO's per-tier routing labels, e.g. a ticket tier's channel).
+	Labels, Annotations map[string]string
+}
+
+// AlertName is the alertname of t's alert.
+func (t Tier) AlertName() string {
+	if t.Alert != "" {
+		return t.Alert
+	}
+	return AlertName
 }
 
 // DefaultTiers are the SRE Workbook's tiers for a 30-day SLO.
