@@ -95,7 +95,8 @@ type Status struct {
 	BurnRates      map[string]float64 `json:"burn_rates"`
 	Tiers          []TierStatus       `json:"tiers"`
 	ConsumedPerDay []DayConsumption   `json:"budget_consumed_per_day"`
-	Labels         map[string]string  `json:"labels,omitempty"`
+	// Labels are the SLO's SLOLabels, which its alerts carry.
+	Labels map[string]string `json:"labels,omitempty"`
 	// Error says why the evaluation failed, if it did.
 	Error string `json:"error,omitempty"`
 }
@@ -359,7 +360,7 @@ func (e *Engine) evaluate(ctx context.Context, s *SLO, at time.Time) (Status, er
 	st := Status{
 		Name: s.Name, Description: s.Description, Target: s.Target,
 		Window: promDuration(s.Window), Calendar: s.Calendar, Kind: s.SLI.Kind,
-		Runbook: s.Runbook, At: at, BurnRates: map[string]float64{}, Labels: s.Labels,
+		Runbook: s.Runbook, At: at, BurnRates: map[string]float64{}, Labels: s.SLOLabels(),
 		Budgeting: s.Budgeting,
 	}
 	if s.Calendar {

@@ -2,6 +2,7 @@ package slo
 
 import (
 	"context"
+	"maps"
 	"math"
 	"strings"
 	"testing"
@@ -303,6 +304,42 @@ slos:
 				t.Errorf("%s: tier %s fires without data", st.Name, tr.Name)
 			}
 		}
+	}
+}
+
+// An SLO's service (OpenSLO spec.service) is on meshlens's own alerts as
+// on the generated rules' (AlertLabels): Status.Labels, which the alert
+// manager copies onto every tier's alert, carries it with the SLO's labels.
+func TestEngineStatusLabels(t *testing.T) {
+	s, _ := engineFixture(t)
+	slos, err := Parse(File{Name: "service.yaml", Data: []byte(`apiVersion: openslo/v1
+kind: SLO
+metadata: {name: checkout, labels: {team: shop}}
+spec:
+  service: payments
+  timeWindow: [{duration: 7d, isRolling: true}]
+  objectives: [{target: 0.99}]
+  indicator:
+    metadata: {name: checkout-errors}
+    spec:
+      ratioMetric:
+        counter: true
+        bad: {metricSource: {type: Prometheus, spec: {query: sum(errors_total)}}}
+        total: {metricSource: {type: Prometheus, spec: {query: sum(requests_total)}}}
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEngine(Config{SLOs: slos, Querier: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sts, err := e.EvaluateAt(context.Background(), t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"service": "payments", "team": "shop"}; !maps.Equal(sts[0].Labels, want) {
+		t.Errorf("status labels %v, want %v", sts[0].Labels, want)
 	}
 }
 

@@ -3,6 +3,7 @@ package slo
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"sort"
 	"strconv"
 	"time"
@@ -103,20 +104,29 @@ func (s *SLO) BurnCondition(t Tier) string {
 	return c
 }
 
-// AlertLabels are the labels of tier t's alert for s: the SLO's, then the
-// tier's own, then meshlens's (slo, tier, severity), which win.
+// AlertLabels are the labels of tier t's alert for s: the SLO's
+// (SLOLabels), then the tier's own, then meshlens's (slo, tier, severity),
+// which win.
 func (s *SLO) AlertLabels(t Tier) map[string]string {
+	l := map[string]string{}
+	maps.Copy(l, s.SLOLabels())
+	maps.Copy(l, t.Labels)
+	l["slo"], l["tier"], l["severity"] = s.Name, t.Name, t.Severity
+	return l
+}
+
+// SLOLabels are the labels every alert of s carries, from meshlens's
+// engine (Status.Labels) and the generated rules alike: service
+// (spec.service), then the SLO's labels, which win; nil if none.
+func (s *SLO) SLOLabels() map[string]string {
+	if s.Service == "" && len(s.Labels) == 0 {
+		return nil
+	}
 	l := map[string]string{}
 	if s.Service != "" {
 		l["service"] = s.Service
 	}
-	for k, v := range s.Labels {
-		l[k] = v
-	}
-	for k, v := range t.Labels {
-		l[k] = v
-	}
-	l["slo"], l["tier"], l["severity"] = s.Name, t.Name, t.Severity
+	maps.Copy(l, s.Labels)
 	return l
 }
 

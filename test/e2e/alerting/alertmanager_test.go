@@ -7,9 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -62,19 +60,7 @@ func amtoolQueryFor(t *testing.T, amURL, sloName string) ([]map[string]any, erro
 // and a signed webhook: the alert arrives (amtool lists it with its
 // runbook, scope and incident) and then resolves.
 func TestAlertmanagerDelivery(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "alertmanager.yml")
-	if err := os.WriteFile(cfg, []byte("route: {receiver: blackhole, group_wait: 1s}\nreceivers: [{name: blackhole}]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := testkit.LoopbackAddr(t)
-	amURL := "http://" + addr
-	startProcess(t, "prometheus-alertmanager", amURL+"/-/ready",
-		"--config.file="+cfg,
-		"--storage.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
-		"--cluster.listen-address=",
-	)
+	amURL := startAlertmanager(t)
 
 	// A webhook endpoint checking signatures.
 	secret := []byte("webhook-secret")

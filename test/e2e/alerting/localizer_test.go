@@ -23,11 +23,8 @@ import (
 func TestLocalizerIncidentReachesAlertmanager(t *testing.T) {
 	const tor = "dc1-pod1-rack2-tor"
 	dir := t.TempDir()
-	amCfg := filepath.Join(dir, "alertmanager.yml")
-	addr := testkit.LoopbackAddr(t)
-	amURL := "http://" + addr
+	amURL := startAlertmanager(t)
 	files := map[string]string{
-		amCfg:                               "route: {receiver: blackhole, group_wait: 1s}\nreceivers: [{name: blackhole}]\n",
 		filepath.Join(dir, "alerting.yaml"): fmt.Sprintf("alertmanagers: [{name: am, url: %q}]\nresend_interval: 5s\n", amURL),
 		filepath.Join(dir, "scenario.yaml"): `name: tor-down-no-slo
 seed: 5
@@ -43,9 +40,6 @@ faults:
 			t.Fatal(err)
 		}
 	}
-	startProcess(t, "prometheus-alertmanager", amURL+"/-/ready",
-		"--config.file="+amCfg, "--storage.path="+filepath.Join(dir, "am"), "--web.listen-address="+addr, "--cluster.listen-address=")
-
 	bin := e2eutil.Binary(t)
 	topoFile := filepath.Join(dir, "topology.yaml")
 	e2eutil.Topology(t, topoFile, bin, "sim", "topology", filepath.Join(dir, "scenario.yaml"))

@@ -3,7 +3,6 @@ package alerting
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"gopkg.in/yaml.v3"
 
@@ -169,82 +167,18 @@ func TestRulesFireWithMeshlens(t *testing.T) {
 	if err := os.WriteFile(rulesFile, rules, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// Rules are loaded only once the history is in: a rule's first
-	// evaluation puts a sample at "now" in the head, after which
-	// Prometheus refuses samples older than an hour.
-	cfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfg, []byte("global: {evaluation_interval: 1s}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := testkit.LoopbackAddr(t)
-	promURL := "http://" + addr
-	startProcess(t, "prometheus", promURL+"/-/ready",
-		"--config.file="+cfg,
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
-		"--web.enable-remote-write-receiver",
-		"--web.enable-lifecycle",
-	)
-
-	st, err := store.Open(t.TempDir(), store.Options{
-		Registerer:  prometheus.NewRegistry(),
-		RemoteWrite: store.RemoteWriteConfig{URL: promURL + "/api/v1/write", FlushInterval: 20 * time.Millisecond},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	rctx, rcancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- st.Run(rctx) }()
-	defer func() {
-		rcancel()
-		if err := <-done; err != nil {
-			t.Errorf("store Run: %v", err)
-		}
-	}()
+	prom := startPrometheus(t)
+	promURL := prom.URL
+	st, _ := prom.remoteWritingStore(t, t.TempDir())
 
 	end := time.Now().Truncate(sampleEvery)
 	start := end.Add(-history)
 	t0 := time.Now()
 	n := feedCounters(t, st, start, end)
 	t.Logf("fed %d instants in %v", n, time.Since(t0))
-
-	// Wait until Prometheus holds every sample.
-	testkit.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
-		var data struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
-		}
-		q := url.Values{"query": {`count_over_time(meshlens_rack_pair_probes_lost_total[4d])`}, "time": {strconv.FormatInt(end.Unix(), 10)}}
-		if err := promAPI(promURL, "/api/v1/query", q, &data); err != nil {
-			return err
-		}
-		res := data.Result
-		if len(res) != 3 {
-			return fmt.Errorf("%d series in Prometheus, want 3", len(res))
-		}
-		for _, r := range res {
-			if r.Value[1] != strconv.Itoa(n) {
-				return fmt.Errorf("a series has %v samples, want %d", r.Value[1], n)
-			}
-		}
-		return nil
-	})
-
-	if err := os.WriteFile(cfg, []byte("global: {evaluation_interval: 1s}\nrule_files: ["+strconv.Quote(rulesFile)+"]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	prom.waitForSamples(t, `count_over_time(meshlens_rack_pair_probes_lost_total[4d])`, end, 3, n)
 	t.Logf("in Prometheus after %v", time.Since(t0))
-	resp, err := http.Post(promURL+"/-/reload", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("reload: %s", resp.Status)
-	}
+	prom.loadRules(t, rulesFile)
 
 	eng, err := slo.NewEngine(slo.Config{SLOs: slos, Querier: st, ConsumedDays: 1, DataDelay: delay})
 	if err != nil {

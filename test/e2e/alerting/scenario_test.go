@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -96,16 +94,7 @@ func TestScenarioAlertsAndRemediation(t *testing.T) {
 	}
 
 	// A real Alertmanager and a remediation webhook.
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "alertmanager.yml")
-	if err := os.WriteFile(cfg, []byte("route: {receiver: blackhole, group_wait: 1s}\nreceivers: [{name: blackhole}]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := testkit.LoopbackAddr(t)
-	amURL := "http://" + addr
-	startProcess(t, "prometheus-alertmanager", amURL+"/-/ready",
-		"--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--cluster.listen-address=")
+	amURL := startAlertmanager(t)
 	secret := []byte("drain-secret")
 	var mu sync.Mutex
 	var actions []string

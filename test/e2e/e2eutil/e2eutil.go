@@ -282,3 +282,33 @@ func GetJSON(url string, v any) error {
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
 }
+
+// PromError is a Prometheus HTTP API answer whose status is not "success".
+type PromError struct {
+	StatusCode int    // the HTTP status
+	Type       string // errorType: bad_data, execution, ...
+	Message    string
+}
+
+func (e *PromError) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.StatusCode, e.Type, e.Message)
+}
+
+// DecodeProm reads a Prometheus HTTP API answer ({"status", "data"}, from
+// Prometheus or meshlens) and decodes its data into out; an answer that is
+// not a success is a *PromError.
+func DecodeProm(resp *http.Response, out any) error {
+	var body struct {
+		Status    string          `json:"status"`
+		ErrorType string          `json:"errorType"`
+		Error     string          `json:"error"`
+		Data      json.RawMessage `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return fmt.Errorf("%s %s: %s: %w", resp.Request.Method, resp.Request.URL.Path, resp.Status, err)
+	}
+	if resp.StatusCode != http.StatusOK || body.Status != "success" {
+		return &PromError{StatusCode: resp.StatusCode, Type: body.ErrorType, Message: body.Error}
+	}
+	return json.Unmarshal(body.Data, out)
+}
