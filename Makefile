@@ -11,8 +11,9 @@ FUZZTIME  ?= 20s
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/meshlens ./cmd/meshlens
 
-# The server on its embedded defaults, a simulated fabric with a fault and
-# real agents on loopback; prints the UI URL.
+# The server on its embedded defaults and a simulated 256-host fabric with
+# faults (./bin/meshlens demo --mode real: real agents on loopback); prints
+# the UI URL and commands to try. Ctrl-C stops it and removes its data.
 demo: build
 	./bin/meshlens demo
 
@@ -106,7 +107,7 @@ bench-detect:
 	$(GO) run ./bench/detect -onsets 10 -parallel 8
 
 bench-soak:
-	$(GO) run ./bench/soak
+	$(GO) run ./bench/soak -profiles bench/soak/profiles
 
 clean:
 	rm -rf bin

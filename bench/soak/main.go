@@ -8,6 +8,11 @@
 //
 //	go run ./bench/soak [-duration 40m] [-recent 10m] [-sample 30s] [-hosts-per-rack 20] [-profiles DIR] [-json]
 //	go run ./bench/soak -report run.json   # the report of a saved run
+//	go run ./bench/soak -budget -hosts-per-rack 40 -duration 7m   # issue 15
+//
+// With -budget the server runs on its default --recent (an hour) and
+// pair-detail budget, and the run checks that its RSS is flat and below
+// -max-rss from a minute after the pair detail reached its budget.
 //
 // --recent is the server's own flag (pair detail kept in memory, 1 h by
 // default); the soak shortens it so that a run longer than it fits in an
@@ -23,6 +28,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -50,6 +56,10 @@ const (
 	rejected   = "meshlens_ingest_rejected_total"
 	streamed   = "meshlens_stream_bytes"
 	heapGoal   = "go_memstats_next_gc_bytes" // twice the live heap at the last GC
+	// The pair detail's bytes and budget (-budget).
+	detailBytes   = "meshlens_aggregate_pair_detail_bytes"
+	detailBudget  = "meshlens_aggregate_pair_detail_budget_bytes"
+	detailTrimmed = "meshlens_aggregate_pair_detail_trimmed_total"
 )
 
 var flat = []string{rss, goroutines, openFDs, headSeries}
@@ -64,9 +74,14 @@ type sample struct {
 }
 
 type outcome struct {
-	Hosts     int      `json:"hosts"`
-	Duration  float64  `json:"duration_seconds"`
-	Recent    float64  `json:"recent_seconds"`
+	Hosts    int     `json:"hosts"`
+	Duration float64 `json:"duration_seconds"`
+	Recent   float64 `json:"recent_seconds"`
+	// Budget: the server ran on its default --recent and
+	// --pair-detail-max-bytes, and the steady state starts once the pair
+	// detail has reached its budget (-budget); MaxRSS bounds RSS from then.
+	Budget    bool     `json:"budget,omitempty"`
+	MaxRSS    float64  `json:"max_rss_bytes,omitempty"`
 	Faults    int      `json:"faults"`
 	Samples   []sample `json:"samples"`
 	Published int      `json:"results_published"` // acknowledged by the bus
@@ -85,6 +100,8 @@ type outcome struct {
 func main() {
 	duration := flag.Duration("duration", 40*time.Minute, "how long the fabric runs")
 	recent := flag.Duration("recent", 10*time.Minute, "the server's --recent (pair-detail window)")
+	budget := flag.Bool("budget", false, "pair detail within its memory budget (issue 15): the server on its default --recent and --pair-detail-max-bytes, flat (and under -max-rss) from a minute after the detail reached its budget")
+	maxRSS := flag.Float64("max-rss", 2<<30, "with -budget: the most RSS the server may reach once the detail reached its budget (bytes)")
 	every := flag.Duration("sample", 30*time.Second, "scrape interval")
 	hostsPerRack := flag.Int("hosts-per-rack", 20, "hosts in each of the 5 × 10 racks")
 	asJSON := flag.Bool("json", false, "print the samples as JSON")
@@ -104,13 +121,19 @@ func main() {
 		report(os.Stdout, &out)
 		return
 	}
-	if *duration < *recent+5*time.Minute {
+	if *budget {
+		*recent = 0 // the server's default
+	}
+	if !*budget && *duration < *recent+5*time.Minute {
 		fmt.Fprintln(os.Stderr, "bench-soak: -duration must exceed -recent by 5 minutes or more: the flat part is what follows the window")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	out, err := run(ctx, *hostsPerRack, *duration, *recent, *every)
+	if err == nil && *budget {
+		out.Budget, out.MaxRSS = true, *maxRSS
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench-soak:", err)
 		os.Exit(1)
@@ -165,7 +188,10 @@ func run(ctx context.Context, hostsPerRack int, duration, recent, every time.Dur
 	}
 	api := "http://" + addrs[0]
 	args := []string{"server", "--topology", topoFile, "--data-dir", filepath.Join(dir, "data"),
-		"--http-addr", addrs[0], "--nats-addr", addrs[1], "--recent", recent.String()}
+		"--http-addr", addrs[0], "--nats-addr", addrs[1]}
+	if recent > 0 {
+		args = append(args, "--recent", recent.String())
+	}
 	if profiles != "" {
 		// Profiles are an admin's; the server listens on loopback only.
 		args = append(args, "--anonymous-role", "admin")
@@ -197,7 +223,7 @@ func run(ctx context.Context, hostsPerRack int, duration, recent, every time.Dur
 	}
 
 	out := &outcome{Hosts: len(topo.Hosts), Duration: duration.Seconds(), Recent: recent.Seconds(), Faults: len(faults)}
-	names := append(append([]string{}, flat...), ingested, duplicates, rejected, streamed, heapGoal)
+	names := append(append([]string{}, flat...), ingested, duplicates, rejected, streamed, heapGoal, detailBytes, detailBudget, detailTrimmed)
 	scrape := func() error {
 		v, err := benchrun.Scrape(api+"/metrics", names...)
 		if err != nil {
@@ -335,14 +361,39 @@ func schedule(t *topology.Topology, duration time.Duration) []string {
 }
 
 // steady is the first sample after the pair-detail window has filled,
-// with a minute for the last window to seal; growth is measured from it.
+// with a minute for the last window to seal; with -budget, a minute after
+// the detail first reached 95 % of its budget. Growth is measured from it.
 func (o *outcome) steady() int {
+	full := o.Recent
+	if o.Budget {
+		full = o.budgetReached()
+	}
 	for i, s := range o.Samples {
-		if s.At >= o.Recent+60 {
+		if s.At >= full+60 {
 			return i
 		}
 	}
 	return len(o.Samples) - 1
+}
+
+// budgetReached is when the pair detail first held 95 % of its budget
+// (seconds from the fabric's start; +Inf: never).
+func (o *outcome) budgetReached() float64 {
+	for _, s := range o.Samples {
+		if b := s.Values[detailBudget]; b > 0 && s.Values[detailBytes] >= 0.95*b {
+			return s.At
+		}
+	}
+	return math.Inf(1)
+}
+
+// peakRSS is the most RSS from the steady state on.
+func (o *outcome) peakRSS() float64 {
+	peak := 0.0
+	for _, s := range o.Samples[o.steady():] {
+		peak = max(peak, s.Values[rss])
+	}
+	return peak
 }
 
 func (o *outcome) growth(name string) float64 { return o.growthFrom(o.steady(), name) }
@@ -380,6 +431,9 @@ func (o *outcome) exactlyOnce() bool {
 }
 
 func (o *outcome) passed() bool {
+	if o.Budget && (math.IsInf(o.budgetReached(), 1) || o.peakRSS() > o.MaxRSS) {
+		return false
+	}
 	for _, n := range flat {
 		if o.growth(n) > 0.10 {
 			return false
@@ -389,8 +443,12 @@ func (o *outcome) passed() bool {
 }
 
 func report(w io.Writer, o *outcome) {
-	fmt.Fprintf(w, "%d hosts, %s run, --recent %s, %d faults\n\n", o.Hosts, time.Duration(o.Duration)*time.Second,
-		time.Duration(o.Recent)*time.Second, o.Faults)
+	if o.Budget {
+		fmt.Fprintf(w, "%d hosts, %s run, default --recent and --pair-detail-max-bytes, %d faults\n\n", o.Hosts, time.Duration(o.Duration)*time.Second, o.Faults)
+	} else {
+		fmt.Fprintf(w, "%d hosts, %s run, --recent %s, %d faults\n\n", o.Hosts, time.Duration(o.Duration)*time.Second,
+			time.Duration(o.Recent)*time.Second, o.Faults)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	s := o.steady()
 	end := max(s, len(o.Samples)-2)
@@ -415,6 +473,12 @@ func report(w io.Writer, o *outcome) {
 		o.Published, o.Batches, o.Ingested, o.Dups, o.Rejected, o.exactlyOnce())
 	if o.Published > 0 {
 		fmt.Fprintf(w, "the stream holds %.0f MiB: %.1f bytes per result\n", o.StreamBytes/(1<<20), o.StreamBytes/float64(o.Published))
+	}
+	if o.Budget {
+		last := o.Samples[end].Values
+		fmt.Fprintf(w, "\npair detail reached 95 %% of its budget at %.0fs; at the end %s of %s, %.0f pair windows trimmed; RSS at most %s from %.0fs (limit %s): %t\n",
+			o.budgetReached(), human(rss, last[detailBytes]), human(rss, last[detailBudget]), last[detailTrimmed], human(rss, o.peakRSS()), o.Samples[s].At,
+			human(rss, o.MaxRSS), o.peakRSS() <= o.MaxRSS)
 	}
 	if o.HeapGrowth != "" {
 		fmt.Fprintf(w, "\nthe live heap's growth from the steady state to the end (go tool pprof -diff_base):\n%s", o.HeapGrowth)

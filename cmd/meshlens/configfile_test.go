@@ -56,6 +56,8 @@ remote_write_header: ["X-Scope-OrgID: fabric", "X-Extra: a,b"]
 remote_write_external_label: [server=a]
 http_target: ["web=http://10.0.0.1/,status=200", "api=https://api/"]
 log_level: debug
+pair_detail: off
+pair_detail_max_bytes: 1048576
 `
 	tests := []struct {
 		name string
@@ -68,9 +70,9 @@ log_level: debug
 		{"file over defaults", nil, nil, file, map[string]string{
 			"http-addr": "127.0.0.1:1001", "data-dir": "/from/file", "window": "5s", "evidence": "false", "stream-replicas": "3",
 			"slo": "[a.yaml,b.yaml]", "remote-write-header": `[X-Scope-OrgID: fabric,"X-Extra: a,b"]`, "remote-write-external-label": "[server=a]",
-			"log-level": "debug", "nats-url": "", "http-target": "web=http://10.0.0.1/ api=https://api/"}},
-		{"env over file", nil, map[string]string{"MESHLENS_HTTP_ADDR": "127.0.0.1:2001", "MESHLENS_SLO": "c.yaml"}, file,
-			map[string]string{"http-addr": "127.0.0.1:2001", "slo": "[c.yaml]", "nats-addr": "127.0.0.1:1002"}},
+			"log-level": "debug", "nats-url": "", "http-target": "web=http://10.0.0.1/ api=https://api/", "pair-detail": "false", "pair-detail-max-bytes": "1048576"}},
+		{"env over file", nil, map[string]string{"MESHLENS_HTTP_ADDR": "127.0.0.1:2001", "MESHLENS_SLO": "c.yaml", "MESHLENS_PAIR_DETAIL": "on"}, file,
+			map[string]string{"http-addr": "127.0.0.1:2001", "slo": "[c.yaml]", "nats-addr": "127.0.0.1:1002", "pair-detail": "true"}},
 		{"flags over env and file", []string{"--http-addr=127.0.0.1:3001", "--evidence", "--window=1s"}, map[string]string{"MESHLENS_HTTP_ADDR": "127.0.0.1:2001", "MESHLENS_WINDOW": "2s"}, file,
 			map[string]string{"http-addr": "127.0.0.1:3001", "evidence": "true", "window": "1s", "data-dir": "/from/file"}},
 	}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -94,18 +96,24 @@ Remediation runs dry: the incidents page shows what meshlens would drain.
 With --remediate (sim mode) it drains for real: the simulated fabric then
 routes around the blamed link, and the burn ends.
 
-It prints the UI's URL and runs until interrupted.`,
+It prints the UI's URL and runs until interrupted. Without --data-dir its
+data goes to a new temporary directory, removed when it stops; with
+--data-dir it stays there, and the demo says so when it stops.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			logger, err := newLogger(cmd)
 			if err != nil {
 				return err
 			}
-			if dataDir == "" {
+			temporary := dataDir == ""
+			if temporary {
 				if dataDir, err = os.MkdirTemp("", "meshlens-demo-"); err != nil {
 					return err
 				}
 			}
+			// Everything else the demo starts runs in this process and
+			// ends with it: its data directory is all it can leave.
+			defer func() { err = errors.Join(err, leaveDemoData(cmd.OutOrStdout(), dataDir, temporary)) }()
 			var topo *topology.Topology
 			var sc *sim.Scenario
 			switch mode {
@@ -187,18 +195,7 @@ It prints the UI's URL and runs until interrupted.`,
 					g.Go(func() error { return a.Run(ctx) })
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), `
-meshlens demo is running (%s mode, %d hosts; data in %s)
-
-  UI:          http://%s/
-  Prometheus:  promtool query instant http://%s 'meshlens_rack_pair_loss_ratio > 0'
-  Suspects:    curl -s http://%s/api/v1/suspects
-  Incidents:   meshlens incidents list --server http://%s
-  NATS:        %s
-  Remediation: %s
-
-Press Ctrl-C to stop.
-`, mode, len(topo.Hosts), dataDir, httpAddr, httpAddr, httpAddr, httpAddr, srv.NATSURL(), remediationNote(remediate))
+			fmt.Fprint(cmd.OutOrStdout(), demoBanner(mode, len(topo.Hosts), sc, dataDir, temporary, httpAddr, srv.NATSURL(), remediate))
 			return g.Wait()
 		},
 	}
@@ -242,6 +239,54 @@ func waitReady(ctx context.Context, url string) error {
 }
 
 func init() { extraCommands = append(extraCommands, newDemoCmd) }
+
+// demoBanner says what runs and how to look at it: every command as it
+// can be pasted on a machine with Go and curl only, the binary named as it
+// was started (`make demo` runs ./bin/meshlens, which is not on the PATH).
+func demoBanner(mode string, hosts int, sc *sim.Scenario, dataDir string, temporary bool, httpAddr, natsURL string, remediate bool) string {
+	self := os.Args[0]
+	kept := "kept after Ctrl-C"
+	if temporary {
+		kept = "removed on Ctrl-C"
+	}
+	faults := "none: real agents probe each other on loopback"
+	if sc != nil {
+		var fs []string
+		for _, f := range sc.Faults {
+			fs = append(fs, fmt.Sprintf("%s %s from %v", f.Kind, f.Element, f.At))
+		}
+		faults = strings.Join(fs, "; ")
+	}
+	return fmt.Sprintf(`
+meshlens demo is running (%s mode, %d hosts; data in %s, %s)
+Faults: %s. Data shows within a minute.
+
+  UI:          http://%s/
+  PromQL:      curl -s http://%s/api/v1/query --data-urlencode 'query=topk(5, meshlens_rack_pair_loss_ratio)'
+  Suspects:    curl -s http://%s/api/v1/suspects
+  Incidents:   %s incidents list --server http://%s
+  Diagnose:    %s diagnose pair dc1-pod2-rack1-h01 dc1-pod1-rack1-h01 --server http://%s
+  NATS:        %s
+  Remediation: %s
+
+Press Ctrl-C to stop.
+`, mode, hosts, dataDir, kept, faults, httpAddr, httpAddr, httpAddr, self, httpAddr, self, httpAddr, natsURL, remediationNote(remediate))
+}
+
+// leaveDemoData removes the demo's data directory when the demo made it,
+// and says what it leaves behind either way.
+func leaveDemoData(out io.Writer, dataDir string, temporary bool) error {
+	if !temporary {
+		fmt.Fprintf(out, "\nmeshlens demo stopped. Its data stays in %s (topology, SLOs, TSDB, state): run it again with --data-dir %s to go on from it, or delete the directory. Nothing else is left running.\n", dataDir, dataDir)
+		return nil
+	}
+	if err := os.RemoveAll(dataDir); err != nil {
+		fmt.Fprintf(out, "\nmeshlens demo stopped, but could not remove its data in %s: delete it by hand.\n", dataDir)
+		return fmt.Errorf("demo: remove its data: %w", err)
+	}
+	fmt.Fprintf(out, "\nmeshlens demo stopped and removed its data (%s). Nothing is left behind.\n", dataDir)
+	return nil
+}
 
 func remediationNote(execute bool) string {
 	if execute {

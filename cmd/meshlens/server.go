@@ -68,6 +68,9 @@ func addServerFlags(cmd *cobra.Command, cfg *server.Config) {
 	f.Float64Var(&cfg.Evidence.FleetRate, "evidence-fleet-rate", analyze.DefaultEvidenceFleetRate, "evidence on demand: extra probes per second asked of all agents together at most")
 	f.BoolVar(&cfg.Aggregate.IgnoreMarks, "ignore-agent-marks", false, "seal windows only after --lateness, ignoring the agents' marks of where their data ends (the behaviour of servers before marks; for comparison)")
 	f.DurationVar(&cfg.Aggregate.Recent, "recent", time.Hour, "how long pair-level detail is kept in memory")
+	f.Var((*offFlag)(&cfg.Aggregate.RollupsOnly), "pair-detail", "keep each pair's windows for --recent (the pair view, /api/v1/pairs, diagnose pair); --pair-detail=off aggregates rollups only: memory grows with hosts and rack pairs, not pairs (50,000 hosts fit), the localizer and SLOs work the same, the pair view is empty; needs --evidence=off")
+	f.Lookup("pair-detail").NoOptDefVal = "true"
+	f.Int64Var(&cfg.Aggregate.PairDetailMaxBytes, "pair-detail-max-bytes", server.DefaultPairDetailMaxBytes(), "memory budget of the pair detail in bytes (default: a sixteenth of the machine's or cgroup's memory, 32 MiB to 256 MiB); past it the oldest windows keep only pairs with loss, pairs looked at and a sample of the rest (0: no budget)")
 	f.DurationVar(&cfg.Store.Retention, "retention", 15*24*time.Hour, "how long the TSDB keeps rollups")
 	f.StringVar(&cfg.RemoteWrite.URL, "remote-write-url", "", "also send every rollup to this Prometheus remote-write endpoint")
 	f.StringVar(&cfg.RemoteWrite.BearerToken, "remote-write-bearer-token", "", "remote write: bearer token (prefer --remote-write-bearer-token-file or MESHLENS_REMOTE_WRITE_BEARER_TOKEN: a flag shows in ps)")
@@ -93,10 +96,16 @@ func addServerFlags(cmd *cobra.Command, cfg *server.Config) {
 
 func init() { extraCommands = append(extraCommands, newServerCmd) }
 
-// offFlag is a boolean flag that turns something on, stored as its Off.
+// offFlag is a boolean flag that turns something on, stored as its Off;
+// it also takes on and off.
 type offFlag bool
 
 func (o *offFlag) Set(v string) error {
+	switch v {
+	case "on", "off":
+		*o = v == "off"
+		return nil
+	}
 	on, err := strconv.ParseBool(v)
 	*o = offFlag(!on)
 	return err

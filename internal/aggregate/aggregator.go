@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -92,6 +93,13 @@ type Config struct {
 	// pairs: the mode for a fabric whose pairs do not fit in memory (50,000
 	// hosts with full Pingmesh lists are 250 M pairs per window).
 	RollupsOnly bool
+	// PairDetailMaxBytes bounds the recent pair detail (an estimate of the
+	// bytes it holds, see pairdetail.go): past it, the oldest windows keep
+	// only the pairs with loss, those PairWindows was asked about within
+	// Recent and a deterministic sample of the others, and are dropped
+	// whole last. 0: no bound. Sealing, rollups, counters and
+	// SealedWindow.Pairs are the same either way.
+	PairDetailMaxBytes int64
 	// Appendable receives every sealed window's rollups; nil writes nothing.
 	Appendable storage.Appendable
 	// Queryable reads back what Appendable wrote (the same store). With
@@ -143,6 +151,8 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("aggregate: negative max future %v", c.MaxFuture)
 	case c.MaxTargets < 0:
 		return fmt.Errorf("aggregate: negative max targets %d", c.MaxTargets)
+	case c.PairDetailMaxBytes < 0:
+		return fmt.Errorf("aggregate: negative pair detail budget %d", c.PairDetailMaxBytes)
 	}
 	return nil
 }
@@ -181,6 +191,8 @@ type Count struct{ Probes, Lost uint64 }
 type pair struct {
 	key PairKey
 	id  int32 // index in open windows' stats
+	// sample places the pair in the memory budget's sample (pairSample).
+	sample uint32
 	// counts are the cumulative counters the pair's results go into, up to
 	// the first nil: rack, pod and DC pairs (with a Locator), host out and
 	// in; or the target's, for HTTP.
@@ -240,8 +252,11 @@ type window struct {
 }
 
 // statsSlab is how many PairStats a window allocates at once: one
-// allocation instead of one per pair.
-const statsSlab = 256
+// allocation instead of one per pair. 255 × 64 bytes and the 8-byte
+// header Go puts before a large object with pointers fill the 16 KiB
+// size class; 256 took the next one, 18 KiB, which was 12% of the
+// recent pair detail (TestPairDetailBytesMatchHeap).
+const statsSlab = 255
 
 func (w *window) newStats() *PairStats {
 	if len(w.slab) == 0 {
@@ -255,16 +270,33 @@ func (w *window) newStats() *PairStats {
 // recentWindow is a sealed window's pair detail kept for PairWindows.
 type recentWindow struct {
 	start int64
-	// stats by pair id, shared with the SealedWindow: never modified.
+	// stats by pair id, shared with the SealedWindow: never modified; nil
+	// once the memory budget trimmed the window (see pairdetail.go).
 	stats []*PairStats
+	// ids and kept: a trimmed window's pairs, by ascending id, and their
+	// stats (level is the sample it was trimmed to, 0: not trimmed).
+	ids   []int32
+	kept  []PairStats
+	level uint8
+	// trimmedAt is when the budget first trimmed the window (the
+	// aggregator's clock, Unix ns; 0: never).
+	trimmedAt int64
 	// late holds the pairs that received late results: private copies of
 	// the sealed stats, modified in place.
 	late map[int32]*PairStats
+	// bytes is the estimate of what the window holds.
+	bytes int64
 }
 
 func (rw *recentWindow) pair(id int32) *PairStats {
 	if st := rw.late[id]; st != nil {
 		return st
+	}
+	if rw.stats == nil {
+		if i, ok := slices.BinarySearch(rw.ids, id); ok {
+			return &rw.kept[i]
+		}
+		return nil
 	}
 	if int(id) < len(rw.stats) {
 		return rw.stats[id]
@@ -293,8 +325,16 @@ type Aggregator struct {
 	// earlier process and are not held in recent detail.
 	recentSince int64
 	recent      map[int64]*recentWindow
-	counters    map[counterKey]*counter
-	targetNames map[string]int // HTTP targets: their counters, by name
+	// detailBytes estimates what recent holds (PairDetailMaxBytes);
+	// watched are the pairs PairWindows was asked about, since when and
+	// last when (clockNs: the clock of the last Advance); droppedUntil:
+	// the budget dropped whole the recent windows ending at or before it.
+	detailBytes  int64
+	watched      map[int32]watch
+	droppedUntil int64
+	clockNs      int64
+	counters     map[counterKey]*counter
+	targetNames  map[string]int // HTTP targets: their counters, by name
 	// dirty: counters changed since the last snapshot written to the TSDB.
 	// snapAt (unix ms) is when the last snapshot was committed, snapOK
 	// whether all its counter samples went in: together they say whether
@@ -333,6 +373,7 @@ func New(cfg Config) (*Aggregator, error) {
 		rollIndex:   make(map[rollKey]int32),
 		open:        make(map[int64]*window),
 		recent:      make(map[int64]*recentWindow),
+		watched:     make(map[int32]watch),
 		counters:    make(map[counterKey]*counter),
 		targetNames: map[string]int{},
 		agents:      make(map[string]*AgentStatus),
@@ -341,6 +382,7 @@ func New(cfg Config) (*Aggregator, error) {
 	if cfg.RollupsOnly {
 		a.ro = newRollupsOnly()
 	}
+	m.detailBudget.Set(float64(cfg.PairDetailMaxBytes))
 	return a, nil
 }
 
@@ -431,7 +473,7 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 				if i == int(p.bucketed) {
 					bucket = -1
 				}
-				c.add(lost, bucket)
+				c.add(lost, bucket, r.RttNs)
 			}
 			a.dirty = true
 		}
@@ -544,7 +586,7 @@ func (a *Aggregator) newPairLocked(k PairKey, src location) (p *pair, full bool)
 			return nil, false
 		}
 	}
-	p = &pair{key: k, id: a.nPairs}
+	p = &pair{key: k, id: a.nPairs, sample: pairSample(k)}
 	a.nPairs++
 	a.byID = append(a.byID, p)
 	p.rollups = [numRollups]int32{-1, -1, -1, -1, -1}
@@ -609,23 +651,34 @@ func (a *Aggregator) mergeLateLocked(start int64, p *pair, r *wire.ProbeResult, 
 	}
 	rw := a.recent[start]
 	if rw == nil {
-		rw = &recentWindow{start: start}
+		if start+a.w <= a.droppedUntil {
+			return // the memory budget dropped the window
+		}
+		rw = &recentWindow{start: start, bytes: recentWindowBytes}
 		a.recent[start] = rw
-	}
-	if rw.late == nil {
-		rw.late = make(map[int32]*PairStats)
+		a.detailBytes += rw.bytes
 	}
 	st := rw.late[p.id]
 	if st == nil {
-		if sealed := rw.pair(p.id); sealed != nil {
+		sealed := rw.pair(p.id)
+		if sealed == nil && rw.level > 0 && !wire.Lost(r) && !a.keepLocked(p.id, &PairStats{}, rw.level) {
+			return // the memory budget trimmed the pair from this window
+		}
+		if rw.late == nil {
+			rw.late = make(map[int32]*PairStats)
+		}
+		if sealed != nil {
 			st = sealed.clone() // the sealed original belongs to subscribers
 		} else {
 			st = &PairStats{}
 		}
 		rw.late[p.id] = st
+		a.growDetailLocked(rw, lateEntryBytes+pairStatsBytes+st.extraBytes())
 	}
+	before := st.extraBytes()
 	st.add(r, lag)
 	st.LateResults++
+	a.growDetailLocked(rw, st.extraBytes()-before)
 }
 
 // Advance seals every window whose end + lateness is at or before now: it
@@ -670,11 +723,13 @@ func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindo
 		}
 	}
 	horizon := nowNs - int64(a.cfg.Recent)
-	for s := range a.recent {
+	for s, rw := range a.recent {
 		if s+a.w < horizon {
-			delete(a.recent, s)
+			a.dropWindowLocked(rw, false)
 		}
 	}
+	a.clockNs = max(a.clockNs, nowNs)
+	a.trimLocked(a.clockNs)
 	subs := a.subs
 	a.m.openWindows.Set(float64(len(a.open)))
 	a.mu.Unlock()
@@ -766,6 +821,7 @@ func (a *Aggregator) sealLocked(w *window) *SealedWindow {
 	var used []int32
 	var slab []Rollup
 	var kinds [numRollups]int
+	var extra int64 // the pairs' heap beyond their PairStats
 	var idx [maxExactRTTs]int
 	var vals [maxExactRTTs]float64
 	var exact [maxExactRTTs]uint32
@@ -777,6 +833,7 @@ func (a *Aggregator) sealLocked(w *window) *SealedWindow {
 	for _, id := range w.touched {
 		p, st := pairs[id], w.stats[id]
 		sw.Pairs = append(sw.Pairs, PairEntry{p.key, st})
+		extra += st.extraBytes()
 		// The pair's exact RTTs go into up to five rollups: map each to
 		// its sketch bin once, not once per rollup.
 		n := 0
@@ -823,7 +880,9 @@ func (a *Aggregator) sealLocked(w *window) *SealedWindow {
 		sw.put(a.rollKeys[rid], rollups[rid])
 	}
 	if w.start >= a.recentSince {
-		a.recent[w.start] = &recentWindow{start: w.start, stats: w.stats}
+		rw := &recentWindow{start: w.start, stats: w.stats, bytes: windowBytes(w.stats, len(w.touched), extra)}
+		a.recent[w.start] = rw
+		a.detailBytes += rw.bytes
 	}
 	return sw
 }
@@ -885,6 +944,13 @@ func (a *Aggregator) PairWindows(src, dst string, proto wire.Protocol, since, un
 	if p == nil {
 		return nil
 	}
+	// Someone looks at this pair: the memory budget keeps its windows.
+	w := a.watched[p.id]
+	if w.first == 0 {
+		w.first = a.clockNs
+	}
+	w.last = a.clockNs
+	a.watched[p.id] = w
 	lo, hi := since.UnixNano(), until.UnixNano()
 	var out []PairWindow
 	for s, rw := range a.recent {

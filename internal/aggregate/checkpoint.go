@@ -54,6 +54,9 @@ type CheckpointCounter struct {
 	// RTTBuckets: answered probes per RTT bucket (not cumulative), one per
 	// LatencyBuckets bound and one above; absent when there are none.
 	RTTBuckets []uint64 `json:"rtt_buckets,omitempty"`
+	// RTTSumNs: the sum of those probes' RTTs in nanoseconds (the
+	// histogram's _sum); absent in checkpoints written before it was kept.
+	RTTSumNs uint64 `json:"rtt_sum_ns,omitempty"`
 }
 
 // ErrBadCheckpoint: a saved checkpoint could not be read.

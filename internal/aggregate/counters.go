@@ -4,13 +4,15 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/meshlens/meshlens/internal/wire"
 )
 
 // LatencyBuckets are the upper bounds (seconds) of the cumulative RTT
-// histograms the aggregator writes (…_rtt_seconds_bucket{le}). They are a
+// histograms the aggregator writes (…_rtt_seconds_bucket{le}, with
+// …_rtt_seconds_sum and …_rtt_seconds_count beside them). They are a
 // copy of slo.LatencyBuckets, kept here because aggregate must not import
 // the SLO engine (it sits after aggregate on the data path); a test checks
 // that the two lists are equal. Change both together.
@@ -96,17 +98,21 @@ type counter struct {
 	// ok[numRTTBuckets] those above the last bound. Cumulated into le
 	// buckets only when written.
 	ok [numRTTBuckets + 1]uint64
+	// rttSumNs is the sum of those probes' RTTs: the histogram's _sum.
+	rttSumNs uint64
 }
 
 // add counts one result that wire.Counts; bucket is rttBucket of an
-// answered probe, -1 for a lost one or one without an RTT.
-func (c *counter) add(lost bool, bucket int) {
+// answered probe, -1 for a lost one or one without an RTT (or for a
+// counter without a histogram); rttNs is its RTT.
+func (c *counter) add(lost bool, bucket int, rttNs int64) {
 	c.Probes++
 	if lost {
 		c.Lost++
 	}
 	if bucket >= 0 {
 		c.ok[bucket]++
+		c.rttSumNs += uint64(max(rttNs, 0))
 	}
 }
 
@@ -129,12 +135,22 @@ func (a *Aggregator) counterForLocked(k counterKey) *counter {
 	return c
 }
 
-// series names of a counter kind: probes, lost, rtt bucket metric names and
-// the label names of Src and Dst ("" for none).
+// series names of a counter kind: probes, lost, the rtt histogram's
+// bucket, sum and count metric names, and the label names of Src and Dst
+// ("" for none).
 type counterSeries struct {
-	probes, lost, bucket string
-	srcLabel, dstLabel   string
-	proto                bool // has a proto label
+	probes, lost             string
+	bucket, rttSum, rttCount string
+	srcLabel, dstLabel       string
+	proto                    bool // has a proto label
+}
+
+// withHistogram names the _sum and _count series of cs's histogram
+// beside its _bucket.
+func (cs counterSeries) withHistogram() counterSeries {
+	base := strings.TrimSuffix(cs.bucket, "_bucket")
+	cs.rttSum, cs.rttCount = base+"_sum", base+"_count"
+	return cs
 }
 
 var seriesOf = func() [numCounterKinds]counterSeries {
@@ -143,11 +159,11 @@ var seriesOf = func() [numCounterKinds]counterSeries {
 		out[lv] = counterSeries{
 			probes: levelMetric(lv, "probes_total"), lost: levelMetric(lv, "probes_lost_total"), bucket: levelMetric(lv, "rtt_seconds_bucket"),
 			srcLabel: "src_" + levelNames[lv], dstLabel: "dst_" + levelNames[lv], proto: true,
-		}
+		}.withHistogram()
 	}
-	host := counterSeries{probes: metricHostProbes, lost: metricHostLost, bucket: metricHostRTTBucket, srcLabel: "host", proto: true}
+	host := counterSeries{probes: metricHostProbes, lost: metricHostLost, bucket: metricHostRTTBucket, srcLabel: "host", proto: true}.withHistogram()
 	out[hostOutCounter], out[hostInCounter] = host, host
-	out[targetCounter] = counterSeries{probes: metricTargetProbes, lost: metricTargetLost, bucket: metricTargetRTTBucket, srcLabel: "target", dstLabel: "host"}
+	out[targetCounter] = counterSeries{probes: metricTargetProbes, lost: metricTargetLost, bucket: metricTargetRTTBucket, srcLabel: "target", dstLabel: "host"}.withHistogram()
 	return out
 }()
 
@@ -170,6 +186,7 @@ func checkpointCounter(k counterKey, c *counter) CheckpointCounter {
 	}
 	if c.answered() > 0 {
 		cc.RTTBuckets = append([]uint64(nil), c.ok[:]...)
+		cc.RTTSumNs = c.rttSumNs
 	}
 	return cc
 }
@@ -187,9 +204,12 @@ func (cc *CheckpointCounter) parse() (counterKey, *counter, error) {
 	if cc.Lost > cc.Probes {
 		return counterKey{}, nil, fmt.Errorf("%d lost of %d probes: %w", cc.Lost, cc.Probes, ErrBadCheckpoint)
 	}
-	c := &counter{Count: Count{Probes: cc.Probes, Lost: cc.Lost}}
+	c := &counter{Count: Count{Probes: cc.Probes, Lost: cc.Lost}, rttSumNs: cc.RTTSumNs}
 	switch len(cc.RTTBuckets) {
 	case 0:
+		if cc.RTTSumNs != 0 {
+			return counterKey{}, nil, fmt.Errorf("an rtt sum of %d ns without rtt buckets: %w", cc.RTTSumNs, ErrBadCheckpoint)
+		}
 	case numRTTBuckets + 1:
 		copy(c.ok[:], cc.RTTBuckets)
 		// Answered probes are neither lost nor more than were sent;

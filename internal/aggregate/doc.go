@@ -15,7 +15,8 @@
 // DC-pair rollups by summing counts and merging sketches, writes them and
 // the exact cumulative counters
 // to the TSDB (one commit per window, at the window's end), keeps the pair
-// detail for PairWindows for the recent horizon, and hands the SealedWindow
+// detail for PairWindows for the recent horizon (within
+// Config.PairDetailMaxBytes, see pairdetail.go), and hands the SealedWindow
 // to subscribers (analyzer, localizer, simulator). The core has no
 // goroutines: Ingest(batch, now) and Advance(ctx, now) are all the simulator
 // needs on a virtual clock.
@@ -34,12 +35,14 @@
 //     {src_<level>, dst_<level>, proto}: probes sent and lost;
 //   - meshlens_{rack,pod,dc}_pair_rtt_seconds_bucket{..., le}: answered
 //     (OK) probes with RTT ≤ le, le from LatencyBuckets (slo's list) and
-//     +Inf, a classic Prometheus histogram without _sum and _count;
+//     +Inf, a classic Prometheus histogram: _rtt_seconds_sum (the RTTs'
+//     sum, restored from the TSDB on restart like the buckets) and
+//     _rtt_seconds_count (the +Inf bucket) beside it;
 //   - meshlens_host_probes_total / _probes_lost_total {host, direction,
 //     proto}: direction "out" when the host sent the probe, "in" when it
-//     was probed; _rtt_seconds_bucket too with Config.HostRTTBuckets;
-//   - meshlens_target_probes_total / _probes_lost_total / _rtt_seconds_bucket
-//     {target}: HTTP probes of a service target.
+//     was probed; the _rtt_seconds histogram too with Config.HostRTTBuckets;
+//   - meshlens_target_probes_total / _probes_lost_total and the
+//     _rtt_seconds histogram {target}: HTTP probes of a service target.
 //
 // HTTP probes measure services named in the pinglist, not the fabric: their
 // destination is a target, whatever its name. They feed only the target

@@ -120,7 +120,7 @@ func (e *env) expect(b *wire.Batch) {
 			if (k.kind == hostOutCounter || k.kind == hostInCounter) && !e.hostRTTBuckets {
 				bucket = -1
 			}
-			c.add(lost, bucket)
+			c.add(lost, bucket, r.RttNs)
 			e.expectedAll[k] = c
 		}
 		if r.Protocol == wire.Protocol_PROTOCOL_HTTP {
@@ -647,6 +647,7 @@ func (e *env) checkTSDBCounters(until time.Time) {
 			cum += v
 			want[name(cs.bucket, "le", leLabels[i])] = float64(cum)
 		}
+		want[name(cs.rttSum)] = float64(c.rttSumNs) / 1e9
 	}
 	got := map[string]float64{}
 	for metric := range counterMetrics {

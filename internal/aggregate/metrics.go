@@ -29,6 +29,10 @@ type metrics struct {
 	// quotaDeletes: batches over their agent's quota deleted from the
 	// stream, by result.
 	quotaDeletes *prometheus.CounterVec
+	// The recent pair detail's estimated bytes, its budget, and the pair
+	// windows the budget trimmed (pairdetail.go).
+	detailBytes, detailBudget prometheus.Gauge
+	detailTrimmed             prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -88,6 +92,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "meshlens_ingest_consumer_restarts_total",
 			Help: "Stream consumer re-created from the last message aggregated, by reason: error (consumer gone, heartbeats missing, connection closed), gap (a delivery lost in flight), stalled (nothing delivered while the stream held newer batches).",
 		}, []string{"reason"}),
+		detailBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshlens_aggregate_pair_detail_bytes",
+			Help: "Estimated bytes of the recent pair detail held in memory for the pair view (--recent), within --pair-detail-max-bytes.",
+		}),
+		detailBudget: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshlens_aggregate_pair_detail_budget_bytes",
+			Help: "The memory budget of the recent pair detail (--pair-detail-max-bytes; 0: none).",
+		}),
+		detailTrimmed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshlens_aggregate_pair_detail_trimmed_total",
+			Help: "Pair windows dropped from the recent pair detail by its memory budget (pairs without loss, not looked at and not in the sample); rollups and counters keep them.",
+		}),
 	}
 	for _, r := range []string{"error", "gap", "stalled"} {
 		m.consumerRestarts.WithLabelValues(r)
@@ -105,7 +121,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.batches, m.results, m.late, m.duplicates, m.rejected, m.sealed,
-		m.openWindows, m.tsdbErrors, m.tsdbSkipped, m.checkpoints, m.dedupGaps, m.consumerRestarts, m.counterFlushes, m.marksRejected, m.sealDelay, m.quotaDeletes} {
+		m.openWindows, m.tsdbErrors, m.tsdbSkipped, m.checkpoints, m.dedupGaps, m.consumerRestarts, m.counterFlushes, m.marksRejected, m.sealDelay, m.quotaDeletes,
+		m.detailBytes, m.detailBudget, m.detailTrimmed} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("aggregate: register self-metrics: %w", err)
 		}

@@ -126,6 +126,10 @@ func (a *Aggregator) writeTSDB(ctx context.Context, sw *SealedWindow, counters [
 		if (c.key.kind == hostOutCounter || c.key.kind == hostInCounter) && !a.cfg.HostRTTBuckets {
 			continue
 		}
+		kv[1] = cs.rttSum
+		add(float64(c.rttSumNs)/1e9, kv...)
+		kv[1] = cs.rttCount
+		add(float64(c.answered()), kv...)
 		kv[1] = cs.bucket
 		h := c.histogram()
 		n := len(kv)
@@ -156,13 +160,16 @@ const (
 	fieldProbes = iota
 	fieldLost
 	fieldBucket
+	fieldRTTSum
 )
 
+// counterMetrics are the series a restart reads back: a histogram's
+// _count is its +Inf bucket, so it is written but never read.
 var counterMetrics = func() map[string]counterMetric {
 	m := make(map[string]counterMetric)
 	for k := counterKind(0); k < numCounterKinds; k++ {
 		cs := seriesOf[k]
-		for f, name := range []string{cs.probes, cs.lost, cs.bucket} {
+		for f, name := range []string{cs.probes, cs.lost, cs.bucket, cs.rttSum} {
 			cm := m[name]
 			cm.kinds = append(cm.kinds, k)
 			cm.field = f
@@ -223,7 +230,13 @@ func (a *Aggregator) restoreCountersFromTSDB(ctx context.Context, at int64, want
 		if !found {
 			continue
 		}
-		if v < 0 || v != math.Trunc(v) || v > 1<<53 {
+		if field == fieldRTTSum {
+			// Nanoseconds in a uint64; beyond 2^53 ns the sum is rounded,
+			// as the float sample already was.
+			if !(v >= 0 && v*1e9 < math.MaxUint64) {
+				return fmt.Errorf("aggregate: restore counters at %d: %s has value %v, not a sum of RTTs", at, lset, v)
+			}
+		} else if v < 0 || v != math.Trunc(v) || v > 1<<53 {
 			return fmt.Errorf("aggregate: restore counters at %d: %s has value %v, not a count", at, lset, v)
 		}
 		c := restored[k]
@@ -236,6 +249,10 @@ func (a *Aggregator) restoreCountersFromTSDB(ctx context.Context, at int64, want
 			c.Probes = uint64(v)
 		case fieldLost:
 			c.Lost = uint64(v)
+		case fieldRTTSum:
+			// Absent for counters written before the sum was: it starts
+			// from 0 then, a new series.
+			c.rttSumNs = uint64(math.Round(v * 1e9))
 		default:
 			c.ok[bucket] = uint64(v) // cumulative for now
 		}

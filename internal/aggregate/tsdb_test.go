@@ -94,8 +94,18 @@ func TestTSDBRollups(t *testing.T) {
 	}
 	// A refused probe to a pair that never sends: no series for it.
 	rs = append(rs, res("dc1-pod1-rack1-h02", udp, refuse, t0, 0))
+	// A pair whose every probe was lost (another agent's): its loss, and
+	// no latency at all.
+	const c = "dc1-pod2-rack1-h01"
+	var allLost []*wire.ProbeResult
+	for i := 0; i < 5; i++ {
+		allLost = append(allLost, res(c, udp, lost, t0.Add(time.Duration(i)*time.Second), 0))
+	}
 	rs = append(rs, res("web", wire.Protocol_PROTOCOL_HTTP, ok, t0, 20*time.Millisecond), res("web", wire.Protocol_PROTOCOL_HTTP, lost, t0, 0))
 	if err := agg.Ingest(batch(a, 1, 1, rs...), t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := agg.Ingest(batch("dc1-pod1-rack2-h01", 1, 1, allLost...), t0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := agg.Advance(context.Background(), t0.Add(time.Minute)); err != nil {
@@ -118,7 +128,7 @@ func TestTSDBRollups(t *testing.T) {
 		{"meshlens_host_latency_seconds", []string{"host", b, "direction", "in", "quantile", "0.9"}, 190e-6, 0.02},
 		{"meshlens_rack_pair_probes_total", []string{"src_rack", "dc1-pod1-rack1", "dst_rack", "dc1-pod2-rack2"}, 100, 0},
 		{"meshlens_rack_pair_probes_lost_total", []string{"src_rack", "dc1-pod1-rack1", "dst_rack", "dc1-pod2-rack2"}, 10, 0},
-		{"meshlens_dc_pair_probes_total", []string{"partition", "2"}, 100, 0},
+		{"meshlens_dc_pair_probes_total", []string{"partition", "2", "proto", "tcp"}, 100, 0},
 		// RTTs 100..199 µs, every 10th lost: 90 answered.
 		{"meshlens_rack_pair_rtt_seconds_bucket", []string{"src_rack", "dc1-pod1-rack1", "dst_rack", "dc1-pod2-rack2", "proto", "tcp", "le", "0.0001"}, 0, 0},
 		{"meshlens_pod_pair_rtt_seconds_bucket", []string{"src_pod", "dc1-pod1", "dst_pod", "dc1-pod2", "proto", "tcp", "le", "0.00025"}, 90, 0},
@@ -130,6 +140,21 @@ func TestTSDBRollups(t *testing.T) {
 		{"meshlens_target_probes_lost_total", []string{"target", "web"}, 1, 0},
 		{"meshlens_target_rtt_seconds_bucket", []string{"target", "web", "le", "0.01"}, 0, 0},
 		{"meshlens_target_rtt_seconds_bucket", []string{"target", "web", "le", "0.025"}, 1, 0},
+		// The histograms' _sum and _count: the 90 answered RTTs add up to
+		// 13.5 ms (100..199 µs but 100, 110, ..., 190).
+		{"meshlens_rack_pair_rtt_seconds_sum", []string{"src_rack", "dc1-pod1-rack1", "dst_rack", "dc1-pod2-rack2", "proto", "tcp"}, 0.0135, 1e-9},
+		{"meshlens_rack_pair_rtt_seconds_count", []string{"src_rack", "dc1-pod1-rack1", "dst_rack", "dc1-pod2-rack2", "proto", "tcp"}, 90, 0},
+		{"meshlens_pod_pair_rtt_seconds_sum", []string{"src_pod", "dc1-pod1", "dst_pod", "dc1-pod2", "proto", "tcp"}, 0.0135, 1e-9},
+		{"meshlens_dc_pair_rtt_seconds_count", []string{"src_dc", "dc1", "dst_dc", "dc1", "proto", "tcp", "partition", "2"}, 90, 0},
+		{"meshlens_host_rtt_seconds_sum", []string{"host", b, "direction", "in", "proto", "tcp"}, 0.0135, 1e-9},
+		{"meshlens_host_rtt_seconds_count", []string{"host", a, "direction", "out", "proto", "tcp"}, 90, 0},
+		{"meshlens_target_rtt_seconds_sum", []string{"target", "web"}, 0.02, 1e-9},
+		{"meshlens_target_rtt_seconds_count", []string{"target", "web"}, 1, 0},
+		// The all-lost pair: loss 1, an empty histogram.
+		{"meshlens_rack_pair_loss_ratio", []string{"dst_rack", "dc1-pod2-rack1", "proto", "udp"}, 1, 0},
+		{"meshlens_host_loss_ratio", []string{"host", c, "direction", "in"}, 1, 0},
+		{"meshlens_rack_pair_rtt_seconds_count", []string{"dst_rack", "dc1-pod2-rack1", "proto", "udp"}, 0, 0},
+		{"meshlens_rack_pair_rtt_seconds_sum", []string{"dst_rack", "dc1-pod2-rack1", "proto", "udp"}, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.metric, func(t *testing.T) {
@@ -145,8 +170,19 @@ func TestTSDBRollups(t *testing.T) {
 		})
 	}
 	// No fake zeros: the refused-only UDP pair wrote nothing.
-	if got := querySeries(t, db, "meshlens_rack_pair_loss_ratio", "proto", "udp"); len(got) != 0 {
+	if got := querySeries(t, db, "meshlens_rack_pair_loss_ratio", "dst_rack", "dc1-pod1-rack1", "proto", "udp"); len(got) != 0 {
 		t.Errorf("series for a pair that sent nothing: %v", got)
+	}
+	// No latency where nothing was answered: absent, never 0.
+	for _, sel := range [][]string{
+		{"meshlens_rack_pair_latency_seconds", "dst_rack", "dc1-pod2-rack1"},
+		{"meshlens_pod_pair_latency_seconds", "proto", "udp"},
+		{"meshlens_dc_pair_latency_seconds", "proto", "udp"},
+		{"meshlens_host_latency_seconds", "host", c},
+	} {
+		if got := querySeries(t, db, sel[0], sel[1:]...); len(got) != 0 {
+			t.Errorf("%s %v: latency of a pair none of whose probes was answered: %v", sel[0], sel[1:], got)
+		}
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -211,6 +212,26 @@ type RackPairSource interface {
 	RackPairWindows(ctx context.Context, q PairQuery) ([]PairWindow, error)
 }
 
+// PairDetailSource, when the PairSource also implements it, says what
+// the pair view can still show of a query's pairs: /api/v1/pairs serves
+// it as "pair_detail" beside the windows.
+type PairDetailSource interface {
+	PairDetail(ctx context.Context, q PairQuery) PairDetail
+}
+
+// PairDetail is what the server holds of the pairs of a query: every
+// window ("full"), what a memory budget kept ("budget": before
+// CompleteFrom only windows with loss, pairs looked at and a 1-in-
+// SampleOneIn sample of the others), or nothing ("off": rollups-only
+// aggregation). Note says it in a sentence.
+type PairDetail struct {
+	Mode         string     `json:"mode"`
+	CompleteFrom *time.Time `json:"complete_from,omitempty"`
+	SampleOneIn  int        `json:"sample_one_in,omitempty"`
+	BudgetBytes  int64      `json:"budget_bytes"`
+	Note         string     `json:"note"`
+}
+
 // PairQuery selects the windows of one src→dst pair, or with SrcRack and
 // DstRack of every host pair between two racks. Proto empty: all.
 type PairQuery struct {
@@ -220,7 +241,9 @@ type PairQuery struct {
 	Since, Until     time.Time
 }
 
-// PairWindow is one aggregation window of a pair. Latencies in seconds.
+// PairWindow is one aggregation window of a pair. Latencies in seconds,
+// nil (absent from the JSON) when no probe of the window was answered: a
+// latency is absent, never 0.
 type PairWindow struct {
 	// Src and Dst are set when a query covers many pairs (a rack pair).
 	Src       string    `json:"src,omitempty"`
@@ -231,10 +254,10 @@ type PairWindow struct {
 	Sent      uint64    `json:"sent"`
 	Lost      uint64    `json:"lost"`
 	LossRatio float64   `json:"loss_ratio"`
-	P50       float64   `json:"p50_seconds"`
-	P90       float64   `json:"p90_seconds"`
-	P99       float64   `json:"p99_seconds"`
-	P999      float64   `json:"p999_seconds"`
+	P50       *float64  `json:"p50_seconds,omitempty"`
+	P90       *float64  `json:"p90_seconds,omitempty"`
+	P99       *float64  `json:"p99_seconds,omitempty"`
+	P999      *float64  `json:"p999_seconds,omitempty"`
 }
 
 // Server is the API's handler and, with Run, its HTTP server. Handle may be
@@ -360,6 +383,14 @@ func (s *Server) registerJSONAPI() {
 	s.handle("GET /api/v1/evidence", RoleViewer, false, http.HandlerFunc(s.evidence))
 	s.handle("GET /api/v1/protocols", RoleViewer, false, http.HandlerFunc(s.protocols))
 	s.handle("GET /api/v1/audit", RoleAdmin, false, http.HandlerFunc(s.auditEntries))
+	// Go's runtime profiles, for an admin chasing the server's memory or
+	// CPU (bench/soak diffs two heap profiles): they show code and data
+	// shapes, not telemetry, and a CPU profile costs the server while it runs.
+	s.handle("GET /debug/pprof/", RoleAdmin, false, http.HandlerFunc(pprof.Index))
+	s.handle("GET /debug/pprof/cmdline", RoleAdmin, false, http.HandlerFunc(pprof.Cmdline))
+	s.handle("GET /debug/pprof/profile", RoleAdmin, false, http.HandlerFunc(pprof.Profile))
+	s.handle("GET /debug/pprof/symbol", RoleAdmin, false, http.HandlerFunc(pprof.Symbol))
+	s.handle("GET /debug/pprof/trace", RoleAdmin, false, http.HandlerFunc(pprof.Trace))
 	// Health endpoints answer without a token: load balancers and
 	// orchestrators probe them.
 	s.mux.Handle("GET /healthz", s.instrumentPublic("/healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

@@ -59,6 +59,9 @@ func TestAuthRoles(t *testing.T) {
 		{"unauthenticated act", call{method: "POST", path: "/api/v1/silences"}, 401},
 		{"operator may not read audit", call{path: "/api/v1/audit", token: operatorSecret}, 403},
 		{"admin reads audit", call{path: "/api/v1/audit", token: adminSecret}, 200},
+		{"operator may not profile", call{path: "/debug/pprof/heap", token: operatorSecret}, 403},
+		{"admin reads the heap profile", call{path: "/debug/pprof/heap", token: adminSecret}, 200},
+		{"admin lists the profiles", call{path: "/debug/pprof/", token: adminSecret}, 200},
 		{"health needs no token", call{path: "/healthz"}, 200},
 		{"readiness needs no token", call{path: "/readyz"}, 200},
 		{"query by POST is not audited", call{method: "POST", path: "/api/v1/query", token: viewerSecret, form: map[string][]string{"query": {"1"}}}, 200},
@@ -104,8 +107,8 @@ func TestAuthRoles(t *testing.T) {
 			t.Fatal("audit log contains a token")
 		}
 	}
-	if got := testutil.ToFloat64(s.metrics.denied.WithLabelValues("forbidden")); got != 2 {
-		t.Errorf("forbidden denials = %v, want 2", got)
+	if got := testutil.ToFloat64(s.metrics.denied.WithLabelValues("forbidden")); got != 3 {
+		t.Errorf("forbidden denials = %v, want 3", got)
 	}
 }
 

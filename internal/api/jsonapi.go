@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -135,7 +136,22 @@ func (s *Server) pairs(w http.ResponseWriter, r *http.Request) {
 	if windows == nil {
 		windows = []PairWindow{}
 	}
-	writeData(w, windows, nil, nil)
+	ds, ok := s.src.Pairs.(PairDetailSource)
+	if !ok {
+		writeData(w, windows, nil, nil)
+		return
+	}
+	data, err := json.Marshal(windows)
+	if err != nil {
+		writeError(w, errorInternal, err)
+		return
+	}
+	detail, err := json.Marshal(ds.PairDetail(r.Context(), q))
+	if err != nil {
+		writeError(w, errorInternal, err)
+		return
+	}
+	writeRawData(w, data, nil, nil, envelopeField{"pair_detail", detail})
 }
 
 func (s *Server) parsePairQuery(r *http.Request) (PairQuery, error) {

@@ -38,7 +38,7 @@ func (f *fakePairs) PairWindows(_ context.Context, q PairQuery) ([]PairWindow, e
 	if q.Src == "dc1-pod1-rack1-h99" {
 		return nil, errors.New("aggregator is restarting")
 	}
-	return []PairWindow{{Start: q.Since, End: q.Since.Add(10 * time.Second), Proto: "tcp", Sent: 100, Lost: 1, LossRatio: 0.01, P50: 40e-6}}, nil
+	return []PairWindow{{Start: q.Since, End: q.Since.Add(10 * time.Second), Proto: "tcp", Sent: 100, Lost: 1, LossRatio: 0.01, P50: new(40e-6)}}, nil
 }
 
 // fakeSuspects answers with the time it was asked about.

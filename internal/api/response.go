@@ -50,8 +50,16 @@ func writeData(w http.ResponseWriter, data any, warnings, infos []string) {
 	writeRawData(w, raw, warnings, infos)
 }
 
-// writeRawData is writeData for data already encoded.
-func writeRawData(w http.ResponseWriter, data []byte, warnings, infos []string) {
+// envelopeField is a top-level field of a success envelope beside data,
+// already encoded (/api/v1/pairs's pair_detail).
+type envelopeField struct {
+	name  string
+	value []byte
+}
+
+// writeRawData is writeData for data already encoded, with extra
+// top-level fields.
+func writeRawData(w http.ResponseWriter, data []byte, warnings, infos []string, extra ...envelopeField) {
 	var b bytes.Buffer
 	b.Grow(len(data) + 64)
 	b.WriteString(`{"status":"success","data":`)
@@ -63,6 +71,10 @@ func writeRawData(w http.ResponseWriter, data []byte, warnings, infos []string) 
 	if len(infos) > 0 {
 		b.WriteString(`,"infos":`)
 		appendStrings(&b, infos)
+	}
+	for _, f := range extra {
+		b.WriteString(`,"` + f.name + `":`)
+		b.Write(f.value)
 	}
 	b.WriteByte('}')
 	w.Header().Set("Content-Type", "application/json")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
 	"net/url"
 	"strconv"
 	"time"
@@ -70,14 +71,33 @@ func (c *Client) Topology(ctx context.Context) (*topology.Topology, error) {
 	return t, nil
 }
 
-// Pairs fetches the windows of src→dst in [since, until].
-func (c *Client) Pairs(ctx context.Context, src, dst string, since, until time.Time) ([]PairWindow, error) {
+// PairDetail is what the server holds of a pair (the "pair_detail" of
+// GET /api/v1/pairs): every window ("full"), what its memory budget kept
+// ("budget": complete only from CompleteFrom), or nothing ("off").
+type PairDetail struct {
+	Mode         string     `json:"mode"`
+	CompleteFrom *time.Time `json:"complete_from,omitempty"`
+	SampleOneIn  int        `json:"sample_one_in,omitempty"`
+	Note         string     `json:"note"`
+}
+
+// Pair detail modes.
+const (
+	DetailFull   = "full"
+	DetailBudget = "budget"
+	DetailOff    = "off"
+)
+
+// Pairs fetches the windows of src→dst in [since, until] and what the
+// server holds of the pair (nil from a server that does not say).
+func (c *Client) Pairs(ctx context.Context, src, dst string, since, until time.Time) ([]PairWindow, *PairDetail, error) {
 	var out []PairWindow
+	var detail *PairDetail
 	q := url.Values{"src": {src}, "dst": {dst}, "since": {since.UTC().Format(time.RFC3339)}, "until": {until.UTC().Format(time.RFC3339)}}
-	if err := c.Get(ctx, "/api/v1/pairs", q, &out); err != nil {
-		return nil, err
+	if err := c.do(ctx, http.MethodGet, "/api/v1/pairs", q, nil, &out, map[string]any{"pair_detail": &detail}); err != nil {
+		return nil, nil, err
 	}
-	return out, nil
+	return out, detail, nil
 }
 
 // Suspects fetches the localizer's latest suspects.

@@ -66,7 +66,7 @@ func (e *APIError) Error() string {
 // Get fetches path (with query q) and decodes the "data" of the API's
 // {"status":"success","data":...} envelope into out.
 func (c *Client) Get(ctx context.Context, path string, q url.Values, out any) error {
-	return c.do(ctx, http.MethodGet, path, q, nil, out)
+	return c.do(ctx, http.MethodGet, path, q, nil, out, nil)
 }
 
 // Post sends in as JSON to path and decodes the answer's "data" into out.
@@ -75,10 +75,13 @@ func (c *Client) Post(ctx context.Context, path string, in, out any) error {
 	if err != nil {
 		return fmt.Errorf("diagnose: POST %s: %w", path, err)
 	}
-	return c.do(ctx, http.MethodPost, path, nil, body, out)
+	return c.do(ctx, http.MethodPost, path, nil, body, out, nil)
 }
 
-func (c *Client) do(ctx context.Context, method, path string, q url.Values, reqBody []byte, out any) error {
+// do sends the request and decodes the answer's "data" into out, and
+// each of fields' top-level keys of the envelope beside it (when there)
+// into its value.
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, reqBody []byte, out any, fields map[string]any) error {
 	u := *c.base
 	u.Path += path
 	u.RawQuery = q.Encode()
@@ -126,6 +129,20 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, reqB
 	}
 	if err := json.Unmarshal(env.Data, out); err != nil {
 		return fmt.Errorf("diagnose: %s %s: decode data: %w", method, path, err)
+	}
+	if len(fields) == 0 {
+		return nil
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil {
+		return fmt.Errorf("diagnose: %s %s: %w", method, path, err)
+	}
+	for name, v := range fields {
+		if raw, ok := top[name]; ok {
+			if err := json.Unmarshal(raw, v); err != nil {
+				return fmt.Errorf("diagnose: %s %s: decode %s: %w", method, path, name, err)
+			}
+		}
 	}
 	return nil
 }

@@ -146,6 +146,11 @@ type PairReport struct {
 	Cause    string        `json:"cause"`
 	Verdict  string        `json:"verdict"`
 	Evidence []string      `json:"evidence"`
+	// Detail is what the server holds of the pair's windows (nil from a
+	// server that does not say): with a memory budget, only the windows
+	// from Detail.CompleteFrom are summarized, as those before hold the
+	// pair only where it lost probes (or was sampled).
+	Detail *PairDetail `json:"pair_detail,omitempty"`
 }
 
 func lossQuery(level, side, name string, span time.Duration) string {
@@ -179,14 +184,16 @@ func Pair(ctx context.Context, c *Client, src, dst string, since time.Duration, 
 	}
 	r := &PairReport{Src: src, Dst: dst, SrcRack: hs.Rack, DstRack: hd.Rack, SrcPod: hs.Pod, DstPod: hd.Pod, Since: now.Add(-since), Until: now}
 	recentFrom := now.Add(-RecentSpan)
-	fwd, err := c.Pairs(ctx, src, dst, r.Since, now)
+	fwd, detail, err := c.Pairs(ctx, src, dst, r.Since, now)
 	if err != nil {
 		return nil, err
 	}
-	rev, err := c.Pairs(ctx, dst, src, recentFrom, now)
+	rev, revDetail, err := c.Pairs(ctx, dst, src, recentFrom, now)
 	if err != nil {
 		return nil, err
 	}
+	r.Detail = detail
+	fwd, rev = completeWindows(fwd, detail), completeWindows(rev, revDetail)
 	r.Recent = summarize(fwd, recentFrom, now)
 	r.Baseline = summarize(fwd, r.Since, recentFrom)
 	r.Reverse = summarize(rev, recentFrom, now)
@@ -231,6 +238,22 @@ func Pair(ctx context.Context, c *Client, src, dst string, since time.Duration, 
 	r.Elements, r.OnPath = onPaths(paths, suspects)
 	r.judge()
 	return r, nil
+}
+
+// completeWindows drops the windows before the span where the server holds
+// every window of the pair: those the memory budget kept only because the
+// pair lost probes there (or was sampled) would skew its loss.
+func completeWindows(ws []PairWindow, d *PairDetail) []PairWindow {
+	if d == nil || d.Mode != DetailBudget || d.CompleteFrom == nil {
+		return ws
+	}
+	var out []PairWindow
+	for _, w := range ws {
+		if !w.Start.Before(*d.CompleteFrom) {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 func hostHealth(ctx context.Context, c *Client, host, rack string, now time.Time) (HostHealth, error) {
@@ -348,14 +371,22 @@ func (r *PairReport) judge() {
 	if latBad && !lossBad {
 		what = "p99 " + dur(r.Recent.P99) + " against a baseline of " + dur(r.Baseline.P99)
 	}
+	rack := fmt.Sprintf("Its rack pair %s -> %s loses %s and its pod pair %s -> %s %s.", r.SrcRack, r.DstRack, pct(r.RackPairLoss), r.SrcPod, r.DstPod, pct(r.PodPairLoss))
 	switch {
+	case r.Recent.Sent == 0 && r.Detail != nil && r.Detail.Mode == DetailOff:
+		r.Cause = CauseUnknown
+		r.Verdict = fmt.Sprintf("This server keeps no pair windows (pair detail is off: rollups-only aggregation), so %s -> %s cannot be judged alone. %s", r.Src, r.Dst, rack)
+	case r.Recent.Sent == 0 && r.Detail != nil && r.Detail.Mode == DetailBudget && r.Detail.CompleteFrom != nil && r.Detail.CompleteFrom.After(r.recentStart()):
+		r.Cause = CauseUnknown
+		r.Verdict = fmt.Sprintf("The server's memory budget trimmed the detail of %s -> %s before %s, so the pair cannot be judged alone over the last %s. %s",
+			r.Src, r.Dst, r.Detail.CompleteFrom.UTC().Format(time.RFC3339), RecentSpan, rack)
 	case r.Recent.Sent == 0:
 		r.Cause = CauseUnknown
 		r.Verdict = fmt.Sprintf("No probes from %s to %s in the last %s: either the pair is not in %s's pinglist or its agent is not reporting (see meshlens diagnose host %s).", r.Src, r.Dst, RecentSpan, r.Src, r.Src)
 	case !r.Degraded && r.Recent.Sent < MinProbes:
 		r.Cause = CauseUnknown
-		r.Verdict = fmt.Sprintf("Only %d probes from %s to %s in the last %s, %d lost: too few to judge the pair alone. Its rack pair %s -> %s loses %s and its pod pair %s -> %s %s.",
-			r.Recent.Sent, r.Src, r.Dst, RecentSpan, r.Recent.Lost, r.SrcRack, r.DstRack, pct(r.RackPairLoss), r.SrcPod, r.DstPod, pct(r.PodPairLoss))
+		r.Verdict = fmt.Sprintf("Only %d probes from %s to %s in the last %s, %d lost: too few to judge the pair alone. %s",
+			r.Recent.Sent, r.Src, r.Dst, RecentSpan, r.Recent.Lost, rack)
 		if len(r.OnPath) > 0 {
 			r.Verdict += fmt.Sprintf(" %s %s, on %d of its %d paths, is blamed (%s, confidence %.0f%%).", r.OnPath[0].Kind, r.OnPath[0].Element, r.OnPath[0].Paths, r.Paths, r.OnPath[0].Symptom, r.OnPath[0].Confidence*100)
 		}
@@ -388,11 +419,18 @@ func (r *PairReport) judge() {
 	}
 }
 
+// recentStart is the start of the report's recent span.
+func (r *PairReport) recentStart() time.Time { return r.Until.Add(-RecentSpan) }
+
 // WritePair prints the report: verdict first, then the evidence.
 func WritePair(w io.Writer, r *PairReport) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s -> %s  (%s .. %s)\n\n", r.Src, r.Dst, r.Since.UTC().Format(time.RFC3339), r.Until.UTC().Format(time.RFC3339))
-	fmt.Fprintf(&b, "verdict (%s): %s\n\nevidence:\n", r.Cause, r.Verdict)
+	fmt.Fprintf(&b, "verdict (%s): %s\n\n", r.Cause, r.Verdict)
+	if d := r.Detail; d != nil && d.Mode != DetailFull {
+		fmt.Fprintf(&b, "pair detail: %s\n\n", d.Note)
+	}
+	b.WriteString("evidence:\n")
 	for _, e := range r.Evidence {
 		fmt.Fprintf(&b, "  - %s\n", e)
 	}

@@ -34,6 +34,7 @@ type fabric struct {
 	suspects     []Suspect
 	agents       []api.AgentStatus // nil: the server lists none
 	incidents    *alert.Manager    // nil: no incidents API
+	detail       *detailFixture    // nil: the server says nothing of its pair detail
 }
 
 type agentSource []api.AgentStatus
@@ -60,7 +61,7 @@ func (p pairSource) PairWindows(_ context.Context, q api.PairQuery) ([]api.PairW
 		if sent == 0 {
 			sent = 1000
 		}
-		out = append(out, api.PairWindow{Start: end.Add(-10 * time.Second), End: end, Proto: "tcp", Sent: sent, Lost: uint64(loss * float64(sent)), LossRatio: loss, P50: 50e-6, P90: 80e-6, P99: 120e-6, P999: 300e-6})
+		out = append(out, api.PairWindow{Start: end.Add(-10 * time.Second), End: end, Proto: "tcp", Sent: sent, Lost: uint64(loss * float64(sent)), LossRatio: loss, P50: new(50e-6), P90: new(80e-6), P99: new(120e-6), P999: new(300e-6)})
 	}
 	return out, nil
 }
@@ -119,6 +120,9 @@ func serveFabric(t *testing.T, f fabric, now time.Time) *Client {
 		t.Fatal(err)
 	}
 	src := api.Sources{Store: st, Topology: func() any { return topo }, Pairs: pairSource{f, now}}
+	if f.detail != nil {
+		src.Pairs = detailSource{pairSource{f, now}, *f.detail}
+	}
 	if f.agents != nil {
 		src.Agents = agentSource(f.agents)
 	}
@@ -171,6 +175,15 @@ func TestDiagnosePair(t *testing.T) {
 			CausePeerDown, 1, "", "the peer's agent is down (dc1-pod2-rack1-h01 is stale)"},
 		{"peer's agent up", fabric{pairLoss: 0.02, rackLoss: 0.01, suspects: []Suspect{tor}, agents: []api.AgentStatus{{Host: dstHost, State: "up"}}},
 			CauseNetwork, 1, "", "It is the network"},
+		// What the server's pair detail holds (pairdetail_test.go): the
+		// windows kept before a trim are those with loss; counted in the
+		// baseline, they would hide the pair's loss now.
+		{"baseline from the complete windows", fabric{pairLoss: 0.02, detail: trimmedAt(now.Add(-20*time.Minute), 0.5)},
+			CauseUnknown, 0, "pair-detail-trimmed.txt", "is degraded (loss 2% against a baseline of 0%)"},
+		{"recent windows trimmed", fabric{detail: trimmedAt(now, 0)},
+			CauseUnknown, 0, "", "memory budget trimmed the detail of dc1-pod1-rack1-h01 -> dc1-pod2-rack1-h01 before 2026-03-01T12:00:00Z"},
+		{"pair detail off", fabric{rackLoss: 0.01, detail: &detailFixture{PairDetail: api.PairDetail{Mode: "off", Note: "pair detail is off on this server"}}},
+			CauseUnknown, 0, "", "keeps no pair windows (pair detail is off: rollups-only aggregation), so dc1-pod1-rack1-h01 -> dc1-pod2-rack1-h01 cannot be judged alone. Its rack pair dc1-pod1-rack1 -> dc1-pod2-rack1 loses 1%"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -181,6 +194,9 @@ func TestDiagnosePair(t *testing.T) {
 			}
 			if r.Cause != tc.cause || len(r.OnPath) != tc.onPath || !strings.Contains(r.Verdict, tc.inVerdict) {
 				t.Fatalf("cause %s, %d suspects on path, verdict %q; want %s, %d, containing %q\nevidence: %v", r.Cause, len(r.OnPath), r.Verdict, tc.cause, tc.onPath, tc.inVerdict, r.Evidence)
+			}
+			if tc.f.detail != nil {
+				checkDetailShown(t, r, tc.f.detail.Note)
 			}
 			if tc.golden != "" {
 				var b bytes.Buffer

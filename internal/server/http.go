@@ -165,43 +165,41 @@ func (a agentSource) silentAgents() map[string]bool {
 type pairSource struct{ s *Server }
 
 func (p pairSource) PairWindows(_ context.Context, q api.PairQuery) ([]api.PairWindow, error) {
-	var protos []wire.Protocol
-	if q.Proto == "" {
-		for _, r := range wire.Protocols() {
-			protos = append(protos, r.Protocol)
-		}
-	} else if pr, err := wire.ParseProtocol(q.Proto); err == nil {
-		protos = []wire.Protocol{pr}
-	} else {
+	protos, until, err := pairSpan(q)
+	if err != nil {
 		return nil, err
-	}
-	until := q.Until
-	if until.IsZero() {
-		until = time.Now().Add(time.Hour)
 	}
 	var out []api.PairWindow
 	for _, agg := range p.s.aggs {
 		for _, pr := range protos {
 			for _, w := range agg.PairWindows(q.Src, q.Dst, pr, q.Since, until) {
-				pw := api.PairWindow{Start: w.Start, End: w.End, Proto: pr.Name(), Sent: w.Sent, Lost: w.Lost, LossRatio: w.LossRatio}
-				for _, qv := range w.LatencySeconds {
-					switch qv.Q {
-					case 0.5:
-						pw.P50 = qv.Value
-					case 0.9:
-						pw.P90 = qv.Value
-					case 0.99:
-						pw.P99 = qv.Value
-					case 0.999:
-						pw.P999 = qv.Value
-					}
-				}
-				out = append(out, pw)
+				out = append(out, apiPairWindow(w, pr))
 			}
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
 	return out, nil
+}
+
+// apiPairWindow is one of the aggregator's pair windows as the JSON API
+// serves it: a quantile the window does not have (no probe answered)
+// stays nil, never 0.
+func apiPairWindow(w aggregate.PairWindow, proto wire.Protocol) api.PairWindow {
+	pw := api.PairWindow{Start: w.Start, End: w.End, Proto: proto.Name(), Sent: w.Sent, Lost: w.Lost, LossRatio: w.LossRatio}
+	for _, qv := range w.LatencySeconds {
+		v := qv.Value
+		switch qv.Q {
+		case 0.5:
+			pw.P50 = &v
+		case 0.9:
+			pw.P90 = &v
+		case 0.99:
+			pw.P99 = &v
+		case 0.999:
+			pw.P999 = &v
+		}
+	}
+	return pw
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -154,6 +154,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Stream.MaxBytes < 0 || cfg.StreamAgentMaxBytes < 0 {
 		return nil, fmt.Errorf("server: --stream-max-bytes %d, --stream-agent-max-bytes %d: want 0 (none) or a size", cfg.Stream.MaxBytes, cfg.StreamAgentMaxBytes)
 	}
+	if cfg.Aggregate.RollupsOnly && !cfg.Evidence.Off {
+		return nil, errors.New("server: --pair-detail=off needs --evidence=off: evidence on demand plans its extra probes from the pairs of each window, which rollups-only aggregation does not keep " +
+			"(localization still works: it reads the rollups and path reports; what is lost is the pair view, /api/v1/pairs, the heatmap's host level, diagnose pair's own windows and evidence on demand)")
+	}
 	if cfg.NATSURL != "" {
 		if cfg.ServerID == "" {
 			host, err := os.Hostname()

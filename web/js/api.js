@@ -176,8 +176,9 @@ function deliveryRate(host, n, at) {
   return newest.at > first.at ? (newest.n - first.n) / ((newest.at - first.at) / 1000) : null;
 }
 
-// rtt reads a latency quantile; 0 means the window had no reply to
-// measure (internal/api sends zeros then), never a real round trip.
+// rtt reads a latency quantile: absent when the window had no reply to
+// measure (internal/api omits it); 0, which servers before that sent,
+// means the same, never a real round trip.
 function rtt(v) {
   const x = seconds(v);
   return x === null || x <= 0 ? null : x;

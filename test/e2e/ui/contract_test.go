@@ -33,7 +33,7 @@ func TestAPIContract(t *testing.T) {
 	agents := []api.AgentStatus{{Host: "dc1-pod1-rack1-h01", Version: "v1.2.3", LastSeen: seen, PinglistVersion: 7,
 		ProbesTotal: 1200, ResultsRejected: 1, SchedulingLagP99Seconds: 0.0025, State: "stale"}}
 	windows := []api.PairWindow{{Start: seen, End: end, Proto: "udp", Sent: 60, Lost: 3, LossRatio: 0.05,
-		P50: 0.0001, P90: 0.0002, P99: 0.004, P999: 0.009}}
+		P50: new(0.0001), P90: new(0.0002), P99: new(0.004), P999: new(0.009)}}
 	const tor = "dc1-pod1-rack1-tor"
 	verdict := map[string]any{"start": seen, "end": end, "suspects": []localize.Suspect{{
 		Element: tor, Kind: localize.KindDevice, Symptom: localize.SymptomLoss, Estimate: 0.3, Confidence: 0.97,
@@ -156,7 +156,7 @@ func TestAPIContract(t *testing.T) {
 		g, w := got[0], windows[0]
 		near := func(a, b float64) bool { return math.Abs(a-b) < 1e-12 }
 		if g.Proto != w.Proto || g.End != "2026-11-24T04:00:10.000Z" || g.Sent != 60 || g.Lost != 3 || !near(g.LossRatio, w.LossRatio) ||
-			!near(g.P50, w.P50) || !near(g.P90, w.P90) || !near(g.P99, w.P99) || !near(g.P999, w.P999) {
+			!near(g.P50, *w.P50) || !near(g.P90, *w.P90) || !near(g.P99, *w.P99) || !near(g.P999, *w.P999) {
 			t.Errorf("window %+v from %+v", g, w)
 		}
 	})
