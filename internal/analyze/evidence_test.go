@@ -176,19 +176,22 @@ func TestEvidenceOnDemand(t *testing.T) {
 func TestEvidenceBudgets(t *testing.T) {
 	x := testIndex(t)
 	lead := []localize.Lead{{Element: "dc1-spine1", Kind: localize.KindDevice, Score: 9, Anomalous: 3, Share: 0.05}}
+	// A pair asked for evidence probes Probes-1 more times an interval
+	// (10 s) in each of its two protocols.
+	perPair := float64(DefaultEvidenceProbes-1) * 2 / 10
 	for _, tc := range []struct {
 		name                 string
 		agentRate, fleetRate float64
 	}{
-		{"agent", 0.45, 1000}, // 0.2 probes/s a pair: two pairs an agent
-		{"fleet", 10, 1.0},    // five pairs in all
+		{"agent", 2.25 * perPair, 1000}, // two pairs an agent
+		{"fleet", 10, 5 * perPair},      // five pairs in all
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := evidenceAnalyzer(t, x, &scripted{leads: [][]localize.Lead{lead}}, EvidenceConfig{AgentRate: tc.agentRate, FleetRate: tc.fleetRate}, nil)
 			ev := step(t, a, x, 0, nil)
 			var fleet float64
 			for agent, peers := range ev.Agents {
-				rate := float64(len(peers)) * 0.2
+				rate := float64(len(peers)) * perPair
 				if rate > tc.agentRate+1e-9 {
 					t.Errorf("%s asked for %v probes/s, budget %v", agent, rate, tc.agentRate)
 				}

@@ -176,8 +176,11 @@ type Config struct {
 	// MaxSuspects per window (default 8).
 	MaxSuspects int
 	// LeadScore and LeadAnomalies are what a lead needs (defaults
-	// MinScore/2 and 2): a few anomalies on a quiet element of a clean
+	// MinScore/4 and 2): two anomalies on a quiet element of a clean
 	// fabric qualify, a busy element's share of the background does not.
+	// A lead only asks for evidence (probes), never blames: the bar is
+	// low so that the probes start a window or two sooner, which is what
+	// names a 2 % link within 30 s (docs/benchmarks.md).
 	LeadScore     float64
 	LeadAnomalies float64
 }
@@ -199,7 +202,7 @@ func (c *Config) setDefaults() {
 		c.MaxSuspects = 8
 	}
 	if c.LeadScore <= 0 {
-		c.LeadScore = c.MinScore / 2
+		c.LeadScore = c.MinScore / 4
 	}
 	if c.LeadAnomalies <= 0 {
 		c.LeadAnomalies = 2
