@@ -230,7 +230,7 @@ func run(ctx context.Context, n int, names []string, parallel int, seed uint64, 
 				results[i] = r
 				return
 			}
-			if err := live(ctx, bin, filepath.Join(dir, fmt.Sprintf("%s-%s", j.k.name, j.mode)), topoFile, j.scenario, j.mode, r.Onsets); err != nil {
+			if err := live(ctx, bin, filepath.Join(dir, fmt.Sprintf("%s-%s", j.k.name, j.mode)), topoFile, j.scenario, j.mode, j.k.hold+namedWithin, r.Onsets); err != nil {
 				r.Err = err.Error()
 			}
 			results[i] = r
@@ -291,8 +291,15 @@ func abs(x float64) float64 {
 	return x
 }
 
-// live runs one server and one simulator and fills each onset's Live.
-func live(ctx context.Context, bin, dir, topoFile, scenario, mode string, ons []onset) error {
+// namedWithin is how long after a fault's end a naming still counts for
+// it, as the simulator's scorer counts it: the localizer's horizon (three
+// 10 s windows) and a window's sealing. Elements rotate, so a later fault
+// on the same element must not count for this one.
+const namedWithin = 35 * time.Second
+
+// live runs one server and one simulator and fills each onset's Live:
+// the first naming of its element within limit of the onset.
+func live(ctx context.Context, bin, dir, topoFile, scenario, mode string, limit time.Duration, ons []onset) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
@@ -354,7 +361,7 @@ func live(ctx context.Context, bin, dir, topoFile, scenario, mode string, ons []
 		}
 		for i := range ons {
 			at := fabricStart.Add(time.Duration(ons[i].At * float64(time.Second)))
-			if ons[i].Live >= 0 || now.Before(at) {
+			if ons[i].Live >= 0 || now.Before(at) || now.After(at.Add(limit)) {
 				continue
 			}
 			if names(named, ons[i].Element) {
