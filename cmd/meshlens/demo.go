@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/meshlens/meshlens/internal/agent"
+	"github.com/meshlens/meshlens/internal/aggregate"
 	"github.com/meshlens/meshlens/internal/bus"
 	"github.com/meshlens/meshlens/internal/server"
 	"github.com/meshlens/meshlens/internal/sim"
@@ -164,6 +165,9 @@ data goes to a new temporary directory, removed when it stops; with
 				TopologyFile: topoFile, DataDir: filepath.Join(dataDir, "server"),
 				HTTPAddr: httpAddr, NATSAddr: natsAddr, Logger: logger, Version: version,
 				Alerting: server.AlertingConfig{SLOFiles: []string{sloFile}, File: alertingFile, EvaluateEvery: 10 * time.Second},
+				// The server's default budget for pair detail, as `meshlens
+				// server` has it.
+				Aggregate: aggregate.Config{PairDetailMaxBytes: server.DefaultPairDetailMaxBytes()},
 			})
 			if err != nil {
 				return err

@@ -200,7 +200,11 @@ function pairWindow(w) {
 // pairHistory: per-window results of one host pair.
 export async function pairHistory(src, dst, { proto, since, signal } = {}) {
   const body = await request('api/v1/pairs?' + qs({ src, dst, proto, since: since && since.toISOString() }), { signal });
-  return list(body, 'windows', 'pairs').map(pairWindow).map(w => ({ ...w, src: w.src || src, dst: w.dst || dst }));
+  const out = list(body, 'windows', 'pairs').map(pairWindow).map(w => ({ ...w, src: w.src || src, dst: w.dst || dst }));
+  // What the server's pair detail still holds (trimmed by its memory
+  // budget, or off): { mode, note, ... }, or null from older servers.
+  out.detail = (body && typeof body === 'object' && body.pair_detail) || null;
+  return out;
 }
 
 // rackPairHosts: the host pairs within one rack pair for one window.

@@ -79,9 +79,18 @@ async function hostPair(src, dst, t) {
   const [hist, topo, sus, diag] = await Promise.allSettled([
     api.pairHistory(src, dst, { since }), api.topologyCached(), api.suspects(), api.diagnosePair(src, dst)]);
   const out = [];
+  // Say when the server kept less than every window of this pair (its
+  // memory budget, or no pair detail at all): the chart shows only what
+  // is left, mostly the lossy windows.
+  const detail = hist.status === 'fulfilled' ? hist.value.detail : null;
+  if (detail && detail.mode && detail.mode !== 'full' && detail.note) {
+    out.push(h('p', { id: 'pair-detail', class: 'empty', dataset: { mode: detail.mode } }, detail.note));
+  }
   if (hist.status === 'rejected') {
     out.push(stateMessage(hist.reason));
     ctx.reportError(hist.reason);
+  } else if (!hist.value.length && detail && detail.mode === 'off') {
+    // The note above says why there is nothing.
   } else if (!hist.value.length) {
     out.push(h('p', { class: 'empty' }, `No probe results for ${src} → ${dst} in the last hour. Is the pair in the pinglists?`));
   } else {
