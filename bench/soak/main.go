@@ -60,6 +60,11 @@ const (
 	detailBytes   = "meshlens_aggregate_pair_detail_bytes"
 	detailBudget  = "meshlens_aggregate_pair_detail_budget_bytes"
 	detailTrimmed = "meshlens_aggregate_pair_detail_trimmed_total"
+	// RSS split by the kernel (/proc/PID/status): anonymous memory (Go's
+	// heap and stacks) and file pages mapped in (the TSDB's mmapped head
+	// chunks and blocks), so that growth can be told apart.
+	rssAnon = "RssAnon"
+	rssFile = "RssFile"
 )
 
 var flat = []string{rss, goroutines, openFDs, headSeries}
@@ -229,6 +234,9 @@ func run(ctx context.Context, hostsPerRack int, duration, recent, every time.Dur
 		if err != nil {
 			return err
 		}
+		if err := procRSS(srv.Pid(), v); err != nil {
+			return err
+		}
 		out.Samples = append(out.Samples, sample{At: time.Since(start).Seconds(), Values: v})
 		return nil
 	}
@@ -298,6 +306,26 @@ func run(ctx context.Context, hostsPerRack int, duration, recent, every time.Dur
 		out.HeapGrowth = string(top)
 	}
 	return out, nil
+}
+
+// procRSS adds the kernel's split of pid's resident memory to v.
+func procRSS(pid int, v map[string]float64) error {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok || (name != rssAnon && name != rssFile) {
+			continue
+		}
+		kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+		if err != nil {
+			return fmt.Errorf("/proc/%d/status %s: %w", pid, name, err)
+		}
+		v[name] = kb * 1024
+	}
+	return nil
 }
 
 // saveHeap writes the server's heap profile, after a GC, to file.
@@ -468,6 +496,10 @@ func report(w io.Writer, o *outcome) {
 			fmt.Fprintf(w, ", Go's heap goal (twice the live heap) %s → %s", human(rss, g), human(rss, o.Samples[end].Values[heapGoal]))
 		}
 		fmt.Fprintln(w)
+	}
+	if a := o.Samples[s].Values[rssAnon]; a > 0 {
+		fmt.Fprintf(w, "RSS by kind (/proc): anonymous %s → %s, file-backed (mmapped TSDB chunks) %s → %s\n",
+			human(rss, a), human(rss, o.Samples[end].Values[rssAnon]), human(rss, o.Samples[s].Values[rssFile]), human(rss, o.Samples[end].Values[rssFile]))
 	}
 	fmt.Fprintf(w, "\nresults acknowledged by the bus %d (%d batches), counted by the server %.0f, duplicate batches dropped %.0f, rejected %.0f: exactly once %t\n",
 		o.Published, o.Batches, o.Ingested, o.Dups, o.Rejected, o.exactlyOnce())
