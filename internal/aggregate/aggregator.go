@@ -344,7 +344,11 @@ type Aggregator struct {
 	snapOK bool
 	// flushed: Advance wrote the counters without a window (see Advance).
 	flushed bool
-	agents  map[string]*AgentStatus
+	hourly  hourlyState // the last commit with the hourly copies (elements.go)
+	// restored: the counters restored from a checkpoint or the TSDB,
+	// which were not 0 before this process's first commit.
+	restored map[counterKey]struct{}
+	agents   map[string]*AgentStatus
 	// firstAdvance is the clock at the first Advance (Unix ns): marks seal
 	// windows only once this process has listened for a lateness, so
 	// that every live agent has been heard from (see marksCutLocked).
@@ -375,6 +379,7 @@ func New(cfg Config) (*Aggregator, error) {
 		recent:      make(map[int64]*recentWindow),
 		watched:     make(map[int32]watch),
 		counters:    make(map[counterKey]*counter),
+		restored:    make(map[counterKey]struct{}),
 		targetNames: map[string]int{},
 		agents:      make(map[string]*AgentStatus),
 		m:           m,
@@ -1129,12 +1134,16 @@ func (a *Aggregator) SealedUntil() time.Time {
 type counterSample struct {
 	key counterKey
 	counter
+	// born: created by this process's ingest, not restored, so it was 0
+	// before its first commit (its hourly copy starts with that 0).
+	born bool
 }
 
 func (a *Aggregator) counterSnapshotLocked() []counterSample {
 	out := make([]counterSample, 0, len(a.counters))
 	for k, c := range a.counters {
-		out = append(out, counterSample{k, *c})
+		_, restored := a.restored[k]
+		out = append(out, counterSample{k, *c, !restored})
 	}
 	return out
 }

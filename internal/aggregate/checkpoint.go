@@ -209,6 +209,7 @@ func (a *Aggregator) restore(c *Checkpoint) error {
 
 // setCounterLocked installs a restored counter.
 func (a *Aggregator) setCounterLocked(k counterKey, c *counter) {
+	a.restored[k] = struct{}{}
 	if k.kind == targetCounter && a.counters[k] == nil {
 		a.targetNames[k.Src]++
 	}

@@ -42,7 +42,39 @@
 //     proto}: direction "out" when the host sent the probe, "in" when it
 //     was probed; the _rtt_seconds histogram too with Config.HostRTTBuckets;
 //   - meshlens_target_probes_total / _probes_lost_total and the
-//     _rtt_seconds histogram {target}: HTTP probes of a service target.
+//     _rtt_seconds histogram {target, host}: HTTP probes of a service
+//     target, by probing host.
+//
+// Two kinds of series are derived from those at write time, in the same
+// commit, for the SLO engine; a restart does not read them back (they
+// follow from the counters it restores):
+//
+//   - per-element counters, meshlens_{rack,pod,dc}_probes_total /
+//     _probes_lost_total / _rtt_seconds_{bucket,sum,count} {<level>, proto
+//     [, le]}: every probe with either end in the element, counted once —
+//     the sum of the pair counters whose source or destination is the
+//     element, a pair inside it once. An SLO of a rack then reads one
+//     series per protocol instead of every rack pair with the rack at
+//     either end (1,249 per protocol in a 625-rack mesh), and cannot
+//     count the pair inside the rack twice.
+//   - hourly copies, HourlyPrefix + the name without "meshlens_" (e.g.
+//     meshlens_hourly_dc_pair_probes_total), same labels and values, of
+//     the element, host, target and DC-pair counters' probes, lost and
+//     le buckets (not _sum and _count, not rack or pod pairs), written at
+//     the first window this Aggregator writes (after a start or a
+//     restore), at the first window ending in each later clock hour
+//     (HourlyStep; with epoch-aligned windows, the one ending on the
+//     hour), and in the commit a series first appears in; a series born
+//     in this process (not restored) also gets a 0 at that window's
+//     start, its value before. An SLO window of a day or more is counted
+//     as the difference of the counter's values at its two ends (see
+//     internal/slo's counterSum); when the 10 s sample at its start is
+//     gone (an outage, the retention) the hourly copies give that value,
+//     reading 24 samples a day instead of 8,640, and the birth's 0 makes
+//     a series born inside the window count whole. A failed write leaves
+//     the next window to write them; their refused samples (a window
+//     re-sealed after a crash, behind copies already written) are counted
+//     but do not defer the checkpoint.
 //
 // HTTP probes measure services named in the pinglist, not the fabric: their
 // destination is a target, whatever its name. They feed only the target

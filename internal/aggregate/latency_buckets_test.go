@@ -16,3 +16,11 @@ func TestLatencyBucketsMatchSLO(t *testing.T) {
 		t.Errorf("aggregate.LatencyBuckets = %v, slo.LatencyBuckets = %v: change both together", aggregate.LatencyBuckets, slo.LatencyBuckets)
 	}
 }
+
+// TestHourlyStepMatchesSLO: the SLO engine's long windows read the hourly
+// copies at the step the aggregator writes them.
+func TestHourlyStepMatchesSLO(t *testing.T) {
+	if aggregate.HourlyStep != slo.HourlyStep {
+		t.Errorf("aggregate.HourlyStep = %v, slo.HourlyStep = %v: change both together", aggregate.HourlyStep, slo.HourlyStep)
+	}
+}

@@ -38,14 +38,18 @@ var quantileLabels = func() []string {
 }()
 
 // writeTSDB writes one sealed window's rollups and the cumulative counters
-// at the window's end, in one commit. Samples the TSDB refuses as conflicting
-// (a window re-sealed after a crash with a different value) are counted and
+// at the window's end, in one commit, with the series derived from the
+// counters (elements.go): the per-element counters and, when hourlyDue,
+// the hourly copies. Samples the TSDB refuses as conflicting (a window
+// re-sealed after a crash with a different value) are counted and
 // skipped: the first value written stays, the others still go in.
 // counterSkips is how many of the counters' samples were so refused: then
-// the TSDB does not hold the counters' current values at this window's end.
+// the TSDB does not hold the counters' current values at this window's
+// end. Refused derived samples are counted, not in counterSkips.
 func (a *Aggregator) writeTSDB(ctx context.Context, sw *SealedWindow, counters []counterSample) (counterSkips int, err error) {
 	app := a.cfg.Appendable.Appender(ctx)
 	ts := sw.End.UnixMilli()
+	stamp := ts // of the samples add writes
 	var failed error
 	skipped := 0
 	add := func(v float64, kv ...string) {
@@ -55,7 +59,7 @@ func (a *Aggregator) writeTSDB(ctx context.Context, sw *SealedWindow, counters [
 		for name, value := range a.cfg.SeriesLabels {
 			kv = append(kv, name, value)
 		}
-		_, err := app.Append(0, labels.FromStrings(kv...), ts, v)
+		_, err := app.Append(0, labels.FromStrings(kv...), stamp, v)
 		switch {
 		case err == nil:
 		case errors.Is(err, storage.ErrDuplicateSampleForTimestamp):
@@ -99,15 +103,34 @@ func (a *Aggregator) writeTSDB(ctx context.Context, sw *SealedWindow, counters [
 	}
 	rollupSkips := skipped
 	kv := make([]string, 0, 10)
-	for i := range counters {
-		c := &counters[i]
-		if c.Probes == 0 {
-			continue // a pair that only saw refusals or local errors
+	// put writes one counter set under cs's names, with the labels in
+	// kv[2:]: probes, lost and, with hist, the histogram (its _sum and
+	// _count where cs names them, then the le buckets).
+	put := func(cs *counterSeries, c *counter, hist bool) {
+		kv[1] = cs.probes
+		add(float64(c.Probes), kv...)
+		kv[1] = cs.lost
+		add(float64(c.Lost), kv...)
+		if !hist {
+			return
 		}
-		// Every counter is written at every seal, so that increase() over
-		// any range sees its samples; a restart reads them back from here.
+		if cs.rttSum != "" {
+			kv[1] = cs.rttSum
+			add(float64(c.rttSumNs)/1e9, kv...)
+			kv[1] = cs.rttCount
+			add(float64(c.answered()), kv...)
+		}
+		kv[1] = cs.bucket
+		h := c.histogram()
+		n := len(kv)
+		for i, v := range h.Buckets {
+			add(float64(v), append(kv[:n], "le", leLabels[i])...)
+		}
+	}
+	// setLabels sets kv to c's labels after the name's pair.
+	setLabels := func(c *counterSample) {
 		cs := &seriesOf[c.key.kind]
-		kv = append(kv[:0], "__name__", cs.probes, cs.srcLabel, c.key.Src)
+		kv = append(kv[:0], "__name__", "", cs.srcLabel, c.key.Src)
 		if cs.dstLabel != "" {
 			kv = append(kv, cs.dstLabel, c.key.Dst)
 		}
@@ -120,24 +143,61 @@ func (a *Aggregator) writeTSDB(ctx context.Context, sw *SealedWindow, counters [
 		if cs.proto {
 			kv = append(kv, "proto", c.key.Proto.Name())
 		}
-		add(float64(c.Probes), kv...)
-		kv[1] = cs.lost
-		add(float64(c.Lost), kv...)
-		if (c.key.kind == hostOutCounter || c.key.kind == hostInCounter) && !a.cfg.HostRTTBuckets {
-			continue
+	}
+	hostHist := func(k counterKind) bool {
+		return (k != hostOutCounter && k != hostInCounter) || a.cfg.HostRTTBuckets
+	}
+	for i := range counters {
+		c := &counters[i]
+		if c.Probes == 0 {
+			continue // a pair that only saw refusals or local errors
 		}
-		kv[1] = cs.rttSum
-		add(float64(c.rttSumNs)/1e9, kv...)
-		kv[1] = cs.rttCount
-		add(float64(c.answered()), kv...)
-		kv[1] = cs.bucket
-		h := c.histogram()
-		n := len(kv)
-		for i, v := range h.Buckets {
-			add(float64(v), append(kv[:n], "le", leLabels[i])...)
-		}
+		// Every counter is written at every seal, so that increase() over
+		// any range sees its samples; a restart reads them back from here.
+		setLabels(c)
+		put(&seriesOf[c.key.kind], &c.counter, hostHist(c.key.kind))
 	}
 	counterSkips = skipped - rollupSkips
+	// Derived from the counters just written, never read back: their
+	// refusals (an hourly copy behind one written before a crash) do not
+	// make the TSDB's counters stale, so they are not counterSkips.
+	// Hourly copies: of every series when due, else of those seen for
+	// the first time.
+	hourly := a.hourlyDue(ts)
+	var newCounters []counterKey
+	var newElements []elementKey
+	// copyHourly writes the hourly copy of c under cs's names if due or
+	// new, preceded, for a series born in this process, by its 0 at the
+	// window's start.
+	copyHourly := func(cs *counterSeries, c *counterSample, hist, isNew bool) bool {
+		if !hourly && !isNew {
+			return false
+		}
+		if isNew && c.born {
+			stamp = sw.Start.UnixMilli()
+			put(cs, &counter{}, hist)
+			stamp = ts
+		}
+		put(cs, &c.counter, hist)
+		return isNew
+	}
+	for k, c := range elementCounters(counters) {
+		kv = append(kv[:0], "__name__", "", levelNames[k.lv], k.name, "proto", k.proto.Name())
+		put(&elementSeriesOf[k.lv], &c.counter, true)
+		if copyHourly(&hourlyElementOf[k.lv], c, true, a.hourlyNewElement(k)) {
+			newElements = append(newElements, k)
+		}
+	}
+	for i := range counters {
+		c := &counters[i]
+		if c.Probes == 0 || hourlyOf[c.key.kind].probes == "" {
+			continue
+		}
+		setLabels(c)
+		if copyHourly(&hourlyOf[c.key.kind], c, hostHist(c.key.kind), a.hourlyNew(c.key)) {
+			newCounters = append(newCounters, c.key)
+		}
+	}
 	if failed != nil {
 		if err := app.Rollback(); err != nil {
 			return counterSkips, errors.Join(failed, fmt.Errorf("aggregate: window %s: rollback: %w", sw.End.Format("15:04:05"), err))
@@ -147,6 +207,7 @@ func (a *Aggregator) writeTSDB(ctx context.Context, sw *SealedWindow, counters [
 	if err := app.Commit(); err != nil {
 		return counterSkips, fmt.Errorf("aggregate: window %s: commit: %w", sw.End.Format("15:04:05"), err)
 	}
+	a.hourlyWritten(ts, hourly, newCounters, newElements)
 	return counterSkips, nil
 }
 

@@ -26,6 +26,26 @@ var tsdbMetadata = func() map[string]api.MetricMetadata {
 	add("meshlens_target_probes_total", "counter", "", "Probes of an HTTP service target by a host.")
 	add("meshlens_target_probes_lost_total", "counter", "", "Probes of an HTTP service target by a host that failed (no answer, a bad status or body).")
 	add("meshlens_target_rtt_seconds", "histogram", "seconds", "Answered probes of an HTTP service target by RTT, cumulative, with _sum and _count.")
+	// Derived by the aggregator from the counters above (see
+	// internal/aggregate's doc, "Cumulative counters").
+	for _, lv := range []string{"rack", "pod", "dc"} {
+		p := "meshlens_" + lv + "_"
+		add(p+"probes_total", "counter", "", "Probes with either end in a "+lv+", each counted once, late results included.")
+		add(p+"probes_lost_total", "counter", "", "Lost probes with either end in a "+lv+", each counted once, late results included.")
+		add(p+"rtt_seconds", "histogram", "seconds", "Answered probes with either end in a "+lv+" by RTT, cumulative, with _sum and _count.")
+	}
+	// Hourly copies (written at the first window of each hour, and with a
+	// 0 before when a series is born) of the
+	// counts and buckets of some of the counters, for long SLO windows.
+	// Their _bucket series have no _sum or _count beside them: each is a
+	// counter of its own.
+	for _, f := range []string{"rack", "pod", "dc", "dc_pair", "host", "target"} {
+		p := "meshlens_hourly_" + f + "_"
+		of := "meshlens_" + f + "_"
+		add(p+"probes_total", "counter", "", "Hourly copy of "+of+"probes_total, written at the first window of each hour and when the series first appears.")
+		add(p+"probes_lost_total", "counter", "", "Hourly copy of "+of+"probes_lost_total, written at the first window of each hour and when the series first appears.")
+		add(p+"rtt_seconds_bucket", "counter", "", "Hourly copy of "+of+"rtt_seconds_bucket (answered probes with RTT <= le, cumulative), written at the first window of each hour and when the series first appears.")
+	}
 	add("meshlens_slo_sli_ratio", "gauge", "ratio", "An SLO's SLI over its window.")
 	add("meshlens_slo_error_budget_remaining_ratio", "gauge", "ratio", "An SLO's error budget left over its window, negative when overspent.")
 	add("meshlens_slo_burn_rate", "gauge", "", "An SLO's burn rate over each of its alerting windows (label window).")

@@ -43,11 +43,14 @@
 //	labels: {team: netops}
 //
 // A location scope (dc, pod, rack, host) selects every probe with either
-// end in that element. Probe SLIs read the aggregator's cumulative counters
-// meshlens_{dc,pod,rack}_pair_probes_total and _probes_lost_total; host
+// end in that element. Probe SLIs read the aggregator's cumulative
+// per-element counters meshlens_{dc,pod,rack}_probes_total and
+// _probes_lost_total{<level>, proto} (each probe once, one series per
+// protocol, however many racks the fabric has), the whole fabric its
+// meshlens_dc_pair_ ones; host
 // scopes read meshlens_host_probes_total / _probes_lost_total{host}, http
 // targets meshlens_target_probes_total / _probes_lost_total{target}, and
-// latency SLIs the cumulative RTT histogram meshlens_<level>_pair_rtt_seconds_bucket{le}
+// latency SLIs the cumulative RTT histogram meshlens_<level>_rtt_seconds_bucket{le}
 // (answered probes at most le seconds; le one of LatencyBuckets): until the
 // aggregator writes those, such SLOs have no data (never "all bad"), or,
 // with estimate: true, are estimated by the engine from the per-window
@@ -60,6 +63,16 @@
 // counters the aggregator writes. A window's SLI is therefore weighted by
 // events: a busy hour counts for more than a quiet one, and the budget is
 // never an average of short ratios.
+//
+// Windows of a day or more (HourlyFrom) count the same events as the
+// difference of each counter's values at the window's two ends, C(t) -
+// C(t-w), which the aggregator's never-reset counters make exact, instead
+// of increase() over every 10 s sample in them: one evaluation then reads
+// about as much at 30 days of history as at a few hours. The value at the
+// start comes from the 10 s samples, else from the counters' hourly copies
+// (meshlens_hourly_…, an outage or the retention took the samples), and a
+// series born inside the window counts whole (counterSum in query.go).
+// The engine and the generated rules use the same expressions.
 //
 //	error rate     e(w)   = bad(w) / total(w)
 //	burn rate      b(w)   = e(w) / (1 - target)

@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"go.uber.org/goleak"
 
+	"github.com/meshlens/meshlens/internal/aggregate/aggregatetest"
 	"github.com/meshlens/meshlens/internal/clock"
 	"github.com/meshlens/meshlens/internal/store"
 )
@@ -30,24 +30,27 @@ type pairLoad struct {
 	lost     func(t time.Time) float64
 }
 
-// feed writes the aggregator's cumulative rack-pair counters every 10 s
-// from start to end, as the aggregator does at each sealed window's end.
+// feed writes the aggregator's cumulative rack-pair counters, and what it
+// derives from them, every 10 s from start to end, as the aggregator does
+// at each sealed window's end.
 func feed(t testing.TB, s *store.Store, start, end time.Time, loads []pairLoad) {
 	t.Helper()
-	cum := make([][2]float64, len(loads))
+	pairs := make([]aggregatetest.RackPair, len(loads))
+	for i, l := range loads {
+		pairs[i] = aggregatetest.RackPair{Src: l.src, Dst: l.dst, Proto: "tcp"}
+	}
+	var wr aggregatetest.Writer
 	app := s.Appender(context.Background())
 	n := 0
 	for ts := start.Add(10 * time.Second); !ts.After(end); ts = ts.Add(10 * time.Second) {
 		for i, l := range loads {
 			if ts.Sub(start)%l.every == 0 {
-				cum[i][0] += l.probes
-				cum[i][1] += l.lost(ts)
+				pairs[i].Probes += l.probes
+				pairs[i].Lost += l.lost(ts)
 			}
-			for j, name := range []string{"meshlens_rack_pair_probes_total", "meshlens_rack_pair_probes_lost_total"} {
-				if _, err := app.Append(0, labels.FromStrings("__name__", name, "src_rack", l.src, "dst_rack", l.dst, "proto", "tcp"), ts.UnixMilli(), cum[i][j]); err != nil {
-					t.Fatal(err)
-				}
-			}
+		}
+		if err := wr.Append(app, ts, 10*time.Second, pairs); err != nil {
+			t.Fatal(err)
 		}
 		if n++; n%1000 == 0 {
 			if err := app.Commit(); err != nil {
@@ -61,9 +64,11 @@ func feed(t testing.TB, s *store.Store, start, end time.Time, loads []pairLoad) 
 	}
 }
 
+// openStore opens a store that keeps 60 days: the tests and benchmarks
+// write up to 40 days of history and read it all.
 func openStore(t testing.TB) *store.Store {
 	t.Helper()
-	s, err := store.Open(t.TempDir(), store.Options{})
+	s, err := store.Open(t.TempDir(), store.Options{Retention: 60 * 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

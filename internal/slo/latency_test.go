@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshlens/meshlens/internal/aggregate/aggregatetest"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 )
@@ -45,6 +46,7 @@ func TestEngineLatencyEstimate(t *testing.T) {
 		return labels.FromStrings(append(append([]string{"__name__", name}, pair...), kv...)...)
 	}
 	written := t0
+	var wr aggregatetest.Writer
 	// writeUntil appends the windows ending in (written, until], as the
 	// aggregator does while the engine runs.
 	writeUntil := func(until time.Time) {
@@ -56,8 +58,9 @@ func TestEngineLatencyEstimate(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			must(app.Append(0, lbl("meshlens_rack_pair_probes_total"), ts.UnixMilli(), probes))
-			must(app.Append(0, lbl("meshlens_rack_pair_probes_lost_total"), ts.UnixMilli(), 0))
+			if err := wr.Append(app, ts, 10*time.Second, []aggregatetest.RackPair{{Src: "dc1-pod1-rack1", Dst: "dc1-pod1-rack2", Proto: "tcp", Probes: probes}}); err != nil {
+				t.Fatal(err)
+			}
 			qs := normal
 			if ts.After(slowFrom) {
 				qs = slow

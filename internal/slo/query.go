@@ -11,10 +11,10 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 )
 
-// Counters the SLIs are measured on. The pair counters are written by the
-// aggregator per sealed window; the host, target and latency-bucket
-// counters are the ones probe SLIs need for host scopes, http targets and
-// latency thresholds (see the package doc).
+// Counters the SLIs are measured on, written by the aggregator per sealed
+// window: per element (rack, pod, DC), per DC pair, per host and per http
+// target, probes, lost probes and the latency buckets (see the package
+// doc).
 const (
 	probesSuffix = "probes_total"
 	lostSuffix   = "probes_lost_total"
@@ -50,11 +50,50 @@ func expandWindow(expr string, w time.Duration) string {
 	return e
 }
 
+// HourlyStep is how often the aggregator writes the hourly copies of the
+// counters SLOs read (meshlens_hourly_…): at each window that holds the
+// start of an hour, and at a series' first. A copy of aggregate.HourlyStep, which this package
+// must not import; a test checks the two are equal.
+const HourlyStep = time.Hour
+
+// HourlyFrom: windows at least this long are counted as the difference of
+// the counter's values at their two ends instead of increase() over every
+// sample in them, so that what one evaluation reads no longer grows with
+// the history in the window (docs/benchmarks.md). Shorter windows keep
+// increase(): Prometheus users know it, and it reads at most hours.
+const HourlyFrom = 24 * time.Hour
+
+// startLookback is how far before a long window's start its counter's
+// value is looked for among the 10 s samples; past it (the server was
+// down then for longer), among the hourly copies up to a day before.
+const (
+	startLookback       = 10 * time.Minute
+	hourlyStartLookback = 24 * time.Hour
+)
+
+const hourlyPrefix = "meshlens_hourly_"
+
 // counterSum is the PromQL of the events of scope sc counted by the counter
-// with the given pair-metric suffix (probes_total, probes_lost_total,
+// with the given suffix (probes_total, probes_lost_total,
 // rtt_seconds_bucket) over window w. extra matchers (e.g. le) are added.
+//
+// A location scope reads the per-element counters (meshlens_rack_…{rack}:
+// every probe with either end in the rack, once), one series per
+// protocol; the whole fabric reads the DC-pair counters.
+//
+// A window of HourlyFrom or more is counted exactly as C(t) - C(t-w): the
+// aggregator's counters are cumulative and never reset (a restart restores
+// them), so two values hold the window's events. C(t-w) is the last 10 s
+// sample within startLookback before the window's start, else the last
+// hourly copy within hourlyStartLookback before it. With neither, the
+// series began inside the window or its start is past the TSDB's
+// retention: then the earliest hourly copy in the window, which for a
+// series born inside it is the 0 the aggregator writes at its birth (it
+// is counted whole) and otherwise the oldest value kept (the window is
+// what the TSDB holds of it, as increase() would count). A difference
+// below zero is a counter that was reset (its TSDB lost): then C(t), the
+// events since, as increase() counts after a reset.
 func (sc Scope) counterSum(suffix string, w time.Duration, extra string) string {
-	r := "[" + promDuration(w) + "]"
 	var m []string
 	if sc.Proto != "" {
 		m = append(m, "proto="+strconv.Quote(sc.Proto))
@@ -62,33 +101,35 @@ func (sc Scope) counterSum(suffix string, w time.Duration, extra string) string 
 	if extra != "" {
 		m = append(m, extra)
 	}
-	sel := func(metric string, more ...string) string {
-		all := append(append([]string(nil), more...), m...)
-		return metric + "{" + strings.Join(all, ",") + "}"
-	}
+	var metric string
 	switch {
 	case sc.Host != "":
-		return "sum(increase(" + sel(hostMetric(suffix), "host="+strconv.Quote(sc.Host)) + r + "))"
+		metric, m = hostMetric(suffix), append([]string{"host=" + strconv.Quote(sc.Host)}, m...)
 	case sc.Target != "":
-		return "sum(increase(" + sel(targetMetric(suffix), "target="+strconv.Quote(sc.Target)) + r + "))"
+		metric, m = targetMetric(suffix), append([]string{"target=" + strconv.Quote(sc.Target)}, m...)
+	default:
+		lv, v := "dc", sc.DC
+		switch {
+		case sc.Rack != "":
+			lv, v = "rack", sc.Rack
+		case sc.Pod != "":
+			lv, v = "pod", sc.Pod
+		}
+		if v == "" {
+			metric = "meshlens_dc_pair_" + suffix
+		} else {
+			metric, m = "meshlens_"+lv+"_"+suffix, append([]string{lv + "=" + strconv.Quote(v)}, m...)
+		}
 	}
-	lv, v := "dc", sc.DC
-	switch {
-	case sc.Rack != "":
-		lv, v = "rack", sc.Rack
-	case sc.Pod != "":
-		lv, v = "pod", sc.Pod
+	x := metric + "{" + strings.Join(m, ",") + "}"
+	if w < HourlyFrom {
+		return "sum(increase(" + x + "[" + promDuration(w) + "]))"
 	}
-	metric := "meshlens_" + lv + "_pair_" + suffix
-	if v == "" {
-		return "sum(increase(" + sel(metric) + r + "))"
-	}
-	// Either end in the element. "or" keeps one copy of the series that
-	// both selectors match (both ends inside), so nothing is counted twice,
-	// and the sum stays empty (no data) when the counter does not exist.
-	return fmt.Sprintf("sum(increase(%s%s) or increase(%s%s))",
-		sel(metric, "src_"+lv+"="+strconv.Quote(v)), r,
-		sel(metric, "dst_"+lv+"="+strconv.Quote(v)), r)
+	hourly := hourlyPrefix + strings.TrimPrefix(x, "meshlens_")
+	at := promDuration(w)
+	start := fmt.Sprintf("(last_over_time(%s[%s] offset %s) or last_over_time(%s[%s] offset %s) or min_over_time(%s[%s]))",
+		x, promDuration(startLookback), at, hourly, promDuration(hourlyStartLookback), at, hourly, at)
+	return fmt.Sprintf("sum((%s - %s) >= 0 or %s)", x, start, x)
 }
 
 func hostMetric(suffix string) string {

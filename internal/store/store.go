@@ -197,6 +197,17 @@ func (s *Store) Parser() parser.Parser { return s.parser }
 // LookbackDelta is the engine's lookback, for callers building QueryOpts.
 func (s *Store) LookbackDelta() time.Duration { return s.opts.LookbackDelta }
 
+// Compact moves what the head holds beyond its last few hours into
+// blocks now, as the TSDB does on its own within a minute: for benchmarks
+// that write days of history in seconds and must then read it as a
+// server that lived through those days would.
+func (s *Store) Compact(ctx context.Context) error {
+	if err := s.db.Compact(ctx); err != nil {
+		return fmt.Errorf("store: compact %q: %w", s.db.Dir(), err)
+	}
+	return nil
+}
+
 // HeadSeries is the number of series in the in-memory head block.
 func (s *Store) HeadSeries() uint64 { return s.db.Head().NumSeries() }
 

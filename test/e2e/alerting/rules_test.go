@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/prometheus/model/labels"
 	"gopkg.in/yaml.v3"
 
 	"github.com/meshlens/meshlens/internal/aggregate"
+	"github.com/meshlens/meshlens/internal/aggregate/aggregatetest"
 	"github.com/meshlens/meshlens/internal/analyze"
 	"github.com/meshlens/meshlens/internal/slo"
 	"github.com/meshlens/meshlens/internal/store"
@@ -77,30 +77,34 @@ func slowLossAt(end, ts time.Time) float64 {
 // days at that rate make every meshlens evaluation read six times as much).
 const sampleEvery = time.Minute
 
-// feedCounters writes the aggregator's rack-pair counters every sampleEvery
-// in (start, end] into app, in time order: 100 probes per pair per 10 s.
+// feedCounters writes the aggregator's rack-pair counters, and the
+// per-rack counters and hourly copies it derives from them, every
+// sampleEvery in (start, end] into app, in time order: 100 probes per pair
+// per 10 s.
 func feedCounters(t *testing.T, s *store.Store, start, end time.Time) int {
 	t.Helper()
 	type pair struct{ src, dst string }
 	pairs := []pair{{"dc1-pod1-rack1", "dc1-pod1-rack2"}, {"dc1-pod1-rack3", "dc1-pod1-rack1"}, {"dc1-pod1-rack3", "dc1-pod1-rack4"}}
-	cum := make([][2]float64, len(pairs))
+	cum := make([]aggregatetest.RackPair, len(pairs))
+	for i, p := range pairs {
+		cum[i] = aggregatetest.RackPair{Src: p.src, Dst: p.dst, Proto: "tcp"}
+	}
+	var wr aggregatetest.Writer
 	n := 0
 	app := s.Appender(context.Background())
 	per := 100 * float64(sampleEvery/(10*time.Second))
 	for ts := start.Add(sampleEvery); !ts.After(end); ts = ts.Add(sampleEvery) {
-		for i, p := range pairs {
-			cum[i][0] += per
+		for i := range cum {
+			cum[i].Probes += per
 			switch i {
 			case 0:
-				cum[i][1] += per * lossAt(end, ts)
+				cum[i].Lost += per * lossAt(end, ts)
 			case 2:
-				cum[i][1] += per * slowLossAt(end, ts)
+				cum[i].Lost += per * slowLossAt(end, ts)
 			}
-			for j, name := range []string{"meshlens_rack_pair_probes_total", "meshlens_rack_pair_probes_lost_total"} {
-				if _, err := app.Append(0, labels.FromStrings("__name__", name, "src_rack", p.src, "dst_rack", p.dst, "proto", "tcp"), ts.UnixMilli(), cum[i][j]); err != nil {
-					t.Fatal(err)
-				}
-			}
+		}
+		if err := wr.Append(app, ts, sampleEvery, cum); err != nil {
+			t.Fatal(err)
 		}
 		n++
 		if n%500 == 0 {
