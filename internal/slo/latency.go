@@ -125,13 +125,7 @@ func (e *Engine) estimateLatency(ctx context.Context, s *SLO, t time.Time) error
 	// One extra window back for the counters' previous values.
 	span := to.Sub(st.until) + 30*time.Second
 	sc := s.SLI.Scope
-	lv, v := "dc", sc.DC
-	switch {
-	case sc.Rack != "":
-		lv, v = "rack", sc.Rack
-	case sc.Pod != "":
-		lv, v = "pod", sc.Pod
-	}
+	lv, v := sc.location()
 	var sels []string
 	proto := ""
 	if sc.Proto != "" {

@@ -108,13 +108,7 @@ func (sc Scope) counterSum(suffix string, w time.Duration, extra string) string 
 	case sc.Target != "":
 		metric, m = targetMetric(suffix), append([]string{"target=" + strconv.Quote(sc.Target)}, m...)
 	default:
-		lv, v := "dc", sc.DC
-		switch {
-		case sc.Rack != "":
-			lv, v = "rack", sc.Rack
-		case sc.Pod != "":
-			lv, v = "pod", sc.Pod
-		}
+		lv, v := sc.location()
 		if v == "" {
 			metric = "meshlens_dc_pair_" + suffix
 		} else {
@@ -130,6 +124,18 @@ func (sc Scope) counterSum(suffix string, w time.Duration, extra string) string 
 	start := fmt.Sprintf("(last_over_time(%s[%s] offset %s) or last_over_time(%s[%s] offset %s) or min_over_time(%s[%s]))",
 		x, promDuration(startLookback), at, hourly, promDuration(hourlyStartLookback), at, hourly, at)
 	return fmt.Sprintf("sum((%s - %s) >= 0 or %s)", x, start, x)
+}
+
+// location is the level of a location scope and its element ("" for
+// the whole fabric, at the DC level).
+func (sc Scope) location() (lv, v string) {
+	switch {
+	case sc.Rack != "":
+		return "rack", sc.Rack
+	case sc.Pod != "":
+		return "pod", sc.Pod
+	}
+	return "dc", sc.DC
 }
 
 func hostMetric(suffix string) string {
