@@ -189,9 +189,18 @@ type meshlens struct {
 	// around them. The traffic model routes around excluded elements until
 	// a traced probe crosses one again, or the traffic they no longer carry
 	// would be expected of them and the traffic their neighbours took over
-	// would look like a fault of the neighbours.
-	downSeen map[int32]bool
-	excluded map[int32]bool
+	// would look like a fault of the neighbours. The path model routes
+	// around them too: a silent hop that may have been an excluded
+	// element, which the traffic model says carries nothing, made it the
+	// likeliest culprit of the next fault beside it (a spine down after
+	// another spine had come back was blamed on the first one). Stopping
+	// losing probes also means the element came back, which no trace
+	// shows when nothing else is lossy: an exclusion lapses after
+	// excludeWindows, so that an element that fails again is seen.
+	downSeen   map[int32]bool
+	excluded   map[int32]bool
+	excludedAt map[int32]int // the window (see windows) of the exclusion
+	windows    int           // Localize calls
 	// once[n]: the share of the probes entering switch n that enter it
 	// only once (see fanout).
 	once []float64
@@ -230,7 +239,7 @@ func newMeshlens(x *Index, cfg Config) *meshlens {
 	c := 2*x.NumLinks() + x.NumNodes()
 	return &meshlens{x: x, cfg: cfg, ev: newEvidence(x, cfg.Horizon), count: make([]float64, c), supp: make([]float64, c), nmem: make([]int32, c), mstart: make([]int32, c),
 		fw: make([]float64, c), rv: make([]float64, c), stamp: make([]int32, c),
-		downSeen: map[int32]bool{}, excluded: map[int32]bool{}, once: fanout(x)}
+		downSeen: map[int32]bool{}, excluded: map[int32]bool{}, excludedAt: map[int32]int{}, once: fanout(x)}
 }
 
 func (m *meshlens) Name() string { return NameMeshlens }
@@ -240,6 +249,7 @@ func (m *meshlens) Name() string { return NameMeshlens }
 func (m *meshlens) Leads() []Lead { return m.leads }
 
 func (m *meshlens) Localize(w *Window) ([]Suspect, error) {
+	m.windows++
 	m.ev.add(w)
 	m.leads = m.leads[:0]
 	var out []Suspect
@@ -359,6 +369,15 @@ func (m *meshlens) trackDown(loss []Suspect) {
 	for c := range m.downSeen {
 		if !blamed[c] && !m.excluded[c] {
 			m.excluded[c] = true
+			m.excludedAt[c] = m.windows
+			changed = true
+		}
+	}
+	for c, at := range m.excludedAt {
+		if m.windows-at >= excludeWindows {
+			delete(m.excluded, c)
+			delete(m.excludedAt, c)
+			delete(m.downSeen, c)
 			changed = true
 		}
 	}
@@ -373,6 +392,7 @@ func (m *meshlens) trackDown(loss []Suspect) {
 			for _, wc := range buf {
 				if m.excluded[wc.c] && m.fw[wc.c] >= 0.999 {
 					delete(m.excluded, wc.c)
+					delete(m.excludedAt, wc.c)
 					delete(m.downSeen, wc.c)
 					changed = true
 				}
@@ -394,7 +414,13 @@ func (m *meshlens) trackDown(loss []Suspect) {
 		}
 	}
 	m.ev.tr.routes = x.Routes(func(n int32) bool { return nodes[n] }, func(l int32) bool { return links[l] })
+	m.ev.pm = newPathModel(x, m.ev.tr.routes)
 }
+
+// excludeWindows: an element excluded from the models (see
+// meshlens.excluded) is taken back after this many windows (a minute of
+// 10 s windows), the longest it may go unseen if it fails again.
+const excludeWindows = 6
 
 func confidence(score, min float64) float64 { return 1 - math.Exp(-score/min) }
 
@@ -749,6 +775,16 @@ func (m *meshlens) refine(c int32, score, lambda, u float64, beyond func(parent,
 		if m.nestedSignificant(c, kid, u) && !m.twoKidsExplain(c, kid, u, beyond) {
 			return c, score, lambda
 		}
+		if c >= 2*L && score >= allTieMinScore*m.cfg.MinScore && m.kidsAllTie(c, kid) {
+			// No link of the switch stands out, and the switch's case is
+			// strong: the switch. A dead spine leaves every trace a
+			// silent hop that may have been any of its links, so the
+			// nested test above, which gives kid every anomaly it may
+			// have carried, finds nothing beyond kid; kid only leads its
+			// siblings by noise. On weak evidence (a gray link's few
+			// anomalies) ties are the norm and say nothing.
+			return c, score, lambda
+		}
 		if m.kidsTie(c, kid) {
 			// The counts cannot order kid and a sibling: a lossy uplink
 			// hides the hops behind it, so its traces are the uncertain
@@ -779,6 +815,31 @@ func (m *meshlens) kidsTie(parent, kid int32) bool {
 	}
 	return false
 }
+
+// kidsAllTie reports whether parent has at least three children and none
+// is more than kidsAllTieZ standard deviations (of their difference, as
+// Poisson counts) behind kid in expected anomalies: the anomalies are
+// spread over all of parent's links.
+func (m *meshlens) kidsAllTie(parent, kid int32) bool {
+	kids := m.children(parent)
+	if len(kids) < 3 {
+		return false
+	}
+	for _, k := range kids {
+		if d := m.count[kid] - m.count[k]; k != kid && d >= kidsAllTieZ*math.Sqrt(m.count[kid]+m.count[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+// kidsAllTieZ and allTieMinScore (times Config.MinScore): see refine. Set
+// on bench/detect's dead spines (80 onsets, in the simulator) and checked
+// against its 2 % link loss, which a lower score bar made slower.
+const (
+	kidsAllTieZ    = 2
+	allTieMinScore = 2
+)
 
 // kidsTieZ: see kidsTie.
 const kidsTieZ = 0.25
