@@ -53,6 +53,8 @@ func addServerFlags(cmd *cobra.Command, cfg *server.Config) {
 	f.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:9780", "address of the HTTP API and UI")
 	f.StringVar(&cfg.NATSAddr, "nats-addr", "127.0.0.1:4222", "address of the embedded NATS server")
 	f.StringVar(&cfg.NATSURL, "nats-url", "", "use this external NATS JetStream cluster instead of the embedded server")
+	f.StringVar(&cfg.Role, "role", "", "run one role of a scale-out deployment on --nats-url and --query-url: aggregator (holds a fair share of the --partitions through leases, publishes their sealed windows, writes counters to --remote-write-url), analyzer (merges the partitions' windows, localizes; one elected leader evaluates SLOs and alerts) or api (serves the API and UI; never alerts); none: everything in one process")
+	f.StringVar(&cfg.QueryURL, "query-url", "", "with --role: the Prometheus-compatible query API of the shared TSDB, e.g. http://victoria-metrics:8428 or http://prometheus:9090")
 	f.StringVar(&cfg.ServerID, "server-id", "", "with --nats-url: this server's name among those sharing the cluster, keying its own aggregator checkpoints (default: host name)")
 	f.DurationVar(&cfg.Aggregate.Window, "window", 10*time.Second, "aggregation window")
 	f.DurationVar(&cfg.Aggregate.Lateness, "lateness", 30*time.Second, "the longest a window waits after its end for late results before it is sealed; it is sealed sooner, as soon as every live agent has marked its data for it in")

@@ -46,7 +46,14 @@ type IngesterConfig struct {
 	// deleted: replays after a crash need them.
 	AgentQuota int64
 	QuotaSpan  time.Duration
-	Logger     *slog.Logger
+	// Publish, if set, hands the windows of each seal on (a partitioned
+	// aggregator publishes them for the analyzer) after the TSDB took
+	// them and before the checkpoint moves past them. When it fails, Run
+	// returns its error: the caller restarts the partition from its
+	// checkpoint, which seals and publishes the windows again, since a
+	// checkpoint past an unpublished window would lose it.
+	Publish func(ctx context.Context, sealed []*SealedWindow) error
+	Logger  *slog.Logger
 }
 
 // Ingester consumes one partition of the results stream into an Aggregator,
@@ -172,7 +179,9 @@ func (in *Ingester) Run(ctx context.Context) error {
 		// samples and the counters written never go backwards.
 		if now := in.cfg.Clock.Now(); in.caughtUp && now.Sub(in.lastSeal) >= in.cfg.SealEvery {
 			in.lastSeal = now
-			in.seal(ctx, kv, now)
+			if err := in.seal(ctx, kv, now); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -351,31 +360,38 @@ func (in *Ingester) logReject(count bool, what string, seq uint64, subject strin
 	}
 }
 
-// seal seals what is due and, if the TSDB took it, saves the checkpoint.
-func (in *Ingester) seal(ctx context.Context, kv jetstream.KeyValue, now time.Time) {
+// seal seals what is due and, if the TSDB took it (and Publish, if set),
+// saves the checkpoint. Only a failed Publish is returned.
+func (in *Ingester) seal(ctx context.Context, kv jetstream.KeyValue, now time.Time) error {
 	sealed, err := in.agg.Advance(ctx, now)
 	flushed := in.agg.takeFlushed() // the counters alone were written
 	if len(sealed) == 0 && !flushed {
-		return
+		return nil
 	}
 	if err != nil {
 		// Keep the old checkpoint: a restart replays and writes these
 		// windows (or counters) again.
 		in.cfg.Logger.Error("aggregate: TSDB write of sealed windows failed", "partition", in.cfg.Partition, "windows", len(sealed), "counters_only", flushed, "err", err)
-		return
+		return nil
+	}
+	if in.cfg.Publish != nil && len(sealed) > 0 {
+		if err := in.cfg.Publish(ctx, sealed); err != nil {
+			return fmt.Errorf("aggregate: partition %d: publish %d sealed windows: %w", in.cfg.Partition, len(sealed), err)
+		}
 	}
 	if err := in.saveCheckpoint(ctx, kv); errors.Is(err, errCountersNotInTSDB) {
 		// Keep the old checkpoint, which stays valid (its counters are
 		// at an earlier time in the TSDB); the next clean seal saves.
 		in.agg.m.checkpoints.WithLabelValues("deferred").Inc()
 		in.cfg.Logger.Warn("aggregate: checkpoint deferred to the next seal", "partition", in.cfg.Partition, "err", err)
-		return
+		return nil
 	} else if err != nil {
 		in.agg.m.checkpoints.WithLabelValues("error").Inc()
 		in.cfg.Logger.Error("aggregate: checkpoint not saved; a restart will replay further", "partition", in.cfg.Partition, "err", err)
-		return
+		return nil
 	}
 	in.agg.m.checkpoints.WithLabelValues("ok").Inc()
+	return nil
 }
 
 func (in *Ingester) saveCheckpoint(ctx context.Context, kv jetstream.KeyValue) error {

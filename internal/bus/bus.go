@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -181,6 +182,83 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings
 		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
 			return fmt.Errorf("bus: kv bucket %s: %w", kv.Bucket, err)
 		}
+	}
+	return nil
+}
+
+// ErrPartitionsDisagree: a process was configured with another partition
+// count than the streams on the bus were created with.
+var ErrPartitionsDisagree = errors.New("partition count disagrees with the stream's")
+
+// RollupStreamSettings sizes the rollups stream.
+type RollupStreamSettings struct {
+	Partitions int
+	// MaxAge: analyzers read recent windows only; a day leaves room to
+	// investigate (default 24h).
+	MaxAge     time.Duration
+	MaxMsgSize int32
+	Replicas   int
+}
+
+// EnsureRollupStream creates the rollups stream with one subject per
+// partition, or checks that the existing one has exactly s.Partitions:
+// aggregators and analyzers that disagree on the partitions would lose
+// windows or never complete one, so that is refused (ErrPartitionsDisagree).
+func EnsureRollupStream(ctx context.Context, js jetstream.JetStream, s RollupStreamSettings) error {
+	if s.Partitions < 1 {
+		return fmt.Errorf("bus: stream %s: %d partitions", RollupsStream, s.Partitions)
+	}
+	if s.MaxAge <= 0 {
+		s.MaxAge = 24 * time.Hour
+	}
+	if s.Replicas <= 0 {
+		s.Replicas = 1
+	}
+	subjects := make([]string, s.Partitions)
+	for p := range subjects {
+		subjects[p] = RollupSubject(p)
+	}
+	if st, err := js.Stream(ctx, RollupsStream); err == nil {
+		have := st.CachedInfo().Config.Subjects
+		if !slices.Equal(have, subjects) {
+			return fmt.Errorf("bus: stream %s has %d partition subjects, this process is configured with %d partitions: %w", RollupsStream, len(have), s.Partitions, ErrPartitionsDisagree)
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("bus: stream %s: %w", RollupsStream, err)
+	}
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        RollupsStream,
+		Description: "meshlens sealed windows of partitioned aggregators",
+		Subjects:    subjects,
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      s.MaxAge,
+		MaxMsgSize:  s.MaxMsgSize,
+		Duplicates:  10 * time.Minute,
+		Replicas:    s.Replicas,
+		Discard:     jetstream.DiscardOld,
+	})
+	if err != nil {
+		return fmt.Errorf("bus: stream %s: %w", RollupsStream, err)
+	}
+	return nil
+}
+
+// CheckResultPartitions refuses a partition count other than the results
+// stream's, when the stream exists with per-partition subjects.
+func CheckResultPartitions(ctx context.Context, js jetstream.JetStream, partitions int) error {
+	st, err := js.Stream(ctx, ResultsStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("bus: stream %s: %w", ResultsStream, err)
+	}
+	have := st.CachedInfo().Config.Subjects
+	if len(have) == 1 && have[0] == ResultsSubjectPrefix+".>" {
+		return nil
+	}
+	if len(have) != partitions {
+		return fmt.Errorf("bus: stream %s has %d partition subjects, this process is configured with %d partitions: %w", ResultsStream, len(have), partitions, ErrPartitionsDisagree)
 	}
 	return nil
 }

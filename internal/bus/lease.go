@@ -40,7 +40,11 @@ type LeaseConfig struct {
 	// OnChange is called, from Run's goroutine, when this process gains
 	// (true) or loses (false) the lease. Optional.
 	OnChange func(leader bool)
-	Logger   *slog.Logger
+	// May, when set, says whether this process may take the lease now.
+	// While it says no, the lease is watched all the same, so that a
+	// holder silent for a TTL is taken over as soon as it says yes.
+	May    func() bool
+	Logger *slog.Logger
 }
 
 // Lease is one process's side of a leader lease. Leader is safe for
@@ -50,6 +54,10 @@ type Lease struct {
 
 	mu          sync.Mutex
 	leaderUntil time.Time // monotonic; zero when not leader
+	// term is the revision at which this process last won the lease: it
+	// grows with every change of holder, so it orders the holders'
+	// writes (a fencing token).
+	term uint64
 }
 
 type leaseValue struct {
@@ -84,6 +92,17 @@ func (l *Lease) Leader() bool {
 	defer l.mu.Unlock()
 	return !l.leaderUntil.IsZero() && time.Now().Before(l.leaderUntil)
 }
+
+// Term is the lease revision at which this process last won the lease
+// (0 before it ever did), and whether it holds the lease now.
+func (l *Lease) Term() (term uint64, leader bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.term, !l.leaderUntil.IsZero() && time.Now().Before(l.leaderUntil)
+}
+
+// Holder is this process's name in the lease.
+func (l *Lease) Holder() string { return l.cfg.Holder }
 
 // Run campaigns for the lease and holds it until ctx ends; then it
 // releases the lease if held. It returns nil when ctx ends; bus errors are
@@ -145,6 +164,9 @@ func (l *Lease) Run(ctx context.Context) error {
 			}
 			if rev != 0 {
 				myRev, lastRenew = rev, time.Now()
+				l.mu.Lock()
+				l.term = rev
+				l.mu.Unlock()
 				setLeader(lastRenew.Add(l.cfg.TTL / 2))
 			}
 		}
@@ -161,10 +183,14 @@ func (l *Lease) Run(ctx context.Context) error {
 // take it over once its revision has not moved for a TTL. It returns the
 // new revision when this process became leader.
 func (l *Lease) campaign(ctx context.Context, value []byte, seenRev *uint64, seenSince *time.Time) (uint64, error) {
+	may := l.cfg.May == nil || l.cfg.May()
 	e, err := l.cfg.KV.Get(ctx, l.cfg.Key)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		// Absent, or deleted by a clean release.
+		if !may {
+			return 0, nil
+		}
 		if rev, err := l.cfg.KV.Create(ctx, l.cfg.Key, value); err == nil {
 			return rev, nil
 		} else if errors.Is(err, jetstream.ErrKeyExists) {
@@ -179,7 +205,7 @@ func (l *Lease) campaign(ctx context.Context, value []byte, seenRev *uint64, see
 		*seenRev, *seenSince = e.Revision(), time.Now()
 		return 0, nil
 	}
-	if time.Since(*seenSince) < l.cfg.TTL {
+	if time.Since(*seenSince) < l.cfg.TTL || !may {
 		return 0, nil
 	}
 	rev, err := l.cfg.KV.Update(ctx, l.cfg.Key, value, e.Revision())
@@ -193,4 +219,14 @@ func (l *Lease) campaign(ctx context.Context, value []byte, seenRev *uint64, see
 	_ = json.Unmarshal(e.Value(), &prev) // informational only
 	l.cfg.Logger.Info("lease taken over from a silent holder", "key", l.cfg.Key, "previous", prev.Holder)
 	return rev, nil
+}
+
+// LeaseHolderOf is the holder named in a lease key's value ("" when the
+// value is not a lease).
+func LeaseHolderOf(value []byte) string {
+	var v leaseValue
+	if json.Unmarshal(value, &v) != nil {
+		return ""
+	}
+	return v.Holder
 }

@@ -83,3 +83,41 @@ type Hello struct {
 // it exposes an agent whose clock is off in either direction, even for a
 // batch replayed from the spool long after it was sealed.
 const AgentClockHeader = "Meshlens-Agent-Time"
+
+// RollupsStream holds the sealed windows of partitioned aggregators (the
+// --role aggregator processes), one subject per partition,
+// meshlens.rollups.<partition>, for the analyzers to merge.
+const (
+	RollupsStream        = "ROLLUPS"
+	RollupsSubjectPrefix = "meshlens.rollups"
+)
+
+// RollupSubject is where partition's sealed windows are published.
+func RollupSubject(partition int) string {
+	return fmt.Sprintf("%s.%d", RollupsSubjectPrefix, partition)
+}
+
+// PartitionLeaseKey is the StateBucket key of the lease that makes one
+// aggregator the owner of partition.
+func PartitionLeaseKey(partition int) string { return fmt.Sprintf("lease.partition.%d", partition) }
+
+// AggregatorMemberKey is an aggregator's membership key in StateBucket,
+// renewed while it runs: aggregators share the partitions among the live
+// members.
+func AggregatorMemberKey(id string) string { return "member.aggregator." + id }
+
+// AggregatorMemberPrefix matches every aggregator's membership key.
+const AggregatorMemberPrefix = "member.aggregator."
+
+// Headers of a rollup message: the publishing aggregator and the revision
+// of the partition lease it won (its term), which the analyzer checks.
+const (
+	RollupHolderHeader = "Meshlens-Lease-Holder"
+	RollupTermHeader   = "Meshlens-Lease-Term"
+	RollupWindowHeader = "Meshlens-Window-Start" // unix nanoseconds
+)
+
+// RollupMsgID is the Nats-Msg-Id of a partition's window.
+func RollupMsgID(partition int, windowStartUnixNano int64) string {
+	return fmt.Sprintf("p%d:%d", partition, windowStartUnixNano)
+}

@@ -109,12 +109,7 @@ func (s *Server) buildAPI() (*api.Server, error) {
 type agentSource struct{ s *Server }
 
 func (a agentSource) Agents() []api.AgentStatus {
-	seen := map[string]aggregate.AgentStatus{}
-	for _, agg := range a.s.aggs {
-		for _, st := range agg.Agents() {
-			seen[st.Agent] = st
-		}
-	}
+	seen := a.s.agentStatuses()
 	now := time.Now()
 	var out []api.AgentStatus
 	for _, h := range a.s.Topology().Hosts {
@@ -170,7 +165,7 @@ func (p pairSource) PairWindows(_ context.Context, q api.PairQuery) ([]api.PairW
 		return nil, err
 	}
 	var out []api.PairWindow
-	for _, agg := range p.s.aggs {
+	for _, agg := range p.s.aggregators() {
 		for _, pr := range protos {
 			for _, w := range agg.PairWindows(q.Src, q.Dst, pr, q.Since, until) {
 				out = append(out, apiPairWindow(w, pr))

@@ -57,7 +57,7 @@ func (p pairSource) PairDetail(_ context.Context, q api.PairQuery) api.PairDetai
 			}
 		}
 	}
-	for _, agg := range p.s.aggs {
+	for _, agg := range p.s.aggregators() {
 		for _, pr := range protos {
 			for _, pair := range pairs {
 				d.Merge(agg.PairDetail(pair[0], pair[1], pr, q.Since, until))

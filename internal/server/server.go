@@ -72,7 +72,15 @@ type Config struct {
 	Pinglists pinglist.Settings
 	// Partitions this process aggregates; nil means all of them.
 	Partitions []int
-	Stream     bus.StreamSettings
+	// Role of this process (RoleAll, RoleAggregator, RoleAnalyzer,
+	// RoleAPI; see roles.go). The roles need NATSURL and QueryURL.
+	Role string
+	// QueryURL is the Prometheus-compatible query API of the TSDB the
+	// roles share (VictoriaMetrics, Prometheus, Mimir, Thanos); with a
+	// role, it replaces the embedded TSDB, and the aggregators write to
+	// RemoteWrite.URL synchronously.
+	QueryURL string
+	Stream   bus.StreamSettings
 	// StreamAgentMaxBytes is each agent's byte quota in the results
 	// stream over Stream.MaxAge (0: none); with Stream.MaxBytes set, at
 	// most an eighth of it, so that one agent cannot fill the stream.
@@ -117,6 +125,15 @@ type Server struct {
 	controller   *Controller
 	aggs         []*aggregate.Aggregator
 	ingesters    []*aggregate.Ingester
+	// With --role aggregator: the aggregators of the partitions held now
+	// (partAggs, by partition) and the role's partition sharing.
+	partMu   sync.Mutex
+	partAggs map[int]*aggregate.Aggregator
+	// rollupAgents: in an analyzer or API role, the agents as the
+	// aggregators last sent them (guarded by partMu).
+	rollupAgents map[string]aggregate.AgentStatus
+	aggRole      *aggregatorRole
+	rollupM      *rollupMetrics
 	api          *api.Server
 	analyzer     *analyze.Analyzer
 	// leading: this server is the analyzer (alerts, evidence requests).
@@ -144,6 +161,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("server: --data-dir is required")
 	}
 	if err := checkSecurity(cfg); err != nil {
+		return nil, err
+	}
+	if err := checkRole(cfg); err != nil {
 		return nil, err
 	}
 	rw, err := cfg.RemoteWrite.storeConfig(cfg.Store.RemoteWrite)
@@ -243,15 +263,25 @@ func (s *Server) Run(ctx context.Context) error {
 		g.Go(func() error { return in.Run(ctx) })
 	}
 	g.Go(func() error { return s.watchTopology(ctx) })
-	g.Go(func() error { return s.runAnalyzer(ctx) })
-	g.Go(func() error { return s.runAlerting(ctx) })
+	switch s.cfg.Role {
+	case RoleAggregator:
+		g.Go(func() error { return s.aggRole.run(ctx) })
+	case RoleAnalyzer, RoleAPI:
+		g.Go(func() error { return s.followRollups(ctx) })
+	}
+	if s.cfg.Role != RoleAggregator {
+		g.Go(func() error { return s.runAnalyzer(ctx) })
+	}
+	if s.cfg.Role == RoleAll || s.cfg.Role == RoleAnalyzer {
+		g.Go(func() error { return s.runAlerting(ctx) })
+	}
 	g.Go(func() error { return s.serveAPI(ctx, ln) })
 	if s.authority != nil {
 		// meshlens creds revoke takes effect without a restart.
 		g.Go(func() error { return s.authority.WatchRevocations(ctx, s.embedded, 2*time.Second, s.logger) })
 	}
 	s.ready.Store(true)
-	s.logger.Info("meshlens server running", "http", ln.Addr().String(), "nats", s.natsURL, "hosts", len(s.Topology().Hosts))
+	s.logger.Info("meshlens server running", "http", ln.Addr().String(), "nats", s.natsURL, "hosts", len(s.Topology().Hosts), "role", roleName(s.cfg.Role))
 	err = g.Wait()
 	s.ready.Store(false)
 	if errors.Is(err, context.Canceled) {
@@ -313,6 +343,19 @@ func (s *Server) start(ctx context.Context) error {
 	// larger than the ingester would accept (docs/security.md, persona 1).
 	stream.Partitions = max(1, s.cfg.Pinglists.Partitions)
 	stream.MaxMsgSize = wire.MaxBatchBytes + 64<<10 // (headers)
+	if s.cfg.Role != RoleAll {
+		s.rollupM = newRollupMetrics(s.registry)
+		// The roles agree on the partitions or refuse to start: windows
+		// would be lost or never complete.
+		if err := bus.CheckResultPartitions(setupCtx, s.js, stream.Partitions); err != nil {
+			return err
+		}
+		if err := bus.EnsureRollupStream(setupCtx, s.js, bus.RollupStreamSettings{
+			Partitions: stream.Partitions, MaxMsgSize: wire.MaxRollupBytes + 64<<10, Replicas: s.cfg.Stream.Replicas,
+		}); err != nil {
+			return err
+		}
+	}
 	if err := bus.EnsureStreams(setupCtx, s.js, stream); err != nil {
 		return err
 	}
@@ -321,10 +364,7 @@ func (s *Server) start(ctx context.Context) error {
 		return err
 	}
 
-	storeOpts := s.cfg.Store
-	storeOpts.Registerer = s.registry
-	storeOpts.Logger = s.logger
-	if s.store, err = store.Open(filepath.Join(s.cfg.DataDir, "tsdb"), storeOpts); err != nil {
+	if s.store, err = s.openStore(); err != nil {
 		return err
 	}
 
@@ -333,8 +373,11 @@ func (s *Server) start(ctx context.Context) error {
 		pl.Window = windowOf(s.cfg.Aggregate) // agents mark this server's window boundaries
 	}
 	s.controller = NewController(pl, s.registry, s.logger)
-	if err := s.controller.Apply(setupCtx, s.js, s.Topology()); err != nil {
-		return err
+	if s.cfg.Role != RoleAggregator {
+		// Aggregators leave the pinglists to the analyzers.
+		if err := s.controller.Apply(setupCtx, s.js, s.Topology()); err != nil {
+			return err
+		}
 	}
 
 	partitions := s.cfg.Partitions
@@ -360,58 +403,53 @@ func (s *Server) start(ctx context.Context) error {
 	}
 	s.evidence = newEvidencePublisher(s.js, windowOf(s.cfg.Aggregate), s.registry)
 	s.analyzeWake = make(chan struct{}, 1)
-	// One registry can hold a metric name once: partitions share the
-	// aggregator's collectors through a wrapping registerer per partition.
-	// Only the targets this server configured are counted: their names
-	// come from agents (docs/security.md, persona 1).
-	targets := map[string]bool{}
-	for _, t := range s.cfg.Pinglists.HTTPTargets {
-		targets[t.Name] = true
-	}
-	for _, p := range partitions {
-		aggCfg := s.cfg.Aggregate
-		aggCfg.Targets = func(name string) bool { return targets[name] }
-		aggCfg.Locator = aggregate.LocatorFunc(func(host string) (string, string, string, bool) {
-			return s.Topology().Locate(host)
-		})
-		aggCfg.Appendable = s.store
-		// Counters are restored from the TSDB, which keeps the checkpoint
-		// small at any fabric size.
-		aggCfg.Queryable = s.store
-		if len(partitions) > 1 {
-			// Partitions share the TSDB: keep their rollup series apart.
-			aggCfg.SeriesLabels = map[string]string{"partition": fmt.Sprint(p)}
-		}
-		aggCfg.Registerer = prometheus.WrapRegistererWith(prometheus.Labels{"partition": fmt.Sprint(p)}, s.registry)
-		aggCfg.Logger = s.logger
-		agg, err := aggregate.New(aggCfg)
-		if err != nil {
-			return err
-		}
-		inCfg := aggregate.IngesterConfig{JetStream: s.js, Partition: p, Partitions: max(1, s.cfg.Pinglists.Partitions), Aggregator: agg, Logger: aggCfg.Logger,
-			AgentQuota: s.agentQuota(), QuotaSpan: s.cfg.Stream.MaxAge}
-		if s.cfg.NATSURL != "" {
-			// Servers sharing an external bus each ingest every partition
-			// into their own TSDB: one checkpoint per server.
-			inCfg.CheckpointKey = aggregate.CheckpointKey(p) + "." + s.cfg.ServerID
-		}
-		in, err := aggregate.NewIngester(inCfg)
-		if err != nil {
-			return err
-		}
-		agg.Subscribe(func(w *aggregate.SealedWindow) {
-			// Filing a half is cheap; the analyzer's loop localizes.
-			s.analyzer.IngestWindow(p, w)
-			select {
-			case s.analyzeWake <- struct{}{}:
-			default:
+	switch s.cfg.Role {
+	case RoleAll:
+		n := max(1, s.cfg.Pinglists.Partitions)
+		for _, p := range partitions {
+			// One registry can hold a metric name once: partitions share
+			// the aggregator's collectors through a wrapping registerer.
+			reg := prometheus.WrapRegistererWith(prometheus.Labels{"partition": fmt.Sprint(p)}, s.registry)
+			agg, err := s.newPartitionAggregator(p, len(partitions), reg)
+			if err != nil {
+				return err
 			}
-		})
-		s.aggs = append(s.aggs, agg)
-		s.ingesters = append(s.ingesters, in)
+			inCfg := aggregate.IngesterConfig{JetStream: s.js, Partition: p, Partitions: n, Aggregator: agg, Logger: s.logger,
+				AgentQuota: s.agentQuota(), QuotaSpan: s.cfg.Stream.MaxAge}
+			if s.cfg.NATSURL != "" {
+				// Servers sharing an external bus each ingest every partition
+				// into their own TSDB: one checkpoint per server.
+				inCfg.CheckpointKey = aggregate.CheckpointKey(p) + "." + s.cfg.ServerID
+			}
+			in, err := aggregate.NewIngester(inCfg)
+			if err != nil {
+				return err
+			}
+			agg.Subscribe(func(w *aggregate.SealedWindow) {
+				// Filing a half is cheap; the analyzer's loop localizes.
+				s.analyzer.IngestWindow(p, w)
+				select {
+				case s.analyzeWake <- struct{}{}:
+				default:
+				}
+			})
+			s.aggs = append(s.aggs, agg)
+			s.ingesters = append(s.ingesters, in)
+		}
+	case RoleAggregator:
+		kv, err := s.js.KeyValue(setupCtx, bus.StateBucket)
+		if err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+		s.aggRole = newAggregatorRole(s, kv)
 	}
 	if err := s.registry.Register(newAgentsCollector(s)); err != nil {
 		return fmt.Errorf("server: register agent metrics: %w", err)
+	}
+	if s.cfg.Role == RoleAggregator {
+		// Path reports and hellos are the analyzers' to answer.
+		s.api, err = s.buildAPI()
+		return err
 	}
 	// Path discoveries come as best-effort core NATS messages.
 	if _, err := s.nc.Subscribe(bus.PathsSubjects, func(m *nats.Msg) {
@@ -472,6 +510,12 @@ func (s *Server) reloadTopologyIfChanged(ctx context.Context) {
 // applyTopologyLocked publishes topo's pinglists and makes it current;
 // the caller holds topoMu.
 func (s *Server) applyTopologyLocked(ctx context.Context, topo *topology.Topology) error {
+	if s.cfg.Role == RoleAggregator {
+		// The analyzers publish the pinglists.
+		s.topo.Store(topo)
+		s.topoReloads.Inc()
+		return nil
+	}
 	if err := s.controller.Apply(ctx, s.js, topo); err != nil {
 		s.topoReloadErrors.Inc()
 		return err
@@ -571,6 +615,96 @@ func (s *Server) serveAPI(ctx context.Context, ln net.Listener) error {
 	return s.api.Serve(ctx, tls.NewListener(ln, s.httpTLS))
 }
 
+// openStore opens the embedded TSDB, or with a role the shared external
+// one: queried through its Prometheus API, written (by aggregators) with
+// synchronous remote writes, so that a checkpoint is saved only once its
+// counters are in the TSDB the next holder of the partition restores from.
+func (s *Server) openStore() (*store.Store, error) {
+	if s.cfg.Role == RoleAll {
+		opts := s.cfg.Store
+		opts.Registerer = s.registry
+		opts.Logger = s.logger
+		return store.Open(filepath.Join(s.cfg.DataDir, "tsdb"), opts)
+	}
+	ro := store.RemoteOptions{
+		QueryURL:      s.cfg.QueryURL,
+		LookbackDelta: s.cfg.Store.LookbackDelta,
+		Registerer:    s.registry,
+		Logger:        s.logger,
+	}
+	// The remote-write flags' credentials and headers (New turned them
+	// into the store's settings) serve the queries too: one TSDB.
+	rw := s.cfg.Store.RemoteWrite
+	ro.BearerToken, ro.Headers, ro.Client = rw.BearerToken, rw.Headers, rw.Client
+	if s.cfg.Role == RoleAggregator {
+		ro.WriteURL = rw.URL
+	}
+	return store.OpenRemote(ro)
+}
+
+// newPartitionAggregator is partition p's aggregator; with more than one
+// partition in the TSDB its series carry a partition label.
+func (s *Server) newPartitionAggregator(p, partitions int, reg prometheus.Registerer) (*aggregate.Aggregator, error) {
+	// Only the targets this server configured are counted: their names
+	// come from agents (docs/security.md, persona 1).
+	targets := map[string]bool{}
+	for _, t := range s.cfg.Pinglists.HTTPTargets {
+		targets[t.Name] = true
+	}
+	cfg := s.cfg.Aggregate
+	cfg.Targets = func(name string) bool { return targets[name] }
+	cfg.Locator = aggregate.LocatorFunc(func(host string) (string, string, string, bool) {
+		return s.Topology().Locate(host)
+	})
+	cfg.Appendable = s.store
+	// Counters are restored from the TSDB, which keeps the checkpoint
+	// small at any fabric size.
+	cfg.Queryable = s.store
+	if partitions > 1 {
+		// Partitions share the TSDB: keep their rollup series apart.
+		cfg.SeriesLabels = map[string]string{"partition": fmt.Sprint(p)}
+	}
+	cfg.Registerer = reg
+	cfg.Logger = s.logger
+	return aggregate.New(cfg)
+}
+
+// setPartitionAggregator records (or with nil forgets) the aggregator of
+// a partition this aggregator-role process holds.
+func (s *Server) setPartitionAggregator(p int, agg *aggregate.Aggregator) {
+	s.partMu.Lock()
+	defer s.partMu.Unlock()
+	if s.partAggs == nil {
+		s.partAggs = map[int]*aggregate.Aggregator{}
+	}
+	if agg == nil {
+		delete(s.partAggs, p)
+		return
+	}
+	s.partAggs[p] = agg
+}
+
+// aggregators are this process's aggregators now.
+func (s *Server) aggregators() []*aggregate.Aggregator {
+	if s.cfg.Role != RoleAggregator {
+		return s.aggs
+	}
+	s.partMu.Lock()
+	defer s.partMu.Unlock()
+	out := make([]*aggregate.Aggregator, 0, len(s.partAggs))
+	for _, agg := range s.partAggs {
+		out = append(out, agg)
+	}
+	return out
+}
+
+func roleName(r string) string {
+	if r == RoleAll {
+		return "all"
+	}
+	return r
+}
+
 func windowOf(c aggregate.Config) time.Duration {
 	if c.Window > 0 {
 		return c.Window
@@ -625,10 +759,8 @@ func (s *Server) runAnalyzer(ctx context.Context) error {
 // starved agent from a slow network.
 func (s *Server) agentLags() map[string]time.Duration {
 	out := map[string]time.Duration{}
-	for _, agg := range s.aggs {
-		for _, a := range agg.Agents() {
-			out[a.Agent] = a.SchedulingLagP99
-		}
+	for _, a := range s.agentStatuses() {
+		out[a.Agent] = a.SchedulingLagP99
 	}
 	return out
 }

@@ -102,9 +102,9 @@ func (c *RemoteWriteConfig) setDefaults() {
 // 1.0 protocol: snappy-compressed protobuf prompb.WriteRequest. enqueue is
 // safe for concurrent use; Run must run in exactly one goroutine.
 type RemoteWriter struct {
-	cfg    RemoteWriteConfig
-	url    string
-	logger *slog.Logger
+	cfg      RemoteWriteConfig
+	endpoint writeEndpoint
+	logger   *slog.Logger
 
 	mu    sync.Mutex
 	queue []pendingSample
@@ -131,8 +131,12 @@ func NewRemoteWriter(cfg RemoteWriteConfig, reg prometheus.Registerer, logger *s
 		logger = slog.New(slog.DiscardHandler)
 	}
 	w := &RemoteWriter{
-		cfg:    cfg,
-		url:    u.String(),
+		cfg: cfg,
+		endpoint: writeEndpoint{
+			url:    u.String(),
+			client: cfg.Client,
+			auth:   httpAuth{bearerToken: cfg.BearerToken, headers: cfg.Headers},
+		},
 		logger: logger,
 		wake:   make(chan struct{}, 1),
 		samples: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -278,6 +282,33 @@ func (w *RemoteWriter) drain(ctx context.Context) error {
 	return ctx.Err()
 }
 
+func (w *RemoteWriter) sendWithRetry(ctx context.Context, batch []pendingSample) error {
+	body, err := encodeWriteRequest(batch)
+	if err != nil {
+		w.samples.WithLabelValues(remoteWriteResultFailed).Add(float64(len(batch)))
+		w.logger.Error("remote write: encode", "samples", len(batch), "err", err)
+		return nil
+	}
+	retry := retryPolicy{minBackoff: w.cfg.MinBackoff, maxBackoff: w.cfg.MaxBackoff}
+	err = w.endpoint.sendWithRetry(ctx, body, retry, func(err error, waited time.Duration) {
+		w.logger.Warn("remote write: retrying", "samples", len(batch), "after", waited, "err", err)
+		w.samples.WithLabelValues(remoteWriteResultRetriedAttempts).Add(float64(len(batch)))
+	})
+	var rerr recoverableError
+	switch {
+	case err == nil:
+		w.samples.WithLabelValues(remoteWriteResultSent).Add(float64(len(batch)))
+		return nil
+	case !errors.As(err, &rerr) && ctx.Err() == nil:
+		// The receiver will never take this request (4xx): retrying would
+		// block everything behind it.
+		w.samples.WithLabelValues(remoteWriteResultFailed).Add(float64(len(batch)))
+		w.logger.Error("remote write: rejected", "samples", len(batch), "err", err)
+		return nil
+	}
+	return err
+}
+
 // recoverableError is a failure worth retrying: the receiver may accept the
 // same request later.
 type recoverableError struct {
@@ -288,63 +319,96 @@ type recoverableError struct {
 func (e recoverableError) Error() string { return e.err.Error() }
 func (e recoverableError) Unwrap() error { return e.err }
 
-func (w *RemoteWriter) sendWithRetry(ctx context.Context, batch []pendingSample) error {
-	body, err := encodeWriteRequest(batch)
-	if err != nil {
-		w.samples.WithLabelValues(remoteWriteResultFailed).Add(float64(len(batch)))
-		w.logger.Error("remote write: encode", "samples", len(batch), "err", err)
-		return nil
+// statusError is a request the receiver answered with a non-2xx status.
+type statusError struct {
+	code int
+	err  error
+}
+
+func (e statusError) Error() string { return e.err.Error() }
+func (e statusError) Unwrap() error { return e.err }
+
+// httpAuth is what every request to a remote TSDB carries besides its body.
+type httpAuth struct {
+	bearerToken        string
+	username, password string // basic auth when username is set
+	headers            map[string]string
+}
+
+func (a httpAuth) apply(req *http.Request) {
+	for k, v := range a.headers {
+		req.Header.Set(k, v)
 	}
-	backoff := w.cfg.MinBackoff
-	for {
-		err := w.send(ctx, body)
+	if a.bearerToken != "" {
+		req.Header.Set("Authorization", "Bearer "+a.bearerToken)
+	}
+	if a.username != "" {
+		req.SetBasicAuth(a.username, a.password)
+	}
+}
+
+// writeEndpoint is a remote-write receiver. The asynchronous RemoteWriter
+// and the synchronous remote appender both send through it.
+type writeEndpoint struct {
+	url    string
+	client *http.Client
+	auth   httpAuth
+}
+
+// retryPolicy bounds the retries of a recoverable failure.
+type retryPolicy struct {
+	minBackoff, maxBackoff time.Duration
+	// maxAttempts bounds the requests sent; 0 retries until ctx ends.
+	maxAttempts int
+}
+
+// sendWithRetry sends body until the receiver accepts it, refuses it for
+// good (a non-recoverable error), the attempts run out, or ctx ends; the
+// error is then the last failure, a recoverableError when a later attempt
+// might have succeeded. retried is called before each re-send with the
+// failure that caused it and the time waited.
+func (e writeEndpoint) sendWithRetry(ctx context.Context, body []byte, p retryPolicy, retried func(err error, waited time.Duration)) error {
+	backoff := p.minBackoff
+	for attempt := 1; ; attempt++ {
+		err := e.send(ctx, body)
 		if err == nil {
-			w.samples.WithLabelValues(remoteWriteResultSent).Add(float64(len(batch)))
 			return nil
 		}
 		var rerr recoverableError
-		if !errors.As(err, &rerr) {
-			// The receiver will never take this request (4xx): retrying would
-			// block everything behind it.
-			w.samples.WithLabelValues(remoteWriteResultFailed).Add(float64(len(batch)))
-			w.logger.Error("remote write: rejected", "samples", len(batch), "err", err)
-			return nil
+		if !errors.As(err, &rerr) || p.maxAttempts > 0 && attempt >= p.maxAttempts {
+			return err
 		}
 		wait := backoff
 		if rerr.retryAfter > 0 {
-			wait = min(rerr.retryAfter, w.cfg.MaxBackoff)
+			wait = min(rerr.retryAfter, p.maxBackoff)
 		}
-		w.logger.Warn("remote write: retrying", "samples", len(batch), "in", wait, "err", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("store: remote write to %s: %w (last error: %w)", w.url, ctx.Err(), err)
+			return fmt.Errorf("store: remote write to %s: %w (last error: %w)", e.url, ctx.Err(), err)
 		case <-t.C:
 		}
-		w.samples.WithLabelValues(remoteWriteResultRetriedAttempts).Add(float64(len(batch)))
-		backoff = min(backoff*2, w.cfg.MaxBackoff)
+		retried(err, wait)
+		backoff = min(backoff*2, p.maxBackoff)
 	}
 }
 
-func (w *RemoteWriter) send(ctx context.Context, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
+// send posts one remote-write request. Network errors, 5xx and 429 are
+// recoverableErrors.
+func (e writeEndpoint) send(ctx context.Context, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.url, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("store: remote write request to %s: %w", w.url, err)
+		return fmt.Errorf("store: remote write request to %s: %w", e.url, err)
 	}
-	for k, v := range w.cfg.Headers {
-		req.Header.Set(k, v)
-	}
+	e.auth.apply(req)
 	req.Header.Set("Content-Encoding", "snappy")
 	req.Header.Set("Content-Type", "application/x-protobuf")
 	req.Header.Set("User-Agent", remoteWriteUserAgent)
 	req.Header.Set(remoteWriteVersionHeader, remoteWriteVersion)
-	if w.cfg.BearerToken != "" {
-		req.Header.Set("Authorization", "Bearer "+w.cfg.BearerToken)
-	}
-	resp, err := w.cfg.Client.Do(req)
+	resp, err := e.client.Do(req)
 	if err != nil {
-		return recoverableError{err: fmt.Errorf("store: remote write to %s: %w", w.url, err)}
+		return recoverableError{err: fmt.Errorf("store: remote write to %s: %w", e.url, err)}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 == 2 {
@@ -352,7 +416,7 @@ func (w *RemoteWriter) send(ctx context.Context, body []byte) error {
 		return nil
 	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodyBytes))
-	err = fmt.Errorf("store: remote write to %s: %s: %s", w.url, resp.Status, bytes.TrimSpace(msg))
+	err = statusError{code: resp.StatusCode, err: fmt.Errorf("store: remote write to %s: %s: %s", e.url, resp.Status, bytes.TrimSpace(msg))}
 	if resp.StatusCode/100 == 5 || resp.StatusCode == http.StatusTooManyRequests {
 		return recoverableError{err: err, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"))}
 	}

@@ -8,9 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +19,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/meshlens/meshlens/internal/testkit"
+	"github.com/meshlens/meshlens/internal/testkit/tsdbtest"
 )
 
 // receiver is a remote-write endpoint that decodes what it gets, checks the
@@ -197,52 +195,7 @@ func TestNewRemoteWriterBadURL(t *testing.T) {
 // /usr/bin/prometheus, installed by CI) receives our remote writes and
 // answers them through its own query API.
 func TestRemoteWriteToPrometheus(t *testing.T) {
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Fatalf("prometheus binary not found (CI installs the Debian prometheus package): %v", err)
-	}
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfg, []byte("global: {scrape_interval: 1m}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	addr := testkit.LoopbackAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin,
-		"--config.file="+cfg,
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
-		"--web.enable-remote-write-receiver",
-	)
-	logf, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start prometheus: %v", err)
-	}
-	defer func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("prometheus log:\n%s", b)
-		}
-	}()
-	promURL := "http://" + addr
-	testkit.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
-		resp, err := http.Get(promURL + "/-/ready")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/-/ready: %s", resp.Status)
-		}
-		return nil
-	})
+	promURL := tsdbtest.StartPrometheus(t)
 
 	s := openStore(t, t.TempDir(), Options{
 		Registerer:  prometheus.NewRegistry(),

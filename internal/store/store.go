@@ -2,6 +2,12 @@
 // a PromQL engine over it, and an optional remote-write forwarder that copies
 // every committed sample to a Prometheus-compatible TSDB (scale-out mode).
 //
+// In scale-out roles OpenRemote gives the same Store with no local TSDB:
+// aggregators commit straight to an external Prometheus-compatible TSDB
+// (VictoriaMetrics, Prometheus) by remote write, and analyzers and the API
+// run the embedded PromQL engine over that TSDB's HTTP query API, so every
+// process reads the one shared history.
+//
 // Writers (aggregator rollups, localizer estimates, SLO engine, self-metrics)
 // use it as a storage.Appendable; the API and the analyzers read it as a
 // storage.Queryable or through the PromQL engine. It must never import the
@@ -81,12 +87,16 @@ func (o *Options) setDefaults() {
 // concurrent use: each Appender belongs to one goroutine, but any number of
 // goroutines may open appenders, queriers and queries at once.
 type Store struct {
-	db      *tsdb.DB
-	engine  *promql.Engine
-	parser  parser.Parser
-	opts    Options
-	remote  *RemoteWriter // nil without remote write
-	metrics *storeMetrics
+	db *tsdb.DB // nil for a remote store (OpenRemote)
+	// queryable and appendable are db, or the remote TSDB's query API and
+	// remote write for a remote store.
+	queryable  storage.Queryable
+	appendable storage.Appendable
+	engine     *promql.Engine
+	parser     parser.Parser
+	opts       Options
+	remote     *RemoteWriter // nil without remote write
+	metrics    *storeMetrics
 }
 
 // The Store is what writers and readers of the data path see.
@@ -110,7 +120,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	// deletes data in steps of at most 10%.
 	topts.MaxBlockDuration = min(max(topts.RetentionDuration/10, topts.MinBlockDuration), (31 * 24 * time.Hour).Milliseconds())
 
-	s := &Store{opts: opts, parser: parser.NewParser(parser.Options{})}
+	s := &Store{opts: opts, parser: newParser()}
 	// Our own metrics register first: the TSDB and the engine panic on a
 	// registry that already has theirs (a second store on one registry),
 	// and ours failing first turns that into an error.
@@ -134,8 +144,15 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("store: open tsdb in %q: %w", dir, err)
 	}
-	s.db = db
-	s.engine = promql.NewEngine(promql.EngineOpts{
+	s.db, s.queryable, s.appendable = db, db, db
+	s.engine = newEngine(opts, s.parser)
+	return s, nil
+}
+
+func newParser() parser.Parser { return parser.NewParser(parser.Options{}) }
+
+func newEngine(opts Options, p parser.Parser) *promql.Engine {
+	return promql.NewEngine(promql.EngineOpts{
 		Logger:               opts.Logger.With("component", "promql"),
 		Reg:                  opts.Registerer,
 		MaxSamples:           opts.MaxSamples,
@@ -143,16 +160,18 @@ func Open(dir string, opts Options) (*Store, error) {
 		LookbackDelta:        opts.LookbackDelta,
 		EnableAtModifier:     true,
 		EnableNegativeOffset: true,
-		Parser:               s.parser,
+		Parser:               p,
 		// Subqueries without a step use the default evaluation interval of
 		// Prometheus's global config (1m).
 		NoStepSubqueryIntervalFn: func(int64) int64 { return time.Minute.Milliseconds() },
 	})
-	return s, nil
 }
 
 // Close flushes and closes the TSDB. Appenders must not be used afterwards.
 func (s *Store) Close() error {
+	if s.db == nil {
+		return nil
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close tsdb in %q: %w", s.db.Dir(), err)
 	}
@@ -176,12 +195,12 @@ func (s *Store) RemoteWriter() *RemoteWriter { return s.remote }
 // with remote write configured, committed float samples are also queued for
 // the remote TSDB. An Appender is used by one goroutine only.
 func (s *Store) Appender(ctx context.Context) storage.Appender {
-	return &countingAppender{Appender: s.db.Appender(ctx), metrics: s.metrics, remote: s.remote}
+	return &countingAppender{Appender: s.appendable.Appender(ctx), metrics: s.metrics, remote: s.remote}
 }
 
 // Querier opens a querier over [mint, maxt] (milliseconds, inclusive).
 func (s *Store) Querier(mint, maxt int64) (storage.Querier, error) {
-	q, err := s.db.Querier(mint, maxt)
+	q, err := s.queryable.Querier(mint, maxt)
 	if err != nil {
 		return nil, fmt.Errorf("store: querier [%d, %d]: %w", mint, maxt, err)
 	}
@@ -202,6 +221,9 @@ func (s *Store) LookbackDelta() time.Duration { return s.opts.LookbackDelta }
 // that write days of history in seconds and must then read it as a
 // server that lived through those days would.
 func (s *Store) Compact(ctx context.Context) error {
+	if s.db == nil {
+		return nil // the remote TSDB compacts on its own
+	}
 	if err := s.db.Compact(ctx); err != nil {
 		return fmt.Errorf("store: compact %q: %w", s.db.Dir(), err)
 	}
@@ -209,7 +231,13 @@ func (s *Store) Compact(ctx context.Context) error {
 }
 
 // HeadSeries is the number of series in the in-memory head block.
-func (s *Store) HeadSeries() uint64 { return s.db.Head().NumSeries() }
+// A remote store has no head: 0.
+func (s *Store) HeadSeries() uint64 {
+	if s.db == nil {
+		return 0
+	}
+	return s.db.Head().NumSeries()
+}
 
 // Query evaluates expr at t. Warnings and info annotations are returned in
 // res.Warnings; res.Err is returned as err.

@@ -241,3 +241,220 @@ func validReportStrings(r *PathReport) bool {
 	}
 	return true
 }
+
+// Limits of a window rollup, one partition's part of a sealed window
+// (aggregate.EncodeWindow). The analyzer decodes what every aggregator
+// sends; one over them is refused whole, and the aggregator refuses to
+// send it rather than have it refused downstream.
+const (
+	// RollupVersion is the WindowRollup format written and the only one
+	// read.
+	RollupVersion = 1
+	// MaxRollupBytes bounds an encoded window rollup. NATS refuses a
+	// message over the server's max_payload (1 MiB by default, 8 MiB the
+	// largest it recommends): deployments must raise max_payload, and the
+	// rollups stream's max_msg_size, to this.
+	MaxRollupBytes = 8 << 20
+	// MaxRollupEntries bounds each list of a window rollup (host, rack,
+	// pod and DC rollups, pair names, pairs): a pair takes at least 8 bytes,
+	// so 8 MiB cannot carry many more.
+	MaxRollupEntries = 1 << 20
+	// MaxExactRTTs is how many RTTs a rollup carries exactly; one with
+	// more carries its sketch (aggregate's latency makes the same switch).
+	MaxExactRTTs = 64
+	// MaxSketchBytes bounds one encoded latency sketch: 2048 bins
+	// (aggregate's bound) at a few bytes each.
+	MaxSketchBytes = 32 << 10
+	// MaxWindowNs bounds a window's width: aggregators seal windows of
+	// seconds to minutes.
+	MaxWindowNs = int64(3600e9)
+)
+
+// DecodeWindowRollup unmarshals and validates one window rollup. Its
+// latency sketches are only bounded in size here: aggregate.DecodeWindow
+// checks what they hold.
+func DecodeWindowRollup(data []byte) (*WindowRollup, error) {
+	if len(data) > MaxRollupBytes {
+		return nil, fmt.Errorf("wire: window rollup of %d bytes: %w", len(data), ErrTooLarge)
+	}
+	r := new(WindowRollup)
+	if err := r.UnmarshalVT(data); err != nil {
+		return nil, fmt.Errorf("wire: window rollup: %w: %v", ErrMalformed, err)
+	}
+	if !validRollupStrings(r) {
+		return nil, fmt.Errorf("wire: window rollup of %d bytes: a string is not UTF-8: %w", len(data), ErrMalformed)
+	}
+	r.discardUnknown()
+	if err := ValidateWindowRollup(r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// ValidateWindowRollup checks the fields the analyzer relies on.
+func ValidateWindowRollup(r *WindowRollup) error {
+	if r.Version != RollupVersion {
+		return fmt.Errorf("wire: window rollup version %d, want %d: %w", r.Version, RollupVersion, ErrInvalidField)
+	}
+	// The difference in uint64: end-start may overflow an int64.
+	if r.EndUnixNano <= r.StartUnixNano || uint64(r.EndUnixNano)-uint64(r.StartUnixNano) > uint64(MaxWindowNs) {
+		return fmt.Errorf("wire: window rollup [%d, %d): not a window of at most %d ns: %w", r.StartUnixNano, r.EndUnixNano, MaxWindowNs, ErrInvalidField)
+	}
+	what := fmt.Sprintf("window rollup of partition %d at %d", r.Partition, r.StartUnixNano)
+	for _, l := range []struct {
+		name string
+		n    int
+	}{{"hosts", len(r.Hosts)}, {"rack pairs", len(r.RackPairs)}, {"pod pairs", len(r.PodPairs)},
+		{"dc pairs", len(r.DcPairs)}, {"pair names", len(r.PairNames)}, {"pairs", len(r.Pairs)}} {
+		if l.n > MaxRollupEntries {
+			return fmt.Errorf("wire: %s has %d %s: %w", what, l.n, l.name, ErrTooLarge)
+		}
+	}
+	for i, h := range r.Hosts {
+		if err := validHostRollup(h); err != nil {
+			return fmt.Errorf("wire: %s host %d: %w", what, i, err)
+		}
+	}
+	for level, rollups := range [][]*LocationRollup{r.RackPairs, r.PodPairs, r.DcPairs} {
+		for i, l := range rollups {
+			if err := validLocationRollup(l); err != nil {
+				return fmt.Errorf("wire: %s %s pair %d: %w", what, []string{"rack", "pod", "dc"}[level], i, err)
+			}
+		}
+	}
+	for i, name := range r.PairNames {
+		if name == "" || len(name) > MaxNameLen {
+			return fmt.Errorf("wire: %s pair name %d of %d bytes: %w", what, i, len(name), ErrInvalidField)
+		}
+	}
+	for i, p := range r.Pairs {
+		switch {
+		case p == nil:
+			return fmt.Errorf("wire: %s pair %d is empty: %w", what, i, ErrInvalidField)
+		case uint64(p.Src) >= uint64(len(r.PairNames)) || uint64(p.Dst) >= uint64(len(r.PairNames)):
+			return fmt.Errorf("wire: %s pair %d: names %d, %d of %d: %w", what, i, p.Src, p.Dst, len(r.PairNames), ErrInvalidField)
+		case !p.Protocol.Known():
+			return fmt.Errorf("wire: %s pair %d: protocol %d: %w", what, i, p.Protocol, ErrInvalidField)
+		}
+	}
+	if len(r.Agents) > MaxRollupEntries {
+		return fmt.Errorf("wire: %s has %d agents: %w", what, len(r.Agents), ErrTooLarge)
+	}
+	for i, a := range r.Agents {
+		switch {
+		case a == nil:
+			return fmt.Errorf("wire: %s agent %d is empty: %w", what, i, ErrInvalidField)
+		case a.Agent == "" || len(a.Agent) > MaxNameLen || len(a.Version) > MaxNameLen:
+			return fmt.Errorf("wire: %s agent %d: name of %d bytes, version of %d: %w", what, i, len(a.Agent), len(a.Version), ErrInvalidField)
+		case a.SchedulingLagP99Ns < 0 || a.SchedulingLagP99Ns > MaxRTTNs:
+			return fmt.Errorf("wire: %s agent %q: scheduling lag %d ns: %w", what, a.Agent, a.SchedulingLagP99Ns, ErrInvalidField)
+		}
+	}
+	return nil
+}
+
+func validHostRollup(h *HostRollup) error {
+	switch {
+	case h == nil:
+		return fmt.Errorf("empty: %w", ErrInvalidField)
+	case h.Host == "" || len(h.Host) > MaxNameLen:
+		return fmt.Errorf("host name of %d bytes: %w", len(h.Host), ErrInvalidField)
+	case h.Direction != Direction_DIRECTION_OUT && h.Direction != Direction_DIRECTION_IN:
+		return fmt.Errorf("%q: direction %d: %w", h.Host, h.Direction, ErrInvalidField)
+	}
+	if err := validRollupCounts(h.Counts); err != nil {
+		return fmt.Errorf("%q: %w", h.Host, err)
+	}
+	return nil
+}
+
+func validLocationRollup(l *LocationRollup) error {
+	switch {
+	case l == nil:
+		return fmt.Errorf("empty: %w", ErrInvalidField)
+	case l.Src == "" || len(l.Src) > MaxNameLen || l.Dst == "" || len(l.Dst) > MaxNameLen:
+		return fmt.Errorf("names of %d and %d bytes: %w", len(l.Src), len(l.Dst), ErrInvalidField)
+	case !l.Protocol.Known():
+		return fmt.Errorf("%s->%s: protocol %d: %w", l.Src, l.Dst, l.Protocol, ErrInvalidField)
+	}
+	if err := validRollupCounts(l.Counts); err != nil {
+		return fmt.Errorf("%s->%s: %w", l.Src, l.Dst, err)
+	}
+	return nil
+}
+
+// validRollupCounts: SYN retransmits are losses, RTTs are of probes sent,
+// and the RTTs are either exact or a sketch.
+func validRollupCounts(c *RollupCounts) error {
+	switch {
+	case c == nil:
+		return fmt.Errorf("no counts: %w", ErrInvalidField)
+	case c.Lost > c.Sent || c.SynRetransmits > c.Lost:
+		return fmt.Errorf("%d sent, %d lost, %d syn retransmits: %w", c.Sent, c.Lost, c.SynRetransmits, ErrInvalidField)
+	case len(c.RttNs) > MaxExactRTTs || uint64(len(c.RttNs)) > c.Sent:
+		return fmt.Errorf("%d exact RTTs of %d sent: %w", len(c.RttNs), c.Sent, ErrInvalidField)
+	case len(c.RttNs) > 0 && len(c.RttSketch) > 0:
+		return fmt.Errorf("both exact RTTs and a sketch: %w", ErrInvalidField)
+	case len(c.RttSketch) > MaxSketchBytes:
+		return fmt.Errorf("latency sketch of %d bytes: %w", len(c.RttSketch), ErrTooLarge)
+	}
+	return nil
+}
+
+// discardUnknown: as Batch's.
+func (r *WindowRollup) discardUnknown() {
+	r.unknownFields = nil
+	for _, h := range r.Hosts {
+		if h != nil {
+			h.unknownFields = nil
+			h.Counts.discardUnknown()
+		}
+	}
+	for _, rollups := range [][]*LocationRollup{r.RackPairs, r.PodPairs, r.DcPairs} {
+		for _, l := range rollups {
+			if l != nil {
+				l.unknownFields = nil
+				l.Counts.discardUnknown()
+			}
+		}
+	}
+	for _, p := range r.Pairs {
+		if p != nil {
+			p.unknownFields = nil
+		}
+	}
+}
+
+func (c *RollupCounts) discardUnknown() {
+	if c != nil {
+		c.unknownFields = nil
+	}
+}
+
+// validRollupStrings is proto3's rule that strings are UTF-8, for a window
+// rollup.
+func validRollupStrings(r *WindowRollup) bool {
+	for _, h := range r.Hosts {
+		if h != nil && !utf8.ValidString(h.Host) {
+			return false
+		}
+	}
+	for _, rollups := range [][]*LocationRollup{r.RackPairs, r.PodPairs, r.DcPairs} {
+		for _, l := range rollups {
+			if l != nil && !(utf8.ValidString(l.Src) && utf8.ValidString(l.Dst)) {
+				return false
+			}
+		}
+	}
+	for _, name := range r.PairNames {
+		if !utf8.ValidString(name) {
+			return false
+		}
+	}
+	for _, a := range r.Agents {
+		if a != nil && !(utf8.ValidString(a.Agent) && utf8.ValidString(a.Version)) {
+			return false
+		}
+	}
+	return true
+}

@@ -152,6 +152,56 @@ func (Outcome) EnumDescriptor() ([]byte, []int) {
 	return file_internal_wire_meshlens_proto_rawDescGZIP(), []int{1}
 }
 
+// Direction of a host rollup: the probes the host sent, or those sent to it.
+type Direction int32
+
+const (
+	Direction_DIRECTION_UNSPECIFIED Direction = 0
+	Direction_DIRECTION_OUT         Direction = 1
+	Direction_DIRECTION_IN          Direction = 2
+)
+
+// Enum value maps for Direction.
+var (
+	Direction_name = map[int32]string{
+		0: "DIRECTION_UNSPECIFIED",
+		1: "DIRECTION_OUT",
+		2: "DIRECTION_IN",
+	}
+	Direction_value = map[string]int32{
+		"DIRECTION_UNSPECIFIED": 0,
+		"DIRECTION_OUT":         1,
+		"DIRECTION_IN":          2,
+	}
+)
+
+func (x Direction) Enum() *Direction {
+	p := new(Direction)
+	*p = x
+	return p
+}
+
+func (x Direction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Direction) Descriptor() protoreflect.EnumDescriptor {
+	return file_internal_wire_meshlens_proto_enumTypes[2].Descriptor()
+}
+
+func (Direction) Type() protoreflect.EnumType {
+	return &file_internal_wire_meshlens_proto_enumTypes[2]
+}
+
+func (x Direction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Direction.Descriptor instead.
+func (Direction) EnumDescriptor() ([]byte, []int) {
+	return file_internal_wire_meshlens_proto_rawDescGZIP(), []int{2}
+}
+
 // HTTPTiming breaks an HTTP probe down, as curl -w does.
 type HTTPTiming struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -775,6 +825,520 @@ func (x *PathReport) GetProbes() []*TracedProbe {
 	return nil
 }
 
+// RollupCounts is one rollup of a sealed window: sums over its pairs, and
+// their RTTs merged. Every field merges across partitions (counters add,
+// RTT sets and sketches merge), so the analyzer can join the partitions'
+// parts of a window.
+type RollupCounts struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Sent  uint64                 `protobuf:"varint,1,opt,name=sent,proto3" json:"sent,omitempty"`
+	Lost  uint64                 `protobuf:"varint,2,opt,name=lost,proto3" json:"lost,omitempty"`
+	// Also counted in lost.
+	SynRetransmits uint64 `protobuf:"varint,3,opt,name=syn_retransmits,json=synRetransmits,proto3" json:"syn_retransmits,omitempty"`
+	// The OK probes' RTTs, exactly as the aggregator holds them: each one
+	// while the rollup has few (up to 64), else their DDSketch (sketches-go's
+	// own encoding, without its index mapping: every meshlens sketch has the
+	// same). At most one of the two is set; neither when no probe was OK.
+	RttNs         []uint32 `protobuf:"varint,4,rep,packed,name=rtt_ns,json=rttNs,proto3" json:"rtt_ns,omitempty"`
+	RttSketch     []byte   `protobuf:"bytes,5,opt,name=rtt_sketch,json=rttSketch,proto3" json:"rtt_sketch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollupCounts) Reset() {
+	*x = RollupCounts{}
+	mi := &file_internal_wire_meshlens_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollupCounts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollupCounts) ProtoMessage() {}
+
+func (x *RollupCounts) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_meshlens_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollupCounts.ProtoReflect.Descriptor instead.
+func (*RollupCounts) Descriptor() ([]byte, []int) {
+	return file_internal_wire_meshlens_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RollupCounts) GetSent() uint64 {
+	if x != nil {
+		return x.Sent
+	}
+	return 0
+}
+
+func (x *RollupCounts) GetLost() uint64 {
+	if x != nil {
+		return x.Lost
+	}
+	return 0
+}
+
+func (x *RollupCounts) GetSynRetransmits() uint64 {
+	if x != nil {
+		return x.SynRetransmits
+	}
+	return 0
+}
+
+func (x *RollupCounts) GetRttNs() []uint32 {
+	if x != nil {
+		return x.RttNs
+	}
+	return nil
+}
+
+func (x *RollupCounts) GetRttSketch() []byte {
+	if x != nil {
+		return x.RttSketch
+	}
+	return nil
+}
+
+type HostRollup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Host          string                 `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	Direction     Direction              `protobuf:"varint,2,opt,name=direction,proto3,enum=meshlens.wire.v1.Direction" json:"direction,omitempty"`
+	Counts        *RollupCounts          `protobuf:"bytes,3,opt,name=counts,proto3" json:"counts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostRollup) Reset() {
+	*x = HostRollup{}
+	mi := &file_internal_wire_meshlens_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostRollup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostRollup) ProtoMessage() {}
+
+func (x *HostRollup) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_meshlens_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostRollup.ProtoReflect.Descriptor instead.
+func (*HostRollup) Descriptor() ([]byte, []int) {
+	return file_internal_wire_meshlens_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *HostRollup) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *HostRollup) GetDirection() Direction {
+	if x != nil {
+		return x.Direction
+	}
+	return Direction_DIRECTION_UNSPECIFIED
+}
+
+func (x *HostRollup) GetCounts() *RollupCounts {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+// LocationRollup is a rack pair's, pod pair's or DC pair's rollup.
+type LocationRollup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Src           string                 `protobuf:"bytes,1,opt,name=src,proto3" json:"src,omitempty"`
+	Dst           string                 `protobuf:"bytes,2,opt,name=dst,proto3" json:"dst,omitempty"`
+	Protocol      Protocol               `protobuf:"varint,3,opt,name=protocol,proto3,enum=meshlens.wire.v1.Protocol" json:"protocol,omitempty"`
+	Counts        *RollupCounts          `protobuf:"bytes,4,opt,name=counts,proto3" json:"counts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocationRollup) Reset() {
+	*x = LocationRollup{}
+	mi := &file_internal_wire_meshlens_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocationRollup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocationRollup) ProtoMessage() {}
+
+func (x *LocationRollup) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_meshlens_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocationRollup.ProtoReflect.Descriptor instead.
+func (*LocationRollup) Descriptor() ([]byte, []int) {
+	return file_internal_wire_meshlens_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *LocationRollup) GetSrc() string {
+	if x != nil {
+		return x.Src
+	}
+	return ""
+}
+
+func (x *LocationRollup) GetDst() string {
+	if x != nil {
+		return x.Dst
+	}
+	return ""
+}
+
+func (x *LocationRollup) GetProtocol() Protocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return Protocol_PROTOCOL_UNSPECIFIED
+}
+
+func (x *LocationRollup) GetCounts() *RollupCounts {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+// PairProbes is how often one pair was probed in the window: what the
+// analyzer's evidence planner reads of the pairs. Their latency and lost
+// 5-tuples stay in the aggregator (its pair-detail API).
+type PairProbes struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Indexes into WindowRollup.pair_names: a pair's names repeat across
+	// thousands of pairs, an index is one or two bytes.
+	Src           uint32   `protobuf:"varint,1,opt,name=src,proto3" json:"src,omitempty"`
+	Dst           uint32   `protobuf:"varint,2,opt,name=dst,proto3" json:"dst,omitempty"`
+	Protocol      Protocol `protobuf:"varint,3,opt,name=protocol,proto3,enum=meshlens.wire.v1.Protocol" json:"protocol,omitempty"`
+	Sent          uint32   `protobuf:"varint,4,opt,name=sent,proto3" json:"sent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PairProbes) Reset() {
+	*x = PairProbes{}
+	mi := &file_internal_wire_meshlens_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PairProbes) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PairProbes) ProtoMessage() {}
+
+func (x *PairProbes) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_meshlens_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PairProbes.ProtoReflect.Descriptor instead.
+func (*PairProbes) Descriptor() ([]byte, []int) {
+	return file_internal_wire_meshlens_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PairProbes) GetSrc() uint32 {
+	if x != nil {
+		return x.Src
+	}
+	return 0
+}
+
+func (x *PairProbes) GetDst() uint32 {
+	if x != nil {
+		return x.Dst
+	}
+	return 0
+}
+
+func (x *PairProbes) GetProtocol() Protocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return Protocol_PROTOCOL_UNSPECIFIED
+}
+
+func (x *PairProbes) GetSent() uint32 {
+	if x != nil {
+		return x.Sent
+	}
+	return 0
+}
+
+// WindowRollup is one partition's part of a sealed window, as an aggregator
+// publishes it on JetStream for the analyzer, which merges the partitions'
+// parts of each window before it localizes.
+type WindowRollup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Format of this message, so a change of meaning is refused rather than
+	// misread; see aggregate.EncodeWindow.
+	Version   uint32 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Partition uint32 `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	// The window, [start, end) in Unix nanoseconds.
+	StartUnixNano int64             `protobuf:"varint,3,opt,name=start_unix_nano,json=startUnixNano,proto3" json:"start_unix_nano,omitempty"`
+	EndUnixNano   int64             `protobuf:"varint,4,opt,name=end_unix_nano,json=endUnixNano,proto3" json:"end_unix_nano,omitempty"`
+	Hosts         []*HostRollup     `protobuf:"bytes,5,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	RackPairs     []*LocationRollup `protobuf:"bytes,6,rep,name=rack_pairs,json=rackPairs,proto3" json:"rack_pairs,omitempty"`
+	PodPairs      []*LocationRollup `protobuf:"bytes,7,rep,name=pod_pairs,json=podPairs,proto3" json:"pod_pairs,omitempty"`
+	DcPairs       []*LocationRollup `protobuf:"bytes,8,rep,name=dc_pairs,json=dcPairs,proto3" json:"dc_pairs,omitempty"`
+	// The names pairs refer to (hosts and HTTP targets), each once.
+	PairNames []string      `protobuf:"bytes,9,rep,name=pair_names,json=pairNames,proto3" json:"pair_names,omitempty"`
+	Pairs     []*PairProbes `protobuf:"bytes,10,rep,name=pairs,proto3" json:"pairs,omitempty"`
+	// The partition's agents as its aggregator knew them when it sealed
+	// the window: the analyzer's input for liveness and scheduling lag.
+	Agents        []*AgentState `protobuf:"bytes,11,rep,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WindowRollup) Reset() {
+	*x = WindowRollup{}
+	mi := &file_internal_wire_meshlens_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WindowRollup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WindowRollup) ProtoMessage() {}
+
+func (x *WindowRollup) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_meshlens_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WindowRollup.ProtoReflect.Descriptor instead.
+func (*WindowRollup) Descriptor() ([]byte, []int) {
+	return file_internal_wire_meshlens_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *WindowRollup) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *WindowRollup) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *WindowRollup) GetStartUnixNano() int64 {
+	if x != nil {
+		return x.StartUnixNano
+	}
+	return 0
+}
+
+func (x *WindowRollup) GetEndUnixNano() int64 {
+	if x != nil {
+		return x.EndUnixNano
+	}
+	return 0
+}
+
+func (x *WindowRollup) GetHosts() []*HostRollup {
+	if x != nil {
+		return x.Hosts
+	}
+	return nil
+}
+
+func (x *WindowRollup) GetRackPairs() []*LocationRollup {
+	if x != nil {
+		return x.RackPairs
+	}
+	return nil
+}
+
+func (x *WindowRollup) GetPodPairs() []*LocationRollup {
+	if x != nil {
+		return x.PodPairs
+	}
+	return nil
+}
+
+func (x *WindowRollup) GetDcPairs() []*LocationRollup {
+	if x != nil {
+		return x.DcPairs
+	}
+	return nil
+}
+
+func (x *WindowRollup) GetPairNames() []string {
+	if x != nil {
+		return x.PairNames
+	}
+	return nil
+}
+
+func (x *WindowRollup) GetPairs() []*PairProbes {
+	if x != nil {
+		return x.Pairs
+	}
+	return nil
+}
+
+func (x *WindowRollup) GetAgents() []*AgentState {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+// AgentState is what an aggregator knows of one agent.
+type AgentState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Agent string                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
+	// When its last batch was taken, Unix nanoseconds.
+	LastSeenUnixNano   int64  `protobuf:"varint,2,opt,name=last_seen_unix_nano,json=lastSeenUnixNano,proto3" json:"last_seen_unix_nano,omitempty"`
+	Version            string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	PinglistVersion    uint64 `protobuf:"varint,4,opt,name=pinglist_version,json=pinglistVersion,proto3" json:"pinglist_version,omitempty"`
+	Results            uint64 `protobuf:"varint,5,opt,name=results,proto3" json:"results,omitempty"`
+	RejectedResults    uint64 `protobuf:"varint,6,opt,name=rejected_results,json=rejectedResults,proto3" json:"rejected_results,omitempty"`
+	SchedulingLagP99Ns int64  `protobuf:"varint,7,opt,name=scheduling_lag_p99_ns,json=schedulingLagP99Ns,proto3" json:"scheduling_lag_p99_ns,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *AgentState) Reset() {
+	*x = AgentState{}
+	mi := &file_internal_wire_meshlens_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentState) ProtoMessage() {}
+
+func (x *AgentState) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_wire_meshlens_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentState.ProtoReflect.Descriptor instead.
+func (*AgentState) Descriptor() ([]byte, []int) {
+	return file_internal_wire_meshlens_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *AgentState) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+func (x *AgentState) GetLastSeenUnixNano() int64 {
+	if x != nil {
+		return x.LastSeenUnixNano
+	}
+	return 0
+}
+
+func (x *AgentState) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *AgentState) GetPinglistVersion() uint64 {
+	if x != nil {
+		return x.PinglistVersion
+	}
+	return 0
+}
+
+func (x *AgentState) GetResults() uint64 {
+	if x != nil {
+		return x.Results
+	}
+	return 0
+}
+
+func (x *AgentState) GetRejectedResults() uint64 {
+	if x != nil {
+		return x.RejectedResults
+	}
+	return 0
+}
+
+func (x *AgentState) GetSchedulingLagP99Ns() int64 {
+	if x != nil {
+		return x.SchedulingLagP99Ns
+	}
+	return 0
+}
+
 var File_internal_wire_meshlens_proto protoreflect.FileDescriptor
 
 const file_internal_wire_meshlens_proto_rawDesc = "" +
@@ -838,7 +1402,54 @@ const file_internal_wire_meshlens_proto_rawDesc = "" +
 	"\n" +
 	"PathReport\x12\x14\n" +
 	"\x05agent\x18\x01 \x01(\tR\x05agent\x125\n" +
-	"\x06probes\x18\x02 \x03(\v2\x1d.meshlens.wire.v1.TracedProbeR\x06probes*n\n" +
+	"\x06probes\x18\x02 \x03(\v2\x1d.meshlens.wire.v1.TracedProbeR\x06probes\"\x95\x01\n" +
+	"\fRollupCounts\x12\x12\n" +
+	"\x04sent\x18\x01 \x01(\x04R\x04sent\x12\x12\n" +
+	"\x04lost\x18\x02 \x01(\x04R\x04lost\x12'\n" +
+	"\x0fsyn_retransmits\x18\x03 \x01(\x04R\x0esynRetransmits\x12\x15\n" +
+	"\x06rtt_ns\x18\x04 \x03(\rR\x05rttNs\x12\x1d\n" +
+	"\n" +
+	"rtt_sketch\x18\x05 \x01(\fR\trttSketch\"\x93\x01\n" +
+	"\n" +
+	"HostRollup\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\x129\n" +
+	"\tdirection\x18\x02 \x01(\x0e2\x1b.meshlens.wire.v1.DirectionR\tdirection\x126\n" +
+	"\x06counts\x18\x03 \x01(\v2\x1e.meshlens.wire.v1.RollupCountsR\x06counts\"\xa4\x01\n" +
+	"\x0eLocationRollup\x12\x10\n" +
+	"\x03src\x18\x01 \x01(\tR\x03src\x12\x10\n" +
+	"\x03dst\x18\x02 \x01(\tR\x03dst\x126\n" +
+	"\bprotocol\x18\x03 \x01(\x0e2\x1a.meshlens.wire.v1.ProtocolR\bprotocol\x126\n" +
+	"\x06counts\x18\x04 \x01(\v2\x1e.meshlens.wire.v1.RollupCountsR\x06counts\"|\n" +
+	"\n" +
+	"PairProbes\x12\x10\n" +
+	"\x03src\x18\x01 \x01(\rR\x03src\x12\x10\n" +
+	"\x03dst\x18\x02 \x01(\rR\x03dst\x126\n" +
+	"\bprotocol\x18\x03 \x01(\x0e2\x1a.meshlens.wire.v1.ProtocolR\bprotocol\x12\x12\n" +
+	"\x04sent\x18\x04 \x01(\rR\x04sent\"\x8c\x04\n" +
+	"\fWindowRollup\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\rR\tpartition\x12&\n" +
+	"\x0fstart_unix_nano\x18\x03 \x01(\x03R\rstartUnixNano\x12\"\n" +
+	"\rend_unix_nano\x18\x04 \x01(\x03R\vendUnixNano\x122\n" +
+	"\x05hosts\x18\x05 \x03(\v2\x1c.meshlens.wire.v1.HostRollupR\x05hosts\x12?\n" +
+	"\n" +
+	"rack_pairs\x18\x06 \x03(\v2 .meshlens.wire.v1.LocationRollupR\trackPairs\x12=\n" +
+	"\tpod_pairs\x18\a \x03(\v2 .meshlens.wire.v1.LocationRollupR\bpodPairs\x12;\n" +
+	"\bdc_pairs\x18\b \x03(\v2 .meshlens.wire.v1.LocationRollupR\adcPairs\x12\x1d\n" +
+	"\n" +
+	"pair_names\x18\t \x03(\tR\tpairNames\x122\n" +
+	"\x05pairs\x18\n" +
+	" \x03(\v2\x1c.meshlens.wire.v1.PairProbesR\x05pairs\x124\n" +
+	"\x06agents\x18\v \x03(\v2\x1c.meshlens.wire.v1.AgentStateR\x06agents\"\x8e\x02\n" +
+	"\n" +
+	"AgentState\x12\x14\n" +
+	"\x05agent\x18\x01 \x01(\tR\x05agent\x12-\n" +
+	"\x13last_seen_unix_nano\x18\x02 \x01(\x03R\x10lastSeenUnixNano\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12)\n" +
+	"\x10pinglist_version\x18\x04 \x01(\x04R\x0fpinglistVersion\x12\x18\n" +
+	"\aresults\x18\x05 \x01(\x04R\aresults\x12)\n" +
+	"\x10rejected_results\x18\x06 \x01(\x04R\x0frejectedResults\x121\n" +
+	"\x15scheduling_lag_p99_ns\x18\a \x01(\x03R\x12schedulingLagP99Ns*n\n" +
 	"\bProtocol\x12\x18\n" +
 	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fPROTOCOL_TCP\x10\x01\x12\x10\n" +
@@ -853,7 +1464,11 @@ const file_internal_wire_meshlens_proto_rawDesc = "" +
 	"\x16OUTCOME_SYN_RETRANSMIT\x10\x03\x12\x13\n" +
 	"\x0fOUTCOME_REFUSED\x10\x04\x12\x18\n" +
 	"\x14OUTCOME_BAD_RESPONSE\x10\x05\x12\x11\n" +
-	"\rOUTCOME_ERROR\x10\x06B,Z*github.com/meshlens/meshlens/internal/wireb\x06proto3"
+	"\rOUTCOME_ERROR\x10\x06*K\n" +
+	"\tDirection\x12\x19\n" +
+	"\x15DIRECTION_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rDIRECTION_OUT\x10\x01\x12\x10\n" +
+	"\fDIRECTION_IN\x10\x02B,Z*github.com/meshlens/meshlens/internal/wireb\x06proto3"
 
 var (
 	file_internal_wire_meshlens_proto_rawDescOnce sync.Once
@@ -867,31 +1482,49 @@ func file_internal_wire_meshlens_proto_rawDescGZIP() []byte {
 	return file_internal_wire_meshlens_proto_rawDescData
 }
 
-var file_internal_wire_meshlens_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_internal_wire_meshlens_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_internal_wire_meshlens_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_internal_wire_meshlens_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_internal_wire_meshlens_proto_goTypes = []any{
-	(Protocol)(0),         // 0: meshlens.wire.v1.Protocol
-	(Outcome)(0),          // 1: meshlens.wire.v1.Outcome
-	(*HTTPTiming)(nil),    // 2: meshlens.wire.v1.HTTPTiming
-	(*ProbeResult)(nil),   // 3: meshlens.wire.v1.ProbeResult
-	(*SchedulingLag)(nil), // 4: meshlens.wire.v1.SchedulingLag
-	(*Batch)(nil),         // 5: meshlens.wire.v1.Batch
-	(*TracedProbe)(nil),   // 6: meshlens.wire.v1.TracedProbe
-	(*PathReport)(nil),    // 7: meshlens.wire.v1.PathReport
+	(Protocol)(0),          // 0: meshlens.wire.v1.Protocol
+	(Outcome)(0),           // 1: meshlens.wire.v1.Outcome
+	(Direction)(0),         // 2: meshlens.wire.v1.Direction
+	(*HTTPTiming)(nil),     // 3: meshlens.wire.v1.HTTPTiming
+	(*ProbeResult)(nil),    // 4: meshlens.wire.v1.ProbeResult
+	(*SchedulingLag)(nil),  // 5: meshlens.wire.v1.SchedulingLag
+	(*Batch)(nil),          // 6: meshlens.wire.v1.Batch
+	(*TracedProbe)(nil),    // 7: meshlens.wire.v1.TracedProbe
+	(*PathReport)(nil),     // 8: meshlens.wire.v1.PathReport
+	(*RollupCounts)(nil),   // 9: meshlens.wire.v1.RollupCounts
+	(*HostRollup)(nil),     // 10: meshlens.wire.v1.HostRollup
+	(*LocationRollup)(nil), // 11: meshlens.wire.v1.LocationRollup
+	(*PairProbes)(nil),     // 12: meshlens.wire.v1.PairProbes
+	(*WindowRollup)(nil),   // 13: meshlens.wire.v1.WindowRollup
+	(*AgentState)(nil),     // 14: meshlens.wire.v1.AgentState
 }
 var file_internal_wire_meshlens_proto_depIdxs = []int32{
-	0, // 0: meshlens.wire.v1.ProbeResult.protocol:type_name -> meshlens.wire.v1.Protocol
-	1, // 1: meshlens.wire.v1.ProbeResult.outcome:type_name -> meshlens.wire.v1.Outcome
-	2, // 2: meshlens.wire.v1.ProbeResult.http:type_name -> meshlens.wire.v1.HTTPTiming
-	4, // 3: meshlens.wire.v1.Batch.scheduling_lag:type_name -> meshlens.wire.v1.SchedulingLag
-	3, // 4: meshlens.wire.v1.Batch.results:type_name -> meshlens.wire.v1.ProbeResult
-	0, // 5: meshlens.wire.v1.TracedProbe.protocol:type_name -> meshlens.wire.v1.Protocol
-	6, // 6: meshlens.wire.v1.PathReport.probes:type_name -> meshlens.wire.v1.TracedProbe
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	0,  // 0: meshlens.wire.v1.ProbeResult.protocol:type_name -> meshlens.wire.v1.Protocol
+	1,  // 1: meshlens.wire.v1.ProbeResult.outcome:type_name -> meshlens.wire.v1.Outcome
+	3,  // 2: meshlens.wire.v1.ProbeResult.http:type_name -> meshlens.wire.v1.HTTPTiming
+	5,  // 3: meshlens.wire.v1.Batch.scheduling_lag:type_name -> meshlens.wire.v1.SchedulingLag
+	4,  // 4: meshlens.wire.v1.Batch.results:type_name -> meshlens.wire.v1.ProbeResult
+	0,  // 5: meshlens.wire.v1.TracedProbe.protocol:type_name -> meshlens.wire.v1.Protocol
+	7,  // 6: meshlens.wire.v1.PathReport.probes:type_name -> meshlens.wire.v1.TracedProbe
+	2,  // 7: meshlens.wire.v1.HostRollup.direction:type_name -> meshlens.wire.v1.Direction
+	9,  // 8: meshlens.wire.v1.HostRollup.counts:type_name -> meshlens.wire.v1.RollupCounts
+	0,  // 9: meshlens.wire.v1.LocationRollup.protocol:type_name -> meshlens.wire.v1.Protocol
+	9,  // 10: meshlens.wire.v1.LocationRollup.counts:type_name -> meshlens.wire.v1.RollupCounts
+	0,  // 11: meshlens.wire.v1.PairProbes.protocol:type_name -> meshlens.wire.v1.Protocol
+	10, // 12: meshlens.wire.v1.WindowRollup.hosts:type_name -> meshlens.wire.v1.HostRollup
+	11, // 13: meshlens.wire.v1.WindowRollup.rack_pairs:type_name -> meshlens.wire.v1.LocationRollup
+	11, // 14: meshlens.wire.v1.WindowRollup.pod_pairs:type_name -> meshlens.wire.v1.LocationRollup
+	11, // 15: meshlens.wire.v1.WindowRollup.dc_pairs:type_name -> meshlens.wire.v1.LocationRollup
+	12, // 16: meshlens.wire.v1.WindowRollup.pairs:type_name -> meshlens.wire.v1.PairProbes
+	14, // 17: meshlens.wire.v1.WindowRollup.agents:type_name -> meshlens.wire.v1.AgentState
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_internal_wire_meshlens_proto_init() }
@@ -904,8 +1537,8 @@ func file_internal_wire_meshlens_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_wire_meshlens_proto_rawDesc), len(file_internal_wire_meshlens_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   6,
+			NumEnums:      3,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

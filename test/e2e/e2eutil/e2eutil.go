@@ -28,6 +28,8 @@ import (
 
 	"github.com/meshlens/meshlens/internal/testkit"
 	"github.com/meshlens/meshlens/internal/topology"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 var (
@@ -311,4 +313,49 @@ func DecodeProm(resp *http.Response, out any) error {
 		return &PromError{StatusCode: resp.StatusCode, Type: body.ErrorType, Message: body.Error}
 	}
 	return json.Unmarshal(body.Data, out)
+}
+
+// Metric is the value of one sample of a /metrics page: the series named
+// name whose labels include the label pairs given (name, value, ...).
+func Metric(metricsURL, name string, labelPairs ...string) (float64, error) {
+	resp, err := http.Get(metricsURL)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: %s", metricsURL, resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", metricsURL, err)
+	}
+	f := families[name]
+	if f == nil {
+		return 0, fmt.Errorf("%s: no %s", metricsURL, name)
+	}
+next:
+	for _, m := range f.GetMetric() {
+		for i := 0; i+1 < len(labelPairs); i += 2 {
+			found := false
+			for _, l := range m.GetLabel() {
+				if l.GetName() == labelPairs[i] && l.GetValue() == labelPairs[i+1] {
+					found = true
+				}
+			}
+			if !found {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.GetCounter().GetValue(), nil
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue(), nil
+		case m.Untyped != nil:
+			return m.GetUntyped().GetValue(), nil
+		}
+	}
+	return 0, fmt.Errorf("%s: no %s%v", metricsURL, name, labelPairs)
 }

@@ -2,14 +2,8 @@ package faults
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,188 +15,6 @@ import (
 	"github.com/meshlens/meshlens/internal/testpki"
 	"github.com/meshlens/meshlens/test/e2e/e2eutil"
 )
-
-var (
-	natsServerOnce sync.Once
-	natsServerBin  string
-	natsServerErr  error
-)
-
-// natsServerBinary builds the nats-server of go.mod once: the same
-// version the embedded default runs, as a separate process to SIGKILL.
-func natsServerBinary(t *testing.T) string {
-	t.Helper()
-	natsServerOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "meshlens-e2e-nats")
-		if err != nil {
-			natsServerErr = err
-			return
-		}
-		natsServerBin = filepath.Join(dir, "nats-server")
-		cmd := exec.Command("go", "build", "-o", natsServerBin, "github.com/nats-io/nats-server/v2")
-		cmd.Dir = e2eutil.RepoRoot(t)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			natsServerErr = fmt.Errorf("go build nats-server: %v\n%s", err, out)
-		}
-	})
-	if natsServerErr != nil {
-		t.Fatal(natsServerErr)
-	}
-	return natsServerBin
-}
-
-// natsNode is one node of a three-node JetStream cluster on loopback.
-type natsNode struct {
-	name, conf, url string
-	monitor         string // the node's HTTP monitoring endpoint
-	p               *e2eutil.Process
-}
-
-// clusterTLS is the nodes' certificate and the CA they verify clients by.
-type clusterTLS struct{ cert, key, ca string }
-
-// startCluster starts a three-node JetStream cluster on loopback named
-// name. With tls nil clients speak plaintext (allowed on loopback), so
-// that `meshlens sim live`, which speaks plain NATS, can feed it. It
-// returns once JetStream answers through every node.
-func startCluster(t *testing.T, dir, name string, tls *clusterTLS, clientOpts ...nats.Option) []*natsNode {
-	t.Helper()
-	bin := natsServerBinary(t)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	var nodes []*natsNode
-	var routes []string
-	// The nodes' routes name each other before any of them binds: ports
-	// known in advance (see testkit.FixedPort), client and monitor ports
-	// too, since nats-server does not announce what it bound.
-	clientPorts := make([]int, 3)
-	for i := range 3 {
-		clientPorts[i] = testkit.FixedPort(t)
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", testkit.FixedPort(t)))
-	}
-	for i := range 3 {
-		n := &natsNode{name: fmt.Sprintf("n%d", i+1), url: fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i])}
-		monitorPort := testkit.FixedPort(t)
-		n.monitor = fmt.Sprintf("http://127.0.0.1:%d", monitorPort)
-		n.conf = filepath.Join(dir, n.name+".conf")
-		conf := fmt.Sprintf(`server_name: %s
-listen: 127.0.0.1:%d
-http: 127.0.0.1:%d
-max_payload: 2MB
-jetstream { store_dir: %q, max_file_store: 1GB, max_memory_store: 64MB }
-cluster { name: %s, listen: %s, routes: [%s] }
-`, n.name, clientPorts[i], monitorPort, filepath.Join(dir, n.name), name, strings.TrimPrefix(routes[i], "nats-route://"), strings.Join(routes, ", "))
-		if tls != nil {
-			conf += fmt.Sprintf("tls { cert_file: %q, key_file: %q, ca_file: %q, verify: true }\n", tls.cert, tls.key, tls.ca)
-		}
-		if err := os.WriteFile(n.conf, []byte(conf), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		n.p = e2eutil.Start(t, "nats "+n.name, nil, bin, "-c", n.conf)
-		nodes = append(nodes, n)
-	}
-	// Ready when JetStream answers through every node (meta leader elected).
-	for _, n := range nodes {
-		testkit.CheckFor(t, time.Minute, 250*time.Millisecond, func() error {
-			nc, err := nats.Connect(n.url, append(clientOpts, nats.Timeout(2*time.Second))...)
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
-			js, err := jetstream.New(nc)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_, err = js.AccountInfo(ctx)
-			return err
-		})
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range nodes {
-				m, err := metaCluster(n)
-				t.Logf("JetStream meta group as %s sees it: %+v (err %v)", n.name, m, err)
-			}
-		}
-	})
-	return nodes
-}
-
-// metaInfo is the part of a node's /jsz that says how its JetStream meta
-// group stands.
-type metaInfo struct {
-	Leader   string `json:"leader"`
-	Size     int    `json:"cluster_size"`
-	Replicas []struct {
-		Name    string `json:"name"`
-		Current bool   `json:"current"`
-		Offline bool   `json:"offline"`
-	} `json:"replicas"`
-}
-
-func metaCluster(n *natsNode) (*metaInfo, error) {
-	resp, err := http.Get(n.monitor + "/jsz")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var jsz struct {
-		Meta *metaInfo `json:"meta_cluster"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&jsz); err != nil {
-		return nil, fmt.Errorf("%s /jsz: %w", n.name, err)
-	}
-	if jsz.Meta == nil {
-		return nil, fmt.Errorf("%s /jsz: no meta_cluster", n.name)
-	}
-	return jsz.Meta, nil
-}
-
-// waitMetaHealthy waits until the meta group's leader sees every other
-// node as a current peer. A node killed while the group is still forming
-// tests the cluster's bootstrap, which is not what the fault tests are
-// about: with a full, current group the survivors elect a new leader.
-func waitMetaHealthy(t *testing.T, nodes []*natsNode) {
-	t.Helper()
-	byName := map[string]*natsNode{}
-	for _, n := range nodes {
-		byName[n.name] = n
-	}
-	testkit.CheckFor(t, time.Minute, 250*time.Millisecond, func() error {
-		m, err := metaCluster(nodes[0])
-		if err != nil {
-			return err
-		}
-		leader := byName[m.Leader]
-		if leader == nil {
-			return fmt.Errorf("meta leader %q is none of the nodes", m.Leader)
-		}
-		if m, err = metaCluster(leader); err != nil {
-			return err
-		}
-		current := 0
-		for _, r := range m.Replicas {
-			if r.Current && !r.Offline {
-				current++
-			}
-		}
-		if m.Size != len(nodes) || current != len(nodes)-1 {
-			return fmt.Errorf("meta group: leader %s, size %d, %d of %d followers current", m.Leader, m.Size, current, len(nodes)-1)
-		}
-		return nil
-	})
-}
-
-func clusterURLs(nodes []*natsNode) string {
-	var urls []string
-	for _, n := range nodes {
-		urls = append(urls, n.url)
-	}
-	return strings.Join(urls, ",")
-}
 
 // TestNATSNodeKilled: the server and the agents run against an external
 // three-node JetStream cluster with three replicas, over mTLS; SIGKILL of
@@ -250,8 +62,8 @@ func natsNodeKilled(t *testing.T, base string, victim func(*testing.T, jetstream
 		t.Fatal(err)
 	}
 	f.natsOpts = []nats.Option{nats.Secure(clientTLS)}
-	nodes := startCluster(t, filepath.Join(f.dir, "cluster"), "meshlens", &clusterTLS{nodeCert, nodeKey, p.File}, f.natsOpts...)
-	f.natsURL = clusterURLs(nodes)
+	nodes := e2eutil.StartNATSCluster(t, filepath.Join(f.dir, "cluster"), "meshlens", &e2eutil.ClusterTLS{Cert: nodeCert, Key: nodeKey, CA: p.File}, f.natsOpts...)
+	f.natsURL = e2eutil.ClusterURLs(nodes)
 	tlsArgs := []string{"--nats-tls-ca", p.File, "--nats-tls-cert", clientCert, "--nats-tls-key", clientKey}
 	f.serverArgs = append([]string{"--nats-url", f.natsURL, "--stream-replicas", "3"}, tlsArgs...)
 	f.startServer()
@@ -259,7 +71,7 @@ func natsNodeKilled(t *testing.T, base string, victim func(*testing.T, jetstream
 		f.startAgent(h, tlsArgs...)
 	}
 	f.waitProbing(f.hosts...)
-	waitMetaHealthy(t, nodes)
+	e2eutil.WaitMetaHealthy(t, nodes)
 
 	nc, js := f.connect()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -277,10 +89,10 @@ func natsNodeKilled(t *testing.T, base string, victim func(*testing.T, jetstream
 	}
 	name := victim(t, st, info)
 	nc.Close()
-	var killed *natsNode
-	var rest []*natsNode
+	var killed *e2eutil.NATSNode
+	var rest []*e2eutil.NATSNode
 	for _, n := range nodes {
-		if n.name == name {
+		if n.Name == name {
 			killed = n
 		} else {
 			rest = append(rest, n)
@@ -297,10 +109,10 @@ func natsNodeKilled(t *testing.T, base string, victim func(*testing.T, jetstream
 		}
 		before[h] = s.published
 	}
-	killed.p.Kill()
-	t.Logf("killed %s (results stream leader: %s)", killed.name, info.Cluster.Leader)
+	killed.P.Kill()
+	t.Logf("killed %s (results stream leader: %s)", killed.Name, info.Cluster.Leader)
 	// The test's own connections go to the survivors from now on.
-	f.natsURL = clusterURLs(rest)
+	f.natsURL = e2eutil.ClusterURLs(rest)
 
 	// Agents keep publishing through the survivors.
 	testkit.CheckFor(t, 2*time.Minute, 500*time.Millisecond, func() error {

@@ -135,8 +135,8 @@ func TestAnalyzerHandover(t *testing.T) {
 		"--storage.path="+filepath.Join(dir, "am"), "--web.listen-address="+amAddr, "--cluster.listen-address=")
 	e2eutil.WaitHTTP(t, amURL+"/-/ready", time.Minute)
 
-	nodes := startCluster(t, filepath.Join(dir, "cluster"), "meshlens-ha", nil)
-	natsURLs := clusterURLs(nodes)
+	nodes := e2eutil.StartNATSCluster(t, filepath.Join(dir, "cluster"), "meshlens-ha", nil)
+	natsURLs := e2eutil.ClusterURLs(nodes)
 
 	// Fabric, fault, SLO and alerting files.
 	topoYAML, err := e2eutil.Run(t.Context(), bin, "topo", "gen", "--dcs", "1", "--pods", "1", "--racks-per-pod", "4",
