@@ -21,6 +21,7 @@ deps=(
   "amtool prometheus-alertmanager"                   # Alertmanager config checks
   "prometheus-alertmanager prometheus-alertmanager"  # a real Alertmanager: alert delivery
   "nats-server nats-server"                          # an external NATS cluster: HA tests
+  "victoria-metrics victoria-metrics"                # the shared TSDB of the scale-out roles
   "chromium chromium"                                # the UI's browser tests
   "ip iproute2"                                      # network namespaces: lab, trace
   "nft nftables"                                     # the lab's real faults
