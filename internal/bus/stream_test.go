@@ -3,6 +3,7 @@ package bus
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -76,5 +77,51 @@ func TestResultsStreamBounds(t *testing.T) {
 	}
 	if err := pub(ResultsSubject(2, "h1"), 100); err != nil {
 		t.Errorf("partition 2 after the update: %v", err)
+	}
+}
+
+// TestPartitionsMustAgree: a process configured with another partition
+// count than the streams were made with is refused at start, for the
+// rollups stream and the results stream alike; the same count is fine.
+func TestPartitionsMustAgree(t *testing.T) {
+	emb, err := StartEmbedded(EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Shutdown)
+	nc, err := Connect(emb.ClientURL(), "stream-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := EnsureRollupStream(ctx, js, RollupStreamSettings{Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureStreams(ctx, js, StreamSettings{Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureRollupStream(ctx, js, RollupStreamSettings{Partitions: 2}); err != nil {
+		t.Errorf("the same partitions again: %v", err)
+	}
+	if err := CheckResultPartitions(ctx, js, 2); err != nil {
+		t.Errorf("the same partitions: %v", err)
+	}
+	if err := EnsureRollupStream(ctx, js, RollupStreamSettings{Partitions: 3}); !errors.Is(err, ErrPartitionsDisagree) {
+		t.Errorf("3 partitions on a stream of 2: %v", err)
+	}
+	if err := CheckResultPartitions(ctx, js, 1); !errors.Is(err, ErrPartitionsDisagree) {
+		t.Errorf("1 partition on a results stream of 2: %v", err)
+	}
+	st, err := js.Stream(ctx, RollupsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(st.CachedInfo().Config.Subjects); n != 2 {
+		t.Errorf("the refused process changed the stream: %d subjects", n)
 	}
 }
