@@ -218,6 +218,7 @@ func newLabFaultCmd() *cobra.Command {
   blackhole SWITCH   --fraction F  the switch drops the flows whose source port is in a share F of ports
   device_loss SWITCH --rate R      the switch drops a random R of the packets it forwards
   host_nic HOST      --rate R      the host's fabric interface drops a random R both ways
+  host_down HOST                   the host accepts and sends nothing, management network included
 
 LINK is A--B (both directions, or --direction a-to-b|b-to-a) or A->B.`,
 		Args: cobra.ExactArgs(2),

@@ -21,18 +21,19 @@ const (
 	Blackhole   FaultKind = "blackhole"    // nft: the switch drops flows whose source port matches
 	DeviceLoss  FaultKind = "device_loss"  // nft: random drop of the switch's forwarded traffic
 	HostNIC     FaultKind = "host_nic"     // nft: random drop on the host's fabric interface, both ways
+	HostDown    FaultKind = "host_down"    // nft: the host accepts and sends nothing, management network included
 )
 
 // kindsFor is what can go wrong with each kind of element.
 var kindsFor = map[topology.Kind][]FaultKind{
 	topology.KindLink:   {LinkLoss, LinkLatency, LinkDown},
 	topology.KindSwitch: {DeviceDown, Blackhole, DeviceLoss},
-	topology.KindHost:   {HostNIC},
+	topology.KindHost:   {HostNIC, HostDown},
 }
 
 // AllKinds lists every fault kind the lab knows.
 func AllKinds() []FaultKind {
-	return []FaultKind{LinkLoss, LinkLatency, LinkDown, DeviceDown, Blackhole, DeviceLoss, HostNIC}
+	return []FaultKind{LinkLoss, LinkLatency, LinkDown, DeviceDown, Blackhole, DeviceLoss, HostNIC, HostDown}
 }
 
 // Direction of a link fault, relative to the link as the topology writes
@@ -203,6 +204,16 @@ func (p *Plan) NFTables(element string, faults []Fault) string {
 		case DeviceDown:
 			if f.Element == element {
 				for _, c := range []*[]string{&fwd, &in, &out} {
+					*c = append(*c, fmt.Sprintf("counter drop comment %q", f.String()))
+				}
+			}
+		case HostDown:
+			// A powered-off server: nothing in or out on any interface,
+			// the management network's too, so its agent is silent and its
+			// responder and kernel answer nobody. The agent process keeps
+			// running and spools; it delivers its backlog once cleared.
+			if f.Element == element {
+				for _, c := range []*[]string{&in, &out} {
 					*c = append(*c, fmt.Sprintf("counter drop comment %q", f.String()))
 				}
 			}

@@ -261,7 +261,7 @@ func TestResolve(t *testing.T) {
 		{"switch kind on a link", FaultRequest{Kind: Blackhole, Element: "dc1-pod1-leaf1--dc1-spine1", Fraction: 0.5}, Fault{},
 			`"blackhole" cannot be applied to link "dc1-pod1-leaf1--dc1-spine1"; allowed: link_loss, link_latency, link_down`},
 		{"link kind on a host", FaultRequest{Kind: LinkLoss, Element: "dc1-pod1-rack1-h01", Rate: 0.5}, Fault{},
-			`"link_loss" cannot be applied to host "dc1-pod1-rack1-h01"; allowed: host_nic`},
+			`"link_loss" cannot be applied to host "dc1-pod1-rack1-h01"; allowed: host_nic, host_down`},
 		{"host kind on a switch", FaultRequest{Kind: HostNIC, Element: "dc1-spine1", Rate: 0.5}, Fault{},
 			`allowed: device_down, blackhole, device_loss`},
 		{"a rack is no element to break", FaultRequest{Kind: DeviceDown, Element: "dc1-pod1-rack1"}, Fault{},

@@ -1,6 +1,9 @@
 package server
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/meshlens/meshlens/internal/aggregate"
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // agentsCollector exports the agents' liveness as the agents page shows
 // it, from their own deliveries (every agent seals a batch after each
@@ -26,11 +29,11 @@ func (c *agentsCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.src.s.Topology() == nil {
 		return
 	}
-	counts := map[string]int{"up": 0, "stale": 0, "missing": 0}
+	counts := map[string]int{aggregate.AgentUp: 0, aggregate.AgentStale: 0, aggregate.AgentMissing: 0}
 	for _, a := range c.src.Agents() {
 		counts[a.State]++
 		up := 0.0
-		if a.State == "up" {
+		if a.State == aggregate.AgentUp {
 			up = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, a.Host)

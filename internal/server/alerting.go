@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshlens/meshlens/internal/alert"
@@ -51,6 +52,9 @@ type alerting struct {
 	// defaultEvidenceAge is two of the server's windows.
 	defaultEvidenceAge time.Duration
 	ctx                context.Context
+	// delivering: this process sends alerts and remediates (the one
+	// process, or the analyzer holding the lease); others only evaluate.
+	delivering atomic.Bool
 
 	// For /api/v1/rules (rules.go): the settings the rules are evaluated
 	// with, and when the SLOs and the localizer's verdicts last were.
@@ -163,7 +167,7 @@ func (a *alerting) onEvaluate(at time.Time, statuses []slo.Status) {
 	// evaluation took.
 	a.sloEval.set(at, time.Since(at))
 	a.mgr.ObserveSLOs(at, statuses)
-	if a.rem != nil {
+	if a.rem != nil && a.delivering.Load() {
 		a.rem.Consider(a.ctx, at, a.mgr.Incidents())
 	}
 }
@@ -171,6 +175,7 @@ func (a *alerting) onEvaluate(at time.Time, statuses []slo.Status) {
 // Run evaluates SLOs and delivers alerts until ctx ends.
 func (a *alerting) Run(ctx context.Context) error {
 	a.ctx = ctx
+	a.delivering.Store(true)
 	if a.engine == nil {
 		return a.mgr.Run(ctx)
 	}
@@ -182,6 +187,25 @@ func (a *alerting) Run(ctx context.Context) error {
 		err = err2
 	}
 	return err
+}
+
+// evaluate runs the SLO engine alone: every process sharing a bus
+// evaluates the SLOs (over its TSDB or the shared one) and keeps their
+// incidents for its API; only the one that holds the analyzer lease
+// delivers them (deliver) and remediates.
+func (a *alerting) evaluate(ctx context.Context) error {
+	a.ctx = ctx
+	if a.engine == nil {
+		return nil
+	}
+	return a.engine.Run(ctx)
+}
+
+// deliver sends alerts (and lets remediation act) until ctx ends.
+func (a *alerting) deliver(ctx context.Context) error {
+	a.delivering.Store(true)
+	defer a.delivering.Store(false)
+	return a.mgr.Run(ctx)
 }
 
 // blame hands the localizer's verdict to the incidents' culprit board,

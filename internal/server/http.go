@@ -26,17 +26,6 @@ type HTTPConfig struct {
 	AuditLogFile string
 }
 
-// Agent freshness: an agent seals a batch after every window boundary,
-// results or not (and every few seconds while it probes), so three
-// windows of silence, at least 30 s, make it stale, and five minutes
-// missing.
-const (
-	agentStaleMin     = 30 * time.Second
-	agentMissingAfter = 5 * time.Minute
-)
-
-func agentStaleAfter(window time.Duration) time.Duration { return max(agentStaleMin, 3*window) }
-
 func (s *Server) buildAPI() (*api.Server, error) {
 	cfg := api.Config{
 		Addr:       s.cfg.HTTPAddr,
@@ -114,7 +103,7 @@ func (a agentSource) Agents() []api.AgentStatus {
 	var out []api.AgentStatus
 	for _, h := range a.s.Topology().Hosts {
 		st, ok := seen[h.Name]
-		as := api.AgentStatus{Host: h.Name, State: "missing"}
+		as := api.AgentStatus{Host: h.Name, State: aggregate.AgentMissing}
 		if ok {
 			as = api.AgentStatus{
 				Host:                    h.Name,
@@ -124,7 +113,7 @@ func (a agentSource) Agents() []api.AgentStatus {
 				ProbesTotal:             st.Results,
 				ResultsRejected:         st.RejectedResults,
 				SchedulingLagP99Seconds: st.SchedulingLagP99.Seconds(),
-				State:                   agentState(now.Sub(st.LastSeen), agentStaleAfter(windowOf(a.s.cfg.Aggregate))),
+				State:                   aggregate.AgentState(now.Sub(st.LastSeen), windowOf(a.s.cfg.Aggregate)),
 			}
 		}
 		out = append(out, as)
@@ -133,27 +122,16 @@ func (a agentSource) Agents() []api.AgentStatus {
 	return out
 }
 
-func agentState(silent, staleAfter time.Duration) string {
-	switch {
-	case silent > agentMissingAfter:
-		return "missing"
-	case silent > staleAfter:
-		return "stale"
-	}
-	return "up"
-}
-
-// silentAgents are the hosts whose agents are stale or missing: probes
-// lost on their way to one are no evidence against the network
-// (localize.Window.Silent).
+// silentAgents are the hosts whose agents are stale or missing
+// (aggregate.SilentAgents, the simulator's rule too): probes lost on their
+// way to one are no evidence against the network (localize.Window.Silent).
 func (a agentSource) silentAgents() map[string]bool {
-	out := map[string]bool{}
-	for _, st := range a.Agents() {
-		if st.State != "up" {
-			out[st.Host] = true
-		}
+	hosts := a.s.Topology().Hosts
+	names := make([]string, len(hosts))
+	for i, h := range hosts {
+		names[i] = h.Name
 	}
-	return out
+	return aggregate.SilentAgents(names, a.s.agentStatuses(), time.Now(), windowOf(a.s.cfg.Aggregate))
 }
 
 // pairSource answers pair queries from the aggregators' recent windows.

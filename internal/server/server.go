@@ -272,8 +272,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.cfg.Role != RoleAggregator {
 		g.Go(func() error { return s.runAnalyzer(ctx) })
 	}
-	if s.cfg.Role == RoleAll || s.cfg.Role == RoleAnalyzer {
+	switch s.cfg.Role {
+	case RoleAll, RoleAnalyzer:
 		g.Go(func() error { return s.runAlerting(ctx) })
+	case RoleAPI:
+		g.Go(func() error { return s.alerting.evaluate(ctx) })
 	}
 	g.Go(func() error { return s.serveAPI(ctx, ln) })
 	if s.authority != nil {
@@ -769,11 +772,12 @@ func (s *Server) agentLags() map[string]time.Duration {
 // evaluates SLOs and sends alerts when several share an external bus.
 const analyzerLeaseKey = "lease.analyzer"
 
-// runAlerting runs SLO evaluation and alert delivery: always on the
-// embedded bus (one server), and only while holding the analyzer lease on
-// an external one, so two servers never page twice. A server that loses
-// the lease stops at once; the next leader re-sends what is firing, and
-// Alertmanager merges identical alerts.
+// runAlerting runs SLO evaluation and alert delivery: both always on the
+// embedded bus (one server); on an external one every server evaluates
+// (its API shows SLOs and incidents) but only the holder of the analyzer
+// lease delivers alerts and remediates, so two servers never page twice.
+// A server that loses the lease stops delivering at once; the next leader
+// re-sends what is firing, and Alertmanager merges identical alerts.
 func (s *Server) runAlerting(ctx context.Context) error {
 	leaderGauge := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "meshlens_analyzer_leader",
@@ -799,6 +803,8 @@ func (s *Server) runAlerting(ctx context.Context) error {
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return lease.Run(ctx) })
+	// Every server evaluates the SLOs; the leader alone delivers.
+	g.Go(func() error { return s.alerting.evaluate(ctx) })
 	g.Go(func() error {
 		var stop context.CancelFunc
 		done := make(chan error, 1)
@@ -822,12 +828,12 @@ func (s *Server) runAlerting(ctx context.Context) error {
 					lctx, stop = context.WithCancel(ctx)
 					leaderGauge.Set(1)
 					s.leading.Store(true)
-					s.logger.Info("analyzer lease won: evaluating SLOs and sending alerts", "server_id", s.cfg.ServerID)
-					go func() { done <- s.alerting.Run(lctx) }()
+					s.logger.Info("analyzer lease won: sending alerts", "server_id", s.cfg.ServerID)
+					go func() { done <- s.alerting.deliver(lctx) }()
 				case !leader && stop != nil:
 					leaderGauge.Set(0)
 					s.leading.Store(false)
-					s.logger.Warn("analyzer lease lost: alerting stopped", "server_id", s.cfg.ServerID)
+					s.logger.Warn("analyzer lease lost: alert delivery stopped", "server_id", s.cfg.ServerID)
 					stop()
 					if err := <-done; err != nil {
 						return err

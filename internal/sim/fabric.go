@@ -82,6 +82,7 @@ type Fabric struct {
 	linkFx [][]int32 // per link direction: faults acting on it
 	nodeFx [][]int32 // per switch node
 	slowFx [][]int32 // per host: host_slow faults
+	downFx [][]int32 // per host: host_down faults
 
 	bgKeep float64
 	base   int64
@@ -209,6 +210,7 @@ func NewFabric(sc *Scenario, x *localize.Index, start time.Time) (*Fabric, error
 	f.linkFx = make([][]int32, x.NumLinks())
 	f.nodeFx = make([][]int32, x.NumNodes())
 	f.slowFx = make([][]int32, n)
+	f.downFx = make([][]int32, n)
 	for i, ft := range sc.Faults {
 		fi := int32(i)
 		switch ft.Scope() {
@@ -230,10 +232,15 @@ func NewFabric(sc *Scenario, x *localize.Index, start time.Time) (*Fabric, error
 			h, _ := x.Node(ft.A)
 			if ft.Kind == HostSlow {
 				f.slowFx[h] = append(f.slowFx[h], fi)
-			} else { // host_nic: the host's own packets, both ways
-				f.linkFx[x.HostUp[h]] = append(f.linkFx[x.HostUp[h]], fi)
-				f.linkFx[x.HostDown[h]] = append(f.linkFx[x.HostDown[h]], fi)
+				break
 			}
+			if ft.Kind == HostDown {
+				// Its agent neither probes nor publishes (Step).
+				f.downFx[h] = append(f.downFx[h], fi)
+			}
+			// host_nic, host_down: the host's own packets, both ways.
+			f.linkFx[x.HostUp[h]] = append(f.linkFx[x.HostUp[h]], fi)
+			f.linkFx[x.HostDown[h]] = append(f.linkFx[x.HostDown[h]], fi)
 		}
 	}
 	f.updateRoutes(0)
@@ -273,6 +280,12 @@ func (f *Fabric) Step(r int, emit func(*wire.Batch) error) error {
 	startNs := f.start.UnixNano()
 	np := len(f.protos)
 	for h := range f.peers {
+		// An agent publishes its round at the round's end: a host down
+		// then publishes nothing, batch or traces, and its probes of the
+		// round are gone with it.
+		if f.down(int32(h), t0+interval-1) {
+			continue
+		}
 		var rng rng
 		rng.seed(mix(f.sc.Seed ^ uint64(r)*0x2545f4914f6cdd1d ^ uint64(h)*0x9e3779b97f4a7c15))
 		f.want = f.want[:0]
@@ -291,6 +304,9 @@ func (f *Fabric) Step(r int, emit func(*wire.Batch) error) error {
 					phase = (phase + int64(c)*interval/int64(copies)) % interval
 					off := phase + int64((rng.float()-0.5)*float64(interval)/20)
 					off = ((off % interval) + interval) % interval
+					if f.down(int32(h), t0+off) {
+						continue // a host that is down sends nothing
+					}
 					if n == len(f.ptrs) {
 						f.grow()
 					}
@@ -355,6 +371,17 @@ func (f *Fabric) Step(r int, emit func(*wire.Batch) error) error {
 	}
 	f.trace(r)
 	return nil
+}
+
+// down reports whether host h is down (host_down) at offset t (ns from
+// the scenario start).
+func (f *Fabric) down(h int32, t int64) bool {
+	for _, fi := range f.downFx[h] {
+		if f.sc.Faults[fi].ActiveAt(time.Duration(t)) {
+			return true
+		}
+	}
+	return false
 }
 
 // walk is one direction of a probe.
@@ -484,7 +511,7 @@ func (f *Fabric) link(l int32, t int64, rng *rng, w *walk) {
 			w.keep *= 1 - ft.Rate
 		case LinkLatency:
 			w.latencyNs += int64(ft.Add)
-		case LinkDown:
+		case LinkDown, HostDown:
 			w.dead = true
 		case Flap:
 			if (t-int64(ft.At))%int64(ft.Period) < int64(ft.Period)/2 {

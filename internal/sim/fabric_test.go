@@ -170,6 +170,29 @@ func TestFaultEffects(t *testing.T) {
 			},
 		},
 		{
+			name:   "host_down: the host publishes and sends nothing, every probe to it is lost, from onset until the end",
+			faults: "  - {kind: host_down, host: " + sick + ", at: 10s, until: 30s}\n",
+			rounds: []int{0, 1, 2, 3},
+			check: func(t *testing.T, r int, st roundStats) {
+				down := r == 1 || r == 2
+				if _, ok := st.lag[sick]; ok == down {
+					t.Errorf("round %d: batch of %s published: %v, want %v", r, sick, ok, !down)
+				}
+				for k, n := range st.sent {
+					switch {
+					case k[0] == sick && down:
+						t.Errorf("round %d: %s, down, sent %d probes to %s", r, sick, n, k[1])
+					case k[1] == sick && down:
+						if st.lost[k] != n || st.retx[k] != 0 {
+							t.Errorf("round %d: %v: %d of %d lost, %d retransmitted, want all lost", r, k, st.lost[k], n, st.retx[k])
+						}
+					case st.lost[k] != 0:
+						t.Errorf("round %d: %v: %d of %d lost", r, k, st.lost[k], n)
+					}
+				}
+			},
+		},
+		{
 			name:   "host_slow inflates RTTs and lag, loses nothing",
 			faults: "  - {kind: host_slow, host: " + slow + ", add: 5ms, lag: 40ms}\n",
 			rounds: []int{0},

@@ -119,6 +119,10 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 		timelines[name] = &timeline{}
 	}
 	vc := clock.NewVirtual(start)
+	hosts := make([]string, len(sc.Topology.Hosts))
+	for i, h := range sc.Topology.Hosts {
+		hosts[i] = h.Name
+	}
 	rounds := fab.Rounds()
 	var rejected, badTraces int
 	var drainVersion, evidenceVersion uint64
@@ -162,10 +166,14 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 			return nil, fmt.Errorf("sim: %s: round %d: %w", sc.Name, r, err)
 		}
 		lags := map[string]time.Duration{}
+		seen := map[string]aggregate.AgentStatus{}
 		for _, a := range agg.Agents() {
 			lags[a.Agent] = a.SchedulingLagP99
+			seen[a.Agent] = a
 		}
 		an.SetAgentLags(lags)
+		// Agents that stopped delivering, by the server's rule.
+		an.SetSilentAgents(aggregate.SilentAgents(hosts, seen, vc.Now(), sc.Interval))
 		windows := map[int64]*aggregate.SealedWindow{}
 		for _, sw := range sealed {
 			an.IngestWindow(0, sw)

@@ -24,6 +24,12 @@
 //   - A host and its access link are one element to probes (every probe of
 //     the host crosses both directions), so either name scores for the
 //     other.
+//   - A host that is down (host_down) is gone: its agent publishes no
+//     batches and no path reports and sends no probes while it is down
+//     (a round's batch, published at the round's end, is lost with it if
+//     the host is down then), and every packet to it is lost. The
+//     analyzer learns that its agent went silent as the server does
+//     (aggregate.SilentAgents over the aggregator's last-seen).
 //
 // It imports topology, pinglist, wire, aggregate and localize; nothing
 // imports it but cmd/ and tests.
@@ -54,6 +60,7 @@ const (
 	DeviceLoss  FaultKind = "device_loss"  // a switch drops a rate of all packets
 	HostNIC     FaultKind = "host_nic"     // a sick server: its own traffic suffers
 	HostSlow    FaultKind = "host_slow"    // a CPU-starved agent: its RTTs and timer lag inflate
+	HostDown    FaultKind = "host_down"    // the host is gone: its agent silent, nothing answers it
 	Flap        FaultKind = "flap"         // a link alternating down and up
 )
 
@@ -70,7 +77,7 @@ const (
 var faultScope = map[FaultKind]Scope{
 	LinkLoss: ScopeLink, LinkLatency: ScopeLink, LinkDown: ScopeLink, Flap: ScopeLink,
 	DeviceDown: ScopeDevice, Blackhole: ScopeDevice, DeviceLoss: ScopeDevice,
-	HostNIC: ScopeHost, HostSlow: ScopeHost,
+	HostNIC: ScopeHost, HostSlow: ScopeHost, HostDown: ScopeHost,
 }
 
 // Defaults of a scenario's optional fields.

@@ -27,6 +27,7 @@ faults:
   - {kind: flap,         link: "dc1-pod2-leaf1--dc1-spine2", period: 20s, at: 1m}
   - {kind: device_loss,  device: dc1-pod2-leaf2, rate: 0.5, at: 1m}
   - {kind: link_down,    link: "dc1-pod2-rack1-tor--dc1-pod2-leaf2", at: 1m, until: 2m}
+  - {kind: host_down,    host: dc1-pod2-rack2-h01, at: 1m, until: 2m}
 `
 	sc, err := Parse("good.yaml", []byte(src), nil)
 	if err != nil {
@@ -35,7 +36,7 @@ faults:
 	if sc.Name != "gray-link" || sc.Seed != 42 || sc.Interval != 5*time.Second || sc.Duration != 3*time.Minute || sc.Convergence != 10*time.Second {
 		t.Errorf("scenario = %+v", sc)
 	}
-	if len(sc.Topology.Hosts) != 16 || len(sc.Faults) != 9 {
+	if len(sc.Topology.Hosts) != 16 || len(sc.Faults) != 10 {
 		t.Fatalf("%d hosts, %d faults", len(sc.Topology.Hosts), len(sc.Faults))
 	}
 	tests := []struct {
@@ -48,6 +49,7 @@ faults:
 		{1, LinkLatency, "dc1-pod1-rack1-tor", "dc1-pod1-leaf1", true},
 		{2, DeviceDown, "dc1-pod2-rack2-tor", "", false},
 		{4, HostNIC, "dc1-pod1-rack1-h03", "", false},
+		{9, HostDown, "dc1-pod2-rack2-h01", "", false},
 	}
 	for _, tc := range tests {
 		f := sc.Faults[tc.i]
@@ -78,6 +80,8 @@ func TestParseBad(t *testing.T) {
 		{"wrong element field", "  - {kind: device_down, link: \"dc1-pod1-leaf1--dc1-spine1\"}\n", []string{"faults[0].link: a device_down fault names a device, not a link", "faults[0].device: a device_down fault needs a device"}},
 		{"until before at", "  - {kind: device_down, device: dc1-spine1, at: 2m, until: 1m}\n", []string{"faults[0].until: until 1m0s is not after at 2m0s"}},
 		{"bad duration", "  - {kind: device_down, device: dc1-spine1, at: soon}\n", []string{"faults[0].at: duration \"soon\""}},
+		{"host_down on a switch", "  - {kind: host_down, device: dc1-spine1}\n", []string{"faults[0].device: a host_down fault names a host, not a device", "faults[0].host: a host_down fault needs a host"}},
+		{"host_down has no rate", "  - {kind: host_down, host: dc1-pod1-rack1-h01, rate: 1}\n", []string{"faults[0].rate: a host_down fault has no rate"}},
 		{"latency without add", "  - {kind: link_latency, link: \"dc1-pod1-leaf1--dc1-spine1\"}\n", []string{"faults[0].add: a link_latency fault needs a positive add"}},
 		{"contradictory overlap", "  - {kind: link_loss, link: \"dc1-pod1-leaf1--dc1-spine1\", rate: 0.1, at: 1m}\n  - {kind: link_loss, link: \"dc1-spine1->dc1-pod1-leaf1\", rate: 0.2, at: 2m, until: 3m}\n",
 			[]string{"bad.yaml:5: faults[1]: contradicts faults[0]: both set link_loss on dc1-spine1->dc1-pod1-leaf1"}},

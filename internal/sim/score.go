@@ -99,6 +99,11 @@ func (t *timeline) add(at time.Duration, s []localize.Suspect) {
 // same thing to probes (every probe of the host crosses both directions),
 // so either is right for the other. host_slow is right only as agent_slow:
 // blaming the network, or the host's network, for a starved agent is wrong.
+// host_down is right as any blame of the host but agent_slow, as host_nic
+// is: until its agent has been silent for the stale bound
+// (aggregate.AgentStaleAfter) a host that is gone and a host whose NIC
+// dropped everything look alike, and either sends the operator to the
+// right machine; the verdicts say which symptom it was.
 func matches(s localize.Suspect, f Fault, t *topology.Topology) bool {
 	isHost := func(n string) bool { return t.Host(n) != nil }
 	switch f.Scope() {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshlens/meshlens/internal/aggregate"
 	"github.com/meshlens/meshlens/internal/localize"
 	"github.com/meshlens/meshlens/internal/sim"
 	"github.com/meshlens/meshlens/internal/testkit"
@@ -94,22 +95,30 @@ func TestDetect(t *testing.T) {
 		// whole or the direction that fails, a device, a host.
 		blamed  []string
 		symptom []localize.Symptom
+		// becomes, if set, is the symptom the blame must turn into while
+		// the fault holds: a host that drops everything looks like a dead
+		// NIC until its agent has been silent long enough to count as
+		// stale (aggregate.AgentStaleAfter), then it is down.
+		becomes localize.Symptom
 	}{
 		{"link_loss", lossyLink, []string{"--rate", "0.3"}, `{kind: link_loss, link: "` + lossyLink + `", rate: 0.3}`,
-			[]string{lossyLink, "dc1-pod1-rack1-tor->dc1-pod1-leaf2", "dc1-pod1-leaf2->dc1-pod1-rack1-tor"}, []localize.Symptom{localize.SymptomLoss}},
+			[]string{lossyLink, "dc1-pod1-rack1-tor->dc1-pod1-leaf2", "dc1-pod1-leaf2->dc1-pod1-rack1-tor"}, []localize.Symptom{localize.SymptomLoss}, ""},
 		{"device_down", "dc1-pod1-rack2-tor", nil, `{kind: device_down, device: dc1-pod1-rack2-tor}`, []string{"dc1-pod1-rack2-tor"},
-			[]localize.Symptom{localize.SymptomDown, localize.SymptomBlackhole, localize.SymptomLoss}},
+			[]localize.Symptom{localize.SymptomDown, localize.SymptomBlackhole, localize.SymptomLoss}, ""},
 		{"blackhole", "dc1-pod2-rack1-tor", []string{"--fraction", "0.5"}, `{kind: blackhole, device: dc1-pod2-rack1-tor, fraction: 0.5}`, []string{"dc1-pod2-rack1-tor"},
-			[]localize.Symptom{localize.SymptomBlackhole, localize.SymptomLoss, localize.SymptomDown}},
+			[]localize.Symptom{localize.SymptomBlackhole, localize.SymptomLoss, localize.SymptomDown}, ""},
 		{"device_loss", "dc1-pod2-leaf2", []string{"--rate", "0.2"}, `{kind: device_loss, device: dc1-pod2-leaf2, rate: 0.2}`, []string{"dc1-pod2-leaf2"},
-			[]localize.Symptom{localize.SymptomLoss, localize.SymptomBlackhole}},
+			[]localize.Symptom{localize.SymptomLoss, localize.SymptomBlackhole}, ""},
 		{"host_nic", "dc1-pod2-rack1-h03", []string{"--rate", "0.2"}, `{kind: host_nic, host: dc1-pod2-rack1-h03, rate: 0.2}`, []string{"dc1-pod2-rack1-h03"},
-			[]localize.Symptom{localize.SymptomLoss}},
+			[]localize.Symptom{localize.SymptomLoss}, ""},
 		// A host's only link: routing cannot go around it.
 		{"link_down", "dc1-pod1-rack2-h02--dc1-pod1-rack2-tor", nil, `{kind: link_down, link: "dc1-pod1-rack2-h02--dc1-pod1-rack2-tor"}`, []string{"dc1-pod1-rack2-h02"},
-			[]localize.Symptom{localize.SymptomDown, localize.SymptomLoss, localize.SymptomBlackhole}},
+			[]localize.Symptom{localize.SymptomDown, localize.SymptomLoss, localize.SymptomBlackhole}, ""},
 		{"link_latency", torLeaf, []string{"--add", "5ms"}, `{kind: link_latency, link: "` + torLeaf + `", add: 5ms}`,
-			[]string{torLeaf, "dc1-pod2-rack2-tor->dc1-pod2-leaf2", "dc1-pod2-leaf2->dc1-pod2-rack2-tor"}, []localize.Symptom{localize.SymptomLatency}},
+			[]string{torLeaf, "dc1-pod2-rack2-tor->dc1-pod2-leaf2", "dc1-pod2-leaf2->dc1-pod2-rack2-tor"}, []localize.Symptom{localize.SymptomLatency}, ""},
+		// A powered-off server: its agent silent, nothing answers it.
+		{"host_down", "dc1-pod1-rack1-h02", nil, `{kind: host_down, host: dc1-pod1-rack1-h02}`, []string{"dc1-pod1-rack1-h02"},
+			[]localize.Symptom{localize.SymptomLoss, localize.SymptomDown, localize.SymptomBlackhole, localize.SymptomHostDown}, localize.SymptomHostDown},
 	}
 	for _, tc := range cases {
 		t.Run(tc.kind, func(t *testing.T) {
@@ -131,6 +140,10 @@ func TestDetect(t *testing.T) {
 			}
 			if !containsSymptom(tc.symptom, s.Symptom) {
 				t.Errorf("blamed for %s, want one of %v", s.Symptom, tc.symptom)
+			}
+			if tc.becomes != "" {
+				s := l.WaitBlamedAs(t, tc.blamed, tc.becomes, aggregate.AgentStaleAfter(detectWindow)+within())
+				t.Logf("%s %s: lab blamed %s as %s (estimate %.3g) %.1f s after the onset", tc.kind, tc.element, s.Element, s.Symptom, s.Estimate, time.Since(onset).Seconds())
 			}
 			// No SLO in the lab: the localizer opens the incident itself
 			// once the element is blamed two windows running.

@@ -5,6 +5,7 @@
 package lab
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -511,9 +512,14 @@ func (v verdict) String() string {
 }
 
 // WaitBlamed polls the server's verdicts until one blames any of elements
-// (a link may be blamed as a whole or in the direction that failed) and
-// returns that suspect.
+// and returns that suspect.
 func (l *Lab) WaitBlamed(t *testing.T, elements []string, within time.Duration) localize.Suspect {
+	t.Helper()
+	return l.WaitBlamedAs(t, elements, "", within)
+}
+
+// WaitBlamedAs is WaitBlamed for a blame with the given symptom ("": any).
+func (l *Lab) WaitBlamedAs(t *testing.T, elements []string, symptom localize.Symptom, within time.Duration) localize.Suspect {
 	t.Helper()
 	var got localize.Suspect
 	testkit.CheckFor(t, within, time.Second, func() error {
@@ -522,12 +528,12 @@ func (l *Lab) WaitBlamed(t *testing.T, elements []string, within time.Duration) 
 			return err
 		}
 		for _, s := range v.blamed() {
-			if slices.Contains(elements, s.Element) {
+			if slices.Contains(elements, s.Element) && (symptom == "" || s.Symptom == symptom) {
 				got = s
 				return nil
 			}
 		}
-		return fmt.Errorf("none of %v blamed yet; latest %v", elements, v)
+		return fmt.Errorf("none of %v blamed %s yet; latest %v", elements, cmp.Or(string(symptom), "at all"), v)
 	})
 	return got
 }

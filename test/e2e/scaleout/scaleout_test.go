@@ -26,6 +26,13 @@ import (
 
 const faultyLink = "dc1-pod1-leaf2--dc1-spine1"
 
+const slo = `name: pod1-availability
+target: 99.9%
+window: 1d
+sli:
+  probe_availability: {pod: dc1-pod1}
+`
+
 var scenario = `name: e2e-scaleout
 seed: 5
 topology: {generate: {dcs: 1, pods: 2, racks_per_pod: 2, hosts_per_rack: 4, leaves_per_pod: 2, spines: 2}}
@@ -63,6 +70,10 @@ func TestRolesMatchOneProcess(t *testing.T) {
 	if err := os.WriteFile(scFile, []byte(scenario), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	sloFile := filepath.Join(dir, "slo.yaml")
+	if err := os.WriteFile(sloFile, []byte(slo), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	topoFile := filepath.Join(dir, "topology.yaml")
 	e2eutil.Topology(t, topoFile, bin, "sim", "topology", scFile)
 
@@ -79,8 +90,9 @@ func TestRolesMatchOneProcess(t *testing.T) {
 	ref := start("ref")
 	roles := []string{"--query-url", vm, "--remote-write-url", vm + "/api/v1/write"}
 	aggs := []*server{start("agg-a", append([]string{"--role", "aggregator"}, roles...)...), start("agg-b", append([]string{"--role", "aggregator"}, roles...)...)}
-	analyzer := start("analyzer", append([]string{"--role", "analyzer"}, roles[:2]...)...)
-	apiSrv := start("api", append([]string{"--role", "api"}, roles[:2]...)...)
+	sloArgs := []string{"--slo", sloFile, "--slo-interval", "2s"}
+	analyzer := start("analyzer", append(append([]string{"--role", "analyzer"}, roles[:2]...), sloArgs...)...)
+	apiSrv := start("api", append(append([]string{"--role", "api"}, roles[:2]...), sloArgs...)...)
 	sim := e2eutil.Start(t, "sim live", nil, bin, "sim", "live", scFile, "--nats-url", natsURLs, "--partitions", "2")
 	simStarted := time.Now()
 
@@ -116,6 +128,24 @@ func TestRolesMatchOneProcess(t *testing.T) {
 		return nil
 	})
 	t.Logf("all sides blamed %s %v after the sim started", faultyLink, time.Since(simStarted).Round(time.Second))
+	// The SLO, evaluated over the shared TSDB, on the analyzer and the API
+	// alike; and the localizer's own incident.
+	testkit.CheckFor(t, time.Minute, time.Second, func() error {
+		for _, s := range []*server{analyzer, apiSrv} {
+			if err := sloCounted(s.url, "pod1-availability"); err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+		}
+		return nil
+	})
+	testkit.CheckFor(t, time.Minute, time.Second, func() error {
+		for _, s := range []*server{analyzer, apiSrv} {
+			if err := openIncident(s.url, faultyLink); err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+		}
+		return nil
+	})
 
 	// SIGKILL one aggregator: the other takes its partition over.
 	victim, survivor := aggs[0], aggs[1]
@@ -210,6 +240,47 @@ func suspects(t *testing.T, base string) []string {
 		out = append(out, s.Element)
 	}
 	return out
+}
+
+// sloCounted checks that the server evaluates the SLO and counted events.
+func sloCounted(base, name string) error {
+	var v struct {
+		Data []map[string]any `json:"data"`
+	}
+	if err := e2eutil.GetJSON(base+"/api/v1/slos", &v); err != nil {
+		return err
+	}
+	for _, st := range v.Data {
+		if st["name"] == name {
+			if events, _ := st["events"].(float64); events > 0 {
+				return nil
+			}
+			return fmt.Errorf("SLO %s counted nothing yet: %v", name, st)
+		}
+	}
+	return fmt.Errorf("no SLO %s in %v", name, v.Data)
+}
+
+// openIncident checks that the server has an open incident blaming element.
+func openIncident(base, element string) error {
+	var v struct {
+		Data []struct {
+			ID     string `json:"id"`
+			State  string `json:"state"`
+			Blamed *struct {
+				Element string `json:"element"`
+			} `json:"blamed"`
+		} `json:"data"`
+	}
+	if err := e2eutil.GetJSON(base+"/api/v1/incidents", &v); err != nil {
+		return err
+	}
+	for _, inc := range v.Data {
+		if inc.Blamed != nil && inc.Blamed.Element == element && inc.State == "open" {
+			return nil
+		}
+	}
+	return fmt.Errorf("no open incident blaming %s in %+v", element, v.Data)
 }
 
 // steady are the elements blamed in at least a quarter as many polls as
