@@ -450,5 +450,8 @@ func checkRole(cfg Config) error {
 	if cfg.Partitions != nil {
 		return errors.New("server: with --role the aggregators share the partitions through leases; no fixed partitions")
 	}
+	if len(cfg.RemoteWrite.ExternalLabels) > 0 {
+		return errors.New("server: --remote-write-external-label with --role: the aggregators write one set of series together, which a label per process would split")
+	}
 	return nil
 }
