@@ -36,7 +36,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -167,12 +166,7 @@ func run(ctx context.Context, hostsPerRack int, duration, recent, every time.Dur
 	}
 	// 5 pods × 10 racks × 20 hosts by default.
 	topoFile := filepath.Join(dir, "topo.yaml")
-	data, err := exec.CommandContext(ctx, bin, "topo", "gen", "--dcs", "1", "--pods", "5", "--racks-per-pod", "10",
-		"--hosts-per-rack", strconv.Itoa(hostsPerRack), "--leaves-per-pod", "2", "--spines", "4").Output()
-	if err != nil {
-		return nil, fmt.Errorf("topo gen: %w", err)
-	}
-	if err := os.WriteFile(topoFile, data, 0o644); err != nil {
+	if err := benchrun.GenTopology(ctx, bin, topoFile, benchrun.Fabric{Pods: 5, RacksPerPod: 10, HostsPerRack: hostsPerRack, LeavesPerPod: 2, Spines: 4}); err != nil {
 		return nil, err
 	}
 	topo, err := topology.Load(topoFile)
@@ -181,9 +175,7 @@ func run(ctx context.Context, hostsPerRack int, duration, recent, every time.Dur
 	}
 	faults := schedule(topo, duration)
 	scenario := filepath.Join(dir, "soak.yaml")
-	text := fmt.Sprintf("name: soak\nseed: 1\ntopology: {file: %q}\nprobing: {interval: 10s, protocols: [tcp, udp]}\nduration: %s\nfaults:\n%s\n",
-		topoFile, duration, strings.Join(faults, "\n"))
-	if err := os.WriteFile(scenario, []byte(text), 0o644); err != nil {
+	if err := benchrun.WriteScenario(scenario, "soak", topoFile, duration, faults); err != nil {
 		return nil, err
 	}
 
@@ -234,7 +226,7 @@ func run(ctx context.Context, hostsPerRack int, duration, recent, every time.Dur
 		if err != nil {
 			return err
 		}
-		if err := procRSS(srv.Pid(), v); err != nil {
+		if err := benchrun.ProcStatus(srv.Pid(), v, rssAnon, rssFile); err != nil {
 			return err
 		}
 		out.Samples = append(out.Samples, sample{At: time.Since(start).Seconds(), Values: v})
@@ -306,26 +298,6 @@ func run(ctx context.Context, hostsPerRack int, duration, recent, every time.Dur
 		out.HeapGrowth = string(top)
 	}
 	return out, nil
-}
-
-// procRSS adds the kernel's split of pid's resident memory to v.
-func procRSS(pid int, v map[string]float64) error {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		name, rest, ok := strings.Cut(line, ":")
-		if !ok || (name != rssAnon && name != rssFile) {
-			continue
-		}
-		kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-		if err != nil {
-			return fmt.Errorf("/proc/%d/status %s: %w", pid, name, err)
-		}
-		v[name] = kb * 1024
-	}
-	return nil
 }
 
 // saveHeap writes the server's heap profile, after a GC, to file.

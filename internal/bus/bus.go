@@ -157,18 +157,21 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings
 	if s.MaxBytes > 0 {
 		discard = jetstream.DiscardNew
 	}
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        ResultsStream,
-		Description: "meshlens agent probe result batches",
-		Subjects:    subjects,
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
-		MaxAge:      s.MaxAge,
-		MaxBytes:    s.MaxBytes,
-		MaxMsgSize:  s.MaxMsgSize,
-		Duplicates:  s.Duplicates,
-		Replicas:    s.Replicas,
-		Discard:     discard,
+	err := retryAPI(ctx, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        ResultsStream,
+			Description: "meshlens agent probe result batches",
+			Subjects:    subjects,
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			MaxAge:      s.MaxAge,
+			MaxBytes:    s.MaxBytes,
+			MaxMsgSize:  s.MaxMsgSize,
+			Duplicates:  s.Duplicates,
+			Replicas:    s.Replicas,
+			Discard:     discard,
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("bus: stream %s: %w", ResultsStream, err)
@@ -179,11 +182,30 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings
 		{Bucket: FleetBucket, Description: "fleet-wide agent settings", History: 1, Replicas: s.Replicas, Storage: jetstream.FileStorage},
 		{Bucket: StateBucket, Description: "server state: checkpoints, leases", History: 1, Replicas: s.Replicas, Storage: jetstream.FileStorage},
 	} {
-		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
+		if err := retryAPI(ctx, func(ctx context.Context) error { _, err := js.CreateOrUpdateKeyValue(ctx, kv); return err }); err != nil {
 			return fmt.Errorf("bus: kv bucket %s: %w", kv.Bucket, err)
 		}
 	}
 	return nil
+}
+
+// apiAttempt bounds one JetStream API call of the setup: on a cluster,
+// two processes creating the same stream at the same moment could each
+// wait for an answer that never came (measured: a minute, three times in
+// three; nats.go#949) while the stream had been created.
+const apiAttempt = 5 * time.Second
+
+// retryAPI calls fn with a context bounded by apiAttempt until it succeeds
+// or ctx ends; only a timeout of the attempt is retried.
+func retryAPI(ctx context.Context, fn func(ctx context.Context) error) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, apiAttempt)
+		err := fn(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+			return err
+		}
+	}
 }
 
 // ErrPartitionsDisagree: a process was configured with another partition
@@ -226,17 +248,20 @@ func EnsureRollupStream(ctx context.Context, js jetstream.JetStream, s RollupStr
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return fmt.Errorf("bus: stream %s: %w", RollupsStream, err)
 	}
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        RollupsStream,
-		Description: "meshlens sealed windows of partitioned aggregators",
-		Subjects:    subjects,
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
-		MaxAge:      s.MaxAge,
-		MaxMsgSize:  s.MaxMsgSize,
-		Duplicates:  10 * time.Minute,
-		Replicas:    s.Replicas,
-		Discard:     jetstream.DiscardOld,
+	err := retryAPI(ctx, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        RollupsStream,
+			Description: "meshlens sealed windows of partitioned aggregators",
+			Subjects:    subjects,
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			MaxAge:      s.MaxAge,
+			MaxMsgSize:  s.MaxMsgSize,
+			Duplicates:  10 * time.Minute,
+			Replicas:    s.Replicas,
+			Discard:     jetstream.DiscardOld,
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("bus: stream %s: %w", RollupsStream, err)

@@ -153,3 +153,13 @@ func Scrape(url string, names ...string) (map[string]float64, error) {
 	}
 	return out, nil
 }
+
+// DumpGoroutines asks a Go process for its goroutines' stacks (SIGQUIT,
+// which also ends it) and waits up to 5 s for it to write them to its log.
+func (p *Proc) DumpGoroutines() {
+	_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+	}
+}

@@ -121,6 +121,15 @@ var serverRunning = regexp.MustCompile(`msg="meshlens server running" http=(\S+)
 // Readiness (/readyz) is the caller's to wait for: it may need TLS.
 func StartServer(t testing.TB, env []string, bin string, args ...string) *Server {
 	t.Helper()
+	s := LaunchServer(t, env, bin, args...)
+	s.WaitRunning(t)
+	return s
+}
+
+// LaunchServer is StartServer without the wait: servers launched one after
+// the other start at the same moment; WaitRunning waits for each.
+func LaunchServer(t testing.TB, env []string, bin string, args ...string) *Server {
+	t.Helper()
 	args = append([]string{"server"}, args...)
 	if !slices.Contains(args, "--http-addr") {
 		args = append(args, "--http-addr", "127.0.0.1:0")
@@ -128,7 +137,12 @@ func StartServer(t testing.TB, env []string, bin string, args ...string) *Server
 	if !slices.Contains(args, "--nats-addr") && !slices.Contains(args, "--nats-url") {
 		args = append(args, "--nats-addr", "127.0.0.1:-1")
 	}
-	s := &Server{Process: Start(t, "server", env, bin, args...)}
+	return &Server{Process: Start(t, "server", env, bin, args...)}
+}
+
+// WaitRunning waits for the server's announcement and reads its addresses.
+func (s *Server) WaitRunning(t testing.TB) {
+	t.Helper()
 	testkit.CheckFor(t, 2*time.Minute, 50*time.Millisecond, func() error {
 		if m := serverRunning.FindStringSubmatch(s.Output()); m != nil {
 			s.HTTPAddr, s.NATSURL = m[1], m[2]
@@ -143,7 +157,6 @@ func StartServer(t testing.TB, env []string, bin string, args ...string) *Server
 	if u, err := url.Parse(s.NATSURL); err == nil {
 		s.NATSAddr = u.Host
 	}
-	return s
 }
 
 // Process is a child process whose output is kept for failure reports.

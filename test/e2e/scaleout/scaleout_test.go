@@ -79,17 +79,24 @@ func TestRolesMatchOneProcess(t *testing.T) {
 
 	common := []string{"--topology", topoFile, "--nats-url", natsURLs, "--stream-replicas", "3", "--partitions", "2",
 		"--window", "2s", "--lateness", "15s", "--evidence=false", "--log-level", "debug"}
-	start := func(name string, args ...string) *server {
+	launch := func(name string, args ...string) *e2eutil.Server {
 		a := append(slices.Clone(common), "--server-id", name, "--data-dir", filepath.Join(dir, "data-"+name))
-		srv := e2eutil.StartServer(t, nil, bin, append(a, args...)...)
+		return e2eutil.LaunchServer(t, nil, bin, append(a, args...)...)
+	}
+	ready := func(name string, srv *e2eutil.Server) *server {
+		srv.WaitRunning(t)
 		s := &server{name: name, url: srv.HTTPURL, p: srv.Process}
 		e2eutil.WaitHTTP(t, s.url+"/readyz", time.Minute)
 		return s
 	}
+	start := func(name string, args ...string) *server { return ready(name, launch(name, args...)) }
 	// The reference: everything in one process, its own TSDB.
 	ref := start("ref")
+	// The aggregators start at the same moment, as a deployment's do:
+	// both create the rollups stream and share the partitions from zero.
 	roles := []string{"--query-url", vm, "--remote-write-url", vm + "/api/v1/write"}
-	aggs := []*server{start("agg-a", append([]string{"--role", "aggregator"}, roles...)...), start("agg-b", append([]string{"--role", "aggregator"}, roles...)...)}
+	aggA, aggB := launch("agg-a", append([]string{"--role", "aggregator"}, roles...)...), launch("agg-b", append([]string{"--role", "aggregator"}, roles...)...)
+	aggs := []*server{ready("agg-a", aggA), ready("agg-b", aggB)}
 	sloArgs := []string{"--slo", sloFile, "--slo-interval", "2s"}
 	analyzer := start("analyzer", append(append([]string{"--role", "analyzer"}, roles[:2]...), sloArgs...)...)
 	apiSrv := start("api", append(append([]string{"--role", "api"}, roles[:2]...), sloArgs...)...)
