@@ -14,20 +14,7 @@ import (
 // partitions only, refuses batches over its message size, and when full
 // refuses new batches rather than discard unread ones.
 func TestResultsStreamBounds(t *testing.T) {
-	emb, err := StartEmbedded(EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := Connect(emb.ClientURL(), "stream-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testJetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const maxBytes = 64 << 10
@@ -84,20 +71,7 @@ func TestResultsStreamBounds(t *testing.T) {
 // count than the streams were made with is refused at start, for the
 // rollups stream and the results stream alike; the same count is fine.
 func TestPartitionsMustAgree(t *testing.T) {
-	emb, err := StartEmbedded(EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := Connect(emb.ClientURL(), "stream-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testJetStream(t)
 	ctx := t.Context()
 	if err := EnsureRollupStream(ctx, js, RollupStreamSettings{Partitions: 2}); err != nil {
 		t.Fatal(err)
@@ -124,4 +98,25 @@ func TestPartitionsMustAgree(t *testing.T) {
 	if n := len(st.CachedInfo().Config.Subjects); n != 2 {
 		t.Errorf("the refused process changed the stream: %d subjects", n)
 	}
+}
+
+// testJetStream is a JetStream client of a fresh embedded server (bus's
+// own tests cannot import bustest, which imports bus).
+func testJetStream(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	emb, err := StartEmbedded(EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Shutdown)
+	nc, err := Connect(emb.ClientURL(), "stream-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }

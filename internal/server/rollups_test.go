@@ -22,15 +22,7 @@ import (
 // partitions and the state bucket.
 func rollupBus(t *testing.T, n int) (jetstream.JetStream, jetstream.KeyValue) {
 	t.Helper()
-	nc, err := bus.Connect(bustest.StartNATS(t, bus.EmbeddedConfig{}).ClientURL(), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := bustest.JetStream(t)
 	ctx := t.Context()
 	if err := bus.EnsureRollupStream(ctx, js, bus.RollupStreamSettings{Partitions: n}); err != nil {
 		t.Fatal(err)

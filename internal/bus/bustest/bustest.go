@@ -6,6 +6,8 @@ package bustest
 import (
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/meshlens/meshlens/internal/bus"
 )
 
@@ -31,4 +33,20 @@ func StartNATS(t testing.TB, cfg bus.EmbeddedConfig) *bus.Embedded {
 	}
 	t.Cleanup(e.Shutdown)
 	return e
+}
+
+// JetStream is a JetStream client of a fresh embedded server (StartNATS),
+// closed when the test ends.
+func JetStream(t testing.TB) jetstream.JetStream {
+	t.Helper()
+	nc, err := bus.Connect(StartNATS(t, bus.EmbeddedConfig{}).ClientURL(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
