@@ -157,22 +157,20 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings
 	if s.MaxBytes > 0 {
 		discard = jetstream.DiscardNew
 	}
-	err := retryAPI(ctx, func(ctx context.Context) error {
-		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:        ResultsStream,
-			Description: "meshlens agent probe result batches",
-			Subjects:    subjects,
-			Retention:   jetstream.LimitsPolicy,
-			Storage:     jetstream.FileStorage,
-			MaxAge:      s.MaxAge,
-			MaxBytes:    s.MaxBytes,
-			MaxMsgSize:  s.MaxMsgSize,
-			Duplicates:  s.Duplicates,
-			Replicas:    s.Replicas,
-			Discard:     discard,
-		})
-		return err
-	})
+	cfg := jetstream.StreamConfig{
+		Name:        ResultsStream,
+		Description: "meshlens agent probe result batches",
+		Subjects:    subjects,
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      s.MaxAge,
+		MaxBytes:    s.MaxBytes,
+		MaxMsgSize:  s.MaxMsgSize,
+		Duplicates:  s.Duplicates,
+		Replicas:    s.Replicas,
+		Discard:     discard,
+	}
+	err := ensureStream(ctx, js, cfg, func(have jetstream.StreamConfig) (bool, error) { return sameStream(have, cfg), nil })
 	if err != nil {
 		return fmt.Errorf("bus: stream %s: %w", ResultsStream, err)
 	}
@@ -182,6 +180,12 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings
 		{Bucket: FleetBucket, Description: "fleet-wide agent settings", History: 1, Replicas: s.Replicas, Storage: jetstream.FileStorage},
 		{Bucket: StateBucket, Description: "server state: checkpoints, leases", History: 1, Replicas: s.Replicas, Storage: jetstream.FileStorage},
 	} {
+		actx, cancel := context.WithTimeout(ctx, apiAttempt)
+		_, err := js.KeyValue(actx, kv.Bucket)
+		cancel()
+		if err == nil {
+			continue // an existing bucket is used as it is
+		}
 		if err := retryAPI(ctx, func(ctx context.Context) error { _, err := js.CreateOrUpdateKeyValue(ctx, kv); return err }); err != nil {
 			return fmt.Errorf("bus: kv bucket %s: %w", kv.Bucket, err)
 		}
@@ -202,10 +206,23 @@ func retryAPI(ctx context.Context, fn func(ctx context.Context) error) error {
 		actx, cancel := context.WithTimeout(ctx, apiAttempt)
 		err := fn(actx)
 		cancel()
-		if err == nil || ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+		if err == nil || ctx.Err() != nil || !timedOut(err) {
 			return err
 		}
 	}
+}
+
+// sameStream reports whether have already is what EnsureStreams would
+// set.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	// The server reports "no limit" as -1 where it was asked for 0.
+	return slices.Equal(have.Subjects, want.Subjects) && have.MaxAge == want.MaxAge && max(have.MaxBytes, 0) == max(want.MaxBytes, 0) &&
+		max(have.MaxMsgSize, 0) == max(want.MaxMsgSize, 0) && have.Duplicates == want.Duplicates && have.Replicas == want.Replicas &&
+		have.Discard == want.Discard && have.Retention == want.Retention && have.Storage == want.Storage
+}
+
+func timedOut(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
 }
 
 // ErrPartitionsDisagree: a process was configured with another partition
@@ -240,33 +257,71 @@ func EnsureRollupStream(ctx context.Context, js jetstream.JetStream, s RollupStr
 	for p := range subjects {
 		subjects[p] = RollupSubject(p)
 	}
-	if st, err := js.Stream(ctx, RollupsStream); err == nil {
-		have := st.CachedInfo().Config.Subjects
-		if !slices.Equal(have, subjects) {
-			return fmt.Errorf("bus: stream %s has %d partition subjects, this process is configured with %d partitions: %w", RollupsStream, len(have), s.Partitions, ErrPartitionsDisagree)
-		}
-	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("bus: stream %s: %w", RollupsStream, err)
+	cfg := jetstream.StreamConfig{
+		Name:        RollupsStream,
+		Description: "meshlens sealed windows of partitioned aggregators",
+		Subjects:    subjects,
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      s.MaxAge,
+		MaxMsgSize:  s.MaxMsgSize,
+		Duplicates:  10 * time.Minute,
+		Replicas:    s.Replicas,
+		Discard:     jetstream.DiscardOld,
 	}
-	err := retryAPI(ctx, func(ctx context.Context) error {
-		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:        RollupsStream,
-			Description: "meshlens sealed windows of partitioned aggregators",
-			Subjects:    subjects,
-			Retention:   jetstream.LimitsPolicy,
-			Storage:     jetstream.FileStorage,
-			MaxAge:      s.MaxAge,
-			MaxMsgSize:  s.MaxMsgSize,
-			Duplicates:  10 * time.Minute,
-			Replicas:    s.Replicas,
-			Discard:     jetstream.DiscardOld,
-		})
-		return err
+	err := ensureStream(ctx, js, cfg, func(have jetstream.StreamConfig) (bool, error) {
+		if !slices.Equal(have.Subjects, subjects) {
+			return false, fmt.Errorf("stream has %d partition subjects, this process is configured with %d partitions: %w", len(have.Subjects), s.Partitions, ErrPartitionsDisagree)
+		}
+		return true, nil // used as it is
 	})
 	if err != nil {
 		return fmt.Errorf("bus: stream %s: %w", RollupsStream, err)
 	}
 	return nil
+}
+
+// ensureStream creates cfg's stream, or takes the existing one when
+// current says it is as wanted, else updates it. Processes sharing a bus
+// start together: whoever comes first creates the stream and the others
+// find it. A create or update that races another one's may go
+// unanswered on a cluster, and so may every later one from the same
+// process (seen: a minute, until the setup gave up) while a request for
+// the stream's info is answered: so the stream is looked up before each
+// attempt, each attempt is bounded by apiAttempt, and a stream already
+// as wanted is not updated.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, current func(have jetstream.StreamConfig) (bool, error)) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, apiAttempt)
+		st, err := js.Stream(actx, cfg.Name)
+		cancel()
+		switch {
+		case err == nil:
+			ok, err := current(st.CachedInfo().Config)
+			if err != nil || ok {
+				return err
+			}
+			return retryAPI(ctx, func(ctx context.Context) error {
+				_, err := js.UpdateStream(ctx, cfg)
+				return err
+			})
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case !errors.Is(err, jetstream.ErrStreamNotFound) && !timedOut(err):
+			return err
+		}
+		actx, cancel = context.WithTimeout(ctx, apiAttempt)
+		_, err = js.CreateStream(actx, cfg)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) && !timedOut(err):
+			return err
+		}
+	}
 }
 
 // CheckResultPartitions refuses a partition count other than the results
