@@ -103,7 +103,7 @@ func newTopoPinglistCmd() *cobra.Command {
 			if topo.Host(args[1]) == nil {
 				return fmt.Errorf("host %q is not in %s", args[1], args[0])
 			}
-			lists, err := pinglist.Generate(topo, settings, 1, time.Now(), bus.Partition)
+			lists, err := pinglist.Generate(topo, settings, 1, time.Now(), bus.AgentPartition)
 			if err != nil {
 				return err
 			}

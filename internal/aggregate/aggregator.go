@@ -86,6 +86,12 @@ type Config struct {
 	// more series per host, direction and protocol, written at every seal,
 	// so off by default.
 	HostRTTBuckets bool
+	// RackPairRTTBuckets adds RTT histograms to the rack-pair counters
+	// (meshlens_rack_pair_rtt_seconds_bucket, _sum and _count): 16 more
+	// series per rack pair and protocol at every seal, which meshlens
+	// itself does not read (rack-scope SLIs read the racks' histograms,
+	// the heatmaps the rack pairs' quantiles), so off by default.
+	RackPairRTTBuckets bool
 	// RollupsOnly keeps no per-pair state: results go straight into their
 	// windows' host, rack, pod and DC rollups and the cumulative counters,
 	// which come out the same; SealedWindow.Pairs is empty and PairWindows
@@ -199,8 +205,6 @@ type pair struct {
 	counts [numLevels + 2]*counter
 	// target: an HTTP pair, whose destination is a service (see newPairLocked).
 	target bool
-	// bucketed: counts[:bucketed] keep RTT histograms.
-	bucketed int8
 	// rollups this pair feeds, as indexes into Aggregator.rollKeys (-1:
 	// none): resolved once so that sealing indexes slices instead of
 	// hashing strings for every pair of every window.
@@ -471,12 +475,9 @@ func (a *Aggregator) ingest(b *wire.Batch, arrival time.Time, streamSeq uint64, 
 			// A service that answers wrongly failed its check: for a
 			// target that is a lost probe, though the network delivered.
 			lost = lost || (p.target && r.Outcome == wire.Outcome_OUTCOME_BAD_RESPONSE)
-			for i, c := range p.counts {
+			for _, c := range p.counts {
 				if c == nil {
 					break
-				}
-				if i == int(p.bucketed) {
-					bucket = -1
 				}
 				c.add(lost, bucket, r.RttNs)
 			}
@@ -596,7 +597,7 @@ func (a *Aggregator) newPairLocked(k PairKey, src location) (p *pair, full bool)
 	a.byID = append(a.byID, p)
 	p.rollups = [numRollups]int32{-1, -1, -1, -1, -1}
 	if target {
-		p.target, p.bucketed = true, 1
+		p.target = true
 		p.counts[0] = targetCount
 		a.pairs[k.Src][dstProto{k.Dst, k.Proto}] = p
 		return p, false
@@ -611,10 +612,6 @@ func (a *Aggregator) newPairLocked(k PairKey, src location) (p *pair, full bool)
 			p.counts[n] = a.counterForLocked(counterKey{counterKind(lv), loc})
 			n++
 		}
-	}
-	p.bucketed = int8(n)
-	if a.cfg.HostRTTBuckets {
-		p.bucketed += 2
 	}
 	p.counts[n] = a.counterForLocked(counterKey{hostOutCounter, LocationPair{Src: k.Src, Proto: k.Proto}})
 	p.counts[n+1] = a.counterForLocked(counterKey{hostInCounter, LocationPair{Src: k.Dst, Proto: k.Proto}})

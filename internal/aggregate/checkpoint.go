@@ -33,9 +33,14 @@ type Checkpoint struct {
 	Counters []CheckpointCounter `json:"counters"`
 	// CountersAt (unix ms), when not 0: the counters' values are the TSDB
 	// samples at exactly this time (the last seal's commit, at or before
-	// SealedUntil), CounterSeries of them (counter keys with probes).
+	// SealedUntil), CounterSeries of them (counter keys with probes),
+	// and ElementSeries more for the per-element counters. Checkpoints
+	// from before the element counters have none, and their element
+	// series are not counted (a version that predates them reads only
+	// CounterSeries, so a rollback still restores).
 	CountersAt    int64 `json:"counters_at_unix_milli,omitempty"`
 	CounterSeries int   `json:"counter_series,omitempty"`
+	ElementSeries int   `json:"element_series,omitempty"`
 	// Dedup is the seen batches as of just before ReplayFromSeq, by agent
 	// and epoch (decimal string: JSON keys are strings).
 	Dedup map[string]map[string]*seqSet `json:"dedup"`
@@ -109,7 +114,7 @@ func DecodeCheckpoint(data []byte) (*Checkpoint, error) {
 	if c.Version != checkpointVersion {
 		return nil, fmt.Errorf("aggregate: checkpoint version %d, want %d: %w", c.Version, checkpointVersion, ErrBadCheckpoint)
 	}
-	if c.CountersAt < 0 || c.CounterSeries < 0 || (c.CountersAt != 0 && len(c.Counters) > 0) {
+	if c.CountersAt < 0 || c.CounterSeries < 0 || c.ElementSeries < 0 || (c.CountersAt != 0 && len(c.Counters) > 0) {
 		return nil, fmt.Errorf("aggregate: checkpoint counters at %d (%d series) and %d in the checkpoint: %w", c.CountersAt, c.CounterSeries, len(c.Counters), ErrBadCheckpoint)
 	}
 	for i := range c.Counters {
@@ -173,9 +178,13 @@ func (a *Aggregator) checkpoint(c *Checkpoint) error {
 			return fmt.Errorf("aggregate: checkpoint at sealed_until %d: %w", a.sealedUntil, errCountersNotInTSDB)
 		}
 		c.CountersAt = a.snapAt
-		c.CounterSeries = 0
-		for _, cn := range a.counters {
-			if cn.Probes > 0 {
+		c.CounterSeries, c.ElementSeries = 0, 0
+		for k, cn := range a.counters {
+			switch {
+			case cn.Probes == 0:
+			case k.kind.isElement():
+				c.ElementSeries++
+			default:
 				c.CounterSeries++
 			}
 		}
@@ -204,14 +213,38 @@ func (a *Aggregator) restore(c *Checkpoint) error {
 		}
 		a.setCounterLocked(k, cn)
 	}
+	a.deriveElementsLocked()
 	return nil
 }
 
-// setCounterLocked installs a restored counter.
+// setCounterLocked installs a restored counter's value.
 func (a *Aggregator) setCounterLocked(k counterKey, c *counter) {
 	a.restored[k] = struct{}{}
 	if k.kind == targetCounter && a.counters[k] == nil {
 		a.targetNames[k.Src]++
 	}
-	a.counters[k] = c
+	a.counterForLocked(k).setValue(c)
+}
+
+// deriveElementsLocked, after a restore that found no element counters,
+// sets them to the sums of the restored location pairs: what the
+// aggregator wrote as the elements' series before it kept element
+// counters. Only a checkpoint of that time holding its counters inline
+// lacks them; one pointing into the TSDB finds the series it wrote.
+func (a *Aggregator) deriveElementsLocked() {
+	var pairs []counterSample
+	for k, c := range a.counters {
+		if _, ok := a.restored[k]; !ok {
+			continue
+		}
+		if k.kind.isElement() {
+			return
+		}
+		if k.kind < counterKind(numLevels) {
+			pairs = append(pairs, counterSample{key: k, counter: *c})
+		}
+	}
+	for ek, sum := range elementCounters(pairs) {
+		a.setCounterLocked(counterKey{elementKind(ek.lv), LocationPair{Src: ek.name, Proto: ek.proto}}, &sum.counter)
+	}
 }

@@ -69,10 +69,23 @@ const (
 	hostOutCounter // Src is the host, which sent the probes
 	hostInCounter  // Src is the host, which was probed
 	targetCounter  // Src is the HTTP target's name
+	// Per-element counters: every probe with either end in the rack,
+	// pod or DC (Src), once; Dst is empty. Fed through the location
+	// pairs' counters (counter.elems), so that they keep an RTT
+	// histogram whether or not the pairs do.
+	rackElementCounter
+	podElementCounter
+	dcElementCounter
 	numCounterKinds
 )
 
-var counterKindNames = [numCounterKinds]string{"rack", "pod", "dc", "host_out", "host_in", "target"}
+var counterKindNames = [numCounterKinds]string{"rack", "pod", "dc", "host_out", "host_in", "target", "rack_element", "pod_element", "dc_element"}
+
+// elementKind is the counter kind of level lv's elements.
+func elementKind(lv level) counterKind { return rackElementCounter + counterKind(lv) }
+
+// isElement reports whether k is a per-element kind.
+func (k counterKind) isElement() bool { return k >= rackElementCounter && k <= dcElementCounter }
 
 func parseCounterKind(s string) (counterKind, bool) {
 	for k, n := range counterKindNames {
@@ -100,20 +113,41 @@ type counter struct {
 	ok [numRTTBuckets + 1]uint64
 	// rttSumNs is the sum of those probes' RTTs: the histogram's _sum.
 	rttSumNs uint64
+	// hist: this counter keeps the RTT histogram (ok, rttSumNs); set
+	// when it is created, from its kind (Aggregator.keepsHistogram).
+	hist bool
+	// elems are the element counters a location pair's counts also go
+	// into: its source's and, when another element, its destination's.
+	elems [2]*counter
 }
 
-// add counts one result that wire.Counts; bucket is rttBucket of an
-// answered probe, -1 for a lost one or one without an RTT (or for a
-// counter without a histogram); rttNs is its RTT.
+// add counts one result that wire.Counts, here and in c's elements;
+// bucket is rttBucket of an answered probe, -1 for a lost one or one
+// without an RTT; rttNs is its RTT.
 func (c *counter) add(lost bool, bucket int, rttNs int64) {
+	c.count(lost, bucket, rttNs)
+	for _, e := range c.elems {
+		if e == nil {
+			break
+		}
+		e.count(lost, bucket, rttNs)
+	}
+}
+
+func (c *counter) count(lost bool, bucket int, rttNs int64) {
 	c.Probes++
 	if lost {
 		c.Lost++
 	}
-	if bucket >= 0 {
+	if bucket >= 0 && c.hist {
 		c.ok[bucket]++
 		c.rttSumNs += uint64(max(rttNs, 0))
 	}
+}
+
+// setValue sets c's counts to v's, keeping what c is (hist, elems).
+func (c *counter) setValue(v *counter) {
+	c.Count, c.ok, c.rttSumNs = v.Count, v.ok, v.rttSumNs
 }
 
 // answered is the number of probes in the histogram.
@@ -125,14 +159,39 @@ func (c *counter) answered() uint64 {
 	return n
 }
 
-// counterFor returns key's counter, creating it.
+// counterForLocked returns key's counter, creating it: a location pair's
+// linked to its elements' counters.
 func (a *Aggregator) counterForLocked(k counterKey) *counter {
 	c := a.counters[k]
-	if c == nil {
-		c = &counter{}
-		a.counters[k] = c
+	if c != nil {
+		return c
+	}
+	c = &counter{hist: a.keepsHistogram(k.kind)}
+	a.counters[k] = c
+	if k.kind < counterKind(numLevels) {
+		ek := elementKind(level(k.kind))
+		c.elems[0] = a.counterForLocked(counterKey{ek, LocationPair{Src: k.Src, Proto: k.Proto}})
+		if k.Dst != k.Src {
+			c.elems[1] = a.counterForLocked(counterKey{ek, LocationPair{Src: k.Dst, Proto: k.Proto}})
+		}
 	}
 	return c
+}
+
+// keepsHistogram says whether counters of kind k keep an RTT histogram.
+// Rack pairs do only with Config.RackPairRTTBuckets: their 16 histogram
+// series per rack pair and protocol were most of what a window writes
+// (docs/operations.md), and what reads latency reads the racks' own
+// histograms (rack elements) or the rack pairs' quantiles. Host counters
+// only with Config.HostRTTBuckets.
+func (a *Aggregator) keepsHistogram(k counterKind) bool {
+	switch k {
+	case rackCounter:
+		return a.cfg.RackPairRTTBuckets
+	case hostOutCounter, hostInCounter:
+		return a.cfg.HostRTTBuckets
+	}
+	return true
 }
 
 // series names of a counter kind: probes, lost, the rtt histogram's
@@ -164,6 +223,9 @@ var seriesOf = func() [numCounterKinds]counterSeries {
 	host := counterSeries{probes: metricHostProbes, lost: metricHostLost, bucket: metricHostRTTBucket, srcLabel: "host", proto: true}.withHistogram()
 	out[hostOutCounter], out[hostInCounter] = host, host
 	out[targetCounter] = counterSeries{probes: metricTargetProbes, lost: metricTargetLost, bucket: metricTargetRTTBucket, srcLabel: "target", dstLabel: "host"}.withHistogram()
+	for lv := level(0); lv < numLevels; lv++ {
+		out[elementKind(lv)] = elementSeriesOf[lv]
+	}
 	return out
 }()
 

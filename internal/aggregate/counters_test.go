@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -187,7 +188,49 @@ func TestCheckpointCounterRoundTrip(t *testing.T) {
 	if err := agg2.restore(c2); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := allCounters(agg2), allCounters(agg); !maps.Equal(got, want) || len(want) != 11 {
+	if got, want := allCounters(agg2), allCounters(agg); !maps.Equal(got, want) || len(want) != 20 {
+		t.Errorf("restored %d counters %v\nwant %d: %v", len(got), got, len(want), want)
+	}
+}
+
+// TestCheckpointBeforeElementCounters: a checkpoint holding its counters
+// inline, from before the element counters (none among them, rack pairs
+// with histograms), restores the elements as the sums of their pairs.
+func TestCheckpointBeforeElementCounters(t *testing.T) {
+	w := 10 * time.Second
+	t0 := aligned(w, time.Minute)
+	agg, _ := newTestAggregator(t, Config{Window: w, RackPairRTTBuckets: true})
+	var rs []*wire.ProbeResult
+	for i, dst := range []string{"dc1-pod2-rack2-h01", "dc1-pod1-rack2-h02", "dc1-pod1-rack1-h02"} {
+		for j := 0; j < 12; j++ {
+			outcome := ok
+			if j%5 == 0 {
+				outcome = lost
+			}
+			rs = append(rs, res(dst, []wire.Protocol{tcp, udp}[(i+j)%2], outcome, t0, time.Duration(j*j)*70*time.Microsecond))
+		}
+	}
+	if err := agg.Ingest(batch("dc1-pod1-rack1-h01", 1, 1, rs...), t0); err != nil {
+		t.Fatal(err)
+	}
+	var c Checkpoint
+	if err := agg.checkpoint(&c); err != nil {
+		t.Fatal(err)
+	}
+	old := c.Counters[:0]
+	for _, cc := range c.Counters {
+		if !strings.HasSuffix(cc.Level, "_element") {
+			old = append(old, cc)
+		}
+	}
+	c.Counters = old
+	agg2, _ := newTestAggregator(t, Config{Window: w})
+	if err := agg2.restore(&c); err != nil {
+		t.Fatal(err)
+	}
+	// The rack pairs' histograms are restored too, then no longer grow
+	// (this aggregator keeps none): only the elements' sums need them.
+	if got, want := allCounters(agg2), allCounters(agg); !maps.Equal(got, want) || len(want) != 32 {
 		t.Errorf("restored %d counters %v\nwant %d: %v", len(got), got, len(want), want)
 	}
 }

@@ -33,11 +33,23 @@
 //
 //   - meshlens_{rack,pod,dc}_pair_probes_total / _probes_lost_total
 //     {src_<level>, dst_<level>, proto}: probes sent and lost;
-//   - meshlens_{rack,pod,dc}_pair_rtt_seconds_bucket{..., le}: answered
+//   - meshlens_{pod,dc}_pair_rtt_seconds_bucket{..., le}: answered
 //     (OK) probes with RTT ≤ le, le from LatencyBuckets (slo's list) and
 //     +Inf, a classic Prometheus histogram: _rtt_seconds_sum (the RTTs'
 //     sum, restored from the TSDB on restart like the buckets) and
-//     _rtt_seconds_count (the +Inf bucket) beside it;
+//     _rtt_seconds_count (the +Inf bucket) beside it; the rack pairs'
+//     only with Config.RackPairRTTBuckets (16 series per rack pair and
+//     protocol, most of what a window would write, read by nothing here);
+//   - per-element counters, meshlens_{rack,pod,dc}_probes_total /
+//     _probes_lost_total / _rtt_seconds_{bucket,sum,count} {<level>, proto
+//     [, le]}: every probe with either end in the element, counted once
+//     (a pair inside it once). Each location pair's counter feeds its
+//     two elements' as results come in (counter.elems), so the racks
+//     keep their histograms while the rack pairs keep none. An SLO of a
+//     rack reads one series per protocol instead of every rack pair with
+//     the rack at either end (1,249 per protocol in a 625-rack mesh).
+//     Checkpoints written before these counters restore them as the sums
+//     of their pairs;
 //   - meshlens_host_probes_total / _probes_lost_total {host, direction,
 //     proto}: direction "out" when the host sent the probe, "in" when it
 //     was probed; the _rtt_seconds histogram too with Config.HostRTTBuckets;
@@ -45,18 +57,10 @@
 //     _rtt_seconds histogram {target, host}: HTTP probes of a service
 //     target, by probing host.
 //
-// Two kinds of series are derived from those at write time, in the same
-// commit, for the SLO engine; a restart does not read them back (they
-// follow from the counters it restores):
+// One kind of series is derived from those at write time, in the same
+// commit, for the SLO engine; a restart does not read it back (it follows
+// from the counters it restores):
 //
-//   - per-element counters, meshlens_{rack,pod,dc}_probes_total /
-//     _probes_lost_total / _rtt_seconds_{bucket,sum,count} {<level>, proto
-//     [, le]}: every probe with either end in the element, counted once —
-//     the sum of the pair counters whose source or destination is the
-//     element, a pair inside it once. An SLO of a rack then reads one
-//     series per protocol instead of every rack pair with the rack at
-//     either end (1,249 per protocol in a 625-rack mesh), and cannot
-//     count the pair inside the rack twice.
 //   - hourly copies, HourlyPrefix + the name without "meshlens_" (e.g.
 //     meshlens_hourly_dc_pair_probes_total), same labels and values, of
 //     the element, host, target and DC-pair counters' probes, lost and
@@ -153,9 +157,10 @@
 //
 // Known limits: the recent pair detail is in memory; a restarted ingester
 // holds detail only for windows it seals itself. Every counter series is
-// written at every seal: a full rack mesh of 625 racks over two protocols
-// is ~12.5M series per window, which is a TSDB cardinality problem before
-// it is a checkpoint one. Several partitions sharing one TSDB need
+// written at every seal: 14 series per rack pair a window with tcp and
+// udp (probes, lost, loss ratio and 4 quantiles each), which at 250 racks
+// (10,000 hosts) is about 875k, the bulk of what a window writes
+// (bench/series, docs/operations.md). Several partitions sharing one TSDB need
 // Config.SeriesLabels (see there); the fleet-wide rollups of a window are
 // MergeWindows of the partitions' parts.
 //

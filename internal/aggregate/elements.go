@@ -7,10 +7,10 @@ import (
 	"github.com/meshlens/meshlens/internal/wire"
 )
 
-// Series derived at write time from the exact counters, for the SLO engine
-// (see "Cumulative counters" in the package doc): per-element counters, and
-// hourly copies that let a long SLO window read one sample an hour. Neither
-// is read back on restart: both follow from the counters restored.
+// What the SLO engine reads (see "Cumulative counters" in the package
+// doc): per-element counters (counter kinds of their own, fed through the
+// location pairs' counters), and hourly copies that let a long SLO window
+// read one sample an hour, derived at write time and never read back.
 
 // HourlyStep is how far apart the hourly copies are: they are written at
 // the first window whose end lies in a later clock hour than the last
@@ -53,31 +53,23 @@ func hourlyCopy(cs counterSeries) counterSeries {
 // which the element counters give.
 var hourlyOf = func() [numCounterKinds]counterSeries {
 	var out [numCounterKinds]counterSeries
-	for _, k := range []counterKind{dcCounter, hostOutCounter, hostInCounter, targetCounter} {
+	for _, k := range []counterKind{dcCounter, hostOutCounter, hostInCounter, targetCounter, rackElementCounter, podElementCounter, dcElementCounter} {
 		out[k] = hourlyCopy(seriesOf[k])
 	}
 	return out
 }()
 
-var hourlyElementOf = func() [numLevels]counterSeries {
-	var out [numLevels]counterSeries
-	for lv := level(0); lv < numLevels; lv++ {
-		out[lv] = hourlyCopy(elementSeriesOf[lv])
-	}
-	return out
-}()
-
-// elementKey names one element's counters: a rack, pod or DC and a
-// protocol.
+// elementKey names one element: a rack, pod or DC and a protocol.
 type elementKey struct {
 	lv    level
 	name  string
 	proto wire.Protocol
 }
 
-// elementCounters sums the location-pair counters of a snapshot by element:
-// every probe with either end in the element, counted once. A pair counts
-// for its source and, when it is another element, its destination.
+// elementCounters sums location-pair counters by element: every probe
+// with either end in the element, counted once. A pair counts for its
+// source and, when it is another element, its destination. What the
+// element counters hold; restores of checkpoints from before them use it.
 func elementCounters(counters []counterSample) map[elementKey]*counterSample {
 	out := make(map[elementKey]*counterSample)
 	add := func(k elementKey, c *counterSample) {
@@ -124,7 +116,6 @@ type hourlyState struct {
 	written  bool  // by this Aggregator value: a restart writes them at once
 	hour     int64 // the clock hour of its window's end (hourOf)
 	counters map[counterKey]struct{}
-	elements map[elementKey]struct{}
 }
 
 // hourOf is the clock hour of t (unix ms), floored, also before the epoch.
@@ -152,29 +143,17 @@ func (a *Aggregator) hourlyNew(k counterKey) bool {
 	return !ok
 }
 
-// hourlyNewElement reports whether element k has no hourly copy yet.
-func (a *Aggregator) hourlyNewElement(k elementKey) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	_, ok := a.hourly.elements[k]
-	return !ok
-}
-
 // hourlyWritten records the commit at endMs: all copies when all is set,
-// and those of the counters and elements given. Only after the commit: a
-// failed write leaves the next window to retry.
-func (a *Aggregator) hourlyWritten(endMs int64, all bool, counters []counterKey, elements []elementKey) {
+// and those of the counters given. Only after the commit: a failed write
+// leaves the next window to retry.
+func (a *Aggregator) hourlyWritten(endMs int64, all bool, counters []counterKey) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.hourly.counters == nil {
 		a.hourly.counters = make(map[counterKey]struct{})
-		a.hourly.elements = make(map[elementKey]struct{})
 	}
 	for _, k := range counters {
 		a.hourly.counters[k] = struct{}{}
-	}
-	for _, k := range elements {
-		a.hourly.elements[k] = struct{}{}
 	}
 	if !all {
 		return

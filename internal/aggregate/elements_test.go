@@ -192,8 +192,9 @@ func TestElementCounters(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t0 := aligned(w, 10*time.Minute)
 			db := openTSDB(t)
+			// With the rack pairs' histograms, to sum every level's.
 			agg, _ := newTestAggregator(t, Config{Window: w, Lateness: time.Second, IgnoreMarks: true, Locator: newFabric(2, 2, 2, 2),
-				Appendable: db, SeriesLabels: map[string]string{"partition": "3"}})
+				Appendable: db, SeriesLabels: map[string]string{"partition": "3"}, RackPairRTTBuckets: true})
 			for win := 0; win < 2; win++ {
 				start := t0.Add(time.Duration(win) * w)
 				ingestAll(t, agg, start, tt.results(start), uint64(win+1))
@@ -496,7 +497,7 @@ func TestRestoreIgnoresDerivedSeries(t *testing.T) {
 	}
 
 	agg2, _ := newTestAggregator(t, cfg)
-	if err := agg2.restoreCountersFromTSDB(t.Context(), c.CountersAt, c.CounterSeries); err != nil {
+	if err := agg2.restoreCountersFromTSDB(t.Context(), c.CountersAt, c.CounterSeries, c.ElementSeries); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := allCounters(agg2), allCounters(agg); !maps.Equal(got, want) {

@@ -24,7 +24,8 @@ type IngesterConfig struct {
 	JetStream jetstream.JetStream
 	Partition int
 	// Partitions is how many there are: a batch on this partition's
-	// subject from an agent that belongs to another (bus.Partition) is
+	// subject from an agent that belongs to another (bus.AgentPartition
+	// of its rack, or during an upgrade bus.Partition of its name) is
 	// refused as wrong_partition, so that no agent is counted in two
 	// partitions' windows (0: not checked).
 	Partitions int
@@ -223,7 +224,7 @@ func (in *Ingester) load(ctx context.Context, kv jetstream.KeyValue) (uint64, er
 		return 0, err
 	}
 	if c.CountersAt != 0 {
-		if err := in.agg.restoreCountersFromTSDB(ctx, c.CountersAt, c.CounterSeries); err != nil {
+		if err := in.agg.restoreCountersFromTSDB(ctx, c.CountersAt, c.CounterSeries, c.ElementSeries); err != nil {
 			return 0, fmt.Errorf("aggregate: load checkpoint %s/%s: %w", bus.StateBucket, in.key, err)
 		}
 	}
@@ -290,11 +291,21 @@ func (in *Ingester) process(subject string, data []byte, seq uint64, stored time
 			fmt.Errorf("aggregate: batch %d names agent %q: %w", b.Seq, b.Agent, ErrSubjectMismatch))
 		return
 	}
-	if in.cfg.Partitions > 0 && bus.Partition(b.Agent, in.cfg.Partitions) != in.cfg.Partition {
-		in.agg.noteRejectedBatch(subjectAgent, "wrong_partition", count)
-		in.logReject(count, "batch on another partition than its agent's", seq, subject,
-			fmt.Errorf("aggregate: batch %d of %s on partition %d, its agent's is %d", b.Seq, b.Agent, in.cfg.Partition, bus.Partition(b.Agent, in.cfg.Partitions)))
-		return
+	// An agent's partition is its rack's. Its partition by the rule before
+	// racks (the hash of its own name) is accepted too, for a rolling
+	// upgrade: agents still on an older controller's pinglist publish
+	// there, and the stream holds batches published there before the
+	// change, which a restart replays from its checkpoint. Each batch is on
+	// one subject (one republished elsewhere is dropped by its
+	// Nats-Msg-Id), so it is still counted once; only an agent's batches
+	// around its switch are split between the two partitions.
+	if in.cfg.Partitions > 0 {
+		if want, legacy := in.agg.agentPartitions(b.Agent, in.cfg.Partitions); want != in.cfg.Partition && legacy != in.cfg.Partition {
+			in.agg.noteRejectedBatch(subjectAgent, "wrong_partition", count)
+			in.logReject(count, "batch on another partition than its agent's", seq, subject,
+				fmt.Errorf("aggregate: batch %d of %s on partition %d, its agent's is %d (its rack's; %d by the rule before racks)", b.Seq, b.Agent, in.cfg.Partition, want, legacy))
+			return
+		}
 	}
 	// Unknown agents are refused before de-duplication, so that their names
 	// never enter the dedup state.

@@ -115,13 +115,14 @@ func (e *env) expect(b *wire.Batch) {
 			bucket = expectedBucket(r.RttNs)
 		}
 		add := func(k counterKey) {
-			c := e.expectedAll[k]
 			bucket := bucket
-			if (k.kind == hostOutCounter || k.kind == hostInCounter) && !e.hostRTTBuckets {
+			if !e.keepsHistogram(k.kind) {
 				bucket = -1
 			}
-			c.add(lost, bucket, r.RttNs)
-			e.expectedAll[k] = c
+			c := e.expectedAll[k]
+			c.hist = true
+			c.count(lost, bucket, r.RttNs)
+			e.expectedAll[k] = valueOf(&c)
 		}
 		if r.Protocol == wire.Protocol_PROTOCOL_HTTP {
 			add(counterKey{targetCounter, LocationPair{Src: r.Dst, Dst: b.Agent, Proto: r.Protocol}})
@@ -139,6 +140,13 @@ func (e *env) expect(b *wire.Batch) {
 		add(counterKey{rackCounter, k})
 		add(counterKey{podCounter, LocationPair{sp, dp, r.Protocol}})
 		add(counterKey{dcCounter, LocationPair{sd, dd, r.Protocol}})
+		// Every probe with either end in an element, once.
+		for lv, ends := range [numLevels][2]string{{sr, dr}, {sp, dp}, {sd, dd}} {
+			add(counterKey{elementKind(level(lv)), LocationPair{Src: ends[0], Proto: r.Protocol}})
+			if ends[1] != ends[0] {
+				add(counterKey{elementKind(level(lv)), LocationPair{Src: ends[1], Proto: r.Protocol}})
+			}
+		}
 		add(counterKey{hostOutCounter, LocationPair{Src: b.Agent, Proto: r.Protocol}})
 		add(counterKey{hostInCounter, LocationPair{Src: r.Dst, Proto: r.Protocol}})
 	}
@@ -155,6 +163,23 @@ func expectedBucket(rttNs int64) int {
 	return len(LatencyBuckets)
 }
 
+// keepsHistogram is which counters the env's aggregators keep RTT
+// histograms in, written apart from Aggregator.keepsHistogram.
+func (e *env) keepsHistogram(k counterKind) bool {
+	switch k {
+	case hostOutCounter, hostInCounter:
+		return e.hostRTTBuckets
+	case rackCounter:
+		return false
+	}
+	return true
+}
+
+// valueOf is c's counts alone, without what links it to other counters.
+func valueOf(c *counter) counter {
+	return counter{Count: c.Count, ok: c.ok, rttSumNs: c.rttSumNs}
+}
+
 // allCounters is every counter of a that has probes, by value.
 func allCounters(a *Aggregator) map[counterKey]counter {
 	a.mu.Lock()
@@ -162,7 +187,7 @@ func allCounters(a *Aggregator) map[counterKey]counter {
 	out := make(map[counterKey]counter, len(a.counters))
 	for k, c := range a.counters {
 		if c.Probes > 0 {
-			out[k] = *c
+			out[k] = valueOf(c)
 		}
 	}
 	return out
@@ -639,7 +664,7 @@ func (e *env) checkTSDBCounters(until time.Time) {
 		}
 		want[name(cs.probes)] = float64(c.Probes)
 		want[name(cs.lost)] = float64(c.Lost)
-		if (k.kind == hostOutCounter || k.kind == hostInCounter) && !e.hostRTTBuckets {
+		if !e.keepsHistogram(k.kind) {
 			continue
 		}
 		var cum uint64
@@ -670,30 +695,39 @@ func (e *env) checkTSDBCounters(until time.Time) {
 }
 
 // TestIngesterRefusesOtherPartitionsAgents: on partition 0 of two, a
-// batch from an agent of partition 1 is refused as wrong_partition (it
-// would be counted in both partitions' windows if that agent published
-// to both); its own agents' batches are aggregated.
+// batch from an agent whose rack is in partition 0 is aggregated, even if
+// its name alone would hash to partition 1; one from an agent of a rack of
+// partition 1 whose name hashes to 0 (the rule before racks, accepted for
+// rolling upgrades) is aggregated too; one from an agent of partition 1 by
+// both rules is refused as wrong_partition (it would be counted in both
+// partitions' windows if that agent published to both).
 func TestIngesterRefusesOtherPartitionsAgents(t *testing.T) {
 	e := newEnv(t)
 	e.partitions = 2
 	r := e.start(clock.Real{})
 	defer r.kill(t)
 	rng := rand.New(rand.NewPCG(3, 4))
-	var mine, theirs []string
+	var rackOnly, legacyOnly, theirs []string
 	for _, a := range e.fab.hosts() {
-		if bus.Partition(a, 2) == 0 {
-			mine = append(mine, a)
-		} else {
+		rack, _, _, _ := e.fab.Locate(a)
+		switch byRack, byName := bus.Partition(rack, 2), bus.Partition(a, 2); {
+		case byRack == 0 && byName != 0:
+			rackOnly = append(rackOnly, a)
+		case byRack != 0 && byName == 0:
+			legacyOnly = append(legacyOnly, a)
+		case byRack != 0 && byName != 0:
 			theirs = append(theirs, a)
 		}
 	}
-	if len(mine) == 0 || len(theirs) == 0 {
-		t.Fatalf("partitions of %v: %v / %v", e.fab.hosts(), mine, theirs)
+	if len(rackOnly) == 0 || len(legacyOnly) == 0 || len(theirs) == 0 {
+		t.Fatalf("partitions of %v: by rack only %v, by name only %v, neither %v", e.fab.hosts(), rackOnly, legacyOnly, theirs)
 	}
 	now := time.Now().Add(-5 * time.Second)
-	good := e.probeRound(rng, mine[0], 1, now)
-	e.publish(mine[0], good, "")
-	e.expect(good)
+	for _, a := range []string{rackOnly[0], legacyOnly[0]} {
+		good := e.probeRound(rng, a, 1, now)
+		e.publish(a, good, "")
+		e.expect(good)
+	}
 	e.publish(theirs[0], e.probeRound(rng, theirs[0], 1, now), "")
 	e.waitCounters(r)
 	testkit.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {

@@ -95,7 +95,7 @@ func (a *Aggregator) routeLocked(src string, srcLoc location, dst string, proto 
 			if c == nil {
 				return nil, true
 			}
-			t = &pair{target: true, bucketed: 1, rollups: [numRollups]int32{-1, -1, -1, -1, -1}}
+			t = &pair{target: true, rollups: [numRollups]int32{-1, -1, -1, -1, -1}}
 			t.counts[0] = c
 			ro.targets[[2]string{dst, src}] = t
 		}
@@ -125,10 +125,6 @@ func (a *Aggregator) routeLocked(src string, srcLoc location, dst string, proto 
 		rt := a.rackRouteLocked(from, toEnds, proto)
 		copy(p.rollups[rollRack:], rt.rollups[:])
 		n = copy(p.counts[:], rt.counts[:])
-	}
-	p.bucketed = int8(n)
-	if a.cfg.HostRTTBuckets {
-		p.bucketed += 2
 	}
 	p.counts[n], p.counts[n+1] = out.count, in.count
 	return p, false

@@ -98,10 +98,12 @@ func TestCheckpointRestoreFromTSDB(t *testing.T) {
 	agg, _ := newTestAggregator(t, cfg("1"))
 	agg.mu.Lock()
 	for n := 0; n < keys; n++ {
-		c := &counter{Count: Count{Probes: uint64(1000 + n), Lost: uint64(n % 7)}}
-		c.ok[n%14] = uint64(500 + n%100)
-		c.ok[(n+3)%14] = 7
 		kind := counterKind(n % int(numCounterKinds))
+		c := &counter{Count: Count{Probes: uint64(1000 + n), Lost: uint64(n % 7)}, hist: agg.keepsHistogram(kind)}
+		if c.hist {
+			c.ok[n%14] = uint64(500 + n%100)
+			c.ok[(n+3)%14] = 7
+		}
 		k := counterKey{kind, LocationPair{Src: fmt.Sprintf("a%d", n), Proto: []wire.Protocol{tcp, udp}[n%2]}}
 		switch kind {
 		case rackCounter, podCounter, dcCounter:
@@ -127,6 +129,7 @@ func TestCheckpointRestoreFromTSDB(t *testing.T) {
 	if err := agg.checkpoint(&c); err != nil {
 		t.Fatal(err)
 	}
+	want := allCounters(agg)
 	// Another partition's counters, and a later seal of ours (after the
 	// checkpoint: a crash before its put), must not be read.
 	other, _ := newTestAggregator(t, cfg("2"))
@@ -134,29 +137,28 @@ func TestCheckpointRestoreFromTSDB(t *testing.T) {
 	seal(agg, t0.Add(w))
 
 	agg2, _ := newTestAggregator(t, cfg("1"))
-	if err := agg2.restoreCountersFromTSDB(t.Context(), c.CountersAt, c.CounterSeries); err != nil {
+	if err := agg2.restoreCountersFromTSDB(t.Context(), c.CountersAt, c.CounterSeries, c.ElementSeries); err != nil {
 		t.Fatal(err)
-	}
-	want := allCounters(agg)
-	// The second seal's probe is not in the checkpoint's counters.
-	for k, cn := range want {
-		if k.Src == "dc1-pod1-rack1" || k.Src == "dc1-pod1" || k.Src == "dc1" || k.Src == "dc1-pod1-rack1-h01" || k.Src == "dc1-pod2-rack2-h01" {
-			cn.Probes--
-			cn.ok[rttBucket(int64(time.Millisecond))]--
-			cn.rttSumNs -= uint64(time.Millisecond)
-			if cn.Probes == 0 {
-				delete(want, k)
-			} else {
-				want[k] = cn
-			}
-		}
 	}
 	if got := allCounters(agg2); !maps.Equal(got, want) {
 		t.Errorf("restored %d counter sets, want %d", len(got), len(want))
 	}
+	// One from before the element counters does not count theirs.
+	agg4, _ := newTestAggregator(t, cfg("1"))
+	if err := agg4.restoreCountersFromTSDB(t.Context(), c.CountersAt, c.CounterSeries, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := allCounters(agg4); !maps.Equal(got, want) {
+		t.Errorf("restored %d counter sets without their element count, want %d", len(got), len(want))
+	}
+	// Element series missing from the TSDB are noticed.
+	agg5, _ := newTestAggregator(t, cfg("1"))
+	if err := agg5.restoreCountersFromTSDB(t.Context(), c.CountersAt, c.CounterSeries, c.ElementSeries+1); err == nil {
+		t.Error("restore with an element series missing succeeded")
+	}
 	// A checkpoint whose counters the TSDB does not hold is refused.
 	agg3, _ := newTestAggregator(t, cfg("3"))
-	if err := agg3.restoreCountersFromTSDB(t.Context(), c.CountersAt, c.CounterSeries); err == nil {
+	if err := agg3.restoreCountersFromTSDB(t.Context(), c.CountersAt, c.CounterSeries, c.ElementSeries); err == nil {
 		t.Error("restore of counters absent from the TSDB succeeded")
 	}
 }

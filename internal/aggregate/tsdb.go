@@ -144,9 +144,6 @@ func (a *Aggregator) writeTSDB(ctx context.Context, sw *SealedWindow, counters [
 			kv = append(kv, "proto", c.key.Proto.Name())
 		}
 	}
-	hostHist := func(k counterKind) bool {
-		return (k != hostOutCounter && k != hostInCounter) || a.cfg.HostRTTBuckets
-	}
 	for i := range counters {
 		c := &counters[i]
 		if c.Probes == 0 {
@@ -155,7 +152,7 @@ func (a *Aggregator) writeTSDB(ctx context.Context, sw *SealedWindow, counters [
 		// Every counter is written at every seal, so that increase() over
 		// any range sees its samples; a restart reads them back from here.
 		setLabels(c)
-		put(&seriesOf[c.key.kind], &c.counter, hostHist(c.key.kind))
+		put(&seriesOf[c.key.kind], &c.counter, c.hist)
 	}
 	counterSkips = skipped - rollupSkips
 	// Derived from the counters just written, never read back: their
@@ -165,7 +162,6 @@ func (a *Aggregator) writeTSDB(ctx context.Context, sw *SealedWindow, counters [
 	// the first time.
 	hourly := a.hourlyDue(ts)
 	var newCounters []counterKey
-	var newElements []elementKey
 	// copyHourly writes the hourly copy of c under cs's names if due or
 	// new, preceded, for a series born in this process, by its 0 at the
 	// window's start.
@@ -181,20 +177,13 @@ func (a *Aggregator) writeTSDB(ctx context.Context, sw *SealedWindow, counters [
 		put(cs, &c.counter, hist)
 		return isNew
 	}
-	for k, c := range elementCounters(counters) {
-		kv = append(kv[:0], "__name__", "", levelNames[k.lv], k.name, "proto", k.proto.Name())
-		put(&elementSeriesOf[k.lv], &c.counter, true)
-		if copyHourly(&hourlyElementOf[k.lv], c, true, a.hourlyNewElement(k)) {
-			newElements = append(newElements, k)
-		}
-	}
 	for i := range counters {
 		c := &counters[i]
 		if c.Probes == 0 || hourlyOf[c.key.kind].probes == "" {
 			continue
 		}
 		setLabels(c)
-		if copyHourly(&hourlyOf[c.key.kind], c, hostHist(c.key.kind), a.hourlyNew(c.key)) {
+		if copyHourly(&hourlyOf[c.key.kind], c, c.hist, a.hourlyNew(c.key)) {
 			newCounters = append(newCounters, c.key)
 		}
 	}
@@ -207,7 +196,7 @@ func (a *Aggregator) writeTSDB(ctx context.Context, sw *SealedWindow, counters [
 	if err := app.Commit(); err != nil {
 		return counterSkips, fmt.Errorf("aggregate: window %s: commit: %w", sw.End.Format("15:04:05"), err)
 	}
-	a.hourlyWritten(ts, hourly, newCounters, newElements)
+	a.hourlyWritten(ts, hourly, newCounters)
 	return counterSkips, nil
 }
 
@@ -243,9 +232,11 @@ var counterMetrics = func() map[string]counterMetric {
 // restoreCountersFromTSDB sets the cumulative counters to the values of
 // their samples at exactly at (unix ms), the commit of the seal the
 // checkpoint names; want is how many counter keys the checkpoint says it
-// wrote there. Series with labels beyond the expected ones and
-// Config.SeriesLabels belong to another writer and are ignored.
-func (a *Aggregator) restoreCountersFromTSDB(ctx context.Context, at int64, want int) error {
+// wrote there, wantElements how many element keys (0: not counted, a
+// checkpoint from before the element counters). Series with labels beyond
+// the expected ones and Config.SeriesLabels belong to another writer and
+// are ignored.
+func (a *Aggregator) restoreCountersFromTSDB(ctx context.Context, at int64, want, wantElements int) error {
 	if a.cfg.Queryable == nil {
 		return fmt.Errorf("aggregate: checkpoint keeps its counters in the TSDB at %d, but the aggregator has no Queryable", at)
 	}
@@ -321,7 +312,7 @@ func (a *Aggregator) restoreCountersFromTSDB(ctx context.Context, at int64, want
 	if err := ss.Err(); err != nil {
 		return fmt.Errorf("aggregate: restore counters at %d: select: %w", at, err)
 	}
-	n := 0
+	n, nElements := 0, 0
 	for k, c := range restored {
 		// Un-cumulate the le buckets and check the counts fit together.
 		for i := numRTTBuckets; i > 0; i-- {
@@ -333,18 +324,23 @@ func (a *Aggregator) restoreCountersFromTSDB(ctx context.Context, at int64, want
 		if c.Lost > c.Probes || c.answered() > c.Probes-c.Lost {
 			return fmt.Errorf("aggregate: restore counters at %d: %s %v: %d lost and %d answered of %d probes", at, counterKindNames[k.kind], k.LocationPair, c.Lost, c.answered(), c.Probes)
 		}
-		if c.Probes > 0 {
+		switch {
+		case c.Probes == 0:
+		case k.kind.isElement():
+			nElements++
+		default:
 			n++
 		}
 	}
-	if n != want {
-		return fmt.Errorf("aggregate: restore counters at %d: the TSDB holds %d counter sets, the checkpoint wrote %d (TSDB data lost?)", at, n, want)
+	if n != want || (wantElements != 0 && nElements != wantElements) {
+		return fmt.Errorf("aggregate: restore counters at %d: the TSDB holds %d counter sets and %d element ones, the checkpoint wrote %d and %d (TSDB data lost?)", at, n, nElements, want, wantElements)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for k, c := range restored {
 		a.setCounterLocked(k, c)
 	}
+	a.deriveElementsLocked()
 	return nil
 }
 

@@ -79,7 +79,7 @@ func TestTSDBRollups(t *testing.T) {
 	w := 10 * time.Second
 	t0 := aligned(w, 10*time.Minute)
 	db := openTSDB(t)
-	agg, _ := newTestAggregator(t, Config{Window: w, Appendable: db, HostRTTBuckets: true, SeriesLabels: map[string]string{"partition": "2"}})
+	agg, _ := newTestAggregator(t, Config{Window: w, Appendable: db, HostRTTBuckets: true, RackPairRTTBuckets: true, SeriesLabels: map[string]string{"partition": "2"}})
 	const (
 		a = "dc1-pod1-rack1-h01"
 		b = "dc1-pod2-rack2-h01"
@@ -155,6 +155,14 @@ func TestTSDBRollups(t *testing.T) {
 		{"meshlens_host_loss_ratio", []string{"host", c, "direction", "in"}, 1, 0},
 		{"meshlens_rack_pair_rtt_seconds_count", []string{"dst_rack", "dc1-pod2-rack1", "proto", "udp"}, 0, 0},
 		{"meshlens_rack_pair_rtt_seconds_sum", []string{"dst_rack", "dc1-pod2-rack1", "proto", "udp"}, 0, 0},
+		// The racks' own counters: the 100 tcp probes leave one rack and
+		// enter the other; the 5 lost udp ones are another pair's.
+		{"meshlens_rack_probes_total", []string{"rack", "dc1-pod1-rack1", "proto", "tcp"}, 100, 0},
+		{"meshlens_rack_probes_total", []string{"rack", "dc1-pod2-rack2", "proto", "tcp"}, 100, 0},
+		{"meshlens_rack_rtt_seconds_bucket", []string{"rack", "dc1-pod2-rack2", "proto", "tcp", "le", "0.00025"}, 90, 0},
+		{"meshlens_rack_probes_lost_total", []string{"rack", "dc1-pod2-rack1", "proto", "udp"}, 5, 0},
+		{"meshlens_pod_probes_total", []string{"pod", "dc1-pod2", "proto", "udp"}, 5, 0},
+		{"meshlens_dc_rtt_seconds_count", []string{"dc", "dc1", "proto", "tcp"}, 90, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.metric, func(t *testing.T) {
@@ -182,6 +190,42 @@ func TestTSDBRollups(t *testing.T) {
 	} {
 		if got := querySeries(t, db, sel[0], sel[1:]...); len(got) != 0 {
 			t.Errorf("%s %v: latency of a pair none of whose probes was answered: %v", sel[0], sel[1:], got)
+		}
+	}
+}
+
+// TestRackPairsWithoutHistograms: by default a rack pair writes its
+// counts and quantiles but no RTT histogram, and its racks' histograms
+// are whole all the same.
+func TestRackPairsWithoutHistograms(t *testing.T) {
+	w := 10 * time.Second
+	t0 := aligned(w, 10*time.Minute)
+	db := openTSDB(t)
+	agg, _ := newTestAggregator(t, Config{Window: w, Appendable: db})
+	var rs []*wire.ProbeResult
+	for i := 0; i < 10; i++ {
+		rs = append(rs, res("dc1-pod2-rack2-h01", tcp, ok, t0.Add(time.Duration(i)*time.Millisecond), 300*time.Microsecond))
+	}
+	if err := agg.Ingest(batch("dc1-pod1-rack1-h01", 1, 1, rs...), t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := agg.Advance(context.Background(), t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"meshlens_rack_pair_rtt_seconds_bucket", "meshlens_rack_pair_rtt_seconds_sum", "meshlens_rack_pair_rtt_seconds_count"} {
+		if got := querySeries(t, db, m); len(got) != 0 {
+			t.Errorf("%s: %d series, want none", m, len(got))
+		}
+	}
+	for _, m := range []string{"meshlens_rack_pair_probes_total", "meshlens_rack_pair_latency_seconds", "meshlens_pod_pair_rtt_seconds_bucket"} {
+		if got := querySeries(t, db, m); len(got) == 0 {
+			t.Errorf("%s: no series", m)
+		}
+	}
+	for _, rack := range []string{"dc1-pod1-rack1", "dc1-pod2-rack2"} {
+		got := querySeries(t, db, "meshlens_rack_rtt_seconds_bucket", "rack", rack, "le", "0.0005")
+		if v := lastSum(got); len(got) != 1 || v != 10 {
+			t.Errorf("rack %s: %d bucket series at le 0.0005 holding %v, want one holding 10", rack, len(got), v)
 		}
 	}
 }

@@ -34,15 +34,31 @@ func PartitionSubjects(partition int) string {
 	return fmt.Sprintf("%s.%d.>", ResultsSubjectPrefix, partition)
 }
 
-// Partition is the fixed partition of an agent among n: a stable hash, so
-// every process agrees without coordination.
-func Partition(agent string, n int) int {
+// Partition is the stable hash of key among n partitions, so every
+// process agrees without coordination. The key of an agent is its rack
+// (see AgentPartition): do not call it with an agent's name directly,
+// except to recognise the rule before racks (one hash per host name),
+// which the aggregators still accept during an upgrade.
+func Partition(key string, n int) int {
 	if n <= 1 {
 		return 0
 	}
 	h := fnv.New32a()
-	h.Write([]byte(agent))
+	h.Write([]byte(key))
 	return int(h.Sum32() % uint32(n))
+}
+
+// AgentPartition is the results partition of agent among n: the one rule
+// the controller's pinglists, the aggregators and the simulators share.
+// Every agent of one rack shares its rack's partition, so that a rack
+// pair's counters (keyed by the prober's rack) are written by exactly one
+// partition; rack is "" for a host the topology does not place, whose
+// partition is then the hash of its own name.
+func AgentPartition(agent, rack string, n int) int {
+	if rack == "" {
+		return Partition(agent, n)
+	}
+	return Partition(rack, n)
 }
 
 // BatchMsgID is the Nats-Msg-Id of a batch: JetStream drops a second

@@ -17,7 +17,7 @@ type Settings struct {
 	// representatives (level 3). Default 2.
 	InterDCRepresentatives int
 	// Partitions of the results stream; an agent's partition is a hash of
-	// its name.
+	// its rack's name (see PartitionFunc), shared by the whole rack.
 	Partitions  int
 	HTTPTargets []HTTPTarget
 	// Window is the servers' aggregation window: agents mark where their
@@ -45,9 +45,10 @@ func (s Settings) withDefaults() Settings {
 	return s
 }
 
-// PartitionFunc maps an agent to its results partition; the bus package's
-// Partition is the one used in production.
-type PartitionFunc func(agent string, n int) int
+// PartitionFunc maps an agent, given its rack, to its results partition
+// among n; the bus package's AgentPartition is the one used in
+// production (every host of a rack in its rack's partition).
+type PartitionFunc func(agent, rack string, n int) int
 
 // Generate computes every host's pinglist, keyed by host name. The result
 // depends only on the topology and settings (not on map order or time,
@@ -73,7 +74,7 @@ func Generate(t *topology.Topology, s Settings, version uint64, now time.Time, p
 			Addr:          h.Addr.String(),
 			Version:       version,
 			Generated:     now.UTC(),
-			Partition:     partition(h.Name, s.Partitions),
+			Partition:     partition(h.Name, h.Rack, s.Partitions),
 			Interval:      Duration(s.Interval),
 			Timeout:       Duration(s.Timeout),
 			Window:        Duration(s.Window),

@@ -5,11 +5,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshlens/meshlens/internal/bus"
 	"github.com/meshlens/meshlens/internal/topology"
 	"github.com/meshlens/meshlens/internal/wire"
 )
 
-func fixedPartition(string, int) int { return 0 }
+func fixedPartition(string, string, int) int { return 0 }
 
 func TestLevelSizes(t *testing.T) {
 	for _, tc := range []struct {
@@ -127,6 +128,29 @@ func TestGenerateDeterministicAndRoundTrips(t *testing.T) {
 	}
 	if !reflect.DeepEqual(back, pl) {
 		t.Fatalf("round trip:\n%+v\n%+v", back, pl)
+	}
+}
+
+// TestGeneratePartitionsByRack: with the production rule, every host of a
+// rack gets its rack's partition.
+func TestGeneratePartitionsByRack(t *testing.T) {
+	topo, _ := topology.Generate(topology.GenSpec{DCs: 2, Pods: 2, RacksPerPod: 3, HostsPerRack: 4, LeavesPerPod: 1, Spines: 1})
+	lists, err := Generate(topo, Settings{Partitions: 3}, 1, time.Time{}, bus.AgentPartition)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[int]bool{}
+	for _, r := range topo.Racks {
+		want := bus.Partition(r.Name, 3)
+		used[want] = true
+		for _, h := range r.Hosts {
+			if got := lists[h].Partition; got != want {
+				t.Errorf("host %s of rack %s in partition %d, its rack's is %d", h, r.Name, got, want)
+			}
+		}
+	}
+	if len(used) != 3 {
+		t.Errorf("%d racks use only partitions %v of 3", len(topo.Racks), used)
 	}
 }
 

@@ -84,7 +84,7 @@ func (c *Controller) Version() uint64 {
 // Apply computes the pinglists of topo and publishes every one of them,
 // then deletes the keys of hosts no longer in the topology.
 func (c *Controller) Apply(ctx context.Context, js jetstream.JetStream, topo *topology.Topology) error {
-	lists, err := pinglist.Generate(topo, c.settings, 0, time.Time{}, bus.Partition)
+	lists, err := pinglist.Generate(topo, c.settings, 0, time.Time{}, bus.AgentPartition)
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}

@@ -109,7 +109,7 @@ func RunLive(ctx context.Context, sc *Scenario, cfg LiveConfig) error {
 				if err != nil {
 					return err
 				}
-				batches = append(batches, pending{bus.ResultsSubject(bus.Partition(b.Agent, cfg.Partitions), b.Agent), bus.BatchMsgID(b.Agent, b.Epoch, b.Seq), data, len(b.Results)})
+				batches = append(batches, pending{bus.ResultsSubject(agentPartition(sc, b.Agent, cfg.Partitions), b.Agent), bus.BatchMsgID(b.Agent, b.Epoch, b.Seq), data, len(b.Results)})
 				return nil
 			})
 			if err != nil {
@@ -225,4 +225,11 @@ func (bw *boostWatch) active(t time.Time) (int, map[string][]string) {
 		}
 	}
 	return probes, agents
+}
+
+// agentPartition is the results partition a real agent on host would
+// publish to, the one its pinglist says (bus.AgentPartition of its rack).
+func agentPartition(sc *Scenario, host string, n int) int {
+	rack, _, _, _ := sc.Topology.Locate(host)
+	return bus.AgentPartition(host, rack, n)
 }

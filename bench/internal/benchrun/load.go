@@ -78,6 +78,11 @@ func Backlog(cfg BacklogConfig) ([]Batch, error) {
 	}
 	queues := map[string]*queue{}
 	var out []Batch
+	// rackOf is a host's rack, the key of its partition, as its pinglist's.
+	rackOf := func(host string) string {
+		rack, _, _, _ := sc.Topology.Locate(host)
+		return rack
+	}
 	// cut publishes q's first n results as one batch.
 	cut := func(agent string, q *queue, n int) error {
 		last := q.round[n-1]
@@ -92,7 +97,7 @@ func Backlog(cfg BacklogConfig) ([]Batch, error) {
 		if err != nil {
 			return err
 		}
-		out = append(out, Batch{bus.ResultsSubject(bus.Partition(agent, cfg.Partitions), agent), bus.BatchMsgID(agent, cfg.Epoch, q.seq), data, n})
+		out = append(out, Batch{bus.ResultsSubject(bus.AgentPartition(agent, rackOf(agent), cfg.Partitions), agent), bus.BatchMsgID(agent, cfg.Epoch, q.seq), data, n})
 		q.res, q.round = append(q.res[:0], q.res[n:]...), append(q.round[:0], q.round[n:]...)
 		return nil
 	}
