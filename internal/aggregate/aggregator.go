@@ -348,7 +348,10 @@ type Aggregator struct {
 	snapOK bool
 	// flushed: Advance wrote the counters without a window (see Advance).
 	flushed bool
-	hourly  hourlyState // the last commit with the hourly copies (elements.go)
+	// idle: the empty window of the last Advance that sealed nothing
+	// ending at its cut, until takeIdle.
+	idle   *SealedWindow
+	hourly hourlyState // the last commit with the hourly copies (elements.go)
 	// restored: the counters restored from a checkpoint or the TSDB,
 	// which were not 0 before this process's first commit.
 	restored map[counterKey]struct{}
@@ -358,6 +361,7 @@ type Aggregator struct {
 	// that every live agent has been heard from (see marksCutLocked).
 	firstAdvance int64
 	subs         []func(*SealedWindow)
+	idleSubs     []func(*SealedWindow)
 	// ro is the state of rollups-only mode (Config.RollupsOnly), else nil.
 	ro *rollupsOnly
 
@@ -402,6 +406,18 @@ func (a *Aggregator) Subscribe(fn func(*SealedWindow)) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.subs = append(a.subs, fn)
+}
+
+// SubscribeIdle registers fn to receive, after the sealed windows of an
+// Advance, the empty window ending at its cut when nothing sealed ends
+// there (SealedWindow.Empty): this aggregator has sealed everything
+// before its end. Stage 2 takes it as the partition's part of that
+// window, so that a partition with nothing to say does not hold the
+// others back.
+func (a *Aggregator) SubscribeIdle(fn func(*SealedWindow)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.idleSubs = append(a.idleSubs, fn)
 }
 
 // Ingest aggregates one decoded, validated batch that arrived at now (the
@@ -702,6 +718,7 @@ func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindo
 		cut = marks
 	}
 	var sealed []*SealedWindow
+	var idle *SealedWindow
 	var snap []counterSample
 	writeCounters := false // this call commits a counter snapshot
 	if cut > a.sealedUntil {
@@ -718,6 +735,14 @@ func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindo
 			delete(a.open, s)
 			a.m.sealDelay.Observe(float64(nowNs-(s+a.w)) / 1e9)
 		}
+		if len(sealed) == 0 || sealed[len(sealed)-1].End.UnixNano() != cut {
+			// Nothing of this partition's ends at the cut: say that it has
+			// passed it (SubscribeIdle, takeIdle), or stage 2 would wait
+			// for a part that never comes (a partition whose racks are
+			// all silent, or that has none).
+			idle = &SealedWindow{Start: time.Unix(0, cut-a.w).UTC(), End: time.Unix(0, cut).UTC()}
+			a.idle = idle
+		}
 		if writeCounters = (len(sealed) > 0 || a.dirty) && a.cfg.Appendable != nil; writeCounters {
 			snap = a.counterSnapshotLocked()
 			a.dirty = false
@@ -732,7 +757,7 @@ func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindo
 	}
 	a.clockNs = max(a.clockNs, nowNs)
 	a.trimLocked(a.clockNs)
-	subs := a.subs
+	subs, idleSubs := a.subs, a.idleSubs
 	a.m.openWindows.Set(float64(len(a.open)))
 	a.mu.Unlock()
 
@@ -770,7 +795,23 @@ func (a *Aggregator) Advance(ctx context.Context, now time.Time) ([]*SealedWindo
 		a.snapOK, a.snapAt, a.flushed = clean, writes[len(writes)-1].End.UnixMilli(), flush
 		a.mu.Unlock()
 	}
+	if idle != nil {
+		for _, fn := range idleSubs {
+			fn(idle)
+		}
+	}
 	return sealed, errors.Join(errs...)
+}
+
+// takeIdle returns the window Advance last found nothing to seal at the
+// end of (see SealedWindow.Empty), once, or nil: what a partitioned
+// aggregator publishes so that the analyzers see it has passed that far.
+func (a *Aggregator) takeIdle() *SealedWindow {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w := a.idle
+	a.idle = nil
+	return w
 }
 
 // marksCutLocked is how far the agents' marks let windows be sealed at

@@ -232,6 +232,47 @@ func TestLateResults(t *testing.T) {
 	}
 }
 
+// TestIdleWindows: when the seal passes a window end with nothing of the
+// aggregator's ending there (its agents silent, or none), SubscribeIdle
+// and takeIdle get the empty window ending at the cut, once per cut;
+// never when a sealed window ends there.
+func TestIdleWindows(t *testing.T) {
+	w := 10 * time.Second
+	t0 := aligned(w, 10*time.Minute)
+	const src, dst = "dc1-pod1-rack1-h01", "dc1-pod1-rack1-h02"
+	agg, _ := newTestAggregator(t, Config{Window: w, Lateness: 5 * time.Second, IgnoreMarks: true})
+	var sealed, idle []*SealedWindow
+	agg.Subscribe(func(sw *SealedWindow) { sealed = append(sealed, sw) })
+	agg.SubscribeIdle(func(sw *SealedWindow) { idle = append(idle, sw) })
+	advance := func(now time.Time) {
+		t.Helper()
+		if _, err := agg.Advance(context.Background(), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := agg.Ingest(batch(src, 1, 1, res(dst, tcp, ok, t0.Add(time.Second), time.Millisecond)), t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	advance(t0.Add(w + 5*time.Second)) // window 0 sealed, at the cut
+	if len(sealed) != 1 || len(idle) != 0 || agg.takeIdle() != nil {
+		t.Fatalf("after the first seal: %d sealed, %d idle, want 1 and 0", len(sealed), len(idle))
+	}
+	advance(t0.Add(2*w + 4*time.Second)) // before the next cut: nothing
+	advance(t0.Add(2*w + 5*time.Second)) // window 1 passed, empty
+	advance(t0.Add(2*w + 9*time.Second)) // the same cut again
+	if len(idle) != 1 || !idle[0].Start.Equal(t0.Add(w)) || !idle[0].End.Equal(t0.Add(2*w)) || !idle[0].Empty() {
+		t.Fatalf("idle windows %v, want the empty window 1", idle)
+	}
+	if got := agg.takeIdle(); got != idle[0] || agg.takeIdle() != nil {
+		t.Errorf("takeIdle gave %v then more, want window 1 once", got)
+	}
+	// A jump of several windows: only the one ending at the cut.
+	advance(t0.Add(6*w + 5*time.Second))
+	if len(idle) != 2 || !idle[1].Start.Equal(t0.Add(5*w)) || len(sealed) != 1 {
+		t.Errorf("after a jump: idle %v, %d sealed; want window 5 idle and nothing sealed", idle, len(sealed))
+	}
+}
+
 func TestWindowRollover(t *testing.T) {
 	w := 10 * time.Second
 	t0 := aligned(w, 10*time.Minute)

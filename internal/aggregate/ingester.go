@@ -376,6 +376,17 @@ func (in *Ingester) logReject(count bool, what string, seq uint64, subject strin
 func (in *Ingester) seal(ctx context.Context, kv jetstream.KeyValue, now time.Time) error {
 	sealed, err := in.agg.Advance(ctx, now)
 	flushed := in.agg.takeFlushed() // the counters alone were written
+	if idle := in.agg.takeIdle(); idle != nil && in.cfg.Publish != nil && err == nil {
+		if len(sealed) == 0 && !flushed {
+			// Only that the partition has passed the idle window's end.
+			if err := in.cfg.Publish(ctx, []*SealedWindow{idle}); err != nil {
+				return fmt.Errorf("aggregate: partition %d: publish the idle window: %w", in.cfg.Partition, err)
+			}
+			return nil
+		}
+		// Published after the sealed windows, before their checkpoint.
+		sealed = append(sealed[:len(sealed):len(sealed)], idle)
+	}
 	if len(sealed) == 0 && !flushed {
 		return nil
 	}

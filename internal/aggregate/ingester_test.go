@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -41,6 +42,8 @@ type env struct {
 	partitions int
 	// quota: IngesterConfig.AgentQuota.
 	quota int64
+	// publishSealed: IngesterConfig.Publish.
+	publishSealed func(context.Context, []*SealedWindow) error
 	// expected exact counters by rack pair, from what the test published
 	// and expects to be accepted.
 	expected map[LocationPair]Count
@@ -217,7 +220,7 @@ func (e *env) start(clk clock.Clock) *running {
 		defer r.mu.Unlock()
 		r.sealed[sw.Start.UnixNano()] = sw
 	})
-	ing, err := NewIngester(IngesterConfig{JetStream: e.js, Partition: 0, Partitions: e.partitions, Aggregator: agg, Clock: clk, SealEvery: 50 * time.Millisecond, AgentQuota: e.quota})
+	ing, err := NewIngester(IngesterConfig{JetStream: e.js, Partition: 0, Partitions: e.partitions, Aggregator: agg, Clock: clk, SealEvery: 50 * time.Millisecond, AgentQuota: e.quota, Publish: e.publishSealed})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -353,6 +356,66 @@ func (e *env) probeRound(rng *rand.Rand, agent string, seq uint64, start time.Ti
 // same NATS, KV and TSDB: the counters are exact and the re-sealed window
 // equals the first seal.
 // Both ways of keeping the counters in the checkpoint are run.
+// TestIngesterPublishesIdleWindows: a partition without results (its
+// racks silent, or none) still publishes, when its seal passes a window
+// end, the empty window ending there, so that analyzers need not wait for
+// it; after a real window, the next empty one follows it.
+func TestIngesterPublishesIdleWindows(t *testing.T) {
+	e := newEnv(t)
+	var mu sync.Mutex
+	var got []*SealedWindow
+	e.publishSealed = func(_ context.Context, ws []*SealedWindow) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, ws...)
+		return nil
+	}
+	w := 10 * time.Second
+	base := aligned(w, 3*time.Minute)
+	vc := clock.NewVirtual(base)
+	r := e.start(vc)
+	defer r.kill(t)
+	published := func(want ...string) {
+		t.Helper()
+		testkit.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+			// The ingester seals when its clock has moved since it
+			// started (or last sealed): nudge it, far from any cut.
+			vc.Advance(time.Millisecond)
+			mu.Lock()
+			defer mu.Unlock()
+			var have []string
+			for _, sw := range got {
+				kind := "window"
+				if sw.Empty() {
+					kind = "empty"
+				}
+				have = append(have, fmt.Sprintf("%s %s", kind, sw.Start.Sub(base)))
+			}
+			if !slices.Equal(have, want) {
+				return fmt.Errorf("published %v, want %v", have, want)
+			}
+			return nil
+		})
+	}
+	// The first seal, at base, passes the window ending a lateness before.
+	published("empty -40s")
+	vc.Set(base.Add(w + DefaultLateness))
+	published("empty -40s", "empty 0s")
+	agent := "dc1-pod1-rack1-h01"
+	e.publish(agent, batch(agent, 1, 1, res("dc1-pod2-rack1-h01", tcp, ok, base.Add(w+time.Second), time.Millisecond)), "")
+	// Counted before the clock moves, or it would be late.
+	testkit.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+		if n := r.agg.Counters("rack")[LocationPair{"dc1-pod1-rack1", "dc1-pod2-rack1", tcp}].Probes; n != 1 {
+			return fmt.Errorf("%d probes counted", n)
+		}
+		return nil
+	})
+	vc.Set(base.Add(2*w + DefaultLateness))
+	published("empty -40s", "empty 0s", "window 10s")
+	vc.Set(base.Add(4*w + DefaultLateness))
+	published("empty -40s", "empty 0s", "window 10s", "empty 30s")
+}
+
 func TestIngesterExactlyOnce(t *testing.T) {
 	for _, mode := range checkpointModes {
 		t.Run(mode.name, func(t *testing.T) { testIngesterExactlyOnce(t, mode.tsdbCounters) })

@@ -448,6 +448,15 @@ type SealedWindow struct {
 	DCPairs   map[LocationPair]*Rollup
 }
 
+// Empty reports whether w holds nothing: no pair, host or location
+// rollup. Aggregator.SubscribeIdle (and a partitioned aggregator's
+// rollups) get one such window whenever its seal passes a window end with
+// nothing of its own ending there: it has sealed everything before End,
+// so stage 2 need not wait for it there.
+func (w *SealedWindow) Empty() bool {
+	return len(w.Pairs) == 0 && len(w.Hosts) == 0 && len(w.RackPairs) == 0 && len(w.PodPairs) == 0 && len(w.DCPairs) == 0
+}
+
 // PairEntry is one pair's stats in a sealed window.
 type PairEntry struct {
 	Key   PairKey

@@ -82,6 +82,7 @@ type Analyzer struct {
 	names          []string                 // of lzs
 	pending        map[int64]*pendingWindow // by window start, Unix ns
 	lastSeen       map[int]int64            // each partition's latest window start delivered
+	passed         map[int]int64            // each partition's latest empty window's end: sealed through it
 	localizedUntil int64                    // end of the last window localized or dropped (0: none yet)
 	// traces wait for their window, by the start of the window their
 	// probe started in (Unix ns): a join takes whole buckets.
@@ -140,7 +141,7 @@ func newAnalyzer(x *localize.Index, cfg Config, newLz func(string, *localize.Ind
 		cfg.MaxPending = DefaultMaxPending
 	}
 	a := &Analyzer{cfg: cfg, horizon: cfg.Localize.Horizon, newLz: newLz,
-		pending: map[int64]*pendingWindow{}, lastSeen: map[int]int64{}, traces: map[int64][]localize.Trace{}}
+		pending: map[int64]*pendingWindow{}, lastSeen: map[int]int64{}, passed: map[int]int64{}, traces: map[int64][]localize.Trace{}}
 	if a.horizon <= 0 {
 		a.horizon = defaultHorizon
 	}
@@ -218,6 +219,15 @@ func (a *Analyzer) IngestWindow(partition int, w *aggregate.SealedWindow) {
 	if last, ok := a.lastSeen[partition]; !ok || start > last {
 		a.lastSeen[partition] = start
 	}
+	if w.Empty() {
+		// The partition has sealed through this window with nothing in
+		// it (see aggregate.SealedWindow.Empty): that completes windows
+		// waiting for it, and never opens one, so that a silent fleet
+		// localizes nothing rather than empty windows that would clear
+		// incidents.
+		a.passed[partition] = max(a.passed[partition], end)
+		return
+	}
 	if start < a.localizedUntil {
 		a.m.windowsDropped.WithLabelValues(dropLate).Inc()
 		return
@@ -256,6 +266,9 @@ func (a *Analyzer) dropLocked(p *pendingWindow, reason string) {
 func (a *Analyzer) completeLocked(p *pendingWindow) bool {
 	for _, part := range a.cfg.Partitions {
 		if _, ok := p.halves[part]; ok {
+			continue
+		}
+		if a.passed[part] >= p.end {
 			continue
 		}
 		if last, ok := a.lastSeen[part]; !ok || last <= p.start {

@@ -80,6 +80,7 @@ func TestPartitionMerge(t *testing.T) {
 	type in struct {
 		partition, window int
 		sent              uint64
+		empty             bool // the aggregator's window with nothing in it
 	}
 	type localized struct {
 		window int
@@ -94,37 +95,54 @@ func TestPartitionMerge(t *testing.T) {
 	}{
 		{
 			name:    "both halves merged",
-			ingests: []in{{0, 0, 3}, {1, 0, 4}},
+			ingests: []in{{0, 0, 3, false}, {1, 0, 4, false}},
 			want:    []localized{{0, 7}},
 		},
 		{
 			name:    "waits for the second partition",
-			ingests: []in{{0, 0, 3}, {0, 1, 3}},
+			ingests: []in{{0, 0, 3, false}, {0, 1, 3, false}},
 			want:    nil,
 		},
 		{
 			name: "a partition that skips a window had nothing in it",
 			// Partition 1 seals window 2 without window 1: window 1 is
 			// partition 0's alone, in order before window 2.
-			ingests: []in{{0, 0, 1}, {1, 0, 1}, {0, 1, 5}, {0, 2, 1}, {1, 2, 2}},
+			ingests: []in{{0, 0, 1, false}, {1, 0, 1, false}, {0, 1, 5, false}, {0, 2, 1, false}, {1, 2, 2, false}},
 			want:    []localized{{0, 2}, {1, 5}, {2, 3}},
 		},
 		{
 			name:    "a silent partition makes windows stale",
-			ingests: []in{{0, 0, 1}, {0, 1, 1}},
+			ingests: []in{{0, 0, 1, false}, {0, 1, 1, false}},
 			now:     win(2).Add(6 * width),
 			want:    nil,
 			dropped: map[string]float64{dropStale: 2},
 		},
 		{
+			name: "an empty window says its partition passed it",
+			// Partition 1 has no agents, or all of them are silent.
+			ingests: []in{{0, 0, 3, false}, {1, 0, 0, true}, {1, 1, 0, true}, {0, 1, 4, false}},
+			want:    []localized{{0, 3}, {1, 4}},
+		},
+		{
+			name:    "an empty window before the other partition's half",
+			ingests: []in{{1, 0, 0, true}, {0, 0, 3, false}},
+			want:    []localized{{0, 3}},
+		},
+		{
+			name:    "empty windows alone localize nothing",
+			ingests: []in{{0, 0, 0, true}, {1, 0, 0, true}, {0, 1, 0, true}, {1, 1, 0, true}},
+			now:     win(2).Add(6 * width),
+			want:    nil,
+		},
+		{
 			name:    "a half after its window was done is late",
-			ingests: []in{{0, 0, 1}, {1, 0, 1}, {1, 0, 9}},
+			ingests: []in{{0, 0, 1, false}, {1, 0, 1, false}, {1, 0, 9, false}},
 			want:    []localized{{0, 2}},
 			dropped: map[string]float64{dropLate: 1},
 		},
 		{
 			name:    "a re-sealed half replaces the first",
-			ingests: []in{{0, 0, 1}, {0, 0, 5}, {1, 0, 1}},
+			ingests: []in{{0, 0, 1, false}, {0, 0, 5, false}, {1, 0, 1, false}},
 			want:    []localized{{0, 6}},
 		},
 	}
@@ -142,7 +160,11 @@ func TestPartitionMerge(t *testing.T) {
 				vs = append(vs, v...)
 			}
 			for _, i := range tc.ingests {
-				a.IngestWindow(i.partition, half(i.window, i.sent))
+				w := half(i.window, i.sent)
+				if i.empty {
+					w = &aggregate.SealedWindow{Start: win(i.window), End: win(i.window + 1)}
+				}
+				a.IngestWindow(i.partition, w)
 				advance(win(i.window + 1))
 			}
 			if !tc.now.IsZero() {

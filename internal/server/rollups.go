@@ -39,6 +39,7 @@ var errFenced = errors.New("partition taken over by a newer lease holder")
 // rollupMetrics are shared by the publishers and the follower of a process.
 type rollupMetrics struct {
 	published    *prometheus.CounterVec
+	idle         *prometheus.CounterVec
 	bytes        prometheus.Counter
 	skipped      prometheus.Counter
 	pairsDropped prometheus.Counter
@@ -54,6 +55,10 @@ func newRollupMetrics(reg prometheus.Registerer) *rollupMetrics {
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshlens_rollups_published_total",
 			Help: "Sealed windows this aggregator published on the rollups stream, by partition.",
+		}, []string{"partition"}),
+		idle: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshlens_rollups_idle_published_total",
+			Help: "Empty windows this aggregator published on the rollups stream, by partition: a window end its partition's seal passed with nothing of its own there (no agents, or all silent), so that analyzers need not wait for it. Not in meshlens_rollups_published_total or _bytes_total.",
 		}, []string{"partition"}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshlens_rollups_published_bytes_total",
@@ -79,7 +84,7 @@ func newRollupMetrics(reg prometheus.Registerer) *rollupMetrics {
 	for _, r := range rollupRefusals {
 		m.refused.WithLabelValues(r)
 	}
-	reg.MustRegister(m.published, m.bytes, m.skipped, m.pairsDropped, m.accepted, m.refused)
+	reg.MustRegister(m.published, m.idle, m.bytes, m.skipped, m.pairsDropped, m.accepted, m.refused)
 	return m
 }
 
@@ -184,6 +189,10 @@ func (p *rollupPublisher) publish(ctx context.Context, sealed []*aggregate.Seale
 			p.lastSeq = ack.Sequence
 		}
 		p.lastWindow = start
+		if w.Empty() {
+			p.m.idle.WithLabelValues(strconv.Itoa(p.partition)).Inc()
+			continue
+		}
 		p.m.published.WithLabelValues(strconv.Itoa(p.partition)).Inc()
 		p.m.bytes.Add(float64(len(data)))
 	}

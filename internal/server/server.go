@@ -428,14 +428,16 @@ func (s *Server) start(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			agg.Subscribe(func(w *aggregate.SealedWindow) {
+			file := func(w *aggregate.SealedWindow) {
 				// Filing a half is cheap; the analyzer's loop localizes.
 				s.analyzer.IngestWindow(p, w)
 				select {
 				case s.analyzeWake <- struct{}{}:
 				default:
 				}
-			})
+			}
+			agg.Subscribe(file)
+			agg.SubscribeIdle(file)
 			s.aggs = append(s.aggs, agg)
 			s.ingesters = append(s.ingesters, in)
 		}
