@@ -200,6 +200,9 @@ func (s *Store) Appender(ctx context.Context) storage.Appender {
 
 // Querier opens a querier over [mint, maxt] (milliseconds, inclusive).
 func (s *Store) Querier(mint, maxt int64) (storage.Querier, error) {
+	if s.db != nil {
+		return newNarrowQuerier(s.db, mint, maxt), nil
+	}
 	q, err := s.queryable.Querier(mint, maxt)
 	if err != nil {
 		return nil, fmt.Errorf("store: querier [%d, %d]: %w", mint, maxt, err)
