@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/meshlens/meshlens/internal/analyze"
 	"github.com/meshlens/meshlens/internal/api"
 	"github.com/meshlens/meshlens/internal/slo"
+	"github.com/meshlens/meshlens/internal/store"
 	"github.com/meshlens/meshlens/internal/yamlfile"
 )
 
@@ -147,6 +149,13 @@ func (s *Server) buildAlerting() (*alerting, error) {
 		if err != nil {
 			return nil, err
 		}
+		if s.cfg.Role == RoleAll {
+			retention := s.cfg.Store.Retention
+			if retention <= 0 {
+				retention = store.DefaultRetention
+			}
+			warnRetention(s.logger, slos, retention)
+		}
 		a.engine, err = slo.NewEngine(slo.Config{
 			SLOs: slos, Querier: s.store, Appendable: s.store,
 			Interval: s.cfg.Alerting.EvaluateEvery, ConsumedDays: 7,
@@ -249,4 +258,17 @@ func (a *alerting) register(srv *api.Server) {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": decisions})
 	}))
+}
+
+// warnRetention says which SLOs' windows are longer than what the embedded
+// TSDB keeps: their budgets count only the retention's span (the oldest
+// hourly copy kept stands for the window's start), which the status does
+// not show.
+func warnRetention(log *slog.Logger, slos []slo.SLO, retention time.Duration) {
+	for _, x := range slos {
+		if x.Window > retention {
+			log.Warn("an SLO's window is longer than the TSDB keeps: its budget counts only the retention's span; raise --retention",
+				"slo", x.Name, "window", x.Window, "retention", retention)
+		}
+	}
 }
