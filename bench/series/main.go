@@ -27,6 +27,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -280,7 +281,7 @@ func (a *countingAppender) AppendExemplar(storage.SeriesRef, labels.Labels, exem
 
 func (a *countingAppender) Commit() error {
 	for _, l := range a.pending {
-		f := family(l.Get(labels.MetricName))
+		f := family(l.Get(model.MetricNameLabel))
 		a.c.series[l.Hash()] = f
 		if f == "rack_pair" {
 			a.c.rackPairs[l.Get("src_rack")+" "+l.Get("dst_rack")] = true
