@@ -57,7 +57,7 @@ func RunLive(ctx context.Context, sc *Scenario, cfg LiveConfig) error {
 	// server's de-duplication never mistakes it for a replay of an earlier
 	// run against the same data.
 	epoch := uint64(cfg.Clock.Now().UnixNano())
-	boosts, err := watchBoosts(ctx, cfg.JetStream, cfg.Logger)
+	boosts, err := watchBoosts(ctx, cfg.JetStream, cfg.Clock, cfg.Logger)
 	if err != nil {
 		return fmt.Errorf("sim live: %w", err)
 	}
@@ -177,14 +177,26 @@ type boostWatch struct {
 	boosts map[string]*pinglist.Boost
 }
 
-func watchBoosts(ctx context.Context, js jetstream.JetStream, log *slog.Logger) (*boostWatch, error) {
-	kv, err := js.KeyValue(ctx, bus.EvidenceBucket)
-	if err != nil {
-		return nil, fmt.Errorf("evidence bucket: %w", err)
-	}
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("evidence bucket: %w", err)
+// watchBoosts waits for the evidence bucket as an agent waits for its
+// pinglist: a bus that is slow to answer (a cluster electing its leaders)
+// or a server that has not made the bucket yet is retried every second
+// until ctx ends, not taken as the end of the run.
+func watchBoosts(ctx context.Context, js jetstream.JetStream, c clock.Clock, log *slog.Logger) (*boostWatch, error) {
+	var w jetstream.KeyWatcher
+	for attempt := 0; ; attempt++ {
+		kv, err := js.KeyValue(ctx, bus.EvidenceBucket)
+		if err == nil {
+			w, err = kv.WatchAll(ctx)
+		}
+		if err == nil {
+			break
+		}
+		if attempt%30 == 0 {
+			log.Warn("sim live: the evidence bucket does not answer yet; retrying", "attempt", attempt+1, "err", err)
+		}
+		if sleepUntil(ctx, c, c.Now().Add(time.Second)) != nil {
+			return nil, fmt.Errorf("evidence bucket: %w", err)
+		}
 	}
 	bw := &boostWatch{boosts: map[string]*pinglist.Boost{}}
 	go func() {
@@ -195,6 +207,7 @@ func watchBoosts(ctx context.Context, js jetstream.JetStream, log *slog.Logger) 
 			}
 			var b *pinglist.Boost
 			if e.Operation() == jetstream.KeyValuePut {
+				var err error
 				if b, err = pinglist.DecodeBoost(e.Value()); err != nil {
 					log.Warn("sim live: ignoring an evidence request", "key", e.Key(), "err", err)
 					continue
