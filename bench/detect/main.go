@@ -106,6 +106,9 @@ type onset struct {
 	Phase   float64 `json:"phase_seconds"`
 	Live    float64 `json:"live_seconds"` // onset → first named; -1: never
 	Sim     float64 `json:"sim_seconds"`  // the same fault in sim run; -1: never
+	// SimLingered: how long after the fault's end sim run still blamed
+	// it (sim.FaultResult.Lingered); -1: never named.
+	SimLingered float64 `json:"sim_lingered_seconds"`
 }
 
 type result struct {
@@ -204,13 +207,13 @@ func run(ctx context.Context, n int, names []string, parallel int, seed uint64, 
 			return err
 		}
 		for _, mode := range modes {
-			sims, err := simTimes(ctx, bin, scenario, ons, mode != modeEvidence)
+			sims, lingered, err := simTimes(ctx, bin, scenario, ons, mode != modeEvidence)
 			if err != nil {
 				return fmt.Errorf("%s: %w", k.name, err)
 			}
 			mine := slices.Clone(ons)
 			for j := range mine {
-				mine[j].Sim = sims[j]
+				mine[j].Sim, mine[j].SimLingered = sims[j], lingered[j]
 				mine[j].Live = -1
 			}
 			jobs = append(jobs, job{k, scenario, mine, mode})
@@ -247,11 +250,12 @@ func run(ctx context.Context, n int, names []string, parallel int, seed uint64, 
 }
 
 // simTimes runs the scenario through `sim run` and reads each fault's
-// localization time (its LOCALIZED column).
-func simTimes(ctx context.Context, bin, scenario string, ons []onset, fixed bool) ([]float64, error) {
+// localization time (its LOCALIZED column) and how long it lingered after
+// its end (LINGERED).
+func simTimes(ctx context.Context, bin, scenario string, ons []onset, fixed bool) (times, lingered []float64, err error) {
 	out, err := exec.CommandContext(ctx, bin, "sim", "run", scenario, "--json", fmt.Sprintf("--evidence=%t", !fixed)).Output()
 	if err != nil {
-		return nil, fmt.Errorf("sim run: %w", err)
+		return nil, nil, fmt.Errorf("sim run: %w", err)
 	}
 	var rep struct {
 		Results []struct {
@@ -259,15 +263,16 @@ func simTimes(ctx context.Context, bin, scenario string, ons []onset, fixed bool
 			Faults    []struct {
 				Onset        float64  `json:"onset_seconds"`
 				Localization *float64 `json:"localized_seconds"`
+				Lingered     *float64 `json:"lingered_seconds"`
 			} `json:"faults"`
 		} `json:"results"`
 	}
 	if err := json.Unmarshal(out, &rep); err != nil {
-		return nil, fmt.Errorf("sim run: %w", err)
+		return nil, nil, fmt.Errorf("sim run: %w", err)
 	}
-	times := make([]float64, len(ons))
+	times, lingered = make([]float64, len(ons)), make([]float64, len(ons))
 	for i := range times {
-		times[i] = -1
+		times[i], lingered[i] = -1, -1
 	}
 	for _, r := range rep.Results {
 		if r.Localizer != "meshlens" {
@@ -277,11 +282,14 @@ func simTimes(ctx context.Context, bin, scenario string, ons []onset, fixed bool
 			for i := range ons {
 				if f.Localization != nil && abs(f.Onset-ons[i].At) < 0.5 {
 					times[i] = *f.Localization
+					if f.Lingered != nil {
+						lingered[i] = *f.Lingered
+					}
 				}
 			}
 		}
 	}
-	return times, nil
+	return times, lingered, nil
 }
 
 func abs(x float64) float64 {
@@ -430,14 +438,17 @@ func reportFile(name string) error {
 // from onset to blame, and the median overhead over sim run.
 func report(w io.Writer, results []result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "KIND\tMODE\tNAMED\tMEDIAN\tP95\tSIM RUN NAMED\tSIM RUN MEDIAN\tSIM RUN P95\tOVERHEAD (median live - sim)")
+	fmt.Fprintln(tw, "KIND\tMODE\tNAMED\tMEDIAN\tP95\tSIM RUN NAMED\tSIM RUN MEDIAN\tSIM RUN P95\tOVERHEAD (median live - sim)\tSIM RUN LINGERED (median)")
 	for _, r := range results {
 		if r.Err != "" {
 			fmt.Fprintf(tw, "%s\t%s\terror: %s\n", r.Kind, r.Mode, r.Err)
 			continue
 		}
-		var live, sim, over []float64
+		var live, sim, over, lingered []float64
 		for _, o := range r.Onsets {
+			if o.SimLingered >= 0 {
+				lingered = append(lingered, o.SimLingered)
+			}
 			if o.Live >= 0 {
 				live = append(live, o.Live)
 			}
@@ -448,8 +459,8 @@ func report(w io.Writer, results []result) {
 				over = append(over, o.Live-o.Sim)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", r.Kind, r.Mode, len(live), len(r.Onsets),
-			secs(quantile(live, 0.5)), secs(quantile(live, 0.95)), len(sim), len(r.Onsets), secs(quantile(sim, 0.5)), secs(quantile(sim, 0.95)), secs(quantile(over, 0.5)))
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\n", r.Kind, r.Mode, len(live), len(r.Onsets),
+			secs(quantile(live, 0.5)), secs(quantile(live, 0.95)), len(sim), len(r.Onsets), secs(quantile(sim, 0.5)), secs(quantile(sim, 0.95)), secs(quantile(over, 0.5)), secs(quantile(lingered, 0.5)))
 	}
 	tw.Flush()
 }

@@ -82,10 +82,10 @@ func printSimReport(w io.Writer, rep *sim.Report) error {
 		fmt.Fprintf(w, "\n%s: precision %.2f recall %.2f F1 %.2f, median detection %s, localization %s\n",
 			r.Localizer, r.Precision, r.Recall, r.F1, secsOrDash(r.MedianDetection), secsOrDash(r.MedianLocalization))
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "KIND\tELEMENT\tONSET\tFLAGGED\tLOCALIZED\tBLAMED")
+		fmt.Fprintln(tw, "KIND\tELEMENT\tONSET\tFLAGGED\tLOCALIZED\tLINGERED\tBLAMED")
 		for _, f := range r.Faults {
-			fmt.Fprintf(tw, "%s\t%s\t%.0fs\t%s\t%s\t%s\n", f.Kind, f.Element, float64(f.Onset),
-				ptrSecs(f.FirstFlagged), ptrSecs(f.Localized), strings.Join(f.Blamed, ", "))
+			fmt.Fprintf(tw, "%s\t%s\t%.0fs\t%s\t%s\t%s\t%s\n", f.Kind, f.Element, float64(f.Onset),
+				ptrSecs(f.FirstFlagged), ptrSecs(f.Localized), ptrSecs(f.Lingered), strings.Join(f.Blamed, ", "))
 		}
 		if err := tw.Flush(); err != nil {
 			return err

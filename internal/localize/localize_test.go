@@ -469,3 +469,52 @@ func TestBlackholeNeedsEvidence(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoredToRNotBlamed: a ToR blamed down on the horizon's windows is
+// no longer blamed once a window's probes crossed it and lost none (it came
+// back: routing cannot go around a ToR); while it still loses them, it is.
+func TestRestoredToRNotBlamed(t *testing.T) {
+	f := newFixture(t, spec)
+	tor, _ := f.x.Node("dc1-pod1-rack1-tor")
+	// Probes to its hosts end silent where it would answer, over either
+	// leaf; probes from them at their first hop.
+	var down []Trace
+	seed := 0
+	for i := 1; i <= 4; i++ {
+		for _, peer := range []string{host(1, 2, i), host(2, 1, i), host(2, 2, i)} {
+			seed++
+			tr := f.trace(peer, host(1, 1, i), true, f.through(seed, ""))
+			for j, h := range tr.Hops {
+				if h == tor {
+					tr.Hops, tr.Reached = tr.Hops[:j], false
+					break
+				}
+			}
+			out := f.trace(host(1, 1, i), peer, true, nil)
+			out.Hops, out.Reached = []int32{UnknownHop}, false
+			down = append(down, tr, out)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		third  []Trace
+		blamed bool
+	}{{"back", nil, false}, {"still down", down, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			lz, err := New(NameMeshlens, f.x, Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, traces := range [][]Trace{down, down, tc.third} {
+				sus, err := lz.Localize(&Window{Sealed: f.sw, Traces: traces})
+				if err != nil {
+					t.Fatal(err)
+				}
+				blamed := len(sus) > 0 && sus[0].Element == "dc1-pod1-rack1-tor"
+				if want := i < 2 || tc.blamed; blamed != want {
+					t.Errorf("window %d: blamed %v, want the ToR blamed %v", i+1, sus, want)
+				}
+			}
+		})
+	}
+}

@@ -297,7 +297,7 @@ func (m *meshlens) Localize(w *Window) ([]Suspect, error) {
 			}
 		}
 	}
-	lossSuspects := m.explain(lost, false)
+	lossSuspects := m.restored(m.explain(lost, false))
 	m.trackDown(lossSuspects)
 	out = append(out, lossSuspects...)
 	out = append(out, m.explain(slowTraces, true)...)
@@ -350,6 +350,59 @@ func (m *meshlens) hostsDown(w *Window) []Suspect {
 	sort.Slice(out, func(i, j int) bool { return out[i].Element < out[j].Element })
 	return out
 }
+
+// restored drops the ToRs and hosts blamed on the horizon's evidence that
+// the newest window shows back: routing cannot go around them, so that
+// window's probes of their hosts crossed them, so many that the blamed
+// rate would have lost several (restoredLosses), yet none of its lost
+// probes may have crossed them. Otherwise a ToR or host that came back
+// stayed blamed for the horizon's older windows (one or two more), and
+// its incident resolved that much later.
+func (m *meshlens) restored(sus []Suspect) []Suspect {
+	x := m.x
+	L2 := 2 * int32(x.NumLinks())
+	s := &m.ev.slots[(m.ev.pos+len(m.ev.slots)-1)%len(m.ev.slots)]
+	var crossed map[int32]bool // by the newest window's lost probes
+	kept := sus[:0]
+	for _, su := range sus {
+		n := su.cand - L2
+		if su.cand < L2 || (x.IsSwitch(n) && x.ToRSlot[n] < 0) {
+			kept = append(kept, su)
+			continue
+		}
+		var probes float64
+		for h := range int32(x.NumHosts) {
+			if h == n || x.HostToR[h] == n {
+				probes += s.T[x.HostUp[h]]
+			}
+		}
+		if probes*su.Estimate < restoredLosses {
+			kept = append(kept, su)
+			continue
+		}
+		if crossed == nil {
+			crossed = map[int32]bool{}
+			var buf []wcand
+			for i := range s.traces {
+				if !s.traces[i].Lost {
+					continue
+				}
+				buf = m.candidates(&s.paths[i], buf[:0])
+				for _, wc := range buf {
+					crossed[wc.c] = true
+				}
+			}
+		}
+		if crossed[su.cand] {
+			kept = append(kept, su)
+		}
+	}
+	return kept
+}
+
+// restoredLosses: see restored. Not losing one of that many expected
+// losses happens by chance one time in a thousand (e^-7).
+const restoredLosses = 7
 
 // trackDown updates the elements the traffic model routes around; see
 // meshlens.excluded.

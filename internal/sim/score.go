@@ -80,6 +80,11 @@ type FaultResult struct {
 	// Blamed lists what was blamed while the fault was in force, with the
 	// symptom, most frequent first.
 	Blamed []string `json:"blamed"`
+	// Lingered is how long after the fault's end its element was still
+	// blamed: the last verdict blaming it, within the localizer's horizon
+	// (0: none after the end). Nil when it was never localized or lasted
+	// the whole run.
+	Lingered *Seconds `json:"lingered_seconds,omitempty"`
 }
 
 // timeline records a localizer's suspects per window, by the time (from
@@ -154,6 +159,8 @@ func score(sc *Scenario, x *localize.Index, name string, tl *timeline) Localizer
 	for _, f := range sc.Faults {
 		fr := FaultResult{Kind: f.Kind, Element: f.Element, Onset: secs(f.At), End: secs(f.End(sc.Duration)), Significant: f.Significant()}
 		blamed := map[string]int{}
+		end := f.End(sc.Duration)
+		var lingered time.Duration
 		for i, at := range tl.at {
 			if at <= f.At {
 				continue
@@ -161,7 +168,7 @@ func score(sc *Scenario, x *localize.Index, name string, tl *timeline) Localizer
 			// Evidence lingers for the localizer's horizon after the end;
 			// a blame after that is not this fault's (the same element
 			// may fail again later in the scenario).
-			if at > f.End(sc.Duration)+time.Duration(3)*sc.Interval+batchDelay {
+			if at > end+time.Duration(3)*sc.Interval+batchDelay {
 				break
 			}
 			for _, s := range tl.suspects[i] {
@@ -169,14 +176,23 @@ func score(sc *Scenario, x *localize.Index, name string, tl *timeline) Localizer
 					v := secs(at - f.At)
 					fr.FirstFlagged = &v
 				}
-				if matches(s, f, sc.Topology) && fr.Localized == nil {
-					v := secs(at - f.At)
-					fr.Localized = &v
+				if matches(s, f, sc.Topology) {
+					if fr.Localized == nil {
+						v := secs(at - f.At)
+						fr.Localized = &v
+					}
+					if at > end {
+						lingered = at - end
+					}
 				}
 				blamed[s.Element+" ("+string(s.Symptom)+")"]++
 			}
 		}
 		fr.Blamed = sortedByCount(blamed)
+		if fr.Localized != nil && end < sc.Duration {
+			v := secs(lingered)
+			fr.Lingered = &v
+		}
 		if fr.FirstFlagged != nil {
 			det = append(det, float64(*fr.FirstFlagged))
 		}
