@@ -472,7 +472,8 @@ func TestBlackholeNeedsEvidence(t *testing.T) {
 
 // TestRestoredToRNotBlamed: a ToR blamed down on the horizon's windows is
 // no longer blamed once a window's probes crossed it and lost none (it came
-// back: routing cannot go around a ToR); while it still loses them, it is.
+// back: routing cannot go around a ToR); while its hosts' rollups still
+// count losses, it is, even when that window's traces are late.
 func TestRestoredToRNotBlamed(t *testing.T) {
 	f := newFixture(t, spec)
 	tor, _ := f.x.Node("dc1-pod1-rack1-tor")
@@ -495,18 +496,31 @@ func TestRestoredToRNotBlamed(t *testing.T) {
 			down = append(down, tr, out)
 		}
 	}
+	// The rollups of a window it is down in: every probe of its hosts lost.
+	lossy := &aggregate.SealedWindow{Hosts: map[aggregate.HostKey]*aggregate.Rollup{}, RackPairs: f.sw.RackPairs}
+	for k, r := range f.sw.Hosts {
+		c := *r
+		if strings.HasPrefix(k.Host, "dc1-pod1-rack1-") {
+			c.Lost = c.Sent
+		}
+		lossy.Hosts[k] = &c
+	}
 	for _, tc := range []struct {
 		name   string
-		third  []Trace
+		third  *Window
 		blamed bool
-	}{{"back", nil, false}, {"still down", down, true}} {
+	}{
+		{"back", &Window{Sealed: f.sw}, false},
+		{"still down", &Window{Sealed: lossy, Traces: down}, true},
+		{"still down, traces late", &Window{Sealed: lossy}, true},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lz, err := New(NameMeshlens, f.x, Config{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			for i, traces := range [][]Trace{down, down, tc.third} {
-				sus, err := lz.Localize(&Window{Sealed: f.sw, Traces: traces})
+			for i, w := range []*Window{{Sealed: lossy, Traces: down}, {Sealed: lossy, Traces: down}, tc.third} {
+				sus, err := lz.Localize(w)
 				if err != nil {
 					t.Fatal(err)
 				}

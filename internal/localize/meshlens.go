@@ -297,7 +297,7 @@ func (m *meshlens) Localize(w *Window) ([]Suspect, error) {
 			}
 		}
 	}
-	lossSuspects := m.restored(m.explain(lost, false))
+	lossSuspects := m.restored(w, m.explain(lost, false))
 	m.trackDown(lossSuspects)
 	out = append(out, lossSuspects...)
 	out = append(out, m.explain(slowTraces, true)...)
@@ -352,17 +352,22 @@ func (m *meshlens) hostsDown(w *Window) []Suspect {
 }
 
 // restored drops the ToRs and hosts blamed on the horizon's evidence that
-// the newest window shows back: routing cannot go around them, so that
-// window's probes of their hosts crossed them, so many that the blamed
-// rate would have lost several (restoredLosses), yet none of its lost
-// probes may have crossed them. Otherwise a ToR or host that came back
-// stayed blamed for the horizon's older windows (one or two more), and
-// its incident resolved that much later.
-func (m *meshlens) restored(sus []Suspect) []Suspect {
+// the newest window (w) shows back: routing cannot go around them, so that
+// window's probes from and to their hosts crossed them, so many that the
+// blamed rate would have lost several (restoredLosses), yet its rollups
+// count none of them lost and none of its lost traces may have crossed
+// them. The rollups are what says so: a window's traces can arrive after
+// it is sealed (they join the next), its results cannot. Otherwise a ToR
+// or host that came back stayed blamed for the horizon's older windows
+// (one or two more), and its incident resolved that much later.
+func (m *meshlens) restored(w *Window, sus []Suspect) []Suspect {
+	if w.Sealed == nil {
+		return sus
+	}
 	x := m.x
 	L2 := 2 * int32(x.NumLinks())
 	s := &m.ev.slots[(m.ev.pos+len(m.ev.slots)-1)%len(m.ev.slots)]
-	var crossed map[int32]bool // by the newest window's lost probes
+	var crossed map[int32]bool // by the newest window's lost traces
 	kept := sus[:0]
 	for _, su := range sus {
 		n := su.cand - L2
@@ -370,13 +375,18 @@ func (m *meshlens) restored(sus []Suspect) []Suspect {
 			kept = append(kept, su)
 			continue
 		}
-		var probes float64
+		var sent, lost uint64
 		for h := range int32(x.NumHosts) {
-			if h == n || x.HostToR[h] == n {
-				probes += s.T[x.HostUp[h]]
+			if h != n && x.HostToR[h] != n {
+				continue
+			}
+			for _, d := range []aggregate.Direction{aggregate.In, aggregate.Out} {
+				if r := w.Sealed.Hosts[aggregate.HostKey{Host: x.Names[h], Direction: d}]; r != nil {
+					sent, lost = sent+r.Sent, lost+r.Lost
+				}
 			}
 		}
-		if probes*su.Estimate < restoredLosses {
+		if lost > 0 || float64(sent)*su.Estimate < restoredLosses {
 			kept = append(kept, su)
 			continue
 		}
