@@ -107,8 +107,9 @@ type onset struct {
 	Live    float64 `json:"live_seconds"` // onset → first named; -1: never
 	Sim     float64 `json:"sim_seconds"`  // the same fault in sim run; -1: never
 	// SimLingered: how long after the fault's end sim run still blamed
-	// it (sim.FaultResult.Lingered); -1: never named.
-	SimLingered float64 `json:"sim_lingered_seconds"`
+	// it (sim.FaultResult.Lingered); nil: never named, or a run saved
+	// before it was measured.
+	SimLingered *float64 `json:"sim_lingered_seconds,omitempty"`
 }
 
 type result struct {
@@ -252,7 +253,7 @@ func run(ctx context.Context, n int, names []string, parallel int, seed uint64, 
 // simTimes runs the scenario through `sim run` and reads each fault's
 // localization time (its LOCALIZED column) and how long it lingered after
 // its end (LINGERED).
-func simTimes(ctx context.Context, bin, scenario string, ons []onset, fixed bool) (times, lingered []float64, err error) {
+func simTimes(ctx context.Context, bin, scenario string, ons []onset, fixed bool) (times []float64, lingered []*float64, err error) {
 	out, err := exec.CommandContext(ctx, bin, "sim", "run", scenario, "--json", fmt.Sprintf("--evidence=%t", !fixed)).Output()
 	if err != nil {
 		return nil, nil, fmt.Errorf("sim run: %w", err)
@@ -270,9 +271,9 @@ func simTimes(ctx context.Context, bin, scenario string, ons []onset, fixed bool
 	if err := json.Unmarshal(out, &rep); err != nil {
 		return nil, nil, fmt.Errorf("sim run: %w", err)
 	}
-	times, lingered = make([]float64, len(ons)), make([]float64, len(ons))
+	times, lingered = make([]float64, len(ons)), make([]*float64, len(ons))
 	for i := range times {
-		times[i], lingered[i] = -1, -1
+		times[i] = -1
 	}
 	for _, r := range rep.Results {
 		if r.Localizer != "meshlens" {
@@ -282,9 +283,7 @@ func simTimes(ctx context.Context, bin, scenario string, ons []onset, fixed bool
 			for i := range ons {
 				if f.Localization != nil && abs(f.Onset-ons[i].At) < 0.5 {
 					times[i] = *f.Localization
-					if f.Lingered != nil {
-						lingered[i] = *f.Lingered
-					}
+					lingered[i] = f.Lingered
 				}
 			}
 		}
@@ -446,8 +445,8 @@ func report(w io.Writer, results []result) {
 		}
 		var live, sim, over, lingered []float64
 		for _, o := range r.Onsets {
-			if o.SimLingered >= 0 {
-				lingered = append(lingered, o.SimLingered)
+			if o.SimLingered != nil {
+				lingered = append(lingered, *o.SimLingered)
 			}
 			if o.Live >= 0 {
 				live = append(live, o.Live)
