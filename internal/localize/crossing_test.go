@@ -76,32 +76,18 @@ func TestAround(t *testing.T) {
 }
 
 // TestLeads: three losses on a quiet link of a clean fabric are a lead,
-// not a suspect; so are one loss on it and four whose spine hop was silent
-// (read trace by trace: counted, they are two); one loss, or losses spread
-// over the fabric, are neither.
+// not a suspect; one loss, or losses spread over the fabric, are neither.
 func TestLeads(t *testing.T) {
 	// Four pods and spines: a leaf-spine link carries a few % of the
 	// crossings, as on the fabrics evidence on demand is for.
 	f := newFixture(t, topology.GenSpec{DCs: 1, Pods: 4, RacksPerPod: 2, HostsPerRack: 4, LeavesPerPod: 2, Spines: 4})
 	via := f.via("dc1-pod1-leaf1", "dc1-spine1")
-	spine1, _ := f.x.Node("dc1-spine1")
-	behindSilentSpine := []Trace{f.trace(host(1, 1, 1), host(2, 1, 1), true, via)}
-	for i := range 4 {
-		tr := f.trace(host(1, 1+i%2, 1+i), host(2+i%3, 1+i%2, 1+(i+1)%4), true, via)
-		for j, h := range tr.Hops {
-			if h == spine1 {
-				tr.Hops[j] = UnknownHop
-			}
-		}
-		behindSilentSpine = append(behindSilentSpine, tr)
-	}
 	for _, tc := range []struct {
 		name   string
 		traces []Trace
 		lead   string
 	}{
 		{"three on one link", []Trace{f.trace(host(1, 1, 1), host(2, 1, 1), true, via), f.trace(host(1, 1, 2), host(2, 2, 3), true, via), f.trace(host(1, 2, 4), host(2, 2, 1), true, via)}, "dc1-pod1-leaf1->dc1-spine1"},
-		{"one sure, four behind a silent spine", behindSilentSpine, "dc1-pod1-leaf1->dc1-spine1"},
 		{"one", []Trace{f.trace(host(1, 1, 1), host(2, 1, 1), true, via)}, ""},
 		{"spread", []Trace{f.trace(host(1, 1, 1), host(2, 2, 3), true, f.via("dc1-pod1-leaf1", "dc1-spine1")), f.trace(host(2, 1, 2), host(1, 2, 4), true, f.via("dc1-pod2-leaf2", "dc1-spine2"))}, ""},
 	} {

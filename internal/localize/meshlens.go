@@ -1211,20 +1211,7 @@ next:
 				continue next
 			}
 		}
-		q := m.exposure(c) / m.ev.crossings
-		score, _ := binomialLLR(e, u, q)
-		if bar := mixtureLeadBar * m.cfg.LeadScore; score < m.cfg.LeadScore {
-			// Read trace by trace, as a suspect may be (mixtureLLR): a
-			// gray leaf-spine link's first lost probes are half replies,
-			// whose way back is a guess over the spines, so their count
-			// is diluted below the bar for windows while most of them
-			// surely crossed it (bench/detect's slow 2 % onsets).
-			if ub, _ := binomialLLR(m.supp[c], u, q); ub >= bar {
-				if mix := m.mixtureLLR(c, u, q); mix >= bar {
-					score = mix
-				}
-			}
-		}
+		score, _ := binomialLLR(e, u, m.exposure(c)/m.ev.crossings)
 		if score < m.cfg.LeadScore {
 			continue
 		}
@@ -1232,14 +1219,6 @@ next:
 		m.leads = append(m.leads, Lead{Element: name, Kind: kind, Score: score, Anomalous: e, Share: m.touches(c) / max(1, m.ev.probes)})
 	}
 }
-
-// mixtureLeadBar (times Config.LeadScore) is what a lead read trace by
-// trace needs: that reading maximises over rho, so chance lifts it above
-// the count's. At the count's own bar a healthy 256-host fabric asked 40 %
-// more extra probes, and the blame of a one-way blackhole behind a leaf
-// wandered over the leaf's links; at 1.2 neither, and bench/detect's 2 %
-// loss tail is about as short (docs/benchmarks.md).
-const mixtureLeadBar = 1.2
 
 // minBlackholeEvidence is how many lost TCP probes a suspect needs before
 // "their retransmissions died too" reads as a blackhole (whole flows
