@@ -83,6 +83,9 @@ func (e *evidence) validTrace(t *Trace) bool {
 	return true
 }
 
+// newest is the slot of the last window added.
+func (e *evidence) newest() *slot { return &e.slots[(e.pos+len(e.slots)-1)%len(e.slots)] }
+
 // add replaces the oldest window with w and re-sums the horizon.
 func (e *evidence) add(w *Window) {
 	s := &e.slots[e.pos]
@@ -366,7 +369,7 @@ func (m *meshlens) restored(w *Window, sus []Suspect) []Suspect {
 	}
 	x := m.x
 	L2 := 2 * int32(x.NumLinks())
-	s := &m.ev.slots[(m.ev.pos+len(m.ev.slots)-1)%len(m.ev.slots)]
+	s := m.ev.newest()
 	var crossed map[int32]bool // by the newest window's lost traces
 	kept := sus[:0]
 	for _, su := range sus {
@@ -448,7 +451,7 @@ func (m *meshlens) trackDown(loss []Suspect) {
 		// A trace of the newest window that surely crossed an excluded
 		// element (its hops answered on both sides) says routing uses it
 		// again.
-		s := &m.ev.slots[(m.ev.pos+len(m.ev.slots)-1)%len(m.ev.slots)]
+		s := m.ev.newest()
 		var buf []wcand
 		for i := range s.traces {
 			buf = m.candidates(&s.paths[i], buf[:0])
