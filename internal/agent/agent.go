@@ -506,7 +506,7 @@ func (a *Agent) runProbes(ctx context.Context) {
 	var rt *probeRuntime
 	defer func() {
 		if rt != nil {
-			a.setTracer(nil, netip.Addr{})
+			a.setTracer(nil, nil, netip.Addr{})
 			rt.stop()
 		}
 	}()
@@ -539,7 +539,7 @@ func (a *Agent) reconcile(ctx context.Context, rt *probeRuntime) *probeRuntime {
 	a.mu.Unlock()
 	if pl == nil {
 		if rt != nil {
-			a.setTracer(nil, netip.Addr{})
+			a.setTracer(nil, nil, netip.Addr{})
 			rt.stop()
 		}
 		a.setSched(nil)
@@ -557,7 +557,7 @@ func (a *Agent) reconcile(ctx context.Context, rt *probeRuntime) *probeRuntime {
 	}
 	icmp := slices.Contains(pl.Protocols, wire.Protocol_PROTOCOL_ICMP.Name())
 	if rt != nil && (rt.respAddr != respAddr || rt.source != source || rt.icmp != icmp) {
-		a.setTracer(nil, netip.Addr{})
+		a.setTracer(nil, nil, netip.Addr{})
 		rt.stop()
 		rt = nil
 	}
@@ -602,11 +602,11 @@ func (a *Agent) startRuntime(ctx context.Context, respAddr string, source netip.
 	if tr := a.startTracer(udp); tr != nil {
 		rt.wg.Add(1)
 		go func() { defer rt.wg.Done(); tr.Run(rctx) }()
-		a.setTracer(tr, source)
+		a.setTracer(tr, udp, source)
 	}
 	tcp, err := probe.NewTCPProber(probe.TCPProberConfig{Local: source, Clock: a.cfg.Clock})
 	if err != nil {
-		a.setTracer(nil, netip.Addr{})
+		a.setTracer(nil, nil, netip.Addr{})
 		cancel()
 		return nil, fmt.Errorf("agent %s: %w", a.cfg.Host, err)
 	}
@@ -648,8 +648,12 @@ func (a *Agent) startRuntime(ctx context.Context, respAddr string, source netip.
 }
 
 func (a *Agent) startResponder(ctx context.Context, rt *probeRuntime, addr string, keys [][]byte) *probe.Responder {
+	var traceBack func(from, local netip.Addr, port uint16, tb probe.TraceBack)
+	if a.paths.enabled {
+		traceBack = a.onTraceBack
+	}
 	resp, err := probe.NewResponder(probe.ResponderConfig{
-		Addr: addr, Keys: keys, Clock: a.cfg.Clock, Registerer: a.cfg.Registerer, Logger: a.log,
+		Addr: addr, Keys: keys, Clock: a.cfg.Clock, Registerer: a.cfg.Registerer, Logger: a.log, TraceBack: traceBack,
 		RatePerSource: a.cfg.ResponderRatePerSource, BurstPerSource: a.cfg.ResponderBurstPerSource,
 	})
 	if err != nil {

@@ -72,12 +72,15 @@ type traceMetrics struct {
 	reports            prometheus.Counter
 	reportErrors       prometheus.Counter
 	enabled            prometheus.Gauge
+	traceBacks         prometheus.Counter
+	traceBackErrors    prometheus.Counter
+	reverseSkipped     *prometheus.CounterVec
 }
 
 func newTraceMetrics() *traceMetrics {
 	m := &traceMetrics{
 		started: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meshlens_agent_traces_started_total", Help: "Paris traceroutes started, by trigger (lost, slow, on_demand).",
+			Name: "meshlens_agent_traces_started_total", Help: "Paris traceroutes started, by trigger (lost, slow, on_demand, reverse: a peer's lost probe's reply).",
 		}, []string{"trigger"}),
 		completed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshlens_agent_traces_completed_total", Help: "Paris traceroutes completed, by whether the destination answered.",
@@ -103,9 +106,19 @@ func newTraceMetrics() *traceMetrics {
 		enabled: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "meshlens_agent_tracing_enabled", Help: "1 while the agent can trace (raw sockets open), else 0.",
 		}),
+		traceBacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshlens_agent_trace_backs_requested_total", Help: "Trace-back requests sent: a lost probe's peer asked to trace the reply's way back.",
+		}),
+		traceBackErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshlens_agent_trace_back_errors_total", Help: "Trace-back requests that could not be sent (no key yet, send error).",
+		}),
+		reverseSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshlens_agent_reverse_traces_skipped_total", Help: "Peers' trace-back requests not traced: budget exhausted (shared with the agent's own traces), queue full, no raw-socket privilege, tracer not running.",
+		}, []string{"reason"}),
 	}
 	for _, r := range []string{skipBudget, skipQueueFull, skipNoPrivilege, skipNoTracer} {
 		m.skipped.WithLabelValues(r)
+		m.reverseSkipped.WithLabelValues(r)
 	}
 	for _, v := range []string{"true", "false"} {
 		m.completed.WithLabelValues(v)
@@ -115,7 +128,8 @@ func newTraceMetrics() *traceMetrics {
 }
 
 func (m *traceMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.started, m.completed, m.skipped, m.errors, m.hops, m.packets, m.reports, m.reportErrors, m.enabled}
+	return []prometheus.Collector{m.started, m.completed, m.skipped, m.errors, m.hops, m.packets, m.reports, m.reportErrors, m.enabled,
+		m.traceBacks, m.traceBackErrors, m.reverseSkipped}
 }
 
 // pairMin is a pair's recent minimum RTT, over two rotating periods.
@@ -143,7 +157,18 @@ type traceJob struct {
 	flow    probe.TraceFlow
 	probe   *wire.TracedProbe
 	trigger string
+	// held: the job holds the agent's mark (paths.held). A reverse trace
+	// does not: it traces a peer's probe, not one of this agent's data.
+	held bool
 }
+
+// Triggers of meshlens_agent_traces_started_total besides lost and slow.
+const (
+	triggerOnDemand = "on_demand"
+	// triggerReverse: a peer's trace-back request for its lost probe's
+	// reply (probe.TraceBack).
+	triggerReverse = "reverse"
+)
 
 // paths is the agent's path-discovery state.
 type paths struct {
@@ -154,9 +179,10 @@ type paths struct {
 	enabled bool
 
 	mu       sync.Mutex
-	tracer   *probe.Tracer // the probe runtime's; nil while none
-	source   netip.Addr    // the probe runtime's source address, if bound
-	noPriv   bool          // NewTracer said no privilege (logged once)
+	tracer   *probe.Tracer    // the probe runtime's; nil while none
+	udp      *probe.UDPProber // the probe runtime's, which sends trace-back requests
+	source   netip.Addr       // the probe runtime's source address, if bound
+	noPriv   bool             // NewTracer said no privilege (logged once)
 	budget   *probe.TokenBucket
 	onDemand *probe.TokenBucket
 	mins     map[pairKey]*pairMin
@@ -189,9 +215,9 @@ func (p *paths) heldBefore(mark int64) int64 {
 	return mark
 }
 
-func (a *Agent) setTracer(t *probe.Tracer, source netip.Addr) {
+func (a *Agent) setTracer(t *probe.Tracer, udp *probe.UDPProber, source netip.Addr) {
 	a.paths.mu.Lock()
-	a.paths.tracer, a.paths.source = t, source
+	a.paths.tracer, a.paths.udp, a.paths.source = t, udp, source
 	a.paths.mu.Unlock()
 	if t != nil {
 		a.paths.m.enabled.Set(1)
@@ -269,7 +295,7 @@ func (a *Agent) observe(r *wire.ProbeResult) {
 		p.m.errors.Inc() // a probe that never left (local error) has no 5-tuple
 		return
 	}
-	job := traceJob{trigger: trigger, probe: tp, flow: probe.TraceFlow{Protocol: r.Protocol,
+	job := traceJob{trigger: trigger, probe: tp, held: true, flow: probe.TraceFlow{Protocol: r.Protocol,
 		Src: netip.AddrPortFrom(src.Unmap(), uint16(r.SrcPort)), Dst: netip.AddrPortFrom(dst.Unmap(), uint16(r.DstPort))}}
 	p.mu.Lock()
 	p.holdLocked(tp.StartUnixNano)
@@ -280,6 +306,61 @@ func (a *Agent) observe(r *wire.ProbeResult) {
 		p.m.skipped.WithLabelValues(skipQueueFull).Inc()
 	}
 	p.mu.Unlock()
+}
+
+// onTraceBack takes a peer's trace-back request (probe.ResponderConfig.
+// TraceBack): from asked to have the reply to its lost probe traced from
+// local:port, the way the reply went. It spends the agent's own trace
+// budget, so a peer that asks a lot costs this agent its own traces, not
+// more packets; and it traces only toward from, the address the request
+// came from.
+func (a *Agent) onTraceBack(from, local netip.Addr, port uint16, tb probe.TraceBack) {
+	p := &a.paths
+	now := a.cfg.Clock.Now()
+	p.mu.Lock()
+	skip := ""
+	switch {
+	case p.noPriv:
+		skip = skipNoPrivilege
+	case !p.budget.Allow(now):
+		skip = skipBudget
+	case p.tracer == nil:
+		skip = skipNoTracer
+	}
+	p.mu.Unlock()
+	if skip != "" {
+		p.m.reverseSkipped.WithLabelValues(skip).Inc()
+		return
+	}
+	job := traceJob{trigger: triggerReverse,
+		probe: &wire.TracedProbe{Dst: from.String(), Protocol: tb.Protocol, StartUnixNano: tb.ProbeStartUnixNano, Lost: true,
+			Reverse: true, SrcPort: uint32(port), DstPort: uint32(tb.Port)},
+		flow: probe.TraceFlow{Protocol: tb.Protocol, Src: netip.AddrPortFrom(local, port), Dst: netip.AddrPortFrom(from, tb.Port)}}
+	select {
+	case p.queue <- job:
+	default:
+		p.m.reverseSkipped.WithLabelValues(skipQueueFull).Inc()
+	}
+}
+
+// requestTraceBack asks the peer of a lost probe being traced to trace
+// the reply's way back (probe.UDPProber.TraceBack): the prober's trace
+// sees only the way there.
+func (a *Agent) requestTraceBack(job traceJob) {
+	a.paths.mu.Lock()
+	udp := a.paths.udp
+	a.paths.mu.Unlock()
+	if udp == nil {
+		a.paths.m.traceBackErrors.Inc()
+		return
+	}
+	err := udp.TraceBack(job.flow.Dst, probe.TraceBack{Protocol: job.flow.Protocol, Port: job.flow.Src.Port(), ProbeStartUnixNano: job.probe.StartUnixNano})
+	if err != nil {
+		a.paths.m.traceBackErrors.Inc()
+		a.log.Debug("trace-back request", "peer", job.flow.Dst, "err", err)
+		return
+	}
+	a.paths.m.traceBacks.Inc()
 }
 
 // anomalyLocked says why r is traced ("lost", "slow"), or "" when it is
@@ -368,13 +449,18 @@ func (a *Agent) tracePaths(ctx context.Context, nc *nats.Conn) {
 				case <-ctx.Done():
 					return
 				case job := <-a.paths.queue:
+					if job.probe.Lost && !job.probe.Reverse {
+						a.requestTraceBack(job)
+					}
 					if _, err := a.runTrace(ctx, job); err != nil {
 						if ctx.Err() == nil {
 							a.log.Debug("trace", "dst", job.probe.Dst, "err", err)
 						}
-						a.paths.mu.Lock()
-						a.paths.releaseLocked(job.probe.StartUnixNano)
-						a.paths.mu.Unlock()
+						if job.held {
+							a.paths.mu.Lock()
+							a.paths.releaseLocked(job.probe.StartUnixNano)
+							a.paths.mu.Unlock()
+						}
 						continue
 					}
 					window, _ := a.windowAndTimeout()
@@ -424,7 +510,9 @@ func (a *Agent) publishPaths(nc *nats.Conn) {
 	// Published or dropped, these traces no longer hold the mark.
 	a.paths.mu.Lock()
 	for _, tp := range probes {
-		a.paths.releaseLocked(tp.StartUnixNano)
+		if !tp.Reverse {
+			a.paths.releaseLocked(tp.StartUnixNano)
+		}
 	}
 	a.paths.mu.Unlock()
 	if err != nil {
@@ -472,7 +560,7 @@ func (a *Agent) TraceHandler() http.Handler {
 		if protoName == "" {
 			protoName = "tcp"
 		}
-		job := traceJob{trigger: "on_demand", probe: &wire.TracedProbe{Dst: dstName}}
+		job := traceJob{trigger: triggerOnDemand, probe: &wire.TracedProbe{Dst: dstName}}
 		proto, err := wire.ParsePeerProtocol(protoName)
 		if err == nil && !proto.NeedsResponder() {
 			err = fmt.Errorf("protocol %q: traces follow flows to the responder (%s)", protoName, strings.Join(tracedProtocols(), " or "))

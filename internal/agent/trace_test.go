@@ -3,6 +3,7 @@ package agent
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/meshlens/meshlens/internal/clock"
+	"github.com/meshlens/meshlens/internal/probe"
 	"github.com/meshlens/meshlens/internal/wire"
 )
 
@@ -140,5 +142,54 @@ func TestTraceHandlerInput(t *testing.T) {
 		if resp.StatusCode != c.code || !strings.Contains(b.String(), c.body) {
 			t.Errorf("%q: %d %q, want %d containing %q", c.query, resp.StatusCode, b.String(), c.code, c.body)
 		}
+	}
+}
+
+// TestTraceBackRequests: a peer's trace-back request becomes a reverse
+// trace job toward the peer's address and port, from the address and
+// port its reply left from; it spends the agent's own trace budget and
+// never holds the agent's mark.
+func TestTraceBackRequests(t *testing.T) {
+	vc := clock.NewVirtual(time.Unix(1_700_000_000, 0))
+	a, err := New(Config{Host: "h2", NATSURL: "nats://127.0.0.1:1", SpoolDir: t.TempDir(), Clock: vc, Registerer: prometheus.NewRegistry(),
+		TraceRate: 1, TraceBurst: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	from, local := netip.MustParseAddr("198.18.1.1"), netip.MustParseAddr("198.18.3.2")
+	tb := probe.TraceBack{Protocol: wire.Protocol_PROTOCOL_UDP, Port: 40123, ProbeStartUnixNano: vc.Now().UnixNano() - int64(time.Second)}
+	skipped := func(reason string) float64 {
+		return testutil.ToFloat64(a.paths.m.reverseSkipped.WithLabelValues(reason))
+	}
+
+	a.onTraceBack(from, local, 7777, tb)
+	if skipped(skipNoTracer) != 1 || len(a.paths.queue) != 0 {
+		t.Fatalf("without a tracer: skipped %v, queued %d", skipped(skipNoTracer), len(a.paths.queue))
+	}
+	a.setTracer(new(probe.Tracer), nil, netip.Addr{}) // never run: the jobs stay queued
+	a.onTraceBack(from, local, 7777, tb)
+	a.onTraceBack(from, local, 7777, tb) // the budget's burst (2) is spent: one above
+	if skipped(skipBudget) != 1 || len(a.paths.queue) != 1 {
+		t.Fatalf("budget: skipped %v, queued %d", skipped(skipBudget), len(a.paths.queue))
+	}
+	if mark := a.paths.heldBefore(1 << 62); mark != 1<<62 {
+		t.Errorf("a queued reverse trace holds the agent's mark at %d", mark)
+	}
+	job := <-a.paths.queue
+	p := job.probe
+	if job.trigger != triggerReverse || job.held || !p.Reverse || !p.Lost || p.Dst != from.String() || p.Protocol != tb.Protocol ||
+		p.StartUnixNano != tb.ProbeStartUnixNano || p.SrcPort != 7777 || p.DstPort != 40123 {
+		t.Errorf("job %+v, probe %+v", job, p)
+	}
+	if job.flow.Src != netip.AddrPortFrom(local, 7777) || job.flow.Dst != netip.AddrPortFrom(from, 40123) || job.flow.Protocol != tb.Protocol {
+		t.Errorf("traced flow %+v: want the reply's, %v:7777 -> %v:40123", job.flow, local, from)
+	}
+	// The agent's own traces compete for the same budget.
+	vc.Advance(time.Second)
+	a.observe(&wire.ProbeResult{Dst: "h1", Protocol: wire.Protocol_PROTOCOL_TCP, Outcome: wire.Outcome_OUTCOME_LOST, SrcAddr: "198.18.3.2",
+		SrcPort: 40000, DstAddr: "198.18.1.1", DstPort: 7777})
+	a.onTraceBack(from, local, 7777, tb)
+	if skipped(skipBudget) != 2 {
+		t.Errorf("a second later, one trace and one request: %v refused, want the request", skipped(skipBudget))
 	}
 }

@@ -101,6 +101,14 @@ type Trace struct {
 	// Src, UnknownHop where none answered; Reached says the last is Dst.
 	Hops    []int32
 	Reached bool
+	// Reverse: the path of a lost probe's reply, traced by the probed
+	// host (Src) back to the prober (Dst) on the prober's request. It
+	// joins the prober's own trace of that probe by Start and Port.
+	Reverse bool
+	// Start is when the probe was sent (Unix ns), Port the prober's port:
+	// with the hosts and Proto, they name the probe.
+	Start int64
+	Port  uint32
 }
 
 // UnknownHop marks a hop of Trace.Hops that did not answer.

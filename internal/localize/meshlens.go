@@ -2,6 +2,7 @@ package localize
 
 import (
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -29,7 +30,37 @@ type evidence struct {
 	// crossings: link crossings of all probes, the denominator of the
 	// background rate per link crossed.
 	crossings float64
+	// replies: reverse traces whose probe's own trace has not come yet,
+	// with the window (adds) they came in; they wait a horizon.
+	replies map[probeKey]waitingReply
+	adds    int
 }
+
+// probeKey names a lost probe: who sent it to whom, how, from which port
+// and when. A trace of its reply (Trace.Reverse) joins its trace by it.
+type probeKey struct {
+	prober, probed int32
+	proto          wire.Protocol
+	port           uint32
+	start          int64
+}
+
+func (t *Trace) probe() probeKey {
+	if t.Reverse {
+		return probeKey{t.Dst, t.Src, t.Proto, t.Port, t.Start}
+	}
+	return probeKey{t.Src, t.Dst, t.Proto, t.Port, t.Start}
+}
+
+type waitingReply struct {
+	t    Trace
+	al   *alive
+	adds int
+}
+
+// maxWaitingReplies bounds evidence.replies: reverse traces whose probe's
+// trace never comes (its report lost, or a forged one) cannot grow it.
+const maxWaitingReplies = 1 << 14
 
 type slot struct {
 	T, TL     []float64
@@ -106,9 +137,17 @@ func (e *evidence) add(w *Window) {
 	s.traces = s.traces[:0]
 	s.hops = s.hops[:0]
 	s.alive.reset()
+	var replies []Trace
 	for _, t := range w.Traces {
 		if !e.validTrace(&t) {
 			continue // not a path of this index: nothing to say about it
+		}
+		if t.Reverse {
+			if t.Lost {
+				replies = append(replies, t)
+				s.alive.see(e.x, &t)
+			}
+			continue
 		}
 		if t.Lost {
 			s.tracedLost[t.Src]++
@@ -140,6 +179,7 @@ func (e *evidence) add(w *Window) {
 	for _, sp := range spans {
 		s.paths = append(s.paths, tracePath{fwd: s.pool[sp.a:sp.b:sp.b], rev: s.pool[sp.b:sp.c:sp.c]})
 	}
+	e.joinReplies(replies, &s.alive)
 	clear(e.T)
 	clear(e.TL)
 	clear(e.in)
@@ -169,6 +209,56 @@ func (e *evidence) add(w *Window) {
 	for l, v := range e.T {
 		e.in[e.x.To[l]] += v
 		e.inL[e.x.To[l]] += e.TL[l]
+	}
+}
+
+// joinReplies puts the reply paths that reverse traces saw in place of
+// the spread their probes' traces assumed (pathModel.reverse), in
+// whichever window of the horizon those traces are; a reverse trace that
+// came before its probe's trace waits for it, a horizon at most. al is
+// what the new window's traces saw answering.
+func (e *evidence) joinReplies(replies []Trace, al *alive) {
+	e.adds++
+	if len(replies) == 0 && len(e.replies) == 0 {
+		return
+	}
+	lost := map[probeKey]*tracePath{}
+	for i := range e.slots {
+		s := &e.slots[i]
+		for j := range s.traces {
+			if s.traces[j].Lost {
+				lost[s.traces[j].probe()] = &s.paths[j]
+			}
+		}
+	}
+	set := func(p *tracePath, r *Trace, al *alive) {
+		p.rev = e.pm.reply(r, al, nil)
+		p.cands = nil // recomputed by the next explain
+	}
+	for k, r := range e.replies {
+		switch p := lost[k]; {
+		case e.adds-r.adds >= len(e.slots):
+			delete(e.replies, k) // its window's alive set is another's now
+		case p != nil:
+			set(p, &r.t, r.al)
+			delete(e.replies, k)
+		}
+	}
+	for i := range replies {
+		r := &replies[i]
+		k := r.probe()
+		if p := lost[k]; p != nil {
+			set(p, r, al)
+			continue
+		}
+		if e.replies == nil {
+			e.replies = map[probeKey]waitingReply{}
+		}
+		if len(e.replies) < maxWaitingReplies {
+			t := *r
+			t.Hops = slices.Clone(r.Hops)
+			e.replies[k] = waitingReply{t: t, al: al, adds: e.adds}
+		}
 	}
 }
 

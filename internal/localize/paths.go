@@ -1,5 +1,7 @@
 package localize
 
+import "github.com/meshlens/meshlens/internal/wire"
+
 // What a partial trace says about where its probe went. A Paris
 // traceroute from the source sees the forward path only, some hops stay
 // silent, and it may stop answering where the path is broken; the probe's
@@ -236,6 +238,86 @@ func getP(s []nodeP, n int32) float64 {
 // on a large fabric the reverse paths fan out over every spine, and those
 // thin shares are most of the work and next to no evidence.
 const minSpread = 1.0 / 32
+
+// reply appends the link directions a lost probe's reply took, as its
+// reverse trace (Trace.Reverse, from the probed host back to the prober)
+// saw them. A prober's UDP socket answers no trace, so a UDP reverse
+// trace never reaches it: its silence after the last hop that answered
+// says nothing of where the reply died (rate-limited or silent hops look
+// the same), and the rest of the way is spread as hashing spreads it. A
+// TCP reverse trace is read as a forward one (the prober's kernel resets
+// it), a dead end included.
+func (pm *pathModel) reply(t *Trace, al *alive, out []wlink) []wlink {
+	start := len(out)
+	out = pm.traced(t, al, out)
+	// The trace ran after the reply, maybe on routes that have changed
+	// since (converged around a link that went down): the reply may have
+	// gone any way, with probability staleReply.
+	n := len(out)
+	out = pm.spread(t.Src, t.Dst, out)
+	for i := start; i < n; i++ {
+		out[i].w *= 1 - staleReply
+	}
+next:
+	for _, s := range out[n:] {
+		for i := start; i < n; i++ {
+			if out[i].link == s.link {
+				out[i].w += staleReply * s.w
+				continue next
+			}
+		}
+		out[n] = wlink{s.link, staleReply * s.w}
+		n++
+	}
+	return out[:n]
+}
+
+// staleReply: see reply.
+const staleReply = 0.2
+
+// traced is reply's reading of the trace itself.
+func (pm *pathModel) traced(t *Trace, al *alive, out []wlink) []wlink {
+	if t.Reached || t.Proto == wire.Protocol_PROTOCOL_TCP {
+		return pm.forward(t, al, out)
+	}
+	k := len(t.Hops)
+	for k > 0 && t.Hops[k-1] == UnknownHop {
+		k--
+	}
+	last, start := t.Src, len(out)
+	if k > 0 {
+		var ok bool
+		if out, ok = pm.posterior(t, k, out); !ok {
+			return pm.spread(t.Src, t.Dst, out[:start]) // no path of the routing: all spread
+		}
+		last = t.Hops[k-1]
+	}
+	return pm.spread(last, t.Dst, out)
+}
+
+// spread appends the link directions a flow nobody traced takes from
+// node n on to host dst, spread as per-hop ECMP hashing spreads it.
+func (pm *pathModel) spread(n, dst int32, out []wlink) []wlink {
+	pm.level = append(pm.level[:0], nodeP{n, 1})
+	for steps := 0; len(pm.level) > 0 && steps <= pm.x.MaxHops(); steps++ {
+		pm.nextLevel = pm.nextLevel[:0]
+		for _, a := range pm.level {
+			if a.n == dst {
+				continue
+			}
+			next := pm.next(a.n, dst)
+			for _, h := range next {
+				w := a.p / float64(len(next))
+				if w >= minSpread {
+					out = append(out, wlink{h.Link, w})
+				}
+				pm.nextLevel = addP(pm.nextLevel, h.Node, w)
+			}
+		}
+		pm.level, pm.nextLevel = pm.nextLevel, pm.level
+	}
+	return out
+}
 
 // reverse appends the link directions the probe's answer may have taken
 // from t.Dst back to t.Src, spread as per-hop ECMP hashing spreads it.

@@ -123,6 +123,13 @@ func (x *Index) collapseBeforeDst(d int32, hops []string) []string {
 func (x *Index) ResolveTrace(src string, p *wire.TracedProbe) (Trace, error) {
 	s, ok1 := x.nodeID[src]
 	d, ok2 := x.nodeID[p.Dst]
+	if !ok2 {
+		// A reverse trace names the prober by the address its trace-back
+		// request came from: the probed agent knows no more of it.
+		var peer int32
+		d, peer, ok2 = x.resolveHop(p.Dst)
+		ok2 = ok2 && peer < 0
+	}
 	if !ok1 || !ok2 || x.IsSwitch(s) || x.IsSwitch(d) || s == d {
 		return Trace{}, fmt.Errorf("localize: trace %s -> %s: %w", src, p.Dst, ErrUnknownHost)
 	}
@@ -131,7 +138,10 @@ func (x *Index) ResolveTrace(src string, p *wire.TracedProbe) (Trace, error) {
 		return Trace{}, fmt.Errorf("localize: trace %s -> %s: %d hops, at most %d: %w", src, p.Dst, len(hops), x.MaxHops(), ErrTooLong)
 	}
 	t := Trace{Src: s, Dst: d, Proto: p.Protocol, Lost: p.Lost, BothLost: p.BothLost, Excess: time.Duration(p.ExcessNs),
-		Hops: make([]int32, len(hops)), Reached: p.Reached}
+		Hops: make([]int32, len(hops)), Reached: p.Reached, Reverse: p.Reverse, Start: p.StartUnixNano, Port: p.SrcPort}
+	if p.Reverse {
+		t.Port = p.DstPort
+	}
 	for i, h := range hops {
 		if h == wire.UnknownHop {
 			t.Hops[i] = UnknownHop

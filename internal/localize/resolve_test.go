@@ -89,6 +89,18 @@ func TestResolveTrace(t *testing.T) {
 	if _, err := x.ResolveTrace("dc1-spine1", &wire.TracedProbe{Dst: dst, Hops: full}); !errors.Is(err, ErrUnknownHost) {
 		t.Errorf("a switch as source: %v", err)
 	}
+	// A reverse trace names the prober by its address, and its probe by
+	// the prober's port (the trace's destination port).
+	srcAddr := topo.Host(src).Addr.String()
+	back := []string{"dc1-pod2-rack1-tor", "dc1-pod2-leaf2", "dc1-spine1", "dc1-pod1-leaf1", "dc1-pod1-rack1-tor"}
+	tr, err := x.ResolveTrace(dst, &wire.TracedProbe{Dst: srcAddr, Reverse: true, Lost: true, Protocol: wire.Protocol_PROTOCOL_UDP,
+		StartUnixNano: 42, SrcPort: 7777, DstPort: 40000, Hops: back})
+	if s, _ := x.Node(src); err != nil || !tr.Reverse || tr.Dst != s || tr.Port != 40000 || tr.Start != 42 || len(tr.Hops) != len(back) {
+		t.Errorf("reverse trace: %+v, %v", tr, err)
+	}
+	if _, err := x.ResolveTrace(dst, &wire.TracedProbe{Dst: "198.51.100.7", Reverse: true, Lost: true, DstPort: 40000, Hops: back}); !errors.Is(err, ErrUnknownHost) {
+		t.Errorf("a reverse trace to an address of no host: %v", err)
+	}
 }
 
 // A real agent's trace names hops by the interface address each

@@ -9,6 +9,8 @@ import (
 	"hash"
 	"net/netip"
 	"time"
+
+	"github.com/meshlens/meshlens/internal/wire"
 )
 
 // The signed UDP echo packet. Layout (integers big-endian):
@@ -36,9 +38,20 @@ import (
 // each other. With held, the prober subtracts the time the probe waited
 // in a busy responder, so a starved peer host does not read as network
 // latency (as TWAMP does).
+//
+// A trace-back request (flag bit 1, flagTraceBack, never with flagReply)
+// asks the probed agent to trace the way its reply to a lost probe took
+// back to the prober: the one path a traceroute from the prober cannot
+// see. Its padding starts with the lost probe's protocol (1 byte, a
+// wire.Protocol: TCP or UDP), source port (2) and start (8, Unix ns),
+// which name the probe. The responder checks it as any request, never
+// answers it, and traces only toward the address it came from, within
+// its agent's trace budget.
 const (
 	packetVersion   = 1
 	flagReply       = 1
+	flagTraceBack   = 2
+	traceBackLen    = 11 // protocol, port, start
 	headerLen       = 36
 	macLen          = 16
 	MinPacketLen    = headerLen + macLen
@@ -51,9 +64,11 @@ const (
 
 // Packet is the decoded header of a probe packet.
 type Packet struct {
-	Reply  bool
-	Stream uint64
-	Seq    uint64
+	Reply bool
+	// TraceBack is set on a trace-back request (see the layout above).
+	TraceBack *TraceBack
+	Stream    uint64
+	Seq       uint64
 	// SentUnixNano is the sender's clock when the request was sent.
 	SentUnixNano int64
 	// Held is how long the responder held the probe (replies only).
@@ -80,7 +95,7 @@ func DecodePacket(b []byte) (Packet, error) {
 	if b[2] != packetVersion {
 		return Packet{}, fmt.Errorf("probe: packet version %d: %w", b[2], ErrMalformed)
 	}
-	if b[3]&^flagReply != 0 {
+	if b[3]&^(flagReply|flagTraceBack) != 0 || b[3] == flagReply|flagTraceBack {
 		return Packet{}, fmt.Errorf("probe: packet flags %#x: %w", b[3], ErrMalformed)
 	}
 	p := Packet{
@@ -94,7 +109,36 @@ func DecodePacket(b []byte) (Packet, error) {
 	if p.Held < 0 || (!p.Reply && p.Held != 0) {
 		return Packet{}, fmt.Errorf("probe: packet held %d: %w", p.Held, ErrMalformed)
 	}
+	if b[3]&flagTraceBack != 0 {
+		if len(b) < MinPacketLen+traceBackLen {
+			return Packet{}, fmt.Errorf("probe: trace-back request of %d bytes: %w", len(b), ErrMalformed)
+		}
+		tb := &TraceBack{Protocol: wire.Protocol(b[headerLen]), Port: binary.BigEndian.Uint16(b[headerLen+1:]),
+			ProbeStartUnixNano: int64(binary.BigEndian.Uint64(b[headerLen+3:]))}
+		if (tb.Protocol != wire.Protocol_PROTOCOL_TCP && tb.Protocol != wire.Protocol_PROTOCOL_UDP) || tb.Port == 0 || tb.ProbeStartUnixNano <= 0 {
+			return Packet{}, fmt.Errorf("probe: trace-back request for %v port %d started %d: %w", tb.Protocol, tb.Port, tb.ProbeStartUnixNano, ErrMalformed)
+		}
+		p.TraceBack = tb
+	}
 	return p, nil
+}
+
+// TraceBack names the lost probe whose reply a trace-back request asks
+// the probed agent to trace: its protocol, the prober's port, its start.
+type TraceBack struct {
+	Protocol           wire.Protocol
+	Port               uint16
+	ProbeStartUnixNano int64
+}
+
+// appendTraceBack builds an unsigned trace-back request into buf.
+func appendTraceBack(buf []byte, stream, seq uint64, sentUnixNano int64, tb TraceBack) []byte {
+	buf = appendRequest(buf, stream, seq, sentUnixNano, MinPacketLen+traceBackLen)
+	buf[3] = flagTraceBack
+	buf[headerLen] = byte(tb.Protocol)
+	binary.BigEndian.PutUint16(buf[headerLen+1:], tb.Port)
+	binary.BigEndian.PutUint64(buf[headerLen+3:], uint64(tb.ProbeStartUnixNano))
+	return buf
 }
 
 // packetSigner signs and verifies packets with one key. It reuses its hash

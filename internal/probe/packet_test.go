@@ -2,12 +2,14 @@ package probe
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/meshlens/meshlens/internal/clock"
+	"github.com/meshlens/meshlens/internal/wire"
 )
 
 func TestDecodePacket(t *testing.T) {
@@ -24,6 +26,8 @@ func TestDecodePacket(t *testing.T) {
 		{"magic", append([]byte{'X'}, good[1:]...), false},
 		{"version", append([]byte{'M', 'L', 2}, good[3:]...), false},
 		{"flags", append([]byte{'M', 'L', 1, 4}, good[4:]...), false},
+		{"reply and trace-back", append([]byte{'M', 'L', 1, 3}, good[4:]...), false},
+		{"trace-back without its fields", append([]byte{'M', 'L', 1, 2}, good[4:]...), false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -38,6 +42,25 @@ func TestDecodePacket(t *testing.T) {
 	}
 }
 
+// TestDecodeTraceBack: a trace-back request names its lost probe, and
+// one naming no probe of a traced protocol is malformed.
+func TestDecodeTraceBack(t *testing.T) {
+	tb := TraceBack{Protocol: wire.Protocol_PROTOCOL_TCP, Port: 40123, ProbeStartUnixNano: 1_700_000_000_123_456_789}
+	h, err := DecodePacket(appendTraceBack(nil, 1, 2, 3, tb))
+	if err != nil || h.TraceBack == nil || *h.TraceBack != tb || h.Reply || h.Stream != 1 || h.Seq != 2 {
+		t.Fatalf("%+v %+v, %v", h, h.TraceBack, err)
+	}
+	for name, bad := range map[string]TraceBack{
+		"icmp":     {Protocol: wire.Protocol_PROTOCOL_ICMP, Port: 1, ProbeStartUnixNano: 1},
+		"no port":  {Protocol: wire.Protocol_PROTOCOL_UDP, ProbeStartUnixNano: 1},
+		"no start": {Protocol: wire.Protocol_PROTOCOL_UDP, Port: 1},
+	} {
+		if _, err := DecodePacket(appendTraceBack(nil, 1, 2, 3, bad)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
 func FuzzDecodePacket(f *testing.F) {
 	s, _ := newPacketSigner(testKey)
 	dst := netip.MustParseAddr("127.0.0.1")
@@ -46,6 +69,9 @@ func FuzzDecodePacket(f *testing.F) {
 		s.sign(dst, p)
 		f.Add(p)
 	}
+	tb := appendTraceBack(nil, 42, 8, time.Now().UnixNano(), TraceBack{Protocol: wire.Protocol_PROTOCOL_UDP, Port: 40000, ProbeStartUnixNano: 1})
+	s.sign(dst, tb)
+	f.Add(tb)
 	f.Add([]byte("ML"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := DecodePacket(b)
@@ -54,11 +80,15 @@ func FuzzDecodePacket(f *testing.F) {
 		}
 		// A decoded header re-encodes to the same bytes.
 		again := appendRequest(nil, h.Stream, h.Seq, h.SentUnixNano, h.Len)
-		if h.Reply {
+		n := headerLen
+		switch {
+		case h.Reply:
 			toReply(again, h.Held)
+		case h.TraceBack != nil:
+			again, n = appendTraceBack(nil, h.Stream, h.Seq, h.SentUnixNano, *h.TraceBack), headerLen+traceBackLen
 		}
-		if !bytes.Equal(again[:headerLen], b[:headerLen]) {
-			t.Fatalf("header %x re-encodes as %x", b[:headerLen], again[:headerLen])
+		if !bytes.Equal(again[:n], b[:n]) {
+			t.Fatalf("header %x re-encodes as %x", b[:n], again[:n])
 		}
 	})
 }

@@ -292,6 +292,112 @@ func TestResponderRefuses(t *testing.T) {
 	}
 }
 
+// TestTraceBack: a prober asks a peer's responder to trace the reply to
+// its lost probe back. The responder hands the request, never answered,
+// to its agent with the prober's address, the address the request came to
+// and its own port; a UDP probe's request leaves from the probe's socket,
+// so that it takes the probe's way. A responder whose agent does not
+// trace, or a request without the fleet key, gets nothing.
+func TestTraceBack(t *testing.T) {
+	type call struct {
+		from, local netip.Addr
+		port        uint16
+		tb          TraceBack
+	}
+	calls := make(chan call, 4)
+	r, _ := startResponder(t, ResponderConfig{Addr: "127.0.0.21:0", Keys: [][]byte{testKey},
+		TraceBack: func(from, local netip.Addr, port uint16, tb TraceBack) { calls <- call{from, local, port, tb} }})
+	p := startUDPProber(t, UDPProberConfig{Local: netip.MustParseAddr("127.0.0.22"), Key: testKey})
+	port := uint16(p.Ports()[3])
+	want := TraceBack{Protocol: wire.Protocol_PROTOCOL_UDP, Port: port, ProbeStartUnixNano: time.Now().UnixNano()}
+	if err := p.TraceBack(r.Addr(), want); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-calls:
+		if c.from != netip.MustParseAddr("127.0.0.22") || c.local != netip.MustParseAddr("127.0.0.21") || c.port != r.Addr().Port() || c.tb != want {
+			t.Errorf("trace-back %+v, want from 127.0.0.22 to 127.0.0.21:%d for %+v", c, r.Addr().Port(), want)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no trace-back request reached the agent")
+	}
+	if got := testutil.ToFloat64(r.replies.WithLabelValues("udp")); got != 0 {
+		t.Errorf("%v replies to a trace-back request", got)
+	}
+	if got := testutil.ToFloat64(r.traceBacks); got != 1 {
+		t.Errorf("meshlens_responder_trace_backs_total %v", got)
+	}
+	// The request leaves from the probe's own socket: its port.
+	sink, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.24:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	if err := p.TraceBack(sink.LocalAddr().(*net.UDPAddr).AddrPort(), want); err != nil {
+		t.Fatal(err)
+	}
+	sink.SetReadDeadline(time.Now().Add(30 * time.Second))
+	buf := make([]byte, MaxPacketLen)
+	n, from, err := sink.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, err := DecodePacket(buf[:n]); err != nil || h.TraceBack == nil || from.Port() != port {
+		t.Errorf("request from port %d (want %d): %+v, %v", from.Port(), port, h, err)
+	}
+
+	off, _ := startResponder(t, ResponderConfig{Addr: "127.0.0.23:0", Keys: [][]byte{testKey}})
+	stranger := startUDPProber(t, UDPProberConfig{Local: netip.MustParseAddr("127.0.0.22"), Key: []byte("another key, 32 bytes long......")})
+	if err := p.TraceBack(off.Addr(), want); err != nil {
+		t.Fatal(err)
+	}
+	if err := stranger.TraceBack(r.Addr(), want); err != nil {
+		t.Fatal(err)
+	}
+	testkit.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+		if dropped(off, DropTraceBackOff) != 1 || dropped(r, DropBadMAC) != 1 {
+			return fmt.Errorf("dropped: trace_back_off %v, bad_mac %v", dropped(off, DropTraceBackOff), dropped(r, DropBadMAC))
+		}
+		return nil
+	})
+	select {
+	case c := <-calls:
+		t.Errorf("unauthenticated trace-back reached the agent: %+v", c)
+	default:
+	}
+}
+
+// TestReverseTraceReachesTheProber: a peer's reverse trace of a lost
+// probe ends at the prober's socket as a signed echo request; the prober
+// counts it and never answers it, and an unsigned one is bogus.
+func TestReverseTraceReachesTheProber(t *testing.T) {
+	p := startUDPProber(t, UDPProberConfig{Local: netip.MustParseAddr("127.0.0.25"), Key: testKey})
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.25"), uint16(p.Ports()[0]))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, _ := newPacketSigner(testKey)
+	signed := appendRequest(nil, 9, 1, time.Now().UnixNano(), MinPacketLen)
+	s.sign(netip.MustParseAddr("127.0.0.25"), signed)
+	unsigned := appendRequest(nil, 9, 2, time.Now().UnixNano(), MinPacketLen)
+	for _, b := range [][]byte{signed, unsigned} {
+		if _, err := c.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.CheckFor(t, 30*time.Second, 5*time.Millisecond, func() error {
+		if r, b := testutil.ToFloat64(p.reverseTraces), testutil.ToFloat64(p.bogus); r != 1 || b != 1 {
+			return fmt.Errorf("reverse traces %v, bogus %v", r, b)
+		}
+		return nil
+	})
+	c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, err := c.Read(make([]byte, MaxPacketLen)); err == nil {
+		t.Errorf("the prober answered with %d bytes", n)
+	}
+}
+
 func TestResponderReplyNeverLarger(t *testing.T) {
 	dst := netip.MustParseAddr("127.0.0.23")
 	r, _ := startResponder(t, ResponderConfig{Addr: "127.0.0.23:0", Keys: [][]byte{testKey}})

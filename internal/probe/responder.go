@@ -31,6 +31,9 @@ const (
 	DropRateLimited    = "rate_limited"
 	DropTCPSourceLimit = "tcp_source_limit"
 	DropTCPLimit       = "tcp_limit"
+	// DropTraceBackOff: a trace-back request to a responder whose agent
+	// does not trace (ResponderConfig.TraceBack unset).
+	DropTraceBackOff = "trace_back_off"
 )
 
 // ResponderConfig configures a Responder. Zero values take the defaults.
@@ -56,9 +59,14 @@ type ResponderConfig struct {
 	MaxConnsPerSource int
 	MaxConns          int
 	IdleTimeout       time.Duration
-	Clock             clock.Clock
-	Registerer        prometheus.Registerer
-	Logger            *slog.Logger
+	// TraceBack, when set, takes the authentic trace-back requests
+	// (see packet.go): from is the prober's address, local the address
+	// the request came to (the reply's source), on the responder's port.
+	// It runs on the responder's UDP loop and must not block.
+	TraceBack  func(from, local netip.Addr, port uint16, tb TraceBack)
+	Clock      clock.Clock
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
 }
 
 const (
@@ -80,13 +88,14 @@ const (
 // rate-limited per source, and everything else is dropped silently and
 // counted.
 type Responder struct {
-	cfg     ResponderConfig
-	tcp     *net.TCPListener
-	udp     *net.UDPConn
-	keys    atomic.Pointer[[][]byte]
-	dropped *prometheus.CounterVec
-	replies *prometheus.CounterVec
-	log     *slog.Logger
+	cfg        ResponderConfig
+	tcp        *net.TCPListener
+	udp        *net.UDPConn
+	keys       atomic.Pointer[[][]byte]
+	dropped    *prometheus.CounterVec
+	replies    *prometheus.CounterVec
+	traceBacks prometheus.Counter
+	log        *slog.Logger
 
 	uconn udpConn
 
@@ -94,8 +103,10 @@ type Responder struct {
 	signers    []*packetSigner
 	signerKeys *[][]byte
 	// signerIndex is the signer that verified the current request; its
-	// key signs the reply.
+	// key signs the reply. traceBack is the current request's, if it is a
+	// trace-back request.
 	signerIndex int
+	traceBack   *TraceBack
 	replay      replayCache
 	buckets     map[netip.Addr]*tokenBucket
 	lastSweep   time.Time
@@ -154,6 +165,10 @@ func NewResponder(cfg ResponderConfig) (*Responder, error) {
 			Name: "meshlens_responder_answered_total",
 			Help: "Probes the responder answered (udp echoes, tcp connections accepted).",
 		}, []string{"protocol"})),
+		traceBacks: register(cfg.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshlens_responder_trace_backs_total",
+			Help: "Authentic trace-back requests handed to the agent's tracer (a prober asked for its lost probe's reply path).",
+		})),
 		log:     cfg.Logger,
 		buckets: make(map[netip.Addr]*tokenBucket),
 		conns:   make(map[net.Conn]netip.Addr),
@@ -361,6 +376,12 @@ func (r *Responder) serveUDP() error {
 			r.dropped.WithLabelValues(reason).Inc()
 			continue
 		}
+		if tb := r.traceBack; tb != nil {
+			// Never answered: traced toward its sender, if at all.
+			r.cfg.TraceBack(addrOf(src), dst, r.Addr().Port(), *tb)
+			r.traceBacks.Inc()
+			continue
+		}
 		var held time.Duration
 		if realClock && !rx.IsZero() {
 			held = time.Since(rx)
@@ -393,6 +414,10 @@ func (r *Responder) admitUDP(pkt []byte, dst netip.Addr, src net.Addr) string {
 	}
 	if p.Reply {
 		return DropNotRequest
+	}
+	r.traceBack = p.TraceBack
+	if p.TraceBack != nil && r.cfg.TraceBack == nil {
+		return DropTraceBackOff
 	}
 	now := r.cfg.Clock.Now()
 	sent := time.Unix(0, p.SentUnixNano)

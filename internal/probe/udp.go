@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -61,6 +62,9 @@ type UDPProber struct {
 	clock    clock.Clock
 	late     prometheus.Counter
 	bogus    prometheus.Counter
+	// reverseTraces: peers' reverse traces that reached a socket
+	reverseTraces prometheus.Counter
+	traceBackSeq  uint64 // under mu
 
 	mu      sync.Mutex
 	signer  *packetSigner
@@ -170,6 +174,10 @@ func NewUDPProber(cfg UDPProberConfig) (*UDPProber, error) {
 		bogus: register(cfg.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshlens_probe_udp_bogus_replies_total",
 			Help: "Datagrams on the udp prober socket that were not an authentic reply to it.",
+		})),
+		reverseTraces: register(cfg.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshlens_probe_udp_reverse_traces_received_total",
+			Help: "Peers' reverse traces (of a lost probe's reply, on this agent's request) that reached the udp prober.",
 		})),
 		peers:   make(map[netip.AddrPort]*udpStream),
 		pending: make(map[udpKey]*udpPending),
@@ -287,6 +295,33 @@ func (p *UDPProber) VerifyReply(from netip.Addr, pkt []byte) bool {
 	return p.signer != nil && p.signer.verify(from, pkt)
 }
 
+// TraceBack asks the responder at peer to trace its reply to a lost probe
+// back here (see packet.go). A UDP probe's request leaves from the probe's
+// own socket, so it takes the probe's way there; a TCP probe's from the
+// first. The request is a signed datagram of its own echo stream, never
+// answered.
+func (p *UDPProber) TraceBack(peer netip.AddrPort, tb TraceBack) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errors.New("probe: udp prober stopped")
+	}
+	if p.signer == nil {
+		return ErrNoKey
+	}
+	c := 0
+	if tb.Protocol == wire.Protocol_PROTOCOL_UDP {
+		c = max(0, slices.Index(p.ports, uint32(tb.Port)))
+	}
+	p.traceBackSeq++
+	b := appendTraceBack(nil, p.stream^2, p.traceBackSeq, p.clock.Now().UnixNano(), tb)
+	p.signer.sign(peer.Addr(), b)
+	if _, err := p.conns[c].WriteToUDPAddrPort(b, peer); err != nil {
+		return fmt.Errorf("probe: trace-back request to %v: %w", peer, err)
+	}
+	return nil
+}
+
 // Probe runs one probe and waits for its result (tests, one-off use).
 func (p *UDPProber) Probe(ctx context.Context, t Target) *wire.ProbeResult {
 	ch := make(chan *wire.ProbeResult, 1)
@@ -395,6 +430,17 @@ func (p *UDPProber) onReply(pkt []byte, from netip.AddrPort, now time.Time) {
 	h, err := DecodePacket(pkt)
 	if err == nil && h.Reply && h.Stream == p.TraceStream() {
 		return // a trace reached the responder; the tracer takes it
+	}
+	if err == nil && !h.Reply && h.TraceBack == nil {
+		// A peer's reverse trace of a lost probe reaching its prober
+		// (TraceBack): signed for this address, never answered.
+		p.mu.Lock()
+		ok := p.signer != nil && p.signer.verify(p.LocalAddr().Addr(), pkt)
+		p.mu.Unlock()
+		if ok {
+			p.reverseTraces.Inc()
+			return
+		}
 	}
 	if err != nil || !h.Reply || h.Stream != p.stream {
 		p.bogus.Inc()

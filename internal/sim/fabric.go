@@ -105,18 +105,25 @@ type Fabric struct {
 	// of the probe just simulated, for its trace
 	lastSport uint32
 	lastFlow  uint64
+	lastBack  uint64
 }
 
 // traceReq is an anomalous probe an agent traces.
 type traceReq struct {
-	src, dst        int32
-	proto           wire.Protocol
-	sport           uint32
-	flow            uint64
+	src, dst int32
+	proto    wire.Protocol
+	sport    uint32
+	// flow is the traced 5-tuple's hash, back the hash of the
+	// destination's answer to it
+	flow, back      uint64
 	probeAt, at     int64 // offsets from the scenario start, ns
 	lost, bothLost  bool
 	excess          time.Duration
 	round, agentSeq int
+	// reverse: src traces the reply of dst's lost probe, sent from port
+	// (see Fabric.traceBacks).
+	reverse bool
+	port    uint32
 }
 
 // bucket is a token bucket.
@@ -333,7 +340,7 @@ func (f *Fabric) Step(r int, emit func(*wire.Batch) error) error {
 					}
 					if lost || slow {
 						f.want = append(f.want, traceReq{
-							src: int32(h), dst: g, proto: proto, sport: f.lastSport, flow: f.lastFlow,
+							src: int32(h), dst: g, proto: proto, sport: f.lastSport, flow: f.lastFlow, back: f.lastBack,
 							probeAt: t0 + off, lost: lost, bothLost: res.Outcome == wire.Outcome_OUTCOME_LOST, excess: excess,
 							round: r,
 						})
@@ -369,6 +376,7 @@ func (f *Fabric) Step(r int, emit func(*wire.Batch) error) error {
 		}
 		f.chooseTraces(&rng)
 	}
+	f.traceBacks(r)
 	f.trace(r)
 	return nil
 }
@@ -413,7 +421,7 @@ func (f *Fabric) probe(h, g int32, proto wire.Protocol, t, n int64, rng *rng, re
 	dport := uint32(f.x.Topo.ResponderPort)
 	fwdFlow := mix(uint64(h)*0x100000001b3 + uint64(g) ^ uint64(sport)<<40 ^ uint64(dport)<<20 ^ uint64(proto))
 	revFlow := mix(uint64(g)*0x100000001b3 + uint64(h) ^ uint64(dport)<<40 ^ uint64(sport)<<20 ^ uint64(proto) ^ 0x77)
-	f.lastSport, f.lastFlow = sport, fwdFlow
+	f.lastSport, f.lastFlow, f.lastBack = sport, fwdFlow, revFlow
 	fwd := f.walk(h, g, fwdFlow, t, rng)
 	rev := f.walk(g, h, revFlow, t, rng)
 	keep := fwd.keep * rev.keep

@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -416,6 +417,75 @@ func TestPathReports(t *testing.T) {
 				t.Fatal("no traces")
 			}
 		})
+	}
+}
+
+// TestReverseTraces: the probed agent traces a lost probe's reply back
+// when the prober's trace-back request gets to it. Its reverse trace goes
+// to the prober's address and port and names the probe as the prober's
+// trace does. A one-way blackhole on the way there loses UDP probes and
+// their requests with them (the request takes the probe's own 5-tuple):
+// only replies lost on the way back are traced back.
+func TestReverseTraces(t *testing.T) {
+	sc := mustParse(t, "name: reverse\nseed: 3\n"+fabric16+"tracing: {hop_answer: 1}\nprobing: {interval: 10s, protocols: [udp]}\n"+
+		"faults:\n  - {kind: link_loss, link: dc1-pod1-leaf1->dc1-spine1, rate: 1}\n")
+	f := newTestFabric(t, sc)
+	x := f.Index()
+	type key struct {
+		prober, probed string
+		port           uint32
+		start          int64
+	}
+	lost := map[key]*wire.TracedProbe{}
+	var reverse []key
+	for r := 0; r < 6; r++ {
+		if err := f.Step(r, func(*wire.Batch) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		for _, rep := range f.PathReports() {
+			for _, p := range rep.Probes {
+				if _, err := x.ResolveTrace(rep.Agent, p); err != nil {
+					t.Errorf("%s: %v", rep.Agent, err)
+				}
+				if !p.Reverse {
+					if p.Lost {
+						lost[key{rep.Agent, p.Dst, p.SrcPort, p.StartUnixNano}] = p
+					}
+					continue
+				}
+				prober := ""
+				for _, h := range sc.Topology.Hosts {
+					if h.Addr.String() == p.Dst {
+						prober = h.Name
+					}
+				}
+				if prober == "" || !p.Lost || p.SrcPort != uint32(sc.Topology.ResponderPort) {
+					t.Errorf("reverse trace of %s: %+v", rep.Agent, p)
+				}
+				// The reply died where its trace dies: after pod1-leaf1,
+				// towards spine1.
+				if p.Reached || p.Hops[len(p.Hops)-1] != "dc1-pod1-leaf1" {
+					t.Errorf("reverse trace %v reached %v, want it to end at dc1-pod1-leaf1", p.Hops, p.Reached)
+				}
+				reverse = append(reverse, key{prober, rep.Agent, p.DstPort, p.StartUnixNano})
+			}
+		}
+	}
+	if len(reverse) == 0 {
+		t.Fatal("no reverse traces")
+	}
+	for _, k := range reverse {
+		p := lost[k]
+		if p == nil {
+			t.Errorf("reverse trace of no lost probe the prober traced: %+v", k)
+			continue
+		}
+		// Only probes into pod1 lose their replies; probes out of pod1
+		// that crossed the blackhole died on the way there, and their
+		// requests with them.
+		if !strings.HasPrefix(k.probed, "dc1-pod1-") || strings.HasPrefix(k.prober, "dc1-pod1-") {
+			t.Errorf("reverse trace by %s of %s's probe %v", k.probed, k.prober, p.Hops)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"sort"
+	"time"
 
 	"github.com/meshlens/meshlens/internal/probe"
 	"github.com/meshlens/meshlens/internal/wire"
@@ -32,6 +33,49 @@ func (f *Fabric) chooseTraces(rng *rng) {
 		q.at = q.probeAt + int64(float64(delay)*(1+rng.float()))
 		q.agentSeq = i
 		f.reqs = append(f.reqs, q)
+	}
+}
+
+// traceBackDelay is how long after its prober starts tracing a lost
+// probe the probed agent starts tracing the reply's way: the trace-back
+// request's one way and the agent's queue.
+const traceBackDelay = int64(5 * time.Millisecond)
+
+// traceBacks adds, for each lost probe traced this round, the trace of
+// its reply's way that the probed agent runs when the prober asks
+// (probe.TraceBack): if the request gets there (over the probe's own
+// 5-tuple for UDP, from an echo socket for TCP), the probed agent is up
+// at the round's end to publish it, and its budget has room after its
+// own traces.
+func (f *Fabric) traceBacks(r int) {
+	if f.sc.Tracing.Ideal {
+		return // complete forward paths only, as they were compared
+	}
+	used := map[int32]int{}
+	for i := range f.reqs {
+		used[f.reqs[i].src]++
+	}
+	end := int64(r+1)*int64(f.sc.Interval) - 1
+	for i, n := 0, len(f.reqs); i < n; i++ {
+		q := f.reqs[i]
+		if !q.lost || used[q.dst] >= f.sc.Tracing.Budget || f.down(q.dst, end) {
+			continue
+		}
+		var rg rng
+		rg.seed(mix(f.sc.Seed ^ uint64(r)*0x7f4a7c159e3779b9 ^ uint64(q.src)*0x51a3ed6b1c7d0f4b ^ uint64(q.agentSeq)*0x2545f4914f6cdd1d))
+		flow := q.flow
+		if q.proto == wire.Protocol_PROTOCOL_TCP {
+			flow = mix(q.flow ^ 0x7b)
+		}
+		if w := f.walk(q.src, q.dst, flow, q.at, &rg); w.dead || rg.float() >= w.keep {
+			continue // the request was lost
+		}
+		f.reqs = append(f.reqs, traceReq{
+			src: q.dst, dst: q.src, proto: q.proto, sport: uint32(f.x.Topo.ResponderPort), flow: q.back, back: q.flow,
+			probeAt: q.probeAt, at: q.at + traceBackDelay, lost: true, round: r, agentSeq: 1<<16 + used[q.dst],
+			reverse: true, port: q.sport,
+		})
+		used[q.dst]++
 	}
 }
 
@@ -92,6 +136,11 @@ func (f *Fabric) traceOne(q *traceReq, rng *rng) *wire.TracedProbe {
 		TracedUnixNano: f.start.UnixNano() + q.at, Lost: q.lost, BothLost: q.bothLost, ExcessNs: int64(q.excess),
 		SrcPort: q.sport, DstPort: uint32(x.Topo.ResponderPort),
 	}
+	if q.reverse {
+		// The probed agent knows the prober by the address its request
+		// came from; its trace goes to the prober's port.
+		tp.Dst, tp.DstPort, tp.Reverse = f.addr[q.dst], q.port, true
+	}
 	answered := 0
 	// silent switches of the first query, with the way their TTL's packet
 	// took: sent again if a later TTL answers.
@@ -135,11 +184,12 @@ func (f *Fabric) traceOne(q *traceReq, rng *rng) *wire.TracedProbe {
 	if cur == target {
 		f.link(x.HostDown[q.dst], t, rng, &fwd)
 		reached := ideal
-		if !reached && !fwd.dead && rng.float() < fwd.keep {
-			// The destination answers over the reverse path of the same
-			// 5-tuple, as the probe's own answer does.
-			revFlow := mix(uint64(q.dst)*0x100000001b3 + uint64(q.src) ^ uint64(tp.DstPort)<<40 ^ uint64(q.sport)<<20 ^ uint64(q.proto) ^ 0x77)
-			back := f.walk(q.dst, q.src, revFlow, t, rng)
+		// The destination answers over the reverse path of the same
+		// 5-tuple, as the probe's own answer does; a prober's UDP socket
+		// answers no trace (its kernel's TCP refuses one with a reset).
+		answers := !q.reverse || q.proto == wire.Protocol_PROTOCOL_TCP
+		if !reached && answers && !fwd.dead && rng.float() < fwd.keep {
+			back := f.walk(q.dst, q.src, q.back, t, rng)
 			reached = !back.dead && rng.float() < back.keep
 		}
 		hop(q.dst, reached)

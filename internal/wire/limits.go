@@ -184,6 +184,11 @@ func DecodePathReport(data []byte) (*PathReport, error) {
 				return nil, fmt.Errorf("wire: path report of %q probe %d: hop name of %d bytes: %w", r.Agent, i, len(h), ErrInvalidField)
 			}
 		}
+		if p.Reverse && (!p.Lost || p.DstPort == 0 || p.DstPort > 65535) {
+			// A reverse trace is asked for a lost probe only, and joins it
+			// by the prober's port.
+			return nil, fmt.Errorf("wire: path report of %q probe %d: reverse trace of a probe not lost or without its port: %w", r.Agent, i, ErrInvalidField)
+		}
 	}
 	return r, nil
 }

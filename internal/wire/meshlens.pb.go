@@ -658,7 +658,16 @@ type TracedProbe struct {
 	// When the trace ran (after the probe: a flapping link may be back).
 	TracedUnixNano int64 `protobuf:"varint,10,opt,name=traced_unix_nano,json=tracedUnixNano,proto3" json:"traced_unix_nano,omitempty"`
 	// The destination answered the trace: the path is complete.
-	Reached       bool `protobuf:"varint,11,opt,name=reached,proto3" json:"reached,omitempty"`
+	Reached bool `protobuf:"varint,11,opt,name=reached,proto3" json:"reached,omitempty"`
+	// A reverse trace: the path of the probe's reply, traced by the probed
+	// agent on the prober's request (its responder got a trace-back request,
+	// see internal/probe/packet.go). The reporting agent is then the probed
+	// one and dst the prober's address; src_port and dst_port are the
+	// reply's (the responder's port, the prober's port); protocol,
+	// start_unix_nano and lost (true) are the traced probe's, as the prober
+	// reported them, so that the two traces join. Hops are the reply's
+	// way, from the reporting agent.
+	Reverse       bool `protobuf:"varint,12,opt,name=reverse,proto3" json:"reverse,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -766,6 +775,13 @@ func (x *TracedProbe) GetTracedUnixNano() int64 {
 func (x *TracedProbe) GetReached() bool {
 	if x != nil {
 		return x.Reached
+	}
+	return false
+}
+
+func (x *TracedProbe) GetReverse() bool {
+	if x != nil {
+		return x.Reverse
 	}
 	return false
 }
@@ -1385,7 +1401,7 @@ const file_internal_wire_meshlens_proto_rawDesc = "" +
 	"\x10pinglist_version\x18\x06 \x01(\x04R\x0fpinglistVersion\x12F\n" +
 	"\x0escheduling_lag\x18\a \x01(\v2\x1f.meshlens.wire.v1.SchedulingLagR\rschedulingLag\x127\n" +
 	"\aresults\x18\b \x03(\v2\x1d.meshlens.wire.v1.ProbeResultR\aresults\x129\n" +
-	"\x19complete_before_unix_nano\x18\t \x01(\x03R\x16completeBeforeUnixNano\"\xdb\x02\n" +
+	"\x19complete_before_unix_nano\x18\t \x01(\x03R\x16completeBeforeUnixNano\"\xf5\x02\n" +
 	"\vTracedProbe\x12\x10\n" +
 	"\x03dst\x18\x01 \x01(\tR\x03dst\x126\n" +
 	"\bprotocol\x18\x02 \x01(\x0e2\x1a.meshlens.wire.v1.ProtocolR\bprotocol\x12&\n" +
@@ -1398,7 +1414,8 @@ const file_internal_wire_meshlens_proto_rawDesc = "" +
 	"\x04hops\x18\t \x03(\tR\x04hops\x12(\n" +
 	"\x10traced_unix_nano\x18\n" +
 	" \x01(\x03R\x0etracedUnixNano\x12\x18\n" +
-	"\areached\x18\v \x01(\bR\areached\"Y\n" +
+	"\areached\x18\v \x01(\bR\areached\x12\x18\n" +
+	"\areverse\x18\f \x01(\bR\areverse\"Y\n" +
 	"\n" +
 	"PathReport\x12\x14\n" +
 	"\x05agent\x18\x01 \x01(\tR\x05agent\x125\n" +

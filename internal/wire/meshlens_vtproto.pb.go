@@ -385,6 +385,16 @@ func (m *TracedProbe) MarshalToSizedBufferVT(dAtA []byte) (int, error) {
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.Reverse {
+		i--
+		if m.Reverse {
+			dAtA[i] = 1
+		} else {
+			dAtA[i] = 0
+		}
+		i--
+		dAtA[i] = 0x60
+	}
 	if m.Reached {
 		i--
 		if m.Reached {
@@ -1204,6 +1214,9 @@ func (m *TracedProbe) SizeVT() (n int) {
 		n += 1 + protohelpers.SizeOfVarint(uint64(m.TracedUnixNano))
 	}
 	if m.Reached {
+		n += 2
+	}
+	if m.Reverse {
 		n += 2
 	}
 	n += len(m.unknownFields)
@@ -2659,6 +2672,26 @@ func (m *TracedProbe) UnmarshalVT(dAtA []byte) error {
 				}
 			}
 			m.Reached = bool(v != 0)
+		case 12:
+			if wireType != 0 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Reverse", wireType)
+			}
+			var v int
+			for shift := uint(0); ; shift += 7 {
+				if shift >= 64 {
+					return protohelpers.ErrIntOverflow
+				}
+				if iNdEx >= l {
+					return io.ErrUnexpectedEOF
+				}
+				b := dAtA[iNdEx]
+				iNdEx++
+				v |= int(b&0x7F) << shift
+				if b < 0x80 {
+					break
+				}
+			}
+			m.Reverse = bool(v != 0)
 		default:
 			iNdEx = preIndex
 			skippy, err := protohelpers.Skip(dAtA[iNdEx:])

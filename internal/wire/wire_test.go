@@ -110,6 +110,17 @@ func TestPathReport(t *testing.T) {
 	if _, err := DecodePathReport(data); !errors.Is(err, ErrInvalidField) {
 		t.Fatalf("path without hops accepted: %v", err)
 	}
+	// A reverse trace is of a lost probe, and names the prober's port.
+	for name, p := range map[string]*TracedProbe{
+		"good":     {Dst: "198.18.1.1", Reverse: true, Lost: true, SrcPort: 7777, DstPort: 40000, Hops: []string{"*"}},
+		"not lost": {Dst: "198.18.1.1", Reverse: true, SrcPort: 7777, DstPort: 40000, Hops: []string{"*"}},
+		"no port":  {Dst: "198.18.1.1", Reverse: true, Lost: true, SrcPort: 7777, Hops: []string{"*"}},
+	} {
+		data, _ = proto.Marshal(&PathReport{Agent: "h2", Probes: []*TracedProbe{p}})
+		if _, err := DecodePathReport(data); (err == nil) != (name == "good") {
+			t.Errorf("reverse trace, %s: %v", name, err)
+		}
+	}
 }
 
 // FuzzDecode holds the generated decoder to protobuf-go's. Whatever

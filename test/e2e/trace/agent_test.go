@@ -61,38 +61,8 @@ func TestAgentTracesLostProbes(t *testing.T) {
 	dir := t.TempDir()
 	e.filter(t, "r2", "mlta", "forward", "ip", "daddr", h2.String(), "udp", "dport", strconv.Itoa(responderPort), "drop")
 
-	e2eutil.Start(t, "nats-server", nil, "ip", "netns", "exec", e.ns["h1"], "nats-server", "-js", "-a", "127.0.0.1", "-p", "4222",
-		"-sd", filepath.Join(dir, "nats"))
-	var nc *nats.Conn
-	testkit.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
-		var err error
-		// Dialled on a thread inside h1: the connection lives there.
-		e.in(t, "h1", func() error {
-			nc, err = nats.Connect("nats://127.0.0.1:4222", nats.MaxReconnects(0))
-			return nil
-		})
-		return err
-	})
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, pls := e.bus(t, dir, "127.0.0.1")
 	ctx := context.Background()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: bus.ResultsStream, Subjects: []string{bus.ResultsSubjectPrefix + ".>"}}); err != nil {
-		t.Fatal(err)
-	}
-	pls, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.PinglistBucket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fleet, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.FleetBucket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fleet.Put(ctx, bus.ResponderKeyKey, key); err != nil {
-		t.Fatal(err)
-	}
 	pl, err := pinglist.Encode(&pinglist.Pinglist{Host: "h1", Addr: h1.String(), Version: 1, Generated: time.Now(),
 		Interval: pinglist.Duration(time.Second), Timeout: pinglist.Duration(500 * time.Millisecond), Protocols: []string{"tcp", "udp"},
 		ResponderPort: responderPort, Peers: []pinglist.Peer{{Host: "h2", Addr: h2.String()}}})
@@ -160,18 +130,7 @@ func TestAgentTracesLostProbes(t *testing.T) {
 	}
 
 	// The counters, from the agent's /metrics.
-	var metrics string
-	e.in(t, "h1", func() error {
-		conn, err := net.Dial("tcp", "127.0.0.1:9464")
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		fmt.Fprint(conn, "GET /metrics HTTP/1.0\r\nHost: h1\r\n\r\n")
-		b, err := io.ReadAll(conn)
-		metrics = string(b)
-		return err
-	})
+	metrics := e.metrics(t, "h1", "127.0.0.1:9464")
 	for _, re := range []string{
 		`meshlens_agent_traces_started_total\{trigger="lost"\} [1-9]`,
 		`meshlens_agent_traces_started_total\{trigger="on_demand"\} 2`,
@@ -189,6 +148,164 @@ func TestAgentTracesLostProbes(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("metrics:\n%s", metrics)
+	}
+}
+
+// bus runs a nats-server in h1 (listening on addr, port 4222) and sets
+// up what agents read: the results stream, the pinglist bucket and the
+// fleet key. It returns a connection dialled from h1 and the pinglists.
+func (c *chain) bus(t *testing.T, dir, addr string) (*nats.Conn, jetstream.KeyValue) {
+	t.Helper()
+	e2eutil.Start(t, "nats-server", nil, "ip", "netns", "exec", c.ns["h1"], "nats-server", "-js", "-a", addr, "-p", "4222",
+		"-sd", filepath.Join(dir, "nats"))
+	var nc *nats.Conn
+	testkit.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		var err error
+		// Dialled on a thread inside h1: the connection lives there.
+		c.in(t, "h1", func() error {
+			nc, err = nats.Connect("nats://"+addr+":4222", nats.MaxReconnects(0))
+			return nil
+		})
+		return err
+	})
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: bus.ResultsStream, Subjects: []string{bus.ResultsSubjectPrefix + ".>"}}); err != nil {
+		t.Fatal(err)
+	}
+	pls, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.PinglistBucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.FleetBucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fleet.Put(ctx, bus.ResponderKeyKey, key); err != nil {
+		t.Fatal(err)
+	}
+	return nc, pls
+}
+
+// metrics reads an agent's /metrics from inside role's namespace.
+func (c *chain) metrics(t *testing.T, role, addr string) string {
+	t.Helper()
+	var out string
+	c.in(t, role, func() error {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n", role)
+		b, err := io.ReadAll(conn)
+		out = string(b)
+		return err
+	})
+	return out
+}
+
+// TestAgentTracesRepliesBack runs real agents in h1 and h2, h1 probing h2
+// over UDP while r2 drops h2's replies (UDP from its responder port): h1's
+// probes are lost on the way back, where h1's own traces cannot look. h1
+// asks h2 to trace the replies back (a trace-back request to h2's
+// responder), and h2's agent publishes reverse traces: from h2 to h1's
+// probe port, silent after r2, naming the lost probe by its port and
+// start, as h1 reported them.
+func TestAgentTracesRepliesBack(t *testing.T) {
+	e2eutil.Require(t, "nats-server")
+	bin := e2eutil.Binary(t)
+	c := newChain(t)
+	dir := t.TempDir()
+	c.filter(t, "r2", "mltb", "forward", "ip", "saddr", h2.String(), "udp", "sport", strconv.Itoa(responderPort), "drop")
+	nc, pls := c.bus(t, dir, h1.String())
+	ctx := context.Background()
+	for _, pl := range []*pinglist.Pinglist{
+		{Host: "h1", Addr: h1.String(), Protocols: []string{"udp"}, Peers: []pinglist.Peer{{Host: "h2", Addr: h2.String()}}},
+		{Host: "h2", Addr: h2.String(), Protocols: []string{"tcp"}, Peers: []pinglist.Peer{{Host: "h1", Addr: h1.String()}}},
+	} {
+		pl.Version, pl.Generated, pl.ResponderPort = 1, time.Now(), responderPort
+		pl.Interval, pl.Timeout = pinglist.Duration(time.Second), pinglist.Duration(500*time.Millisecond)
+		b, err := pinglist.Encode(pl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pls.Put(ctx, pl.Host, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lost, err := nc.SubscribeSync(bus.PathsSubject("h1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := nc.SubscribeSync(bus.PathsSubject("h2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"h1", "h2"} {
+		// The chain has no management network: the bus is on h1's
+		// address, plaintext inside the test's namespaces.
+		e2eutil.Start(t, "agent "+h, nil, "ip", "netns", "exec", c.ns[h], bin, "agent", "--host", h,
+			"--nats-url", "nats://"+h1.String()+":4222", "--insecure-plaintext", "--spool-dir", filepath.Join(dir, "spool-"+h),
+			"--metrics-addr", "127.0.0.1:9464", "--trace-max-ttl", "6", "--trace-flush", "500ms", "--log-level", "debug")
+	}
+
+	// h1's lost probes, by the key a reverse trace names them with.
+	type probeKey struct {
+		port  uint32
+		start int64
+	}
+	probes := map[probeKey]bool{}
+	var seen []string
+	testkit.CheckFor(t, time.Minute, 10*time.Millisecond, func() error {
+		for {
+			m, err := lost.NextMsg(10 * time.Millisecond)
+			if err != nil {
+				break
+			}
+			rep, err := wire.DecodePathReport(m.Data)
+			if err != nil {
+				t.Fatalf("h1 published an invalid path report: %v", err)
+			}
+			for _, p := range rep.Probes {
+				if p.Lost && !p.Reverse {
+					probes[probeKey{p.SrcPort, p.StartUnixNano}] = true
+				}
+			}
+		}
+		m, err := back.NextMsg(time.Second)
+		if err != nil {
+			return fmt.Errorf("no reverse trace from h2 yet (%v; seen %q)", err, seen)
+		}
+		rep, err := wire.DecodePathReport(m.Data)
+		if err != nil {
+			t.Fatalf("h2 published an invalid path report: %v", err)
+		}
+		want := hops(netip.MustParseAddr("198.18.3.1"), netip.Addr{})
+		for _, p := range rep.Probes {
+			got := strings.Join(p.Hops, " ")
+			seen = append(seen, fmt.Sprintf("%s %v reverse=%v lost=%v %d->%d %s reached=%v", p.Dst, p.Protocol, p.Reverse, p.Lost, p.SrcPort, p.DstPort, got, p.Reached))
+			if p.Reverse && p.Lost && p.Dst == h1.String() && p.Protocol == wire.Protocol_PROTOCOL_UDP && p.SrcPort == responderPort &&
+				got == want && !p.Reached && probes[probeKey{p.DstPort, p.StartUnixNano}] {
+				return nil
+			}
+		}
+		return fmt.Errorf("not yet: %q (h1's lost probes: %d)", seen, len(probes))
+	})
+	for role, res := range map[string][]string{
+		"h1": {`meshlens_agent_trace_backs_requested_total [1-9]`, `meshlens_agent_trace_back_errors_total 0`},
+		"h2": {`meshlens_responder_trace_backs_total [1-9]`, `meshlens_agent_traces_started_total\{trigger="reverse"\} [1-9]`},
+	} {
+		m := c.metrics(t, role, "127.0.0.1:9464")
+		for _, re := range res {
+			if !regexp.MustCompile(re).MatchString(m) {
+				t.Errorf("%s's metrics: nothing matches %s", role, re)
+			}
+		}
 	}
 }
 
