@@ -170,6 +170,12 @@ func TestImportErrors(t *testing.T) {
 		{FromPyrra, "apiVersion: pyrra.dev/v1alpha1\nkind: ServiceLevelObjective\nmetadata: {name: a}\nspec:\n  target: 99\n  window: 4w\n  indicator: {ratio: {errors: [x], total: {metric: y}}}\n",
 			[]string{"f.yaml:7: want a mapping (metric) here, not a list"}},
 		{"nobl9", "x: 1\n", []string{`format "nobl9": want sloth or pyrra`}},
+		// Metadata's other keys are taken by an inlined map: not listed.
+		{FromSloth, "apiVersion: sloth.slok.dev/v1\nkind: PrometheusServiceLevel\nmetadata: 0\n",
+			[]string{`f.yaml:3: want a mapping (annotations, labels, name, namespace) here, not the number "0"`}},
+		// At a 1% objective no tier of the Workbook can ever fire.
+		{FromSloth, "version: prometheus/v1\nservice: api\nslos:\n  - name: x\n    objective: 1\n    sli: {events: {error_query: 'sum(rate(e[{{.window}}]))', total_query: 'sum(rate(t[{{.window}}]))'}}\n    alerting: {name: X}\n",
+			[]string{"f.yaml:7: slos[0].alerting: not kept: Sloth's 14.4x page tier can never fire on a 1% objective", "f.yaml:7: slos[0].alerting: not kept: Sloth's 3x ticket tier can never fire on a 1% objective"}},
 		{FromSloth, "version: prometheus/v1\nservice: api\nslos:\n  - name: x\n    objective: 99\n    sli: {events: {error_query: 'sum(rate(e[{{.window}}]))', total_query: 'sum(rate(t[{{.window}}]))'}}\n    alerting:\n      name: X\n      annotations: {runbook-url: 'https://rb'}\n      page_alert: {labels: {alertname: Y}}\n",
 			[]string{`f.yaml:9: slos[0].alerting.annotations.runbook-url: not kept: "runbook-url" is not an annotation name Prometheus accepts`,
 				`f.yaml:10: slos[0].alerting.page_alert.labels.alertname: not kept: an alert's name is its alerting name (Sloth's alerting.name, Pyrra's spec.alerting.name)`}},

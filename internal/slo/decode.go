@@ -117,7 +117,10 @@ func fieldNames(t reflect.Type) []string {
 		name, opts, _ := strings.Cut(tag, ",")
 		switch {
 		case strings.Contains(opts, "inline"):
-			out = append(out, fieldNames(f.Type)...)
+			// An inlined map takes every other key: it names none.
+			if ft := f.Type; ft.Kind() == reflect.Struct || ft.Kind() == reflect.Pointer && ft.Elem().Kind() == reflect.Struct {
+				out = append(out, fieldNames(ft)...)
+			}
 		case name == "-" || !f.IsExported():
 		case name != "":
 			out = append(out, name)

@@ -740,7 +740,7 @@ func (y *alertingYAML) apply(s *SLO, p *yamlfile.Problems, base []any) {
 			p.Addf(at(tb, "burn_rate"), "%v: must be positive", ty.BurnRate)
 		} else if ty.BurnRate < 1 {
 			p.Addf(at(tb, "burn_rate"), "%v: below 1 the tier fires while the budget would outlast the window; want 1 or more", ty.BurnRate)
-		} else if s.Target > 0 && ty.BurnRate*(1-s.Target) > 1 {
+		} else if s.Target > 0 && !canFire(ty.BurnRate, s.Target) {
 			p.Addf(at(tb, "burn_rate"), "%v: can never fire: an error rate above 100%% would be needed", ty.BurnRate)
 		}
 		var err error

@@ -509,6 +509,10 @@ func (s *slothSLO) convert(spec slothService, common map[string]string, doc *yam
 		if r.disable {
 			continue
 		}
+		if !canFire(t.Factor, float64(s.Objective)/100) {
+			w.Addf(ab, "not kept: Sloth's %vx %s tier can never fire on a %v%% objective (an error rate above 100%% would be needed)", t.Factor, t.Severity, s.Objective)
+			continue
+		}
 		t.Severity = r.severity
 		o.Spec.Alerting.Tiers = append(o.Spec.Alerting.Tiers, tierOut(t, alert, r.labels, r.ann))
 	}
@@ -762,7 +766,7 @@ func importPyrra(file string, data []byte) ([]openSLOOut, []string, int, error) 
 				w.Addf(tb, "not kept: Pyrra's %s tier over %s/%s is too short for a %s window to alert on", t.Severity, promDuration(t.Long), promDuration(t.Short), promDuration(window))
 				continue
 			}
-			if t.Factor*(1-target/100) > 1 {
+			if !canFire(t.Factor, target/100) {
 				w.Addf(tb, "not kept: Pyrra's %vx tier can never fire on a %v%% target (an error rate above 100%% would be needed)", t.Factor, target)
 				continue
 			}

@@ -119,6 +119,10 @@ type Scope struct {
 	Target string `yaml:"target" json:"target,omitempty"`
 }
 
+// canFire reports whether a burn rate can ever be reached on a target (a
+// fraction): it cannot when the error rate it needs is above 100%.
+func canFire(burnRate, target float64) bool { return burnRate*(1-target) <= 1 }
+
 // Tier is one multiwindow burn-rate alert condition.
 type Tier struct {
 	Name string

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp/syntax"
 	"slices"
 	"strconv"
 	"strings"
@@ -528,8 +529,21 @@ func selector(matchers []*labels.Matcher) string {
 // (Prometheus 3) lets "." in a regexp match a newline; Prometheus 2 and
 // VictoriaMetrics do not unless the regexp says so.
 func remoteMatcherValue(m *labels.Matcher) string {
-	if (m.Type == labels.MatchRegexp || m.Type == labels.MatchNotRegexp) && strings.Contains(m.Value, ".") {
-		return "(?s:" + m.Value + ")"
+	if m.Type != labels.MatchRegexp && m.Type != labels.MatchNotRegexp {
+		return m.Value
+	}
+	v := m.Value
+	if strings.Contains(v, ".") {
+		v = "(?s:" + v + ")"
+	}
+	if _, err := syntax.Parse("^(?:"+v+")$", syntax.Perl); err == nil {
+		return v
+	}
+	// A \Q without its \E quotes everything after it, the anchors a TSDB
+	// wraps the regexp in too: send the regexp in its canonical form, where
+	// "." is written (?s:.).
+	if re, err := syntax.Parse(m.Value, syntax.Perl|syntax.DotNL); err == nil {
+		return re.String()
 	}
 	return m.Value
 }

@@ -8,11 +8,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -595,6 +597,20 @@ func FuzzSelector(f *testing.F) {
 		}
 		if len(got) != 2 || got[1].Type != mt || got[1].Value != remoteMatcherValue(m) || got[1].Name != "l" {
 			t.Fatalf("%q %s: parsed back as %v", v, mt, got)
+		}
+		if mt != labels.MatchRegexp || !utf8.ValidString(v) {
+			return // a TSDB refuses a regexp of invalid UTF-8 with an error
+		}
+		// A TSDB without Prometheus 3's "." reads the value as Go's
+		// regexp, anchored: it must match what the matcher matches.
+		re, err := regexp.Compile("^(?:" + got[1].Value + ")$")
+		if err != nil {
+			t.Fatalf("%q sent as %q: %v", v, got[1].Value, err)
+		}
+		for _, s := range []string{v, "", "\n", "a\nb", ".0", strings.ReplaceAll(v, ".", "\n")} {
+			if re.MatchString(s) != m.Matches(s) {
+				t.Fatalf("%q sent as %q: matches %q %v, the matcher %v", v, got[1].Value, s, re.MatchString(s), m.Matches(s))
+			}
 		}
 	})
 }
