@@ -198,6 +198,20 @@ type paths struct {
 // in and out of held.
 func (p *paths) holdLocked(start int64) { p.held[start]++ }
 
+// skipLocked is why a trace cannot run now, "" when it can; when it can,
+// it has taken its place in the budget.
+func (p *paths) skipLocked(now time.Time) string {
+	switch {
+	case p.noPriv:
+		return skipNoPrivilege
+	case !p.budget.Allow(now):
+		return skipBudget
+	case p.tracer == nil:
+		return skipNoTracer
+	}
+	return ""
+}
+
 func (p *paths) releaseLocked(start int64) {
 	if p.held[start]--; p.held[start] <= 0 {
 		delete(p.held, start)
@@ -275,15 +289,7 @@ func (a *Agent) observe(r *wire.ProbeResult) {
 		p.mu.Unlock()
 		return
 	}
-	skip := ""
-	switch {
-	case p.noPriv:
-		skip = skipNoPrivilege
-	case !p.budget.Allow(now):
-		skip = skipBudget
-	case p.tracer == nil:
-		skip = skipNoTracer
-	}
+	skip := p.skipLocked(now)
 	p.mu.Unlock()
 	if skip != "" {
 		p.m.skipped.WithLabelValues(skip).Inc()
@@ -318,15 +324,7 @@ func (a *Agent) onTraceBack(from, local netip.Addr, port uint16, tb probe.TraceB
 	p := &a.paths
 	now := a.cfg.Clock.Now()
 	p.mu.Lock()
-	skip := ""
-	switch {
-	case p.noPriv:
-		skip = skipNoPrivilege
-	case !p.budget.Allow(now):
-		skip = skipBudget
-	case p.tracer == nil:
-		skip = skipNoTracer
-	}
+	skip := p.skipLocked(now)
 	p.mu.Unlock()
 	if skip != "" {
 		p.m.reverseSkipped.WithLabelValues(skip).Inc()

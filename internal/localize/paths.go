@@ -322,27 +322,5 @@ func (pm *pathModel) spread(n, dst int32, out []wlink) []wlink {
 // reverse appends the link directions the probe's answer may have taken
 // from t.Dst back to t.Src, spread as per-hop ECMP hashing spreads it.
 func (pm *pathModel) reverse(t *Trace, out []wlink) []wlink {
-	x := pm.x
-	out = append(out, wlink{x.HostUp[t.Dst], 1})
-	src, dst := x.HostToR[t.Src], x.HostToR[t.Dst]
-	slot := x.ToRSlot[src]
-	pm.level = append(pm.level[:0], nodeP{dst, 1})
-	for steps := 0; len(pm.level) > 0 && steps <= x.MaxHops(); steps++ {
-		pm.nextLevel = pm.nextLevel[:0]
-		for _, a := range pm.level {
-			if a.n == src {
-				continue
-			}
-			next := pm.routes.Next(a.n, slot)
-			for _, h := range next {
-				w := a.p / float64(len(next))
-				if w >= minSpread {
-					out = append(out, wlink{h.Link, w})
-				}
-				pm.nextLevel = addP(pm.nextLevel, h.Node, w)
-			}
-		}
-		pm.level, pm.nextLevel = pm.nextLevel, pm.level
-	}
-	return append(out, wlink{x.HostDown[t.Src], 1})
+	return pm.spread(t.Dst, t.Src, out)
 }

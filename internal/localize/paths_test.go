@@ -5,9 +5,10 @@ import (
 	"testing"
 )
 
-// TestPathModel: what a partial trace says about the links its probe
-// crossed, on the 2-pod fixture (2 leaves per pod, 2 spines).
-func TestPathModel(t *testing.T) {
+// pathFixture is the 2-pod fixture's path model, with its nodes and link
+// directions looked up by name.
+func pathFixture(t *testing.T) (*Index, *pathModel, func(string) int32, func(a, b string) int32) {
+	t.Helper()
 	f := newFixture(t, spec)
 	x := f.x
 	pm := newPathModel(x, x.Routes(nil, nil))
@@ -25,6 +26,13 @@ func TestPathModel(t *testing.T) {
 		}
 		return l
 	}
+	return x, pm, id, link
+}
+
+// TestPathModel: what a partial trace says about the links its probe
+// crossed, on the 2-pod fixture (2 leaves per pod, 2 spines).
+func TestPathModel(t *testing.T) {
+	x, pm, id, link := pathFixture(t)
 	src, dst := host(1, 1, 1), host(2, 1, 2)
 	tor1, tor2 := "dc1-pod1-rack1-tor", "dc1-pod2-rack1-tor"
 	hops := func(names ...string) []int32 {

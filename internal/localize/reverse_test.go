@@ -12,23 +12,7 @@ import (
 // 2-pod fixture. The trace ran after the reply, so staleReply of the
 // weight stays spread as hashing spreads it.
 func TestReplyPath(t *testing.T) {
-	f := newFixture(t, spec)
-	x := f.x
-	pm := newPathModel(x, x.Routes(nil, nil))
-	id := func(n string) int32 {
-		v, ok := x.Node(n)
-		if !ok {
-			t.Fatalf("no node %s", n)
-		}
-		return v
-	}
-	link := func(a, b string) int32 {
-		l, ok := x.Link(id(a), id(b))
-		if !ok {
-			t.Fatalf("no link %s->%s", a, b)
-		}
-		return l
-	}
+	_, pm, id, link := pathFixture(t)
 	// The probe went from prober to probed; its reply, traced here, back.
 	probed, prober := host(2, 1, 2), host(1, 1, 1)
 	tor2, tor1 := "dc1-pod2-rack1-tor", "dc1-pod1-rack1-tor"
